@@ -1,0 +1,11 @@
+//! mote-core: the part of mote that runs on the microcontroller.
+//!
+//! `#![no_std]` and free of `alloc`: every buffer is owned by the caller, and every problem with
+//! the input comes back as an [`Error`] rather than a panic.
+#![cfg_attr(not(test), no_std)]
+#![deny(missing_docs)]
+
+mod error;
+pub mod quant;
+
+pub use error::Error;

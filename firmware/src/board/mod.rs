@@ -1,0 +1,11 @@
+//! The board the firmware runs on, chosen by cargo feature.
+
+#[cfg(feature = "nrf52840")]
+mod nrf52840;
+#[cfg(feature = "qemu")]
+mod qemu;
+
+#[cfg(feature = "nrf52840")]
+pub use nrf52840::{exit, init, NAME};
+#[cfg(feature = "qemu")]
+pub use qemu::{exit, init, NAME};

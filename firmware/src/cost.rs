@@ -1,0 +1,69 @@
+//! Counting what a region of code costs, in the unit the board can honestly measure.
+//!
+//! QEMU does not model cycles; with `-icount shift=0` its SysTick advances one tick per 40
+//! executed instructions on mps2-an386, so there the unit is instructions (40-instruction
+//! resolution). On a real Cortex-M4 the DWT cycle counter gives cycles.
+
+/// What a [`Cost`] counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    /// Executed instructions (QEMU's SysTick under `-icount shift=0`).
+    #[cfg_attr(not(feature = "qemu"), allow(dead_code))]
+    Instructions,
+    /// Core clock cycles (DWT CYCCNT on hardware).
+    #[cfg_attr(not(feature = "nrf52840"), allow(dead_code))]
+    Cycles,
+}
+
+impl Unit {
+    /// The unit's name for logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Unit::Instructions => "instructions",
+            Unit::Cycles => "cycles",
+        }
+    }
+
+    /// How the count was obtained, for logs.
+    pub fn method(self) -> &'static str {
+        match self {
+            Unit::Instructions => "SysTick x 40 under qemu -icount shift=0",
+            Unit::Cycles => "DWT CYCCNT",
+        }
+    }
+}
+
+/// The cost of a measured region.
+#[derive(Clone, Copy, Debug)]
+pub struct Cost {
+    /// How many units the region took.
+    pub count: u64,
+    /// What `count` counts.
+    pub unit: Unit,
+}
+
+/// A running counter: the board's clock source turned into `unit`s.
+#[derive(Clone, Copy, Debug)]
+pub struct Meter {
+    pub(crate) read: fn() -> u64,
+    /// Counters narrower than 64 bits wrap; differences are taken modulo `mask + 1`.
+    pub(crate) mask: u64,
+    pub(crate) unit: Unit,
+}
+
+impl Meter {
+    /// The current count; only differences between two readings mean anything.
+    #[inline(always)]
+    pub fn now(&self) -> u64 {
+        (self.read)()
+    }
+
+    /// The cost since `start`, a value returned by [`Meter::now`].
+    #[inline(always)]
+    pub fn since(&self, start: u64) -> Cost {
+        Cost {
+            count: self.now().wrapping_sub(start) & self.mask,
+            unit: self.unit,
+        }
+    }
+}

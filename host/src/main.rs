@@ -1,0 +1,91 @@
+//! `mote`: train, quantize, export, import, run and benchmark models for microcontrollers.
+
+use anyhow::{bail, Result};
+use clap::{Parser, Subcommand};
+use mote_host::firmware::Board;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "mote",
+    version,
+    about = "Neural networks for microcontrollers: train, quantize, run, fine-tune"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Commands,
+}
+
+#[derive(Subcommand, Debug)]
+enum Commands {
+    /// Run a firmware ELF on a board (QEMU's emulated Cortex-M4 by default) and show its log.
+    ///
+    /// Also works as cargo's runner: `cargo run -p mote-firmware --target thumbv7em-none-eabihf`.
+    Run {
+        /// The firmware ELF to run.
+        elf: PathBuf,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value_t = Board::Qemu)]
+        board: Board,
+        /// Shorthand for `--board qemu`.
+        #[arg(long, conflicts_with = "board")]
+        qemu: bool,
+        /// Give up on a QEMU run after this many seconds.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+    },
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Commands::Run {
+            elf,
+            board,
+            qemu,
+            timeout,
+        } => {
+            let board = if qemu { Board::Qemu } else { board };
+            match board {
+                Board::Qemu => {
+                    let run =
+                        mote_host::qemu::run_elf(&elf, Duration::from_secs(timeout), |line| {
+                            println!("{line}")
+                        })?;
+                    if run.success() {
+                        Ok(ExitCode::SUCCESS)
+                    } else {
+                        eprintln!("firmware exited with status {}", run.exit_code);
+                        Ok(ExitCode::from(1))
+                    }
+                }
+                Board::Nrf52840 => {
+                    let status = std::process::Command::new("probe-rs")
+                        .args(["run", "--chip", "nRF52840_xxAA"])
+                        .arg(&elf)
+                        .status();
+                    match status {
+                        Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+                        Ok(_) => Ok(ExitCode::from(1)),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                            "probe-rs not found: install it with `cargo install probe-rs-tools --locked` \
+                             (needs libudev-dev and pkg-config)"
+                        ),
+                        Err(e) => bail!("starting probe-rs: {e}"),
+                    }
+                }
+            }
+        }
+    }
+}
