@@ -12,6 +12,23 @@ pub enum Error {
         /// The length it was given.
         actual: usize,
     },
+    /// A shape's element count does not fit in `usize`.
+    ShapeOverflow,
+    /// Two tensors' shapes are inconsistent for an operator.
+    ShapeMismatch {
+        /// Which relation failed, e.g. `"conv2d output height"`.
+        what: &'static str,
+        /// The size the operator derived.
+        expected: usize,
+        /// The size it was given.
+        actual: usize,
+    },
+    /// An operator parameter is out of its valid range (a zero stride, a depth multiplier
+    /// that does not divide the channels, ...).
+    InvalidParameter {
+        /// Which parameter.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -23,6 +40,13 @@ impl fmt::Display for Error {
                     "buffer length mismatch: expected {expected}, got {actual}"
                 )
             }
+            Error::ShapeOverflow => f.write_str("tensor shape overflows the address space"),
+            Error::ShapeMismatch {
+                what,
+                expected,
+                actual,
+            } => write!(f, "{what}: expected {expected}, got {actual}"),
+            Error::InvalidParameter { what } => write!(f, "invalid parameter: {what}"),
         }
     }
 }

@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 
 mod error;
+pub mod ops;
 pub mod quant;
 
 pub use error::Error;

@@ -1,0 +1,1 @@
+//! add operator (being written).

@@ -1,0 +1,196 @@
+//! Operators: one file each, an int8 kernel (bit-exact with TFLite-Micro's reference kernels)
+//! and an f32 kernel (the reference for training and for devices with an FPU).
+//!
+//! Kernels check that every buffer has the length its shape implies and return an [`Error`]
+//! otherwise; they never index out of bounds. Layout is NHWC throughout.
+
+pub mod add;
+pub mod conv2d;
+pub mod depthwise_conv2d;
+pub mod fully_connected;
+pub mod pooling;
+pub mod quantize;
+pub mod softmax;
+
+use crate::quant::QuantizedMultiplier;
+use crate::Error;
+
+/// A tensor shape in NHWC order. Lower-rank tensors put their dimensions last
+/// (a `[batch, features]` tensor is `n = batch, h = 1, w = 1, c = features`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Shape4 {
+    /// Batch.
+    pub n: usize,
+    /// Height.
+    pub h: usize,
+    /// Width.
+    pub w: usize,
+    /// Channels.
+    pub c: usize,
+}
+
+impl Shape4 {
+    /// A shape from its four dimensions.
+    pub const fn new(n: usize, h: usize, w: usize, c: usize) -> Self {
+        Self { n, h, w, c }
+    }
+
+    /// Number of elements, or `None` if it overflows `usize`.
+    pub fn elements(&self) -> Option<usize> {
+        self.n
+            .checked_mul(self.h)?
+            .checked_mul(self.w)?
+            .checked_mul(self.c)
+    }
+
+    /// Checks that a buffer of `len` elements holds exactly this shape.
+    pub fn check_len(&self, len: usize) -> Result<(), Error> {
+        let expected = self.elements().ok_or(Error::ShapeOverflow)?;
+        if expected == len {
+            Ok(())
+        } else {
+            Err(Error::LengthMismatch {
+                expected,
+                actual: len,
+            })
+        }
+    }
+}
+
+/// A read-only tensor: its elements and its shape.
+#[derive(Debug, Clone, Copy)]
+pub struct Tensor<'a, T> {
+    /// Elements in NHWC order.
+    pub data: &'a [T],
+    /// Shape of `data`.
+    pub shape: Shape4,
+}
+
+/// A writable tensor: its elements and its shape.
+#[derive(Debug)]
+pub struct TensorMut<'a, T> {
+    /// Elements in NHWC order.
+    pub data: &'a mut [T],
+    /// Shape of `data`.
+    pub shape: Shape4,
+}
+
+/// Where a sliding window (convolution or pooling) samples its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Window {
+    /// Vertical stride.
+    pub stride_h: usize,
+    /// Horizontal stride.
+    pub stride_w: usize,
+    /// Vertical dilation (1 = dense).
+    pub dilation_h: usize,
+    /// Horizontal dilation (1 = dense).
+    pub dilation_w: usize,
+    /// Rows of implicit zero padding above the input (padding below is implied by the shapes).
+    pub pad_top: usize,
+    /// Columns of implicit zero padding left of the input.
+    pub pad_left: usize,
+}
+
+/// TFLite's padding modes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Padding {
+    /// Output size `ceil(in / stride)`; any odd padding goes below/right, as in TFLite.
+    Same,
+    /// No padding: only windows that fit entirely.
+    Valid,
+}
+
+impl Padding {
+    /// Output size and padding before the input along one axis, as TFLite computes them.
+    /// `None` if the window does not fit (VALID) or a parameter is zero.
+    pub fn output_and_pad(
+        self,
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<(usize, usize)> {
+        if input == 0 || kernel == 0 || stride == 0 || dilation == 0 {
+            return None;
+        }
+        let effective = (kernel - 1).checked_mul(dilation)?.checked_add(1)?;
+        let output = match self {
+            Padding::Same => input.div_ceil(stride),
+            Padding::Valid => input.checked_sub(effective)? / stride + 1,
+        };
+        let needed = ((output - 1) * stride + effective).saturating_sub(input);
+        Some((output, needed / 2))
+    }
+}
+
+/// The integer side of an int8 layer: zero points and the fused activation's clamp.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct Int8Stage {
+    /// Added to every input value: minus the input's zero point.
+    pub input_offset: i32,
+    /// Added to every requantized output: the output's zero point.
+    pub output_offset: i32,
+    /// Lowest output value (the fused activation's floor, in the output's quantized units).
+    pub act_min: i8,
+    /// Highest output value.
+    pub act_max: i8,
+}
+
+/// Fused activations.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub enum Activation {
+    /// Identity.
+    None,
+    /// max(x, 0).
+    Relu,
+    /// min(max(x, 0), 6).
+    Relu6,
+}
+
+impl Activation {
+    /// The clamp range in quantized int8 units for an output with this scale and zero point,
+    /// as TFLite's `CalculateActivationRangeQuantized` computes it.
+    pub fn int8_range(self, scale: f32, zero_point: i32) -> (i8, i8) {
+        let quantize = |x: f32| zero_point.saturating_add(round_half_away_f32(x / scale));
+        let (lo, hi) = match self {
+            Activation::None => (i32::from(i8::MIN), i32::from(i8::MAX)),
+            Activation::Relu => (quantize(0.0).max(-128), 127),
+            Activation::Relu6 => (quantize(0.0).max(-128), quantize(6.0).min(127)),
+        };
+        (lo.clamp(-128, 127) as i8, hi.clamp(-128, 127) as i8)
+    }
+
+    /// The clamp range for an f32 output.
+    pub fn f32_range(self) -> (f32, f32) {
+        match self {
+            Activation::None => (f32::NEG_INFINITY, f32::INFINITY),
+            Activation::Relu => (0.0, f32::INFINITY),
+            Activation::Relu6 => (0.0, 6.0),
+        }
+    }
+}
+
+/// `round` as C does it (half away from zero), saturating to i32.
+pub(crate) fn round_half_away_f32(x: f32) -> i32 {
+    if x.is_nan() {
+        return 0;
+    }
+    let t = x as i32; // truncates toward zero, saturates
+    let diff = x - t as f32;
+    if diff >= 0.5 {
+        t.saturating_add(1)
+    } else if diff <= -0.5 {
+        t.saturating_sub(1)
+    } else {
+        t
+    }
+}
+
+/// Requantization constants for an int8 layer: one per output channel, or one for all.
+pub type Requant<'a> = &'a [QuantizedMultiplier];

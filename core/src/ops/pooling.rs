@@ -1,0 +1,1 @@
+//! pooling operator (being written).

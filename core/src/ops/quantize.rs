@@ -1,0 +1,1 @@
+//! quantize operator (being written).

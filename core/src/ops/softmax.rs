@@ -1,0 +1,1 @@
+//! softmax operator (being written).
