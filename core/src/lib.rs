@@ -5,8 +5,15 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
+mod cast;
+pub mod crc32;
 mod error;
+pub mod format;
+mod interpreter;
+pub mod model;
 pub mod ops;
 pub mod quant;
 
 pub use error::Error;
+pub use interpreter::{Interpreter, OpHook};
+pub use model::{Model, TensorInfo};

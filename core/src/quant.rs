@@ -7,6 +7,9 @@
 use crate::Error;
 
 /// A real multiplier in TFLite's fixed-point form: `m = multiplier * 2^(shift - 31)`.
+///
+/// `repr(C)` because arrays of them are read in place from the model blob.
+#[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct QuantizedMultiplier {

@@ -58,6 +58,11 @@ impl Meter {
         (self.read)()
     }
 
+    /// What this meter counts.
+    pub fn unit(&self) -> Unit {
+        self.unit
+    }
+
     /// The cost since `start`, a value returned by [`Meter::now`].
     #[inline(always)]
     pub fn since(&self, start: u64) -> Cost {

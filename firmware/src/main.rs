@@ -1,5 +1,5 @@
-//! mote firmware: runs mote-core on a Cortex-M board (or QEMU's mps2-an386) and reports results
-//! and their cost through defmt.
+//! mote firmware: runs an int8 model with mote-core on a Cortex-M board (or QEMU's
+//! mps2-an386) and reports its outputs and their cost through defmt.
 #![no_std]
 #![no_main]
 
@@ -10,28 +10,39 @@ compile_error!("choose exactly one board feature: `qemu` or `nrf52840`");
 
 mod board;
 mod cost;
+mod model;
 
-use core::hint::black_box;
 use cortex_m_rt::entry;
-use mote_core::quant::dot_i8;
+use mote_core::format::OpCode;
+use mote_core::{Interpreter, Model, OpHook};
 
-/// Length of the demo vectors: long enough that the loop, not the call, dominates the count.
-const DEMO_LEN: usize = 1024;
+/// The arena, in RAM, sized by the build from the model's plan.
+#[repr(C, align(4))]
+struct Arena([u8; model::ARENA_SIZE]);
 
-/// Deterministic int8 test vector `v[i] = (i * step + start) mod 256`, reinterpreted as i8.
-/// The QEMU integration test rebuilds the same vectors on the host.
-const fn demo_vector(step: usize, start: usize) -> [i8; DEMO_LEN] {
-    let mut v = [0i8; DEMO_LEN];
-    let mut i = 0;
-    while i < DEMO_LEN {
-        v[i] = ((i * step + start) % 256) as u8 as i8;
-        i += 1;
-    }
-    v
+/// Most layers a profile keeps; later layers are still run, only not timed separately.
+const MAX_PROFILED: usize = 64;
+
+/// Times every operator of one invoke.
+struct Profiler {
+    meter: cost::Meter,
+    started: u64,
+    spent: [u64; MAX_PROFILED],
+    ops: [Option<OpCode>; MAX_PROFILED],
 }
 
-static DEMO_A: [i8; DEMO_LEN] = demo_vector(7, 3);
-static DEMO_B: [i8; DEMO_LEN] = demo_vector(13, 5);
+impl OpHook for Profiler {
+    fn before(&mut self, _: u16, _: OpCode) {
+        self.started = self.meter.now();
+    }
+    fn after(&mut self, index: u16, op: OpCode) {
+        let spent = self.meter.since(self.started).count;
+        if let Some(slot) = self.spent.get_mut(index as usize) {
+            *slot = spent;
+            self.ops[index as usize] = Some(op);
+        }
+    }
+}
 
 #[entry]
 fn main() -> ! {
@@ -50,27 +61,76 @@ fn main() -> ! {
         _ => {}
     }
 
-    // black_box keeps the compiler from folding the product of two constant vectors.
-    let (a, b) = (black_box(&DEMO_A[..]), black_box(&DEMO_B[..]));
-    let start = meter.now();
-    let result = dot_i8(a, black_box(3), b, black_box(-5));
-    let spent = meter.since(start);
-
-    let ok = match result {
-        Ok(value) => {
-            defmt::println!("dot_i8 n={=usize} result={=i32}", DEMO_LEN, value);
-            true
-        }
+    let ok = match run(meter) {
+        Ok(()) => true,
         Err(e) => {
-            defmt::error!("dot_i8 failed: {}", e);
+            defmt::error!("{}", e);
             false
         }
     };
-    defmt::println!(
-        "cost {=u64} {=str} ({=str})",
-        spent.count,
-        spent.unit.as_str(),
-        spent.unit.method()
-    );
     board::exit(ok)
+}
+
+fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
+    defmt::println!(
+        "cost unit {=str} ({=str})",
+        meter.unit().as_str(),
+        meter.unit().method()
+    );
+    let start = meter.now();
+    let model = Model::parse(&model::MODEL.0)?;
+    let parse_cost = meter.since(start);
+    defmt::println!(
+        "model bytes={=usize} ops={=u16} arena={=usize} parse={=u64}",
+        model::MODEL.0.len(),
+        model.op_count(),
+        model.arena_size(),
+        parse_cost.count
+    );
+
+    let Some(arena) = cortex_m::singleton!(: Arena = Arena([0; model::ARENA_SIZE])) else {
+        return Err(mote_core::Error::BufferTooSmall {
+            needed: model::ARENA_SIZE,
+            actual: 0,
+        });
+    };
+    let mut interpreter = Interpreter::new(model, &mut arena.0)?;
+    let input_len = interpreter.input_info(0)?.record.byte_len as usize;
+    if input_len == 0 || model::INPUT.len() % input_len != 0 {
+        return Err(mote_core::Error::LengthMismatch {
+            expected: input_len,
+            actual: model::INPUT.len(),
+        });
+    }
+
+    let mut profiler = Profiler {
+        meter,
+        started: 0,
+        spent: [0; MAX_PROFILED],
+        ops: [None; MAX_PROFILED],
+    };
+    for (vector, input) in model::INPUT.chunks_exact(input_len).enumerate() {
+        for (dst, &src) in interpreter.input_i8(0)?.iter_mut().zip(input) {
+            *dst = src as i8;
+        }
+        let start = meter.now();
+        interpreter.invoke()?;
+        let total = meter.since(start);
+        defmt::println!(
+            "output {=usize} {} {=u64} {=str}",
+            vector,
+            interpreter.output_i8(0)?,
+            total.count,
+            total.unit.as_str()
+        );
+    }
+
+    // One more invoke with a hook around every operator: the per-layer profile.
+    interpreter.invoke_with(&mut profiler)?;
+    for (index, (spent, op)) in profiler.spent.iter().zip(profiler.ops).enumerate() {
+        if let Some(op) = op {
+            defmt::println!("layer {=usize} {=str} {=u64}", index, op.name(), spent);
+        }
+    }
+    Ok(())
 }

@@ -1,5 +1,44 @@
 //! mote-host: the host side of mote, as a library and as the `mote` CLI.
 #![deny(missing_docs)]
 
+pub mod builder;
 pub mod firmware;
+pub mod planner;
 pub mod qemu;
+pub mod tfgraph;
+
+/// A copy of some bytes at a 4-byte-aligned address, as `mote_core::Model::parse` requires
+/// (a `Vec<u8>` guarantees no alignment).
+#[derive(Debug, Clone)]
+pub struct AlignedBytes {
+    words: Vec<u32>,
+    len: usize,
+}
+
+impl AlignedBytes {
+    /// Copies `bytes`.
+    pub fn new(bytes: &[u8]) -> Self {
+        let mut words = vec![0u32; bytes.len().div_ceil(4)];
+        for (word, chunk) in words.iter_mut().zip(bytes.chunks(4)) {
+            let mut b = [0u8; 4];
+            b[..chunk.len()].copy_from_slice(chunk);
+            *word = u32::from_ne_bytes(b);
+        }
+        Self {
+            words,
+            len: bytes.len(),
+        }
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        let all: &[u8] = bytemuck_words(&self.words);
+        &all[..self.len]
+    }
+}
+
+fn bytemuck_words(words: &[u32]) -> &[u8] {
+    // SAFETY: u32 has no padding and u8 has alignment 1; the byte slice covers exactly the
+    // words' memory and borrows them immutably for the same lifetime.
+    unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 4) }
+}

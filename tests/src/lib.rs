@@ -1,1 +1,6 @@
-//! Cross-crate integration tests live in `tests/tests/`.
+//! Shared helpers for mote's cross-crate integration tests in `tests/`.
+
+pub mod lowering;
+pub mod synth;
+
+pub mod golden;

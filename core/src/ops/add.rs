@@ -1,1 +1,395 @@
-//! add operator (being written).
+//! ADD of two same-shape tensors (no broadcasting), int8 and f32.
+//!
+//! The int8 kernel is TFLite-Micro's `reference_integer_ops::AddFunc`: both inputs are moved to
+//! a common scale with 20 bits of headroom, added in int32, and the sum is requantized to the
+//! output scale. Every rounding step is TFLite's, so results match it bit for bit.
+
+use super::Activation;
+use crate::quant::QuantizedMultiplier;
+use crate::Error;
+
+/// Integer parameters of an int8 ADD, as TFLite-Micro's `CalculateOpDataAdd` prepares them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct AddParams {
+    /// Minus the first input's zero point.
+    pub input1_offset: i32,
+    /// Minus the second input's zero point.
+    pub input2_offset: i32,
+    /// The output's zero point.
+    pub output_offset: i32,
+    /// Headroom given to the inputs before rescaling (TFLite uses 20 for int8).
+    pub left_shift: i32,
+    /// `s1 / (2 * max(s1, s2))`; its shift is <= 0.
+    pub input1: QuantizedMultiplier,
+    /// `s2 / (2 * max(s1, s2))`; its shift is <= 0.
+    pub input2: QuantizedMultiplier,
+    /// `2 * max(s1, s2) / (2^left_shift * s_out)`; its shift is <= 0.
+    pub output: QuantizedMultiplier,
+    /// Lowest output value (the fused activation's floor).
+    pub act_min: i8,
+    /// Highest output value.
+    pub act_max: i8,
+}
+
+/// TFLite's headroom for int8 ADD.
+const INT8_LEFT_SHIFT: i32 = 20;
+
+/// TFLite's `QuantizeMultiplierSmallerThanOneExp`: `QuantizeMultiplier` restricted to
+/// multipliers in (0, 1) whose encoding needs no left shift (TFLite aborts otherwise).
+fn smaller_than_one(real: f64) -> Option<QuantizedMultiplier> {
+    if !(real > 0.0 && real < 1.0) {
+        return None;
+    }
+    let q = QuantizedMultiplier::from_f64(real)?;
+    (q.shift <= 0).then_some(q)
+}
+
+fn valid_quant((scale, zero_point): (f32, i32)) -> bool {
+    scale.is_finite() && scale > 0.0 && (-128..=127).contains(&zero_point)
+}
+
+impl AddParams {
+    /// The parameters for inputs and an output with these `(scale, zero_point)` pairs and a
+    /// fused activation, computed exactly as TFLite-Micro's ADD prepare step does (scales are
+    /// widened to f64 before any arithmetic).
+    ///
+    /// `None` when TFLite would refuse the layer: a non-positive or non-finite scale, a zero
+    /// point outside int8, or an output scale so small that the output multiplier reaches 1.
+    pub fn from_scales(
+        input1: (f32, i32),
+        input2: (f32, i32),
+        output: (f32, i32),
+        activation: Activation,
+    ) -> Option<Self> {
+        if !(valid_quant(input1) && valid_quant(input2) && valid_quant(output)) {
+            return None;
+        }
+        let twice_max_input_scale = 2.0 * f64::from(input1.0.max(input2.0));
+        let real_input1 = f64::from(input1.0) / twice_max_input_scale;
+        let real_input2 = f64::from(input2.0) / twice_max_input_scale;
+        let real_output =
+            twice_max_input_scale / (f64::from(1u32 << INT8_LEFT_SHIFT) * f64::from(output.0));
+        let (act_min, act_max) = activation.int8_range(output.0, output.1);
+        Some(Self {
+            input1_offset: -input1.1,
+            input2_offset: -input2.1,
+            output_offset: output.1,
+            left_shift: INT8_LEFT_SHIFT,
+            input1: smaller_than_one(real_input1)?,
+            input2: smaller_than_one(real_input2)?,
+            output: smaller_than_one(real_output)?,
+            act_min,
+            act_max,
+        })
+    }
+
+    /// Refuses hand-made parameters under which the int32 arithmetic could overflow or a
+    /// shift could go out of range (everything `from_scales` returns passes).
+    fn validate(&self) -> Result<(), Error> {
+        // |x + offset| <= 256, and 256 << 22 = 2^30 still leaves room for the sum of two.
+        let offset_ok = |o: i32| (-128..=128).contains(&o);
+        if !(offset_ok(self.input1_offset) && offset_ok(self.input2_offset)) {
+            return Err(Error::InvalidParameter {
+                what: "add input offset (must be minus an int8 zero point)",
+            });
+        }
+        if !(-128..=127).contains(&self.output_offset) {
+            return Err(Error::InvalidParameter {
+                what: "add output offset (must be an int8 zero point)",
+            });
+        }
+        if !(0..=22).contains(&self.left_shift) {
+            return Err(Error::InvalidParameter {
+                what: "add left shift (must be in 0..=22)",
+            });
+        }
+        let m_ok = |q: QuantizedMultiplier| q.multiplier >= 0 && (-31..=0).contains(&q.shift);
+        if !(m_ok(self.input1) && m_ok(self.input2) && m_ok(self.output)) {
+            return Err(Error::InvalidParameter {
+                what: "add multiplier (must be non-negative with a shift in -31..=0)",
+            });
+        }
+        if self.act_min > self.act_max {
+            return Err(Error::InvalidParameter {
+                what: "activation range (min > max)",
+            });
+        }
+        Ok(())
+    }
+
+    /// One output element. `apply` with a shift <= 0 is exactly TFLite's
+    /// `MultiplyByQuantizedMultiplierSmallerThanOneExp` (doubling high multiply, then a
+    /// rounding right shift).
+    #[inline(always)]
+    fn add_one(&self, x: i8, y: i8) -> i8 {
+        let shifted1 = (self.input1_offset + i32::from(x)) << self.left_shift;
+        let shifted2 = (self.input2_offset + i32::from(y)) << self.left_shift;
+        let raw_sum = self.input1.apply(shifted1) + self.input2.apply(shifted2);
+        let raw_output = self.output.apply(raw_sum) + self.output_offset;
+        raw_output.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8
+    }
+}
+
+fn check_lengths(a: usize, b: usize, out: usize) -> Result<(), Error> {
+    if b != a {
+        return Err(Error::LengthMismatch {
+            expected: a,
+            actual: b,
+        });
+    }
+    if out != a {
+        return Err(Error::LengthMismatch {
+            expected: a,
+            actual: out,
+        });
+    }
+    Ok(())
+}
+
+/// int8 ADD of two same-length tensors, bit-exact with TFLite-Micro's reference kernel.
+pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), Error> {
+    check_lengths(a.len(), b.len(), out.len())?;
+    p.validate()?;
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = p.add_one(x, y);
+    }
+    Ok(())
+}
+
+/// f32 ADD of two same-length tensors, clamped to `clamp = (min, max)` (the fused activation's
+/// range, see [`Activation::f32_range`]).
+pub fn add_f32(clamp: (f32, f32), a: &[f32], b: &[f32], out: &mut [f32]) -> Result<(), Error> {
+    check_lengths(a.len(), b.len(), out.len())?;
+    // `partial_cmp` is `None` for a NaN bound, which is refused too.
+    if !matches!(
+        clamp.0.partial_cmp(&clamp.1),
+        Some(core::cmp::Ordering::Less | core::cmp::Ordering::Equal)
+    ) {
+        return Err(Error::InvalidParameter {
+            what: "activation range (min > max or NaN)",
+        });
+    }
+    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+        *o = (x + y).max(clamp.0).min(clamp.1);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct XorShift(u32);
+    impl XorShift {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+        fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
+            lo + (hi - lo) * (self.next() >> 8) as f32 / (1u32 << 24) as f32
+        }
+    }
+
+    const fn qm(multiplier: i32, shift: i32) -> QuantizedMultiplier {
+        QuantizedMultiplier { multiplier, shift }
+    }
+
+    #[test]
+    fn prepare_matches_tflite_for_power_of_two_scales() {
+        // s1 = 0.5, s2 = 0.25, s_out = 1: twice_max = 1, so the real multipliers are 0.5,
+        // 0.25 and 1 / 2^20, i.e. 2^30 * 2^(shift - 31) with shifts 0, -1 and -19.
+        let p = AddParams::from_scales((0.5, 0), (0.25, 10), (1.0, -20), Activation::Relu).unwrap();
+        assert_eq!(
+            p,
+            AddParams {
+                input1_offset: 0,
+                input2_offset: -10,
+                output_offset: -20,
+                left_shift: 20,
+                input1: qm(1 << 30, 0),
+                input2: qm(1 << 30, -1),
+                output: qm(1 << 30, -19),
+                // ReLU: quantize(0) = zero point = -20.
+                act_min: -20,
+                act_max: 127,
+            }
+        );
+    }
+
+    #[test]
+    fn different_scales_with_fused_relu() {
+        let relu =
+            AddParams::from_scales((0.5, 0), (0.25, 10), (1.0, -20), Activation::Relu).unwrap();
+        let none = AddParams {
+            act_min: -128,
+            ..relu
+        };
+        let a = [10i8, -20, 3, 1, -1];
+        let b = [30i8, 10, 11, 10, 10];
+        // Element 0: 10 << 20 = 10485760, * 0.5 = 5242880; (30 - 10) << 20 = 20971520,
+        //   * 0.5 -> 10485760, rounding >> 1 -> 5242880. Sum 10485760, * 0.5 -> 5242880,
+        //   rounding >> 19 -> 10; + (-20) = -10. (Real: 5.0 + 5.0 = 10.0.)
+        // Element 1: -20 * 0.5 + 0 = -10.0 -> -10 - 20 = -30, which ReLU lifts to -20.
+        // Element 2: 1.5 + 0.25 = 1.75: sum 1835008 -> 917504, / 2^19 = 1.75 -> 2; -> -18.
+        // Element 3: 0.5 + 0 exactly: 262144 / 2^19 = 0.5 -> 1 (ties away from zero) -> -19.
+        // Element 4: -0.5: -262144 / 2^19 -> -1 -> -21, ReLU -> -20.
+        let mut out = [0i8; 5];
+        add_i8(&relu, &a, &b, &mut out).unwrap();
+        assert_eq!(out, [-10, -20, -18, -19, -20]);
+        add_i8(&none, &a, &b, &mut out).unwrap();
+        assert_eq!(out, [-10, -30, -18, -19, -21]);
+    }
+
+    #[test]
+    fn saturates_at_the_int8_range() {
+        // All scales 1: multipliers 0.5, 0.5 and 2 / 2^20 (shift -18).
+        let p = AddParams::from_scales((1.0, 0), (1.0, 0), (1.0, 0), Activation::None).unwrap();
+        assert_eq!(p.output, qm(1 << 30, -18));
+        let mut out = [0i8; 4];
+        // 100 + 100: 104857600 * 0.5 twice = 104857600, * 0.5 = 52428800, / 2^18 = 200 -> 127.
+        add_i8(&p, &[100, -100, 127, -128], &[100, -100, 0, 0], &mut out).unwrap();
+        assert_eq!(out, [127, -128, 127, -128]);
+        // ReLU6 at scale 0.05, zero point 0: the ceiling is round(6 / 0.05) = 120.
+        let p6 =
+            AddParams::from_scales((0.05, 0), (0.05, 0), (0.05, 0), Activation::Relu6).unwrap();
+        assert_eq!((p6.act_min, p6.act_max), (0, 120));
+        add_i8(&p6, &[100, -5], &[50, 1], &mut out[..2]).unwrap();
+        assert_eq!(&out[..2], &[120, 0]);
+    }
+
+    #[test]
+    fn int8_add_is_within_one_lsb_of_real_arithmetic() {
+        let mut rng = XorShift(0x1234_5678);
+        for _ in 0..2_000 {
+            let s1 = rng.uniform(0.001, 1.0);
+            let s2 = rng.uniform(0.001, 1.0);
+            let so = rng.uniform(0.002, 2.0);
+            let z = |r: &mut XorShift| (r.next() % 256) as i32 - 128;
+            let (z1, z2, zo) = (z(&mut rng), z(&mut rng), z(&mut rng));
+            let p = AddParams::from_scales((s1, z1), (s2, z2), (so, zo), Activation::None).unwrap();
+            let a: Vec<i8> = (0..64).map(|_| rng.next() as i8).collect();
+            let b: Vec<i8> = (0..64).map(|_| rng.next() as i8).collect();
+            let mut out = vec![0i8; 64];
+            add_i8(&p, &a, &b, &mut out).unwrap();
+            for i in 0..64 {
+                let real = f64::from(s1) * f64::from(i32::from(a[i]) - z1)
+                    + f64::from(s2) * f64::from(i32::from(b[i]) - z2);
+                let want = ((real / f64::from(so)).round() + f64::from(zo)).clamp(-128.0, 127.0);
+                let got = f64::from(out[i]);
+                assert!(
+                    (got - want).abs() <= 1.0,
+                    "a {} b {} got {got} want {want} ({s1} {z1}) ({s2} {z2}) ({so} {zo})",
+                    a[i],
+                    b[i]
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn f32_add_matches_f64_and_clamps() {
+        let mut rng = XorShift(99);
+        let a: Vec<f32> = (0..1000).map(|_| rng.uniform(-100.0, 100.0)).collect();
+        let b: Vec<f32> = (0..1000).map(|_| rng.uniform(-100.0, 100.0)).collect();
+        let mut out = vec![0f32; 1000];
+        add_f32(Activation::Relu6.f32_range(), &a, &b, &mut out).unwrap();
+        for i in 0..1000 {
+            // The f64 sum of two such f32 values is exact, so rounding it once gives f32's sum.
+            let want = ((f64::from(a[i]) + f64::from(b[i])) as f32).clamp(0.0, 6.0);
+            assert_eq!(out[i], want);
+        }
+        add_f32(
+            Activation::None.f32_range(),
+            &[1.5, -2.0],
+            &[0.25, -1.0],
+            &mut out[..2],
+        )
+        .unwrap();
+        assert_eq!(&out[..2], &[1.75, -3.0]);
+    }
+
+    #[test]
+    fn refuses_bad_lengths_and_parameters() {
+        let p = AddParams::from_scales((1.0, 0), (1.0, 0), (1.0, 0), Activation::None).unwrap();
+        let mut out = [0i8; 3];
+        assert_eq!(
+            add_i8(&p, &[1, 2, 3], &[1, 2], &mut out),
+            Err(Error::LengthMismatch {
+                expected: 3,
+                actual: 2
+            })
+        );
+        assert_eq!(
+            add_i8(&p, &[1, 2], &[1, 2], &mut out),
+            Err(Error::LengthMismatch {
+                expected: 2,
+                actual: 3
+            })
+        );
+        let mut fout = [0f32; 1];
+        assert_eq!(
+            add_f32((0.0, 1.0), &[1.0], &[1.0, 2.0], &mut fout),
+            Err(Error::LengthMismatch {
+                expected: 1,
+                actual: 2
+            })
+        );
+        assert!(matches!(
+            add_f32((1.0, 0.0), &[1.0], &[1.0], &mut fout),
+            Err(Error::InvalidParameter { .. })
+        ));
+        for bad in [
+            AddParams {
+                left_shift: 31,
+                ..p
+            },
+            AddParams {
+                input1_offset: 1000,
+                ..p
+            },
+            AddParams {
+                output_offset: 128,
+                ..p
+            },
+            AddParams {
+                output: qm(1 << 30, 1),
+                ..p
+            },
+            AddParams {
+                input2: qm(-5, 0),
+                ..p
+            },
+            AddParams {
+                act_min: 5,
+                act_max: 4,
+                ..p
+            },
+        ] {
+            assert!(matches!(
+                add_i8(&bad, &[1], &[1], &mut out[..1]),
+                Err(Error::InvalidParameter { .. })
+            ));
+        }
+        let none = Activation::None;
+        assert_eq!(
+            AddParams::from_scales((0.0, 0), (1.0, 0), (1.0, 0), none),
+            None
+        );
+        assert_eq!(
+            AddParams::from_scales((1.0, 0), (f32::NAN, 0), (1.0, 0), none),
+            None
+        );
+        assert_eq!(
+            AddParams::from_scales((1.0, 200), (1.0, 0), (1.0, 0), none),
+            None
+        );
+        // 2 / (2^20 * 1e-7) = 19 >= 1: TFLite's prepare would abort.
+        assert_eq!(
+            AddParams::from_scales((1.0, 0), (1.0, 0), (1e-7, 0), none),
+            None
+        );
+    }
+}

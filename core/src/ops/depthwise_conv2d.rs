@@ -1,1 +1,440 @@
-//! depthwise_conv2d operator (being written).
+//! DEPTHWISE_CONV_2D: each input channel convolved with its own `depth_multiplier` filters.
+//!
+//! Output channel `oc = ic * depth_multiplier + m` reads only input channel `ic`, with filter
+//! column `oc` of a `[1, kh, kw, in_c * depth_multiplier]` filter. The int8 kernel reproduces
+//! TFLite-Micro's reference `DepthwiseConvPerChannel` bit for bit; padding and window rules
+//! are those of [`conv2d`](super::conv2d).
+
+use super::conv2d::{same, Geometry, WindowNames};
+use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
+use super::{Int8Stage, Requant, Tensor, TensorMut, Window};
+use crate::Error;
+
+/// Int8 depthwise convolution, bit-exact with TFLite-Micro's reference
+/// `DepthwiseConvPerChannel`.
+///
+/// `filter` is `[1, kh, kw, in_c * depth_multiplier]` with zero point 0; `requant` holds one
+/// multiplier per output channel, or a single one for all of them.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_i8(
+    window: &Window,
+    depth_multiplier: usize,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
+    let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
+    let what = "depthwise_conv2d requant length";
+    check_int8(stage, requant, output.shape.c, what)?;
+    let in_c = input.shape.c;
+    g.for_each_pixel(output.data, |pixel, taps| {
+        let out_c = pixel.len();
+        for (oc, (out, q)) in pixel.iter_mut().zip(requant.iter().cycle()).enumerate() {
+            let ic = oc / dm;
+            let mut acc = 0i32;
+            for (p, k) in taps.iter() {
+                let x = i32::from(input.data[p * in_c + ic]) + stage.input_offset;
+                // In range after check_int8: |x| <= 256, so the product fits easily.
+                acc = acc.wrapping_add(x * i32::from(filter.data[k * out_c + oc]));
+            }
+            *out = requantize(acc.wrapping_add(bias.map_or(0, |b| b[oc])), *q, stage);
+        }
+        Ok(())
+    })
+}
+
+/// f32 depthwise convolution, as TFLite's reference float kernel: taps summed in order, then
+/// the bias added, then the result clamped to `clamp = (min, max)`.
+pub fn depthwise_conv2d_f32(
+    window: &Window,
+    depth_multiplier: usize,
+    clamp: (f32, f32),
+    input: Tensor<f32>,
+    filter: Tensor<f32>,
+    bias: Option<&[f32]>,
+    output: TensorMut<f32>,
+) -> Result<(), Error> {
+    let (dm, bias_len) = (depth_multiplier, bias.map(<[f32]>::len));
+    let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
+    check_clamp(clamp)?;
+    let in_c = input.shape.c;
+    g.for_each_pixel(output.data, |pixel, taps| {
+        let out_c = pixel.len();
+        for (oc, out) in pixel.iter_mut().enumerate() {
+            let ic = oc / dm;
+            let mut acc = 0.0f32;
+            for (p, k) in taps.iter() {
+                acc += input.data[p * in_c + ic] * filter.data[k * out_c + oc];
+            }
+            *out = clamp_f32(acc + bias.map_or(0.0, |b| b[oc]), clamp);
+        }
+        Ok(())
+    })
+}
+
+const NAMES: WindowNames = WindowNames {
+    output_h: "depthwise_conv2d output height (at most ceil((in + pad_top) / stride))",
+    output_w: "depthwise_conv2d output width (at most ceil((in + pad_left) / stride))",
+    pad_top: "depthwise_conv2d pad_top must be smaller than the dilated kernel height",
+    pad_left: "depthwise_conv2d pad_left must be smaller than the dilated kernel width",
+};
+
+/// Validates a depthwise convolution's buffers and shapes; returns its window geometry.
+fn check_depthwise<T>(
+    window: &Window,
+    dm: usize,
+    input: &Tensor<T>,
+    filter: &Tensor<T>,
+    output: &TensorMut<T>,
+    bias_len: Option<usize>,
+) -> Result<Geometry, Error> {
+    input.shape.check_len(input.data.len())?;
+    filter.shape.check_len(filter.data.len())?;
+    output.shape.check_len(output.data.len())?;
+    if dm == 0 {
+        return Err(Error::InvalidParameter {
+            what: "depthwise_conv2d depth_multiplier is zero",
+        });
+    }
+    let (i, f, o) = (input.shape, filter.shape, output.shape);
+    let out_c = i.c.checked_mul(dm).ok_or(Error::ShapeOverflow)?;
+    same("depthwise_conv2d filter batch", 1, f.n)?;
+    let what = "depthwise_conv2d filter channels (in_c * depth_multiplier)";
+    same(what, out_c, f.c)?;
+    let what = "depthwise_conv2d output channels (in_c * depth_multiplier)";
+    same(what, out_c, o.c)?;
+    same("depthwise_conv2d output batch", i.n, o.n)?;
+    if let Some(len) = bias_len {
+        same("depthwise_conv2d bias length", out_c, len)?;
+    }
+    Geometry::new(&NAMES, window, i, (f.h, f.w), o)
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ops::fully_connected::tests::*;
+    use crate::ops::{Activation, Padding, Shape4};
+    use crate::quant::QuantizedMultiplier;
+    use std::vec::Vec;
+
+    pub(crate) const ONE: (usize, usize) = (1, 1);
+    pub(crate) const ZERO: (usize, usize) = (0, 0);
+
+    /// A window from `(height, width)` pairs.
+    pub(crate) fn win(
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        pad: (usize, usize),
+    ) -> Window {
+        let (stride_h, stride_w, dilation_h, dilation_w) =
+            (stride.0, stride.1, dilation.0, dilation.1);
+        Window {
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            pad_top: pad.0,
+            pad_left: pad.1,
+        }
+    }
+
+    /// One spatial axis of a random convolution.
+    #[derive(Debug, Clone, Copy)]
+    pub(crate) struct Axis {
+        pub(crate) input: usize,
+        pub(crate) kernel: usize,
+        pub(crate) stride: usize,
+        pub(crate) dilation: usize,
+        pub(crate) pad: usize,
+        pub(crate) output: usize,
+    }
+
+    impl Axis {
+        /// TFLite SAME or VALID, or any padding and output size the kernels accept.
+        pub(crate) fn random(rng: &mut Rng) -> Self {
+            let (input, kernel) = (rng.size(1, 7), rng.size(1, 4));
+            let (stride, dilation) = (rng.size(1, 3), rng.size(1, 2));
+            let eff = (kernel - 1) * dilation + 1;
+            let mode = rng.next() % 3;
+            let valid = mode == 1 && input >= eff;
+            let padding = [Padding::Same, Padding::Valid][usize::from(valid)];
+            let (mut output, mut pad) = padding
+                .output_and_pad(input, kernel, stride, dilation)
+                .unwrap();
+            if mode == 2 {
+                pad = rng.size(0, eff - 1);
+                output = rng.size(1, (input + pad).div_ceil(stride));
+            }
+            Axis {
+                input,
+                kernel,
+                stride,
+                dilation,
+                pad,
+                output,
+            }
+        }
+        /// Extent of the explicitly padded input: the input and every window.
+        pub(crate) fn padded(&self) -> usize {
+            let last = (self.output - 1) * self.stride + (self.kernel - 1) * self.dilation + 1;
+            last.max(self.input + self.pad)
+        }
+        pub(crate) fn window(y: Axis, x: Axis) -> Window {
+            win(
+                (y.stride, x.stride),
+                (y.dilation, x.dilation),
+                (y.pad, x.pad),
+            )
+        }
+    }
+
+    /// Copies an NHWC input into a bigger buffer filled with `fill`: padding made explicit.
+    pub(crate) fn pad_input<T: Copy>(data: &[T], s: Shape4, y: Axis, x: Axis, fill: T) -> Vec<T> {
+        let (ph, pw) = (y.padded(), x.padded());
+        let mut out = vec![fill; s.n * ph * pw * s.c];
+        for (i, &v) in data.iter().enumerate() {
+            let (c, px) = (i % s.c, i / s.c);
+            let (b, yy, xx) = (px / (s.h * s.w), px / s.w % s.h, px % s.w);
+            out[((b * ph + yy + y.pad) * pw + xx + x.pad) * s.c + c] = v;
+        }
+        out
+    }
+
+    /// For each output pixel in NHWC order, every tap of its window as
+    /// `(pixel index in the padded input, kernel tap index)`: no bounds, nothing skipped.
+    pub(crate) fn all_taps(n: usize, y: Axis, x: Axis) -> Vec<Vec<(usize, usize)>> {
+        let (ph, pw) = (y.padded(), x.padded());
+        let mut out = Vec::new();
+        for b in 0..n {
+            for (oy, ox) in (0..y.output).flat_map(|oy| (0..x.output).map(move |ox| (oy, ox))) {
+                let taps = (0..y.kernel).flat_map(|ky| (0..x.kernel).map(move |kx| (ky, kx)));
+                let at = |(ky, kx)| {
+                    let py = oy * y.stride + ky * y.dilation;
+                    let px = ox * x.stride + kx * x.dilation;
+                    ((b * ph + py) * pw + px, ky * x.kernel + kx)
+                };
+                out.push(taps.map(at).collect());
+            }
+        }
+        out
+    }
+
+    fn run_i8(
+        (w, dm, st): (Window, usize, Int8Stage),
+        (input, filter): (Tensor<i8>, Tensor<i8>),
+        bias: Option<&[i32]>,
+        rq: &[QuantizedMultiplier],
+        os: Shape4,
+    ) -> Result<Vec<i8>, Error> {
+        let mut out = vec![0i8; len(os)];
+        depthwise_conv2d_i8(&w, dm, &st, input, filter, bias, rq, tm(&mut out, os))?;
+        Ok(out)
+    }
+
+    #[test]
+    fn depth_multiplier_2_with_same_padding_and_stride_2() {
+        // 3x3 image, 1 channel, q = 0..8, input_offset 1 -> rows 1 2 3 / 4 5 6 / 7 8 9.
+        // 2x2 kernel, stride 2, SAME: out 2x2, total pad 1 -> pad_top 0, implicit pad at the end.
+        assert_eq!(Padding::Same.output_and_pad(3, 2, 2, 1), Some((2, 0)));
+        let input: Vec<i8> = (0..9).collect();
+        // Filter [1, kh, kw, 2]: oc0 = all ones, oc1 = [[1, -1], [0, 2]].
+        // oc0: 1+2+4+5 = 12, 3+6 = 9, 7+8 = 15, 9.   oc1: 1-2+10 = 9, 3 = 3, 7-8 = -1, 9.
+        let filter = [1, 1, 1, -1, 1, 0, 1, 2];
+        // Bias [0, 5]; oc0 x1, oc1 x0.5 (14 -> 7, 8 -> 4, 4 -> 2, 14 -> 7); zero point -3.
+        let io = (t(&input, s(1, 3, 3, 1)), t(&filter, s(1, 2, 2, 2)));
+        let (wds, rq) = ((win((2, 2), ONE, ZERO), 2, stage(1, -3)), [q(1.0), q(0.5)]);
+        let out = run_i8(wds, io, Some(&[0, 5]), &rq, s(1, 2, 2, 2));
+        assert_eq!(out, Ok(vec![9, 4, 6, 1, 12, -1, 6, 4]));
+    }
+
+    #[test]
+    fn depth_multiplier_3_with_kx1_kernel_and_dilation_2() {
+        // 5x1 column, 2 channels: [1,-1] [2,-2] [3,-3] [4,-4] [5,-5], input_offset 0.
+        // 2x1 kernel, dilation 2 (extent 3), VALID: out 3, acc[i] = w0 x[i] + w1 x[i+2].
+        // oc = ic*3 + m. Taps w0 / w1 per oc: [1,1,0,1,2,-1] / [1,-1,1,0,0,1].
+        let input = [1, -1, 2, -2, 3, -3, 4, -4, 5, -5];
+        let filter = [1, 1, 0, 1, 2, -1, 1, -1, 1, 0, 0, 1];
+        // i=0: ic0 (1, 3): 4, -2, 3; ic1 (-1, -3): -1, -2, -2.
+        // i=1: ic0 (2, 4): 6, -2, 4; ic1 (-2, -4): -2, -4, -2.
+        // i=2: ic0 (3, 5): 8, -2, 5; ic1 (-3, -5): -3, -6, -2. x1, zero point 0.
+        let io = (t(&input, s(1, 5, 1, 2)), t(&filter, s(1, 2, 1, 6)));
+        let wds = (win(ONE, (2, 1), ZERO), 3, stage(0, 0));
+        let out = run_i8(wds, io, None, &[q(1.0)], s(1, 3, 1, 6));
+        let want = [
+            4, -2, 3, -1, -2, -2, 6, -2, 4, -2, -4, -2, 8, -2, 5, -3, -6, -2,
+        ];
+        assert_eq!(out, Ok(want.to_vec()));
+    }
+
+    #[test]
+    fn saturation_and_relu6_on_a_1x1_image_batch_2() {
+        // 3x3 SAME on 1x1 images: only the centre taps [127, -127] count. Batch 0 is 127s,
+        // batch 1 is -128s: acc 16129, -16129 | -16256, 16256, x1, + zero point 5 -> clamp.
+        let mut filter = vec![50i8; 18];
+        filter[8..10].copy_from_slice(&[127, -127]);
+        let io = (
+            t(&[127, 127, -128, -128], s(2, 1, 1, 2)),
+            t(&filter, s(1, 3, 3, 2)),
+        );
+        let mut st = stage(0, 5);
+        (st.act_min, st.act_max) = Activation::Relu6.int8_range(0.1, 5); // (5, 65)
+        let out = run_i8(
+            (win(ONE, ONE, ONE), 1, st),
+            io,
+            None,
+            &[q(1.0)],
+            s(2, 1, 1, 2),
+        );
+        assert_eq!(out, Ok(vec![65, 5, 5, 65]));
+    }
+
+    #[test]
+    fn matches_naive_reference_on_random_configs() {
+        let mut rng = Rng(0x5eed_0fda_7a01);
+        for case in 0..600 {
+            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (n, ic, dm) = (rng.size(1, 2), rng.size(1, 7), rng.size(1, 3));
+            let oc = ic * dm;
+            let (is, fs) = (s(n, y.input, x.input, ic), s(1, y.kernel, x.kernel, oc));
+            let (input, filter) = (rng.i8s(len(is)), rng.i8s(len(fs)));
+            let (st, bias, rq) = (rng.stage(), rng.bias(oc), rng.requant(oc));
+            let padded = pad_input(&input, is, y, x, (-st.input_offset) as i8);
+            let mut want = Vec::new();
+            for taps in all_taps(n, y, x) {
+                for o in 0..oc {
+                    let mut acc = bias.as_ref().map_or(0, |b| i64::from(b[o]));
+                    for &(p, k) in &taps {
+                        let v = i64::from(padded[p * ic + o / dm]) + i64::from(st.input_offset);
+                        acc += v * i64::from(filter[k * oc + o]);
+                    }
+                    want.push(reference_requant(acc, rq[o % rq.len()], &st));
+                }
+            }
+            let io = (t(&input, is), t(&filter, fs));
+            let os = s(n, y.output, x.output, oc);
+            let got = run_i8((Axis::window(y, x), dm, st), io, bias.as_deref(), &rq, os);
+            assert_eq!(got, Ok(want), "case {case}: {y:?} {x:?} dm={dm}");
+        }
+    }
+
+    #[test]
+    fn f32_matches_f64_reference() {
+        let mut rng = Rng(0x0123_4567_89ab_cdef);
+        for case in 0..200 {
+            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (n, ic, dm) = (rng.size(1, 2), rng.size(1, 5), rng.size(1, 3));
+            let oc = ic * dm;
+            let (is, fs) = (s(n, y.input, x.input, ic), s(1, y.kernel, x.kernel, oc));
+            let (input, filter, bias) = (rng.f32s(len(is)), rng.f32s(len(fs)), rng.f32s(oc));
+            let clamp = [(-0.5, 0.75), Activation::None.f32_range()][case % 2];
+            let os = s(n, y.output, x.output, oc);
+            let mut got = vec![0f32; len(os)];
+            let (w, io) = (Axis::window(y, x), (t(&input, is), t(&filter, fs)));
+            let out = tm(&mut got, os);
+            let res = depthwise_conv2d_f32(&w, dm, clamp, io.0, io.1, Some(&bias), out);
+            assert_eq!(res, Ok(()));
+            let padded = pad_input(&input, is, y, x, 0.0);
+            let mut got = got.into_iter();
+            for taps in all_taps(n, y, x) {
+                for o in 0..oc {
+                    let (mut acc, mut mag) = (f64::from(bias[o]), f64::from(bias[o].abs()));
+                    for &(p, k) in &taps {
+                        let term =
+                            f64::from(padded[p * ic + o / dm]) * f64::from(filter[k * oc + o]);
+                        acc += term;
+                        mag += term.abs();
+                    }
+                    let want = acc.clamp(clamp.0.into(), clamp.1.into());
+                    let g = got.next().unwrap();
+                    assert!(close(g, want, mag), "case {case}: {g} vs {want}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        // A valid 1x3x3x2 -> 1x3x3x4 SAME 3x3 depthwise conv (multiplier 2), broken one way at a time.
+        struct Case {
+            dm: usize,
+            shapes: [Shape4; 3],
+            in_len: usize,
+            bias: usize,
+            rq: usize,
+        }
+        type Edit = (fn(&mut Case), Result<(), Error>);
+        let run = |edit: fn(&mut Case)| {
+            let shapes = [s(1, 3, 3, 2), s(1, 3, 3, 4), s(1, 3, 3, 4)];
+            let mut c = Case {
+                dm: 2,
+                shapes,
+                in_len: 18,
+                bias: 4,
+                rq: 4,
+            };
+            edit(&mut c);
+            let [is, fs, os] = c.shapes;
+            let (input, filter) = (vec![0i8; c.in_len], vec![0i8; fs.elements().unwrap_or(0)]);
+            let (mut out, bias) = (vec![0i8; os.elements().unwrap_or(0)], vec![0; c.bias]);
+            let (io, out) = ((t(&input, is), t(&filter, fs)), tm(&mut out, os));
+            let (w, rq) = (win(ONE, ONE, ONE), vec![q(0.5); c.rq]);
+            depthwise_conv2d_i8(&w, c.dm, &stage(0, 0), io.0, io.1, Some(&bias), &rq, out)
+        };
+        assert_eq!(run(|_| {}), Ok(()));
+        assert_eq!(run(|c| c.rq = 1), Ok(()));
+        let dm = "depthwise_conv2d filter channels (in_c * depth_multiplier)";
+        let cases: [Edit; 10] = [
+            (
+                |c| c.in_len = 17,
+                Err(Error::LengthMismatch {
+                    expected: 18,
+                    actual: 17,
+                }),
+            ),
+            (
+                |c| c.dm = 0,
+                invalid("depthwise_conv2d depth_multiplier is zero"),
+            ),
+            (|c| c.dm = usize::MAX, Err(Error::ShapeOverflow)),
+            (|c| c.dm = 3, mismatch(dm, 6, 4)),
+            (
+                |c| c.shapes[1].n = 2,
+                mismatch("depthwise_conv2d filter batch", 1, 2),
+            ),
+            (
+                |c| c.shapes[2].c = 6,
+                mismatch(
+                    "depthwise_conv2d output channels (in_c * depth_multiplier)",
+                    4,
+                    6,
+                ),
+            ),
+            (|c| c.shapes[2].h = 5, mismatch(NAMES.output_h, 4, 5)),
+            (|c| c.shapes[1].w = 1, invalid(NAMES.pad_left)),
+            (
+                |c| c.bias = 2,
+                mismatch("depthwise_conv2d bias length", 4, 2),
+            ),
+            (
+                |c| c.rq = 2,
+                mismatch("depthwise_conv2d requant length", 4, 2),
+            ),
+        ];
+        for (i, (edit, want)) in cases.into_iter().enumerate() {
+            assert_eq!(run(edit), want, "case {i}");
+        }
+        let f32_run = |dm| {
+            let (one, w, mut out) = (s(1, 1, 1, 1), win(ONE, ONE, ZERO), [0f32]);
+            let (input, filter) = (t(&[1.0], one), t(&[1.0], one));
+            let clamp = (0.0, 1.0);
+            depthwise_conv2d_f32(&w, dm, clamp, input, filter, None, tm(&mut out, one))
+        };
+        assert_eq!(f32_run(1), Ok(()));
+        assert_eq!(f32_run(2), mismatch(dm, 2, 1));
+    }
+}

@@ -1,1 +1,500 @@
-//! fully_connected operator (being written).
+//! FULLY_CONNECTED: `output[b] = weights * input[b] + bias` for each row `b` of the input.
+//!
+//! The int8 kernel reproduces TFLite-Micro's reference `FullyConnected` (per-tensor) and
+//! `FullyConnectedPerChannel` bit for bit. This file also holds the int8 and f32 output stages
+//! the convolutions share.
+
+use super::conv2d::same;
+use super::{Int8Stage, Requant, Tensor, TensorMut};
+use crate::quant::{dot_i8, QuantizedMultiplier};
+use crate::Error;
+
+/// Int8 fully connected layer, bit-exact with TFLite-Micro's reference kernels.
+///
+/// `weights` is `[out_features, 1, 1, in_features]` with zero point 0. The input is read as
+/// rows of `in_features` (any shape whose element count is a multiple of it); the output has
+/// `c = out_features` and one pixel per input row. `requant` holds one multiplier (per-tensor,
+/// TFLite's default) or one per output feature.
+pub fn fully_connected_i8(
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    weights: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    let in_f = check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
+    check_int8(
+        stage,
+        requant,
+        weights.shape.n,
+        "fully_connected requant length",
+    )?;
+    if output.data.is_empty() {
+        return Ok(());
+    }
+    let rows = input.data.chunks_exact(in_f);
+    for (x, y) in rows.zip(output.data.chunks_exact_mut(weights.shape.n)) {
+        let per_feature = y.iter_mut().zip(weights.data.chunks_exact(in_f));
+        for (oc, ((out, w), q)) in per_feature.zip(requant.iter().cycle()).enumerate() {
+            let acc = dot_i8(x, stage.input_offset, w, 0)?;
+            *out = requantize(acc.wrapping_add(bias.map_or(0, |b| b[oc])), *q, stage);
+        }
+    }
+    Ok(())
+}
+
+/// f32 fully connected layer, as TFLite's reference float kernel: products summed in order,
+/// then the bias added, then the result clamped to `clamp = (min, max)`.
+pub fn fully_connected_f32(
+    clamp: (f32, f32),
+    input: Tensor<f32>,
+    weights: Tensor<f32>,
+    bias: Option<&[f32]>,
+    output: TensorMut<f32>,
+) -> Result<(), Error> {
+    let in_f = check_fc(&input, &weights, &output, bias.map(<[f32]>::len))?;
+    check_clamp(clamp)?;
+    if output.data.is_empty() {
+        return Ok(());
+    }
+    let rows = input.data.chunks_exact(in_f);
+    for (x, y) in rows.zip(output.data.chunks_exact_mut(weights.shape.n)) {
+        for (oc, (out, w)) in y
+            .iter_mut()
+            .zip(weights.data.chunks_exact(in_f))
+            .enumerate()
+        {
+            let acc = x.iter().zip(w).fold(0.0f32, |acc, (&x, &w)| acc + x * w);
+            *out = clamp_f32(acc + bias.map_or(0.0, |b| b[oc]), clamp);
+        }
+    }
+    Ok(())
+}
+
+/// Validates a fully connected layer's buffers and shapes; returns `in_features` (nonzero).
+fn check_fc<T>(
+    input: &Tensor<T>,
+    weights: &Tensor<T>,
+    output: &TensorMut<T>,
+    bias_len: Option<usize>,
+) -> Result<usize, Error> {
+    input.shape.check_len(input.data.len())?;
+    weights.shape.check_len(weights.data.len())?;
+    output.shape.check_len(output.data.len())?;
+    let (w, o) = (weights.shape, output.shape);
+    same("fully_connected weights height", 1, w.h)?;
+    same("fully_connected weights width", 1, w.w)?;
+    let in_f = w.c;
+    if in_f == 0 {
+        return Err(Error::InvalidParameter {
+            what: "fully_connected in_features is zero",
+        });
+    }
+    let what = "fully_connected input elements modulo in_features";
+    same(what, 0, input.data.len() % in_f)?;
+    same("fully_connected output channels", w.n, o.c)?;
+    // check_len succeeded, so n * h * w cannot overflow.
+    same(
+        "fully_connected output rows",
+        input.data.len() / in_f,
+        o.n * o.h * o.w,
+    )?;
+    if let Some(len) = bias_len {
+        same("fully_connected bias length", w.n, len)?;
+    }
+    Ok(in_f)
+}
+
+/// Checks an int8 layer's stage and requantization constants for `channels` outputs.
+pub(crate) fn check_int8(
+    stage: &Int8Stage,
+    requant: Requant,
+    channels: usize,
+    requant_what: &'static str,
+) -> Result<(), Error> {
+    let invalid = |what| Err(Error::InvalidParameter { what });
+    // Zero points are int8, so `-zero_point` lies in -127..=128. This also keeps every
+    // product in the inner loops far from overflowing.
+    if !(-127..=128).contains(&stage.input_offset) {
+        return invalid("int8 input_offset outside -127..=128");
+    }
+    if !(-128..=127).contains(&stage.output_offset) {
+        return invalid("int8 output_offset outside -128..=127");
+    }
+    if stage.act_min > stage.act_max {
+        return invalid("int8 activation range is empty (act_min > act_max)");
+    }
+    if requant.len() != 1 {
+        same(requant_what, channels, requant.len())?;
+    }
+    // `QuantizedMultiplier::from_f64` stays in this range; outside it `apply` is meaningless.
+    if requant.iter().any(|q| !(-31..=30).contains(&q.shift)) {
+        return invalid("requant shift outside -31..=30");
+    }
+    Ok(())
+}
+
+/// The int8 output stage: requantize, add the output zero point, clamp to the activation.
+#[inline]
+pub(crate) fn requantize(acc: i32, q: QuantizedMultiplier, stage: &Int8Stage) -> i8 {
+    // Wrapping, as the C++ int32 addition behaves; only a saturated `apply` can get near it.
+    let v = q.apply(acc).wrapping_add(stage.output_offset);
+    v.max(i32::from(stage.act_min))
+        .min(i32::from(stage.act_max)) as i8
+}
+
+/// Rejects an empty or NaN f32 clamp range.
+pub(crate) fn check_clamp((lo, hi): (f32, f32)) -> Result<(), Error> {
+    if lo <= hi {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter {
+            what: "f32 clamp range is empty or NaN",
+        })
+    }
+}
+
+/// `min(max(x, lo), hi)` as C++'s `std::max`/`std::min` compute it, so NaN passes through.
+#[inline]
+pub(crate) fn clamp_f32(x: f32, (lo, hi): (f32, f32)) -> f32 {
+    let x = if x < lo { lo } else { x };
+    if hi < x {
+        hi
+    } else {
+        x
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+    use crate::ops::{Activation, Shape4};
+    use std::vec::Vec;
+
+    /// xorshift64: deterministic, dependency-free randomness for the property tests.
+    pub(crate) struct Rng(pub(crate) u64);
+
+    impl Rng {
+        pub(crate) fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+        /// Uniform in `lo..=hi`.
+        pub(crate) fn int(&mut self, lo: i64, hi: i64) -> i64 {
+            lo + (self.next() % (hi - lo + 1) as u64) as i64
+        }
+        pub(crate) fn size(&mut self, lo: usize, hi: usize) -> usize {
+            self.int(lo as i64, hi as i64) as usize
+        }
+        pub(crate) fn i8s(&mut self, n: usize) -> Vec<i8> {
+            (0..n).map(|_| self.int(-128, 127) as i8).collect()
+        }
+        /// Uniform in [-1, 1].
+        pub(crate) fn f32s(&mut self, n: usize) -> Vec<f32> {
+            let unit = |v: i64| v as f32 / (1 << 20) as f32;
+            (0..n).map(|_| unit(self.int(-1 << 20, 1 << 20))).collect()
+        }
+        /// A bias three times in four, large enough to matter.
+        pub(crate) fn bias(&mut self, n: usize) -> Option<Vec<i32>> {
+            let values = (0..n).map(|_| self.int(-20_000, 20_000) as i32).collect();
+            (self.next() % 4 != 0).then_some(values)
+        }
+        /// Random zero points and a full, ReLU-like or arbitrary activation range.
+        pub(crate) fn stage(&mut self) -> Int8Stage {
+            let output_offset = self.int(-128, 127) as i32;
+            let (a, b) = (self.int(-128, 127) as i8, self.int(-128, 127) as i8);
+            let (act_min, act_max) = match self.next() % 3 {
+                0 => (-128, 127),
+                1 => (output_offset as i8, 127),
+                _ => (a.min(b), a.max(b)),
+            };
+            let mut st = stage(self.int(-127, 128) as i32, output_offset);
+            (st.act_min, st.act_max) = (act_min, act_max);
+            st
+        }
+        /// One multiplier per channel, or one shared; real values 2^-16 .. 2^1.
+        pub(crate) fn requant(&mut self, channels: usize) -> Vec<QuantizedMultiplier> {
+            let n = if self.next() % 3 == 0 { 1 } else { channels };
+            let mut one = || q(2f64.powf(self.int(-16_000, 1_000) as f64 / 1000.0));
+            (0..n).map(|_| one()).collect()
+        }
+    }
+
+    /// The int8 output stage on a 64-bit accumulator; only `apply` is shared with the kernels.
+    pub(crate) fn reference_requant(acc: i64, q: QuantizedMultiplier, st: &Int8Stage) -> i8 {
+        let acc = i32::try_from(acc).expect("test accumulators fit in i32");
+        let v = q.apply(acc) + st.output_offset;
+        v.clamp(st.act_min.into(), st.act_max.into()) as i8
+    }
+
+    /// f32 result within 1e-5 of the summed magnitudes of its terms (rounding error bound).
+    pub(crate) fn close(got: f32, want: f64, magnitude: f64) -> bool {
+        (f64::from(got) - want).abs() <= 1e-5 * magnitude + 1e-30
+    }
+
+    pub(crate) fn stage(input_offset: i32, output_offset: i32) -> Int8Stage {
+        Int8Stage {
+            input_offset,
+            output_offset,
+            act_min: -128,
+            act_max: 127,
+        }
+    }
+
+    pub(crate) fn q(real: f64) -> QuantizedMultiplier {
+        QuantizedMultiplier::from_f64(real).unwrap()
+    }
+
+    /// `s` with `c` channels.
+    pub(crate) fn chans(s: Shape4, c: usize) -> Shape4 {
+        Shape4 { c, ..s }
+    }
+
+    /// Elements of a test shape.
+    pub(crate) fn len(s: Shape4) -> usize {
+        s.elements().unwrap()
+    }
+
+    pub(crate) fn s(n: usize, h: usize, w: usize, c: usize) -> Shape4 {
+        Shape4::new(n, h, w, c)
+    }
+
+    pub(crate) fn tm<T>(data: &mut [T], shape: Shape4) -> TensorMut<'_, T> {
+        TensorMut { data, shape }
+    }
+
+    pub(crate) fn t<T>(data: &[T], shape: Shape4) -> Tensor<'_, T> {
+        Tensor { data, shape }
+    }
+
+    pub(crate) fn invalid(what: &'static str) -> Result<(), Error> {
+        Err(Error::InvalidParameter { what })
+    }
+
+    pub(crate) fn mismatch(
+        what: &'static str,
+        expected: usize,
+        actual: usize,
+    ) -> Result<(), Error> {
+        Err(Error::ShapeMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+
+    fn run_i8(
+        (st, rq): (Int8Stage, &[QuantizedMultiplier]),
+        (input, weights): (Tensor<i8>, Tensor<i8>),
+        bias: Option<&[i32]>,
+        os: Shape4,
+    ) -> Result<Vec<i8>, Error> {
+        let mut out = vec![0i8; len(os)];
+        fully_connected_i8(&st, input, weights, bias, rq, tm(&mut out, os))?;
+        Ok(out)
+    }
+
+    // Rows [3, 5, -1], [0, 2, 10]; input_offset -2 -> [1, 3, -3], [-2, 0, 8].
+    // Weights [2, -1, 4], [-3, 5, 1]; bias [7, -20]: acc -13+7 = -6, 9-20 = -11 | 35, -6.
+    const INPUT: [i8; 6] = [3, 5, -1, 0, 2, 10];
+    const WEIGHTS: [i8; 6] = [2, -1, 4, -3, 5, 1];
+
+    #[test]
+    fn per_tensor_batch_2() {
+        // x0.75: -4.5 -> -4 (the doubling high multiply rounds negative ties toward zero),
+        // -8.25 -> -8, 26.25 -> 26, -4.5 -> -4; then + output zero point 3.
+        let io = (t(&INPUT, s(2, 1, 1, 3)), t(&WEIGHTS, s(2, 1, 1, 3)));
+        let out = run_i8(
+            (stage(-2, 3), &[q(0.75)]),
+            io,
+            Some(&[7, -20]),
+            s(2, 1, 1, 2),
+        );
+        assert_eq!(out, Ok(vec![-1, -5, 29, -1]));
+    }
+
+    #[test]
+    fn per_channel_batch_2() {
+        // Feature 0 x0.5: -3, 17.5 -> 18. Feature 1 x2: -22, -12. Then + 3.
+        let io = (t(&INPUT, s(2, 1, 1, 3)), t(&WEIGHTS, s(2, 1, 1, 3)));
+        let rq = [q(0.5), q(2.0)];
+        let out = run_i8((stage(-2, 3), &rq), io, Some(&[7, -20]), s(2, 1, 1, 2));
+        assert_eq!(out, Ok(vec![0, -19, 21, -9]));
+    }
+
+    #[test]
+    fn saturation_and_fused_activations() {
+        // Input [127; 4]; weights [127; 4], [-127; 4], [1,0,0,0], [-1,0,0,0]: acc 64516,
+        // -64516, 127, -127. x0.5 -> 32258, -32258, 64, -63; + zero point 10.
+        // Scale 0.1: 6.0 is 60 steps above the zero point, so ReLU6 tops out at 70.
+        let mut weights = vec![127i8; 4];
+        weights.extend([-127; 4]);
+        weights.extend([1, 0, 0, 0, -1, 0, 0, 0]);
+        let cases = [
+            (Activation::None, [127, -128, 74, -53]),
+            (Activation::Relu, [127, 10, 74, 10]),
+            (Activation::Relu6, [70, 10, 70, 10]),
+        ];
+        for (act, expected) in cases {
+            let mut st = stage(0, 10);
+            (st.act_min, st.act_max) = act.int8_range(0.1, 10);
+            let io = (t(&[127; 4], s(1, 1, 1, 4)), t(&weights, s(4, 1, 1, 4)));
+            let out = run_i8((st, &[q(0.5)]), io, None, s(1, 1, 1, 4));
+            assert_eq!(out, Ok(expected.to_vec()), "{act:?}");
+        }
+    }
+
+    #[test]
+    fn matches_naive_reference_on_random_configs() {
+        let mut rng = Rng(0x1234_5678_9abc_def1);
+        for case in 0..400 {
+            let (rows, in_f, out_f) = (rng.size(1, 3), rng.size(1, 40), rng.size(1, 12));
+            // Either [rows, in_f] or a kept-dims [1, rows, in_f] input.
+            let (n, h) = [(rows, 1), (1, rows)][case % 2];
+            let (is, ws) = (s(n, h, 1, in_f), s(out_f, 1, 1, in_f));
+            let (input, weights) = (rng.i8s(rows * in_f), rng.i8s(out_f * in_f));
+            let (st, bias, rq) = (rng.stage(), rng.bias(out_f), rng.requant(out_f));
+            let mut want = Vec::new();
+            for r in 0..rows {
+                for o in 0..out_f {
+                    let mut acc = bias.as_ref().map_or(0, |b| i64::from(b[o]));
+                    for i in 0..in_f {
+                        let x = i64::from(input[r * in_f + i]) + i64::from(st.input_offset);
+                        acc += x * i64::from(weights[o * in_f + i]);
+                    }
+                    want.push(reference_requant(acc, rq[o % rq.len()], &st));
+                }
+            }
+            let io = (t(&input, is), t(&weights, ws));
+            let got = run_i8((st, &rq), io, bias.as_deref(), chans(is, out_f));
+            assert_eq!(got, Ok(want), "case {case}");
+        }
+    }
+
+    #[test]
+    fn f32_matches_f64_reference() {
+        let mut rng = Rng(0x0bad_cafe_f00d_d00d);
+        for case in 0..100 {
+            let (rows, in_f, out_f) = (rng.size(1, 3), rng.size(1, 64), rng.size(1, 10));
+            let (is, ws) = (s(rows, 1, 1, in_f), s(out_f, 1, 1, in_f));
+            let (input, weights, bias) = (rng.f32s(len(is)), rng.f32s(len(ws)), rng.f32s(out_f));
+            let clamp = [(-0.5, 0.75), Activation::None.f32_range()][case % 2];
+            let mut got = vec![0f32; rows * out_f];
+            let (io, out) = (
+                (t(&input, is), t(&weights, ws)),
+                tm(&mut got, chans(is, out_f)),
+            );
+            let res = fully_connected_f32(clamp, io.0, io.1, Some(&bias), out);
+            assert_eq!(res, Ok(()));
+            for (i, &g) in got.iter().enumerate() {
+                let (r, o) = (i / out_f, i % out_f);
+                let (mut acc, mut mag) = (f64::from(bias[o]), f64::from(bias[o].abs()));
+                for k in 0..in_f {
+                    let term = f64::from(input[r * in_f + k]) * f64::from(weights[o * in_f + k]);
+                    acc += term;
+                    mag += term.abs();
+                }
+                let want = acc.clamp(clamp.0.into(), clamp.1.into());
+                assert!(close(g, want, mag), "case {case}: {g} vs {want}");
+            }
+        }
+    }
+
+    #[test]
+    fn rejects_bad_arguments() {
+        // A valid 2 x 3 -> 2 x 2 layer, broken one way at a time.
+        struct Case {
+            shapes: [Shape4; 3],
+            in_len: usize,
+            bias: usize,
+            rq: usize,
+        }
+        type Edit = (fn(&mut Case), Result<(), Error>);
+        let run = |edit: fn(&mut Case)| {
+            let shapes = [s(2, 1, 1, 3), s(2, 1, 1, 3), s(2, 1, 1, 2)];
+            let mut c = Case {
+                shapes,
+                in_len: 6,
+                bias: 2,
+                rq: 2,
+            };
+            edit(&mut c);
+            let [is, ws, os] = c.shapes;
+            let (input, bias, rq) = (vec![0i8; c.in_len], vec![0; c.bias], vec![q(0.5); c.rq]);
+            let weights = vec![0i8; ws.elements().unwrap_or(0)];
+            let mut out = vec![0i8; os.elements().unwrap_or(0)];
+            let (io, out) = ((t(&input, is), t(&weights, ws)), tm(&mut out, os));
+            fully_connected_i8(&stage(0, 0), io.0, io.1, Some(&bias), &rq, out)
+        };
+        let modulo = "fully_connected input elements modulo in_features";
+        let cases: [Edit; 12] = [
+            (|_| {}, Ok(())),
+            (|c| c.rq = 1, Ok(())),
+            (
+                |c| c.in_len = 5,
+                Err(Error::LengthMismatch {
+                    expected: 6,
+                    actual: 5,
+                }),
+            ),
+            (|c| c.shapes[1].n = usize::MAX, Err(Error::ShapeOverflow)),
+            (
+                |c| c.shapes[1].h = 3,
+                mismatch("fully_connected weights height", 1, 3),
+            ),
+            (
+                |c| c.shapes[1].w = 3,
+                mismatch("fully_connected weights width", 1, 3),
+            ),
+            (
+                |c| c.shapes[1].c = 0,
+                invalid("fully_connected in_features is zero"),
+            ),
+            (
+                |c| c.shapes[2].c = 3,
+                mismatch("fully_connected output channels", 2, 3),
+            ),
+            (
+                |c| c.shapes[2].n = 1,
+                mismatch("fully_connected output rows", 2, 1),
+            ),
+            (
+                |c| c.bias = 1,
+                mismatch("fully_connected bias length", 2, 1),
+            ),
+            (
+                |c| c.rq = 3,
+                mismatch("fully_connected requant length", 2, 3),
+            ),
+            (
+                |c| c.rq = 0,
+                mismatch("fully_connected requant length", 2, 0),
+            ),
+        ];
+        for (i, (edit, want)) in cases.into_iter().enumerate() {
+            assert_eq!(run(edit), want, "case {i}");
+        }
+        assert_eq!(run(|c| c.shapes[1].c = 4), mismatch(modulo, 0, 2));
+        // The f32 kernel validates the same way, and refuses an empty clamp range.
+        let one = s(1, 1, 1, 1);
+        let mut out = [0f32];
+        let f32_run = |x: &[f32], clamp, out: &mut [f32]| {
+            let (input, weights) = (t(x, one), t(&[2.0], one));
+            fully_connected_f32(clamp, input, weights, Some(&[0.5]), tm(out, one))
+        };
+        assert_eq!(f32_run(&[1.0], (0.0, 6.0), &mut out), Ok(()));
+        assert_eq!(out, [2.5]);
+        assert_eq!(f32_run(&[f32::NAN], (0.0, 6.0), &mut out), Ok(()));
+        assert!(out[0].is_nan(), "NaN passes through the clamp, as in C++");
+        let nan = invalid("f32 clamp range is empty or NaN");
+        assert_eq!(f32_run(&[1.0], (1.0, 0.0), &mut out), nan);
+        let len_err = Err(Error::LengthMismatch {
+            expected: 1,
+            actual: 2,
+        });
+        assert_eq!(f32_run(&[1.0, 2.0], (0.0, 6.0), &mut out), len_err);
+    }
+}

@@ -1,1 +1,641 @@
-//! pooling operator (being written).
+//! AVERAGE_POOL_2D and MAX_POOL_2D (and global average pooling), NHWC.
+//!
+//! The int8 kernels follow TFLite-Micro's `reference_integer_ops::AveragePool` / `MaxPool`:
+//! each window is clipped to the input, so padding never enters a sum, a maximum or a count.
+//! Pooling does not requantize: TFLite requires the input and output to share scale and zero
+//! point, so the int8 kernels only need the fused activation's clamp.
+
+use super::{Shape4, Tensor, TensorMut, Window};
+use crate::Error;
+
+/// Geometry of a pooling layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(feature = "defmt", derive(defmt::Format))]
+pub struct PoolParams {
+    /// Strides and padding; both dilations must be 1 (TFLite pooling has no dilation).
+    pub window: Window,
+    /// Window height.
+    pub filter_h: usize,
+    /// Window width.
+    pub filter_w: usize,
+}
+
+/// Parameters that pool each channel over the whole of `input`'s height and width (VALID, one
+/// output pixel): global average pooling is `average_pool2d_*` with these.
+pub fn global_average_pool_params(input: Shape4) -> PoolParams {
+    PoolParams {
+        window: Window {
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+        },
+        filter_h: input.h,
+        filter_w: input.w,
+    }
+}
+
+/// One output element's clipped window: input rows `y0..y1`, columns `x0..x1`, of batch `n`
+/// and channel `c`.
+#[derive(Clone, Copy)]
+struct Site {
+    n: usize,
+    c: usize,
+    y0: usize,
+    y1: usize,
+    x0: usize,
+    x1: usize,
+}
+
+impl Site {
+    /// Number of in-bounds elements: what TFLite divides by.
+    fn count(&self) -> usize {
+        (self.y1 - self.y0) * (self.x1 - self.x0)
+    }
+
+    /// The window's elements, row by row, as the reference loops visit them (the order
+    /// matters for f32 sums).
+    fn values<'a, T: Copy>(&self, data: &'a [T], shape: Shape4) -> impl Iterator<Item = T> + 'a {
+        let (n, c, x0, x1) = (self.n, self.c, self.x0, self.x1);
+        (self.y0..self.y1).flat_map(move |y| {
+            let row = (n * shape.h + y) * shape.w;
+            (x0..x1).map(move |x| data[(row + x) * shape.c + c])
+        })
+    }
+}
+
+/// The clipped window along one axis for output index `out`. Works in padded coordinates so
+/// nothing goes negative: the window covers `[out * stride, out * stride + filter)` of the
+/// padded axis, whose real part is `[pad, pad + len)`.
+fn clip(out: usize, stride: usize, filter: usize, pad: usize, len: usize) -> (usize, usize) {
+    // `out * stride < len + pad` was checked, so the product cannot overflow.
+    let start = out * stride;
+    let end = start.saturating_add(filter);
+    let lo = start.max(pad) - pad;
+    let hi = end.min(pad + len).saturating_sub(pad);
+    (lo, hi.max(lo))
+}
+
+/// How many output rows (or columns) can have a window that overlaps the input.
+fn max_outputs(len: usize, pad: usize, stride: usize) -> Result<usize, Error> {
+    if len == 0 {
+        return Ok(0);
+    }
+    let padded = len.checked_add(pad).ok_or(Error::ShapeOverflow)?;
+    // Output `k` overlaps iff k * stride < len + pad (its window starts before the input
+    // ends; `pad < filter` makes it end after the input starts).
+    Ok((padded - 1) / stride + 1)
+}
+
+/// `Err(ShapeMismatch)` unless `actual` is acceptable.
+fn check_dim(what: &'static str, ok: bool, expected: usize, actual: usize) -> Result<(), Error> {
+    if ok {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what,
+            expected,
+            actual,
+        })
+    }
+}
+
+/// Checks shapes, buffer lengths and parameters shared by every pooling kernel.
+fn validate<I, O>(p: &PoolParams, input: &Tensor<I>, output: &TensorMut<O>) -> Result<(), Error> {
+    let w = &p.window;
+    let rules = [
+        (
+            w.stride_h == 0 || w.stride_w == 0,
+            "pool stride (must be >= 1)",
+        ),
+        (
+            w.dilation_h != 1 || w.dilation_w != 1,
+            "pool dilation (must be 1)",
+        ),
+        (
+            p.filter_h == 0 || p.filter_w == 0,
+            "pool filter size (must be >= 1)",
+        ),
+        // A window starting wholly inside the top/left padding would see no input at all.
+        (
+            w.pad_top >= p.filter_h || w.pad_left >= p.filter_w,
+            "pool padding (must be smaller than the filter)",
+        ),
+    ];
+    if let Some(&(_, what)) = rules.iter().find(|(broken, _)| *broken) {
+        return Err(Error::InvalidParameter { what });
+    }
+    input.shape.check_len(input.data.len())?;
+    output.shape.check_len(output.data.len())?;
+    let (is, os) = (input.shape, output.shape);
+    check_dim("pool output batch", os.n == is.n, is.n, os.n)?;
+    check_dim("pool output channels", os.c == is.c, is.c, os.c)?;
+    if os.elements() == Some(0) {
+        return Ok(());
+    }
+    // Every output pixel must see at least one input pixel (this admits every SAME and VALID
+    // geometry TFLite produces, and rules out empty windows, so averages never divide by 0).
+    let max_h = max_outputs(is.h, w.pad_top, w.stride_h)?;
+    check_dim("pool output height", os.h <= max_h, max_h, os.h)?;
+    let max_w = max_outputs(is.w, w.pad_left, w.stride_w)?;
+    check_dim("pool output width", os.w <= max_w, max_w, os.w)
+}
+
+/// Calls `reduce` once per output element, in NHWC order, with its clipped window.
+fn for_each_window<O>(
+    p: &PoolParams,
+    is: Shape4,
+    output: &mut TensorMut<O>,
+    mut reduce: impl FnMut(Site) -> O,
+) {
+    let os = output.shape;
+    let w = &p.window;
+    let mut out = output.data.iter_mut();
+    for n in 0..os.n {
+        for oy in 0..os.h {
+            let (y0, y1) = clip(oy, w.stride_h, p.filter_h, w.pad_top, is.h);
+            for ox in 0..os.w {
+                let (x0, x1) = clip(ox, w.stride_w, p.filter_w, w.pad_left, is.w);
+                for c in 0..os.c {
+                    let site = Site {
+                        n,
+                        c,
+                        y0,
+                        y1,
+                        x0,
+                        x1,
+                    };
+                    // The length was validated, so `out` yields exactly one slot per site.
+                    if let Some(slot) = out.next() {
+                        *slot = reduce(site);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The fused activation's range must not be empty; a NaN bound (f32) is refused as well.
+fn check_clamp<T: PartialOrd>(min: T, max: T) -> Result<(), Error> {
+    if min <= max {
+        Ok(())
+    } else {
+        Err(Error::InvalidParameter {
+            what: "activation range (min > max, or NaN)",
+        })
+    }
+}
+
+/// Integer average with TFLite's rounding: half away from zero, division truncating.
+fn rounded_average(sum: i64, count: i64) -> i64 {
+    if sum > 0 {
+        (sum + count / 2) / count
+    } else {
+        (sum - count / 2) / count
+    }
+}
+
+/// int8 AVERAGE_POOL_2D, bit-exact with TFLite-Micro's reference kernel.
+///
+/// Each output is the sum of the in-bounds window elements divided by their number (padding
+/// is neither summed nor counted), rounded half away from zero, then clamped to
+/// `[act_min, act_max]`.
+pub fn average_pool2d_i8(
+    p: &PoolParams,
+    act_min: i8,
+    act_max: i8,
+    input: Tensor<i8>,
+    mut output: TensorMut<i8>,
+) -> Result<(), Error> {
+    check_clamp(act_min, act_max)?;
+    validate(p, &input, &output)?;
+    let (lo, hi) = (i64::from(act_min), i64::from(act_max));
+    for_each_window(p, input.shape, &mut output, |site| {
+        // i64: TFLite's i32 sum is the same value wherever it does not overflow.
+        let sum: i64 = site.values(input.data, input.shape).map(i64::from).sum();
+        rounded_average(sum, site.count() as i64).clamp(lo, hi) as i8
+    });
+    Ok(())
+}
+
+/// int8 MAX_POOL_2D, bit-exact with TFLite-Micro's reference kernel: the maximum of the
+/// in-bounds window elements, clamped to `[act_min, act_max]`.
+pub fn max_pool2d_i8(
+    p: &PoolParams,
+    act_min: i8,
+    act_max: i8,
+    input: Tensor<i8>,
+    mut output: TensorMut<i8>,
+) -> Result<(), Error> {
+    check_clamp(act_min, act_max)?;
+    validate(p, &input, &output)?;
+    for_each_window(p, input.shape, &mut output, |site| {
+        let max = site.values(input.data, input.shape).fold(i8::MIN, i8::max);
+        max.clamp(act_min, act_max)
+    });
+    Ok(())
+}
+
+/// f32 AVERAGE_POOL_2D: the in-bounds window's f32 sum (row-major order) over its count,
+/// clamped to `clamp = (min, max)`.
+pub fn average_pool2d_f32(
+    p: &PoolParams,
+    clamp: (f32, f32),
+    input: Tensor<f32>,
+    mut output: TensorMut<f32>,
+) -> Result<(), Error> {
+    check_clamp(clamp.0, clamp.1)?;
+    validate(p, &input, &output)?;
+    for_each_window(p, input.shape, &mut output, |site| {
+        let sum = site
+            .values(input.data, input.shape)
+            .fold(0.0f32, |acc, v| acc + v);
+        (sum / site.count() as f32).max(clamp.0).min(clamp.1)
+    });
+    Ok(())
+}
+
+/// f32 MAX_POOL_2D: the in-bounds window's maximum, clamped to `clamp = (min, max)`.
+pub fn max_pool2d_f32(
+    p: &PoolParams,
+    clamp: (f32, f32),
+    input: Tensor<f32>,
+    mut output: TensorMut<f32>,
+) -> Result<(), Error> {
+    check_clamp(clamp.0, clamp.1)?;
+    validate(p, &input, &output)?;
+    for_each_window(p, input.shape, &mut output, |site| {
+        let max = site
+            .values(input.data, input.shape)
+            .fold(f32::MIN, f32::max);
+        max.max(clamp.0).min(clamp.1)
+    });
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::Padding;
+
+    const FULL: (i8, i8) = (i8::MIN, i8::MAX);
+
+    struct XorShift(u32);
+    impl XorShift {
+        fn next(&mut self) -> u32 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 17;
+            self.0 ^= self.0 << 5;
+            self.0
+        }
+        fn below(&mut self, n: u32) -> usize {
+            (self.next() % n) as usize
+        }
+    }
+
+    fn sh(n: usize, h: usize, w: usize, c: usize) -> Shape4 {
+        Shape4::new(n, h, w, c)
+    }
+
+    fn params(f: (usize, usize), stride: (usize, usize), pad: (usize, usize)) -> PoolParams {
+        let (stride_h, stride_w, pad_top, pad_left) = (stride.0, stride.1, pad.0, pad.1);
+        let (dilation_h, dilation_w) = (1, 1);
+        let window = Window {
+            stride_h,
+            stride_w,
+            dilation_h,
+            dilation_w,
+            pad_top,
+            pad_left,
+        };
+        PoolParams {
+            window,
+            filter_h: f.0,
+            filter_w: f.1,
+        }
+    }
+
+    fn run(
+        avg: bool,
+        p: &PoolParams,
+        clamp: (i8, i8),
+        is: Shape4,
+        data: &[i8],
+        os: Shape4,
+    ) -> Result<Vec<i8>, Error> {
+        let mut out = vec![0i8; os.elements().unwrap()];
+        let (input, output) = (
+            Tensor { data, shape: is },
+            TensorMut {
+                data: &mut out,
+                shape: os,
+            },
+        );
+        let kernel = if avg {
+            average_pool2d_i8
+        } else {
+            max_pool2d_i8
+        };
+        kernel(p, clamp.0, clamp.1, input, output)?;
+        Ok(out)
+    }
+
+    fn run_f32(
+        avg: bool,
+        p: &PoolParams,
+        clamp: (f32, f32),
+        is: Shape4,
+        data: &[f32],
+        os: Shape4,
+    ) -> Result<Vec<f32>, Error> {
+        let mut out = vec![0f32; os.elements().unwrap()];
+        let (input, output) = (
+            Tensor { data, shape: is },
+            TensorMut {
+                data: &mut out,
+                shape: os,
+            },
+        );
+        let kernel = if avg {
+            average_pool2d_f32
+        } else {
+            max_pool2d_f32
+        };
+        kernel(p, clamp, input, output)?;
+        Ok(out)
+    }
+
+    /// Straightforward reference: walks the unclipped window in signed coordinates and returns
+    /// each output's (sum, count, max) over the in-bounds elements, in f64.
+    fn naive(p: &PoolParams, is: Shape4, os: Shape4, d: &[f64]) -> Vec<(f64, f64, f64)> {
+        let w = &p.window;
+        let mut out = Vec::new();
+        for n in 0..os.n {
+            for oy in 0..os.h {
+                for ox in 0..os.w {
+                    for ch in 0..os.c {
+                        let (mut sum, mut count, mut max) = (0.0, 0.0, f64::NEG_INFINITY);
+                        for fy in 0..p.filter_h {
+                            for fx in 0..p.filter_w {
+                                let y = (oy * w.stride_h + fy) as isize - w.pad_top as isize;
+                                let x = (ox * w.stride_w + fx) as isize - w.pad_left as isize;
+                                if y < 0 || x < 0 || y >= is.h as isize || x >= is.w as isize {
+                                    continue;
+                                }
+                                let (y, x) = (y as usize, x as usize);
+                                let v = d[((n * is.h + y) * is.w + x) * is.c + ch];
+                                sum += v;
+                                count += 1.0;
+                                max = max.max(v);
+                            }
+                        }
+                        out.push((sum, count, max));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// A random SAME or VALID geometry (None when a VALID window does not fit).
+    fn random_geometry(rng: &mut XorShift) -> Option<(PoolParams, Shape4, Shape4)> {
+        let is = sh(
+            1 + rng.below(2),
+            1 + rng.below(7),
+            1 + rng.below(7),
+            1 + rng.below(3),
+        );
+        let (fh, fw) = (1 + rng.below(4), 1 + rng.below(4));
+        let (sh_, sw) = (1 + rng.below(3), 1 + rng.below(3));
+        let padding = [Padding::Same, Padding::Valid][rng.below(2)];
+        let (oh, ph) = padding.output_and_pad(is.h, fh, sh_, 1)?;
+        let (ow, pw) = padding.output_and_pad(is.w, fw, sw, 1)?;
+        Some((
+            params((fh, fw), (sh_, sw), (ph, pw)),
+            is,
+            sh(is.n, oh, ow, is.c),
+        ))
+    }
+
+    #[test]
+    fn same_padded_average_excludes_padding_from_the_count() {
+        // 3x3 input, 2x2 filter, stride 1, SAME: output 3x3, pad 0 before / 1 after.
+        assert_eq!(Padding::Same.output_and_pad(3, 2, 1, 1), Some((3, 0)));
+        let data = [1, 2, 3, 4, 5, 6, 7, 8, 10];
+        let p = params((2, 2), (1, 1), (0, 0));
+        let out = run(true, &p, FULL, sh(1, 3, 3, 1), &data, sh(1, 3, 3, 1)).unwrap();
+        // (0,0): (1+2+4+5)/4 = 12/4 = 3.        (0,1): (2+3+5+6)=16 -> 4.
+        // (0,2): clipped to 1 column: (3+6)=9, count 2 -> (9+1)/2 = 5 (4.5 rounds up).
+        // (1,0): (4+5+7+8)=24 -> 6.              (1,1): (5+6+8+10)=29 -> (29+2)/4 = 7 (7.25).
+        // (1,2): (6+10)=16, count 2 -> 8.        (2,0): (7+8)=15, count 2 -> (15+1)/2 = 8.
+        // (2,1): (8+10)=18 -> 9.                 (2,2): 10 alone, count 1 -> 10.
+        // Had padding been counted, (2,2) would be 10/4 -> 3.
+        assert_eq!(out, [3, 4, 5, 6, 7, 8, 8, 9, 10]);
+    }
+
+    #[test]
+    fn negative_averages_round_half_away_from_zero() {
+        // One 1x2 window per output column, two channels, stride 2.
+        // Channel 0 pairs: (-1,-2) (-3,-3) (-2,-1); channel 1 pairs: (1,2) (-1,0) (0,-4).
+        let data = [-1, 1, -2, 2, -3, -1, -3, 0, -2, 0, -1, -4];
+        let p = params((1, 2), (1, 2), (0, 0));
+        let out = run(true, &p, FULL, sh(1, 1, 6, 2), &data, sh(1, 1, 3, 2)).unwrap();
+        // ch0: -3 -> (-3 - 1)/2 = -2 (-1.5 away from zero); -6 -> (-6-1)/2 = -3 (C truncation);
+        //      -3 -> -2.
+        // ch1: 3 -> (3 + 1)/2 = 2; -1 -> (-1 - 1)/2 = -1 (-0.5 -> -1); -4 -> (-4-1)/2 = -2.
+        assert_eq!(out, [-2, 2, -3, -1, -2, -2]);
+    }
+
+    #[test]
+    fn average_saturates_and_applies_the_fused_clamp() {
+        let (is, one) = (sh(1, 2, 2, 1), sh(1, 1, 1, 1));
+        let g = global_average_pool_params(is);
+        // All -128: sum -512, (-512 - 2)/4 = -128 (truncates toward zero from -128.5).
+        assert_eq!(run(true, &g, FULL, is, &[-128; 4], one), Ok(vec![-128]));
+        assert_eq!(run(true, &g, FULL, is, &[127; 4], one), Ok(vec![127]));
+        // Sum -60: (-60 - 2)/4 = -15 (C division truncates -15.5 toward zero). It lies inside
+        // [-20, 60], and is raised to -10 by a floor of -10. The maximum, 90, is cut to 60.
+        let data = [-50, -50, -50, 90];
+        assert_eq!(run(true, &g, (-20, 60), is, &data, one), Ok(vec![-15]));
+        assert_eq!(run(true, &g, (-10, 60), is, &data, one), Ok(vec![-10]));
+        assert_eq!(run(false, &g, (-20, 60), is, &data, one), Ok(vec![60]));
+        assert_eq!(run(false, &g, (-20, 60), is, &[-50; 4], one), Ok(vec![-20]));
+    }
+
+    #[test]
+    fn global_average_pool_over_each_channel() {
+        let is = sh(2, 2, 3, 2);
+        let data: Vec<i8> = (0..24).map(|i| (i * 10 - 115) as i8).collect();
+        let p = global_average_pool_params(is);
+        let out = run(true, &p, FULL, is, &data, sh(2, 1, 1, 2)).unwrap();
+        // Batch 0, channel 0: -115,-95,..,-15: sum -390 -> (-390 - 3)/6 = -65 (-65.5 truncated).
+        // Channel 1: -105,-85,..,-5: sum -330 -> (-330 - 3)/6 = -55.
+        // Batch 1 adds 120 to each of 6 values: 330 -> (330 + 3)/6 = 55; 390 -> 393/6 = 65.
+        assert_eq!(out, [-65, -55, 55, 65]);
+    }
+
+    #[test]
+    fn max_pool_ignores_padding_even_when_all_values_are_negative() {
+        // SAME 3x3 stride 2 on 3x3 (pad 1): zero padding would win if it were included.
+        assert_eq!(Padding::Same.output_and_pad(3, 3, 2, 1), Some((2, 1)));
+        let data = [-9, -8, -7, -6, -5, -4, -3, -2, -100];
+        let p = params((3, 3), (2, 2), (1, 1));
+        let out = run(false, &p, FULL, sh(1, 3, 3, 1), &data, sh(1, 2, 2, 1)).unwrap();
+        // (0,0): rows 0-1, cols 0-1 -> max(-9,-8,-6,-5) = -5. (0,1): rows 0-1, cols 1-2 -> -4.
+        // (1,0): rows 1-2, cols 0-1 -> -2. (1,1): rows 1-2, cols 1-2 -> max(-5,-4,-2,-100) = -2.
+        assert_eq!(out, [-5, -4, -2, -2]);
+    }
+
+    #[test]
+    fn int8_pooling_matches_a_naive_reference() {
+        let mut rng = XorShift(0xdead_beef);
+        for case in 0..600 {
+            let Some((p, is, os)) = random_geometry(&mut rng) else {
+                continue;
+            };
+            let data: Vec<i8> = (0..is.elements().unwrap())
+                .map(|_| rng.next() as i8)
+                .collect();
+            let (lo, hi) = (
+                i8::MIN + (rng.next() % 64) as i8,
+                127 - (rng.next() % 64) as i8,
+            );
+            let wide: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
+            let want = naive(&p, is, os, &wide);
+            let clamp = |v: f64| v.clamp(f64::from(lo), f64::from(hi)) as i8;
+            // Round half away from zero via f64, independently of the kernel's integer formula.
+            let avg: Vec<i8> = want
+                .iter()
+                .map(|&(s, n, _)| clamp(((s / n).abs() + 0.5).floor() * s.signum()))
+                .collect();
+            let max: Vec<i8> = want.iter().map(|&(_, _, m)| clamp(m)).collect();
+            assert_eq!(
+                run(true, &p, (lo, hi), is, &data, os),
+                Ok(avg),
+                "case {case} {p:?}"
+            );
+            assert_eq!(
+                run(false, &p, (lo, hi), is, &data, os),
+                Ok(max),
+                "case {case} {p:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn f32_pooling_matches_f64() {
+        let mut rng = XorShift(77);
+        for _ in 0..600 {
+            let Some((p, is, os)) = random_geometry(&mut rng) else {
+                continue;
+            };
+            let data: Vec<f32> = (0..is.elements().unwrap())
+                .map(|_| rng.next() as i32 as f32 / 1e9)
+                .collect();
+            let wide: Vec<f64> = data.iter().map(|&v| f64::from(v)).collect();
+            let want = naive(&p, is, os, &wide);
+            let clamp = (-1.5f32, f32::INFINITY);
+            let avg = run_f32(true, &p, clamp, is, &data, os).unwrap();
+            let max = run_f32(false, &p, clamp, is, &data, os).unwrap();
+            for (k, &(s, n, m)) in want.iter().enumerate() {
+                // f32 sums of <= 16 terms below 2.2 in magnitude: well inside 1e-5.
+                assert!((f64::from(avg[k]) - (s / n).max(-1.5)).abs() <= 1e-5);
+                // A maximum involves no rounding at all.
+                assert_eq!(f64::from(max[k]), m.max(-1.5));
+            }
+        }
+    }
+
+    #[test]
+    fn bad_shapes_and_parameters_are_refused() {
+        let (is, os) = (sh(1, 4, 4, 2), sh(1, 2, 2, 2));
+        let data = [0i8; 32];
+        let ok = params((2, 2), (2, 2), (0, 0));
+        assert!(run(true, &ok, FULL, is, &data, os).is_ok());
+        // Input buffer shorter than its shape; output buffer longer than its shape.
+        let mismatch = |expected, actual| Err(Error::LengthMismatch { expected, actual });
+        let (input, mut out) = (
+            Tensor {
+                data: &data[..31],
+                shape: is,
+            },
+            [0i8; 9],
+        );
+        let output = TensorMut {
+            data: &mut out[..8],
+            shape: os,
+        };
+        assert_eq!(
+            average_pool2d_i8(&ok, -128, 127, input, output),
+            mismatch(32, 31)
+        );
+        let (input, output) = (
+            Tensor {
+                data: &data[..],
+                shape: is,
+            },
+            TensorMut {
+                data: &mut out,
+                shape: os,
+            },
+        );
+        assert_eq!(max_pool2d_i8(&ok, -128, 127, input, output), mismatch(8, 9));
+        // Channel / batch mismatch.
+        let shape_err = |r: Result<Vec<i8>, Error>| match r {
+            Err(Error::ShapeMismatch {
+                what,
+                expected,
+                actual,
+            }) => (what, expected, actual),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            shape_err(run(true, &ok, FULL, is, &data, sh(1, 2, 2, 1))).0,
+            "pool output channels"
+        );
+        assert_eq!(
+            shape_err(run(true, &ok, FULL, is, &data, sh(2, 2, 2, 2))).0,
+            "pool output batch"
+        );
+        // An output row or column whose window would lie past the input: 4 / stride 2 allow 2.
+        assert_eq!(
+            shape_err(run(true, &ok, FULL, is, &data, sh(1, 3, 2, 2))),
+            ("pool output height", 2, 3)
+        );
+        assert_eq!(
+            shape_err(run(false, &ok, FULL, is, &data, sh(1, 2, 3, 2))),
+            ("pool output width", 2, 3)
+        );
+        let invalid = |p: PoolParams, clamp| {
+            matches!(
+                run(true, &p, clamp, is, &data, os),
+                Err(Error::InvalidParameter { .. })
+            )
+        };
+        let mut p = ok;
+        p.window.stride_h = 0;
+        assert!(invalid(p, FULL));
+        p = ok;
+        p.window.dilation_w = 2;
+        assert!(invalid(p, FULL));
+        p = ok;
+        p.filter_w = 0;
+        assert!(invalid(p, FULL));
+        p = ok;
+        p.window.pad_top = 2; // >= filter: the first window would see only padding
+        assert!(invalid(p, FULL));
+        assert!(invalid(ok, (10, -10)));
+        assert!(matches!(
+            run_f32(true, &ok, (f32::NAN, 1.0), is, &[0.0; 32], os),
+            Err(Error::InvalidParameter { .. })
+        ));
+        // Overflowing shapes are reported, not wrapped.
+        let huge = sh(usize::MAX, 2, 2, 2);
+        assert_eq!(
+            run(true, &ok, FULL, huge, &data, os),
+            Err(Error::ShapeOverflow)
+        );
+    }
+}

@@ -1,0 +1,60 @@
+//! Reinterpreting byte buffers as typed slices without copying: the one place where mote-core
+//! turns `[u8]` (a flash-resident blob, the caller's arena) into `[i8]`, `[i32]` or `[f32]`.
+
+#[cfg(target_endian = "big")]
+compile_error!("mote's blob and arena are little-endian; big-endian targets are not supported");
+
+/// Plain-old-data element types: every bit pattern is a valid value, no padding.
+///
+/// # Safety
+/// Implement only for types with no invalid bit patterns and no padding bytes.
+pub(crate) unsafe trait Pod: Copy {}
+// SAFETY: integers and floats accept every bit pattern and have no padding.
+unsafe impl Pod for i8 {}
+// SAFETY: as above.
+unsafe impl Pod for i32 {}
+// SAFETY: as above.
+unsafe impl Pod for f32 {}
+// SAFETY: `#[repr(C)]` pair of i32: no padding, every bit pattern valid.
+unsafe impl Pod for crate::quant::QuantizedMultiplier {}
+
+/// Views `bytes` as `[T]`, or `None` if it is misaligned for `T` or not a whole number of `T`s.
+pub(crate) fn slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {
+    let size = core::mem::size_of::<T>();
+    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(core::mem::align_of::<T>()) != 0 {
+        return None;
+    }
+    // SAFETY: the pointer is aligned for T (checked), the length covers exactly
+    // `len / size` Ts inside `bytes`, T is Pod so any bytes are a valid T, and the
+    // lifetime and immutability are inherited from `bytes`.
+    Some(unsafe { core::slice::from_raw_parts(bytes.as_ptr().cast::<T>(), bytes.len() / size) })
+}
+
+/// Mutable version of [`slice`].
+pub(crate) fn slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
+    let size = core::mem::size_of::<T>();
+    if bytes.len() % size != 0 || bytes.as_ptr().align_offset(core::mem::align_of::<T>()) != 0 {
+        return None;
+    }
+    // SAFETY: as in `slice`; the exclusive borrow of `bytes` moves to the returned slice, and
+    // any T written is a valid sequence of bytes since T is Pod.
+    Some(unsafe {
+        core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), bytes.len() / size)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_misaligned_and_ragged_views() {
+        let words = [0x0403_0201u32, 0x0807_0605];
+        // SAFETY: viewing two u32 as 8 bytes, in bounds.
+        let bytes: &[u8] = unsafe { core::slice::from_raw_parts(words.as_ptr().cast(), 8) };
+        assert_eq!(slice::<i32>(bytes), Some(&[0x0403_0201, 0x0807_0605][..]));
+        assert_eq!(slice::<i32>(&bytes[1..5]), None);
+        assert_eq!(slice::<i32>(&bytes[..6]), None);
+        assert_eq!(slice::<i8>(&bytes[1..3]), Some(&[2i8, 3][..]));
+    }
+}

@@ -1,0 +1,311 @@
+//! Running a [`Model`] over a caller-owned arena: no heap, no allocation, no panics.
+
+use crate::cast;
+use crate::format::{DType, OpCode, Storage};
+use crate::model::{Layer, Model, TensorInfo};
+use crate::ops::{self, Tensor, TensorMut};
+use crate::Error;
+use core::ops::Range;
+
+/// Called around every operator; lets firmware time each layer.
+pub trait OpHook {
+    /// Before operator `index` runs.
+    fn before(&mut self, index: u16, op: OpCode);
+    /// After operator `index` ran.
+    fn after(&mut self, index: u16, op: OpCode);
+}
+
+/// The hook that does nothing.
+impl OpHook for () {
+    #[inline(always)]
+    fn before(&mut self, _: u16, _: OpCode) {}
+    #[inline(always)]
+    fn after(&mut self, _: u16, _: OpCode) {}
+}
+
+/// Runs a model. The arena holds every activation at the offset the host planned.
+#[derive(Debug)]
+pub struct Interpreter<'m, 'a> {
+    model: Model<'m>,
+    arena: &'a mut [u8],
+}
+
+impl<'m, 'a> Interpreter<'m, 'a> {
+    /// Binds a model to an arena of at least [`Model::arena_size`] bytes, 4-byte aligned.
+    pub fn new(model: Model<'m>, arena: &'a mut [u8]) -> Result<Self, Error> {
+        if arena.len() < model.arena_size() {
+            return Err(Error::BufferTooSmall {
+                needed: model.arena_size(),
+                actual: arena.len(),
+            });
+        }
+        if arena.as_ptr().align_offset(4) != 0 {
+            return Err(Error::BadLayout {
+                what: "the arena must start on a 4-byte boundary",
+            });
+        }
+        Ok(Self { model, arena })
+    }
+
+    /// The model being run.
+    pub fn model(&self) -> &Model<'m> {
+        &self.model
+    }
+
+    /// Model input `i`'s description.
+    pub fn input_info(&self, i: u16) -> Result<TensorInfo, Error> {
+        self.model.input(i)
+    }
+
+    /// Model output `i`'s description.
+    pub fn output_info(&self, i: u16) -> Result<TensorInfo, Error> {
+        self.model.output(i)
+    }
+
+    /// Model input `i` as int8, to fill before [`invoke`](Self::invoke).
+    pub fn input_i8(&mut self, i: u16) -> Result<&mut [i8], Error> {
+        let t = self.model.input(i)?;
+        self.view_mut(&t, DType::I8)
+    }
+
+    /// Model input `i` as f32 (models that start with QUANTIZE).
+    pub fn input_f32(&mut self, i: u16) -> Result<&mut [f32], Error> {
+        let t = self.model.input(i)?;
+        self.view_mut(&t, DType::F32)
+    }
+
+    /// Model output `i` as int8.
+    pub fn output_i8(&self, i: u16) -> Result<&[i8], Error> {
+        let t = self.model.output(i)?;
+        self.view(&t, DType::I8)
+    }
+
+    /// Model output `i` as f32 (models that end with DEQUANTIZE).
+    pub fn output_f32(&self, i: u16) -> Result<&[f32], Error> {
+        let t = self.model.output(i)?;
+        self.view(&t, DType::F32)
+    }
+
+    /// Any arena tensor's current bytes as int8 (for inspection and on-device training).
+    pub fn tensor_i8(&self, index: u16) -> Result<&[i8], Error> {
+        let t = self.model.tensor(index)?;
+        self.view(&t, DType::I8)
+    }
+
+    fn view<T: cast::Pod>(&self, t: &TensorInfo, dtype: DType) -> Result<&[T], Error> {
+        if t.dtype() != dtype || t.record.storage != Storage::Arena {
+            return Err(Error::WrongTensor {
+                what: "tensor type differs from the one requested",
+            });
+        }
+        let bytes = self.arena.get(t.arena_range()).ok_or(Error::BadLayout {
+            what: "tensor outside the arena",
+        })?;
+        cast::slice(bytes).ok_or(Error::BadLayout {
+            what: "tensor misaligned in the arena",
+        })
+    }
+
+    fn view_mut<T: cast::Pod>(&mut self, t: &TensorInfo, dtype: DType) -> Result<&mut [T], Error> {
+        if t.dtype() != dtype || t.record.storage != Storage::Arena {
+            return Err(Error::WrongTensor {
+                what: "tensor type differs from the one requested",
+            });
+        }
+        let bytes = self
+            .arena
+            .get_mut(t.arena_range())
+            .ok_or(Error::BadLayout {
+                what: "tensor outside the arena",
+            })?;
+        cast::slice_mut(bytes).ok_or(Error::BadLayout {
+            what: "tensor misaligned in the arena",
+        })
+    }
+
+    /// Runs every operator in order.
+    pub fn invoke(&mut self) -> Result<(), Error> {
+        self.invoke_with(&mut ())
+    }
+
+    /// Runs every operator, calling `hook` around each (per-layer profiling).
+    pub fn invoke_with(&mut self, hook: &mut impl OpHook) -> Result<(), Error> {
+        for index in 0..self.model.op_count() {
+            let layer = self.model.layer(index)?;
+            let opcode = self.model.op(index)?.opcode;
+            hook.before(index, opcode);
+            self.run(layer)?;
+            hook.after(index, opcode);
+        }
+        Ok(())
+    }
+
+    fn run(&mut self, layer: Layer<'m>) -> Result<(), Error> {
+        let m = self.model;
+        match layer {
+            Layer::Conv2d {
+                window,
+                stage,
+                input,
+                filter,
+                bias,
+                requant,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::conv2d::conv2d_i8(&window, &stage, ins[0], filter, bias, requant, out)
+            }
+            Layer::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                stage,
+                input,
+                filter,
+                bias,
+                requant,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::depthwise_conv2d::depthwise_conv2d_i8(
+                    &window,
+                    depth_multiplier,
+                    &stage,
+                    ins[0],
+                    filter,
+                    bias,
+                    requant,
+                    out,
+                )
+            }
+            Layer::FullyConnected {
+                stage,
+                input,
+                weights,
+                bias,
+                requant,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::fully_connected::fully_connected_i8(
+                    &stage, ins[0], weights, bias, requant, out,
+                )
+            }
+            Layer::AveragePool2d {
+                params,
+                act_min,
+                act_max,
+                input,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::pooling::average_pool2d_i8(&params, act_min, act_max, ins[0], out)
+            }
+            Layer::MaxPool2d {
+                params,
+                act_min,
+                act_max,
+                input,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::pooling::max_pool2d_i8(&params, act_min, act_max, ins[0], out)
+            }
+            Layer::Add {
+                params,
+                a,
+                b,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(a), Some(b)], output)?;
+                ops::add::add_i8(&params, ins[0].data, ins[1].data, out.data)
+            }
+            Layer::Softmax {
+                params,
+                depth,
+                input,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::softmax::softmax_i8(&params, ins[0].data, out.data, depth)
+            }
+            // The planner put the output on the input's bytes: nothing to do.
+            Layer::Reshape { .. } => Ok(()),
+            Layer::Quantize {
+                scale,
+                zero_point,
+                input,
+                output,
+            } => {
+                let (ins, out) = io::<f32, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::quantize::quantize_f32_i8(scale, zero_point, ins[0].data, out.data)
+            }
+            Layer::Dequantize {
+                scale,
+                zero_point,
+                input,
+                output,
+            } => {
+                let (ins, out) = io::<i8, f32>(self.arena, &m, [Some(input), None], output)?;
+                ops::quantize::dequantize_i8_f32(scale, zero_point, ins[0].data, out.data)
+            }
+        }
+    }
+}
+
+/// Borrows an operator's inputs (shared) and output (exclusive) from the one arena. The plan
+/// guarantees the output's bytes are disjoint from every input's; this checks it again so a
+/// bad plan is an error, and splits the arena without unsafe code.
+fn io<'x, I: cast::Pod, O: cast::Pod>(
+    arena: &'x mut [u8],
+    model: &Model<'_>,
+    inputs: [Option<u16>; 2],
+    output: u16,
+) -> Result<([Tensor<'x, I>; 2], TensorMut<'x, O>), Error> {
+    let out_info = model.tensor(output)?;
+    let out_range = out_info.arena_range();
+    if out_range.end > arena.len() {
+        return Err(Error::BadLayout {
+            what: "tensor outside the arena",
+        });
+    }
+    let (before, rest) = arena.split_at_mut(out_range.start);
+    let (out_bytes, after) = rest.split_at_mut(out_range.len());
+    let (before, after): (&'x [u8], &'x [u8]) = (before, after);
+    let pick = |range: Range<usize>| -> Result<&'x [u8], Error> {
+        if range.end <= out_range.start {
+            before.get(range)
+        } else if range.start >= out_range.end {
+            after.get(range.start - out_range.end..range.end - out_range.end)
+        } else {
+            None
+        }
+        .ok_or(Error::PlanOverlap {
+            first: output,
+            second: output,
+        })
+    };
+    let empty = Tensor {
+        data: &[][..],
+        shape: ops::Shape4::default(),
+    };
+    let mut views = [empty, empty];
+    for (view, index) in views.iter_mut().zip(inputs) {
+        if let Some(index) = index {
+            let info = model.tensor(index)?;
+            let data = cast::slice(pick(info.arena_range())?).ok_or(Error::BadLayout {
+                what: "tensor misaligned in the arena",
+            })?;
+            *view = Tensor {
+                data,
+                shape: info.shape,
+            };
+        }
+    }
+    let out = TensorMut {
+        data: cast::slice_mut(out_bytes).ok_or(Error::BadLayout {
+            what: "tensor misaligned in the arena",
+        })?,
+        shape: out_info.shape,
+    };
+    Ok((views, out))
+}

@@ -1,0 +1,465 @@
+//! The `.mote` model: parsed and validated once, then read in place.
+
+mod layer;
+
+pub use layer::Layer;
+
+use crate::cast;
+use crate::crc32::crc32;
+use crate::format::{
+    DType, Header, OpRecord, Storage, TensorRecord, CRC_OFFSET, HEADER_LEN, MAGIC, NO_TENSOR,
+    OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
+};
+use crate::ops::Shape4;
+use crate::quant::QuantizedMultiplier;
+use crate::Error;
+
+/// A validated model, borrowing its bytes (typically from flash).
+#[derive(Debug, Clone, Copy)]
+pub struct Model<'a> {
+    bytes: &'a [u8],
+    header: Header,
+}
+
+/// A tensor as the model describes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct TensorInfo {
+    /// Index in the model's tensor table.
+    pub index: u16,
+    /// The raw record.
+    pub record: TensorRecord,
+    /// Shape, NHWC.
+    pub shape: Shape4,
+}
+
+impl TensorInfo {
+    /// Element type.
+    pub fn dtype(&self) -> DType {
+        self.record.dtype
+    }
+    /// Quantization scale (0.0 for unquantized tensors).
+    pub fn scale(&self) -> f32 {
+        self.record.scale
+    }
+    /// Quantization zero point.
+    pub fn zero_point(&self) -> i32 {
+        self.record.zero_point
+    }
+    /// Byte range in the arena (arena tensors only).
+    pub fn arena_range(&self) -> core::ops::Range<usize> {
+        let start = self.record.offset as usize;
+        start..start + self.record.byte_len as usize
+    }
+}
+
+impl<'a> Model<'a> {
+    /// Parses and validates a blob: magic, version, CRC-32, every section and tensor in bounds
+    /// and aligned, every operator consistent with its tensors, and a memory plan in which no
+    /// two simultaneously live tensors share bytes. Never panics, whatever the bytes.
+    pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
+        if bytes.len() < HEADER_LEN {
+            return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
+                Error::NotAModel
+            } else {
+                Error::Truncated {
+                    expected: HEADER_LEN,
+                    actual: bytes.len(),
+                }
+            });
+        }
+        if bytes[..4] != MAGIC {
+            return Err(Error::NotAModel);
+        }
+        let header = Header::read(bytes).ok_or(Error::NotAModel)?;
+        if header.version != VERSION {
+            return Err(Error::UnsupportedVersion {
+                found: header.version,
+                supported: VERSION,
+            });
+        }
+        let blob_len = header.blob_len as usize;
+        if blob_len < HEADER_LEN || blob_len > bytes.len() {
+            return Err(Error::Truncated {
+                expected: blob_len,
+                actual: bytes.len(),
+            });
+        }
+        if bytes.as_ptr().align_offset(4) != 0 {
+            return Err(Error::MisalignedBlob);
+        }
+        let bytes = &bytes[..blob_len];
+        let computed = crc32(&bytes[CRC_OFFSET + 4..]);
+        if computed != header.crc32 {
+            return Err(Error::CrcMismatch {
+                stored: header.crc32,
+                computed,
+            });
+        }
+        let model = Self { bytes, header };
+        model.validate()?;
+        Ok(model)
+    }
+
+    /// The whole blob.
+    pub fn bytes(&self) -> &'a [u8] {
+        self.bytes
+    }
+
+    /// Bytes of arena an [`Interpreter`](crate::Interpreter) for this model needs.
+    pub fn arena_size(&self) -> usize {
+        self.header.arena_size as usize
+    }
+
+    /// Number of tensors.
+    pub fn tensor_count(&self) -> u16 {
+        self.header.tensor_count
+    }
+
+    /// Number of operators.
+    pub fn op_count(&self) -> u16 {
+        self.header.op_count
+    }
+
+    /// Number of model inputs.
+    pub fn input_count(&self) -> u16 {
+        self.header.input_count
+    }
+
+    /// Number of model outputs.
+    pub fn output_count(&self) -> u16 {
+        self.header.output_count
+    }
+
+    /// The tensor behind model input `i`.
+    pub fn input(&self, i: u16) -> Result<TensorInfo, Error> {
+        if i >= self.header.input_count {
+            return Err(Error::WrongTensor {
+                what: "no such model input",
+            });
+        }
+        self.tensor(self.io_index(i as usize)?)
+    }
+
+    /// The tensor behind model output `i`.
+    pub fn output(&self, i: u16) -> Result<TensorInfo, Error> {
+        if i >= self.header.output_count {
+            return Err(Error::WrongTensor {
+                what: "no such model output",
+            });
+        }
+        self.tensor(self.io_index(self.header.input_count as usize + i as usize)?)
+    }
+
+    fn io_index(&self, slot: usize) -> Result<u16, Error> {
+        crate::format::read_u16(self.bytes, self.header.io_offset as usize + 2 * slot).ok_or(
+            Error::BadLayout {
+                what: "input/output list",
+            },
+        )
+    }
+
+    /// Tensor `index`.
+    pub fn tensor(&self, index: u16) -> Result<TensorInfo, Error> {
+        if index >= self.header.tensor_count {
+            return Err(Error::InvalidTensor {
+                index,
+                what: "index out of range",
+            });
+        }
+        let at = self.header.tensors_offset as usize + index as usize * TENSOR_RECORD_LEN;
+        let raw = self
+            .bytes
+            .get(at..at + TENSOR_RECORD_LEN)
+            .ok_or(Error::BadLayout {
+                what: "tensor table",
+            })?;
+        let record =
+            TensorRecord::read(raw).map_err(|what| Error::InvalidTensor { index, what })?;
+        let [n, h, w, c] = record.shape.map(|d| d as usize);
+        Ok(TensorInfo {
+            index,
+            record,
+            shape: Shape4::new(n, h, w, c),
+        })
+    }
+
+    /// Operator `index`.
+    pub fn op(&self, index: u16) -> Result<OpRecord, Error> {
+        if index >= self.header.op_count {
+            return Err(Error::InvalidOperator {
+                index,
+                what: "index out of range",
+            });
+        }
+        let at = self.header.ops_offset as usize + index as usize * OP_RECORD_LEN;
+        let raw = self
+            .bytes
+            .get(at..at + OP_RECORD_LEN)
+            .ok_or(Error::BadLayout {
+                what: "operator table",
+            })?;
+        OpRecord::read(raw).map_err(|what| Error::InvalidOperator { index, what })
+    }
+
+    /// Operator `index` decoded into what the kernels need.
+    pub fn layer(&self, index: u16) -> Result<Layer<'a>, Error> {
+        let record = self.op(index)?;
+        layer::decode(self, index, &record)
+    }
+
+    /// A constant tensor's elements, in place.
+    pub(crate) fn constant<T: cast::Pod>(&self, t: &TensorInfo) -> Result<&'a [T], Error> {
+        let start = t.record.offset as usize;
+        let bytes = self
+            .bytes
+            .get(start..start.saturating_add(t.record.byte_len as usize))
+            .ok_or(Error::InvalidTensor {
+                index: t.index,
+                what: "constant data out of bounds",
+            })?;
+        cast::slice(bytes).ok_or(Error::InvalidTensor {
+            index: t.index,
+            what: "constant data misaligned",
+        })
+    }
+
+    /// Per-channel scales of a weight tensor, if it has them.
+    pub fn channel_scales(&self, t: &TensorInfo) -> Result<Option<&'a [f32]>, Error> {
+        if t.record.channel_scales == 0 {
+            return Ok(None);
+        }
+        let axis = t.record.channel_axis as usize;
+        let count = *t.record.shape.get(axis).ok_or(Error::InvalidTensor {
+            index: t.index,
+            what: "channel axis out of range",
+        })? as usize;
+        let start = t.record.channel_scales as usize;
+        let bytes = count
+            .checked_mul(4)
+            .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
+            .ok_or(Error::InvalidTensor {
+                index: t.index,
+                what: "channel scales out of bounds",
+            })?;
+        cast::slice(bytes).map(Some).ok_or(Error::InvalidTensor {
+            index: t.index,
+            what: "channel scales misaligned",
+        })
+    }
+
+    /// An operator's requantization constants.
+    pub(crate) fn requant(
+        &self,
+        index: u16,
+        op: &OpRecord,
+    ) -> Result<&'a [QuantizedMultiplier], Error> {
+        let start = op.requant_offset as usize;
+        let bytes = (op.requant_count as usize)
+            .checked_mul(core::mem::size_of::<QuantizedMultiplier>())
+            .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
+            .ok_or(Error::InvalidOperator {
+                index,
+                what: "requantization constants out of bounds",
+            })?;
+        cast::slice(bytes).ok_or(Error::InvalidOperator {
+            index,
+            what: "requantization constants misaligned",
+        })
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        let h = &self.header;
+        let len = self.bytes.len();
+        let section = |offset: u32, count: usize, size: usize, what| {
+            let end = count
+                .checked_mul(size)
+                .and_then(|n| (offset as usize).checked_add(n));
+            match end {
+                Some(end) if end <= len && offset as usize >= HEADER_LEN && offset % 4 == 0 => {
+                    Ok(())
+                }
+                _ => Err(Error::BadLayout { what }),
+            }
+        };
+        section(
+            h.tensors_offset,
+            h.tensor_count as usize,
+            TENSOR_RECORD_LEN,
+            "tensor table",
+        )?;
+        section(
+            h.ops_offset,
+            h.op_count as usize,
+            OP_RECORD_LEN,
+            "operator table",
+        )?;
+        let io_count = h.input_count as usize + h.output_count as usize;
+        section(h.io_offset, io_count, 2, "input/output list")?;
+        section(h.data_offset, h.data_len as usize, 1, "constant data")?;
+        if h.input_count == 0 || h.output_count == 0 {
+            return Err(Error::BadLayout {
+                what: "a model needs inputs and outputs",
+            });
+        }
+
+        for index in 0..h.tensor_count {
+            self.validate_tensor(&self.tensor(index)?)?;
+        }
+        for slot in 0..io_count {
+            let t = self.tensor(self.io_index(slot)?)?;
+            if t.record.storage != Storage::Arena {
+                return Err(Error::InvalidTensor {
+                    index: t.index,
+                    what: "a model input or output must live in the arena",
+                });
+            }
+        }
+        for i in 0..h.input_count {
+            let t = self.input(i)?;
+            if t.record.live_from != 0 {
+                return Err(Error::InvalidTensor {
+                    index: t.index,
+                    what: "a model input must be live from the first operator",
+                });
+            }
+        }
+        for i in 0..h.output_count {
+            if self.output(i)?.record.live_to != h.op_count {
+                return Err(Error::InvalidTensor {
+                    index: self.output(i)?.index,
+                    what: "a model output must stay live to the end",
+                });
+            }
+        }
+        for index in 0..h.op_count {
+            self.validate_op(index)?;
+        }
+        self.validate_plan()
+    }
+
+    fn validate_tensor(&self, t: &TensorInfo) -> Result<(), Error> {
+        let bad = |what| {
+            Err(Error::InvalidTensor {
+                index: t.index,
+                what,
+            })
+        };
+        let r = &t.record;
+        if r.shape.contains(&0) {
+            return bad("zero-sized dimension");
+        }
+        let bytes = t
+            .shape
+            .elements()
+            .and_then(|n| n.checked_mul(r.dtype.size()));
+        if bytes != Some(r.byte_len as usize) {
+            return bad("byte length does not match shape and type");
+        }
+        if !(r.scale.is_finite() && r.scale >= 0.0) {
+            return bad("scale must be finite and non-negative");
+        }
+        if r.dtype == DType::I8 && !(-128..=127).contains(&r.zero_point) {
+            return bad("int8 zero point out of range");
+        }
+        if r.offset as usize % r.dtype.size() != 0 {
+            return bad("offset misaligned for its type");
+        }
+        match r.storage {
+            Storage::Arena => {
+                let end = r.offset as u64 + r.byte_len as u64;
+                if end > self.header.arena_size as u64 {
+                    return bad("arena placement past the arena's end");
+                }
+                if r.live_from > r.live_to || r.live_to > self.header.op_count {
+                    return bad("lifetime out of range");
+                }
+            }
+            Storage::Constant => {
+                let data = self.header.data_offset as u64
+                    ..self.header.data_offset as u64 + self.header.data_len as u64;
+                let end = r.offset as u64 + r.byte_len as u64;
+                if (r.offset as u64) < data.start || end > data.end {
+                    return bad("constant data outside the data section");
+                }
+                self.constant::<i8>(t)?;
+            }
+        }
+        self.channel_scales(t)?;
+        Ok(())
+    }
+
+    fn validate_op(&self, index: u16) -> Result<(), Error> {
+        let op = self.op(index)?;
+        let bad = |what| Err(Error::InvalidOperator { index, what });
+        let out = self.tensor(op.output)?;
+        if out.record.storage != Storage::Arena || out.record.live_from != index {
+            return bad("output must be an arena tensor written by this operator");
+        }
+        for input in op.inputs.into_iter().filter(|&t| t != NO_TENSOR) {
+            let t = self.tensor(input)?;
+            if t.record.storage == Storage::Arena {
+                let produced_before = t.record.live_from < index || self.is_model_input(input)?;
+                if !produced_before || t.record.live_to < index {
+                    return bad("reads a tensor outside its planned lifetime");
+                }
+            }
+        }
+        // Decoding checks every shape and parameter against the kernels' needs.
+        layer::decode(self, index, &op).map(|_| ())
+    }
+
+    fn is_model_input(&self, tensor: u16) -> Result<bool, Error> {
+        for i in 0..self.header.input_count {
+            if self.io_index(i as usize)? == tensor {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
+    /// No two arena tensors whose lifetimes intersect may share bytes, except a RESHAPE's
+    /// output, which is planned onto its input on purpose.
+    fn validate_plan(&self) -> Result<(), Error> {
+        for a in 0..self.header.tensor_count {
+            let ta = self.tensor(a)?;
+            if ta.record.storage != Storage::Arena {
+                continue;
+            }
+            for b in a + 1..self.header.tensor_count {
+                let tb = self.tensor(b)?;
+                if tb.record.storage != Storage::Arena {
+                    continue;
+                }
+                let (ra, rb) = (ta.arena_range(), tb.arena_range());
+                let bytes_overlap = ra.start < rb.end && rb.start < ra.end;
+                let live_overlap = ta.record.live_from <= tb.record.live_to
+                    && tb.record.live_from <= ta.record.live_to;
+                if bytes_overlap && live_overlap && !self.is_alias(&ta, &tb)? {
+                    return Err(Error::PlanOverlap {
+                        first: a,
+                        second: b,
+                    });
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn is_alias(&self, a: &TensorInfo, b: &TensorInfo) -> Result<bool, Error> {
+        if a.arena_range() != b.arena_range() {
+            return Ok(false);
+        }
+        for (src, dst) in [(a, b), (b, a)] {
+            if dst.record.live_from < self.header.op_count && !self.is_model_input(dst.index)? {
+                let op = self.op(dst.record.live_from)?;
+                if op.opcode == crate::format::OpCode::Reshape
+                    && op.inputs[0] == src.index
+                    && op.output == dst.index
+                {
+                    return Ok(true);
+                }
+            }
+        }
+        Ok(false)
+    }
+}

@@ -1,0 +1,866 @@
+//! The model builder: the only writer of `.mote` blobs. It takes a graph of tensors and
+//! operators with float quantization parameters (as a `.tflite` file or mote's own quantizer
+//! has them), precomputes every integer constant the kernels need exactly as TFLite-Micro's
+//! `Prepare` steps do, plans the arena, writes the blob, and parses it back with mote-core.
+
+use crate::planner::{self, Buffer};
+use anyhow::{anyhow, bail, ensure, Context, Result};
+use mote_core::format::{
+    param, DType, Header, OpCode, OpRecord, Storage, TensorRecord, CRC_OFFSET, HEADER_LEN,
+    MAX_OP_INPUTS, NO_TENSOR, OP_FLAG_TRAINABLE, OP_PARAMS, OP_RECORD_LEN, TENSOR_RECORD_LEN,
+    VERSION,
+};
+use mote_core::ops::add::AddParams;
+use mote_core::ops::softmax::SoftmaxParams;
+use mote_core::ops::{Activation, Padding, Shape4};
+use mote_core::quant::QuantizedMultiplier;
+
+/// A tensor's identity in a [`ModelBuilder`].
+pub type TensorId = usize;
+
+/// Quantization parameters: one scale and zero point, or one per channel along `axis`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantization {
+    /// Scales.
+    pub scales: Vec<f32>,
+    /// Zero points (same length as `scales`).
+    pub zero_points: Vec<i32>,
+    /// Axis of the per-channel parameters, in the tensor's own rank.
+    pub axis: usize,
+}
+
+impl Quantization {
+    /// Per-tensor parameters.
+    pub fn per_tensor(scale: f32, zero_point: i32) -> Self {
+        Self {
+            scales: vec![scale],
+            zero_points: vec![zero_point],
+            axis: 0,
+        }
+    }
+}
+
+/// A constant tensor's elements.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Data {
+    /// int8 elements.
+    I8(Vec<i8>),
+    /// int32 elements.
+    I32(Vec<i32>),
+    /// f32 elements.
+    F32(Vec<f32>),
+}
+
+/// A tensor: an activation (no data) or a constant.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TensorDef {
+    /// Name, for error messages and inspection.
+    pub name: String,
+    /// Shape, rank 1 to 4 (NHWC for images).
+    pub shape: Vec<usize>,
+    /// Element type.
+    pub dtype: DType,
+    /// Quantization, for int8 tensors.
+    pub quant: Option<Quantization>,
+    /// Elements of a constant tensor.
+    pub data: Option<Data>,
+}
+
+/// An operator. Options are named as in TFLite.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)] // fields are the operator's usual parameters
+pub enum OpDef {
+    Conv2d {
+        input: TensorId,
+        filter: TensorId,
+        bias: Option<TensorId>,
+        output: TensorId,
+        padding: Padding,
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        activation: Activation,
+    },
+    DepthwiseConv2d {
+        input: TensorId,
+        filter: TensorId,
+        bias: Option<TensorId>,
+        output: TensorId,
+        padding: Padding,
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        depth_multiplier: usize,
+        activation: Activation,
+    },
+    FullyConnected {
+        input: TensorId,
+        weights: TensorId,
+        bias: Option<TensorId>,
+        output: TensorId,
+        activation: Activation,
+    },
+    AveragePool2d {
+        input: TensorId,
+        output: TensorId,
+        padding: Padding,
+        filter: (usize, usize),
+        stride: (usize, usize),
+        activation: Activation,
+    },
+    MaxPool2d {
+        input: TensorId,
+        output: TensorId,
+        padding: Padding,
+        filter: (usize, usize),
+        stride: (usize, usize),
+        activation: Activation,
+    },
+    Add {
+        a: TensorId,
+        b: TensorId,
+        output: TensorId,
+        activation: Activation,
+    },
+    Softmax {
+        input: TensorId,
+        output: TensorId,
+        beta: f32,
+    },
+    Reshape {
+        input: TensorId,
+        output: TensorId,
+    },
+    Quantize {
+        input: TensorId,
+        output: TensorId,
+    },
+    Dequantize {
+        input: TensorId,
+        output: TensorId,
+    },
+}
+
+impl OpDef {
+    fn opcode(&self) -> OpCode {
+        match self {
+            OpDef::Conv2d { .. } => OpCode::Conv2d,
+            OpDef::DepthwiseConv2d { .. } => OpCode::DepthwiseConv2d,
+            OpDef::FullyConnected { .. } => OpCode::FullyConnected,
+            OpDef::AveragePool2d { .. } => OpCode::AveragePool2d,
+            OpDef::MaxPool2d { .. } => OpCode::MaxPool2d,
+            OpDef::Add { .. } => OpCode::Add,
+            OpDef::Softmax { .. } => OpCode::Softmax,
+            OpDef::Reshape { .. } => OpCode::Reshape,
+            OpDef::Quantize { .. } => OpCode::Quantize,
+            OpDef::Dequantize { .. } => OpCode::Dequantize,
+        }
+    }
+
+    /// Input tensors in record order (optional ones as `None`) and the output.
+    fn io(&self) -> (Vec<Option<TensorId>>, TensorId) {
+        match *self {
+            OpDef::Conv2d {
+                input,
+                filter,
+                bias,
+                output,
+                ..
+            }
+            | OpDef::DepthwiseConv2d {
+                input,
+                filter,
+                bias,
+                output,
+                ..
+            } => (vec![Some(input), Some(filter), bias], output),
+            OpDef::FullyConnected {
+                input,
+                weights,
+                bias,
+                output,
+                ..
+            } => (vec![Some(input), Some(weights), bias], output),
+            OpDef::Add { a, b, output, .. } => (vec![Some(a), Some(b)], output),
+            OpDef::AveragePool2d { input, output, .. }
+            | OpDef::MaxPool2d { input, output, .. }
+            | OpDef::Softmax { input, output, .. }
+            | OpDef::Reshape { input, output }
+            | OpDef::Quantize { input, output }
+            | OpDef::Dequantize { input, output } => (vec![Some(input)], output),
+        }
+    }
+}
+
+/// Builds a `.mote` blob from tensors and operators.
+#[derive(Debug, Clone, Default)]
+pub struct ModelBuilder {
+    tensors: Vec<TensorDef>,
+    ops: Vec<(OpDef, bool)>,
+    inputs: Vec<TensorId>,
+    outputs: Vec<TensorId>,
+}
+
+/// A written blob and what the planner found.
+#[derive(Debug, Clone)]
+pub struct BuiltModel {
+    /// The `.mote` bytes.
+    pub bytes: Vec<u8>,
+    /// Planned arena bytes.
+    pub arena_size: usize,
+    /// The most activation bytes live at once: no plan can be smaller.
+    pub arena_lower_bound: usize,
+    /// Arena offset of each tensor (`None` for constants), by [`TensorId`].
+    pub arena_offsets: Vec<Option<usize>>,
+}
+
+impl ModelBuilder {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a tensor.
+    pub fn tensor(&mut self, def: TensorDef) -> TensorId {
+        self.tensors.push(def);
+        self.tensors.len() - 1
+    }
+
+    /// Adds an operator; operators run in the order they are added.
+    pub fn op(&mut self, op: OpDef) -> usize {
+        self.ops.push((op, false));
+        self.ops.len() - 1
+    }
+
+    /// Marks operator `index` as trainable on the device.
+    pub fn set_trainable(&mut self, index: usize, trainable: bool) -> Result<()> {
+        let op = self
+            .ops
+            .get_mut(index)
+            .ok_or_else(|| anyhow!("no operator {index}"))?;
+        op.1 = trainable;
+        Ok(())
+    }
+
+    /// Declares the model's inputs.
+    pub fn inputs(&mut self, ids: &[TensorId]) {
+        self.inputs = ids.to_vec();
+    }
+
+    /// Declares the model's outputs.
+    pub fn outputs(&mut self, ids: &[TensorId]) {
+        self.outputs = ids.to_vec();
+    }
+
+    /// The tensors added so far.
+    pub fn tensors(&self) -> &[TensorDef] {
+        &self.tensors
+    }
+
+    /// The tensors added so far, to adjust before building.
+    pub fn tensors_mut(&mut self) -> &mut [TensorDef] {
+        &mut self.tensors
+    }
+
+    /// Computes every constant, plans the arena, writes the blob and checks it parses.
+    pub fn build(&self) -> Result<BuiltModel> {
+        ensure!(!self.inputs.is_empty(), "the model has no inputs");
+        ensure!(!self.outputs.is_empty(), "the model has no outputs");
+        ensure!(self.tensors.len() < NO_TENSOR as usize, "too many tensors");
+        ensure!(self.ops.len() < u16::MAX as usize, "too many operators");
+        let shapes = self
+            .tensors
+            .iter()
+            .map(|t| to_shape4(&t.shape).with_context(|| format!("tensor `{}`", t.name)))
+            .collect::<Result<Vec<_>>>()?;
+        for t in &self.tensors {
+            check_data(t)?;
+        }
+
+        // Lifetimes, following the operator order.
+        let n_ops = self.ops.len();
+        let mut first = vec![usize::MAX; self.tensors.len()];
+        let mut last = vec![0usize; self.tensors.len()];
+        for &i in &self.inputs {
+            self.check_id(i)?;
+            first[i] = 0;
+        }
+        for (k, (op, _)) in self.ops.iter().enumerate() {
+            let (ins, out) = op.io();
+            for i in ins.into_iter().flatten() {
+                self.check_id(i)?;
+                if self.tensors[i].data.is_none() {
+                    ensure!(
+                        first[i] != usize::MAX,
+                        "operator {k} ({}) reads `{}` before anything writes it",
+                        op.opcode().name(),
+                        self.tensors[i].name
+                    );
+                    last[i] = last[i].max(k);
+                }
+            }
+            self.check_id(out)?;
+            ensure!(
+                first[out] == usize::MAX,
+                "tensor `{}` is written twice (or is a model input)",
+                self.tensors[out].name
+            );
+            ensure!(
+                self.tensors[out].data.is_none(),
+                "operator {k} writes a constant"
+            );
+            first[out] = k;
+            last[out] = last[out].max(k);
+        }
+        for &o in &self.outputs {
+            self.check_id(o)?;
+            ensure!(
+                first[o] != usize::MAX,
+                "model output `{}` is never written",
+                self.tensors[o].name
+            );
+            last[o] = n_ops;
+        }
+
+        // RESHAPE outputs share their input's buffer: plan each alias group once.
+        let mut group: Vec<usize> = (0..self.tensors.len()).collect();
+        for (op, _) in &self.ops {
+            if let OpDef::Reshape { input, output } = *op {
+                group[output] = group[input];
+            }
+        }
+        let mut buffers = Vec::new();
+        let mut buffer_of = vec![None; self.tensors.len()];
+        for (i, t) in self.tensors.iter().enumerate() {
+            if t.data.is_some() || first[i] == usize::MAX {
+                continue;
+            }
+            let size = shapes[i].elements().unwrap_or(0) * t.dtype.size();
+            let root = group[i];
+            let slot = match buffer_of[root] {
+                Some(slot) => slot,
+                None => {
+                    buffers.push(Buffer {
+                        size: 0,
+                        first: usize::MAX,
+                        last: 0,
+                    });
+                    buffers.len() - 1
+                }
+            };
+            buffer_of[root] = Some(slot);
+            buffer_of[i] = Some(slot);
+            let b: &mut Buffer = &mut buffers[slot];
+            b.size = b.size.max(size.next_multiple_of(planner::ALIGN));
+            b.first = b.first.min(first[i]);
+            b.last = b.last.max(last[i]);
+        }
+        let plan = planner::plan(&buffers);
+
+        let mut writer = Writer::default();
+        let mut records = Vec::with_capacity(self.tensors.len());
+        for (i, t) in self.tensors.iter().enumerate() {
+            records.push(self.tensor_record(i, t, &shapes, &mut writer, |i| {
+                buffer_of[i].map(|s| (plan.offsets[s], first[i], last[i]))
+            })?);
+        }
+        let mut op_records = Vec::with_capacity(n_ops);
+        for (k, (op, trainable)) in self.ops.iter().enumerate() {
+            let rec = self
+                .op_record(op, &shapes, &mut writer)
+                .with_context(|| format!("operator {k} ({})", op.opcode().name()))?;
+            op_records.push(OpRecord {
+                flags: if *trainable { OP_FLAG_TRAINABLE } else { 0 },
+                ..rec
+            });
+        }
+
+        let bytes = assemble(
+            &records,
+            &op_records,
+            &self.inputs,
+            &self.outputs,
+            &writer.data,
+            plan.arena_size,
+        )?;
+        let aligned = crate::AlignedBytes::new(&bytes);
+        mote_core::Model::parse(aligned.as_slice())
+            .map_err(|e| anyhow!("the written blob does not validate: {e} (a builder bug)"))?;
+        Ok(BuiltModel {
+            bytes,
+            arena_size: plan.arena_size,
+            arena_lower_bound: plan.lower_bound,
+            arena_offsets: (0..self.tensors.len())
+                .map(|i| buffer_of[i].map(|s| plan.offsets[s]))
+                .collect(),
+        })
+    }
+
+    fn check_id(&self, id: TensorId) -> Result<()> {
+        ensure!(id < self.tensors.len(), "no tensor {id}");
+        Ok(())
+    }
+
+    fn tensor_record(
+        &self,
+        i: usize,
+        t: &TensorDef,
+        shapes: &[Shape4],
+        writer: &mut Writer,
+        placement: impl Fn(usize) -> Option<(usize, usize, usize)>,
+    ) -> Result<TensorRecord> {
+        let shape = shapes[i];
+        let byte_len = shape.elements().unwrap_or(0) * t.dtype.size();
+        let (scale, zero_point) = match &t.quant {
+            Some(q) if q.scales.len() == 1 => (q.scales[0], q.zero_points[0]),
+            _ => (0.0, 0),
+        };
+        let (channel_axis, channel_scales) = match &t.quant {
+            Some(q) if q.scales.len() > 1 => {
+                let axis = q.axis + 4 - t.shape.len();
+                ensure!(
+                    q.scales.len() == [shape.n, shape.h, shape.w, shape.c][axis],
+                    "tensor `{}`: {} per-channel scales for a dimension of {}",
+                    t.name,
+                    q.scales.len(),
+                    [shape.n, shape.h, shape.w, shape.c][axis]
+                );
+                (axis as u8, writer.f32s(&q.scales))
+            }
+            _ => (0, 0),
+        };
+        let (storage, offset, live_from, live_to) = match (&t.data, placement(i)) {
+            (Some(data), _) => (Storage::Constant, writer.data(data), 0, 0),
+            (None, Some((offset, first, last))) => (Storage::Arena, offset as u32, first, last),
+            // An activation nothing reads or writes: give it no space.
+            (None, None) => (Storage::Arena, 0, 0, 0),
+        };
+        Ok(TensorRecord {
+            dtype: t.dtype,
+            storage,
+            channel_axis,
+            shape: [shape.n, shape.h, shape.w, shape.c].map(|d| d as u32),
+            offset,
+            byte_len: byte_len as u32,
+            scale,
+            zero_point,
+            channel_scales,
+            live_from: live_from as u16,
+            live_to: live_to as u16,
+        })
+    }
+
+    fn quant(&self, id: TensorId) -> Result<&Quantization> {
+        let t = &self.tensors[id];
+        let q = t
+            .quant
+            .as_ref()
+            .ok_or_else(|| anyhow!("tensor `{}` has no quantization parameters", t.name))?;
+        ensure!(
+            !q.scales.is_empty() && q.scales.len() == q.zero_points.len(),
+            "tensor `{}`: scales and zero points differ in number",
+            t.name
+        );
+        ensure!(
+            q.scales.iter().all(|s| s.is_finite() && *s > 0.0),
+            "tensor `{}`: scales must be positive and finite",
+            t.name
+        );
+        Ok(q)
+    }
+
+    fn per_tensor(&self, id: TensorId) -> Result<(f32, i32)> {
+        let q = self.quant(id)?;
+        ensure!(
+            q.scales.len() == 1,
+            "tensor `{}` must be quantized per tensor",
+            self.tensors[id].name
+        );
+        Ok((q.scales[0], q.zero_points[0]))
+    }
+
+    fn expect_shape(&self, id: TensorId, shapes: &[Shape4], expected: Shape4) -> Result<()> {
+        let actual = shapes[id];
+        ensure!(
+            actual == expected,
+            "output `{}` has shape {:?} but the layer produces {:?}",
+            self.tensors[id].name,
+            [actual.n, actual.h, actual.w, actual.c],
+            [expected.n, expected.h, expected.w, expected.c]
+        );
+        Ok(())
+    }
+
+    fn op_record(&self, op: &OpDef, shapes: &[Shape4], w: &mut Writer) -> Result<OpRecord> {
+        let (ins, out) = op.io();
+        let mut inputs = [NO_TENSOR; MAX_OP_INPUTS];
+        for (slot, id) in inputs.iter_mut().zip(&ins) {
+            if let Some(id) = id {
+                *slot = *id as u16;
+            }
+        }
+        let mut params = [0i32; OP_PARAMS];
+        let mut requant: Vec<QuantizedMultiplier> = Vec::new();
+        let int8_stage =
+            |params: &mut [i32; OP_PARAMS], input: TensorId, act: Activation| -> Result<()> {
+                let (_, zp_in) = self.per_tensor(input)?;
+                let (s_out, zp_out) = self.per_tensor(out)?;
+                let (lo, hi) = act.int8_range(s_out, zp_out);
+                params[param::INPUT_OFFSET] = -zp_in;
+                params[param::OUTPUT_OFFSET] = zp_out;
+                params[param::ACT_MIN] = lo.into();
+                params[param::ACT_MAX] = hi.into();
+                Ok(())
+            };
+        let window = |params: &mut [i32; OP_PARAMS],
+                      input: Shape4,
+                      kernel: (usize, usize),
+                      padding: Padding,
+                      stride: (usize, usize),
+                      dilation: (usize, usize)|
+         -> Result<(usize, usize)> {
+            let (oh, pad_top) = padding
+                .output_and_pad(input.h, kernel.0, stride.0, dilation.0)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "a {}x{} window does not fit a {}x{} input",
+                        kernel.0,
+                        kernel.1,
+                        input.h,
+                        input.w
+                    )
+                })?;
+            let (ow, pad_left) = padding
+                .output_and_pad(input.w, kernel.1, stride.1, dilation.1)
+                .ok_or_else(|| {
+                    anyhow!(
+                        "a {}x{} window does not fit a {}x{} input",
+                        kernel.0,
+                        kernel.1,
+                        input.h,
+                        input.w
+                    )
+                })?;
+            params[param::STRIDE_H] = stride.0 as i32;
+            params[param::STRIDE_W] = stride.1 as i32;
+            params[param::DILATION_H] = dilation.0 as i32;
+            params[param::DILATION_W] = dilation.1 as i32;
+            params[param::PAD_TOP] = pad_top as i32;
+            params[param::PAD_LEFT] = pad_left as i32;
+            Ok((oh, ow))
+        };
+        // s_in * s_w[c] / s_out in double, as TFLite's PopulateConvolutionQuantizationParams.
+        let channel_requant = |input: TensorId,
+                               weights: TensorId,
+                               channels: usize|
+         -> Result<Vec<QuantizedMultiplier>> {
+            let (s_in, _) = self.per_tensor(input)?;
+            let (s_out, _) = self.per_tensor(out)?;
+            let wq = self.quant(weights)?;
+            ensure!(
+                wq.zero_points.iter().all(|&z| z == 0),
+                "weights `{}` must be symmetric (zero point 0)",
+                self.tensors[weights].name
+            );
+            let count = if wq.scales.len() == 1 { 1 } else { channels };
+            ensure!(
+                wq.scales.len() == count,
+                "weights `{}`: {} scales for {channels} channels",
+                self.tensors[weights].name,
+                wq.scales.len()
+            );
+            (0..count)
+                .map(|c| {
+                    let real = s_in as f64 * wq.scales[c] as f64 / s_out as f64;
+                    QuantizedMultiplier::from_f64(real)
+                        .ok_or_else(|| anyhow!("requantization scale {real} cannot be represented"))
+                })
+                .collect()
+        };
+        match *op {
+            OpDef::Conv2d {
+                input,
+                filter,
+                output,
+                padding,
+                stride,
+                dilation,
+                activation,
+                ..
+            }
+            | OpDef::DepthwiseConv2d {
+                input,
+                filter,
+                output,
+                padding,
+                stride,
+                dilation,
+                activation,
+                ..
+            } => {
+                let (i, f) = (shapes[input], shapes[filter]);
+                let depthwise = matches!(op, OpDef::DepthwiseConv2d { .. });
+                let (oh, ow) = window(&mut params, i, (f.h, f.w), padding, stride, dilation)?;
+                let out_c = if depthwise { f.c } else { f.n };
+                self.expect_shape(output, shapes, Shape4::new(i.n, oh, ow, out_c))?;
+                int8_stage(&mut params, input, activation)?;
+                if let OpDef::DepthwiseConv2d {
+                    depth_multiplier, ..
+                } = *op
+                {
+                    params[param::DEPTH_MULTIPLIER] = depth_multiplier as i32;
+                }
+                requant = channel_requant(input, filter, out_c)?;
+                if requant.len() == 1 {
+                    requant = vec![requant[0]; out_c];
+                }
+            }
+            OpDef::FullyConnected {
+                input,
+                weights,
+                activation,
+                ..
+            } => {
+                int8_stage(&mut params, input, activation)?;
+                let wshape = &self.tensors[weights].shape;
+                ensure!(
+                    wshape.len() == 2,
+                    "weights `{}` must be [outputs, inputs]",
+                    self.tensors[weights].name
+                );
+                requant = channel_requant(input, weights, wshape[0])?;
+            }
+            OpDef::AveragePool2d {
+                input,
+                output,
+                padding,
+                filter,
+                stride,
+                activation,
+            }
+            | OpDef::MaxPool2d {
+                input,
+                output,
+                padding,
+                filter,
+                stride,
+                activation,
+            } => {
+                let i = shapes[input];
+                let (oh, ow) = window(&mut params, i, filter, padding, stride, (1, 1))?;
+                self.expect_shape(output, shapes, Shape4::new(i.n, oh, ow, i.c))?;
+                ensure!(
+                    self.per_tensor(input)? == self.per_tensor(output)?,
+                    "pooling needs the same scale and zero point on input and output"
+                );
+                int8_stage(&mut params, input, activation)?;
+                params[param::FILTER_H] = filter.0 as i32;
+                params[param::FILTER_W] = filter.1 as i32;
+            }
+            OpDef::Add {
+                a, b, activation, ..
+            } => {
+                let p = AddParams::from_scales(
+                    self.per_tensor(a)?,
+                    self.per_tensor(b)?,
+                    self.per_tensor(out)?,
+                    activation,
+                )
+                .ok_or_else(|| anyhow!("ADD scales out of the representable range"))?;
+                params[param::INPUT_OFFSET] = p.input1_offset;
+                params[param::OUTPUT_OFFSET] = p.output_offset;
+                params[param::ACT_MIN] = p.act_min.into();
+                params[param::ACT_MAX] = p.act_max.into();
+                params[param::INPUT2_OFFSET] = p.input2_offset;
+                params[param::LEFT_SHIFT] = p.left_shift;
+                requant = vec![p.input1, p.input2, p.output];
+            }
+            OpDef::Softmax { input, beta, .. } => {
+                let (s_in, _) = self.per_tensor(input)?;
+                let p = SoftmaxParams::from_scale(beta, s_in).ok_or_else(|| {
+                    anyhow!("SOFTMAX beta {beta} with input scale {s_in} is out of range")
+                })?;
+                params[param::SOFTMAX_MULTIPLIER] = p.input_multiplier;
+                params[param::SOFTMAX_LEFT_SHIFT] = p.input_left_shift;
+                params[param::SOFTMAX_DIFF_MIN] = p.diff_min;
+            }
+            OpDef::Reshape { input, output } => {
+                ensure!(
+                    shapes[input].elements() == shapes[output].elements(),
+                    "RESHAPE from {:?} to {:?} changes the element count",
+                    self.tensors[input].shape,
+                    self.tensors[output].shape
+                );
+            }
+            OpDef::Quantize { .. } | OpDef::Dequantize { .. } => {}
+        }
+        let (requant_offset, requant_count) = if requant.is_empty() {
+            (0, 0)
+        } else {
+            (w.requant(&requant), requant.len() as u32)
+        };
+        Ok(OpRecord {
+            opcode: op.opcode(),
+            flags: 0,
+            inputs,
+            output: out as u16,
+            requant_offset,
+            requant_count,
+            params,
+        })
+    }
+}
+
+/// Pads a rank-1..4 shape to NHWC with leading ones.
+fn to_shape4(shape: &[usize]) -> Result<Shape4> {
+    ensure!(
+        (1..=4).contains(&shape.len()),
+        "rank {} is not supported (1 to 4)",
+        shape.len()
+    );
+    ensure!(
+        shape.iter().all(|&d| d > 0 && d <= u32::MAX as usize),
+        "dimensions must be positive: {shape:?}"
+    );
+    let mut dims = [1usize; 4];
+    dims[4 - shape.len()..].copy_from_slice(shape);
+    let s = Shape4::new(dims[0], dims[1], dims[2], dims[3]);
+    ensure!(
+        s.elements().is_some_and(|n| n <= u32::MAX as usize / 4),
+        "shape {shape:?} is too large"
+    );
+    Ok(s)
+}
+
+fn check_data(t: &TensorDef) -> Result<()> {
+    let Some(data) = &t.data else { return Ok(()) };
+    let (len, dtype) = match data {
+        Data::I8(v) => (v.len(), DType::I8),
+        Data::I32(v) => (v.len(), DType::I32),
+        Data::F32(v) => (v.len(), DType::F32),
+    };
+    ensure!(
+        dtype == t.dtype,
+        "tensor `{}`: data type differs from the declared {:?}",
+        t.name,
+        t.dtype
+    );
+    let expected: usize = t.shape.iter().product();
+    ensure!(
+        len == expected,
+        "tensor `{}`: {len} elements for shape {:?} ({expected})",
+        t.name,
+        t.shape
+    );
+    Ok(())
+}
+
+/// The constant data section. Offsets are relative to the section until assembly rebases
+/// them; the section starts with 16 unused bytes so that no real offset is 0 ("none").
+struct Writer {
+    data: Vec<u8>,
+}
+
+impl Default for Writer {
+    fn default() -> Self {
+        Self { data: vec![0; 16] }
+    }
+}
+
+impl Writer {
+    fn align(&mut self) {
+        // 16: lets later SIMD kernels read weights with aligned loads.
+        while self.data.len() % 16 != 0 {
+            self.data.push(0);
+        }
+    }
+    fn push(&mut self, bytes: impl IntoIterator<Item = u8>) -> u32 {
+        self.align();
+        let at = self.data.len();
+        self.data.extend(bytes);
+        at as u32
+    }
+    fn data(&mut self, data: &Data) -> u32 {
+        match data {
+            Data::I8(v) => self.push(v.iter().map(|&x| x as u8)),
+            Data::I32(v) => self.push(v.iter().flat_map(|x| x.to_le_bytes())),
+            Data::F32(v) => self.push(v.iter().flat_map(|x| x.to_le_bytes())),
+        }
+    }
+    fn f32s(&mut self, v: &[f32]) -> u32 {
+        self.push(v.iter().flat_map(|x| x.to_le_bytes()))
+    }
+    fn requant(&mut self, v: &[QuantizedMultiplier]) -> u32 {
+        self.push(v.iter().flat_map(|q| {
+            let mut b = [0u8; 8];
+            b[..4].copy_from_slice(&q.multiplier.to_le_bytes());
+            b[4..].copy_from_slice(&q.shift.to_le_bytes());
+            b
+        }))
+    }
+}
+
+fn assemble(
+    tensors: &[TensorRecord],
+    ops: &[OpRecord],
+    inputs: &[TensorId],
+    outputs: &[TensorId],
+    data: &[u8],
+    arena_size: usize,
+) -> Result<Vec<u8>> {
+    let tensors_offset = HEADER_LEN;
+    let ops_offset = tensors_offset + tensors.len() * TENSOR_RECORD_LEN;
+    let io_offset = ops_offset + ops.len() * OP_RECORD_LEN;
+    let data_offset = (io_offset + 2 * (inputs.len() + outputs.len())).next_multiple_of(16);
+    let blob_len = data_offset + data.len();
+    ensure!(blob_len <= u32::MAX as usize, "model too large");
+    let mut out = vec![0u8; blob_len];
+    for (i, t) in tensors.iter().enumerate() {
+        let mut t = *t;
+        if t.storage == Storage::Constant {
+            t.offset += data_offset as u32;
+        }
+        if t.channel_scales != 0 {
+            t.channel_scales += data_offset as u32;
+        }
+        let at = tensors_offset + i * TENSOR_RECORD_LEN;
+        let slot: &mut [u8; TENSOR_RECORD_LEN] =
+            (&mut out[at..at + TENSOR_RECORD_LEN]).try_into()?;
+        t.write(slot);
+    }
+    for (i, op) in ops.iter().enumerate() {
+        let mut op = *op;
+        if op.requant_count > 0 {
+            op.requant_offset += data_offset as u32;
+        }
+        let at = ops_offset + i * OP_RECORD_LEN;
+        let slot: &mut [u8; OP_RECORD_LEN] = (&mut out[at..at + OP_RECORD_LEN]).try_into()?;
+        op.write(slot);
+    }
+    for (k, &id) in inputs.iter().chain(outputs).enumerate() {
+        out[io_offset + 2 * k..io_offset + 2 * k + 2].copy_from_slice(&(id as u16).to_le_bytes());
+    }
+    out[data_offset..].copy_from_slice(data);
+    let header = Header {
+        version: VERSION,
+        blob_len: blob_len as u32,
+        crc32: 0,
+        arena_size: arena_size as u32,
+        tensor_count: tensors.len() as u16,
+        op_count: ops.len() as u16,
+        input_count: inputs.len() as u16,
+        output_count: outputs.len() as u16,
+        tensors_offset: tensors_offset as u32,
+        ops_offset: ops_offset as u32,
+        io_offset: io_offset as u32,
+        data_offset: data_offset as u32,
+        data_len: data.len() as u32,
+    };
+    let mut head = [0u8; HEADER_LEN];
+    header.write(&mut head);
+    out[..HEADER_LEN].copy_from_slice(&head);
+    let crc = mote_core::crc32::crc32(&out[CRC_OFFSET + 4..]);
+    out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    if out.len() < HEADER_LEN {
+        bail!("internal: blob shorter than its header");
+    }
+    Ok(out)
+}

@@ -1,0 +1,188 @@
+//! Small synthetic int8 models with seeded random weights, for tests that need a valid model
+//! of a given architecture rather than a trained one.
+
+use mote_core::format::DType;
+use mote_core::ops::{Activation, Padding};
+use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId};
+
+/// A xorshift32 generator: deterministic, dependency-free.
+#[derive(Debug, Clone)]
+pub struct Rng(u32);
+
+impl Rng {
+    /// A generator from a nonzero seed.
+    pub fn new(seed: u32) -> Self {
+        Self(seed.max(1))
+    }
+    /// The next 32 random bits.
+    pub fn next_u32(&mut self) -> u32 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 17;
+        self.0 ^= self.0 << 5;
+        self.0
+    }
+    /// Uniform in `0..n`.
+    pub fn below(&mut self, n: u32) -> u32 {
+        self.next_u32() % n
+    }
+    /// Uniform int8.
+    pub fn i8(&mut self) -> i8 {
+        self.next_u32() as u8 as i8
+    }
+    /// Uniform in `[lo, hi)`.
+    pub fn f32(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * (self.next_u32() >> 8) as f32 / (1u32 << 24) as f32
+    }
+}
+
+struct Synth<'a> {
+    b: &'a mut ModelBuilder,
+    rng: Rng,
+    count: usize,
+}
+
+impl Synth<'_> {
+    fn activation(&mut self, shape: &[usize], scale: f32, zero_point: i32) -> TensorId {
+        self.count += 1;
+        self.b.tensor(TensorDef {
+            name: format!("act{}", self.count),
+            shape: shape.to_vec(),
+            dtype: DType::I8,
+            quant: Some(Quantization::per_tensor(scale, zero_point)),
+            data: None,
+        })
+    }
+
+    fn weights(&mut self, shape: &[usize], axis: usize) -> TensorId {
+        let n: usize = shape.iter().product();
+        let channels = shape[axis];
+        let scales = (0..channels).map(|_| self.rng.f32(0.002, 0.02)).collect();
+        let data = (0..n).map(|_| self.rng.i8()).collect();
+        self.count += 1;
+        self.b.tensor(TensorDef {
+            name: format!("w{}", self.count),
+            shape: shape.to_vec(),
+            dtype: DType::I8,
+            quant: Some(Quantization {
+                scales,
+                zero_points: vec![0; channels],
+                axis,
+            }),
+            data: Some(Data::I8(data)),
+        })
+    }
+
+    fn bias(&mut self, n: usize) -> TensorId {
+        let data = (0..n).map(|_| self.rng.below(2001) as i32 - 1000).collect();
+        self.count += 1;
+        self.b.tensor(TensorDef {
+            name: format!("b{}", self.count),
+            shape: vec![n],
+            dtype: DType::I32,
+            quant: None,
+            data: Some(Data::I32(data)),
+        })
+    }
+}
+
+/// A depthwise-separable CNN on an `h x w x 1` input: conv 3x3 (stride 2, SAME, ReLU) ->
+/// `blocks` x [depthwise 3x3 (ReLU) -> pointwise 1x1 (ReLU)] -> global average pool ->
+/// reshape -> fully connected -> softmax over `classes`.
+pub fn ds_cnn(
+    seed: u32,
+    h: usize,
+    w: usize,
+    channels: usize,
+    blocks: usize,
+    classes: usize,
+) -> ModelBuilder {
+    let mut b = ModelBuilder::new();
+    let mut s = Synth {
+        b: &mut b,
+        rng: Rng::new(seed),
+        count: 0,
+    };
+    let input = s.activation(&[1, h, w, 1], 0.05, -10);
+    let (oh, ow) = (h.div_ceil(2), w.div_ceil(2));
+    let filter = s.weights(&[channels, 3, 3, 1], 0);
+    let bias = s.bias(channels);
+    let mut x = s.activation(&[1, oh, ow, channels], 0.04, -128);
+    s.b.op(OpDef::Conv2d {
+        input,
+        filter,
+        bias: Some(bias),
+        output: x,
+        padding: Padding::Same,
+        stride: (2, 2),
+        dilation: (1, 1),
+        activation: Activation::Relu,
+    });
+    for _ in 0..blocks {
+        let filter = s.weights(&[1, 3, 3, channels], 3);
+        let bias = s.bias(channels);
+        let y = s.activation(&[1, oh, ow, channels], 0.03, -128);
+        s.b.op(OpDef::DepthwiseConv2d {
+            input: x,
+            filter,
+            bias: Some(bias),
+            output: y,
+            padding: Padding::Same,
+            stride: (1, 1),
+            dilation: (1, 1),
+            depth_multiplier: 1,
+            activation: Activation::Relu,
+        });
+        let filter = s.weights(&[channels, 1, 1, channels], 0);
+        let bias = s.bias(channels);
+        let z = s.activation(&[1, oh, ow, channels], 0.03, -128);
+        s.b.op(OpDef::Conv2d {
+            input: y,
+            filter,
+            bias: Some(bias),
+            output: z,
+            padding: Padding::Valid,
+            stride: (1, 1),
+            dilation: (1, 1),
+            activation: Activation::Relu,
+        });
+        x = z;
+    }
+    let pooled = s.activation(&[1, 1, 1, channels], 0.03, -128);
+    s.b.op(OpDef::AveragePool2d {
+        input: x,
+        output: pooled,
+        padding: Padding::Valid,
+        filter: (oh, ow),
+        stride: (oh, ow),
+        activation: Activation::None,
+    });
+    let flat = s.activation(&[1, channels], 0.03, -128);
+    s.b.op(OpDef::Reshape {
+        input: pooled,
+        output: flat,
+    });
+    let weights = s.weights(&[classes, channels], 0);
+    // Fully connected weights are per-tensor in TFLite's int8 scheme.
+    if let Some(q) = &mut s.b.tensors_mut()[weights].quant {
+        q.scales.truncate(1);
+        q.zero_points.truncate(1);
+    }
+    let bias = s.bias(classes);
+    let logits = s.activation(&[1, classes], 0.1, 5);
+    s.b.op(OpDef::FullyConnected {
+        input: flat,
+        weights,
+        bias: Some(bias),
+        output: logits,
+        activation: Activation::None,
+    });
+    let probs = s.activation(&[1, classes], 1.0 / 256.0, -128);
+    s.b.op(OpDef::Softmax {
+        input: logits,
+        output: probs,
+        beta: 1.0,
+    });
+    b.inputs(&[input]);
+    b.outputs(&[probs]);
+    b
+}

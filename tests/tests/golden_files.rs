@@ -1,0 +1,553 @@
+//! The committed golden cases (`tests/goldens/*.json`) are complete and self-consistent: every
+//! file parses, shapes, quantization, operator indices and vectors agree with each other, and
+//! the cases together cover every operator and option the int8 engine must match.
+
+use mote_tests::golden::{self, check_dtype, DType, GoldenCase, GoldenTensor};
+use std::collections::BTreeSet;
+
+/// Every case `tools/goldens/generate.py` writes; a missing file fails `every_case_is_present`.
+const CASES: &[&str] = &[
+    "add_flat_same_range_relu6",
+    "add_two_scales_none",
+    "add_two_scales_relu",
+    "avgpool_2x2_valid_s2",
+    "avgpool_2x3_valid_s1_relu",
+    "avgpool_3x3_same_s1",
+    "avgpool_3x3_same_s2",
+    "avgpool_global_5x7",
+    "conv2d_1x1_same_s2_relu",
+    "conv2d_1x1_valid_1x1_image_relu6",
+    "conv2d_1x1_valid_s1_none",
+    "conv2d_2x2_same_s3_relu",
+    "conv2d_2x2_valid_s3_none",
+    "conv2d_3x3_same_1x1_image",
+    "conv2d_3x3_same_batch2_relu",
+    "conv2d_3x3_same_c1_relu",
+    "conv2d_3x3_same_dil2_none",
+    "conv2d_3x3_same_nobias",
+    "conv2d_3x3_same_s1_none",
+    "conv2d_3x3_same_s1_relu",
+    "conv2d_3x3_same_s1_relu6",
+    "conv2d_3x3_same_s2_relu",
+    "conv2d_3x3_valid_dil2_relu",
+    "conv2d_3x3_valid_s1_none",
+    "conv2d_3x3_valid_s2_relu6",
+    "conv2d_4x4_same_s1_none",
+    "conv2d_4x4_same_s2_relu6",
+    "conv2d_5x3_same_s1_relu",
+    "conv2d_5x3_valid_s2_none",
+    "conv2d_huge_scales",
+    "conv2d_multiplier_gt_one",
+    "conv2d_saturate",
+    "conv2d_tiny_multiplier",
+    "conv2d_tiny_scales",
+    "dwconv_1x3_valid_s2_m2_relu",
+    "dwconv_3x1_same_s1_m1_none",
+    "dwconv_3x3_same_dil2_m1_relu6",
+    "dwconv_3x3_same_nobias",
+    "dwconv_3x3_same_s1_m1_relu",
+    "dwconv_3x3_same_s1_m3_c1_relu",
+    "dwconv_3x3_same_s2_m1_none",
+    "dwconv_3x3_valid_dil2_m2_none",
+    "dwconv_3x3_valid_s1_m2_none",
+    "dwconv_3x3_valid_s2_m3_relu6",
+    "dwconv_5x1_same_s2_m1_relu6",
+    "dwconv_5x5_same_s2_m1_none",
+    "dwconv_huge_scales_relu",
+    "fc_per_channel_11x5_batch3_none",
+    "fc_per_channel_13x7_none",
+    "fc_per_channel_33x11_relu",
+    "fc_per_channel_7x3_nobias_none",
+    "fc_per_channel_keep_num_dims",
+    "fc_per_tensor_13x7_relu",
+    "fc_per_tensor_16x10_none",
+    "fc_per_tensor_1x1_none",
+    "fc_per_tensor_64x8_scale_product",
+    "fc_per_tensor_9x5_nobias_relu6",
+    "fc_saturate",
+    "float_io_conv_3x3_relu",
+    "float_io_fc_12x6",
+    "float_io_softmax",
+    "maxpool_2x2_valid_s2",
+    "maxpool_2x2_valid_s3_relu6",
+    "maxpool_3x3_same_s1_c1",
+    "maxpool_3x3_same_s2",
+    "mean_global_average_pooling",
+    "model_ds_cnn",
+    "model_residual_block",
+    "reshape_4x4x3_to_6x8",
+    "reshape_flatten_4x4x3",
+    "softmax_10_range0p1",
+    "softmax_10_range1",
+    "softmax_10_range32",
+    "softmax_10_range8",
+    "softmax_3_asym",
+    "softmax_4d_2x3x5",
+];
+
+/// Operators the engine must match bit for bit; each must appear in some case.
+const REQUIRED_OPS: &[&str] = &[
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "ADD",
+    "SOFTMAX",
+    "RESHAPE",
+    "QUANTIZE",
+    "DEQUANTIZE",
+];
+
+/// Operators a case may contain (the required ones plus MEAN).
+const KNOWN_OPS: &[&str] = &[
+    "CONV_2D",
+    "DEPTHWISE_CONV_2D",
+    "FULLY_CONNECTED",
+    "AVERAGE_POOL_2D",
+    "MAX_POOL_2D",
+    "ADD",
+    "SOFTMAX",
+    "RESHAPE",
+    "QUANTIZE",
+    "DEQUANTIZE",
+    "MEAN",
+];
+
+const MAX_FILE_BYTES: u64 = 300_000;
+const MAX_TOTAL_BYTES: u64 = 6_000_000;
+
+fn cases() -> Vec<GoldenCase> {
+    golden::load_all()
+}
+
+#[test]
+fn every_case_is_present() {
+    let names: BTreeSet<String> = cases().into_iter().map(|c| c.name).collect();
+    let missing: Vec<&&str> = CASES.iter().filter(|n| !names.contains(**n)).collect();
+    assert!(missing.is_empty(), "missing golden cases: {missing:?}");
+}
+
+#[test]
+fn names_are_unique_and_match_file_names() {
+    let mut seen = BTreeSet::new();
+    for path in golden::case_files() {
+        let case = golden::load(&path);
+        let stem = path.file_stem().unwrap().to_string_lossy().into_owned();
+        assert_eq!(
+            case.name,
+            stem,
+            "{}: name differs from the file name",
+            path.display()
+        );
+        assert!(
+            seen.insert(case.name.clone()),
+            "duplicate case name {}",
+            case.name
+        );
+        assert!(
+            !case.description.trim().is_empty(),
+            "{}: no description",
+            case.name
+        );
+    }
+    assert!(seen.len() >= CASES.len(), "only {} case files", seen.len());
+}
+
+#[test]
+fn files_stay_small() {
+    let mut total = 0;
+    for path in golden::case_files() {
+        let len = std::fs::metadata(&path).unwrap().len();
+        assert!(len <= MAX_FILE_BYTES, "{} is {len} bytes", path.display());
+        total += len;
+    }
+    assert!(total <= MAX_TOTAL_BYTES, "goldens total {total} bytes");
+}
+
+fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
+    let what = format!("{case}: tensor {index} ({})", t.name);
+    if let Some(data) = &t.data {
+        assert_eq!(
+            data.len(),
+            t.elements(),
+            "{what}: data length vs shape {:?}",
+            t.shape
+        );
+        check_dtype(data, t.dtype).unwrap_or_else(|e| panic!("{what}: {e}"));
+    }
+    assert_eq!(
+        t.scale.len(),
+        t.zero_point.len(),
+        "{what}: scale vs zero_point length"
+    );
+    for &s in &t.scale {
+        assert!(s.is_finite() && s > 0.0, "{what}: scale {s}");
+    }
+    if t.is_per_channel() {
+        assert!(
+            t.quantized_dimension < t.shape.len(),
+            "{what}: quantized_dimension out of range"
+        );
+        assert_eq!(
+            t.scale.len(),
+            t.shape[t.quantized_dimension],
+            "{what}: per-channel scales vs dimension {}",
+            t.quantized_dimension
+        );
+    }
+    match t.dtype {
+        DType::Int8 => {
+            assert!(t.is_quantized(), "{what}: int8 tensor without quantization");
+            for &z in &t.zero_point {
+                assert!((-128..=127).contains(&z), "{what}: zero point {z}");
+            }
+            if t.data.is_some() {
+                assert!(
+                    t.zero_point.iter().all(|&z| z == 0),
+                    "{what}: weights must be symmetric"
+                );
+            }
+        }
+        DType::Int32 => {
+            assert!(
+                t.data.is_some(),
+                "{what}: int32 activations are not expected"
+            );
+            assert!(
+                t.zero_point.iter().all(|&z| z == 0),
+                "{what}: bias zero point"
+            );
+        }
+        DType::Float32 => assert!(!t.is_quantized(), "{what}: quantized float tensor"),
+    }
+}
+
+#[test]
+fn tensors_are_consistent() {
+    for case in cases() {
+        assert!(!case.tensors.is_empty(), "{}: no tensors", case.name);
+        for (i, t) in case.tensors.iter().enumerate() {
+            check_tensor(&case.name, i, t);
+        }
+    }
+}
+
+#[test]
+fn operators_reference_valid_tensors_and_options() {
+    for case in cases() {
+        let n = case.tensors.len();
+        assert!(!case.operators.is_empty(), "{}: no operators", case.name);
+        for (k, op) in case.operators.iter().enumerate() {
+            let what = format!("{}: operator {k} {}", case.name, op.op);
+            assert!(
+                KNOWN_OPS.contains(&op.op.as_str()),
+                "{what}: unknown operator"
+            );
+            assert!(op.version >= 1, "{what}: version {}", op.version);
+            assert!(
+                !op.inputs.is_empty() && !op.outputs.is_empty(),
+                "{what}: no inputs/outputs"
+            );
+            for &i in &op.inputs {
+                assert!(
+                    i == -1 || (0..n as i64).contains(&i),
+                    "{what}: input index {i}"
+                );
+            }
+            assert!(op.inputs[0] >= 0, "{what}: first input omitted");
+            for &o in &op.outputs {
+                assert!(o < n, "{what}: output index {o}");
+                assert!(case.tensors[o].data.is_none(), "{what}: writes a constant");
+            }
+            check_options(&what, op);
+        }
+        for &i in case.inputs.iter().chain(&case.outputs) {
+            assert!(i < n, "{}: subgraph input/output index {i}", case.name);
+            assert!(
+                case.tensors[i].data.is_none(),
+                "{}: subgraph I/O {i} is constant",
+                case.name
+            );
+        }
+        assert!(
+            !case.inputs.is_empty() && !case.outputs.is_empty(),
+            "{}: no I/O",
+            case.name
+        );
+    }
+}
+
+fn check_options(what: &str, op: &golden::GoldenOperator) {
+    let activation = || {
+        let a = op.option_str("fused_activation_function");
+        assert!(
+            matches!(a, Some("NONE" | "RELU" | "RELU6")),
+            "{what}: fused_activation_function {a:?}"
+        );
+    };
+    let padding = || {
+        let p = op.option_str("padding");
+        assert!(matches!(p, Some("SAME" | "VALID")), "{what}: padding {p:?}");
+    };
+    let positive = |key: &str| {
+        let v = op.option_u64(key);
+        assert!(v.is_some_and(|v| v >= 1), "{what}: {key} = {v:?}");
+    };
+    match op.op.as_str() {
+        "CONV_2D" | "DEPTHWISE_CONV_2D" => {
+            padding();
+            activation();
+            for key in [
+                "stride_w",
+                "stride_h",
+                "dilation_w_factor",
+                "dilation_h_factor",
+            ] {
+                positive(key);
+            }
+            if op.op == "DEPTHWISE_CONV_2D" {
+                positive("depth_multiplier");
+            }
+            assert!(op.inputs.len() == 3, "{what}: expects input, filter, bias");
+        }
+        "FULLY_CONNECTED" => {
+            activation();
+            assert!(
+                op.option_bool("keep_num_dims").is_some(),
+                "{what}: keep_num_dims"
+            );
+            assert!(op.inputs.len() == 3, "{what}: expects input, weights, bias");
+        }
+        "AVERAGE_POOL_2D" | "MAX_POOL_2D" => {
+            padding();
+            activation();
+            for key in ["stride_w", "stride_h", "filter_width", "filter_height"] {
+                positive(key);
+            }
+        }
+        "ADD" => activation(),
+        "SOFTMAX" => {
+            let beta = op.option_f32("beta");
+            assert!(beta.is_some_and(|b| b > 0.0), "{what}: beta {beta:?}");
+        }
+        "MEAN" => assert!(op.option_bool("keep_dims").is_some(), "{what}: keep_dims"),
+        _ => {}
+    }
+}
+
+#[test]
+fn vectors_match_the_subgraph_inputs_and_outputs() {
+    for case in cases() {
+        assert!(
+            case.vectors.len() >= 3,
+            "{}: only {} vectors",
+            case.name,
+            case.vectors.len()
+        );
+        for (v, vector) in case.vectors.iter().enumerate() {
+            let what = format!("{} vector {v}", case.name);
+            assert_eq!(
+                vector.inputs.len(),
+                case.inputs.len(),
+                "{what}: input count"
+            );
+            assert_eq!(
+                vector.outputs.len(),
+                case.outputs.len(),
+                "{what}: output count"
+            );
+            let pairs = vector
+                .inputs
+                .iter()
+                .zip(&case.inputs)
+                .chain(vector.outputs.iter().zip(&case.outputs));
+            for (values, &t) in pairs {
+                let tensor = case.tensor(t);
+                assert_eq!(values.len(), tensor.elements(), "{what}: tensor {t} length");
+                check_dtype(values, tensor.dtype).unwrap_or_else(|e| panic!("{what}: {e}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn helpers_read_a_case() {
+    let case = golden::load_case("fc_per_tensor_9x5_nobias_relu6");
+    let op = &case.operators[0];
+    assert_eq!(op.op, "FULLY_CONNECTED");
+    assert_eq!(op.input(2), None, "bias is omitted");
+    let weights = case.tensor(op.input(1).unwrap());
+    assert_eq!(weights.data_i8().len(), 45);
+    assert!(weights.scale_f32() > 0.0);
+    assert_eq!(case.input_i8(0, 0).len(), 9);
+    assert_eq!(case.output_i8(0, 0).len(), 5);
+    assert_eq!(op.option_str("fused_activation_function"), Some("RELU6"));
+
+    let float = golden::load_case("float_io_fc_12x6");
+    assert_eq!(float.input_tensor(0).dtype, DType::Float32);
+    assert_eq!(float.input_f32(0, 0).len(), 12);
+    assert_eq!(float.output_f32(0, 0).len(), 6);
+}
+
+/// Everything the int8 engine must reproduce appears in at least one case.
+#[test]
+fn cases_cover_the_required_operators_and_options() {
+    let cases = cases();
+    let ops: BTreeSet<&str> = cases.iter().flat_map(|c| c.op_names()).collect();
+    for op in REQUIRED_OPS {
+        assert!(ops.contains(op), "no case covers {op}");
+    }
+
+    let all_ops = || {
+        cases
+            .iter()
+            .flat_map(|c| c.operators.iter().map(move |o| (c, o)))
+    };
+    let has = |name: &str, pred: &dyn Fn(&GoldenCase, &golden::GoldenOperator) -> bool| {
+        all_ops().any(|(c, o)| o.op == name && pred(c, o))
+    };
+    let opt = |o: &golden::GoldenOperator, k: &str| o.option_u64(k).unwrap_or(0);
+    let filter_shape =
+        |c: &GoldenCase, o: &golden::GoldenOperator| c.tensor(o.input(1).unwrap()).shape.clone();
+
+    for conv in ["CONV_2D", "DEPTHWISE_CONV_2D"] {
+        for act in ["NONE", "RELU", "RELU6"] {
+            assert!(
+                has(conv, &|_, o| o.option_str("fused_activation_function")
+                    == Some(act)),
+                "{conv} with {act}"
+            );
+        }
+        for pad in ["SAME", "VALID"] {
+            assert!(
+                has(conv, &|_, o| o.option_str("padding") == Some(pad)),
+                "{conv} {pad}"
+            );
+        }
+        assert!(
+            has(conv, &|_, o| opt(o, "stride_w") == 2),
+            "{conv} stride 2"
+        );
+        assert!(
+            has(conv, &|_, o| opt(o, "dilation_w_factor") == 2),
+            "{conv} dilation 2"
+        );
+        assert!(
+            has(conv, &|c, o| {
+                let f = filter_shape(c, o);
+                f[1] != f[2]
+            }),
+            "{conv} with a non-square kernel"
+        );
+    }
+    assert!(
+        has("CONV_2D", &|c, o| opt(o, "stride_w") as usize
+            > filter_shape(c, o)[2]),
+        "CONV_2D with stride larger than kernel"
+    );
+    assert!(
+        has("CONV_2D", &|c, o| filter_shape(c, o)[1] == 1),
+        "CONV_2D 1x1"
+    );
+    for channels in [1, 3, 5, 7, 8] {
+        assert!(
+            has("CONV_2D", &|c, o| filter_shape(c, o)[0] == channels),
+            "CONV_2D with {channels} output channels"
+        );
+    }
+    assert!(
+        has("CONV_2D", &|c, o| {
+            let s = &c.tensor(o.input(0).unwrap()).shape;
+            s[1] == 1 && s[2] == 1
+        }),
+        "CONV_2D on a 1x1 image"
+    );
+    for m in [1, 2, 3] {
+        assert!(
+            has("DEPTHWISE_CONV_2D", &|_, o| opt(o, "depth_multiplier") == m),
+            "multiplier {m}"
+        );
+    }
+
+    let fc_weights =
+        |c: &GoldenCase, o: &golden::GoldenOperator| c.tensor(o.input(1).unwrap()).scale.len();
+    assert!(
+        has("FULLY_CONNECTED", &|c, o| fc_weights(c, o) == 1),
+        "per-tensor FC weights"
+    );
+    assert!(
+        has("FULLY_CONNECTED", &|c, o| fc_weights(c, o) > 1),
+        "per-channel FC weights"
+    );
+    assert!(
+        has("FULLY_CONNECTED", &|_, o| o.input(2).is_none()),
+        "FC without bias (-1)"
+    );
+    assert!(
+        has("FULLY_CONNECTED", &|_, o| o.option_bool("keep_num_dims")
+            == Some(true)),
+        "FC keep_num_dims"
+    );
+    assert!(
+        has("FULLY_CONNECTED", &|_, o| o
+            .option_str("fused_activation_function")
+            == Some("RELU")),
+        "FC with RELU"
+    );
+
+    for pool in ["AVERAGE_POOL_2D", "MAX_POOL_2D"] {
+        for pad in ["SAME", "VALID"] {
+            assert!(
+                has(pool, &|_, o| o.option_str("padding") == Some(pad)),
+                "{pool} {pad}"
+            );
+        }
+    }
+    assert!(
+        has("AVERAGE_POOL_2D", &|c, o| {
+            let out = &c.tensor(o.outputs[0]).shape;
+            out[1] == 1 && out[2] == 1
+        }),
+        "global AVERAGE_POOL_2D"
+    );
+    assert!(
+        has("ADD", &|c, o| {
+            let (a, b) = (c.tensor(o.input(0).unwrap()), c.tensor(o.input(1).unwrap()));
+            a.scale != b.scale && a.zero_point != b.zero_point
+        }),
+        "ADD of inputs with different scales and zero points"
+    );
+    assert!(
+        has("ADD", &|_, o| o.option_str("fused_activation_function")
+            == Some("RELU")),
+        "ADD with RELU"
+    );
+    let softmax_scales: BTreeSet<u32> = all_ops()
+        .filter(|(_, o)| o.op == "SOFTMAX")
+        .map(|(c, o)| c.tensor(o.input(0).unwrap()).scale[0].to_bits())
+        .collect();
+    assert!(softmax_scales.len() >= 4, "SOFTMAX at several input scales");
+
+    assert!(
+        cases
+            .iter()
+            .any(|c| c.input_tensor(0).dtype == DType::Float32
+                && c.output_tensor(0).dtype == DType::Float32),
+        "a float32-in, float32-out model"
+    );
+    for name in ["conv2d_saturate", "fc_saturate", "conv2d_multiplier_gt_one"] {
+        let case = cases.iter().find(|c| c.name == name).expect(name);
+        let outs: Vec<i8> = (0..case.vectors.len())
+            .flat_map(|v| case.output_i8(v, 0))
+            .collect();
+        assert!(
+            outs.contains(&-128) && outs.contains(&127),
+            "{name}: outputs should saturate at both -128 and 127"
+        );
+    }
+    assert!(
+        cases.iter().any(|c| c.operators.len() >= 7),
+        "a multi-operator model (the depthwise-separable CNN)"
+    );
+}

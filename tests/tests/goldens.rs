@@ -1,0 +1,101 @@
+//! Every committed golden case (a TFLite model run by TFLite-Micro's reference kernels) goes
+//! through mote's builder, mote-core's parser and interpreter, and must reproduce every output
+//! byte.
+
+use mote_core::{Interpreter, Model};
+use mote_host::AlignedBytes;
+use mote_tests::golden::{self, GoldenCase};
+use mote_tests::lowering::to_graph;
+
+/// Cases whose operators mote does not implement; each must fail to build with a clear error.
+const UNSUPPORTED: &[(&str, &str)] = &[(
+    "mean_global_average_pooling",
+    "operator MEAN is not supported",
+)];
+
+/// Runs every vector of `case`; returns the number of output bytes (or floats) compared.
+fn run_case(case: &GoldenCase) -> Result<usize, String> {
+    let built = to_graph(case)
+        .to_builder()
+        .and_then(|b| b.build())
+        .map_err(|e| format!("{e:#}"))?;
+    let blob = AlignedBytes::new(&built.bytes);
+    let model = Model::parse(blob.as_slice()).map_err(|e| e.to_string())?;
+    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
+    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
+    let arena_bytes =
+        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut interpreter = Interpreter::new(model, arena_bytes).map_err(|e| e.to_string())?;
+    let mut compared = 0;
+    for (v, vector) in case.vectors.iter().enumerate() {
+        for i in 0..case.inputs.len() {
+            match case.input_tensor(i).dtype {
+                golden::DType::Float32 => interpreter
+                    .input_f32(i as u16)
+                    .map_err(|e| e.to_string())?
+                    .copy_from_slice(&golden::to_f32(&vector.inputs[i])?),
+                _ => interpreter
+                    .input_i8(i as u16)
+                    .map_err(|e| e.to_string())?
+                    .copy_from_slice(&golden::to_i8(&vector.inputs[i])?),
+            }
+        }
+        interpreter
+            .invoke()
+            .map_err(|e| format!("vector {v}: {e}"))?;
+        for o in 0..case.outputs.len() {
+            match case.output_tensor(o).dtype {
+                golden::DType::Float32 => {
+                    let got = interpreter
+                        .output_f32(o as u16)
+                        .map_err(|e| e.to_string())?;
+                    let want = golden::to_f32(&vector.outputs[o])?;
+                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                    if bits(got) != bits(&want) {
+                        return Err(format!(
+                            "vector {v} output {o}: got {got:?}, TFLite-Micro {want:?}"
+                        ));
+                    }
+                    compared += got.len();
+                }
+                _ => {
+                    let got = interpreter.output_i8(o as u16).map_err(|e| e.to_string())?;
+                    let want = golden::to_i8(&vector.outputs[o])?;
+                    if got != want.as_slice() {
+                        return Err(format!(
+                            "vector {v} output {o}: got {got:?}, TFLite-Micro {want:?}"
+                        ));
+                    }
+                    compared += got.len();
+                }
+            }
+        }
+    }
+    Ok(compared)
+}
+
+#[test]
+fn every_golden_case_is_bit_exact_with_tflite_micro() {
+    let cases = golden::load_all();
+    assert!(cases.len() >= 60, "only {} golden cases found", cases.len());
+    let mut failures = Vec::new();
+    let mut compared = 0;
+    for case in &cases {
+        let expected_error = UNSUPPORTED.iter().find(|(name, _)| *name == case.name);
+        match (run_case(case), expected_error) {
+            (Ok(n), None) => compared += n,
+            (Err(e), Some((_, msg))) if e.contains(msg) => {}
+            (Err(e), _) => failures.push(format!("{}: {e}", case.name)),
+            (Ok(_), Some(_)) => failures.push(format!("{}: expected to be unsupported", case.name)),
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {} cases differ:\n{}",
+        failures.len(),
+        cases.len(),
+        failures.join("\n")
+    );
+    println!("{} cases, {compared} output values bit-exact", cases.len());
+    assert!(compared > 1000);
+}

@@ -1,0 +1,1268 @@
+#!/usr/bin/env python3
+"""Golden vectors for mote: tiny int8 models run by TFLite-Micro's reference kernels.
+
+For every case below this script builds a small Keras model with seeded random weights,
+converts it with the TFLite converter to a fully int8-quantized model (representative dataset
+from a seeded RNG), runs seeded int8 inputs through `tflite_micro.runtime.Interpreter` (the
+oracle), and writes `tests/goldens/<case>.json`: the converted subgraph as read back from the
+flatbuffer (tensors, quantization, constant buffers, operators and their options) plus the
+input/output vectors.
+
+Every case is also re-run through a small numpy re-implementation of the int8 kernels that
+reads only the JSON; the summary says which requantization variant reproduces TFLite-Micro.
+
+    python tools/goldens/generate.py            # regenerate every case
+    python tools/goldens/generate.py --only conv2d_3x3_same_s2_relu
+    python tools/goldens/generate.py --list     # names and descriptions
+    python tools/goldens/generate.py --table    # the README's case table (markdown)
+
+Python is tooling only; CI never runs this. See README.md beside this file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import io
+import json
+import math
+import os
+import sys
+import zlib
+from pathlib import Path
+from typing import Callable, Optional
+
+# Quiet, deterministic TensorFlow: no oneDNN (its float kernels may reorder sums, which would
+# move calibration ranges between machines), no log spam.
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+import keras  # noqa: E402
+from tflite_micro.python.tflite_micro import runtime as tflm  # noqa: E402
+from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb  # noqa: E402
+
+L = keras.layers
+REPO = Path(__file__).resolve().parents[2]
+DEFAULT_OUT = REPO / "tests" / "goldens"
+REP_SAMPLES = 64
+MAX_FILE_BYTES = 300_000
+MAX_TOTAL_BYTES = 6_000_000
+PROBE_VECTORS = 64  # extra vectors per case for the numpy cross-check only
+
+# ---------------------------------------------------------------------------------------------
+# Case specifications
+# ---------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Spec:
+    """One golden case: a model builder plus how to calibrate and exercise it."""
+
+    name: str
+    description: str
+    inputs: list  # per input, its shape without the batch dimension
+    make: Callable  # keras input tensors -> output tensor
+    batch: int = 1
+    ranges: Optional[list] = None  # per input (lo, hi) of the representative dataset
+    kernel_gain: float = 1.0  # kernels ~ U(-a, a) with a = gain * sqrt(3 / fan_in)
+    bias_amp: float = 0.3  # biases ~ U(-bias_amp, bias_amp)
+    set_weights: Optional[Callable] = None  # (model, rng) -> None, replaces the default init
+    rep: Optional[Callable] = None  # rng -> one representative sample (list of arrays)
+    per_tensor_fc: bool = False  # FULLY_CONNECTED weights per tensor instead of per channel
+    float_io: bool = False  # float32 model inputs/outputs (QUANTIZE/DEQUANTIZE at the edges)
+    random_vectors: int = 4
+    expect: tuple = ()  # properties asserted on the result, see check_expectations()
+
+    def input_ranges(self):
+        return self.ranges or [(-1.0, 1.0)] * len(self.inputs)
+
+
+SPECS: list[Spec] = []
+
+
+def case(name, description, inputs, make, **kw):
+    SPECS.append(Spec(name, description, inputs, make, **kw))
+
+
+def conv(filters, k, s=1, pad="same", dil=1, act=None, bias=True):
+    return lambda x: L.Conv2D(
+        filters, k, strides=s, padding=pad, dilation_rate=dil, activation=act, use_bias=bias
+    )(x)
+
+
+def dw(k, s=1, pad="same", m=1, dil=1, act=None, bias=True):
+    return lambda x: L.DepthwiseConv2D(
+        k, strides=s, padding=pad, depth_multiplier=m, dilation_rate=dil, activation=act,
+        use_bias=bias,
+    )(x)
+
+
+def dense(units, act=None, bias=True):
+    return lambda x: L.Dense(units, activation=act, use_bias=bias)(x)
+
+
+def chain(*fs):
+    def run(x):
+        for f in fs:
+            x = f(x)
+        return x
+
+    return run
+
+
+ACTS = {"none": None, "relu": "relu", "relu6": "relu6"}
+
+# --- CONV_2D ---------------------------------------------------------------------------------
+for (name, shape, filters, k, s, pad, dil, act, note) in [
+    ("conv2d_1x1_valid_s1_none", (6, 6, 3), 8, 1, 1, "valid", 1, "none", "pointwise 3->8 channels"),
+    ("conv2d_1x1_same_s2_relu", (7, 7, 5), 7, 1, 2, "same", 1, "relu", "pointwise, stride 2 on an odd 7x7 input, 5->7 channels"),
+    ("conv2d_3x3_same_s1_none", (8, 8, 3), 5, 3, 1, "same", 1, "none", "3x3 SAME (pad 1 each side), 3->5 channels"),
+    ("conv2d_3x3_same_s1_relu", (6, 6, 8), 8, 3, 1, "same", 1, "relu", "3x3 SAME, 8->8 channels, fused RELU"),
+    ("conv2d_3x3_same_s1_relu6", (5, 5, 7), 3, 3, 1, "same", 1, "relu6", "3x3 SAME, 7->3 channels, fused RELU6"),
+    ("conv2d_3x3_same_s2_relu", (8, 8, 3), 5, 3, 2, "same", 1, "relu", "3x3 stride 2 SAME on an even input: asymmetric padding (0 before, 1 after)"),
+    ("conv2d_3x3_valid_s2_relu6", (9, 7, 3), 7, 3, 2, "valid", 1, "relu6", "3x3 stride 2 VALID on a non-square 9x7 input, fused RELU6"),
+    ("conv2d_3x3_valid_s1_none", (5, 9, 2), 4, 3, 1, "valid", 1, "none", "3x3 VALID on a 5x9 input, 2->4 channels"),
+    ("conv2d_5x3_same_s1_relu", (9, 7, 2), 3, (5, 3), 1, "same", 1, "relu", "non-square 5x3 kernel, SAME (pad 2 rows, 1 column each side)"),
+    ("conv2d_5x3_valid_s2_none", (11, 8, 3), 5, (5, 3), 2, "valid", 1, "none", "non-square 5x3 kernel, stride 2, VALID"),
+    ("conv2d_2x2_valid_s3_none", (8, 8, 3), 4, 2, 3, "valid", 1, "none", "2x2 kernel with stride 3 (stride larger than kernel: skipped pixels), VALID"),
+    ("conv2d_2x2_same_s3_relu", (10, 10, 3), 4, 2, 3, "same", 1, "relu", "2x2 kernel, stride 3, SAME on 10x10 (0 padding before, 1 after)"),
+    ("conv2d_4x4_same_s1_none", (6, 6, 2), 3, 4, 1, "same", 1, "none", "even 4x4 kernel SAME: padding 1 before, 2 after"),
+    ("conv2d_4x4_same_s2_relu6", (9, 9, 3), 5, 4, 2, "same", 1, "relu6", "even 4x4 kernel, stride 2, SAME on odd 9x9: padding 1 before, 2 after"),
+    ("conv2d_3x3_same_dil2_none", (8, 8, 3), 5, 3, 1, "same", 2, "none", "3x3 dilation 2 (5x5 effective), SAME"),
+    ("conv2d_3x3_valid_dil2_relu", (9, 9, 2), 4, 3, 1, "valid", 2, "relu", "3x3 dilation 2, VALID, fused RELU"),
+    ("conv2d_3x3_same_c1_relu", (7, 7, 1), 1, 3, 1, "same", 1, "relu", "single input and output channel"),
+    ("conv2d_3x3_same_1x1_image", (1, 1, 5), 7, 3, 1, "same", 1, "none", "1x1 image with a 3x3 SAME kernel: only the centre tap sees data"),
+    ("conv2d_1x1_valid_1x1_image_relu6", (1, 1, 8), 3, 1, 1, "valid", 1, "relu6", "1x1 image, 1x1 kernel, 8->3 channels, RELU6"),
+]:
+    case(name, f"CONV_2D: {note}.", [shape], conv(filters, k, s, pad, dil, ACTS[act]))
+
+case(
+    "conv2d_3x3_same_nobias",
+    "CONV_2D built with use_bias=False: the converter still emits a bias tensor (all zeros).",
+    [(6, 6, 3)], conv(4, 3, bias=False),
+)
+case(
+    "conv2d_3x3_same_batch2_relu",
+    "CONV_2D on a batch of 2 images (N=2), 3->4 channels, fused RELU.",
+    [(6, 6, 3)], conv(4, 3, act="relu"), batch=2,
+)
+
+# --- DEPTHWISE_CONV_2D -----------------------------------------------------------------------
+for (name, shape, k, s, pad, m, dil, act, note) in [
+    ("dwconv_3x3_same_s1_m1_relu", (8, 8, 5), 3, 1, "same", 1, 1, "relu", "3x3 SAME, 5 channels, multiplier 1, fused RELU"),
+    ("dwconv_3x3_same_s2_m1_none", (8, 8, 3), 3, 2, "same", 1, 1, "none", "3x3 stride 2 SAME on an even input (asymmetric padding)"),
+    ("dwconv_3x3_valid_s1_m2_none", (7, 7, 3), 3, 1, "valid", 2, 1, "none", "3x3 VALID, depth multiplier 2 (3->6 channels)"),
+    ("dwconv_3x3_valid_s2_m3_relu6", (9, 9, 2), 3, 2, "valid", 3, 1, "relu6", "3x3 stride 2 VALID, depth multiplier 3 (2->6 channels), fused RELU6"),
+    ("dwconv_3x3_same_s1_m3_c1_relu", (6, 6, 1), 3, 1, "same", 3, 1, "relu", "single input channel, depth multiplier 3"),
+    ("dwconv_3x1_same_s1_m1_none", (8, 8, 7), (3, 1), 1, "same", 1, 1, "none", "k x 1 kernel (3x1), 7 channels"),
+    ("dwconv_1x3_valid_s2_m2_relu", (7, 8, 3), (1, 3), 2, "valid", 2, 1, "relu", "1 x k kernel (1x3), stride 2, multiplier 2"),
+    ("dwconv_5x1_same_s2_m1_relu6", (9, 6, 4), (5, 1), 2, "same", 1, 1, "relu6", "5x1 kernel, stride 2, SAME, fused RELU6"),
+    ("dwconv_3x3_same_dil2_m1_relu6", (8, 8, 4), 3, 1, "same", 1, 2, "relu6", "3x3 dilation 2, SAME"),
+    ("dwconv_3x3_valid_dil2_m2_none", (9, 9, 3), 3, 1, "valid", 2, 2, "none", "3x3 dilation 2, VALID, multiplier 2"),
+    ("dwconv_5x5_same_s2_m1_none", (9, 9, 8), 5, 2, "same", 1, 1, "none", "5x5 stride 2 SAME, 8 channels"),
+]:
+    case(name, f"DEPTHWISE_CONV_2D: {note}.", [shape], dw(k, s, pad, m, dil, ACTS[act]))
+
+case(
+    "dwconv_3x3_same_nobias",
+    "DEPTHWISE_CONV_2D built with use_bias=False (the converter emits a zero bias).",
+    [(5, 5, 3)], dw(3, bias=False),
+)
+
+# --- FULLY_CONNECTED -------------------------------------------------------------------------
+for (name, shape, units, act, per_tensor, bias, batch, note) in [
+    ("fc_per_tensor_16x10_none", (16,), 10, "none", True, True, 1, "per-tensor weights, 16 inputs, 10 outputs"),
+    ("fc_per_tensor_13x7_relu", (13,), 7, "relu", True, True, 1, "per-tensor weights, odd sizes 13->7, fused RELU"),
+    ("fc_per_tensor_9x5_nobias_relu6", (9,), 5, "relu6", True, False, 1, "per-tensor weights, no bias (input -1), fused RELU6"),
+    ("fc_per_tensor_1x1_none", (1,), 1, "none", True, True, 1, "per-tensor weights, one input and one output"),
+    ("fc_per_channel_13x7_none", (13,), 7, "none", False, True, 1, "per-channel weights (the converter's default for dense layers), 13->7"),
+    ("fc_per_channel_33x11_relu", (33,), 11, "relu", False, True, 1, "per-channel weights, 33->11, fused RELU"),
+    ("fc_per_channel_11x5_batch3_none", (11,), 5, "none", False, True, 3, "per-channel weights on a batch of 3 rows"),
+    ("fc_per_channel_7x3_nobias_none", (7,), 3, "none", False, False, 1, "per-channel weights, no bias (input -1)"),
+]:
+    case(name, f"FULLY_CONNECTED: {note}.", [shape], dense(units, ACTS[act], bias),
+         per_tensor_fc=per_tensor, batch=batch)
+
+case(
+    "fc_per_tensor_64x8_scale_product",
+    "FULLY_CONNECTED, per-tensor weights, bias-dominated output (multiplier ~1e-4), with a vector found by search on which the multiplier from a float32 s_in*s_w product and from a double product round differently.",
+    [(64,)], dense(8), per_tensor_fc=True, bias_amp=30.0,
+)
+case(
+    "fc_per_channel_keep_num_dims",
+    "FULLY_CONNECTED on a rank-3 [1,4,6] input: keep_num_dims=true, output [1,4,5].",
+    [(4, 6)], dense(5),
+)
+
+# --- pooling ---------------------------------------------------------------------------------
+for (name, shape, cls, k, s, pad, post, note) in [
+    ("avgpool_2x2_valid_s2", (8, 8, 3), L.AveragePooling2D, 2, 2, "valid", None, "2x2 windows, stride 2, VALID"),
+    ("avgpool_3x3_same_s1", (6, 6, 5), L.AveragePooling2D, 3, 1, "same", None, "3x3 SAME stride 1: border windows average over fewer pixels (padding not counted)"),
+    ("avgpool_3x3_same_s2", (8, 8, 3), L.AveragePooling2D, 3, 2, "same", None, "3x3 SAME stride 2 on an even input: asymmetric padding, partial windows at the end"),
+    ("avgpool_2x3_valid_s1_relu", (5, 7, 2), L.AveragePooling2D, (2, 3), 1, "valid", "relu", "non-square 2x3 windows with a ReLU fused by the converter"),
+    ("avgpool_global_5x7", (5, 7, 7), L.AveragePooling2D, (5, 7), 1, "valid", None, "one window over the whole 5x7 image (global average pool as AVERAGE_POOL_2D)"),
+    ("maxpool_2x2_valid_s2", (8, 8, 3), L.MaxPooling2D, 2, 2, "valid", None, "2x2 windows, stride 2, VALID"),
+    ("maxpool_3x3_same_s2", (8, 8, 5), L.MaxPooling2D, 3, 2, "same", None, "3x3 SAME stride 2 (asymmetric padding)"),
+    ("maxpool_3x3_same_s1_c1", (5, 5, 1), L.MaxPooling2D, 3, 1, "same", None, "3x3 SAME stride 1, one channel"),
+    ("maxpool_2x2_valid_s3_relu6", (8, 8, 2), L.MaxPooling2D, 2, 3, "valid", "relu6", "stride 3 larger than the 2x2 window, with a ReLU6 fused by the converter"),
+]:
+    def make_pool(cls=cls, k=k, s=s, pad=pad, post=post):
+        def f(x):
+            y = cls(pool_size=k, strides=s, padding=pad)(x)
+            if post == "relu":
+                y = L.ReLU()(y)
+            elif post == "relu6":
+                y = L.ReLU(max_value=6.0)(y)
+            return y
+
+        return f
+
+    op = "AVERAGE_POOL_2D" if cls is L.AveragePooling2D else "MAX_POOL_2D"
+    rng_range = [(-2.0, 7.0)] if post == "relu6" else None
+    case(name, f"{op}: {note}.", [shape], make_pool(), ranges=rng_range)
+
+case(
+    "mean_global_average_pooling",
+    "MEAN over axes [1,2] (what the converter makes of GlobalAveragePooling2D), 5x5x6 -> [1,6].",
+    [(5, 5, 6)], lambda x: L.GlobalAveragePooling2D()(x),
+)
+
+# --- ADD -------------------------------------------------------------------------------------
+case(
+    "add_two_scales_none",
+    "ADD of two [1,4,4,3] inputs calibrated to different ranges (+-1 and +-8): different scales and zero points.",
+    [(4, 4, 3), (4, 4, 3)], lambda a, b: L.Add()([a, b]), ranges=[(-1.0, 1.0), (-8.0, 8.0)],
+    random_vectors=3,
+)
+case(
+    "add_two_scales_relu",
+    "ADD with a fused RELU; inputs calibrated to asymmetric ranges [-2,1] and [-0.25,0.5].",
+    [(5, 5, 2), (5, 5, 2)], lambda a, b: L.ReLU()(L.Add()([a, b])),
+    ranges=[(-2.0, 1.0), (-0.25, 0.5)], random_vectors=3,
+)
+case(
+    "add_flat_same_range_relu6",
+    "ADD of two [1,16] inputs with the same range and a fused RELU6; the converter squeezes one operand to [16] with a RESHAPE, so the ADD broadcasts [1,16] + [16].",
+    [(16,), (16,)], lambda a, b: L.ReLU(max_value=6.0)(L.Add()([a, b])),
+    ranges=[(-6.0, 6.0), (-6.0, 6.0)], random_vectors=3,
+)
+
+# --- SOFTMAX ---------------------------------------------------------------------------------
+for (name, shape, rng_range, note) in [
+    ("softmax_10_range1", (10,), (-1.0, 1.0), "10 classes, inputs calibrated to +-1"),
+    ("softmax_10_range8", (10,), (-8.0, 8.0), "10 classes, inputs calibrated to +-8"),
+    ("softmax_10_range32", (10,), (-32.0, 32.0), "10 classes, wide input range +-32 (most exps underflow)"),
+    ("softmax_10_range0p1", (10,), (-0.1, 0.1), "10 classes, narrow input range +-0.1 (near-uniform outputs)"),
+    ("softmax_3_asym", (3,), (-3.0, 12.0), "3 classes, asymmetric input range [-3,12]"),
+    ("softmax_4d_2x3x5", (2, 3, 5), (-4.0, 4.0), "rank-4 [1,2,3,5] input: softmax over the last axis of each of 6 rows"),
+]:
+    case(name, f"SOFTMAX (beta 1): {note}.", [shape], lambda x: L.Softmax()(x), ranges=[rng_range])
+
+# --- RESHAPE ---------------------------------------------------------------------------------
+case(
+    "reshape_flatten_4x4x3",
+    "RESHAPE: Flatten of [1,4,4,3] to [1,48] (new shape as an int32 constant input).",
+    [(4, 4, 3)], lambda x: L.Flatten()(x),
+)
+case(
+    "reshape_4x4x3_to_6x8",
+    "RESHAPE: [1,4,4,3] to [1,6,8].",
+    [(4, 4, 3)], lambda x: L.Reshape((6, 8))(x),
+)
+
+# --- QUANTIZE / DEQUANTIZE -------------------------------------------------------------------
+case(
+    "float_io_fc_12x6",
+    "float32 model edges: QUANTIZE -> FULLY_CONNECTED (per channel) -> DEQUANTIZE; vectors are floats, some beyond the calibrated range.",
+    [(12,)], dense(6), float_io=True, ranges=[(-2.0, 2.0)],
+)
+case(
+    "float_io_conv_3x3_relu",
+    "float32 model edges: QUANTIZE -> CONV_2D 3x3 SAME RELU -> DEQUANTIZE on an asymmetric [0,4] input range.",
+    [(5, 5, 2)], conv(4, 3, act="relu"), float_io=True, ranges=[(0.0, 4.0)],
+)
+case(
+    "float_io_softmax",
+    "float32 model edges: QUANTIZE -> SOFTMAX -> DEQUANTIZE.",
+    [(6,)], lambda x: L.Softmax()(x), float_io=True, ranges=[(-5.0, 5.0)],
+)
+
+# --- saturation and extreme scales -----------------------------------------------------------
+
+
+def positive_weights(model, rng):
+    for layer in model.layers:
+        if layer.weights:
+            layer.set_weights([
+                rng.uniform(0.2, 1.0, w.shape).astype(np.float32) if w.name == "kernel"
+                else np.zeros(w.shape, np.float32)
+                for w in layer.weights
+            ])
+
+
+def cancelling_weights(model, rng):
+    # Two input channels that are always equal in the representative dataset, weighted +w and
+    # -w: the calibrated output range is just the (small) bias, so s_in * s_w / s_out > 1.
+    for layer in model.layers:
+        if layer.weights:
+            k = np.zeros(layer.weights[0].shape, np.float32)  # (1, 1, 2, out)
+            for o in range(k.shape[-1]):
+                w = 1.0 + 1.5 * o
+                k[0, 0, 0, o], k[0, 0, 1, o] = w, -w
+            b = np.full(layer.weights[1].shape, 0.004, np.float32)
+            layer.set_weights([k, b])
+
+
+def equal_channels(rng):
+    x = rng.uniform(-4.0, 4.0, (1, 4, 4, 1)).astype(np.float32)
+    return [np.concatenate([x, x], axis=-1)]
+
+
+case(
+    "conv2d_saturate",
+    "CONV_2D with all-positive weights calibrated on mixed-sign inputs: uniform inputs drive the output to -128 and 127.",
+    [(6, 6, 3)], conv(4, 3), set_weights=positive_weights, expect=("saturates",),
+)
+case(
+    "fc_saturate",
+    "FULLY_CONNECTED (per tensor) with all-positive weights: uniform inputs saturate the output at both ends.",
+    [(24,)], dense(6), set_weights=positive_weights, per_tensor_fc=True, expect=("saturates",),
+)
+case(
+    "conv2d_tiny_scales",
+    "CONV_2D with inputs calibrated to +-1e-3 and weights ~1e-3: input, weight, bias and output scales all tiny.",
+    [(5, 5, 3)], conv(4, 3, act="relu"), ranges=[(-1e-3, 1e-3)], kernel_gain=1e-3, bias_amp=1e-7,
+    expect=("tiny_scales",),
+)
+case(
+    "conv2d_huge_scales",
+    "CONV_2D with inputs calibrated to +-5000, weights ~50 and biases ~1e5: very large scales.",
+    [(5, 5, 3)], conv(4, 3), ranges=[(-5000.0, 5000.0)], kernel_gain=50.0, bias_amp=1e5,
+    expect=("huge_scales",),
+)
+case(
+    "conv2d_multiplier_gt_one",
+    "1x1 CONV_2D whose calibrated output range is tiny (cancelling weights on equal channels): effective multipliers > 1 (left shift), outputs saturate.",
+    [(4, 4, 2)], conv(3, 1), set_weights=cancelling_weights, rep=equal_channels,
+    expect=("multiplier_gt_one", "saturates"),
+)
+case(
+    "conv2d_tiny_multiplier",
+    "CONV_2D whose output range is dominated by +-2000 biases: effective multipliers around 1e-5 (large right shifts).",
+    [(5, 5, 3)], conv(5, 3), bias_amp=2000.0, expect=("tiny_multiplier",),
+)
+case(
+    "dwconv_huge_scales_relu",
+    "DEPTHWISE_CONV_2D, multiplier 2, inputs calibrated to [-300, 900], weights ~20.",
+    [(6, 6, 3)], dw(3, m=2, act="relu"), ranges=[(-300.0, 900.0)], kernel_gain=20.0, bias_amp=50.0,
+)
+
+# --- small models ----------------------------------------------------------------------------
+
+
+def ds_cnn(x):
+    x = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+    x = L.DepthwiseConv2D(3, padding="same", activation="relu")(x)
+    x = L.Conv2D(8, 1, activation="relu")(x)
+    x = L.AveragePooling2D(2)(x)
+    x = L.Reshape((4 * 4 * 8,))(x)
+    x = L.Dense(5)(x)
+    return L.Softmax()(x)
+
+
+def residual(x):
+    y = L.Conv2D(4, 3, padding="same", activation="relu")(x)
+    y = L.Conv2D(4, 3, padding="same")(y)
+    return L.ReLU()(L.Add()([x, y]))
+
+
+case(
+    "model_ds_cnn",
+    "Depthwise-separable CNN on 8x8x1: CONV_2D 3x3 -> DEPTHWISE_CONV_2D 3x3 -> 1x1 CONV_2D -> AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX.",
+    [(8, 8, 1)], ds_cnn,
+)
+case(
+    "model_residual_block",
+    "Residual block on 6x6x4: CONV_2D 3x3 RELU -> CONV_2D 3x3 -> ADD with the block input, fused RELU.",
+    [(6, 6, 4)], residual,
+)
+
+# ---------------------------------------------------------------------------------------------
+# Build, convert, run
+# ---------------------------------------------------------------------------------------------
+
+
+def seed_of(name: str, salt: str) -> int:
+    return zlib.crc32(f"{name}/{salt}".encode())
+
+
+def build_model(spec: Spec) -> keras.Model:
+    keras.backend.clear_session()  # restart Keras' name counters: tensor names do not depend on order
+    keras.utils.set_random_seed(seed_of(spec.name, "keras"))
+    ins = [keras.Input(s, batch_size=spec.batch) for s in spec.inputs]
+    out = spec.make(*ins)
+    model = keras.Model(ins if len(ins) > 1 else ins[0], out)
+    rng = np.random.default_rng(seed_of(spec.name, "weights"))
+    if spec.set_weights:
+        spec.set_weights(model, rng)
+        return model
+    for layer in model.layers:
+        if not layer.weights:
+            continue
+        values = []
+        for w in layer.weights:
+            shape = tuple(w.shape)
+            if w.name == "kernel":
+                if isinstance(layer, L.DepthwiseConv2D):
+                    fan_in = shape[0] * shape[1]
+                else:
+                    fan_in = int(np.prod(shape[:-1]))
+                a = spec.kernel_gain * math.sqrt(3.0 / fan_in)
+                values.append(rng.uniform(-a, a, shape).astype(np.float32))
+            elif w.name == "bias":
+                values.append(rng.uniform(-spec.bias_amp, spec.bias_amp, shape).astype(np.float32))
+            else:
+                raise ValueError(f"{spec.name}: unexpected weight {w.name}")
+        layer.set_weights(values)
+    return model
+
+
+def representative(spec: Spec):
+    rng = np.random.default_rng(seed_of(spec.name, "representative"))
+
+    def gen():
+        for _ in range(REP_SAMPLES):
+            if spec.rep:
+                yield spec.rep(rng)
+            else:
+                yield [
+                    rng.uniform(lo, hi, (spec.batch,) + tuple(s)).astype(np.float32)
+                    for s, (lo, hi) in zip(spec.inputs, spec.input_ranges())
+                ]
+
+    return gen
+
+
+def convert(spec: Spec, model: keras.Model) -> bytes:
+    conv_ = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv_.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv_.representative_dataset = representative(spec)
+    conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    if not spec.float_io:
+        conv_.inference_input_type = tf.int8
+        conv_.inference_output_type = tf.int8
+    # The default (False) quantizes dense layers per output channel.
+    conv_._experimental_disable_per_channel_quantization_for_dense_layers = spec.per_tensor_fc
+    with contextlib.redirect_stdout(io.StringIO()):  # the Keras export prints its signature
+        return conv_.convert()
+
+
+# ---------------------------------------------------------------------------------------------
+# Flatbuffer -> JSON
+# ---------------------------------------------------------------------------------------------
+
+OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
+TYPE_NAMES = {fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32"}
+NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32}
+PADDING = {fb.Padding.SAME: "SAME", fb.Padding.VALID: "VALID"}
+ACTIVATION = {
+    fb.ActivationFunctionType.NONE: "NONE",
+    fb.ActivationFunctionType.RELU: "RELU",
+    fb.ActivationFunctionType.RELU_N1_TO_1: "RELU_N1_TO_1",
+    fb.ActivationFunctionType.RELU6: "RELU6",
+    fb.ActivationFunctionType.TANH: "TANH",
+    fb.ActivationFunctionType.SIGN_BIT: "SIGN_BIT",
+}
+
+
+def f32(x) -> float:
+    """The exact double value of a float32."""
+    return float(np.float32(x))
+
+
+def options_of(op_name: str, opts) -> dict:
+    """The builtin options in snake_case. Fields the kernels here ignore must hold defaults."""
+
+    def need(cond, what):
+        if not cond:
+            raise ValueError(f"{op_name}: unexpected option {what}")
+
+    if op_name in ("CONV_2D", "DEPTHWISE_CONV_2D"):
+        out = {
+            "padding": PADDING[opts.padding],
+            "stride_w": opts.strideW,
+            "stride_h": opts.strideH,
+            "dilation_w_factor": opts.dilationWFactor,
+            "dilation_h_factor": opts.dilationHFactor,
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+        }
+        if op_name == "DEPTHWISE_CONV_2D":
+            out["depth_multiplier"] = opts.depthMultiplier
+        else:
+            need(opts.quantizedBiasType == 0, "quantized_bias_type")
+        return out
+    if op_name == "FULLY_CONNECTED":
+        need(opts.weightsFormat == fb.FullyConnectedOptionsWeightsFormat.DEFAULT, "weights_format")
+        need(not opts.asymmetricQuantizeInputs, "asymmetric_quantize_inputs")
+        need(opts.quantizedBiasType == 0, "quantized_bias_type")
+        return {
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+            "keep_num_dims": bool(opts.keepNumDims),
+        }
+    if op_name in ("AVERAGE_POOL_2D", "MAX_POOL_2D"):
+        return {
+            "padding": PADDING[opts.padding],
+            "stride_w": opts.strideW,
+            "stride_h": opts.strideH,
+            "filter_width": opts.filterWidth,
+            "filter_height": opts.filterHeight,
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+        }
+    if op_name == "ADD":
+        # pot_scale_int16 only matters for int16 activations.
+        return {"fused_activation_function": ACTIVATION[opts.fusedActivationFunction]}
+    if op_name == "SOFTMAX":
+        return {"beta": f32(opts.beta)}
+    if op_name == "RESHAPE":
+        if opts is None:
+            return {}
+        return {"new_shape": [int(v) for v in (opts.newShape if opts.newShape is not None else [])]}
+    if op_name == "MEAN":
+        return {"keep_dims": bool(opts.keepDims)}
+    if op_name in ("QUANTIZE", "DEQUANTIZE"):
+        need(opts is None, "(QUANTIZE/DEQUANTIZE take none)")
+        return {}
+    raise ValueError(f"no option dumper for {op_name}")
+
+
+def buffer_bytes(model_bytes: bytes, buf) -> Optional[bytes]:
+    if buf.data is not None and len(buf.data) > 0:
+        return bytes(np.asarray(buf.data, dtype=np.uint8))
+    if buf.offset > 1 and buf.size > 0:
+        return model_bytes[buf.offset: buf.offset + buf.size]
+    return None
+
+
+def dump_subgraph(model_bytes: bytes) -> dict:
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_bytes, 0))
+    if len(model.subgraphs) != 1:
+        raise ValueError(f"{len(model.subgraphs)} subgraphs")
+    sg = model.subgraphs[0]
+    tensors = []
+    for t in sg.tensors:
+        dtype = TYPE_NAMES.get(t.type)
+        if dtype is None:
+            raise ValueError(f"tensor {t.name!r}: unsupported type {t.type}")
+        shape = [int(d) for d in (t.shape if t.shape is not None else [])]
+        if t.shapeSignature is not None and len(t.shapeSignature) > 0:
+            sig = [int(d) for d in t.shapeSignature]
+            if len(sig) != len(shape) or any(s != d and not (s == -1 and d == 1) for s, d in zip(sig, shape)):
+                raise ValueError(f"tensor {t.name!r}: shape {shape} vs signature {sig}")
+        q = t.quantization
+        scale, zp, qdim = [], [], 0
+        if q is not None and q.scale is not None and len(q.scale) > 0:
+            if q.detailsType != 0:
+                raise ValueError(f"tensor {t.name!r}: custom quantization details")
+            scale = [f32(s) for s in q.scale]
+            zp = [int(z) for z in q.zeroPoint]
+            qdim = int(q.quantizedDimension)
+        raw = buffer_bytes(model_bytes, model.buffers[t.buffer]) if t.buffer > 0 else None
+        data = None
+        if raw is not None:
+            values = np.frombuffer(raw, dtype=np.dtype(NP_TYPES[dtype]).newbyteorder("<"))
+            if values.size != int(np.prod(shape)):
+                raise ValueError(f"tensor {t.name!r}: {values.size} values for shape {shape}")
+            data = [f32(v) for v in values] if dtype == "float32" else [int(v) for v in values]
+        tensors.append({
+            "name": t.name.decode() if isinstance(t.name, bytes) else str(t.name),
+            "shape": shape,
+            "dtype": dtype,
+            "scale": scale,
+            "zero_point": zp,
+            "quantized_dimension": qdim,
+            "data": data,
+        })
+    operators = []
+    for op in sg.operators:
+        code = model.operatorCodes[op.opcodeIndex]
+        builtin = tflm.get_builtin_code_from_operator_code(code)
+        name = OP_NAMES.get(builtin)
+        if name is None or name == "CUSTOM":
+            raise ValueError(f"unsupported operator code {builtin}")
+        operators.append({
+            "op": name,
+            "version": int(code.version),
+            "inputs": [int(i) for i in op.inputs],
+            "outputs": [int(i) for i in op.outputs],
+            "options": options_of(name, op.builtinOptions),
+        })
+    return {
+        "tensors": tensors,
+        "operators": operators,
+        "inputs": [int(i) for i in sg.inputs],
+        "outputs": [int(i) for i in sg.outputs],
+    }
+
+
+# ---------------------------------------------------------------------------------------------
+# Vectors
+# ---------------------------------------------------------------------------------------------
+
+
+def make_vectors(spec: Spec, graph: dict) -> list:
+    """Per vector, one array per subgraph input (numpy, the tensor's dtype and shape)."""
+    rng = np.random.default_rng(seed_of(spec.name, "vectors"))
+    ins = [graph["tensors"][i] for i in graph["inputs"]]
+    vectors = []
+    for _ in range(spec.random_vectors):
+        row = []
+        for t in ins:
+            if t["dtype"] == "int8":
+                row.append(rng.integers(-128, 128, t["shape"], dtype=np.int8))
+            elif t["dtype"] == "float32":
+                lo, hi = spec.input_ranges()[len(row)]
+                span = hi - lo
+                row.append(rng.uniform(lo - 0.25 * span, hi + 0.25 * span, t["shape"]).astype(np.float32))
+            else:
+                raise ValueError("int32 model input")
+        vectors.append(row)
+    if all(t["dtype"] == "int8" for t in ins):
+        corners = [(-128,) * len(ins), (127,) * len(ins)]
+        if len(ins) == 2:
+            corners += [(127, -128), (-128, 127)]
+        for c in corners:
+            vectors.append([np.full(t["shape"], v, np.int8) for t, v in zip(ins, c)])
+    else:
+        for pick in (lambda lo, hi: 3.0 * lo - 1.0, lambda lo, hi: 3.0 * hi + 1.0, lambda lo, hi: 0.0):
+            vectors.append([
+                np.full(t["shape"], pick(*r), np.float32) for t, r in zip(ins, spec.input_ranges())
+            ])
+    return vectors
+
+
+def run_tflm(model_bytes: bytes, inputs: list, n_outputs: int) -> list:
+    """One fresh TFLM interpreter per vector, so no state can leak between vectors."""
+    interp = tflm.Interpreter.from_bytes(model_bytes, arena_size=max(10 * len(model_bytes), 1 << 18))
+    for i, x in enumerate(inputs):
+        interp.set_input(x, i)
+    interp.invoke()
+    return [np.array(interp.get_output(i)) for i in range(n_outputs)]
+
+
+def flat_list(a: np.ndarray) -> list:
+    a = np.asarray(a)
+    if a.dtype == np.float32:
+        return [f32(v) for v in a.reshape(-1)]
+    return [int(v) for v in a.reshape(-1)]
+
+
+# ---------------------------------------------------------------------------------------------
+# Independent numpy re-implementation (reads only the JSON), to document TFLM's arithmetic
+# ---------------------------------------------------------------------------------------------
+
+I32_MIN, I32_MAX = -(1 << 31), (1 << 31) - 1
+
+
+def round_half_away(x: float) -> int:
+    return int(math.floor(abs(x) + 0.5)) * (1 if x >= 0 else -1)
+
+
+def quantize_multiplier(real: float):
+    """(q31 mantissa, exponent) with real ~= mantissa * 2^(exponent - 31)."""
+    if real == 0.0:
+        return 0, 0
+    mant, exp = math.frexp(real)
+    q = round_half_away(mant * (1 << 31))
+    if q == (1 << 31):
+        q //= 2
+        exp += 1
+    if exp < -31:
+        return 0, 0
+    if exp > 30:
+        return (1 << 31) - 1, 30
+    return q, exp
+
+
+def trunc_div(a: np.ndarray, d: int) -> np.ndarray:
+    q = np.abs(a) // d
+    return np.where(a < 0, -q, q)
+
+
+def mul_double_rounding(x: np.ndarray, m: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """Saturating rounding doubling high multiply, then rounding divide by a power of two."""
+    x = np.asarray(x, np.int64)
+    m = np.asarray(m, np.int64)
+    e = np.asarray(e, np.int64)
+    left = np.maximum(e, 0)
+    right = np.maximum(-e, 0)
+    xs = x << left
+    if np.any((xs < I32_MIN) | (xs > I32_MAX)):
+        raise OverflowError("left shift overflows int32")
+    ab = xs * m
+    nudge = np.where(ab >= 0, 1 << 30, 1 - (1 << 30))
+    high = trunc_div(ab + nudge, 1 << 31)
+    high = np.where((xs == I32_MIN) & (m == I32_MIN), I32_MAX, high)
+    mask = (np.int64(1) << right) - 1
+    rem = high & mask
+    threshold = (mask >> 1) + np.where(high < 0, 1, 0)
+    return (high >> right) + np.where(rem > threshold, 1, 0)
+
+
+def mul_single_rounding(x: np.ndarray, m: np.ndarray, e: np.ndarray) -> np.ndarray:
+    """One 64-bit multiply, one rounding shift (TFLITE_SINGLE_ROUNDING)."""
+    x = np.asarray(x, np.int64)
+    total = 31 - np.asarray(e, np.int64)
+    return (x * np.asarray(m, np.int64) + (np.int64(1) << (total - 1))) >> total
+
+
+# gemmlowp-style fixed point on Python ints (raw int32 values), for the softmax re-implementation.
+
+
+def wrap32(v: int) -> int:
+    return ((v + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+def srdhm(a: int, b: int) -> int:
+    if a == b == I32_MIN:
+        return I32_MAX
+    ab = a * b
+    nudge = (1 << 30) if ab >= 0 else 1 - (1 << 30)
+    q = abs(ab + nudge) >> 31
+    return q if ab + nudge >= 0 else -q
+
+
+def rdbpot(x: int, e: int) -> int:
+    mask = (1 << e) - 1
+    rem = x & mask
+    threshold = (mask >> 1) + (1 if x < 0 else 0)
+    return (x >> e) + (1 if rem > threshold else 0)
+
+
+def sat_shl(x: int, e: int) -> int:
+    threshold = (1 << (31 - e)) - 1
+    if x > threshold:
+        return I32_MAX
+    if x < -threshold:
+        return I32_MIN
+    return x << e
+
+
+def fx_exp_on_interval(a: int) -> int:
+    """exp(a) for a Q0.31 a in [-1/4, 0)."""
+    x = wrap32(a + (1 << 28))
+    x2 = srdhm(x, x)
+    x3 = srdhm(x2, x)
+    x4 = srdhm(x2, x2)
+    x4_over_4 = rdbpot(x4, 2)
+    poly = rdbpot(wrap32(srdhm(wrap32(x4_over_4 + x3), 715827883) + x2), 1)
+    c = 1895147668  # exp(-1/8)
+    return wrap32(c + srdhm(c, wrap32(x + poly)))
+
+
+EXP_BARREL = [(-2, 1672461947), (-1, 1302514674), (0, 790015084), (1, 290630308),
+              (2, 39332535), (3, 720401), (4, 242)]
+
+
+def fx_exp_on_negative_values(a: int) -> int:
+    """exp(a) in Q0.31 for a Q5.26 a <= 0."""
+    frac = 26
+    quarter = 1 << (frac - 2)
+    a_mod = (a & (quarter - 1)) - quarter
+    result = fx_exp_on_interval(sat_shl(a_mod, 5))  # Rescale from 5 to 0 integer bits
+    remainder = wrap32(a_mod - a)
+    for exponent, mult in EXP_BARREL:
+        if remainder & (1 << (frac + exponent)):
+            result = srdhm(result, mult)
+    return I32_MAX if a == 0 else result
+
+
+def fx_one_over_one_plus_x(a: int) -> int:
+    """1 / (1 + a) for a Q0.31 a in [0, 1), as Q0.31, by Newton-Raphson in Q2.29."""
+    s = a + I32_MAX + 1  # RoundingHalfSum(a, One): (a + one + sign) / 2, truncating
+    half_den = (s // 2) if s >= 0 else -((-s) // 2)
+    x = wrap32(1515870810 + srdhm(half_den, -1010580540))
+    for _ in range(3):
+        hx = srdhm(half_den, x)
+        one_minus = wrap32((1 << 29) - hx)
+        x = wrap32(x + sat_shl(srdhm(x, one_minus), 2))
+    return sat_shl(x, 1)
+
+
+def act_range(act: str, scale: float, zp: int):
+    def q(v):
+        return zp + round_half_away(float(np.float32(v) / np.float32(scale)))
+
+    if act == "NONE":
+        return -128, 127
+    if act == "RELU":
+        return max(-128, q(0.0)), 127
+    if act == "RELU6":
+        return max(-128, q(0.0)), min(127, q(6.0))
+    raise ValueError(act)
+
+
+def out_and_pad(padding, size, k, stride, dil):
+    eff = (k - 1) * dil + 1
+    out = (size + stride - 1) // stride if padding == "SAME" else (size - eff + stride) // stride
+    pad = max(0, ((out - 1) * stride + eff - size) // 2)
+    return out, pad
+
+
+class Reference:
+    """Runs a JSON case with one requantization variant."""
+
+    def __init__(self, case_: dict, rounding: str, fc_scale: str):
+        self.case = case_
+        self.mul = mul_double_rounding if rounding == "double" else mul_single_rounding
+        self.fc_scale = fc_scale  # "double": s_in*s_w in double; "float": the product in float32
+        self.min_mult = math.inf
+        self.max_mult = 0.0
+
+    def multipliers(self, s_in, s_w, s_out, f32_product=False):
+        ms, es = [], []
+        for sw in s_w:
+            if f32_product:
+                real = float(np.float32(s_in) * np.float32(sw)) / s_out
+            else:
+                real = s_in * sw / s_out
+            self.min_mult = min(self.min_mult, real)
+            self.max_mult = max(self.max_mult, real)
+            m, e = quantize_multiplier(real)
+            ms.append(m)
+            es.append(e)
+        return np.array(ms, np.int64), np.array(es, np.int64)
+
+    def run(self, inputs: list) -> list:
+        T = self.case["tensors"]
+        vals = {}
+        for t_idx, t in enumerate(T):
+            if t["data"] is not None:
+                vals[t_idx] = np.array(t["data"], NP_TYPES[t["dtype"]]).reshape(t["shape"])
+        for i, x in zip(self.case["inputs"], inputs):
+            vals[i] = np.asarray(x).reshape(T[i]["shape"])
+        for op in self.case["operators"]:
+            args = [vals[i] if i >= 0 else None for i in op["inputs"]]
+            out_t = T[op["outputs"][0]]
+            in_t = T[op["inputs"][0]]
+            fn = getattr(self, "op_" + op["op"].lower(), None)
+            if fn is None:
+                return None
+            vals[op["outputs"][0]] = fn(op, args, in_t, out_t, [T[i] if i >= 0 else None for i in op["inputs"]])
+        return [vals[i] for i in self.case["outputs"]]
+
+    def requant(self, acc, ms, es, out_t, act):
+        lo, hi = act_range(act, out_t["scale"][0], out_t["zero_point"][0])
+        y = self.mul(acc, ms, es) + out_t["zero_point"][0]
+        return np.clip(y, lo, hi).astype(np.int8)
+
+    def conv_like(self, op, args, in_t, out_t, ts, depthwise):
+        x, w, b = args[0].astype(np.int64), args[1].astype(np.int64), args[2]
+        o = op["options"]
+        n, ih, iw, ic = x.shape
+        _, kh, kw, _ = w.shape
+        oh, ph = out_and_pad(o["padding"], ih, kh, o["stride_h"], o["dilation_h_factor"])
+        ow, pw = out_and_pad(o["padding"], iw, kw, o["stride_w"], o["dilation_w_factor"])
+        oc = out_t["shape"][3]
+        xz = x - in_t["zero_point"][0]
+        big = np.zeros((n, ih + 2 * ph + kh * o["dilation_h_factor"] + o["stride_h"] * oh,
+                        iw + 2 * pw + kw * o["dilation_w_factor"] + o["stride_w"] * ow, ic), np.int64)
+        big[:, ph:ph + ih, pw:pw + iw, :] = xz
+        acc = np.zeros((n, oh, ow, oc), np.int64)
+        for dy in range(kh):
+            for dx in range(kw):
+                y0 = dy * o["dilation_h_factor"]
+                x0 = dx * o["dilation_w_factor"]
+                patch = big[:, y0:y0 + o["stride_h"] * oh:o["stride_h"], x0:x0 + o["stride_w"] * ow:o["stride_w"], :]
+                if depthwise:
+                    mult = o["depth_multiplier"]
+                    acc += np.repeat(patch, mult, axis=3) * w[0, dy, dx, :]
+                else:
+                    acc += np.einsum("nhwc,oc->nhwo", patch, w[:, dy, dx, :])
+        if b is not None:
+            acc += b.astype(np.int64)
+        ms, es = self.multipliers(in_t["scale"][0], ts[1]["scale"], out_t["scale"][0])
+        return self.requant(acc, ms, es, out_t, o["fused_activation_function"])
+
+    def op_conv_2d(self, op, args, in_t, out_t, ts):
+        return self.conv_like(op, args, in_t, out_t, ts, False)
+
+    def op_depthwise_conv_2d(self, op, args, in_t, out_t, ts):
+        return self.conv_like(op, args, in_t, out_t, ts, True)
+
+    def op_fully_connected(self, op, args, in_t, out_t, ts):
+        w = args[1].astype(np.int64)
+        x = args[0].astype(np.int64).reshape(-1, w.shape[1]) - in_t["zero_point"][0]
+        acc = x @ w.T
+        if args[2] is not None:
+            acc += args[2].astype(np.int64)
+        per_tensor = len(ts[1]["scale"]) == 1
+        ms, es = self.multipliers(in_t["scale"][0], ts[1]["scale"], out_t["scale"][0],
+                                  f32_product=per_tensor and self.fc_scale == "float")
+        y = self.requant(acc, ms, es, out_t, op["options"]["fused_activation_function"])
+        return y.reshape(out_t["shape"])
+
+    def pool(self, op, args, out_t, kind):
+        x = args[0].astype(np.int64)
+        o = op["options"]
+        n, ih, iw, c = x.shape
+        oh, ph = out_and_pad(o["padding"], ih, o["filter_height"], o["stride_h"], 1)
+        ow, pw = out_and_pad(o["padding"], iw, o["filter_width"], o["stride_w"], 1)
+        lo, hi = act_range(o["fused_activation_function"], out_t["scale"][0], out_t["zero_point"][0])
+        y = np.zeros((n, oh, ow, c), np.int64)
+        for r in range(oh):
+            for q in range(ow):
+                y0 = max(0, r * o["stride_h"] - ph)
+                y1 = min(ih, r * o["stride_h"] - ph + o["filter_height"])
+                x0 = max(0, q * o["stride_w"] - pw)
+                x1 = min(iw, q * o["stride_w"] - pw + o["filter_width"])
+                win = x[:, y0:y1, x0:x1, :]
+                if kind == "max":
+                    y[:, r, q, :] = win.max(axis=(1, 2))
+                else:
+                    count = (y1 - y0) * (x1 - x0)
+                    s = win.sum(axis=(1, 2))
+                    y[:, r, q, :] = np.where(s > 0, trunc_div(s + count // 2, count), trunc_div(s - count // 2, count))
+        return np.clip(y, lo, hi).astype(np.int8)
+
+    def op_average_pool_2d(self, op, args, in_t, out_t, ts):
+        return self.pool(op, args, out_t, "avg")
+
+    def op_max_pool_2d(self, op, args, in_t, out_t, ts):
+        return self.pool(op, args, out_t, "max")
+
+    def op_add(self, op, args, in_t, out_t, ts):
+        s1, s2, so = ts[0]["scale"][0], ts[1]["scale"][0], out_t["scale"][0]
+        left = 20
+        twice_max = 2.0 * max(s1, s2)
+        m1, e1 = quantize_multiplier(s1 / twice_max)
+        m2, e2 = quantize_multiplier(s2 / twice_max)
+        mo, eo = quantize_multiplier(twice_max / ((1 << left) * so))
+        a = (args[0].astype(np.int64) - ts[0]["zero_point"][0]) << left
+        b = (args[1].astype(np.int64) - ts[1]["zero_point"][0]) << left
+        a, b = np.broadcast_arrays(a, b)
+        total = self.mul(a, m1, e1) + self.mul(b, m2, e2)
+        lo, hi = act_range(op["options"]["fused_activation_function"], so, out_t["zero_point"][0])
+        return np.clip(self.mul(total, mo, eo) + out_t["zero_point"][0], lo, hi).astype(np.int8)
+
+    def op_mean(self, op, args, in_t, out_t, ts):
+        axes = sorted(int(a) % len(in_t["shape"]) for a in args[1].reshape(-1))
+        x = args[0].astype(np.int64)
+        count = int(np.prod([x.shape[a] for a in axes]))
+        s_in, s_out = in_t["scale"][0], out_t["scale"][0]
+        zp_in, zp_out = in_t["zero_point"][0], out_t["zero_point"][0]
+        if op["options"]["keep_dims"] and len(x.shape) == 4 and axes == [1, 2]:
+            # The 4-D spatial mean: multiply, then divide by the count with rounding.
+            m, e = quantize_multiplier(s_in / s_out)
+            acc = self.mul((x - zp_in).sum(axis=(1, 2)), m, e)
+            acc = np.where(acc > 0, trunc_div(acc + count // 2, count), trunc_div(acc - count // 2, count))
+        elif zp_in == zp_out and s_in == s_out:
+            acc = trunc_div(x.sum(axis=tuple(axes)), count)  # raw sums, truncating division
+        else:
+            # The general path folds 1/count into the multiplier.
+            m, e = quantize_multiplier(s_in / s_out)
+            shift = min(count.bit_length() - 1, 32, 31 + e)
+            m = (m << shift) // count
+            e -= shift
+            acc = self.mul(x.sum(axis=tuple(axes)) - zp_in * count, m, e)
+        y = np.clip(acc + zp_out, -128, 127).astype(np.int8)
+        return y.reshape(out_t["shape"])
+
+    def op_softmax(self, op, args, in_t, out_t, ts):
+        if out_t["zero_point"] != [-128] or out_t["scale"] != [1.0 / 256]:
+            raise NotImplementedError("int8 softmax output must be scale 1/256, zero point -128")
+        beta, s_in = op["options"]["beta"], in_t["scale"][0]
+        real = min(beta * s_in * (1 << (31 - 5)), (1 << 31) - 1.0)
+        m, left = quantize_multiplier(real)
+        diff_min = -math.floor(((1 << 5) - 1) * (1 << (31 - 5)) / (1 << left))
+        x = args[0].astype(np.int64)
+        rows = x.reshape(-1, x.shape[-1])
+        out = np.empty_like(rows)
+        for r, row in enumerate(rows):
+            diff = row - row.max()
+            live = diff >= diff_min
+            exps = np.array([fx_exp_on_negative_values(int(self.mul(d, m, left))) if ok else 0
+                             for d, ok in zip(diff, live)], np.int64)
+            total = 0
+            for ev, ok in zip(exps, live):
+                if ok:
+                    total = wrap32(total + int(rdbpot(int(ev), 12)))
+            headroom = 32 - total.bit_length() if total > 0 else 32
+            bits_over_unit = 12 - headroom
+            shifted = wrap32(((total << headroom) & 0xFFFFFFFF) - (1 << 31))
+            scale = fx_one_over_one_plus_x(shifted)
+            for c, (ev, ok) in enumerate(zip(exps, live)):
+                if ok:
+                    v = int(rdbpot(srdhm(scale, int(ev)), bits_over_unit + 31 - 8)) - 128
+                    out[r, c] = min(max(v, -128), 127)
+                else:
+                    out[r, c] = -128
+        return out.reshape(out_t["shape"]).astype(np.int8)
+
+    def op_reshape(self, op, args, in_t, out_t, ts):
+        return args[0].reshape(out_t["shape"])
+
+    def op_quantize(self, op, args, in_t, out_t, ts):
+        x = args[0].astype(np.float32)
+        scale = np.float32(out_t["scale"][0])
+        q = np.vectorize(lambda v: round_half_away(float(v)))(x / scale) + out_t["zero_point"][0]
+        return np.clip(q, -128, 127).astype(np.int8)
+
+    def op_dequantize(self, op, args, in_t, out_t, ts):
+        d = args[0].astype(np.float64) - in_t["zero_point"][0]
+        return (d * in_t["scale"][0]).astype(np.float32)
+
+
+def crosscheck(case_: dict, vectors: list, tflm_outputs: list) -> dict:
+    """Per requantization variant (rounding, FC per-tensor scale product), the number of output
+    elements that differ from TFLM, per vector; {"unchecked": True} if an operator is not
+    re-implemented here."""
+    result = {}
+    for rounding in ("double", "single"):
+        for fc_scale in ("float", "double"):
+            ref = Reference(case_, rounding, fc_scale)
+            wrong = []
+            for ins, outs in zip(vectors, tflm_outputs):
+                got = ref.run(ins)
+                if got is None:
+                    return {"unchecked": True}
+                wrong.append(sum(
+                    int(np.sum(np.asarray(g).reshape(-1) != np.asarray(want).reshape(-1)))
+                    for g, want in zip(got, outs)
+                ))
+            result[(rounding, fc_scale)] = wrong
+            result["multiplier_range"] = (ref.min_mult, ref.max_mult)
+    return result
+
+
+def fc_scale_probe(case_: dict, seed: int, batches: int = 256, batch: int = 4096):
+    """For a one-FULLY_CONNECTED case with per-tensor weights: a random int8 input on which the
+    multiplier from a float32 s_in*s_w product and the one from a double product give different
+    outputs, or None. (They differ by ~1e-8 relative, so random vectors almost never tell.)"""
+    ops = case_["operators"]
+    if len(ops) != 1 or ops[0]["op"] != "FULLY_CONNECTED":
+        return None
+    T = case_["tensors"]
+    x_t, w_t, out_t = T[ops[0]["inputs"][0]], T[ops[0]["inputs"][1]], T[ops[0]["outputs"][0]]
+    b_idx = ops[0]["inputs"][2]
+    if len(w_t["scale"]) != 1 or x_t["dtype"] != "int8":
+        return None
+    w = np.array(w_t["data"], np.int64).reshape(w_t["shape"])
+    bias = np.array(T[b_idx]["data"], np.int64) if b_idx >= 0 else 0
+    s_in, s_w, s_out = x_t["scale"][0], w_t["scale"][0], out_t["scale"][0]
+    m_d, e_d = quantize_multiplier(s_in * s_w / s_out)
+    m_f, e_f = quantize_multiplier(float(np.float32(s_in) * np.float32(s_w)) / s_out)
+    if (m_d, e_d) == (m_f, e_f):
+        return None
+    lo, hi = act_range(ops[0]["options"]["fused_activation_function"], s_out, out_t["zero_point"][0])
+    rng = np.random.default_rng(seed)
+    rows = int(np.prod(x_t["shape"])) // w.shape[1]
+    for _ in range(batches):
+        x = rng.integers(-128, 128, (batch, rows, w.shape[1]))
+        acc = (x - x_t["zero_point"][0]) @ w.T + bias
+        y_d = np.clip(mul_double_rounding(acc, m_d, e_d) + out_t["zero_point"][0], lo, hi)
+        y_f = np.clip(mul_double_rounding(acc, m_f, e_f) + out_t["zero_point"][0], lo, hi)
+        diff = np.nonzero(np.any(y_d != y_f, axis=(1, 2)))[0]
+        if diff.size:
+            return x[diff[0]].reshape(x_t["shape"]).astype(np.int8)
+    return None
+
+
+def add_rounding_probe(case_: dict, seed: int, batches: int = 16, batch: int = 4096):
+    """For a one-ADD case: random int8 inputs on which double and single rounding disagree."""
+    ops = case_["operators"]
+    if len(ops) != 1 or ops[0]["op"] != "ADD" or len(case_["inputs"]) != 2:
+        return None
+    T = case_["tensors"]
+    ts = [T[i] for i in ops[0]["inputs"]]
+    out_t = T[ops[0]["outputs"][0]]
+    rng = np.random.default_rng(seed)
+    double = Reference(case_, "double", "double")
+    single = Reference(case_, "single", "double")
+    for _ in range(batches):
+        xs = [rng.integers(-128, 128, (batch,) + tuple(t["shape"])) for t in ts]
+        a = double.op_add(ops[0], xs, ts[0], out_t, ts)
+        b = single.op_add(ops[0], xs, ts[0], out_t, ts)
+        diff = np.nonzero((a != b).reshape(batch, -1).any(axis=1))[0]
+        if diff.size:
+            by_index = dict(zip(ops[0]["inputs"], xs))
+            return [by_index[i][diff[0]].astype(np.int8) for i in case_["inputs"]]
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver
+# ---------------------------------------------------------------------------------------------
+
+
+def check_expectations(spec: Spec, case_: dict, outputs: list, check: dict):
+    flat = np.concatenate([np.asarray(o).reshape(-1) for vec in outputs for o in vec])
+    for e in spec.expect:
+        if e == "saturates":
+            ok = flat.min() == -128 and flat.max() == 127
+        elif e == "multiplier_gt_one":
+            ok = check["multiplier_range"][1] > 1.0
+        elif e == "tiny_multiplier":
+            ok = check["multiplier_range"][1] < 1e-4
+        elif e == "tiny_scales":
+            ok = max(s for t in case_["tensors"] for s in t["scale"]) < 1e-4
+        elif e == "huge_scales":
+            ok = min(s for t in case_["tensors"] if t["data"] is None for s in t["scale"]) > 1.0
+        else:
+            raise ValueError(e)
+        if not ok:
+            raise AssertionError(f"{spec.name}: expectation {e!r} does not hold")
+
+
+def dumps_case(case_: dict) -> str:
+    """Lightly indented JSON: one line per tensor, operator and vector."""
+
+    def c(v):
+        return json.dumps(v, separators=(",", ":"), allow_nan=False)
+
+    lines = ["{"]
+    lines.append(f' "name": {c(case_["name"])},')
+    lines.append(f' "description": {c(case_["description"])},')
+    lines.append(' "tensors": [')
+    lines.append(",\n".join("  " + c(t) for t in case_["tensors"]))
+    lines.append(" ],")
+    lines.append(' "operators": [')
+    lines.append(",\n".join("  " + c(o) for o in case_["operators"]))
+    lines.append(" ],")
+    lines.append(f' "inputs": {c(case_["inputs"])},')
+    lines.append(f' "outputs": {c(case_["outputs"])},')
+    lines.append(' "vectors": [')
+    lines.append(",\n".join("  " + c(v) for v in case_["vectors"]))
+    lines.append(" ]")
+    lines.append("}")
+    return "\n".join(lines) + "\n"
+
+
+def generate(spec: Spec) -> tuple:
+    model = build_model(spec)
+    model_bytes = convert(spec, model)
+    graph = dump_subgraph(model_bytes)
+    vectors = make_vectors(spec, graph)
+    outputs = [run_tflm(model_bytes, v, len(graph["outputs"])) for v in vectors]
+    for outs in outputs:
+        if len(outs) != len(graph["outputs"]):
+            raise AssertionError(f"{spec.name}: {len(outs)} outputs, expected {len(graph['outputs'])}")
+        for o, t_idx in zip(outs, graph["outputs"]):
+            t = graph["tensors"][t_idx]
+            if o.dtype != NP_TYPES[t["dtype"]] or o.size != int(np.prod(t["shape"])):
+                raise AssertionError(f"{spec.name}: output {o.dtype} {o.shape} vs {t}")
+    case_ = {"name": spec.name, "description": spec.description, **graph}
+    case_["vectors"] = [
+        {"inputs": [flat_list(x) for x in ins], "outputs": [flat_list(y) for y in outs]}
+        for ins, outs in zip(vectors, outputs)
+    ]
+    # Extra random vectors, not written, so that the rounding variants can be told apart.
+    probe_spec = dataclasses.replace(spec, name=spec.name + "/probe", random_vectors=PROBE_VECTORS)
+    probes = make_vectors(probe_spec, graph)
+    probe_outputs = [run_tflm(model_bytes, v, len(graph["outputs"])) for v in probes]
+    found = fc_scale_probe(case_, seed_of(spec.name, "fc-scale-probe"))
+    if found is not None:
+        probes.append([found])
+        probe_outputs.append(run_tflm(model_bytes, [found], len(graph["outputs"])))
+    found = add_rounding_probe(case_, seed_of(spec.name, "add-rounding-probe"))
+    if found is not None:
+        probes.append(found)
+        probe_outputs.append(run_tflm(model_bytes, found, len(graph["outputs"])))
+    check = crosscheck(case_, vectors + probes, outputs + probe_outputs)
+    if not check.get("unchecked"):
+        # Keep a probe that a wrong variant gets wrong, if the written vectors do not.
+        n = len(vectors)
+        for key in [k for k in check if isinstance(k, tuple)]:
+            counts = check[key]
+            if sum(counts[:n]) == 0 and sum(counts[n:]) > 0:
+                best = n + int(np.argmax(counts[n:]))
+                vectors.append(probes[best - n])
+                outputs.append(probe_outputs[best - n])
+                for k in [k for k in check if isinstance(k, tuple)]:
+                    check[k].insert(n, check[k].pop(best))
+                n += 1
+        check["written"] = n
+        check["elements"] = sum(np.asarray(o).size for outs in outputs + probe_outputs for o in outs)
+        case_["vectors"] = [
+            {"inputs": [flat_list(x) for x in ins], "outputs": [flat_list(y) for y in outs]}
+            for ins, outs in zip(vectors, outputs)
+        ]
+    if not check.get("unchecked"):
+        check_expectations(spec, case_, outputs, check)
+    elif spec.expect:
+        check_expectations(spec, case_, outputs, {"multiplier_range": (math.nan, math.nan)})
+    return case_, check
+
+
+def describe_check(check: dict) -> str:
+    if check.get("unchecked"):
+        return "not re-implemented"
+    variants = [k for k in check if isinstance(k, tuple)]
+    ok = [f"{r}/{f}" for (r, f) in variants if sum(check[(r, f)]) == 0]
+    bad = [f"{r}/{f}:{sum(check[(r, f)])}" for (r, f) in variants if sum(check[(r, f)]) != 0]
+    lo, hi = check["multiplier_range"]
+    mult = f"; multipliers {lo:.3g}..{hi:.3g}" if hi > 0 else ""
+    head = "ok " + " ".join(ok) if ok else "NO VARIANT MATCHES"
+    tail = f"; wrong of {check['elements']}: " + " ".join(bad) if bad else ""
+    return head + tail + mult
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", type=Path, default=DEFAULT_OUT, help="output folder (default tests/goldens)")
+    ap.add_argument("--only", nargs="*", help="generate only these cases")
+    ap.add_argument("--list", action="store_true", help="print case names and descriptions")
+    ap.add_argument("--table", action="store_true", help="print the README's case table from --out")
+    args = ap.parse_args(argv)
+
+    names = [s.name for s in SPECS]
+    if len(set(names)) != len(names):
+        raise SystemExit("duplicate case names")
+    if args.list:
+        for s in SPECS:
+            print(f"{s.name}: {s.description}")
+        return 0
+    if args.table:
+        print("| case | operators | covers | vectors |")
+        print("|---|---|---|---|")
+        for s in SPECS:
+            data = json.loads((args.out / f"{s.name}.json").read_text())
+            ops = " ".join(dict.fromkeys(o["op"] for o in data["operators"]))
+            covers = s.description.split(": ", 1)[1] if s.description.startswith(ops + ": ") else s.description
+            print(f"| `{s.name}` | {ops} | {covers} | {len(data['vectors'])} |")
+        return 0
+
+    specs = [s for s in SPECS if not args.only or s.name in args.only]
+    if args.only and len(specs) != len(args.only):
+        raise SystemExit(f"unknown case in {args.only}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    failures = 0
+    for spec in specs:
+        case_, check = generate(spec)
+        text = dumps_case(case_)
+        if len(text) > MAX_FILE_BYTES:
+            raise SystemExit(f"{spec.name}: {len(text)} bytes is over {MAX_FILE_BYTES}")
+        (args.out / f"{spec.name}.json").write_text(text)
+        summary = describe_check(check)
+        if "NO VARIANT" in summary:
+            failures += 1
+        ops = ",".join(o["op"] for o in case_["operators"])
+        print(f"{spec.name:40s} {len(case_['vectors'])} vectors {len(text):7d} B  {ops}  [{summary}]", flush=True)
+    if not args.only:
+        stale = sorted(p.name for p in args.out.glob("*.json") if p.stem not in names)
+        if stale:
+            print(f"warning: files with no case: {stale}")
+    total = sum(p.stat().st_size for p in args.out.glob("*.json"))
+    print(f"{len(specs)} cases written, {total} bytes in {args.out}")
+    if total > MAX_TOTAL_BYTES:
+        raise SystemExit(f"total {total} bytes is over {MAX_TOTAL_BYTES}")
+    if failures:
+        print(f"{failures} case(s) not reproduced by any numpy variant", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
