@@ -20,7 +20,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
                 golden::DType::Float32 => DType::F32,
             };
             let quant = t.is_quantized().then(|| Quantization {
-                scales: t.scale.iter().map(|&s| s).collect(),
+                scales: t.scale.clone(),
                 zero_points: t.zero_point.iter().map(|&z| z as i32).collect(),
                 axis: t.quantized_dimension,
             });
