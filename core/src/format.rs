@@ -69,6 +69,9 @@ pub struct Header {
     pub data_offset: u32,
     /// Length of the constant data.
     pub data_len: u32,
+    /// The most activation bytes live at once, as the planner computed it: no arena can be
+    /// smaller, so `arena_size - arena_lower_bound` is what the placement costs.
+    pub arena_lower_bound: u32,
 }
 
 impl Header {
@@ -89,6 +92,7 @@ impl Header {
             io_offset: read_u32(h, 36)?,
             data_offset: read_u32(h, 40)?,
             data_len: read_u32(h, 44)?,
+            arena_lower_bound: read_u32(h, 48)?,
         })
     }
 
@@ -110,6 +114,7 @@ impl Header {
         out[36..40].copy_from_slice(&self.io_offset.to_le_bytes());
         out[40..44].copy_from_slice(&self.data_offset.to_le_bytes());
         out[44..48].copy_from_slice(&self.data_len.to_le_bytes());
+        out[48..52].copy_from_slice(&self.arena_lower_bound.to_le_bytes());
     }
 }
 

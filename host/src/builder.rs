@@ -379,7 +379,7 @@ impl ModelBuilder {
             &self.inputs,
             &self.outputs,
             &writer.data,
-            plan.arena_size,
+            &plan,
         )?;
         let aligned = crate::AlignedBytes::new(&bytes);
         mote_core::Model::parse(aligned.as_slice())
@@ -804,7 +804,7 @@ fn assemble(
     inputs: &[TensorId],
     outputs: &[TensorId],
     data: &[u8],
-    arena_size: usize,
+    plan: &planner::Plan,
 ) -> Result<Vec<u8>> {
     let tensors_offset = HEADER_LEN;
     let ops_offset = tensors_offset + tensors.len() * TENSOR_RECORD_LEN;
@@ -843,7 +843,8 @@ fn assemble(
         version: VERSION,
         blob_len: blob_len as u32,
         crc32: 0,
-        arena_size: arena_size as u32,
+        arena_size: plan.arena_size as u32,
+        arena_lower_bound: plan.lower_bound as u32,
         tensor_count: tensors.len() as u16,
         op_count: ops.len() as u16,
         input_count: inputs.len() as u16,

@@ -3,6 +3,7 @@
 
 pub mod builder;
 pub mod firmware;
+pub mod inspect;
 pub mod planner;
 pub mod qemu;
 pub mod tfgraph;

@@ -36,6 +36,11 @@ enum Commands {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Show a model's layers: operator, output shape, MACs, weights and arena placement.
+    Inspect {
+        /// A `.mote` file.
+        model: PathBuf,
+    },
 }
 
 fn main() -> ExitCode {
@@ -50,6 +55,18 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Commands::Inspect { model } => {
+            let bytes = std::fs::read(&model)
+                .map_err(|e| anyhow::anyhow!("reading {}: {e}", model.display()))?;
+            let aligned = mote_host::AlignedBytes::new(&bytes);
+            let parsed = mote_core::Model::parse(aligned.as_slice())
+                .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", model.display()))?;
+            print!(
+                "{}",
+                mote_host::inspect::table(&parsed).map_err(anyhow::Error::msg)?
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Run {
             elf,
             board,

@@ -110,6 +110,11 @@ impl<'a> Model<'a> {
         self.header.arena_size as usize
     }
 
+    /// The planner's lower bound on the arena: the most activation bytes live at once.
+    pub fn arena_lower_bound(&self) -> usize {
+        self.header.arena_lower_bound as usize
+    }
+
     /// Number of tensors.
     pub fn tensor_count(&self) -> u16 {
         self.header.tensor_count
@@ -296,6 +301,11 @@ impl<'a> Model<'a> {
         let io_count = h.input_count as usize + h.output_count as usize;
         section(h.io_offset, io_count, 2, "input/output list")?;
         section(h.data_offset, h.data_len as usize, 1, "constant data")?;
+        if h.arena_lower_bound > h.arena_size {
+            return Err(Error::BadLayout {
+                what: "arena smaller than its own lower bound",
+            });
+        }
         if h.input_count == 0 || h.output_count == 0 {
             return Err(Error::BadLayout {
                 what: "a model needs inputs and outputs",

@@ -1,0 +1,89 @@
+//! What a model costs: per-layer multiply-accumulates, weights, and arena placement.
+
+use mote_core::format::{OpCode, Storage, NO_TENSOR};
+use mote_core::{Error, Model};
+use std::fmt::Write;
+
+/// One operator's figures.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerStats {
+    /// Operator name (TFLite's spelling).
+    pub op: &'static str,
+    /// Output shape, NHWC.
+    pub output_shape: [usize; 4],
+    /// Multiply-accumulates (convolutions and fully connected layers; 0 for the rest).
+    pub macs: u64,
+    /// Bytes of constants the layer reads (weights, biases).
+    pub weight_bytes: usize,
+    /// The output's arena offset and size.
+    pub arena: (usize, usize),
+}
+
+/// Per-layer figures for every operator of `model`.
+pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
+    (0..model.op_count())
+        .map(|i| {
+            let op = model.op(i)?;
+            let out = model.tensor(op.output)?;
+            let s = out.shape;
+            let filter = match op.inputs[1] {
+                NO_TENSOR => None,
+                t => Some(model.tensor(t)?),
+            };
+            let macs = match (op.opcode, &filter) {
+                (OpCode::Conv2d, Some(f)) => {
+                    s.elements().unwrap_or(0) * f.shape.h * f.shape.w * f.shape.c
+                }
+                (OpCode::DepthwiseConv2d, Some(f)) => {
+                    s.elements().unwrap_or(0) * f.shape.h * f.shape.w
+                }
+                (OpCode::FullyConnected, Some(f)) => s.elements().unwrap_or(0) * f.shape.c,
+                _ => 0,
+            } as u64;
+            let mut weight_bytes = 0;
+            for t in op.inputs.iter().filter(|&&t| t != NO_TENSOR) {
+                let t = model.tensor(*t)?;
+                if t.record.storage == Storage::Constant {
+                    weight_bytes += t.record.byte_len as usize;
+                }
+            }
+            Ok(LayerStats {
+                op: op.opcode.name(),
+                output_shape: [s.n, s.h, s.w, s.c],
+                macs,
+                weight_bytes,
+                arena: (out.record.offset as usize, out.record.byte_len as usize),
+            })
+        })
+        .collect()
+}
+
+/// A printable per-layer table with totals.
+pub fn table(model: &Model<'_>) -> Result<String, Error> {
+    let layers = layers(model)?;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "{:>3}  {:<18} {:<16} {:>10} {:>9} {:>14}",
+        "#", "operator", "output", "MACs", "weights", "arena at+size"
+    );
+    for (i, l) in layers.iter().enumerate() {
+        let shape = format!("{:?}", l.output_shape);
+        let arena = format!("{}+{}", l.arena.0, l.arena.1);
+        let _ = writeln!(
+            s,
+            "{i:>3}  {:<18} {:<16} {:>10} {:>9} {:>14}",
+            l.op, shape, l.macs, l.weight_bytes, arena
+        );
+    }
+    let macs: u64 = layers.iter().map(|l| l.macs).sum();
+    let weights: usize = layers.iter().map(|l| l.weight_bytes).sum();
+    let _ = writeln!(
+        s,
+        "total: {macs} MACs, {weights} weight bytes, blob {} bytes, arena {} bytes (lower bound {})",
+        model.bytes().len(),
+        model.arena_size(),
+        model.arena_lower_bound()
+    );
+    Ok(s)
+}
