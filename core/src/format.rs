@@ -256,6 +256,8 @@ pub enum OpCode {
     Quantize = 9,
     /// int8 -> f32 at the model's output.
     Dequantize = 10,
+    /// Mean over height and width (global average pooling as converters write it).
+    Mean = 11,
 }
 
 impl OpCode {
@@ -273,6 +275,7 @@ impl OpCode {
             8 => Reshape,
             9 => Quantize,
             10 => Dequantize,
+            11 => Mean,
             _ => return None,
         })
     }
@@ -291,6 +294,7 @@ impl OpCode {
             Reshape => "RESHAPE",
             Quantize => "QUANTIZE",
             Dequantize => "DEQUANTIZE",
+            Mean => "MEAN",
         }
     }
 }
@@ -397,4 +401,6 @@ pub mod param {
     pub const SOFTMAX_LEFT_SHIFT: usize = 1;
     /// SOFTMAX: smallest difference from the row max that still contributes.
     pub const SOFTMAX_DIFF_MIN: usize = 2;
+    /// MEAN: which of TFLite-Micro's algorithms (`ops::mean::MeanMode`).
+    pub const MEAN_MODE: usize = 0;
 }

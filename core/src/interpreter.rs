@@ -228,6 +228,14 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
                 ops::softmax::softmax_i8(&params, ins[0].data, out.data, depth)
             }
+            Layer::Mean {
+                params,
+                input,
+                output,
+            } => {
+                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                ops::mean::mean_hw_i8(&params, ins[0], out)
+            }
             // The planner put the output on the input's bytes: nothing to do.
             Layer::Reshape { .. } => Ok(()),
             Layer::Quantize {

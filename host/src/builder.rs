@@ -11,6 +11,7 @@ use mote_core::format::{
     VERSION,
 };
 use mote_core::ops::add::AddParams;
+use mote_core::ops::mean::MeanParams;
 use mote_core::ops::softmax::SoftmaxParams;
 use mote_core::ops::{Activation, Padding, Shape4};
 use mote_core::quant::QuantizedMultiplier;
@@ -129,6 +130,12 @@ pub enum OpDef {
         input: TensorId,
         output: TensorId,
     },
+    /// Mean over height and width of an NHWC input.
+    Mean {
+        input: TensorId,
+        output: TensorId,
+        keep_dims: bool,
+    },
     Quantize {
         input: TensorId,
         output: TensorId,
@@ -150,6 +157,7 @@ impl OpDef {
             OpDef::Add { .. } => OpCode::Add,
             OpDef::Softmax { .. } => OpCode::Softmax,
             OpDef::Reshape { .. } => OpCode::Reshape,
+            OpDef::Mean { .. } => OpCode::Mean,
             OpDef::Quantize { .. } => OpCode::Quantize,
             OpDef::Dequantize { .. } => OpCode::Dequantize,
         }
@@ -184,6 +192,7 @@ impl OpDef {
             | OpDef::MaxPool2d { input, output, .. }
             | OpDef::Softmax { input, output, .. }
             | OpDef::Reshape { input, output }
+            | OpDef::Mean { input, output, .. }
             | OpDef::Quantize { input, output }
             | OpDef::Dequantize { input, output } => (vec![Some(input)], output),
         }
@@ -689,6 +698,20 @@ impl ModelBuilder {
                     self.tensors[input].shape,
                     self.tensors[output].shape
                 );
+            }
+            OpDef::Mean {
+                input, keep_dims, ..
+            } => {
+                let i = shapes[input];
+                let p = MeanParams::from_scales(
+                    self.per_tensor(input)?,
+                    self.per_tensor(out)?,
+                    i.h * i.w,
+                    keep_dims && self.tensors[input].shape.len() == 4,
+                )
+                .ok_or_else(|| anyhow!("MEAN scales out of the representable range"))?;
+                params[param::MEAN_MODE] = p.mode as i32;
+                requant = vec![p.requant];
             }
             OpDef::Quantize { .. } | OpDef::Dequantize { .. } => {}
         }

@@ -35,6 +35,7 @@ pub struct TfOptions {
     pub filter_w: usize,
     pub activation: Activation,
     pub beta: f32,
+    pub keep_dims: bool,
 }
 
 impl Default for TfOptions {
@@ -49,6 +50,7 @@ impl Default for TfOptions {
             filter_w: 1,
             activation: Activation::None,
             beta: 1.0,
+            keep_dims: false,
         }
     }
 }
@@ -300,6 +302,32 @@ impl TfGraph {
                 input: self.input(op, 0)?,
                 output,
             },
+            "MEAN" => {
+                let input = self.input(op, 0)?;
+                int8_io(input)?;
+                let axes = self.input(op, 1)?;
+                let rank = self.tensors[input].shape.len();
+                let spatial = match &self.tensors[axes].data {
+                    Some(Data::I32(a)) => {
+                        let mut a: Vec<i64> = a
+                            .iter()
+                            .map(|&x| (x as i64).rem_euclid(rank as i64))
+                            .collect();
+                        a.sort_unstable();
+                        rank == 4 && a == [1, 2]
+                    }
+                    _ => false,
+                };
+                ensure!(
+                    spatial,
+                    "MEAN is supported over the height and width of a 4-D input only"
+                );
+                OpDef::Mean {
+                    input,
+                    output,
+                    keep_dims: o.keep_dims,
+                }
+            }
             "QUANTIZE" => {
                 let input = self.input(op, 0)?;
                 self.check_dtype(input, DType::F32, "input")?;

@@ -57,6 +57,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.filter_h = num("filter_height", 1);
             o.filter_w = num("filter_width", 1);
             o.beta = op.option_f32("beta").unwrap_or(1.0);
+            o.keep_dims = op.option_bool("keep_dims").unwrap_or(false);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -8,10 +8,7 @@ use mote_tests::golden::{self, GoldenCase};
 use mote_tests::lowering::to_graph;
 
 /// Cases whose operators mote does not implement; each must fail to build with a clear error.
-const UNSUPPORTED: &[(&str, &str)] = &[(
-    "mean_global_average_pooling",
-    "operator MEAN is not supported",
-)];
+const UNSUPPORTED: &[(&str, &str)] = &[];
 
 /// Runs every vector of `case`; returns the number of output bytes (or floats) compared.
 fn run_case(case: &GoldenCase) -> Result<usize, String> {

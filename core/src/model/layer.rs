@@ -5,6 +5,7 @@
 use super::{Model, TensorInfo};
 use crate::format::{param, DType, OpCode, OpRecord, Storage, NO_TENSOR};
 use crate::ops::add::AddParams;
+use crate::ops::mean::{MeanMode, MeanParams};
 use crate::ops::pooling::PoolParams;
 use crate::ops::softmax::SoftmaxParams;
 use crate::ops::{Int8Stage, Shape4, Tensor, Window};
@@ -116,6 +117,15 @@ pub enum Layer<'a> {
     },
     /// RESHAPE: no work, the output aliases the input.
     Reshape {
+        /// Input tensor.
+        input: u16,
+        /// Output tensor.
+        output: u16,
+    },
+    /// MEAN over height and width.
+    Mean {
+        /// Algorithm and requantization.
+        params: MeanParams,
         /// Input tensor.
         input: u16,
         /// Output tensor.
@@ -516,6 +526,30 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             }
             d.same_elements(&input, &output)?;
             Layer::Reshape {
+                input: input.index,
+                output: output.index,
+            }
+        }
+        OpCode::Mean => {
+            let input = d.activation(0, DType::I8)?;
+            let output = d.output(DType::I8)?;
+            if output.shape.elements() != input.shape.n.checked_mul(input.shape.c)
+                || output.shape.c != input.shape.c
+            {
+                return d.bad("MEAN over height and width keeps only batch and channels");
+            }
+            let mode = MeanMode::from_i32(d.p(param::MEAN_MODE)).ok_or(Error::InvalidOperator {
+                index,
+                what: "unknown MEAN mode",
+            })?;
+            let requant = d.requant(&[1])?[0];
+            Layer::Mean {
+                params: MeanParams {
+                    mode,
+                    requant,
+                    input_zero_point: input.zero_point(),
+                    output_zero_point: output.zero_point(),
+                },
                 input: input.index,
                 output: output.index,
             }

@@ -8,6 +8,7 @@ pub mod add;
 pub mod conv2d;
 pub mod depthwise_conv2d;
 pub mod fully_connected;
+pub mod mean;
 pub mod pooling;
 pub mod quantize;
 pub mod softmax;
