@@ -3,6 +3,7 @@
 use anyhow::{bail, Result};
 use clap::{Parser, Subcommand};
 use mote_host::firmware::Board;
+use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -78,7 +79,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 Board::Qemu => {
                     let run =
                         mote_host::qemu::run_elf(&elf, Duration::from_secs(timeout), |line| {
-                            println!("{line}")
+                            // A closed pipe (`mote run ... | head`) is no reason to panic.
+                            let _ = writeln!(std::io::stdout().lock(), "{line}");
                         })?;
                     if run.success() {
                         Ok(ExitCode::SUCCESS)
