@@ -2,15 +2,42 @@
 
 /// CRC-32 of `bytes`.
 pub fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = !0u32;
-    for &byte in bytes {
-        crc ^= u32::from(byte);
-        for _ in 0..8 {
-            let mask = (crc & 1).wrapping_neg();
-            crc = (crc >> 1) ^ (0xEDB8_8320 & mask);
+    let mut digest = Crc32::new();
+    digest.update(bytes);
+    digest.finish()
+}
+
+/// A CRC-32 computed over data that arrives in pieces.
+#[derive(Debug, Clone, Copy)]
+pub struct Crc32(u32);
+
+impl Default for Crc32 {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Crc32 {
+    /// An empty digest.
+    pub const fn new() -> Self {
+        Self(!0)
+    }
+
+    /// Adds `bytes`.
+    pub fn update(&mut self, bytes: &[u8]) {
+        for &byte in bytes {
+            self.0 ^= u32::from(byte);
+            for _ in 0..8 {
+                let mask = (self.0 & 1).wrapping_neg();
+                self.0 = (self.0 >> 1) ^ (0xEDB8_8320 & mask);
+            }
         }
     }
-    !crc
+
+    /// The CRC of everything added.
+    pub fn finish(self) -> u32 {
+        !self.0
+    }
 }
 
 #[cfg(test)]

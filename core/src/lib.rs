@@ -12,6 +12,7 @@ pub mod format;
 mod interpreter;
 pub mod model;
 pub mod ops;
+pub mod persist;
 pub mod quant;
 
 pub use error::Error;
