@@ -9,6 +9,7 @@ mod cast;
 pub mod crc32;
 mod error;
 pub mod format;
+pub mod input;
 mod interpreter;
 pub mod model;
 pub mod ops;
