@@ -144,7 +144,7 @@ mod tests {
         use crate::input::{InputQuantization, InputSource, SlidingWindow};
         let mut expect = init_transactions(0x18);
         for k in 1..=3i16 {
-            let v = (k * 100 << 4).to_le_bytes(); // k * 100 mg on every axis
+            let v = ((k * 100) << 4).to_le_bytes(); // k * 100 mg on every axis
             expect.push(Transaction::write_read(
                 0x18,
                 vec![0xA8],
