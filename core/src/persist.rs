@@ -23,7 +23,7 @@ const CHUNK: usize = 64;
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum StoreError {
     /// The flash driver failed (or the power was cut mid-operation).
-    Flash(NorFlashErrorKind),
+    Flash(#[cfg_attr(feature = "defmt", defmt(Debug2Format))] NorFlashErrorKind),
     /// The payload does not fit in a slot.
     TooLarge {
         /// Payload bytes.

@@ -11,6 +11,7 @@ compile_error!("choose exactly one board feature: `qemu` or `nrf52840`");
 mod board;
 mod cost;
 mod model;
+mod stack;
 
 use cortex_m_rt::entry;
 use mote_core::format::OpCode;
@@ -125,8 +126,11 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         );
     }
 
-    // One more invoke with a hook around every operator: the per-layer profile.
+    // One more invoke with a hook around every operator: the per-layer profile. The stack is
+    // painted first, so its peak during an invoke is measured too.
+    stack::paint();
     interpreter.invoke_with(&mut profiler)?;
+    defmt::println!("stack peak {=usize} bytes", stack::peak_bytes());
     for (index, (spent, op)) in profiler.spent.iter().zip(profiler.ops).enumerate() {
         if let Some(op) = op {
             defmt::println!("layer {=usize} {=str} {=u64}", index, op.name(), spent);
