@@ -1,11 +1,13 @@
 //! mote-host: the host side of mote, as a library and as the `mote` CLI.
 #![deny(missing_docs)]
 
+pub mod bench;
 pub mod builder;
 pub mod firmware;
 pub mod inspect;
 pub mod planner;
 pub mod qemu;
+pub mod report;
 pub mod tfgraph;
 
 /// A copy of some bytes at a 4-byte-aligned address, as `mote_core::Model::parse` requires

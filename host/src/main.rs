@@ -37,6 +37,17 @@ enum Commands {
         #[arg(long, default_value_t = 120)]
         timeout: u64,
     },
+    /// Build the firmware around each model, run it in QEMU, and print what it costs.
+    Bench {
+        /// `.mote` models (default: the firmware's demo model).
+        models: Vec<PathBuf>,
+        /// Raw int8 input vectors for the models (default: x[i] = (i*7 % 256) - 128).
+        #[arg(long)]
+        input: Option<PathBuf>,
+        /// Also print each model's per-layer profile.
+        #[arg(long)]
+        layers: bool,
+    },
     /// Show a model's layers: operator, output shape, MACs, weights and arena placement.
     Inspect {
         /// A `.mote` file.
@@ -56,6 +67,57 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Commands::Bench {
+            models,
+            input,
+            layers,
+        } => {
+            let models = if models.is_empty() {
+                vec![mote_host::firmware::workspace_root().join("firmware/models/demo.mote")]
+            } else {
+                models
+            };
+            let mut results = Vec::new();
+            for path in &models {
+                let model = std::fs::read(path)
+                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
+                let aligned = mote_host::AlignedBytes::new(&model);
+                let parsed = mote_core::Model::parse(aligned.as_slice())
+                    .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", path.display()))?;
+                let input_len =
+                    parsed.input(0).map_err(anyhow::Error::msg)?.record.byte_len as usize;
+                let inputs = match &input {
+                    Some(p) => std::fs::read(p)
+                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?,
+                    // The input TFLite-Micro's published figures were measured with.
+                    None => (0..input_len)
+                        .map(|i| ((i * 7) % 256) as u8 ^ 0x80)
+                        .collect(),
+                };
+                let name = path
+                    .file_stem()
+                    .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+                eprintln!("bench: {name}: building the firmware and running it in QEMU...");
+                let case = mote_host::bench::BenchCase {
+                    name,
+                    model,
+                    inputs,
+                    expected: None,
+                };
+                let result = mote_host::bench::run(&case)?;
+                if layers {
+                    for (i, (op, cost)) in result.report.layers.iter().enumerate() {
+                        println!(
+                            "{}: layer {i:>2} {op:<18} {cost:>12} instructions",
+                            result.name
+                        );
+                    }
+                }
+                results.push((result, None));
+            }
+            print!("{}", mote_host::bench::table(&results));
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Inspect { model } => {
             let bytes = std::fs::read(&model)
                 .map_err(|e| anyhow::anyhow!("reading {}: {e}", model.display()))?;

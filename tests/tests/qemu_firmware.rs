@@ -2,8 +2,10 @@
 //! exactly the outputs TFLite-Micro gives and mote-core gives on the host, plus its costs.
 
 use mote_core::{Interpreter, Model};
+use mote_host::bench::BenchCase;
 use mote_host::firmware::{self, Board};
 use mote_host::qemu::{run_elf, QemuRun};
+use mote_host::report::FirmwareReport;
 use mote_host::AlignedBytes;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -30,21 +32,6 @@ fn build_qemu_firmware(fault: Option<&str>) -> PathBuf {
 
 fn run(elf: &Path) -> QemuRun {
     run_elf(elf, Duration::from_secs(60), |_| {}).expect("QEMU runs the firmware")
-}
-
-/// `output 3 [-86, -83] 415200 instructions` -> (3, [-86, -83], 415200)
-fn parse_output(line: &str) -> (usize, Vec<i8>, u64) {
-    let rest = line.strip_prefix("output ").unwrap();
-    let (index, rest) = rest.split_once(' ').unwrap();
-    let (values, rest) = rest.strip_prefix('[').unwrap().split_once(']').unwrap();
-    let values = values
-        .split(',')
-        .map(|v| v.trim().parse().unwrap())
-        .collect();
-    let mut words = rest.split_whitespace();
-    let count = words.next().unwrap().parse().unwrap();
-    assert_eq!(words.next(), Some("instructions"));
-    (index.parse().unwrap(), values, count)
 }
 
 fn host_outputs(blob: &[u8], inputs: &[u8]) -> Vec<Vec<i8>> {
@@ -93,59 +80,72 @@ fn firmware_output_equals_tflite_micro_and_the_host_with_costs() {
         texts[1],
         "cost unit instructions (SysTick x 40 under qemu -icount shift=0)"
     );
+    let report = FirmwareReport::from_log(&run.log).unwrap();
 
     let (blob, inputs, expected) = mote_tests::lowering::demo_model();
-    let model_line = texts
-        .iter()
-        .find(|t| t.starts_with("model "))
-        .expect("a model line");
     let parsed = AlignedBytes::new(&blob);
     let model = Model::parse(parsed.as_slice()).unwrap();
-    assert!(model_line.starts_with(&format!(
-        "model bytes={} ops={} arena={} parse=",
-        blob.len(),
-        model.op_count(),
-        model.arena_size()
-    )));
+    assert_eq!(report.unit, "instructions");
+    assert_eq!(
+        (report.model_bytes, report.ops, report.arena),
+        (blob.len(), model.op_count() as usize, model.arena_size())
+    );
 
-    let outputs: Vec<_> = texts
-        .iter()
-        .filter(|t| t.starts_with("output "))
-        .map(|t| parse_output(t))
-        .collect();
     let host = host_outputs(&blob, &inputs);
-    assert_eq!(outputs.len(), expected.len());
-    for (i, (index, device, instructions)) in outputs.iter().enumerate() {
-        assert_eq!(*index, i);
-        assert_eq!(device, &expected[i], "vector {i}: device vs TFLite-Micro");
-        assert_eq!(device, &host[i], "vector {i}: device vs host");
-        assert!(*instructions > 0 && instructions % 40 == 0);
+    assert_eq!(report.inferences.len(), expected.len());
+    for (i, inference) in report.inferences.iter().enumerate() {
+        assert_eq!(
+            inference.output, expected[i],
+            "vector {i}: device vs TFLite-Micro"
+        );
+        assert_eq!(inference.output, host[i], "vector {i}: device vs host");
+        assert!(inference.cost > 0 && inference.cost % 40 == 0);
     }
 
     // One profile line per operator, in order, whose sum is the whole invoke minus the hook's
     // own overhead (a few hundred instructions per layer at most).
-    let layers: Vec<(String, u64)> = texts
-        .iter()
-        .filter_map(|t| t.strip_prefix("layer "))
-        .map(|t| {
-            let w: Vec<&str> = t.split_whitespace().collect();
-            (w[1].to_string(), w[2].parse().unwrap())
-        })
-        .collect();
-    assert_eq!(layers.len(), model.op_count() as usize);
-    for (k, (name, _)) in layers.iter().enumerate() {
+    assert_eq!(report.layers.len(), model.op_count() as usize);
+    for (k, (name, _)) in report.layers.iter().enumerate() {
         assert_eq!(name, model.op(k as u16).unwrap().opcode.name());
     }
-    let layer_sum: u64 = layers.iter().map(|(_, c)| c).sum();
-    let total = outputs[0].2;
+    let layer_sum: u64 = report.layers.iter().map(|(_, c)| c).sum();
+    let total = report.inferences[0].cost;
     assert!(
-        layer_sum <= total + 40 * layers.len() as u64,
+        layer_sum <= total + 40 * report.layers.len() as u64,
         "layers {layer_sum} > total {total}"
     );
     assert!(
         layer_sum * 10 >= total * 9,
         "layers {layer_sum} cover under 90% of {total}"
     );
+    let stack = report.stack_peak.expect("a stack line");
+    assert!((64..8192).contains(&stack), "stack {stack}");
+}
+
+#[test]
+fn bench_measures_a_model_and_checks_it_bit_exact() {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let (model, inputs, expected) = mote_tests::lowering::demo_model();
+    let expected: Vec<u8> = expected.concat().into_iter().map(|v| v as u8).collect();
+    let case = BenchCase {
+        name: "demo ds-cnn".into(),
+        model: model.clone(),
+        inputs,
+        expected: Some(expected),
+    };
+    let result = mote_host::bench::run(&case).unwrap();
+    assert_eq!(result.bit_exact, Some(true));
+    assert_eq!(result.macs, 7296);
+    assert_eq!(result.flash.model, model.len());
+    assert_eq!(result.flash.inputs, case.inputs.len());
+    // The runtime alone, without model and inputs, is most of a small firmware but not all of it.
+    assert!(
+        (4_000..200_000).contains(&result.flash.runtime),
+        "{:?}",
+        result.flash
+    );
+    let table = mote_host::bench::table(&[(result, None)]);
+    assert!(table.contains("| demo ds-cnn | 7296 |"), "{table}");
 }
 
 #[test]

@@ -1,0 +1,173 @@
+//! `mote bench`: build the firmware around each model, run it in QEMU, and report what it
+//! costs: MACs, instructions per inference, instructions per MAC, arena, stack, flash.
+
+use crate::firmware::{self, Board};
+use crate::qemu::run_elf;
+use crate::report::{flash_use, FirmwareReport, FlashUse};
+use crate::AlignedBytes;
+use anyhow::{bail, Context, Result};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// A model to benchmark.
+#[derive(Debug, Clone)]
+pub struct BenchCase {
+    /// Name in the table.
+    pub name: String,
+    /// The `.mote` blob.
+    pub model: Vec<u8>,
+    /// One or more int8 input vectors, back to back.
+    pub inputs: Vec<u8>,
+    /// Expected outputs for those vectors (e.g. TFLite-Micro's), checked in the same run.
+    pub expected: Option<Vec<u8>>,
+}
+
+/// What one model costs on the emulated Cortex-M4.
+#[derive(Debug, Clone)]
+pub struct BenchResult {
+    /// The case's name.
+    pub name: String,
+    /// Multiply-accumulates per inference.
+    pub macs: u64,
+    /// Instructions per inference (first vector).
+    pub instructions: u64,
+    /// Planned arena bytes.
+    pub arena: usize,
+    /// The arena's lower bound.
+    pub arena_lower_bound: usize,
+    /// Peak stack bytes during an invoke.
+    pub stack: Option<usize>,
+    /// Flash use.
+    pub flash: FlashUse,
+    /// Whether every output matched `expected` (None when nothing was expected).
+    pub bit_exact: Option<bool>,
+    /// The firmware's full report (per-layer profile included).
+    pub report: FirmwareReport,
+}
+
+impl BenchResult {
+    /// Instructions per multiply-accumulate.
+    pub fn instructions_per_mac(&self) -> f64 {
+        self.instructions as f64 / self.macs.max(1) as f64
+    }
+}
+
+/// Builds and runs the firmware for `case` in QEMU.
+pub fn run(case: &BenchCase) -> Result<BenchResult> {
+    let aligned = AlignedBytes::new(&case.model);
+    let model = mote_core::Model::parse(aligned.as_slice())
+        .map_err(|e| anyhow::anyhow!("{}: invalid model: {e}", case.name))?;
+    let macs = crate::inspect::layers(&model)
+        .map_err(anyhow::Error::msg)?
+        .iter()
+        .map(|l| l.macs)
+        .sum();
+
+    let dir = std::env::temp_dir().join(format!(
+        "mote-bench-{}-{}",
+        std::process::id(),
+        sanitize(&case.name)
+    ));
+    std::fs::create_dir_all(&dir)?;
+    let model_path = dir.join("model.mote");
+    let input_path = dir.join("input.i8");
+    std::fs::write(&model_path, &case.model)?;
+    std::fs::write(&input_path, &case.inputs)?;
+    let elf = firmware::build(
+        Board::Qemu,
+        &[
+            (
+                "MOTE_MODEL",
+                model_path.to_str().context("temp path is not UTF-8")?,
+            ),
+            (
+                "MOTE_MODEL_INPUT",
+                input_path.to_str().context("temp path is not UTF-8")?,
+            ),
+        ],
+    )?;
+    let elf_copy: PathBuf = dir.join("firmware.elf");
+    std::fs::copy(&elf, &elf_copy)?;
+    let run = run_elf(&elf_copy, Duration::from_secs(600), |_| {})?;
+    if !run.success() {
+        let last = run.log.last().map(|l| l.to_string()).unwrap_or_default();
+        bail!(
+            "{}: the firmware failed (exit {}): {last}",
+            case.name,
+            run.exit_code
+        );
+    }
+    let report = FirmwareReport::from_log(&run.log)?;
+    let flash = flash_use(&elf_copy)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(BenchResult {
+        name: case.name.clone(),
+        macs,
+        instructions: report.inferences[0].cost,
+        arena: model.arena_size(),
+        arena_lower_bound: model.arena_lower_bound(),
+        stack: report.stack_peak,
+        flash,
+        bit_exact: case.expected.as_ref().map(|e| *e == report.output_bytes()),
+        report,
+    })
+}
+
+fn sanitize(name: &str) -> String {
+    name.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}
+
+/// Reference figures for a model: TFLite-Micro + CMSIS-NN in the same emulator.
+#[derive(Debug, Clone, Copy)]
+pub struct Reference {
+    /// Instructions per inference.
+    pub instructions: u64,
+    /// Arena bytes.
+    pub arena: usize,
+    /// Runtime flash bytes (no model).
+    pub flash: usize,
+}
+
+/// One table: a row per model, and where a reference exists, the ratios against it.
+pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
+    use std::fmt::Write;
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "| model | MACs | instructions | instr/MAC | arena (lower bound) | stack | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena, flash |"
+    );
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|");
+    for (r, reference) in results {
+        let versus = match reference {
+            Some(t) => format!(
+                "{:.2}x, {:.2}x, {:.2}x",
+                r.instructions as f64 / t.instructions as f64,
+                r.arena as f64 / t.arena as f64,
+                r.flash.runtime as f64 / t.flash as f64
+            ),
+            None => "-".into(),
+        };
+        let _ = writeln!(
+            s,
+            "| {} | {} | {} | {:.2} | {} ({}) | {} | {} + {} | {} | {} |",
+            r.name,
+            r.macs,
+            r.instructions,
+            r.instructions_per_mac(),
+            r.arena,
+            r.arena_lower_bound,
+            r.stack.map_or("-".into(), |v| v.to_string()),
+            r.flash.runtime,
+            r.flash.model,
+            match r.bit_exact {
+                Some(true) => "yes",
+                Some(false) => "NO",
+                None => "-",
+            },
+            versus
+        );
+    }
+    s
+}

@@ -1,0 +1,148 @@
+//! Reading what the firmware reports (its decoded defmt log) and what its ELF occupies.
+
+use crate::qemu::LogLine;
+use anyhow::{anyhow, bail, Context, Result};
+use object::{Object, ObjectSection, ObjectSymbol, SectionFlags};
+use std::path::Path;
+
+/// One inference as the firmware printed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inference {
+    /// The output tensor's bytes.
+    pub output: Vec<i8>,
+    /// Its cost in the board's unit.
+    pub cost: u64,
+}
+
+/// Everything a firmware run reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FirmwareReport {
+    /// `instructions` (QEMU) or `cycles` (hardware).
+    pub unit: String,
+    /// Model bytes, operator count, planned arena bytes, cost of `Model::parse`.
+    pub model_bytes: usize,
+    /// Operators.
+    pub ops: usize,
+    /// Arena bytes.
+    pub arena: usize,
+    /// Cost of parsing and validating the model.
+    pub parse_cost: u64,
+    /// One entry per input vector, in order.
+    pub inferences: Vec<Inference>,
+    /// Per-operator cost of one profiled invoke: (operator name, cost).
+    pub layers: Vec<(String, u64)>,
+    /// Peak stack bytes during an invoke (painted), if reported.
+    pub stack_peak: Option<usize>,
+}
+
+fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
+    text.split_whitespace()
+        .find_map(|w| w.strip_prefix(key)?.strip_prefix('='))
+}
+
+fn number<T: std::str::FromStr>(text: &str, key: &str) -> Result<T> {
+    field(text, key)
+        .and_then(|v| v.parse().ok())
+        .ok_or_else(|| anyhow!("`{key}=` missing or not a number in `{text}`"))
+}
+
+impl FirmwareReport {
+    /// Parses the firmware's log lines.
+    pub fn from_log(log: &[LogLine]) -> Result<Self> {
+        let mut r = FirmwareReport::default();
+        for line in log {
+            let t = line.text.as_str();
+            if let Some(rest) = t.strip_prefix("cost unit ") {
+                r.unit = rest.split_whitespace().next().unwrap_or("").to_string();
+            } else if t.starts_with("model ") {
+                r.model_bytes = number(t, "bytes")?;
+                r.ops = number(t, "ops")?;
+                r.arena = number(t, "arena")?;
+                r.parse_cost = number(t, "parse")?;
+            } else if let Some(rest) = t.strip_prefix("output ") {
+                r.inferences
+                    .push(parse_output(rest).with_context(|| format!("in `{t}`"))?);
+            } else if let Some(rest) = t.strip_prefix("layer ") {
+                let w: Vec<&str> = rest.split_whitespace().collect();
+                match w.as_slice() {
+                    [_, name, cost] => r.layers.push((name.to_string(), cost.parse()?)),
+                    _ => bail!("unreadable layer line `{t}`"),
+                }
+            } else if let Some(rest) = t.strip_prefix("stack peak ") {
+                r.stack_peak = rest.split_whitespace().next().and_then(|v| v.parse().ok());
+            }
+        }
+        if r.unit.is_empty() || r.inferences.is_empty() {
+            bail!("the firmware reported no inference (is the log complete?)");
+        }
+        Ok(r)
+    }
+
+    /// All outputs back to back, as raw bytes (the golden files' layout).
+    pub fn output_bytes(&self) -> Vec<u8> {
+        self.inferences
+            .iter()
+            .flat_map(|i| i.output.iter().map(|&v| v as u8))
+            .collect()
+    }
+}
+
+/// `3 [-86, -83] 415200 instructions` -> output and cost.
+fn parse_output(rest: &str) -> Result<Inference> {
+    let (_, rest) = rest.split_once(' ').context("no output values")?;
+    let (values, rest) = rest
+        .strip_prefix('[')
+        .and_then(|r| r.split_once(']'))
+        .context("no [values]")?;
+    let output = values
+        .split(',')
+        .map(|v| v.trim().parse::<i8>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let cost = rest.split_whitespace().next().context("no cost")?.parse()?;
+    Ok(Inference { output, cost })
+}
+
+/// Flash bytes of a firmware ELF, split into the model (and its test inputs) and the rest.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FlashUse {
+    /// Code, read-only data and initialized data, without the embedded model and inputs.
+    pub runtime: usize,
+    /// The embedded `.mote` blob.
+    pub model: usize,
+    /// The embedded input vectors.
+    pub inputs: usize,
+}
+
+/// Measures an ELF's flash use (sections loaded into flash; the model and inputs found by
+/// their symbols).
+pub fn flash_use(elf: &Path) -> Result<FlashUse> {
+    let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let file = object::File::parse(&*data).context("parsing the ELF")?;
+    let mut total = 0usize;
+    for section in file.sections() {
+        let alloc = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0);
+        let name = section.name().unwrap_or("");
+        // .bss and .uninit take RAM only; everything else allocated is stored in flash
+        // (.data is copied from flash to RAM at boot).
+        if alloc && !matches!(name, ".bss" | ".uninit") && section.size() > 0 {
+            total += section.size() as usize;
+        }
+    }
+    let symbol_size = |suffix: &str| {
+        file.symbols()
+            .filter(|s| {
+                s.name()
+                    .is_ok_and(|n| n.contains("mote_firmware") && n.contains(suffix))
+            })
+            .map(|s| s.size() as usize)
+            .max()
+            .unwrap_or(0)
+    };
+    let model = symbol_size("5MODEL");
+    let inputs = symbol_size("5INPUT");
+    Ok(FlashUse {
+        runtime: total.saturating_sub(model + inputs),
+        model,
+        inputs,
+    })
+}
