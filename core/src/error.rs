@@ -92,6 +92,12 @@ pub enum Error {
         /// What was asked for.
         what: &'static str,
     },
+    /// A loss or gradient is NaN or infinite; the training step was refused and the weights
+    /// were left as they were.
+    NonFinite {
+        /// Which value.
+        what: &'static str,
+    },
 }
 
 impl fmt::Display for Error {
@@ -137,6 +143,9 @@ impl fmt::Display for Error {
                 write!(f, "buffer too small: need {needed} bytes, got {actual}")
             }
             Error::WrongTensor { what } => write!(f, "wrong tensor: {what}"),
+            Error::NonFinite { what } => {
+                write!(f, "{what} is not finite; the weights were left unchanged")
+            }
         }
     }
 }

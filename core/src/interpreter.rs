@@ -130,7 +130,19 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// Runs every operator, calling `hook` around each (per-layer profiling).
     pub fn invoke_with(&mut self, hook: &mut impl OpHook) -> Result<(), Error> {
-        for index in 0..self.model.op_count() {
+        self.invoke_until(self.model.op_count(), hook)
+    }
+
+    /// Runs operators `0..end` only: a frozen backbone whose features feed a layer trained on
+    /// the device. The input of operator `end` is then valid in the arena.
+    pub fn invoke_until(&mut self, end: u16, hook: &mut impl OpHook) -> Result<(), Error> {
+        if end > self.model.op_count() {
+            return Err(Error::InvalidOperator {
+                index: end,
+                what: "index out of range",
+            });
+        }
+        for index in 0..end {
             let layer = self.model.layer(index)?;
             let opcode = self.model.op(index)?.opcode;
             hook.before(index, opcode);

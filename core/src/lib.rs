@@ -15,6 +15,7 @@ pub mod model;
 pub mod ops;
 pub mod persist;
 pub mod quant;
+pub mod train;
 
 pub use error::Error;
 pub use interpreter::{Interpreter, OpHook};

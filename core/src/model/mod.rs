@@ -206,6 +206,56 @@ impl<'a> Model<'a> {
         OpRecord::read(raw).map_err(|what| Error::InvalidOperator { index, what })
     }
 
+    /// The f32 weights and bias of FULLY_CONNECTED operator `index`, dequantized from the
+    /// blob: `weights[o * inputs + i] = w_scale[o] * w[o][i]`, `bias[o] = in_scale * w_scale[o]
+    /// * b[o]`. This is where a layer trained on the device starts from. Returns
+    /// `(outputs, inputs)`.
+    pub fn dequantize_dense(
+        &self,
+        index: u16,
+        weights: &mut [f32],
+        bias: &mut [f32],
+    ) -> Result<(usize, usize), Error> {
+        let op = self.op(index)?;
+        if op.opcode != crate::format::OpCode::FullyConnected {
+            return Err(Error::InvalidOperator {
+                index,
+                what: "only FULLY_CONNECTED layers can be dequantized for training",
+            });
+        }
+        let w = self.tensor(op.inputs[1])?;
+        let input = self.tensor(op.inputs[0])?;
+        let data: &[i8] = self.constant(&w)?;
+        let inputs = w.shape.c;
+        let outputs = data.len() / inputs;
+        if weights.len() != data.len() || bias.len() != outputs {
+            return Err(Error::LengthMismatch {
+                expected: data.len(),
+                actual: weights.len(),
+            });
+        }
+        let scales = self.channel_scales(&w)?;
+        let scale = |o: usize| match scales {
+            Some(s) => s.get(o).copied().unwrap_or(0.0),
+            None => w.scale(),
+        };
+        for (o, row) in weights.chunks_exact_mut(inputs).enumerate() {
+            let s = scale(o);
+            for (dst, &q) in row.iter_mut().zip(&data[o * inputs..(o + 1) * inputs]) {
+                *dst = s * f32::from(q);
+            }
+        }
+        let b: Option<&[i32]> = match op.inputs[2] {
+            NO_TENSOR => None,
+            t => Some(self.constant(&self.tensor(t)?)?),
+        };
+        for (o, dst) in bias.iter_mut().enumerate() {
+            let q = b.and_then(|b| b.get(o)).copied().unwrap_or(0);
+            *dst = (input.scale() as f64 * scale(o) as f64 * q as f64) as f32;
+        }
+        Ok((outputs, inputs))
+    }
+
     /// Operator `index` decoded into what the kernels need.
     pub fn layer(&self, index: u16) -> Result<Layer<'a>, Error> {
         let record = self.op(index)?;
