@@ -3,10 +3,13 @@
 
 pub mod bench;
 pub mod builder;
+pub mod data;
 pub mod firmware;
+pub mod float_model;
 pub mod inspect;
 pub mod planner;
 pub mod qemu;
+pub mod quantize;
 pub mod report;
 pub mod tfgraph;
 

@@ -1,0 +1,341 @@
+//! A trained float network in the form export needs: layers in execution order with their
+//! parameters already in mote-core's layouts (conv OHWI, depthwise 1HW(C*M), dense [out, in]),
+//! batch norm folded and dropout gone. Its forward pass runs mote-core's own f32 kernels, so
+//! what is calibrated is exactly what core computes.
+
+use anyhow::{anyhow, bail, ensure, Result};
+use mote_core::ops::pooling::{self, PoolParams};
+use mote_core::ops::{self, Activation, Padding, Shape4, Tensor, TensorMut, Window};
+
+/// One float layer.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(missing_docs)] // parameters are the usual ones
+pub enum FloatLayer {
+    Conv2d {
+        filter: Vec<f32>,
+        /// OHWI.
+        filter_shape: Shape4,
+        bias: Vec<f32>,
+        padding: Padding,
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        activation: Activation,
+    },
+    DepthwiseConv2d {
+        filter: Vec<f32>,
+        /// 1 x H x W x (C*M).
+        filter_shape: Shape4,
+        bias: Vec<f32>,
+        padding: Padding,
+        stride: (usize, usize),
+        dilation: (usize, usize),
+        depth_multiplier: usize,
+        activation: Activation,
+    },
+    Dense {
+        /// [outputs, inputs].
+        weights: Vec<f32>,
+        outputs: usize,
+        bias: Vec<f32>,
+        activation: Activation,
+    },
+    AvgPool {
+        filter: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+    },
+    MaxPool {
+        filter: (usize, usize),
+        stride: (usize, usize),
+        padding: Padding,
+    },
+    GlobalAvgPool,
+    Flatten,
+    Softmax,
+    /// `activation(x + f(x))`.
+    Residual {
+        layers: Vec<FloatLayer>,
+        activation: Activation,
+    },
+}
+
+/// A float network: input shape (batch 1, NHWC) and layers.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FloatModel {
+    /// Per-sample input shape with `n = 1`.
+    pub input: Shape4,
+    /// Layers in order.
+    pub layers: Vec<FloatLayer>,
+}
+
+/// A layer's output and the shape it has.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Activations {
+    /// Values, NHWC.
+    pub data: Vec<f32>,
+    /// Shape.
+    pub shape: Shape4,
+}
+
+fn window(
+    input: Shape4,
+    kernel: (usize, usize),
+    padding: Padding,
+    stride: (usize, usize),
+    dilation: (usize, usize),
+) -> Result<(Window, usize, usize)> {
+    let (oh, pad_top) = padding
+        .output_and_pad(input.h, kernel.0, stride.0, dilation.0)
+        .ok_or_else(|| {
+            anyhow!(
+                "a {}x{} window does not fit a {}x{} input",
+                kernel.0,
+                kernel.1,
+                input.h,
+                input.w
+            )
+        })?;
+    let (ow, pad_left) = padding
+        .output_and_pad(input.w, kernel.1, stride.1, dilation.1)
+        .ok_or_else(|| {
+            anyhow!(
+                "a {}x{} window does not fit a {}x{} input",
+                kernel.0,
+                kernel.1,
+                input.h,
+                input.w
+            )
+        })?;
+    let w = Window {
+        stride_h: stride.0,
+        stride_w: stride.1,
+        dilation_h: dilation.0,
+        dilation_w: dilation.1,
+        pad_top,
+        pad_left,
+    };
+    Ok((w, oh, ow))
+}
+
+fn core_err(e: mote_core::Error) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+impl FloatLayer {
+    /// The layer's output for one sample, computed with mote-core's f32 kernels. `trace`
+    /// receives every intermediate tensor a quantizer needs a range for, in graph order
+    /// (inside a residual block: each inner output, then the sum).
+    pub fn forward(
+        &self,
+        x: &Activations,
+        trace: &mut dyn FnMut(&Activations),
+    ) -> Result<Activations> {
+        let s = x.shape;
+        let input = Tensor {
+            data: &x.data[..],
+            shape: s,
+        };
+        let out = match self {
+            FloatLayer::Conv2d {
+                filter,
+                filter_shape,
+                bias,
+                padding,
+                stride,
+                dilation,
+                activation,
+            } => {
+                let (w, oh, ow) = window(
+                    s,
+                    (filter_shape.h, filter_shape.w),
+                    *padding,
+                    *stride,
+                    *dilation,
+                )?;
+                let shape = Shape4::new(s.n, oh, ow, filter_shape.n);
+                let mut data = vec![0.0; shape.elements().unwrap_or(0)];
+                ops::conv2d::conv2d_f32(
+                    &w,
+                    activation.f32_range(),
+                    input,
+                    Tensor {
+                        data: filter,
+                        shape: *filter_shape,
+                    },
+                    Some(bias),
+                    TensorMut {
+                        data: &mut data,
+                        shape,
+                    },
+                )
+                .map_err(core_err)?;
+                Activations { data, shape }
+            }
+            FloatLayer::DepthwiseConv2d {
+                filter,
+                filter_shape,
+                bias,
+                padding,
+                stride,
+                dilation,
+                depth_multiplier,
+                activation,
+            } => {
+                let (w, oh, ow) = window(
+                    s,
+                    (filter_shape.h, filter_shape.w),
+                    *padding,
+                    *stride,
+                    *dilation,
+                )?;
+                let shape = Shape4::new(s.n, oh, ow, filter_shape.c);
+                let mut data = vec![0.0; shape.elements().unwrap_or(0)];
+                ops::depthwise_conv2d::depthwise_conv2d_f32(
+                    &w,
+                    *depth_multiplier,
+                    activation.f32_range(),
+                    input,
+                    Tensor {
+                        data: filter,
+                        shape: *filter_shape,
+                    },
+                    Some(bias),
+                    TensorMut {
+                        data: &mut data,
+                        shape,
+                    },
+                )
+                .map_err(core_err)?;
+                Activations { data, shape }
+            }
+            FloatLayer::Dense {
+                weights,
+                outputs,
+                bias,
+                activation,
+            } => {
+                let inputs = s.elements().unwrap_or(0) / s.n.max(1);
+                ensure!(
+                    weights.len() == inputs * outputs,
+                    "dense: {} weights for {inputs} inputs x {outputs} outputs",
+                    weights.len()
+                );
+                let shape = Shape4::new(s.n, 1, 1, *outputs);
+                let mut data = vec![0.0; s.n * outputs];
+                ops::fully_connected::fully_connected_f32(
+                    activation.f32_range(),
+                    input,
+                    Tensor {
+                        data: weights,
+                        shape: Shape4::new(*outputs, 1, 1, inputs),
+                    },
+                    Some(bias),
+                    TensorMut {
+                        data: &mut data,
+                        shape,
+                    },
+                )
+                .map_err(core_err)?;
+                Activations { data, shape }
+            }
+            FloatLayer::AvgPool {
+                filter,
+                stride,
+                padding,
+            }
+            | FloatLayer::MaxPool {
+                filter,
+                stride,
+                padding,
+            } => {
+                let (w, oh, ow) = window(s, *filter, *padding, *stride, (1, 1))?;
+                let p = PoolParams {
+                    window: w,
+                    filter_h: filter.0,
+                    filter_w: filter.1,
+                };
+                let shape = Shape4::new(s.n, oh, ow, s.c);
+                let mut data = vec![0.0; shape.elements().unwrap_or(0)];
+                let out = TensorMut {
+                    data: &mut data,
+                    shape,
+                };
+                let full = (f32::NEG_INFINITY, f32::INFINITY);
+                if matches!(self, FloatLayer::AvgPool { .. }) {
+                    pooling::average_pool2d_f32(&p, full, input, out)
+                } else {
+                    pooling::max_pool2d_f32(&p, full, input, out)
+                }
+                .map_err(core_err)?;
+                Activations { data, shape }
+            }
+            FloatLayer::GlobalAvgPool => {
+                let p = pooling::global_average_pool_params(s);
+                let shape = Shape4::new(s.n, 1, 1, s.c);
+                let mut data = vec![0.0; s.n * s.c];
+                pooling::average_pool2d_f32(
+                    &p,
+                    (f32::NEG_INFINITY, f32::INFINITY),
+                    input,
+                    TensorMut {
+                        data: &mut data,
+                        shape,
+                    },
+                )
+                .map_err(core_err)?;
+                Activations { data, shape }
+            }
+            FloatLayer::Flatten => Activations {
+                data: x.data.clone(),
+                shape: Shape4::new(s.n, 1, 1, s.h * s.w * s.c),
+            },
+            FloatLayer::Softmax => {
+                let mut data = vec![0.0; x.data.len()];
+                ops::softmax::softmax_f32(1.0, &x.data, &mut data, s.c).map_err(core_err)?;
+                Activations { data, shape: s }
+            }
+            FloatLayer::Residual { layers, activation } => {
+                let mut y = x.clone();
+                for layer in layers {
+                    y = layer.forward(&y, trace)?;
+                }
+                ensure!(
+                    y.shape == s,
+                    "residual block changes the shape from {s:?} to {:?}",
+                    y.shape
+                );
+                let mut data = vec![0.0; x.data.len()];
+                ops::add::add_f32(activation.f32_range(), &x.data, &y.data, &mut data)
+                    .map_err(core_err)?;
+                Activations { data, shape: s }
+            }
+        };
+        trace(&out);
+        Ok(out)
+    }
+}
+
+impl FloatModel {
+    /// Runs one sample (per-sample NHWC values) through the network.
+    pub fn forward(
+        &self,
+        sample: &[f32],
+        trace: &mut dyn FnMut(&Activations),
+    ) -> Result<Activations> {
+        if sample.len() != self.input.elements().unwrap_or(0) {
+            bail!(
+                "a sample has {} values; the model takes {:?}",
+                sample.len(),
+                self.input
+            );
+        }
+        let mut x = Activations {
+            data: sample.to_vec(),
+            shape: self.input,
+        };
+        for layer in &self.layers {
+            x = layer.forward(&x, trace)?;
+        }
+        Ok(x)
+    }
+}
