@@ -12,6 +12,7 @@ pub mod qemu;
 pub mod quantize;
 pub mod report;
 pub mod tfgraph;
+pub mod tflite;
 
 /// A copy of some bytes at a 4-byte-aligned address, as `mote_core::Model::parse` requires
 /// (a `Vec<u8>` guarantees no alignment).
