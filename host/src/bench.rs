@@ -16,9 +16,10 @@ pub struct BenchCase {
     pub name: String,
     /// The `.mote` blob.
     pub model: Vec<u8>,
-    /// One or more int8 input vectors, back to back.
+    /// One or more int8 input vectors, back to back; the first one is the one timed.
     pub inputs: Vec<u8>,
-    /// Expected outputs for those vectors (e.g. TFLite-Micro's), checked in the same run.
+    /// Expected outputs of the *last* vectors (e.g. TFLite-Micro's for golden inputs placed
+    /// after the timed one), checked in the same run.
     pub expected: Option<Vec<u8>>,
 }
 
@@ -108,7 +109,10 @@ pub fn run(case: &BenchCase) -> Result<BenchResult> {
         arena_lower_bound: model.arena_lower_bound(),
         stack: report.stack_peak,
         flash,
-        bit_exact: case.expected.as_ref().map(|e| *e == report.output_bytes()),
+        bit_exact: case.expected.as_ref().map(|e| {
+            let got = report.output_bytes();
+            got.len() >= e.len() && got[got.len() - e.len()..] == e[..]
+        }),
         report,
     })
 }
@@ -170,4 +174,69 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
         );
     }
     s
+}
+
+/// The input TFLite-Micro's published figures were measured with: `x[i] = (i * 7 % 256) - 128`.
+pub fn reference_input(len: usize) -> Vec<u8> {
+    (0..len).map(|i| ((i * 7) % 256) as u8 ^ 0x80).collect()
+}
+
+/// TFLite-Micro + CMSIS-NN on QEMU mps2-an386, measured with the same method (SysTick x 40
+/// under `-icount shift=0`, same input): MLPerf Tiny's published comparison point for mote.
+pub fn tflm_reference(model_stem: &str) -> Option<Reference> {
+    let (instructions, arena, flash) = match model_stem {
+        "kws_ref_model" => (7_700_253, 22_820, 54_388),
+        "vww_96_int8" => (24_101_560, 100_708, 54_388),
+        "pretrainedResnet_quant" => (29_860_813, 54_996, 52_180),
+        "ad01_int8" => (582_893, 2_580, 29_632),
+        _ => return None,
+    };
+    Some(Reference {
+        instructions,
+        arena,
+        flash,
+    })
+}
+
+/// The four MLPerf Tiny models in `dir` (the repo's tests/mlperf), each timed on the reference
+/// input and then checked against up to `check_vectors` of its TFLite-Micro golden vectors.
+pub fn mlperf_suite(
+    dir: &std::path::Path,
+    check_vectors: usize,
+) -> Result<Vec<(BenchCase, Option<Reference>)>> {
+    let cases = [
+        ("kws_ref_model", "kws_rand"),
+        ("vww_96_int8", "vww_rand"),
+        ("pretrainedResnet_quant", "ic_rand"),
+        ("ad01_int8", "ad_real"),
+    ];
+    let mut suite = Vec::new();
+    for (stem, golden) in cases {
+        let tflite = std::fs::read(dir.join(format!("{stem}.tflite")))
+            .with_context(|| format!("reading {stem}.tflite in {}", dir.display()))?;
+        let model = crate::tflite::import_tflite(&tflite)?.bytes;
+        let aligned = AlignedBytes::new(&model);
+        let parsed = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
+        let in_len = parsed.input(0).map_err(anyhow::Error::msg)?.record.byte_len as usize;
+        let out_len = parsed
+            .output(0)
+            .map_err(anyhow::Error::msg)?
+            .record
+            .byte_len as usize;
+        let golden_in = std::fs::read(dir.join(format!("golden/{golden}_in.i8")))?;
+        let golden_out = std::fs::read(dir.join(format!("golden/{golden}_out_tflm.i8")))?;
+        let n = check_vectors.min(golden_in.len() / in_len);
+        let mut inputs = reference_input(in_len);
+        inputs.extend_from_slice(&golden_in[..n * in_len]);
+        suite.push((
+            BenchCase {
+                name: stem.to_string(),
+                model,
+                inputs,
+                expected: Some(golden_out[..n * out_len].to_vec()),
+            },
+            tflm_reference(stem),
+        ));
+    }
+    Ok(suite)
 }

@@ -473,6 +473,13 @@ impl ModelBuilder {
             "tensor `{}`: scales must be positive and finite",
             t.name
         );
+        if t.dtype == DType::I8 {
+            ensure!(
+                q.zero_points.iter().all(|z| (-128..=127).contains(z)),
+                "tensor `{}`: an int8 zero point must lie in -128..=127",
+                t.name
+            );
+        }
         Ok(q)
     }
 

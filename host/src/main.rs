@@ -1,6 +1,6 @@
 //! `mote`: train, quantize, export, import, run and benchmark models for microcontrollers.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mote_host::firmware::Board;
 use std::io::Write;
@@ -48,6 +48,26 @@ enum Commands {
         #[arg(long)]
         layers: bool,
     },
+    /// Convert an int8 `.tflite` model into a `.mote` model.
+    Import {
+        /// The `.tflite` file.
+        model: PathBuf,
+        /// Where to write the `.mote` model.
+        #[arg(short, long)]
+        output: PathBuf,
+    },
+    /// Run raw int8 input vectors (back to back) through a `.mote` or `.tflite` model on the
+    /// host and write the raw int8 outputs (back to back).
+    Infer {
+        /// The model.
+        model: PathBuf,
+        /// Input vectors.
+        #[arg(long)]
+        input: PathBuf,
+        /// Where to write the outputs.
+        #[arg(long)]
+        output: PathBuf,
+    },
     /// Show a model's layers: operator, output shape, MACs, weights and arena placement.
     Inspect {
         /// A `.mote` file.
@@ -67,43 +87,64 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Commands::Import { model, output } => {
+            let bytes = read(&model)?;
+            let built = mote_host::tflite::import_tflite(&bytes)
+                .with_context(|| format!("importing {}", model.display()))?;
+            std::fs::write(&output, &built.bytes)
+                .with_context(|| format!("writing {}", output.display()))?;
+            let aligned = mote_host::AlignedBytes::new(&built.bytes);
+            let parsed = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
+            print!(
+                "{}",
+                mote_host::inspect::table(&parsed).map_err(anyhow::Error::msg)?
+            );
+            println!("wrote {}", output.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Infer {
+            model,
+            input,
+            output,
+        } => {
+            let outputs = mote_host::tflite::infer(&read(&model)?, &read(&input)?)?;
+            std::fs::write(&output, &outputs)
+                .with_context(|| format!("writing {}", output.display()))?;
+            eprintln!(
+                "wrote {} output bytes to {}",
+                outputs.len(),
+                output.display()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Bench {
             models,
             input,
             layers,
         } => {
-            let models = if models.is_empty() {
-                vec![mote_host::firmware::workspace_root().join("firmware/models/demo.mote")]
+            let root = mote_host::firmware::workspace_root();
+            let mut suite = Vec::new();
+            if models.is_empty() {
+                // The demo model and the four MLPerf Tiny models with their golden vectors.
+                let demo = root.join("firmware/models/demo.mote");
+                suite.push((bench_case(&demo, input.as_deref())?, None));
+                suite.extend(mote_host::bench::mlperf_suite(
+                    &root.join("tests/mlperf"),
+                    2,
+                )?);
             } else {
-                models
-            };
+                for path in &models {
+                    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
+                    let reference = stem.as_deref().and_then(mote_host::bench::tflm_reference);
+                    suite.push((bench_case(path, input.as_deref())?, reference));
+                }
+            }
             let mut results = Vec::new();
-            for path in &models {
-                let model = std::fs::read(path)
-                    .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-                let aligned = mote_host::AlignedBytes::new(&model);
-                let parsed = mote_core::Model::parse(aligned.as_slice())
-                    .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", path.display()))?;
-                let input_len =
-                    parsed.input(0).map_err(anyhow::Error::msg)?.record.byte_len as usize;
-                let inputs = match &input {
-                    Some(p) => std::fs::read(p)
-                        .map_err(|e| anyhow::anyhow!("reading {}: {e}", p.display()))?,
-                    // The input TFLite-Micro's published figures were measured with.
-                    None => (0..input_len)
-                        .map(|i| ((i * 7) % 256) as u8 ^ 0x80)
-                        .collect(),
-                };
-                let name = path
-                    .file_stem()
-                    .map_or("model".into(), |s| s.to_string_lossy().into_owned());
-                eprintln!("bench: {name}: building the firmware and running it in QEMU...");
-                let case = mote_host::bench::BenchCase {
-                    name,
-                    model,
-                    inputs,
-                    expected: None,
-                };
+            for (case, reference) in suite {
+                eprintln!(
+                    "bench: {}: building the firmware and running it in QEMU...",
+                    case.name
+                );
                 let result = mote_host::bench::run(&case)?;
                 if layers {
                     for (i, (op, cost)) in result.report.layers.iter().enumerate() {
@@ -113,9 +154,16 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         );
                     }
                 }
-                results.push((result, None));
+                results.push((result, reference));
             }
             print!("{}", mote_host::bench::table(&results));
+            let failed = results
+                .iter()
+                .filter(|(r, _)| r.bit_exact == Some(false))
+                .count();
+            if failed > 0 {
+                bail!("{failed} model(s) did not reproduce their golden outputs");
+            }
             Ok(ExitCode::SUCCESS)
         }
         Commands::Inspect { model } => {
@@ -169,4 +217,40 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
         }
     }
+}
+
+fn read(path: &std::path::Path) -> Result<Vec<u8>> {
+    std::fs::read(path).with_context(|| format!("reading {}", path.display()))
+}
+
+/// A bench case for a `.mote` or `.tflite` file, timed on `input` or the reference input.
+fn bench_case(
+    path: &std::path::Path,
+    input: Option<&std::path::Path>,
+) -> Result<mote_host::bench::BenchCase> {
+    let bytes = read(path)?;
+    let model = if mote_host::tflite::is_tflite(&bytes) {
+        mote_host::tflite::import_tflite(&bytes)
+            .with_context(|| format!("importing {}", path.display()))?
+            .bytes
+    } else {
+        bytes
+    };
+    let aligned = mote_host::AlignedBytes::new(&model);
+    let parsed = mote_core::Model::parse(aligned.as_slice())
+        .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", path.display()))?;
+    let input_len = parsed.input(0).map_err(anyhow::Error::msg)?.record.byte_len as usize;
+    let inputs = match input {
+        Some(p) => read(p)?,
+        None => mote_host::bench::reference_input(input_len),
+    };
+    let name = path
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
+    Ok(mote_host::bench::BenchCase {
+        name,
+        model,
+        inputs,
+        expected: None,
+    })
 }

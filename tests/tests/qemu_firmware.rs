@@ -166,3 +166,25 @@ fn a_hardfault_ends_the_run_with_failure() {
     let last = run.log.last().expect("a log line");
     assert!(last.text.starts_with("HardFault at pc="), "{last:?}");
 }
+
+#[test]
+fn keyword_spotting_in_qemu_is_bit_exact_with_tflite_micro() {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mlperf");
+    let (case, reference) = mote_host::bench::mlperf_suite(&dir, 32)
+        .unwrap()
+        .into_iter()
+        .find(|(c, _)| c.name == "kws_ref_model")
+        .unwrap();
+    let result = mote_host::bench::run(&case).unwrap();
+    // 1 reference-input vector, then all 32 kws_rand golden vectors.
+    assert_eq!(result.report.inferences.len(), 33);
+    assert_eq!(
+        result.bit_exact,
+        Some(true),
+        "device outputs differ from TFLite-Micro's"
+    );
+    assert_eq!(result.arena, 16_000);
+    assert!(result.arena < reference.unwrap().arena);
+    assert_eq!(result.report.layers.len(), 13);
+}
