@@ -3,4 +3,5 @@
 pub mod lowering;
 pub mod synth;
 
+pub mod digits_demo;
 pub mod golden;
