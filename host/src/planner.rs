@@ -32,13 +32,16 @@ pub struct Plan {
 /// Every offset is a multiple of this, so int32/f32 tensors can be read in place.
 pub const ALIGN: usize = 4;
 
+/// A sort key for one greedy placement order.
+type OrderKey = dyn Fn(&Buffer) -> (usize, usize);
+
 /// Plans `buffers`: each of a few greedy orders (largest first, largest area in bytes x steps
 /// first, earliest first, longest-lived first) places every buffer at the lowest aligned offset
 /// free of the buffers it coexists with; the smallest arena wins. Offline, so trying several
 /// orders costs nothing on the device.
 pub fn plan(buffers: &[Buffer]) -> Plan {
     let span = |b: &Buffer| b.last - b.first + 1;
-    let orders: [&dyn Fn(&Buffer) -> (usize, usize); 4] = [
+    let orders: [&OrderKey; 4] = [
         &|b| (usize::MAX - b.size, usize::MAX - span(b)),
         &|b| (usize::MAX - b.size * span(b), usize::MAX - b.size),
         &|b| (b.first, usize::MAX - b.size),
