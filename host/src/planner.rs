@@ -32,6 +32,11 @@ pub struct Plan {
 /// Every offset is a multiple of this, so int32/f32 tensors can be read in place.
 pub const ALIGN: usize = 4;
 
+/// Steps a buffer is live.
+fn span(b: &Buffer) -> usize {
+    b.last - b.first + 1
+}
+
 /// A sort key for one greedy placement order.
 type OrderKey = dyn Fn(&Buffer) -> (usize, usize);
 
@@ -40,7 +45,6 @@ type OrderKey = dyn Fn(&Buffer) -> (usize, usize);
 /// free of the buffers it coexists with; the smallest arena wins. Offline, so trying several
 /// orders costs nothing on the device.
 pub fn plan(buffers: &[Buffer]) -> Plan {
-    let span = |b: &Buffer| b.last - b.first + 1;
     let orders: [&OrderKey; 4] = [
         &|b| (usize::MAX - b.size, usize::MAX - span(b)),
         &|b| (usize::MAX - b.size * span(b), usize::MAX - b.size),
