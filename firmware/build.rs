@@ -1,12 +1,26 @@
-//! Picks the board's memory map and passes the linker scripts to the firmware binary only.
-use std::{env, fs, path::PathBuf};
+//! Picks the board's memory map, passes the linker scripts to the firmware binary only, and
+//! embeds the model directory the firmware runs.
+use std::{env, fs, path::Path, path::PathBuf};
+
+use mote_core::train::{Head, Sgd};
+use mote_core::Model;
+
+/// On-device fine-tuning hyperparameters (also emitted into the generated code).
+const LEARNING_RATE: f32 = 0.05;
+const MOMENTUM: f32 = 0.9;
+const EPOCHS: usize = 5;
+const BATCH: usize = 16;
+/// RAM kept free for the stack and everything the firmware itself uses.
+const RESERVED_RAM: usize = 16 * 1024;
+/// Bytes of retained RAM (QEMU) or flash (board) for the two weight slots.
+const STORE_SLOT: usize = 16 * 1024;
 
 fn main() {
     let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
     let nrf = env::var_os("CARGO_FEATURE_NRF52840").is_some();
-    let memory = match (qemu, nrf) {
-        (true, false) => "memory-qemu.x",
-        (false, true) => "memory-nrf52840.x",
+    let (memory, ram, board) = match (qemu, nrf) {
+        (true, false) => ("memory-qemu.x", 4 * 1024 * 1024, "QEMU mps2-an386"),
+        (false, true) => ("memory-nrf52840.x", 256 * 1024, "nRF52840"),
         // main.rs reports the mistake with compile_error!; keep the build script quiet.
         _ => return,
     };
@@ -18,41 +32,113 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=--nmagic");
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
-    embed_model(&out);
+    embed_model(&out, ram, board);
 }
 
-/// The model the firmware runs: `MOTE_MODEL` (a `.mote` file) with `MOTE_MODEL_INPUT` (raw int8
-/// input vectors, back to back), else the demo model committed under `models/`.
-fn embed_model(out: &std::path::Path) {
-    println!("cargo:rerun-if-env-changed=MOTE_MODEL");
-    println!("cargo:rerun-if-env-changed=MOTE_MODEL_INPUT");
+fn read(path: &Path) -> Vec<u8> {
+    println!("cargo:rerun-if-changed={}", path.display());
+    fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// The model directory: `MOTE_MODEL_DIR`, else `models/demo`. It holds `model.mote` and
+/// `test_inputs.i8`, optionally `test_labels.u8`, and optionally a fine-tuning set:
+/// `finetune_inputs.i8`, `finetune_labels.u8`, `finetune_test_inputs.i8`,
+/// `finetune_test_labels.u8`.
+fn embed_model(out: &Path, ram: usize, board: &str) {
+    println!("cargo:rerun-if-env-changed=MOTE_MODEL_DIR");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
-    let model = env::var_os("MOTE_MODEL")
+    let dir = env::var_os("MOTE_MODEL_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("models/demo.mote"));
-    let input = env::var_os("MOTE_MODEL_INPUT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| manifest.join("models/demo_input.i8"));
-    println!("cargo:rerun-if-changed={}", model.display());
-    println!("cargo:rerun-if-changed={}", input.display());
-    let bytes =
-        fs::read(&model).unwrap_or_else(|e| panic!("reading the model {}: {e}", model.display()));
-    let input_len = fs::metadata(&input)
-        .unwrap_or_else(|e| panic!("reading the model input {}: {e}", input.display()))
-        .len();
-    // The arena size sits in the blob's header (bytes 16..20); mote-core validates the rest.
-    let arena = match bytes.get(..20) {
-        Some(h) if &h[..4] == b"MOTE" => u32::from_le_bytes([h[16], h[17], h[18], h[19]]),
-        _ => panic!("{} is not a .mote model", model.display()),
+        .unwrap_or_else(|| manifest.join("models/demo"));
+    let model_path = dir.join("model.mote");
+    let bytes = read(&model_path);
+    let mut words = vec![0u32; bytes.len().div_ceil(4)];
+    for (w, chunk) in words.iter_mut().zip(bytes.chunks(4)) {
+        let mut b = [0u8; 4];
+        b[..chunk.len()].copy_from_slice(chunk);
+        *w = u32::from_le_bytes(b);
+    }
+    let aligned: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
+    let model = Model::parse(&aligned[..bytes.len()])
+        .unwrap_or_else(|e| panic!("{} is not a valid model: {e}", model_path.display()));
+    let arena = model.arena_size();
+
+    let optional = |name: &str| {
+        let p = dir.join(name);
+        println!("cargo:rerun-if-changed={}", p.display());
+        p.exists().then(|| read(&p))
     };
-    let code = format!(
+    let finetune = optional("finetune_inputs.i8").is_some();
+    let sgd = Sgd::new(LEARNING_RATE).with_momentum(MOMENTUM);
+    let (head_params, train_bytes) = if finetune {
+        let head = Head::find(&model, sgd)
+            .unwrap_or_else(|e| panic!("{}: no head to fine-tune: {e}", model_path.display()));
+        (head.param_count(), head.plan.bytes())
+    } else {
+        (0, 0)
+    };
+    let needed = arena + train_bytes + 4 * head_params + RESERVED_RAM;
+    if needed > ram {
+        panic!(
+            "\n\nthe model in {} does not fit the {board}'s {} KiB of RAM: it needs {arena} B of \
+             arena + {train_bytes} B of training memory + {} B of head weights + {RESERVED_RAM} B \
+             reserved for the stack = {needed} B\n",
+            dir.display(),
+            ram / 1024,
+            4 * head_params
+        );
+    }
+
+    let mut code = format!(
         "/// The model's bytes.\n\
-         pub static MODEL: Aligned<[u8; {model_len}]> = Aligned(*include_bytes!({model:?}));\n\
-         /// Raw int8 input vectors, back to back.\n\
-         pub static INPUT: [u8; {input_len}] = *include_bytes!({input:?});\n\
+         pub static MODEL: Aligned<[u8; {len}]> = Aligned(*include_bytes!({model_path:?}));\n\
          /// Arena bytes the model needs (planned offline by mote-host).\n\
-         pub const ARENA_SIZE: usize = {arena};\n",
-        model_len = bytes.len(),
+         pub const ARENA_SIZE: usize = {arena};\n\
+         /// f32 parameters of the head fine-tuned on the device (0: no fine-tuning set).\n\
+         pub const HEAD_PARAMS: usize = {head_params};\n\
+         /// Whether the directory has a fine-tuning set.\n\
+         pub const FINETUNE: bool = {finetune};\n\
+         /// Bytes of training memory for the head.\n\
+         pub const TRAIN_BYTES: usize = {train_bytes};\n\
+         /// Bytes of each of the two weight slots.\n\
+         pub const STORE_SLOT: usize = {slot};\n\
+         /// Fine-tuning: learning rate, momentum, epochs, batch size.\n\
+         pub const LEARNING_RATE: f32 = {LEARNING_RATE:?};\n\
+         pub const MOMENTUM: f32 = {MOMENTUM:?};\n\
+         pub const EPOCHS: usize = {EPOCHS};\n\
+         pub const BATCH: usize = {BATCH};\n",
+        len = bytes.len(),
+        slot = STORE_SLOT,
     );
+    for name in [
+        "test_inputs.i8",
+        "test_labels.u8",
+        "finetune_inputs.i8",
+        "finetune_labels.u8",
+        "finetune_test_inputs.i8",
+        "finetune_test_labels.u8",
+    ] {
+        let ident = name
+            .replace('.', "_")
+            .to_uppercase()
+            .replace("_I8", "")
+            .replace("_U8", "");
+        let path = dir.join(name);
+        let data = optional(name).unwrap_or_default();
+        if name == "test_inputs.i8" && data.is_empty() {
+            panic!(
+                "{} is missing: the firmware needs input vectors to run",
+                path.display()
+            );
+        }
+        if data.is_empty() {
+            code += &format!("pub static {ident}: [u8; 0] = [];\n");
+        } else {
+            code += &format!(
+                "pub static {ident}: [u8; {}] = *include_bytes!({path:?});\n",
+                data.len()
+            );
+        }
+    }
     fs::write(out.join("model.rs"), code).expect("write model.rs");
 }

@@ -10,7 +10,10 @@ compile_error!("choose exactly one board feature: `qemu` or `nrf52840`");
 
 mod board;
 mod cost;
+mod finetune;
 mod model;
+#[cfg(feature = "qemu")]
+mod retained;
 mod stack;
 
 use cortex_m_rt::entry;
@@ -97,10 +100,10 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     };
     let mut interpreter = Interpreter::new(model, &mut arena.0)?;
     let input_len = interpreter.input_info(0)?.record.byte_len as usize;
-    if input_len == 0 || model::INPUT.len() % input_len != 0 {
+    if input_len == 0 || model::TEST_INPUTS.len() % input_len != 0 {
         return Err(mote_core::Error::LengthMismatch {
             expected: input_len,
-            actual: model::INPUT.len(),
+            actual: model::TEST_INPUTS.len(),
         });
     }
 
@@ -110,7 +113,8 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         spent: [0; MAX_PROFILED],
         ops: [None; MAX_PROFILED],
     };
-    for (vector, input) in model::INPUT.chunks_exact(input_len).enumerate() {
+    let mut hits = 0;
+    for (vector, input) in model::TEST_INPUTS.chunks_exact(input_len).enumerate() {
         for (dst, &src) in interpreter.input_i8(0)?.iter_mut().zip(input) {
             *dst = src as i8;
         }
@@ -124,6 +128,16 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
             total.count,
             total.unit.as_str()
         );
+        let predicted = finetune::argmax(interpreter.output_i8(0)?);
+        hits +=
+            usize::from(model::TEST_LABELS.get(vector).map(|&y| usize::from(y)) == Some(predicted));
+    }
+    if !model::TEST_LABELS.is_empty() {
+        defmt::println!(
+            "accuracy test {=usize}/{=usize}",
+            hits,
+            model::TEST_LABELS.len()
+        );
     }
 
     // One more invoke with a hook around every operator: the per-layer profile. The stack is
@@ -131,6 +145,15 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     stack::paint();
     interpreter.invoke_with(&mut profiler)?;
     defmt::println!("stack peak {=usize} bytes", stack::peak_bytes());
+
+    if model::FINETUNE {
+        if let finetune::Next::Reboot =
+            finetune::run(&mut interpreter, meter, board::weight_flash())?
+        {
+            defmt::println!("rebooting");
+            board::reboot();
+        }
+    }
     for (index, (spent, op)) in profiler.spent.iter().zip(profiler.ops).enumerate() {
         if let Some(op) = op {
             defmt::println!("layer {=usize} {=str} {=u64}", index, op.name(), spent);

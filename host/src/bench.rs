@@ -70,22 +70,14 @@ pub fn run(case: &BenchCase) -> Result<BenchResult> {
         sanitize(&case.name)
     ));
     std::fs::create_dir_all(&dir)?;
-    let model_path = dir.join("model.mote");
-    let input_path = dir.join("input.i8");
-    std::fs::write(&model_path, &case.model)?;
-    std::fs::write(&input_path, &case.inputs)?;
+    std::fs::write(dir.join("model.mote"), &case.model)?;
+    std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
     let elf = firmware::build(
         Board::Qemu,
-        &[
-            (
-                "MOTE_MODEL",
-                model_path.to_str().context("temp path is not UTF-8")?,
-            ),
-            (
-                "MOTE_MODEL_INPUT",
-                input_path.to_str().context("temp path is not UTF-8")?,
-            ),
-        ],
+        &[(
+            "MOTE_MODEL_DIR",
+            dir.to_str().context("temp path is not UTF-8")?,
+        )],
     )?;
     let elf_copy: PathBuf = dir.join("firmware.elf");
     std::fs::copy(&elf, &elf_copy)?;

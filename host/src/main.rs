@@ -126,7 +126,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let mut suite = Vec::new();
             if models.is_empty() {
                 // The demo model and the four MLPerf Tiny models with their golden vectors.
-                let demo = root.join("firmware/models/demo.mote");
+                let demo = root.join("firmware/models/demo/model.mote");
                 suite.push((bench_case(&demo, input.as_deref())?, None));
                 suite.extend(mote_host::bench::mlperf_suite(
                     &root.join("tests/mlperf"),

@@ -139,7 +139,7 @@ pub fn flash_use(elf: &Path) -> Result<FlashUse> {
             .unwrap_or(0)
     };
     let model = symbol_size("5MODEL");
-    let inputs = symbol_size("5INPUT");
+    let inputs = symbol_size("11TEST_INPUTS");
     Ok(FlashUse {
         runtime: total.saturating_sub(model + inputs),
         model,

@@ -58,13 +58,13 @@ fn host_outputs(blob: &[u8], inputs: &[u8]) -> Vec<Vec<i8>> {
 #[test]
 fn the_committed_demo_model_is_what_the_generator_writes() {
     let (blob, input, _) = mote_tests::lowering::demo_model();
-    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/models");
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../firmware/models/demo");
     assert!(
-        std::fs::read(dir.join("demo.mote")).unwrap() == blob,
+        std::fs::read(dir.join("model.mote")).unwrap() == blob,
         "run the write_demo_model example"
     );
     assert!(
-        std::fs::read(dir.join("demo_input.i8")).unwrap() == input,
+        std::fs::read(dir.join("test_inputs.i8")).unwrap() == input,
         "run the write_demo_model example"
     );
 }

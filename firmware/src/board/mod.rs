@@ -6,6 +6,6 @@ mod nrf52840;
 mod qemu;
 
 #[cfg(feature = "nrf52840")]
-pub use nrf52840::{exit, init, NAME};
+pub use nrf52840::{exit, init, reboot, weight_flash, NAME};
 #[cfg(feature = "qemu")]
-pub use qemu::{exit, init, NAME};
+pub use qemu::{exit, init, reboot, weight_flash, NAME};

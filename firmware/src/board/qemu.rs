@@ -54,6 +54,19 @@ fn SysTick() {
     SYST_WRAPS.fetch_add(1, Ordering::AcqRel);
 }
 
+/// Where learned weights are kept: RAM that a reset does not clear.
+pub fn weight_flash() -> crate::retained::RetainedFlash {
+    match crate::retained::RetainedFlash::take() {
+        Some(flash) => flash,
+        None => exit(false),
+    }
+}
+
+/// A system reset: the program starts again from the reset vector; retained RAM survives.
+pub fn reboot() -> ! {
+    cortex_m::peripheral::SCB::sys_reset()
+}
+
 /// Ends the QEMU run; the exit status reaches the host as QEMU's own.
 pub fn exit(success: bool) -> ! {
     let status = if success {
