@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod builder;
 pub mod data;
+pub mod export;
 pub mod firmware;
 pub mod float_model;
 pub mod inspect;

@@ -4,8 +4,9 @@
 
 use mote_core::ops::{Activation, Shape4};
 use mote_core::train::{Layer, Network, Schedule, Sgd, Target, Trainer, TrainingPlan};
+use mote_host::export::{write_model_dir, ExportInfo, LabelledSet};
 use mote_host::float_model::{FloatLayer, FloatModel};
-use mote_host::quantize::{quantize, quantize_input, Quantized, RangeMethod};
+use mote_host::quantize::{quantize, Quantized, RangeMethod};
 use std::path::Path;
 
 /// The sensor shift the device adapts to.
@@ -146,28 +147,37 @@ pub fn build() -> DigitsDemo {
 }
 
 impl DigitsDemo {
-    fn quantized_bytes(&self, s: &Samples) -> Vec<u8> {
-        s.x.iter()
-            .flat_map(|x| quantize_input(x, self.quantized.input))
-            .map(|v| v as u8)
-            .collect()
-    }
-
-    /// Writes the firmware model directory (see firmware/build.rs for the file names).
-    pub fn write(&self, dir: &Path) -> std::io::Result<()> {
-        std::fs::create_dir_all(dir)?;
-        std::fs::write(dir.join("model.mote"), &self.quantized.built.bytes)?;
-        for (name, s) in [
-            ("test", &self.test),
-            ("finetune", &self.finetune),
-            ("finetune_test", &self.finetune_test),
-        ] {
-            std::fs::write(
-                dir.join(format!("{name}_inputs.i8")),
-                self.quantized_bytes(s),
-            )?;
-            std::fs::write(dir.join(format!("{name}_labels.u8")), &s.y)?;
-        }
-        Ok(())
+    /// Writes the firmware model directory through `mote export`'s writer.
+    pub fn write(&self, dir: &Path) -> anyhow::Result<()> {
+        let names: Vec<String> = (0..10).map(|d| d.to_string()).collect();
+        let labels = |s: &Samples| s.y.iter().map(|&y| u32::from(y)).collect::<Vec<_>>();
+        let (test_y, tune_y, tune_test_y) = (
+            labels(&self.test),
+            labels(&self.finetune),
+            labels(&self.finetune_test),
+        );
+        write_model_dir(
+            dir,
+            &self.quantized,
+            &ExportInfo {
+                name: "digits-mlp",
+                class_names: &names,
+                normalization: None,
+            },
+            Some(LabelledSet {
+                samples: &self.test.x,
+                labels: &test_y,
+            }),
+            Some((
+                LabelledSet {
+                    samples: &self.finetune.x,
+                    labels: &tune_y,
+                },
+                LabelledSet {
+                    samples: &self.finetune_test.x,
+                    labels: &tune_test_y,
+                },
+            )),
+        )
     }
 }
