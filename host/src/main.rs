@@ -68,6 +68,19 @@ enum Commands {
         #[arg(long)]
         output: PathBuf,
     },
+    /// Build the firmware around a model and run it: on QEMU's emulated Cortex-M4 by default,
+    /// or flashed to an nRF52840-DK through probe-rs.
+    Deploy {
+        /// A model directory written by `mote export` (model.mote, test and fine-tuning sets),
+        /// or a single `.mote` or `.tflite` file (run on one reference input).
+        model: PathBuf,
+        /// Where to run it.
+        #[arg(long, value_enum, default_value_t = Board::Qemu)]
+        board: Board,
+        /// Give up on a QEMU run after this many seconds.
+        #[arg(long, default_value_t = 300)]
+        timeout: u64,
+    },
     /// Show a model's layers: operator, output shape, MACs, weights and arena placement.
     Inspect {
         /// A `.mote` file.
@@ -185,36 +198,26 @@ fn run(cli: Cli) -> Result<ExitCode> {
             timeout,
         } => {
             let board = if qemu { Board::Qemu } else { board };
-            match board {
-                Board::Qemu => {
-                    let run =
-                        mote_host::qemu::run_elf(&elf, Duration::from_secs(timeout), |line| {
-                            // A closed pipe (`mote run ... | head`) is no reason to panic.
-                            let _ = writeln!(std::io::stdout().lock(), "{line}");
-                        })?;
-                    if run.success() {
-                        Ok(ExitCode::SUCCESS)
-                    } else {
-                        eprintln!("firmware exited with status {}", run.exit_code);
-                        Ok(ExitCode::from(1))
-                    }
-                }
-                Board::Nrf52840 => {
-                    let status = std::process::Command::new("probe-rs")
-                        .args(["run", "--chip", "nRF52840_xxAA"])
-                        .arg(&elf)
-                        .status();
-                    match status {
-                        Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
-                        Ok(_) => Ok(ExitCode::from(1)),
-                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                            "probe-rs not found: install it with `cargo install probe-rs-tools --locked` \
-                             (needs libudev-dev and pkg-config)"
-                        ),
-                        Err(e) => bail!("starting probe-rs: {e}"),
-                    }
-                }
-            }
+            run_on_board(&elf, board, timeout)
+        }
+        Commands::Deploy {
+            model,
+            board,
+            timeout,
+        } => {
+            let dir = model_dir(&model)?;
+            eprintln!(
+                "deploy: building the firmware for {board:?} around {}...",
+                dir.display()
+            );
+            let elf = mote_host::firmware::build(
+                board,
+                &[(
+                    "MOTE_MODEL_DIR",
+                    dir.to_str().context("model directory path is not UTF-8")?,
+                )],
+            )?;
+            run_on_board(&elf, board, timeout)
         }
     }
 }
@@ -253,4 +256,57 @@ fn bench_case(
         inputs,
         expected: None,
     })
+}
+
+/// Runs a firmware ELF on `board`, streaming its log; the exit code is the firmware's.
+fn run_on_board(elf: &std::path::Path, board: Board, timeout: u64) -> Result<ExitCode> {
+    match board {
+        Board::Qemu => {
+            let run = mote_host::qemu::run_elf(elf, Duration::from_secs(timeout), |line| {
+                // A closed pipe (`mote run ... | head`) is no reason to panic.
+                let _ = writeln!(std::io::stdout().lock(), "{line}");
+            })?;
+            if run.success() {
+                Ok(ExitCode::SUCCESS)
+            } else {
+                eprintln!("firmware exited with status {}", run.exit_code);
+                Ok(ExitCode::from(1))
+            }
+        }
+        Board::Nrf52840 => {
+            let status = std::process::Command::new("probe-rs")
+                .args(["run", "--chip", "nRF52840_xxAA"])
+                .arg(elf)
+                .status();
+            match status {
+                Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+                Ok(_) => Ok(ExitCode::from(1)),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                    "probe-rs not found: install it with `cargo install probe-rs-tools --locked` \
+                     (needs libudev-dev and pkg-config)"
+                ),
+                Err(e) => bail!("starting probe-rs: {e}"),
+            }
+        }
+    }
+}
+
+/// A model directory for the firmware: `path` itself if it is one, else a temporary directory
+/// holding the `.mote` (or imported `.tflite`) model and one reference input vector.
+fn model_dir(path: &std::path::Path) -> Result<PathBuf> {
+    if path.is_dir() {
+        if !path.join("model.mote").exists() {
+            bail!(
+                "{} has no model.mote: is it a directory written by `mote export`?",
+                path.display()
+            );
+        }
+        return Ok(path.to_path_buf());
+    }
+    let case = bench_case(path, None)?;
+    let dir = std::env::temp_dir().join(format!("mote-deploy-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join("model.mote"), &case.model)?;
+    std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
+    Ok(dir)
 }
