@@ -9,6 +9,7 @@ pub mod firmware;
 pub mod float_model;
 pub mod inspect;
 pub mod planner;
+pub mod plot;
 pub mod qemu;
 pub mod quantize;
 pub mod report;
