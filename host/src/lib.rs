@@ -15,6 +15,8 @@ pub mod quantize;
 pub mod report;
 pub mod tfgraph;
 pub mod tflite;
+pub mod train;
+pub mod workflow;
 
 /// A copy of some bytes at a 4-byte-aligned address, as `mote_core::Model::parse` requires
 /// (a `Vec<u8>` guarantees no alignment).

@@ -1,5 +1,7 @@
 //! `mote`: train, quantize, export, import, run and benchmark models for microcontrollers.
 
+mod cli;
+
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mote_host::firmware::Board;
@@ -21,6 +23,61 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Commands {
+    /// The whole story: train the digits DS-CNN, quantize, export, run it on the emulated
+    /// board, fine-tune it there on a new sensor, reboot, and show the learned weights survived.
+    Demo {
+        /// Where to write the checkpoint, plots and model.
+        #[arg(long, default_value = "target/mote-demo")]
+        out: PathBuf,
+        /// Override the spec's number of epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+    /// Train a model definition (TOML) in f32 with progress bars; writes a checkpoint, the
+    /// training curves and a confusion matrix (SVG).
+    Train {
+        /// The model definition, e.g. examples/digits_dscnn.toml.
+        spec: PathBuf,
+        /// `digits`, `motion`, or a CSV / .npz file (features then label).
+        #[arg(long, default_value = "digits")]
+        data: String,
+        /// A separate test file (otherwise a fixed 20% is held out).
+        #[arg(long)]
+        test: Option<PathBuf>,
+        /// Output directory.
+        #[arg(long, default_value = "target/mote-train")]
+        out: PathBuf,
+        /// Override the spec's number of epochs.
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+    /// Quantize a checkpoint to int8 with a calibration subset and export the model directory
+    /// (model.mote, generated model.rs, test and fine-tuning sets) the firmware builds from.
+    Export {
+        /// A checkpoint written by `mote train` (with its training.json beside it).
+        checkpoint: PathBuf,
+        /// Output directory.
+        #[arg(long, default_value = "target/mote-model")]
+        out: PathBuf,
+        /// Calibration samples from the training split.
+        #[arg(long, default_value_t = 200)]
+        calibration: usize,
+        /// Activation ranges: `minmax` or a percentile such as `p99.99`.
+        #[arg(long, default_value = "minmax")]
+        range: String,
+        /// Also write a fine-tuning set seen through a new sensor `x' = gain * x + offset`
+        /// (offset as a fraction of the data's range), e.g. `0.4,0.5`.
+        #[arg(long, value_parser = parse_shift)]
+        finetune_shift: Option<(f32, f32)>,
+    },
+    /// Accuracy and confusion matrix of a checkpoint (f32) or an exported model (int8).
+    Eval {
+        /// A `.ckpt` checkpoint, or a model directory / `model.mote`.
+        model: PathBuf,
+        /// The data to evaluate on (its held-out split).
+        #[arg(long, default_value = "digits")]
+        data: String,
+    },
     /// Run a firmware ELF on a board (QEMU's emulated Cortex-M4 by default) and show its log.
     ///
     /// Also works as cargo's runner: `cargo run -p mote-firmware --target thumbv7em-none-eabihf`.
@@ -100,6 +157,35 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
+        Commands::Demo { out, epochs } => {
+            cli::demo::run(&out, epochs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Train {
+            spec,
+            data,
+            test,
+            out,
+            epochs,
+        } => {
+            cli::train::train(&spec, &data, test.as_deref(), &out, epochs)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Export {
+            checkpoint,
+            out,
+            calibration,
+            range,
+            finetune_shift,
+        } => {
+            let method = cli::train::range_method(&range)?;
+            cli::train::export(&checkpoint, &out, calibration, method, finetune_shift)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Eval { model, data } => {
+            cli::train::eval(&model, &data)?;
+            Ok(ExitCode::SUCCESS)
+        }
         Commands::Import { model, output } => {
             let bytes = read(&model)?;
             let built = mote_host::tflite::import_tflite(&bytes)
@@ -309,4 +395,15 @@ fn model_dir(path: &std::path::Path) -> Result<PathBuf> {
     std::fs::write(dir.join("model.mote"), &case.model)?;
     std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
     Ok(dir)
+}
+
+/// `gain,offset`.
+fn parse_shift(s: &str) -> Result<(f32, f32), String> {
+    let (g, o) = s
+        .split_once(',')
+        .ok_or("expected `gain,offset`, e.g. `0.4,0.5`")?;
+    Ok((
+        g.trim().parse().map_err(|e| format!("{e}"))?,
+        o.trim().parse().map_err(|e| format!("{e}"))?,
+    ))
 }

@@ -1,0 +1,4 @@
+//! The `mote` commands that drive the host workflow: train, export, eval and the demo.
+
+pub mod demo;
+pub mod train;

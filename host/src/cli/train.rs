@@ -1,0 +1,280 @@
+//! `mote train`, `mote export` and `mote eval`.
+
+use anyhow::{Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+use mote_host::plot::{confusion_matrix, line_chart, Series};
+use mote_host::quantize::RangeMethod;
+use mote_host::train::{BatchEvent, Callbacks, EpochStats, ModelSpec, Network};
+use mote_host::workflow::{self, EpochRecord, Prepared, Scores, TrainingRecord};
+use std::ops::ControlFlow;
+use std::path::{Path, PathBuf};
+
+/// A progress bar per epoch: batches done, loss, accuracy, throughput.
+pub struct Progress {
+    bar: Option<ProgressBar>,
+    epochs: usize,
+}
+
+impl Progress {
+    /// Progress over `epochs` epochs.
+    pub fn new(epochs: usize) -> Self {
+        Self { bar: None, epochs }
+    }
+}
+
+impl Callbacks for Progress {
+    fn on_batch(&mut self, e: &BatchEvent) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = ProgressBar::new(e.batches as u64);
+            bar.set_style(
+                ProgressStyle::with_template("epoch {prefix:>3} [{bar:30}] {pos}/{len} {msg}")
+                    .unwrap_or_else(|_| ProgressStyle::default_bar())
+                    .progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_prefix(format!("{}/{}", e.epoch + 1, self.epochs));
+        bar.set_position(e.batch as u64 + 1);
+        bar.set_message(format!(
+            "loss {:.4} acc {:.4} lr {:.2e}",
+            e.loss, e.accuracy, e.learning_rate
+        ));
+    }
+
+    fn on_epoch(&mut self, s: &EpochStats) -> ControlFlow<()> {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+        println!(
+            "epoch {:>3}/{}: loss {:.4} acc {:.4}{} | {:.0} samples/s{}",
+            s.epoch + 1,
+            self.epochs,
+            s.loss,
+            s.accuracy,
+            match (s.val_loss, s.val_accuracy) {
+                (Some(l), Some(a)) => format!(" | val loss {l:.4} val acc {a:.4}"),
+                _ => String::new(),
+            },
+            s.samples_per_second,
+            if s.best { " *" } else { "" }
+        );
+        ControlFlow::Continue(())
+    }
+}
+
+/// Writes `training.svg` (loss and accuracy curves).
+fn write_curves(dir: &Path, record: &TrainingRecord) -> Result<()> {
+    let col = |f: fn(&EpochRecord) -> Option<f32>| -> Vec<f64> {
+        record
+            .history
+            .iter()
+            .map(|h| f(h).map_or(f64::NAN, f64::from))
+            .collect()
+    };
+    let (loss, acc) = (col(|h| Some(h.loss)), col(|h| Some(h.accuracy)));
+    let (vloss, vacc) = (col(|h| h.val_loss), col(|h| h.val_accuracy));
+    let svg = line_chart(
+        "loss (lower) and accuracy (upper) per epoch",
+        "value",
+        &[
+            Series {
+                label: "train loss",
+                values: &loss,
+                color: "#1f77b4",
+            },
+            Series {
+                label: "val loss",
+                values: &vloss,
+                color: "#aec7e8",
+            },
+            Series {
+                label: "train accuracy",
+                values: &acc,
+                color: "#d62728",
+            },
+            Series {
+                label: "val accuracy",
+                values: &vacc,
+                color: "#ff9896",
+            },
+        ],
+    );
+    std::fs::write(dir.join("training.svg"), svg)?;
+    Ok(())
+}
+
+fn write_confusion(path: &Path, title: &str, names: &[String], scores: &Scores) -> Result<()> {
+    std::fs::write(path, confusion_matrix(title, names, &scores.confusion))?;
+    Ok(())
+}
+
+/// `mote train SPEC --data SOURCE --out DIR`.
+pub fn train(
+    spec_path: &Path,
+    data: &str,
+    test: Option<&Path>,
+    out: &Path,
+    epochs: Option<usize>,
+) -> Result<(Network, Prepared)> {
+    let mut spec = ModelSpec::from_file(spec_path)
+        .with_context(|| format!("reading {}", spec_path.display()))?;
+    if let Some(e) = epochs {
+        spec.training.epochs = e;
+    }
+    let prepared = workflow::load_data(data, test)?;
+    println!(
+        "training `{}` on {data}: {} training and {} held-out samples of shape {:?}, {} classes",
+        spec.name,
+        prepared.train.len(),
+        prepared.test.len(),
+        prepared.train.feature_shape,
+        prepared.train.num_classes()
+    );
+    let mut progress = Progress::new(spec.training.epochs);
+    let (mut net, history) = workflow::train(&spec, &prepared, &mut progress)?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
+    net.save(out.join("model.ckpt"))?;
+    let record = TrainingRecord {
+        data: data.to_string(),
+        normalization: prepared.normalization.clone(),
+        class_names: prepared.train.class_names.clone(),
+        history: history
+            .epochs
+            .iter()
+            .map(|e| EpochRecord {
+                loss: e.loss,
+                accuracy: e.accuracy,
+                val_loss: e.val_loss,
+                val_accuracy: e.val_accuracy,
+            })
+            .collect(),
+    };
+    std::fs::write(
+        out.join("training.json"),
+        serde_json::to_string_pretty(&record)?,
+    )?;
+    write_curves(out, &record)?;
+    let scores = workflow::eval_float(&mut net, &prepared.test)?;
+    write_confusion(
+        &out.join("confusion.svg"),
+        "f32, held-out split",
+        &prepared.train.class_names,
+        &scores,
+    )?;
+    let throughput = history
+        .epochs
+        .iter()
+        .map(|e| e.samples_per_second)
+        .sum::<f64>()
+        / history.epochs.len().max(1) as f64;
+    println!(
+        "f32 held-out accuracy {:.2}% after {} epochs ({:.1} s, {throughput:.0} samples/s); wrote {}/{{model.ckpt, training.json, training.svg, confusion.svg}}",
+        100.0 * scores.accuracy,
+        history.epochs.len(),
+        history.seconds,
+        out.display()
+    );
+    Ok((net, prepared))
+}
+
+/// The training record next to a checkpoint.
+fn record_for(checkpoint: &Path) -> Result<TrainingRecord> {
+    let path = checkpoint.with_file_name("training.json");
+    let text = std::fs::read_to_string(&path).with_context(|| {
+        format!(
+            "reading {} (written by `mote train` next to the checkpoint)",
+            path.display()
+        )
+    })?;
+    Ok(serde_json::from_str(&text)?)
+}
+
+/// Parses `minmax` or `pNN.NN`.
+pub fn range_method(s: &str) -> Result<RangeMethod> {
+    if s == "minmax" {
+        return Ok(RangeMethod::MinMax);
+    }
+    let p: f32 = s
+        .strip_prefix('p')
+        .and_then(|v| v.parse().ok())
+        .context("--range is `minmax` or a percentile like `p99.99`")?;
+    anyhow::ensure!(
+        (50.0..=100.0).contains(&p),
+        "a percentile between 50 and 100"
+    );
+    Ok(RangeMethod::Percentile(p))
+}
+
+/// `mote export CHECKPOINT --out DIR`.
+pub fn export(
+    checkpoint: &Path,
+    out: &Path,
+    calibration: usize,
+    method: RangeMethod,
+    finetune_shift: Option<(f32, f32)>,
+) -> Result<workflow::ExportReport> {
+    let net =
+        Network::load(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
+    let record = record_for(checkpoint)?;
+    let prepared = workflow::load_data(&record.data, None)?;
+    let report = workflow::export(&net, &prepared, calibration, method, finetune_shift, out)?;
+    write_confusion(
+        &out.join("confusion_int8.svg"),
+        "int8, held-out split",
+        &record.class_names,
+        &report.int8,
+    )?;
+    let aligned = mote_host::AlignedBytes::new(&report.quantized.built.bytes);
+    let model = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
+    print!(
+        "{}",
+        mote_host::inspect::table(&model).map_err(anyhow::Error::msg)?
+    );
+    println!(
+        "held-out accuracy: f32 {:.2}%, int8 {:.2}% ({:+.2} points); wrote {}/{{model.mote, model.rs, test and fine-tuning sets}}",
+        100.0 * report.float.accuracy,
+        100.0 * report.int8.accuracy,
+        100.0 * (report.int8.accuracy - report.float.accuracy),
+        out.display()
+    );
+    Ok(report)
+}
+
+/// `mote eval MODEL --data SOURCE`: a checkpoint (f32) or a model directory / .mote (int8).
+pub fn eval(model: &Path, data: &str) -> Result<Scores> {
+    let prepared = workflow::load_data(data, None)?;
+    let (scores, names) = if model.extension().is_some_and(|e| e == "ckpt") {
+        let mut net = Network::load(model)?;
+        (
+            workflow::eval_float(&mut net, &prepared.test)?,
+            prepared.train.class_names.clone(),
+        )
+    } else {
+        let dir: PathBuf = if model.is_dir() {
+            model.to_path_buf()
+        } else {
+            model.parent().unwrap_or(Path::new(".")).to_path_buf()
+        };
+        let blob = std::fs::read(dir.join("model.mote"))?;
+        let aligned = mote_host::AlignedBytes::new(&blob);
+        let parsed = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
+        let input = parsed.input(0).map_err(anyhow::Error::msg)?;
+        (
+            workflow::eval_int8(&blob, (input.scale(), input.zero_point()), &prepared.test)?,
+            prepared.train.class_names.clone(),
+        )
+    };
+    println!(
+        "held-out accuracy {:.2}% on {} samples",
+        100.0 * scores.accuracy,
+        prepared.test.len()
+    );
+    println!("confusion matrix (rows: true class, columns: predicted):");
+    for (name, row) in names.iter().zip(&scores.confusion) {
+        println!(
+            "{name:>12} {}",
+            row.iter().map(|v| format!("{v:>4}")).collect::<String>()
+        );
+    }
+    Ok(scores)
+}

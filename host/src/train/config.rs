@@ -1,0 +1,233 @@
+//! The `[training]` table of a model file: optimizer, learning-rate schedule, initialization,
+//! early stopping and seed.
+
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+
+/// Weight initialization (biases start at zero, batch norm at identity).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Init {
+    /// He normal: `N(0, 2 / fan_in)`.
+    #[default]
+    He,
+    /// Xavier (Glorot) uniform: `U(-l, l)`, `l = sqrt(6 / (fan_in + fan_out))`.
+    Xavier,
+}
+
+/// The optimizer. `weight_decay` is an L2 penalty added to the gradient of weights and
+/// filters (not biases or batch norm parameters).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum OptimizerSpec {
+    /// SGD with (heavy-ball) momentum: `v = momentum * v + g; w -= lr * v`.
+    Sgd {
+        /// Learning rate (default 0.01).
+        #[serde(default = "lr_sgd")]
+        learning_rate: f32,
+        /// Momentum (default 0.9).
+        #[serde(default = "default_momentum_sgd")]
+        momentum: f32,
+        /// L2 penalty (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+    /// Adam with bias correction.
+    Adam {
+        /// Learning rate (default 0.001).
+        #[serde(default = "lr_adaptive")]
+        learning_rate: f32,
+        /// First-moment decay (default 0.9).
+        #[serde(default = "default_beta1")]
+        beta1: f32,
+        /// Second-moment decay (default 0.999).
+        #[serde(default = "default_beta2")]
+        beta2: f32,
+        /// Added to the denominator (default 1e-7, as Keras).
+        #[serde(default = "default_eps")]
+        epsilon: f32,
+        /// L2 penalty (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+    /// RMSProp: `s = rho * s + (1 - rho) * g^2; w -= lr * g / (sqrt(s) + epsilon)`.
+    Rmsprop {
+        /// Learning rate (default 0.001).
+        #[serde(default = "lr_adaptive")]
+        learning_rate: f32,
+        /// Decay of the squared-gradient average (default 0.9).
+        #[serde(default = "default_rho")]
+        rho: f32,
+        /// Added to the denominator (default 1e-7).
+        #[serde(default = "default_eps")]
+        epsilon: f32,
+        /// L2 penalty (default 0).
+        #[serde(default)]
+        weight_decay: f32,
+    },
+}
+
+fn lr_sgd() -> f32 {
+    0.01
+}
+fn lr_adaptive() -> f32 {
+    0.001
+}
+fn default_momentum_sgd() -> f32 {
+    0.9
+}
+fn default_beta1() -> f32 {
+    0.9
+}
+fn default_beta2() -> f32 {
+    0.999
+}
+fn default_eps() -> f32 {
+    1e-7
+}
+fn default_rho() -> f32 {
+    0.9
+}
+
+impl OptimizerSpec {
+    /// The base learning rate.
+    pub fn learning_rate(&self) -> f32 {
+        match *self {
+            OptimizerSpec::Sgd { learning_rate, .. }
+            | OptimizerSpec::Adam { learning_rate, .. }
+            | OptimizerSpec::Rmsprop { learning_rate, .. } => learning_rate,
+        }
+    }
+}
+
+impl Default for OptimizerSpec {
+    fn default() -> Self {
+        OptimizerSpec::Adam {
+            learning_rate: lr_adaptive(),
+            beta1: default_beta1(),
+            beta2: default_beta2(),
+            epsilon: default_eps(),
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// How the learning rate changes over training (evaluated at every batch).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ScheduleSpec {
+    /// The base rate throughout.
+    #[default]
+    Constant,
+    /// `base * factor^floor(epoch / every)`.
+    Step {
+        /// Epochs between drops.
+        every: usize,
+        /// Multiplier at each drop.
+        factor: f32,
+    },
+    /// Half a cosine from the base rate at the start (after the warm-up) to `min_lr` at the
+    /// end of the last epoch.
+    Cosine {
+        /// Final rate (default 0).
+        #[serde(default)]
+        min_lr: f32,
+        /// Epochs of linear warm-up from 0 (default 0).
+        #[serde(default)]
+        warmup_epochs: usize,
+    },
+}
+
+/// What early stopping watches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Held-out accuracy (higher is better).
+    #[default]
+    ValAccuracy,
+    /// Held-out loss (lower is better).
+    ValLoss,
+    /// Training accuracy.
+    Accuracy,
+    /// Training loss.
+    Loss,
+}
+
+impl Metric {
+    /// Whether larger values are better.
+    pub fn higher_is_better(self) -> bool {
+        matches!(self, Metric::ValAccuracy | Metric::Accuracy)
+    }
+
+    /// Whether it needs a validation set.
+    pub fn needs_validation(self) -> bool {
+        matches!(self, Metric::ValAccuracy | Metric::ValLoss)
+    }
+}
+
+/// Stop when `metric` has not improved by more than `min_delta` for `patience` epochs; the
+/// best epoch's weights are restored at the end of training.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingSpec {
+    /// Epochs without improvement before stopping.
+    pub patience: usize,
+    /// The watched metric (default val_accuracy).
+    #[serde(default)]
+    pub metric: Metric,
+    /// Smallest change that counts as an improvement (default 0).
+    #[serde(default)]
+    pub min_delta: f32,
+}
+
+/// The `[training]` table.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TrainingConfig {
+    /// Passes over the training set (default 10).
+    pub epochs: usize,
+    /// Samples per batch (default 32).
+    pub batch_size: usize,
+    /// The optimizer (default Adam, learning rate 0.001).
+    pub optimizer: OptimizerSpec,
+    /// The learning-rate schedule (default constant).
+    pub schedule: ScheduleSpec,
+    /// Weight initialization (default he).
+    pub init: Init,
+    /// Early stopping (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStoppingSpec>,
+    /// Seeds initialization, shuffling and dropout (default 0).
+    pub seed: u64,
+}
+
+impl Default for TrainingConfig {
+    fn default() -> Self {
+        Self {
+            epochs: 10,
+            batch_size: 32,
+            optimizer: OptimizerSpec::default(),
+            schedule: ScheduleSpec::default(),
+            init: Init::default(),
+            early_stopping: None,
+            seed: 0,
+        }
+    }
+}
+
+impl TrainingConfig {
+    /// Checks the values that serde cannot.
+    pub fn validate(&self) -> Result<()> {
+        if self.epochs == 0 || self.batch_size == 0 {
+            bail!("training: epochs and batch_size must be at least 1");
+        }
+        let lr = self.optimizer.learning_rate();
+        if !(lr.is_finite() && lr > 0.0) {
+            bail!("training: the learning rate must be positive, got {lr}");
+        }
+        if let ScheduleSpec::Step { every: 0, .. } = self.schedule {
+            bail!("training: schedule step needs every >= 1");
+        }
+        Ok(())
+    }
+}

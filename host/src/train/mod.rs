@@ -1,0 +1,78 @@
+//! The host's f32 training engine: Keras-Sequential-like model files ([`ModelSpec`], TOML),
+//! batched NHWC forward and backward passes, optimizers, schedules and the epoch loop.
+//!
+//! Every layer computes what mote-core's f32 kernel for it computes (TFLite's geometry,
+//! including asymmetric SAME padding) and keeps its parameters in mote-core's layouts: conv
+//! filters OHWI `[out, kh, kw, in]`, depthwise filters `[1, kh, kw, in * multiplier]` (output
+//! channel `ic * multiplier + m`), dense weights `[out, in]`, biases `[out]`. A trained
+//! [`Network`] exports as a list of [`ExportLayer`]s or as a
+//! [`FloatModel`](crate::float_model::FloatModel) (batch norm folded, dropout gone), which is
+//! what the quantizer takes.
+//!
+//! A model file names the input (`input = [h, w, c]`, per sample), the number of `classes`,
+//! the `[[layers]]` in order (`type` = one of [`LAYER_TYPES`]; options as in [`LayerSpec`]'s
+//! variants: `kernel`/`stride`/`dilation`/`size` as a number or `[h, w]`, `padding` `"same"`
+//! or `"valid"` (the default, as in Keras), fused `activation` `"none"`, `"relu"` or
+//! `"relu6"`) and a `[training]` table ([`TrainingConfig`]). Unknown fields and layer types are
+//! errors; shape errors name the layer (`layer 3 (dense)`, `layer 2.1` inside a residual
+//! block) and both shapes. The last layer's output is taken as logits, or, when it is a
+//! `softmax`, its input is (the loss is softmax cross-entropy from logits either way).
+//! See `examples/*.toml` at the repository root.
+//!
+//! Data comes in as plain slices: features row-major (`n * sample_len` values, each sample in
+//! the network's input shape, NHWC) and one `u32` label per sample.
+//!
+//! ```no_run
+//! use mote_host::train::{self, ModelSpec, Network, NoCallbacks};
+//! # fn main() -> anyhow::Result<()> {
+//! let spec = ModelSpec::from_file("examples/digits_mlp.toml")?;
+//! let mut net = Network::new(&spec)?;
+//! # let (x, y, vx, vy): (Vec<f32>, Vec<u32>, Vec<f32>, Vec<u32>) = Default::default();
+//! let history = train::train(&mut net, &x, &y, &vx, &vy, &spec.training, &mut NoCallbacks)?;
+//! let float_model = net.to_float_model(); // for mote_host::quantize::quantize
+//! # let _ = (history, float_model);
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Everything is deterministic for a given seed: initialization, shuffling and dropout draw
+//! from seeded streams, and every parallel reduction sums fixed-size blocks in a fixed order,
+//! so the result does not depend on the number of threads. Checkpoints
+//! ([`Network::save`], [`Network::load`]) are a small binary format that restores a network
+//! bit for bit (see [`CHECKPOINT_MAGIC`]).
+
+mod checkpoint;
+mod config;
+mod conv;
+mod dense;
+mod depthwise;
+mod export;
+mod layers;
+mod loss;
+mod network;
+mod node;
+mod norm;
+mod optim;
+mod pool;
+mod shapes;
+mod spec;
+mod tensor;
+mod trainer;
+
+#[cfg(test)]
+mod gradcheck;
+
+pub use checkpoint::CHECKPOINT_MAGIC;
+pub use config::{EarlyStoppingSpec, Init, Metric, OptimizerSpec, ScheduleSpec, TrainingConfig};
+pub use export::{ExportLayer, ExportedNetwork};
+pub use loss::softmax_cross_entropy;
+pub use network::{LayerInfo, LayerOutput, Network, ParamView};
+pub use optim::{EarlyStopping, LrSchedule, Optimizer};
+pub use spec::{
+    Activation, BatchNormSpec, ConvSpec, DenseSpec, DepthwiseSpec, DropoutSpec, LayerSpec,
+    ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, LAYER_TYPES,
+};
+pub use tensor::{Rng, SampleShape, Tensor};
+pub use trainer::{
+    evaluate, train, BatchEvent, Callbacks, EpochStats, Evaluation, History, NoCallbacks,
+};

@@ -1,0 +1,249 @@
+//! Optimizers (SGD with momentum, Adam, RMSProp), learning-rate schedules and early stopping.
+//! Weight initialization (He, Xavier) is drawn when a [`Network`] is built.
+
+use super::config::{EarlyStoppingSpec, OptimizerSpec, ScheduleSpec};
+use super::network::Network;
+
+/// An optimizer and its per-parameter state.
+#[derive(Debug, Clone)]
+pub struct Optimizer {
+    spec: OptimizerSpec,
+    /// Momentum (SGD), first moment (Adam) or squared-gradient average (RMSProp).
+    first: Vec<Vec<f32>>,
+    /// Second moment (Adam).
+    second: Vec<Vec<f32>>,
+    steps: u64,
+}
+
+impl Optimizer {
+    /// A fresh optimizer (zero state).
+    pub fn new(spec: &OptimizerSpec) -> Self {
+        Self {
+            spec: spec.clone(),
+            first: Vec::new(),
+            second: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// Updates every trainable parameter of `net` from its gradient, at learning rate `lr`.
+    pub fn step(&mut self, net: &mut Network, lr: f32) {
+        self.steps += 1;
+        let t = self.steps as i32;
+        let mut index = 0;
+        let (first, second, spec) = (&mut self.first, &mut self.second, &self.spec);
+        net.visit_params(&mut |p| {
+            if !p.trainable {
+                return;
+            }
+            if first.len() <= index {
+                first.push(vec![0.0; p.value.len()]);
+                second.push(Vec::new());
+            }
+            let m = &mut first[index];
+            let decay = |wd: f32| if p.decay { wd } else { 0.0 };
+            match *spec {
+                OptimizerSpec::Sgd {
+                    momentum,
+                    weight_decay,
+                    ..
+                } => {
+                    let wd = decay(weight_decay);
+                    for ((w, g), v) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
+                        *v = momentum * *v + g + wd * *w;
+                        *w -= lr * *v;
+                    }
+                }
+                OptimizerSpec::Adam {
+                    beta1,
+                    beta2,
+                    epsilon,
+                    weight_decay,
+                    ..
+                } => {
+                    let wd = decay(weight_decay);
+                    let v = &mut second[index];
+                    if v.is_empty() {
+                        v.resize(p.value.len(), 0.0);
+                    }
+                    let c1 = 1.0 - beta1.powi(t);
+                    let c2 = 1.0 - beta2.powi(t);
+                    for (((w, g), m), v) in p
+                        .value
+                        .iter_mut()
+                        .zip(&p.grad)
+                        .zip(m.iter_mut())
+                        .zip(v.iter_mut())
+                    {
+                        let g = g + wd * *w;
+                        *m = beta1 * *m + (1.0 - beta1) * g;
+                        *v = beta2 * *v + (1.0 - beta2) * g * g;
+                        *w -= lr * (*m / c1) / ((*v / c2).sqrt() + epsilon);
+                    }
+                }
+                OptimizerSpec::Rmsprop {
+                    rho,
+                    epsilon,
+                    weight_decay,
+                    ..
+                } => {
+                    let wd = decay(weight_decay);
+                    for ((w, g), s) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
+                        let g = g + wd * *w;
+                        *s = rho * *s + (1.0 - rho) * g * g;
+                        *w -= lr * g / (s.sqrt() + epsilon);
+                    }
+                }
+            }
+            index += 1;
+        });
+    }
+}
+
+/// The learning rate at each batch.
+#[derive(Debug, Clone)]
+pub struct LrSchedule {
+    base: f32,
+    spec: ScheduleSpec,
+    epochs: usize,
+}
+
+impl LrSchedule {
+    /// The schedule for `epochs` epochs starting from `base`.
+    pub fn new(base: f32, spec: &ScheduleSpec, epochs: usize) -> Self {
+        Self {
+            base,
+            spec: spec.clone(),
+            epochs: epochs.max(1),
+        }
+    }
+
+    /// The rate for batch `batch` of `batches` in epoch `epoch` (all from 0).
+    pub fn at(&self, epoch: usize, batch: usize, batches: usize) -> f32 {
+        let batches = batches.max(1);
+        match self.spec {
+            ScheduleSpec::Constant => self.base,
+            ScheduleSpec::Step { every, factor } => {
+                self.base * factor.powi((epoch / every.max(1)) as i32)
+            }
+            ScheduleSpec::Cosine {
+                min_lr,
+                warmup_epochs,
+            } => {
+                let step = (epoch * batches + batch) as f64;
+                let warm = (warmup_epochs.min(self.epochs) * batches) as f64;
+                let total = (self.epochs * batches) as f64;
+                if step < warm {
+                    return self.base * ((step + 1.0) / warm) as f32;
+                }
+                let p = if total > warm {
+                    (step - warm) / (total - warm)
+                } else {
+                    1.0
+                };
+                let cos = 0.5 * (1.0 + (std::f64::consts::PI * p).cos());
+                min_lr + (self.base - min_lr) * cos as f32
+            }
+        }
+    }
+}
+
+/// Tracks the watched metric for early stopping.
+#[derive(Debug, Clone)]
+pub struct EarlyStopping {
+    spec: EarlyStoppingSpec,
+    best: Option<f32>,
+    best_epoch: usize,
+    wait: usize,
+}
+
+impl EarlyStopping {
+    /// A tracker that has seen nothing yet.
+    pub fn new(spec: &EarlyStoppingSpec) -> Self {
+        Self {
+            spec: spec.clone(),
+            best: None,
+            best_epoch: 0,
+            wait: 0,
+        }
+    }
+
+    /// Records an epoch's value; returns whether it is the best so far.
+    pub fn observe(&mut self, epoch: usize, value: f32) -> bool {
+        let better = match self.best {
+            None => true,
+            Some(best) if self.spec.metric.higher_is_better() => value > best + self.spec.min_delta,
+            Some(best) => value < best - self.spec.min_delta,
+        };
+        if better {
+            self.best = Some(value);
+            self.best_epoch = epoch;
+            self.wait = 0;
+        } else {
+            self.wait += 1;
+        }
+        better
+    }
+
+    /// Whether `patience` epochs have passed without improvement.
+    pub fn should_stop(&self) -> bool {
+        self.wait >= self.spec.patience.max(1)
+    }
+
+    /// The best epoch so far and its value.
+    pub fn best(&self) -> Option<(usize, f32)> {
+        self.best.map(|v| (self.best_epoch, v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::config::Metric;
+
+    #[test]
+    fn schedules_follow_their_formulas() {
+        let step = LrSchedule::new(
+            0.1,
+            &ScheduleSpec::Step {
+                every: 2,
+                factor: 0.5,
+            },
+            10,
+        );
+        assert_eq!(step.at(0, 0, 5), 0.1);
+        assert_eq!(step.at(3, 4, 5), 0.05);
+        assert_eq!(step.at(4, 0, 5), 0.025);
+        let cos = ScheduleSpec::Cosine {
+            min_lr: 0.0,
+            warmup_epochs: 0,
+        };
+        let cos = LrSchedule::new(1.0, &cos, 4);
+        assert_eq!(cos.at(0, 0, 10), 1.0);
+        assert!((cos.at(2, 0, 10) - 0.5).abs() < 1e-6);
+        assert!(cos.at(3, 9, 10) < 0.01);
+        let warm = ScheduleSpec::Cosine {
+            min_lr: 0.1,
+            warmup_epochs: 1,
+        };
+        let warm = LrSchedule::new(1.0, &warm, 3);
+        assert!((warm.at(0, 1, 4) - 0.5).abs() < 1e-6);
+        assert_eq!(warm.at(1, 0, 4), 1.0);
+    }
+
+    #[test]
+    fn early_stopping_waits_patience_epochs() {
+        let mut es = EarlyStopping::new(&EarlyStoppingSpec {
+            patience: 2,
+            metric: Metric::ValLoss,
+            min_delta: 0.0,
+        });
+        assert!(es.observe(0, 1.0));
+        assert!(es.observe(1, 0.5));
+        assert!(!es.observe(2, 0.6));
+        assert!(!es.should_stop());
+        assert!(!es.observe(3, 0.5));
+        assert!(es.should_stop());
+        assert_eq!(es.best(), Some((1, 0.5)));
+    }
+}

@@ -1,0 +1,395 @@
+//! The epoch loop: shuffled mini-batches, the optimizer and schedule, evaluation on held-out
+//! data, early stopping with the best weights restored, and callbacks for progress display.
+
+use std::ops::ControlFlow;
+use std::time::Instant;
+
+use anyhow::{bail, ensure, Result};
+
+use super::config::{Metric, TrainingConfig};
+use super::loss::softmax_cross_entropy;
+use super::network::{eval_ctx, Network};
+use super::optim::{EarlyStopping, LrSchedule, Optimizer};
+use super::tensor::{Rng, Tensor};
+
+/// Progress after one training batch.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BatchEvent {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Batch within the epoch, from 0.
+    pub batch: usize,
+    /// Batches per epoch.
+    pub batches: usize,
+    /// Samples trained on so far in this epoch.
+    pub samples: usize,
+    /// The batch's mean loss.
+    pub loss: f32,
+    /// The batch's accuracy (before the update).
+    pub accuracy: f32,
+    /// The learning rate used.
+    pub learning_rate: f32,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, PartialEq)]
+pub struct EpochStats {
+    /// Epoch, from 0.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's batches (weighted by batch size).
+    pub loss: f32,
+    /// Training accuracy over the epoch (each batch measured before its update).
+    pub accuracy: f32,
+    /// Loss on the validation set, if one was given.
+    pub val_loss: Option<f32>,
+    /// Accuracy on the validation set, if one was given.
+    pub val_accuracy: Option<f32>,
+    /// The learning rate at the epoch's last batch.
+    pub learning_rate: f32,
+    /// Training throughput (forward, backward and update; evaluation excluded).
+    pub samples_per_second: f64,
+    /// Wall time of the epoch, evaluation included.
+    pub seconds: f64,
+    /// Whether early stopping counted this epoch as the best so far.
+    pub best: bool,
+}
+
+impl EpochStats {
+    fn metric(&self, m: Metric) -> Option<f32> {
+        match m {
+            Metric::ValAccuracy => self.val_accuracy,
+            Metric::ValLoss => self.val_loss,
+            Metric::Accuracy => Some(self.accuracy),
+            Metric::Loss => Some(self.loss),
+        }
+    }
+}
+
+/// What [`train`] reports while it runs. Both methods have empty defaults.
+pub trait Callbacks {
+    /// After every training batch.
+    fn on_batch(&mut self, _event: &BatchEvent) {}
+    /// After every epoch (and its evaluation); `Break` stops training.
+    fn on_epoch(&mut self, _stats: &EpochStats) -> ControlFlow<()> {
+        ControlFlow::Continue(())
+    }
+}
+
+/// Callbacks that do nothing.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoCallbacks;
+
+impl Callbacks for NoCallbacks {}
+
+/// What training did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct History {
+    /// One entry per epoch run.
+    pub epochs: Vec<EpochStats>,
+    /// The epoch whose weights the network holds at the end, when early stopping chose one.
+    pub best_epoch: Option<usize>,
+    /// Whether early stopping (or a callback) ended training before the last epoch.
+    pub stopped_early: bool,
+    /// Wall time of the whole run.
+    pub seconds: f64,
+}
+
+/// Loss and accuracy on a labelled set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Evaluation {
+    /// Mean softmax cross-entropy.
+    pub loss: f32,
+    /// Fraction of samples classified correctly.
+    pub accuracy: f32,
+    /// Samples classified correctly.
+    pub correct: usize,
+    /// Samples.
+    pub total: usize,
+}
+
+fn check_data(net: &Network, x: &[f32], y: &[u32], what: &str) -> Result<()> {
+    let len = net.sample_len();
+    ensure!(
+        x.len() == y.len() * len,
+        "{what}: {} feature values for {} labels; the model takes {len} values per sample",
+        x.len(),
+        y.len()
+    );
+    if let Some(&bad) = y.iter().find(|&&l| l as usize >= net.classes()) {
+        bail!(
+            "{what}: label {bad} is out of range for {} classes",
+            net.classes()
+        );
+    }
+    Ok(())
+}
+
+/// Evaluates `net` (evaluation mode) on `x` / `y` in batches of `batch_size`.
+pub fn evaluate(net: &mut Network, x: &[f32], y: &[u32], batch_size: usize) -> Result<Evaluation> {
+    check_data(net, x, y, "evaluation data")?;
+    let len = net.sample_len();
+    let end = net.logits_end();
+    let (mut loss, mut correct) = (0.0f64, 0);
+    for (xb, yb) in x
+        .chunks(len * batch_size.max(1))
+        .zip(y.chunks(batch_size.max(1)))
+    {
+        let batch = Tensor {
+            n: yb.len(),
+            shape: net.input_shape(),
+            data: xb.to_vec(),
+        };
+        let logits = net.run(batch, &mut eval_ctx(), end, &mut None);
+        let (l, _, c) = softmax_cross_entropy(&logits.data, yb, net.classes())?;
+        loss += f64::from(l) * yb.len() as f64;
+        correct += c;
+    }
+    let total = y.len();
+    Ok(Evaluation {
+        loss: (loss / total.max(1) as f64) as f32,
+        accuracy: correct as f32 / total.max(1) as f32,
+        correct,
+        total,
+    })
+}
+
+fn snapshot(net: &mut Network) -> Vec<Vec<f32>> {
+    let mut values = Vec::new();
+    net.visit_params(&mut |p| values.push(p.value.clone()));
+    values
+}
+
+fn restore(net: &mut Network, values: &[Vec<f32>]) {
+    let mut it = values.iter();
+    net.visit_params(&mut |p| {
+        if let Some(v) = it.next() {
+            p.value.copy_from_slice(v);
+        }
+    });
+}
+
+/// Trains `net` on `train_x` / `train_y` (row-major samples in the network's input shape,
+/// labels below `classes`), evaluating on `val_x` / `val_y` after each epoch if they are not
+/// empty. The same network, data, config and seed always give the same weights.
+///
+/// With early stopping the network ends with the best epoch's weights.
+pub fn train(
+    net: &mut Network,
+    train_x: &[f32],
+    train_y: &[u32],
+    val_x: &[f32],
+    val_y: &[u32],
+    config: &TrainingConfig,
+    callbacks: &mut dyn Callbacks,
+) -> Result<History> {
+    config.validate()?;
+    check_data(net, train_x, train_y, "training data")?;
+    check_data(net, val_x, val_y, "validation data")?;
+    ensure!(!train_y.is_empty(), "training data: no samples");
+    let has_val = !val_y.is_empty();
+    if let Some(es) = &config.early_stopping {
+        ensure!(
+            has_val || !es.metric.needs_validation(),
+            "early stopping on {:?} needs validation data",
+            es.metric
+        );
+    }
+    let start = Instant::now();
+    let (n, len, bs) = (train_y.len(), net.sample_len(), config.batch_size);
+    let batches = n.div_ceil(bs);
+    let mut optimizer = Optimizer::new(&config.optimizer);
+    let schedule = LrSchedule::new(
+        config.optimizer.learning_rate(),
+        &config.schedule,
+        config.epochs,
+    );
+    let mut stopper = config.early_stopping.as_ref().map(EarlyStopping::new);
+    let mut best_weights = None;
+    let mut shuffle_rng = Rng::derive(config.seed, 2);
+    let mut order: Vec<usize> = (0..n).collect();
+    let mut history = History {
+        epochs: Vec::new(),
+        best_epoch: None,
+        stopped_early: false,
+        seconds: 0.0,
+    };
+    let (mut xb, mut yb) = (Vec::with_capacity(bs * len), Vec::with_capacity(bs));
+    let mut step = 0u64;
+    for epoch in 0..config.epochs {
+        let epoch_start = Instant::now();
+        shuffle_rng.shuffle(&mut order);
+        let (mut loss_sum, mut correct, mut seen, mut lr) = (0.0f64, 0, 0, 0.0);
+        for (batch, idx) in order.chunks(bs).enumerate() {
+            xb.clear();
+            yb.clear();
+            for &i in idx {
+                xb.extend_from_slice(&train_x[i * len..][..len]);
+                yb.push(train_y[i]);
+            }
+            lr = schedule.at(epoch, batch, batches);
+            let dropout_seed = Rng::derive(config.seed, 1000 + step).next_u64();
+            step += 1;
+            let (loss, c) = net.compute_gradients(&xb, &yb, dropout_seed)?;
+            ensure!(
+                loss.is_finite(),
+                "the loss became {loss} at epoch {epoch}, batch {batch}: lower the learning rate"
+            );
+            optimizer.step(net, lr);
+            loss_sum += f64::from(loss) * idx.len() as f64;
+            correct += c;
+            seen += idx.len();
+            callbacks.on_batch(&BatchEvent {
+                epoch,
+                batch,
+                batches,
+                samples: seen,
+                loss,
+                accuracy: c as f32 / idx.len() as f32,
+                learning_rate: lr,
+            });
+        }
+        let train_seconds = epoch_start.elapsed().as_secs_f64();
+        let val = if has_val {
+            Some(evaluate(net, val_x, val_y, bs.max(256))?)
+        } else {
+            None
+        };
+        let mut stats = EpochStats {
+            epoch,
+            loss: (loss_sum / seen as f64) as f32,
+            accuracy: correct as f32 / seen as f32,
+            val_loss: val.map(|v| v.loss),
+            val_accuracy: val.map(|v| v.accuracy),
+            learning_rate: lr,
+            samples_per_second: seen as f64 / train_seconds.max(1e-9),
+            seconds: 0.0,
+            best: false,
+        };
+        let mut stop = false;
+        if let (Some(es), Some(spec)) = (&mut stopper, &config.early_stopping) {
+            let value = stats.metric(spec.metric).unwrap_or(f32::NAN);
+            if es.observe(epoch, value) {
+                stats.best = true;
+                best_weights = Some(snapshot(net));
+            }
+            stop = es.should_stop();
+        }
+        stats.seconds = epoch_start.elapsed().as_secs_f64();
+        let flow = callbacks.on_epoch(&stats);
+        history.epochs.push(stats);
+        if stop || flow.is_break() {
+            history.stopped_early = epoch + 1 < config.epochs;
+            break;
+        }
+    }
+    if let (Some(es), Some(weights)) = (&stopper, &best_weights) {
+        restore(net, weights);
+        history.best_epoch = es.best().map(|(e, _)| e);
+    }
+    history.seconds = start.elapsed().as_secs_f64();
+    Ok(history)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::ModelSpec;
+
+    fn blobs(rng: &mut Rng, n: usize) -> (Vec<f32>, Vec<u32>) {
+        let mut x = Vec::new();
+        let mut y = Vec::new();
+        for _ in 0..n {
+            let label = rng.below(3);
+            // Horizontal stripes, vertical stripes or a checkerboard, with noise.
+            for i in 0..36 {
+                let (r, c) = (i / 6, i % 6);
+                let on = [r % 2, c % 2, (r + c) % 2][label] as f32;
+                x.push(on + rng.range(-0.4, 0.4));
+            }
+            y.push(label as u32);
+        }
+        (x, y)
+    }
+
+    /// Parallel reductions use fixed blocks, so one thread and several give the same weights
+    /// (batches of 32 samples of 36 pixels: the conv GEMMs span several 256-row blocks).
+    #[test]
+    fn results_do_not_depend_on_the_thread_count() {
+        let text = r#"
+            name = "threads"
+            input = [6, 6, 1]
+            classes = 3
+            layers = [
+                { type = "conv2d", filters = 8, kernel = 3, padding = "same" },
+                { type = "batch_norm" }, { type = "relu" },
+                { type = "separable_conv2d", filters = 8, kernel = 3, stride = 2, padding = "same" },
+                { type = "max_pool", size = 3 },
+                { type = "flatten" }, { type = "dropout", rate = 0.3 }, { type = "dense", units = 3 },
+            ]
+            [training]
+            epochs = 6
+            batch_size = 32
+            optimizer = { type = "adam", learning_rate = 0.01 }
+            seed = 9
+        "#;
+        let spec = ModelSpec::parse(text).unwrap();
+        let mut rng = Rng::new(1);
+        let (x, y) = blobs(&mut rng, 300);
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap();
+            pool.install(|| {
+                let mut net = Network::new(&spec).unwrap();
+                let h = train(&mut net, &x, &y, &x, &y, &spec.training, &mut NoCallbacks).unwrap();
+                (
+                    net.to_checkpoint().unwrap(),
+                    h.epochs.last().unwrap().val_accuracy,
+                )
+            })
+        };
+        let (one, acc) = run(1);
+        assert_eq!(one, run(3).0);
+        assert!(acc.unwrap() > 0.9, "{acc:?}");
+    }
+
+    #[test]
+    fn callbacks_see_every_batch_and_can_stop() {
+        struct Count(usize, usize);
+        impl Callbacks for Count {
+            fn on_batch(&mut self, e: &BatchEvent) {
+                assert_eq!(e.batches, 4);
+                self.0 += 1;
+            }
+            fn on_epoch(&mut self, _: &EpochStats) -> ControlFlow<()> {
+                self.1 += 1;
+                if self.1 == 2 {
+                    ControlFlow::Break(())
+                } else {
+                    ControlFlow::Continue(())
+                }
+            }
+        }
+        let text = "name = \"c\"\ninput = [36]\nclasses = 3\n\
+                    layers = [ { type = \"dense\", units = 3 } ]\n\
+                    [training]\nepochs = 5\nbatch_size = 16\n";
+        let spec = ModelSpec::parse(text).unwrap();
+        let (x, y) = blobs(&mut Rng::new(2), 50);
+        let mut net = Network::new(&spec).unwrap();
+        let mut count = Count(0, 0);
+        let h = train(&mut net, &x, &y, &[], &[], &spec.training, &mut count).unwrap();
+        assert_eq!((count.0, count.1, h.epochs.len()), (8, 2, 2));
+        assert!(h.stopped_early);
+        let bad = train(
+            &mut net,
+            &x[1..],
+            &y,
+            &[],
+            &[],
+            &spec.training,
+            &mut NoCallbacks,
+        );
+        assert!(format!("{:#}", bad.unwrap_err()).contains("36 values per sample"));
+    }
+}

@@ -1,0 +1,268 @@
+//! The host workflow behind `mote train`, `mote export`, `mote eval` and `mote demo`: load a
+//! dataset, normalize it, train a spec, quantize with a calibration subset, compare f32 and
+//! int8, and write the model directory the firmware builds from.
+
+use crate::data::{self, Dataset, Normalization};
+use crate::export::{write_model_dir, ExportInfo, LabelledSet};
+use crate::quantize::{quantize, quantize_input, Quantized, RangeMethod};
+use crate::train::{Callbacks, History, ModelSpec, Network};
+use crate::AlignedBytes;
+use anyhow::{bail, Context, Result};
+use mote_core::{Interpreter, Model};
+use serde::{Deserialize, Serialize};
+use std::path::Path;
+
+/// A train/test pair, normalized with statistics of the training half.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// Training samples.
+    pub train: Dataset,
+    /// Held-out samples.
+    pub test: Dataset,
+    /// Per-channel normalization fitted on `train` and applied to both.
+    pub normalization: Normalization,
+}
+
+/// Loads `source` (`digits`, `motion`, or a CSV/NPZ/IDX file with an optional separate test
+/// file; otherwise a fixed 20% of it is held out) and normalizes it.
+pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
+    let (train, test) = match source {
+        "digits" => data::digits_split()?,
+        "motion" | "basic-motions" => data::basic_motions()?,
+        path => {
+            let read = |p: &Path| -> Result<Dataset> {
+                let name = p.to_string_lossy();
+                if name.ends_with(".npz") {
+                    data::read_npz(p, &data::NpzOptions::default())
+                } else if name.contains("idx") {
+                    bail!("for IDX data give the images file and use `--test` for the test images")
+                } else {
+                    data::read_csv(p, &data::CsvOptions::default())
+                }
+            };
+            let all = read(Path::new(path))?;
+            match test_file {
+                Some(t) => (all, read(t)?),
+                None => all.split(0.2, data::DIGITS_SPLIT_SEED),
+            }
+        }
+    };
+    let normalization = Normalization::fit(&train);
+    let (mut train, mut test) = (train, test);
+    normalization.apply(&mut train)?;
+    normalization.apply(&mut test)?;
+    Ok(Prepared {
+        train,
+        test,
+        normalization,
+    })
+}
+
+/// What `mote train` writes next to the checkpoint so export can rebuild the inputs.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct TrainingRecord {
+    /// The data source it was trained on.
+    pub data: String,
+    /// The normalization fitted on the training split.
+    pub normalization: Normalization,
+    /// Class names.
+    pub class_names: Vec<String>,
+    /// One entry per epoch.
+    pub history: Vec<EpochRecord>,
+}
+
+/// One epoch's figures.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// Training loss.
+    pub loss: f32,
+    /// Training accuracy.
+    pub accuracy: f32,
+    /// Held-out loss.
+    pub val_loss: Option<f32>,
+    /// Held-out accuracy.
+    pub val_accuracy: Option<f32>,
+}
+
+/// Trains `spec` on prepared data.
+pub fn train(
+    spec: &ModelSpec,
+    data: &Prepared,
+    callbacks: &mut dyn Callbacks,
+) -> Result<(Network, History)> {
+    let mut net = Network::new(spec)?;
+    net.check_sample_shape(&data.train.feature_shape)
+        .with_context(|| format!("the data's samples are {:?}", data.train.feature_shape))?;
+    let history = crate::train::train(
+        &mut net,
+        &data.train.features,
+        &data.train.labels,
+        &data.test.features,
+        &data.test.labels,
+        &spec.training,
+        callbacks,
+    )?;
+    Ok((net, history))
+}
+
+/// Accuracy and confusion matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scores {
+    /// Correct predictions / samples.
+    pub accuracy: f64,
+    /// `counts[true][predicted]`.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+fn scores(classes: usize, pairs: impl Iterator<Item = (usize, usize)>) -> Scores {
+    let mut confusion = vec![vec![0usize; classes]; classes];
+    let (mut hits, mut total) = (0usize, 0usize);
+    for (truth, predicted) in pairs {
+        if truth < classes && predicted < classes {
+            confusion[truth][predicted] += 1;
+        }
+        hits += usize::from(truth == predicted);
+        total += 1;
+    }
+    Scores {
+        accuracy: hits as f64 / total.max(1) as f64,
+        confusion,
+    }
+}
+
+/// f32 scores of a trained network.
+pub fn eval_float(net: &mut Network, set: &Dataset) -> Result<Scores> {
+    let predicted = net.predict(&set.features)?;
+    Ok(scores(
+        net.classes(),
+        set.labels.iter().map(|&l| l as usize).zip(predicted),
+    ))
+}
+
+/// int8 scores of a `.mote` model whose input takes normalized samples quantized with `input`.
+pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores> {
+    let aligned = AlignedBytes::new(blob);
+    let model = Model::parse(aligned.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
+    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
+    let bytes =
+        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut interpreter = Interpreter::new(model, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let classes = model.output(0).map_err(|e| anyhow::anyhow!("{e}"))?.shape.c;
+    let mut pairs = Vec::with_capacity(set.len());
+    for i in 0..set.len() {
+        let (x, label) = set.sample(i);
+        let q = quantize_input(x, input);
+        interpreter
+            .input_i8(0)
+            .map_err(|e| anyhow::anyhow!("{e}"))?
+            .copy_from_slice(&q);
+        interpreter.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
+        let out = interpreter
+            .output_i8(0)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        let best = (0..out.len()).fold(0, |b, k| if out[k] > out[b] { k } else { b });
+        pairs.push((label as usize, best));
+    }
+    Ok(scores(classes, pairs.into_iter()))
+}
+
+/// A sensor with a different gain and offset: `x' = gain * x + offset` on the raw scale,
+/// clamped to the data's raw range, then normalized like the rest.
+pub fn shifted(set: &Dataset, norm: &Normalization, gain: f32, offset: f32) -> Result<Dataset> {
+    let mut raw = set.clone();
+    norm.invert(&mut raw)?;
+    let (lo, hi) = raw
+        .features
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
+            (l.min(v), h.max(v))
+        });
+    for v in &mut raw.features {
+        *v = (gain * *v + offset * (hi - lo) + lo * (1.0 - gain)).clamp(lo, hi);
+    }
+    norm.apply(&mut raw)?;
+    Ok(raw)
+}
+
+/// The outcome of an export.
+#[derive(Debug, Clone)]
+pub struct ExportReport {
+    /// The quantized model.
+    pub quantized: Quantized,
+    /// f32 test scores.
+    pub float: Scores,
+    /// int8 test scores.
+    pub int8: Scores,
+}
+
+fn rows(set: &Dataset) -> Vec<Vec<f32>> {
+    (0..set.len()).map(|i| set.sample(i).0.to_vec()).collect()
+}
+
+/// Quantizes `net` with `calibration` training samples, scores f32 and int8 on the test split,
+/// and writes the model directory (with a fine-tuning set through a shifted sensor when
+/// `finetune_shift` is given).
+pub fn export(
+    net: &Network,
+    data: &Prepared,
+    calibration: usize,
+    method: RangeMethod,
+    finetune_shift: Option<(f32, f32)>,
+    dir: &Path,
+) -> Result<ExportReport> {
+    let float_model = net.to_float_model();
+    let calib: Vec<&[f32]> = (0..data.train.len().min(calibration.max(1)))
+        .map(|i| data.train.sample(i).0)
+        .collect();
+    let quantized = quantize(&float_model, &calib, method)?;
+    let mut net = net.clone();
+    let float = eval_float(&mut net, &data.test)?;
+    let int8 = eval_int8(&quantized.built.bytes, quantized.input, &data.test)?;
+    let info = ExportInfo {
+        name: &net.spec().name,
+        class_names: &data.train.class_names,
+        normalization: Some((&data.normalization.mean, &data.normalization.std)),
+    };
+    let test_x = rows(&data.test);
+    let finetune = match finetune_shift {
+        Some((gain, offset)) => {
+            // Fine-tune on (up to) 400 shifted training samples; test on the shifted test split.
+            let n = data.train.len().min(400);
+            let idx: Vec<usize> = (0..n).collect();
+            let tune = shifted(&data.train.subset(&idx), &data.normalization, gain, offset)?;
+            let tune_test = shifted(&data.test, &data.normalization, gain, offset)?;
+            Some((tune, tune_test))
+        }
+        None => None,
+    };
+    let finetune_rows = finetune
+        .as_ref()
+        .map(|(a, b)| (rows(a), a.labels.clone(), rows(b), b.labels.clone()));
+    write_model_dir(
+        dir,
+        &quantized,
+        &info,
+        Some(LabelledSet {
+            samples: &test_x,
+            labels: &data.test.labels,
+        }),
+        finetune_rows.as_ref().map(|(ax, ay, bx, by)| {
+            (
+                LabelledSet {
+                    samples: ax,
+                    labels: ay,
+                },
+                LabelledSet {
+                    samples: bx,
+                    labels: by,
+                },
+            )
+        }),
+    )?;
+    Ok(ExportReport {
+        quantized,
+        float,
+        int8,
+    })
+}

@@ -1,0 +1,76 @@
+//! The host workflow end to end: train a spec on the bundled digits, quantize with a
+//! calibration subset, export the model directory, and run the exported blob with mote-core.
+
+use mote_core::{Interpreter, Model};
+use mote_host::quantize::RangeMethod;
+use mote_host::train::{ModelSpec, NoCallbacks};
+use mote_host::workflow;
+use mote_host::AlignedBytes;
+
+#[test]
+fn train_quantize_export_parse_invoke() {
+    let root = mote_host::firmware::workspace_root();
+    let mut spec = ModelSpec::from_file(root.join("examples/digits_mlp.toml")).unwrap();
+    spec.training.epochs = 10;
+    let data = workflow::load_data("digits", None).unwrap();
+    assert_eq!((data.train.len(), data.test.len()), (1438, 359));
+    let (net, history) = workflow::train(&spec, &data, &mut NoCallbacks).unwrap();
+    assert_eq!(history.epochs.len(), 10);
+
+    let dir = std::env::temp_dir().join(format!("mote-workflow-{}", std::process::id()));
+    let report = workflow::export(
+        &net,
+        &data,
+        200,
+        RangeMethod::Percentile(99.99),
+        Some((0.6, 0.25)),
+        &dir,
+    )
+    .unwrap();
+    println!(
+        "f32 {:.4} int8 {:.4}",
+        report.float.accuracy, report.int8.accuracy
+    );
+    assert!(report.float.accuracy > 0.95, "{}", report.float.accuracy);
+    assert!((report.float.accuracy - report.int8.accuracy).abs() <= 0.01);
+    let confusion_total: usize = report.int8.confusion.iter().flatten().sum();
+    assert_eq!(confusion_total, 359);
+
+    // The exported blob is what mote-core runs: parse it and classify the exported test set.
+    let blob = std::fs::read(dir.join("model.mote")).unwrap();
+    let aligned = AlignedBytes::new(&blob);
+    let model = Model::parse(aligned.as_slice()).unwrap();
+    let inputs = std::fs::read(dir.join("test_inputs.i8")).unwrap();
+    let labels = std::fs::read(dir.join("test_labels.u8")).unwrap();
+    let mut arena = vec![0u8; model.arena_size() + 4];
+    let at = arena.as_ptr().align_offset(4);
+    let mut interpreter = Interpreter::new(model, &mut arena[at..]).unwrap();
+    let len = inputs.len() / labels.len();
+    let mut hits = 0;
+    for (x, &y) in inputs.chunks_exact(len).zip(&labels) {
+        for (d, &s) in interpreter.input_i8(0).unwrap().iter_mut().zip(x) {
+            *d = s as i8;
+        }
+        interpreter.invoke().unwrap();
+        let out = interpreter.output_i8(0).unwrap();
+        let best = (0..out.len()).fold(0, |b, k| if out[k] > out[b] { k } else { b });
+        hits += usize::from(best == y as usize);
+    }
+    assert_eq!(hits as f64 / labels.len() as f64, report.int8.accuracy);
+    assert!(dir.join("finetune_inputs.i8").exists() && dir.join("model.rs").exists());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn data_mistakes_get_clear_errors() {
+    let err = workflow::load_data("/nonexistent/data.csv", None).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("/nonexistent/data.csv"),
+        "{err:#}"
+    );
+    let root = mote_host::firmware::workspace_root();
+    let spec = ModelSpec::from_file(root.join("examples/motion_cnn1d.toml")).unwrap();
+    let digits = workflow::load_data("digits", None).unwrap();
+    let err = workflow::train(&spec, &digits, &mut NoCallbacks).unwrap_err();
+    assert!(format!("{err:#}").contains("[8, 8, 1]"), "{err:#}");
+}
