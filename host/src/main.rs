@@ -333,7 +333,13 @@ fn bench_case(
         Some(p) => read(p)?,
         None => mote_host::bench::reference_input(input_len),
     };
-    let name = path
+    // `dir/model.mote` is named after its directory.
+    let named = if path.file_stem().is_some_and(|s| s == "model") {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    let name = named
         .file_stem()
         .map_or("model".into(), |s| s.to_string_lossy().into_owned());
     Ok(mote_host::bench::BenchCase {
