@@ -15,6 +15,7 @@
 
 use core::ops::Range;
 
+use super::conv_gemm;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
 use crate::quant::dot_i8;
@@ -36,6 +37,37 @@ pub fn conv2d_i8(
 ) -> Result<(), Error> {
     let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
     check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
+    let (in_c, out_c) = (input.shape.c, output.shape.c);
+    let (x, w) = (input.data, filter.data);
+    conv_gemm::conv2d(&g, stage, x, in_c, w, bias, requant, out_c, output.data);
+    Ok(())
+}
+
+/// [`conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply at a
+/// time: the specification the fast path is tested against.
+pub fn conv2d_i8_reference(
+    window: &Window,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
+    check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
+    reference_i8(&g, stage, input, filter, bias, requant, output)
+}
+
+fn reference_i8(
+    g: &Geometry,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
     let in_c = input.shape.c;
     g.for_each_pixel(output.data, |pixel, taps| {
         // One kh * kw * in_c block per output channel; `pixel` is never empty.
@@ -139,14 +171,14 @@ const CONV_NAMES: WindowNames = WindowNames {
 /// A validated sliding window over validated shapes: everything the loops need.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Geometry {
-    window: Window,
-    batches: usize,
-    in_h: usize,
-    in_w: usize,
-    kernel_h: usize,
-    kernel_w: usize,
-    out_h: usize,
-    out_w: usize,
+    pub(crate) window: Window,
+    pub(crate) batches: usize,
+    pub(crate) in_h: usize,
+    pub(crate) in_w: usize,
+    pub(crate) kernel_h: usize,
+    pub(crate) kernel_w: usize,
+    pub(crate) out_h: usize,
+    pub(crate) out_w: usize,
 }
 
 impl Geometry {
@@ -281,7 +313,7 @@ fn check_axis(
 
 /// Kernel taps along one axis that land on the input (which spans `pad..pad + input` in padded
 /// coordinates) for a window whose tap 0 is at `start`.
-fn tap_range(
+pub(crate) fn tap_range(
     start: usize,
     pad: usize,
     input: usize,

@@ -6,6 +6,7 @@
 //! are those of [`conv2d`](super::conv2d).
 
 use super::conv2d::{same, Geometry, WindowNames};
+use super::depthwise_fast;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
 use super::{Int8Stage, Requant, Tensor, TensorMut, Window};
 use crate::Error;
@@ -30,6 +31,44 @@ pub fn depthwise_conv2d_i8(
     let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
     let what = "depthwise_conv2d requant length";
     check_int8(stage, requant, output.shape.c, what)?;
+    let (i, f) = (input.data, filter.data);
+    if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, &mut *output.data) {
+        return Ok(());
+    }
+    reference_i8(&g, dm, stage, input, filter, bias, requant, output)
+}
+
+/// [`depthwise_conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply
+/// at a time: the specification the fast path is tested against, and its fallback.
+#[allow(clippy::too_many_arguments)]
+pub fn depthwise_conv2d_i8_reference(
+    window: &Window,
+    depth_multiplier: usize,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
+    let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
+    let what = "depthwise_conv2d requant length";
+    check_int8(stage, requant, output.shape.c, what)?;
+    reference_i8(&g, dm, stage, input, filter, bias, requant, output)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn reference_i8(
+    g: &Geometry,
+    dm: usize,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
     let in_c = input.shape.c;
     g.for_each_pixel(output.data, |pixel, taps| {
         let out_c = pixel.len();

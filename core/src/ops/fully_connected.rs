@@ -5,6 +5,7 @@
 //! the convolutions share.
 
 use super::conv2d::same;
+use super::fc_fast;
 use super::{Int8Stage, Requant, Tensor, TensorMut};
 use crate::quant::{dot_i8, QuantizedMultiplier};
 use crate::Error;
@@ -16,6 +17,28 @@ use crate::Error;
 /// `c = out_features` and one pixel per input row. `requant` holds one multiplier (per-tensor,
 /// TFLite's default) or one per output feature.
 pub fn fully_connected_i8(
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    weights: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    let in_f = check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
+    check_int8(
+        stage,
+        requant,
+        weights.shape.n,
+        "fully_connected requant length",
+    )?;
+    let (x, w, out_f) = (input.data, weights.data, weights.shape.n);
+    fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, output.data);
+    Ok(())
+}
+
+/// [`fully_connected_i8`] computed the way TFLite-Micro's reference kernels do, one multiply
+/// at a time: the specification the fast path is tested against.
+pub fn fully_connected_i8_reference(
     stage: &Int8Stage,
     input: Tensor<i8>,
     weights: Tensor<i8>,

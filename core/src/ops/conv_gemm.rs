@@ -1,0 +1,581 @@
+//! The fast int8 CONV_2D: every output pixel's window as an int16 column, times the filter
+//! rows, two pixels and two output channels at a time ([`simd::mac_2x2`]).
+//!
+//! For a pair of output pixels the kernel widens the window's input values (plus the input
+//! offset) to int16 into a column pair on the stack, once, and then runs the filter rows of a
+//! block of output channels over it. Taps in the padding are zeros in that column (the zero
+//! point plus the offset). A 1x1 convolution's window is the pixel itself; a larger window is
+//! gathered row by row. The OHWI filter row of output channel `oc` is already the window in
+//! the column's order, so weights are read in place as int8 words. Windows longer than
+//! [`MAX_TAPS`] are done in slices, their sums kept per channel.
+//!
+//! Each output channel's requantization is a [`ChannelStage`]: channels whose output cannot
+//! depend on the input ([`Kind::Constant`]) are written without any multiplication; the others
+//! are paired up, whatever their distance in the filter.
+//!
+//! [`simd::mac_2x2`]: super::simd::mac_2x2
+
+use super::conv2d::{tap_range, Geometry};
+use super::fast_requant::{
+    all_common, channel_stages, max_product, ChannelStage, Common, Exact, Finish, Kind,
+};
+use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairTable};
+use super::{Int8Stage, Requant};
+use core::ops::Range;
+
+/// Taps of one column held at once: a column pair is `4 * MAX_TAPS` bytes of stack.
+pub(crate) const MAX_TAPS: usize = 288;
+/// Output channels whose constants (and, for long windows, sums) are held at once.
+const OC_BLOCK: usize = 32;
+/// Taps gathered as int8 at once when the channels are not whole words.
+const SCRATCH: usize = 64;
+
+/// A column pair: pixel A in lanes 0 and 1 of each group, pixel B in lanes 2 and 3.
+type Cols = [[u32; 4]; MAX_TAPS / 4];
+
+/// Everything about a validated convolution the loops need.
+struct Conv<'a> {
+    g: &'a Geometry,
+    input: &'a [i8],
+    filter: &'a [i8],
+    in_c: usize,
+    out_c: usize,
+    /// Taps of a window: `kernel_h * kernel_w * in_c`.
+    taps: usize,
+    /// Input offset in both halfwords.
+    off2: u32,
+    /// The input's zero point: the int8 value of padding.
+    zero_point: i8,
+}
+
+/// Channel pairs a block holds at most.
+const PAIRS: usize = OC_BLOCK / 2;
+
+/// One block of output channels.
+struct Block<'s, F> {
+    /// The block's first channel.
+    first: usize,
+    /// Constants of each channel of the block.
+    stages: &'s [ChannelStage],
+    /// The channels that need their sums (not [`Kind::Constant`]), block-relative, in pairs;
+    /// an odd last one is paired with itself.
+    pairs: &'s [[u8; 2]],
+    /// Whether some channel is [`Kind::Constant`].
+    constants: bool,
+    finish: F,
+    /// For [`Common`] blocks: the pairs the assembly loop runs; the others run in Rust.
+    table: Option<(&'s PairTable<'s, PAIRS>, &'s [[u8; 2]])>,
+}
+
+/// Runs the convolution (shapes and buffers validated by the caller).
+#[allow(clippy::too_many_arguments)]
+// Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
+#[inline(never)]
+pub(crate) fn conv2d(
+    g: &Geometry,
+    stage: &Int8Stage,
+    input: &[i8],
+    in_c: usize,
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    requant: Requant,
+    out_c: usize,
+    output: &mut [i8],
+) {
+    let taps = g.kernel_h * g.kernel_w * in_c;
+    if taps == 0 || out_c == 0 || output.is_empty() {
+        return;
+    }
+    let conv = Conv {
+        g,
+        input,
+        filter,
+        in_c,
+        out_c,
+        taps,
+        off2: (stage.input_offset as u16 as u32) * 0x1_0001,
+        zero_point: (-stage.input_offset) as i8,
+    };
+    let max_sum = max_product(stage).saturating_mul(taps as u64);
+    let mut cols: Cols = [[0; 4]; MAX_TAPS / 4];
+    // Rows from `short_from` on end less than a whole group before the filter does (a window
+    // not of whole words): at most three of them, copied and zero-padded to whole groups.
+    let groups = taps.div_ceil(4);
+    let short_from = match filter.len().checked_sub(4 * groups) {
+        Some(room) => room / taps + 1,
+        None => 0,
+    };
+    let mut tails = [0i8; MAX_TAPS + 12];
+    if taps % 4 != 0 && taps <= MAX_TAPS {
+        let src = filter.chunks_exact(taps).skip(short_from);
+        for (dst, src) in tails.chunks_exact_mut(4 * groups).zip(src) {
+            dst[..taps].copy_from_slice(src);
+        }
+    }
+    for first in (0..out_c).step_by(OC_BLOCK) {
+        let len = OC_BLOCK.min(out_c - first);
+        let mut stages = [ChannelStage::default(); OC_BLOCK];
+        let stages = &mut stages[..len];
+        channel_stages(stages, first, bias, requant, stage, max_sum);
+        let (mut pairs, mut n) = ([[0u8; 2]; PAIRS], 0);
+        let mut active = (0..len).filter(|&j| stages[j].kind != Kind::Constant);
+        while let Some(j0) = active.next() {
+            let j1 = active.next().unwrap_or(j0);
+            pairs[n] = [j0 as u8, j1 as u8];
+            n += 1;
+        }
+        let pairs = &pairs[..n];
+        let constants = stages.iter().any(|s| s.kind == Kind::Constant);
+        let common = all_common(
+            pairs.iter().flatten().map(|&j| &stages[usize::from(j)]),
+            stage,
+        );
+        if !common {
+            let finish = Exact::new(stage);
+            let blk = Block {
+                first,
+                stages,
+                pairs,
+                constants,
+                finish,
+                table: None,
+            };
+            conv.block(&blk, &mut cols, output);
+            continue;
+        }
+        // The assembly loop takes every pair, reading rows as whole words: the filter's last
+        // rows, where whole words would run past its end, from zero-padded copies.
+        let rows = filter.get(first * taps..).unwrap_or_default();
+        let row = |j: usize| match rows.get(j * taps..) {
+            Some(r) if r.len() >= 4 * groups => r,
+            _ => {
+                let k = (first + j).saturating_sub(short_from);
+                tails.get(k * 4 * groups..).unwrap_or_default()
+            }
+        };
+        let mut table = PairTable::new(groups, len);
+        let (mut rest, mut r) = ([[0u8; 2]; PAIRS], 0);
+        for &[j0, j1] in pairs {
+            let (j0, j1) = (usize::from(j0), usize::from(j1));
+            let (s0, s1) = (&stages[j0], &stages[j1]);
+            let (bias, rq) = ([s0.bias, s1.bias], [s0.ssat(), s1.ssat()]);
+            if taps > MAX_TAPS || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
+                rest[r] = [j0 as u8, j1 as u8];
+                r += 1;
+            }
+        }
+        let table = Some((&table, &rest[..r]));
+        let blk = Block {
+            first,
+            stages,
+            pairs,
+            constants,
+            finish: Common,
+            table,
+        };
+        conv.block(&blk, &mut cols, output);
+    }
+}
+
+impl Conv<'_> {
+    /// Every pixel's outputs for one block of channels.
+    fn block<F: Finish>(&self, blk: &Block<F>, cols: &mut Cols, output: &mut [i8]) {
+        let (out_c, range) = (self.out_c, blk.first..blk.first + blk.stages.len());
+        let mut spare = [0i8; OC_BLOCK];
+        let mut pairs = output.chunks_exact_mut(2 * out_c);
+        let mut p = 0;
+        for pair in &mut pairs {
+            let (a, b) = pair.split_at_mut(out_c);
+            let outs = (&mut a[range.clone()], &mut b[range.clone()]);
+            self.pixel_pair((p, p + 1), blk, cols, outs);
+            p += 2;
+        }
+        let rest = pairs.into_remainder();
+        if !rest.is_empty() {
+            let outs = (&mut rest[range], &mut spare[..blk.stages.len()]);
+            self.pixel_pair((p, p), blk, cols, outs);
+        }
+    }
+
+    /// The block's outputs for pixels `p.0` and `p.1` (which may be the same pixel).
+    fn pixel_pair<F: Finish>(
+        &self,
+        p: (usize, usize),
+        blk: &Block<F>,
+        cols: &mut Cols,
+        (out_a, out_b): (&mut [i8], &mut [i8]),
+    ) {
+        if blk.constants {
+            for (j, s) in blk.stages.iter().enumerate() {
+                if s.kind == Kind::Constant {
+                    out_a[j] = s.value;
+                    out_b[j] = s.value;
+                }
+            }
+        }
+        let (taps, f) = (self.taps, blk.finish);
+        if blk.pairs.is_empty() {
+            return;
+        }
+        let rows = self.filter.get(blk.first * taps..).unwrap_or_default();
+        if taps <= MAX_TAPS {
+            self.gather(p, 0..taps, cols);
+            let cols = &cols[..taps.div_ceil(4)];
+            let pairs = match blk.table {
+                Some((table, rest)) => {
+                    gemm_pairs(cols, table, out_a, out_b);
+                    rest
+                }
+                None => blk.pairs,
+            };
+            for &[j0, j1] in pairs {
+                let (j0, j1) = (usize::from(j0), usize::from(j1));
+                let (s0, s1) = (&blk.stages[j0], &blk.stages[j1]);
+                let w = rows.get(j0 * taps..).unwrap_or_default();
+                let init = [s0.bias, s1.bias, s0.bias, s1.bias];
+                let acc = mac_rows(cols, w, (j1 - j0) * taps, taps, init);
+                out_a[j0] = f.out(s0, acc[0]);
+                out_a[j1] = f.out(s1, acc[1]);
+                out_b[j0] = f.out(s0, acc[2]);
+                out_b[j1] = f.out(s1, acc[3]);
+            }
+            return;
+        }
+        // Long windows: slices of MAX_TAPS taps, sums kept per channel.
+        let mut sums = [[0i32; 2]; OC_BLOCK];
+        for (s, st) in sums.iter_mut().zip(blk.stages) {
+            *s = [st.bias; 2];
+        }
+        let mut start = 0;
+        while start < taps {
+            let len = MAX_TAPS.min(taps - start);
+            self.gather(p, start..start + len, cols);
+            let cols = &cols[..len.div_ceil(4)];
+            for &[j0, j1] in blk.pairs {
+                let (j0, j1) = (usize::from(j0), usize::from(j1));
+                let w = rows.get(j0 * taps + start..).unwrap_or_default();
+                let init = [sums[j0][0], sums[j1][0], sums[j0][1], sums[j1][1]];
+                let acc = mac_rows(cols, w, (j1 - j0) * taps, len, init);
+                sums[j0] = [acc[0], acc[2]];
+                sums[j1] = [acc[1], acc[3]];
+            }
+            start += len;
+        }
+        for &j in blk.pairs.iter().flatten() {
+            let (j, s) = (usize::from(j), &blk.stages[usize::from(j)]);
+            out_a[j] = f.out(s, sums[j][0]);
+            out_b[j] = f.out(s, sums[j][1]);
+        }
+    }
+
+    /// Fills `cols` with taps `range` of the windows of pixels `p.0` (lanes 0, 1) and `p.1`
+    /// (lanes 2, 3), plus the input offset; taps past the window's end, up to a whole group,
+    /// are zero. `range.start` is a multiple of 4.
+    fn gather(&self, p: (usize, usize), range: Range<usize>, cols: &mut Cols) {
+        let len = range.end - range.start;
+        let groups = &mut cols[..len.div_ceil(4)];
+        if let (Some(a), Some(b)) = (self.pixel_run(p.0, &range), self.pixel_run(p.1, &range)) {
+            widen2(a, b, self.off2, groups);
+            return;
+        }
+        let whole = range.start == 0 && range.end == self.taps && self.g.window.dilation_w == 1;
+        if whole && self.in_c % 4 == 0 {
+            // The window's rows on the input, widened in place; padding zeroed first.
+            for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
+                let r = self.rect(pixel);
+                if lane == 0 {
+                    if !r.full {
+                        zero::<0>(groups);
+                    }
+                    r.rows(self.input, |dst, x| {
+                        widen::<0>(x, self.off2, &mut groups[dst / 4..])
+                    });
+                } else {
+                    if !r.full {
+                        zero::<2>(groups);
+                    }
+                    r.rows(self.input, |dst, x| {
+                        widen::<2>(x, self.off2, &mut groups[dst / 4..])
+                    });
+                }
+            }
+            return;
+        }
+        if whole && len <= SCRATCH {
+            // The window's rows on the input as int8 (padding: the zero point), then widened.
+            let mut scratch = [0i8; SCRATCH];
+            let row = &mut scratch[..len.div_ceil(4) * 4];
+            for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
+                row.fill(self.zero_point);
+                self.rect(pixel).rows(self.input, |dst, x| {
+                    if let Some(d) = row.get_mut(dst..dst + x.len()) {
+                        copy_short(d, x);
+                    }
+                });
+                if lane == 0 {
+                    widen::<0>(row, self.off2, groups);
+                } else {
+                    widen::<2>(row, self.off2, groups);
+                }
+            }
+            return;
+        }
+        if self.in_c % 4 == 0 {
+            // Every run starts and ends on a group boundary.
+            self.each_run(p.0, range.clone(), |at, n, src| {
+                let dst = &mut groups[at / 4..][..n / 4];
+                match src {
+                    Some(x) => widen::<0>(x, self.off2, dst),
+                    None => zero::<0>(dst),
+                }
+            });
+            if p.1 == p.0 {
+                for g in groups.iter_mut() {
+                    [g[2], g[3]] = [g[0], g[1]];
+                }
+            } else {
+                self.each_run(p.1, range, |at, n, src| {
+                    let dst = &mut groups[at / 4..][..n / 4];
+                    match src {
+                        Some(x) => widen::<2>(x, self.off2, dst),
+                        None => zero::<2>(dst),
+                    }
+                });
+            }
+            return;
+        }
+        // Channels not in whole words: gather int8 (padding = the zero point) SCRATCH taps at
+        // a time, pad to whole words, then widen.
+        let mut scratch = [0i8; SCRATCH];
+        let mut start = range.start;
+        while start < range.end {
+            let n = SCRATCH.min(range.end - start);
+            let dst = &mut groups[(start - range.start) / 4..][..n.div_ceil(4)];
+            let row = &mut scratch[..n.div_ceil(4) * 4];
+            for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
+                row.fill(self.zero_point);
+                self.each_run(pixel, start..start + n, |at, n, src| {
+                    if let (Some(x), Some(d)) = (src, row.get_mut(at..at + n)) {
+                        copy_short(d, x);
+                    }
+                });
+                if lane == 0 {
+                    widen::<0>(row, self.off2, dst);
+                } else {
+                    widen::<2>(row, self.off2, dst);
+                }
+            }
+            start += n;
+        }
+    }
+
+    /// The rectangle of pixel `pixel`'s window that lies on the input (dilation 1 across).
+    fn rect(&self, pixel: usize) -> Rect {
+        let g = self.g;
+        let w = &g.window;
+        let ic = self.in_c;
+        let per_image = g.out_h * g.out_w;
+        let (b, rest) = (pixel / per_image, pixel % per_image);
+        let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+        let (y0, x0) = (oy * w.stride_h, ox * w.stride_w);
+        let ky = tap_range(y0, w.pad_top, g.in_h, g.kernel_h, w.dilation_h);
+        let kx = tap_range(x0, w.pad_left, g.in_w, g.kernel_w, w.dilation_w);
+        let (iy, ix) = (y0 + ky.start * w.dilation_h, x0 + kx.start);
+        Rect {
+            first: ((b * g.in_h + iy - w.pad_top) * g.in_w + ix - w.pad_left) * ic,
+            row_step: w.dilation_h * g.in_w * ic,
+            tap: (ky.start * g.kernel_w + kx.start) * ic,
+            tap_step: g.kernel_w * ic,
+            rows: ky.len(),
+            len: kx.len() * ic,
+            full: ky.len() == g.kernel_h && kx.len() == g.kernel_w,
+        }
+    }
+
+    /// Taps `range` of pixel `pixel`'s window, if the window is one pixel of the input and
+    /// the range whole words: 1x1 convolutions without padding.
+    #[inline(always)]
+    fn pixel_run(&self, pixel: usize, range: &Range<usize>) -> Option<&[i8]> {
+        let (g, ic) = (self.g, self.in_c);
+        let w = &g.window;
+        if g.kernel_h != 1 || g.kernel_w != 1 || w.pad_top != 0 || w.pad_left != 0 || ic % 4 != 0 {
+            return None;
+        }
+        let at = if w.stride_h == 1 && w.stride_w == 1 && g.in_w == g.out_w && g.in_h == g.out_h {
+            pixel
+        } else {
+            let per_image = g.out_h * g.out_w;
+            let (b, rest) = (pixel / per_image, pixel % per_image);
+            let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+            (b * g.in_h + oy * w.stride_h) * g.in_w + ox * w.stride_w
+        };
+        self.input.get(at * ic + range.start..at * ic + range.end)
+    }
+
+    /// Calls `f(at, n, src)` for each run of `n` taps of pixel `pixel`'s window inside
+    /// `range`, `at` counted from `range.start`: `src` holds the run's input values, or is
+    /// `None` where the window lies on padding.
+    fn each_run(
+        &self,
+        pixel: usize,
+        range: Range<usize>,
+        mut f: impl FnMut(usize, usize, Option<&[i8]>),
+    ) {
+        let g = self.g;
+        let w = &g.window;
+        let ic = self.in_c;
+        let per_image = g.out_h * g.out_w;
+        let (b, rest) = (pixel / per_image, pixel % per_image);
+        let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+        let (y0, x0) = (oy * w.stride_h, ox * w.stride_w);
+        let ky = tap_range(y0, w.pad_top, g.in_h, g.kernel_h, w.dilation_h);
+        let kx = tap_range(x0, w.pad_left, g.in_w, g.kernel_w, w.dilation_w);
+        let row_len = g.kernel_w * ic;
+        let image = b * g.in_h * g.in_w;
+        // Taps [lo, hi) of the window, clipped to `range`; `src` starts at tap `lo`.
+        let mut emit = |lo: usize, hi: usize, src: Option<&[i8]>| {
+            let (s, e) = (lo.max(range.start), hi.min(range.end));
+            if s < e {
+                f(
+                    s - range.start,
+                    e - s,
+                    src.and_then(|x| x.get(s - lo..e - lo)),
+                );
+            }
+        };
+        for r in 0..g.kernel_h {
+            let lo = r * row_len;
+            if lo >= range.end {
+                break;
+            }
+            if lo + row_len <= range.start {
+                continue;
+            }
+            if !ky.contains(&r) {
+                emit(lo, lo + row_len, None);
+                continue;
+            }
+            let in_row = image + (y0 + r * w.dilation_h - w.pad_top) * g.in_w;
+            if w.dilation_w == 1 {
+                // The valid taps of the row are one run of the input.
+                let (a, z) = (lo + kx.start * ic, lo + kx.end * ic);
+                emit(lo, a, None);
+                if z > a {
+                    let first = (in_row + x0 + kx.start - w.pad_left) * ic;
+                    emit(a, z, self.input.get(first..first + (z - a)));
+                }
+                emit(z, lo + row_len, None);
+            } else {
+                for c in 0..g.kernel_w {
+                    let (a, z) = (lo + c * ic, lo + (c + 1) * ic);
+                    if kx.contains(&c) {
+                        let ix = in_row + x0 + c * w.dilation_w - w.pad_left;
+                        emit(a, z, self.input.get(ix * ic..(ix + 1) * ic));
+                    } else {
+                        emit(a, z, None);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// `init + [A.row0, A.row1, B.row0, B.row1]` over a window of `taps` taps: row 0 is `w[0..]`,
+/// row 1 is `w[stride..]`, `cols` holds `taps.div_ceil(4)` groups. A last partial group reads
+/// whole weight words when `w` extends past them (the extra bytes meet zero columns) and a
+/// zero-padded copy of the last few weights otherwise.
+#[inline(always)]
+fn mac_rows(cols: &[[u32; 4]], w: &[i8], stride: usize, taps: usize, init: [i32; 4]) -> [i32; 4] {
+    if taps % 4 == 0 || w.len() >= stride + 4 * cols.len() {
+        return mac_2x2(cols, w, stride, init);
+    }
+    let whole = taps / 4;
+    let acc = mac_2x2(&cols[..whole], w, stride, init);
+    let mut last = [0i8; 8];
+    let n = taps % 4;
+    let (r0, r1) = (w.get(4 * whole..), w.get(stride + 4 * whole..));
+    if let (Some(r0), Some(r1)) = (r0.and_then(|r| r.get(..n)), r1.and_then(|r| r.get(..n))) {
+        last[..n].copy_from_slice(r0);
+        last[4..4 + n].copy_from_slice(r1);
+    }
+    mac_2x2(&cols[whole..], &last, 4, acc)
+}
+
+/// Widens `x` (whole words) plus the offset into lanes `L` and `L + 1` of `dst`.
+#[inline(always)]
+fn widen<const L: usize>(x: &[i8], off2: u32, dst: &mut [[u32; 4]]) {
+    for (x, d) in x.chunks_exact(4).zip(dst) {
+        let word = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
+        d[L] = sxtab16(off2, word);
+        d[L + 1] = sxtab16_ror8(off2, word);
+    }
+}
+
+/// Widens `a` and `b` (whole words) plus the offset into lanes 0, 1 and 2, 3 of `dst`.
+#[inline(always)]
+fn widen2(a: &[i8], b: &[i8], off2: u32, dst: &mut [[u32; 4]]) {
+    for ((a, b), d) in a.chunks_exact(4).zip(b.chunks_exact(4)).zip(dst) {
+        let wa = u32::from_le_bytes([a[0] as u8, a[1] as u8, a[2] as u8, a[3] as u8]);
+        let wb = u32::from_le_bytes([b[0] as u8, b[1] as u8, b[2] as u8, b[3] as u8]);
+        *d = [
+            sxtab16(off2, wa),
+            sxtab16_ror8(off2, wa),
+            sxtab16(off2, wb),
+            sxtab16_ror8(off2, wb),
+        ];
+    }
+}
+
+/// The part of a window that lies on the input: `rows` runs of `len` input values, run `k`
+/// at `input[first + k * row_step..]` and at tap `tap + k * tap_step` of the window.
+struct Rect {
+    first: usize,
+    row_step: usize,
+    tap: usize,
+    tap_step: usize,
+    rows: usize,
+    len: usize,
+    /// The whole window lies on the input.
+    full: bool,
+}
+
+impl Rect {
+    /// Calls `f(tap, values)` for each run.
+    #[inline(always)]
+    fn rows(&self, input: &[i8], mut f: impl FnMut(usize, &[i8])) {
+        let (mut at, mut tap) = (self.first, self.tap);
+        for _ in 0..self.rows {
+            if let Some(x) = input.get(at..at + self.len) {
+                f(tap, x);
+            }
+            at += self.row_step;
+            tap += self.tap_step;
+        }
+    }
+}
+
+/// Copies a short run (a window row of a few channels) without a `memcpy` call: words, then
+/// up to three bytes.
+#[inline(always)]
+fn copy_short(dst: &mut [i8], src: &[i8]) {
+    let mut d = dst.chunks_exact_mut(4);
+    let mut s = src.chunks_exact(4);
+    for (d, s) in (&mut d).zip(&mut s) {
+        d.copy_from_slice(s);
+    }
+    let (d, s) = (d.into_remainder(), s.remainder());
+    for i in 0..3 {
+        if let (Some(d), Some(&s)) = (d.get_mut(i), s.get(i)) {
+            *d = s;
+        }
+    }
+}
+
+/// Zeros lanes `L` and `L + 1` of `dst`: padding, whose value plus the offset is zero.
+#[inline(always)]
+fn zero<const L: usize>(dst: &mut [[u32; 4]]) {
+    for d in dst {
+        d[L] = 0;
+        d[L + 1] = 0;
+    }
+}

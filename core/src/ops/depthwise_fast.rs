@@ -1,0 +1,298 @@
+//! The fast int8 DEPTHWISE_CONV_2D (depth multiplier 1, channels a multiple of 4): four
+//! channels at a time, one int8 word per tap.
+//!
+//! For each group of four channels the filter taps are widened once (`[(w0, w2), (w1, w3)]`
+//! per tap). The group's input rows are copied, one word per pixel, into a small ring of rows
+//! padded with the zero point on both sides, so every window lies on the ring and padding
+//! costs nothing (the zero point plus the input offset is zero). A window row above or below
+//! the input reads any ring row with its taps' weights zeroed. A 3x3 window row of outputs
+//! runs in one assembly loop with the requantization inside ([`Dw3x3`]); other kernels, and
+//! groups whose channels need [`Exact`], loop over the ring in Rust. Inputs too wide for the
+//! ring, other depth multipliers and channel counts run the reference kernel.
+
+use super::conv2d::Geometry;
+use super::fast_requant::{
+    all_common, channel_stages, max_product, ChannelStage, Common, Exact, Finish,
+};
+use super::simd::{
+    gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3,
+};
+use super::{Int8Stage, Requant};
+
+/// Most taps (`kernel_h * kernel_w`) the fast path widens at once.
+const MAX_TAPS: usize = 25;
+/// Most kernel rows, and most ring rows (`(kernel_h - 1) * dilation_h + 1`).
+const MAX_ROWS: usize = 8;
+/// Words of the row ring: `rows * padded width` must fit.
+const RING: usize = 320;
+
+/// Runs the depthwise convolution if the fast path applies; `false` (and nothing written)
+/// otherwise. Shapes were validated by the caller.
+#[allow(clippy::too_many_arguments)]
+// Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
+#[inline(never)]
+pub(crate) fn depthwise(
+    g: &Geometry,
+    depth_multiplier: usize,
+    stage: &Int8Stage,
+    input: &[i8],
+    filter: &[i8],
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: &mut [i8],
+) -> bool {
+    let w = &g.window;
+    let taps = g.kernel_h * g.kernel_w;
+    let channels = filter.len() / taps.max(1);
+    // Padded width: every window's last column, and every input column.
+    let last = (g.out_w - 1) * w.stride_w + (g.kernel_w - 1) * w.dilation_w + 1;
+    let width = last.max(w.pad_left + g.in_w);
+    let ring_rows = (g.kernel_h - 1) * w.dilation_h + 1;
+    let fits = ring_rows <= MAX_ROWS && ring_rows.checked_mul(width).is_some_and(|n| n <= RING);
+    if depth_multiplier != 1 || channels % 4 != 0 || channels == 0 || taps > MAX_TAPS || !fits {
+        return false;
+    }
+    let zp = (-stage.input_offset) as u8;
+    let dw = Depthwise {
+        g,
+        input,
+        filter,
+        channels,
+        off2: (stage.input_offset as u16 as u32) * 0x1_0001,
+        width,
+        ring_rows,
+        bias,
+        requant,
+        stage,
+        max_sum: max_product(stage).saturating_mul(taps as u64),
+    };
+    // Padding columns hold the zero point in every channel, for the whole layer.
+    let mut ring = [u32::from_le_bytes([zp; 4]); RING];
+    for first in (0..channels).step_by(4) {
+        dw.group(first, &mut ring, output);
+    }
+    true
+}
+
+struct Depthwise<'a> {
+    g: &'a Geometry,
+    input: &'a [i8],
+    filter: &'a [i8],
+    channels: usize,
+    off2: u32,
+    /// Words of a padded ring row.
+    width: usize,
+    ring_rows: usize,
+    bias: Option<&'a [i32]>,
+    requant: Requant<'a>,
+    stage: &'a Int8Stage,
+    max_sum: u64,
+}
+
+impl Depthwise<'_> {
+    /// Every output of channels `first..first + 4`.
+    fn group(&self, first: usize, ring: &mut [u32; RING], output: &mut [i8]) {
+        let (g, c) = (self.g, self.channels);
+        let w = &g.window;
+        let taps = g.kernel_h * g.kernel_w;
+        let mut st = [ChannelStage::default(); 4];
+        channel_stages(
+            &mut st,
+            first,
+            self.bias,
+            self.requant,
+            self.stage,
+            self.max_sum,
+        );
+        let mut wq = [[0u32; 2]; MAX_TAPS];
+        for (t, q) in wq[..taps].iter_mut().enumerate() {
+            let word = word_at(self.filter, t * c + first).unwrap_or(0);
+            *q = [sxtb16(word), sxtb16_ror8(word)];
+        }
+        let wq = &wq[..taps];
+        let asm = g.kernel_h == 3 && g.kernel_w == 3 && w.dilation_w == 1;
+        let common = all_common(&st, self.stage);
+        let bias = [st[0].bias, st[1].bias, st[2].bias, st[3].bias];
+        let rq = [st[0].ssat(), st[1].ssat(), st[2].ssat(), st[3].ssat()];
+        let mut kernel = Dw3x3::new((g.out_w, w.stride_w), self.off2, (bias, rq), c);
+        if let (true, true, 1, Some(k), Some(nine)) =
+            (asm, common, w.dilation_h, kernel.as_mut(), wq.first_chunk())
+        {
+            self.rows_3x3(first, k, nine, ring, output);
+            return;
+        }
+        let out_row = g.out_w * c;
+        let (width, span) = (self.width, self.ring_rows);
+        let mut masked = [[0u32; 2]; MAX_TAPS];
+        let mut outs = output.chunks_mut(out_row);
+        for b in 0..g.batches {
+            // Which input row each ring row holds (none yet).
+            let mut held = [usize::MAX; MAX_ROWS];
+            for oy in 0..g.out_h {
+                let Some(out) = outs.next().and_then(|o| o.get_mut(first..)) else {
+                    return;
+                };
+                // Each window row's ring row (`start` of its words); rows on padding read the
+                // last ring row used, with zero weights.
+                let mut rows = [0usize; MAX_ROWS];
+                let (mut padded, mut any) = (false, 0);
+                let top = oy * w.stride_h;
+                for (ky, r) in rows[..g.kernel_h].iter_mut().enumerate() {
+                    let y = top + ky * w.dilation_h;
+                    if y < w.pad_top || y - w.pad_top >= g.in_h {
+                        *r = usize::MAX;
+                        padded = true;
+                        continue;
+                    }
+                    let iy = y - w.pad_top;
+                    let slot = iy % span;
+                    let at = slot * width;
+                    if held[slot] != iy {
+                        held[slot] = iy;
+                        let src = ((b * g.in_h + iy) * g.in_w) * c + first;
+                        let dst = ring.get_mut(at + w.pad_left..at + w.pad_left + g.in_w);
+                        if let (Some(src), Some(dst)) = (self.input.get(src..), dst) {
+                            gather_words(src, c, dst);
+                        }
+                    }
+                    *r = at;
+                    any = at;
+                }
+                let mut taps_now = wq;
+                if padded {
+                    let kw = g.kernel_w;
+                    for (ky, r) in rows[..g.kernel_h].iter_mut().enumerate() {
+                        let m = &mut masked[ky * kw..][..kw];
+                        if *r == usize::MAX {
+                            *r = any;
+                            m.fill([0; 2]);
+                        } else {
+                            m.copy_from_slice(&wq[ky * kw..][..kw]);
+                        }
+                    }
+                    taps_now = &masked[..taps];
+                }
+                let ring = &ring[..];
+                let ring_row = |ky: usize| {
+                    let at = rows.get(ky).copied().unwrap_or(0);
+                    ring.get(at..at + width).unwrap_or_default()
+                };
+                if let (true, true, Some(nine), Some(k)) =
+                    (asm, common, taps_now.first_chunk(), kernel.as_mut())
+                {
+                    k.row(nine, ring, [rows[0], rows[1], rows[2]], out);
+                } else if common {
+                    self.row(Common, &st, taps_now, &ring_row, out);
+                } else {
+                    self.row(Exact::new(self.stage), &st, taps_now, &ring_row, out);
+                }
+            }
+        }
+    }
+
+    /// Every output row of channels `first..first + 4` through the assembly row kernel: 3x3
+    /// windows, dilation 1 (a ring of three rows).
+    fn rows_3x3(
+        &self,
+        first: usize,
+        kernel: &mut Dw3x3,
+        wq: &[[u32; 2]; 9],
+        ring: &mut [u32; RING],
+        output: &mut [i8],
+    ) {
+        let (g, c, width) = (self.g, self.channels, self.width);
+        let w = &g.window;
+        let (pt, pl) = (w.pad_top, w.pad_left);
+        let mut masked = [[0u32; 2]; 9];
+        let mut outs = output.chunks_mut(g.out_w * c);
+        for b in 0..g.batches {
+            // Which input row each ring row holds (none yet).
+            let mut held = [usize::MAX; 3];
+            let image = b * g.in_h;
+            for oy in 0..g.out_h {
+                let Some(out) = outs.next().and_then(|o| o.get_mut(first..)) else {
+                    return;
+                };
+                let top = oy * w.stride_h;
+                // Ring offset of each window row; rows on padding: none.
+                let mut at = [usize::MAX; 3];
+                for (ky, at) in at.iter_mut().enumerate() {
+                    let y = top + ky;
+                    if y < pt || y - pt >= g.in_h {
+                        continue;
+                    }
+                    let iy = y - pt;
+                    let slot = iy % 3;
+                    *at = slot * width;
+                    if held[slot] != iy {
+                        held[slot] = iy;
+                        let src = self.input.get(((image + iy) * g.in_w) * c + first..);
+                        let dst = ring.get_mut(*at + pl..*at + pl + g.in_w);
+                        if let (Some(src), Some(dst)) = (src, dst) {
+                            gather_words(src, c, dst);
+                        }
+                    }
+                }
+                if !at.contains(&usize::MAX) {
+                    kernel.row(wq, ring, at, out);
+                    continue;
+                }
+                // Rows on padding read another window row, with zero weights.
+                let any = at.iter().copied().find(|&a| a != usize::MAX).unwrap_or(0);
+                for (ky, a) in at.iter_mut().enumerate() {
+                    let m = &mut masked[3 * ky..3 * ky + 3];
+                    if *a == usize::MAX {
+                        *a = any;
+                        m.fill([0; 2]);
+                    } else {
+                        m.copy_from_slice(&wq[3 * ky..3 * ky + 3]);
+                    }
+                }
+                kernel.row(&masked, ring, at, out);
+            }
+        }
+    }
+
+    /// One output row in Rust: any kernel size and dilation, any [`Finish`].
+    fn row<'r, F: Finish>(
+        &self,
+        f: F,
+        st: &[ChannelStage; 4],
+        wq: &[[u32; 2]],
+        ring_row: &impl Fn(usize) -> &'r [u32],
+        out: &mut [i8],
+    ) {
+        let (g, c) = (self.g, self.channels);
+        let w = &g.window;
+        for (ox, px) in out.chunks_mut(c).take(g.out_w).enumerate() {
+            let [mut c0, mut c1, mut c2, mut c3] = [st[0].bias, st[1].bias, st[2].bias, st[3].bias];
+            for ky in 0..g.kernel_h {
+                let row = ring_row(ky);
+                for kx in 0..g.kernel_w {
+                    let x = row
+                        .get(ox * w.stride_w + kx * w.dilation_w)
+                        .copied()
+                        .unwrap_or(0);
+                    let q = wq.get(ky * g.kernel_w + kx).copied().unwrap_or([0; 2]);
+                    let (xe, xo) = (sxtab16(self.off2, x), sxtab16_ror8(self.off2, x));
+                    c0 = smlabb(xe, q[0], c0);
+                    c2 = smlatt(xe, q[0], c2);
+                    c1 = smlabb(xo, q[1], c1);
+                    c3 = smlatt(xo, q[1], c3);
+                }
+            }
+            for ((o, s), a) in px.iter_mut().zip(st).zip([c0, c1, c2, c3]) {
+                *o = f.out(s, a);
+            }
+        }
+    }
+}
+
+/// The int8 word at `data[i..i + 4]`.
+#[inline(always)]
+fn word_at(data: &[i8], i: usize) -> Option<u32> {
+    let w = data.get(i..i.checked_add(4)?)?;
+    Some(u32::from_le_bytes([
+        w[0] as u8, w[1] as u8, w[2] as u8, w[3] as u8,
+    ]))
+}

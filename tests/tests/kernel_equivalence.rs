@@ -1,0 +1,770 @@
+//! The fast int8 kernels (`conv2d_i8`, `depthwise_conv2d_i8`, `fully_connected_i8`) against
+//! their reference implementations (`*_reference`, TFLite-Micro's loops one multiply at a
+//! time) on thousands of random shapes: odd and word-sized channel counts, 1x1 images, strides,
+//! dilations, SAME/VALID and arbitrary padding, batches, both extremes of the zero points,
+//! per-tensor and per-channel multipliers including degenerate ones (zero, huge biases, deep
+//! shifts), and every activation range. Every output byte must match.
+//!
+//! On the host these run the portable versions of `ops::simd`; `qemu_kernels` below runs the
+//! DSP assembly in the emulated Cortex-M4 on models built from the same kind of shapes.
+
+use mote_core::ops::conv2d::{conv2d_i8, conv2d_i8_reference};
+use mote_core::ops::depthwise_conv2d::{depthwise_conv2d_i8, depthwise_conv2d_i8_reference};
+use mote_core::ops::fully_connected::{fully_connected_i8, fully_connected_i8_reference};
+use mote_core::ops::{Int8Stage, Padding, Shape4, Tensor, TensorMut, Window};
+use mote_core::quant::QuantizedMultiplier;
+
+/// xorshift64.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next() % (hi - lo + 1) as u64) as i64
+    }
+    fn size(&mut self, lo: usize, hi: usize) -> usize {
+        self.int(lo as i64, hi as i64) as usize
+    }
+    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.size(0, items.len() - 1)]
+    }
+    /// Int8 values: uniform, or squeezed to one end (saturation), or mostly the zero point.
+    fn i8s(&mut self, n: usize, zero_point: i8) -> Vec<i8> {
+        let mode = self.next() % 5;
+        (0..n)
+            .map(|_| match mode {
+                0 => self.pick(&[-128, 127, -127, 126]),
+                1 if self.next() % 2 == 0 => zero_point,
+                _ => self.int(-128, 127) as i8,
+            })
+            .collect()
+    }
+    /// Zero points at both extremes often; a ReLU-like, full or random activation range.
+    fn stage(&mut self) -> Int8Stage {
+        let input_offset = match self.next() % 4 {
+            0 => 128,
+            1 => -127,
+            _ => self.int(-127, 128) as i32,
+        };
+        let output_offset = match self.next() % 3 {
+            0 => -128,
+            _ => self.int(-128, 127) as i32,
+        };
+        let (a, b) = (self.int(-128, 127) as i8, self.int(-128, 127) as i8);
+        let (act_min, act_max) = match self.next() % 4 {
+            0 | 1 => (-128, 127),
+            2 => (output_offset as i8, 127),
+            _ => (a.min(b), a.max(b)),
+        };
+        Int8Stage {
+            input_offset,
+            output_offset,
+            act_min,
+            act_max,
+        }
+    }
+    /// One multiplier, or one per channel; mostly realistic (2^-12 .. 2^1), some degenerate.
+    fn requant(&mut self, channels: usize) -> Vec<QuantizedMultiplier> {
+        let n = if self.next() % 4 == 0 { 1 } else { channels };
+        (0..n)
+            .map(|_| match self.next() % 10 {
+                0 => QuantizedMultiplier {
+                    multiplier: 0,
+                    shift: 0,
+                },
+                1 => QuantizedMultiplier {
+                    multiplier: self.int(1 << 30, i32::MAX as i64) as i32,
+                    shift: self.int(-31, -20) as i32,
+                },
+                2 => QuantizedMultiplier {
+                    multiplier: self.int(1 << 30, i32::MAX as i64) as i32,
+                    shift: self.int(0, 3) as i32,
+                },
+                _ => {
+                    let real = 2f64.powf(self.int(-12_000, 1_000) as f64 / 1000.0);
+                    QuantizedMultiplier::from_f64(real).unwrap()
+                }
+            })
+            .collect()
+    }
+    /// Biases: none, small, or the huge ones of dead channels.
+    fn bias(&mut self, n: usize) -> Option<Vec<i32>> {
+        match self.next() % 5 {
+            0 => None,
+            1 => Some(
+                (0..n)
+                    .map(|_| match self.next() % 3 {
+                        0 => self.pick(&[1 << 30, -(1 << 30), i32::MAX, i32::MIN]),
+                        _ => self.int(-30_000, 30_000) as i32,
+                    })
+                    .collect(),
+            ),
+            _ => Some((0..n).map(|_| self.int(-30_000, 30_000) as i32).collect()),
+        }
+    }
+}
+
+/// One spatial axis: SAME, VALID, or any padding and output the kernels accept.
+#[derive(Debug, Clone, Copy)]
+struct Axis {
+    input: usize,
+    kernel: usize,
+    stride: usize,
+    dilation: usize,
+    pad: usize,
+    output: usize,
+}
+
+impl Axis {
+    fn random(rng: &mut Rng, max_input: usize, max_kernel: usize) -> Self {
+        let input = rng.size(1, max_input);
+        let r0 = rng.size(1, max_kernel);
+        let kernel = rng.pick(&[1, 1, 3, 3, 3, r0]);
+        let r0 = rng.size(1, 3);
+        let stride = rng.pick(&[1, 1, 2, r0]);
+        let dilation = rng.pick(&[1, 1, 1, 2]);
+        let eff = (kernel - 1) * dilation + 1;
+        let mode = rng.next() % 4;
+        let padding = if mode == 1 && input >= eff {
+            Padding::Valid
+        } else {
+            Padding::Same
+        };
+        let (mut output, mut pad) = padding
+            .output_and_pad(input, kernel, stride, dilation)
+            .unwrap();
+        if mode == 3 {
+            pad = rng.size(0, eff - 1);
+            output = rng.size(1, (input + pad).div_ceil(stride));
+        }
+        Axis {
+            input,
+            kernel,
+            stride,
+            dilation,
+            pad,
+            output,
+        }
+    }
+}
+
+fn window(y: Axis, x: Axis) -> Window {
+    Window {
+        stride_h: y.stride,
+        stride_w: x.stride,
+        dilation_h: y.dilation,
+        dilation_w: x.dilation,
+        pad_top: y.pad,
+        pad_left: x.pad,
+    }
+}
+
+fn elements(s: Shape4) -> usize {
+    s.elements().unwrap()
+}
+
+#[test]
+fn conv2d_fast_equals_reference() {
+    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut outputs = 0;
+    for case in 0..3000 {
+        let (y, x) = (Axis::random(&mut rng, 9, 5), Axis::random(&mut rng, 9, 5));
+        let n = rng.pick(&[1, 1, 1, 2, 3]);
+        let r0 = rng.size(1, 40);
+        let in_c = rng.pick(&[1, 2, 3, 4, 5, 8, 12, 16, 17, 32, r0]);
+        let r0 = rng.size(1, 70);
+        let out_c = rng.pick(&[1, 2, 3, 4, 7, 8, 16, 33, r0]);
+        let st = rng.stage();
+        let is = Shape4::new(n, y.input, x.input, in_c);
+        let fs = Shape4::new(out_c, y.kernel, x.kernel, in_c);
+        let os = Shape4::new(n, y.output, x.output, out_c);
+        let input = rng.i8s(elements(is), (-st.input_offset) as i8);
+        let filter = rng.i8s(elements(fs), 0);
+        let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
+        let w = window(y, x);
+        let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
+        let (i, f) = (
+            Tensor {
+                data: &input[..],
+                shape: is,
+            },
+            Tensor {
+                data: &filter[..],
+                shape: fs,
+            },
+        );
+        let o = TensorMut {
+            data: &mut got[..],
+            shape: os,
+        };
+        let r1 = conv2d_i8(&w, &st, i, f, bias.as_deref(), &rq, o);
+        let o = TensorMut {
+            data: &mut want[..],
+            shape: os,
+        };
+        let r2 = conv2d_i8_reference(&w, &st, i, f, bias.as_deref(), &rq, o);
+        assert_eq!(r1, r2, "case {case}");
+        assert_eq!(
+            got, want,
+            "case {case}: {y:?} {x:?} n {n} in_c {in_c} out_c {out_c} {st:?}"
+        );
+        outputs += got.len();
+    }
+    assert!(outputs > 100_000, "{outputs}");
+}
+
+/// Long windows (more taps than one column slice holds) and large channel counts.
+#[test]
+fn conv2d_long_windows_equal_reference() {
+    let mut rng = Rng(0x0bad_5eed_0000_0001);
+    for case in 0..60 {
+        let (k, in_c) = rng.pick(&[(3, 64), (3, 40), (1, 600), (5, 13), (3, 33), (2, 150)]);
+        let (y, x) = (
+            Axis {
+                input: rng.size(1, 6),
+                kernel: k,
+                stride: 1,
+                dilation: 1,
+                pad: k / 2,
+                output: 0,
+            },
+            Axis {
+                input: rng.size(1, 6),
+                kernel: k,
+                stride: rng.size(1, 2),
+                dilation: 1,
+                pad: k / 2,
+                output: 0,
+            },
+        );
+        let y = Axis {
+            output: (y.input + y.pad).div_ceil(y.stride).min(y.input),
+            ..y
+        };
+        let x = Axis {
+            output: (x.input + x.pad).div_ceil(x.stride).min(x.input),
+            ..x
+        };
+        let out_c = rng.pick(&[1, 5, 64, 65]);
+        let st = rng.stage();
+        let is = Shape4::new(1, y.input, x.input, in_c);
+        let fs = Shape4::new(out_c, k, k, in_c);
+        let os = Shape4::new(1, y.output, x.output, out_c);
+        let input = rng.i8s(elements(is), (-st.input_offset) as i8);
+        let filter = rng.i8s(elements(fs), 0);
+        let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
+        let w = window(y, x);
+        let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
+        let (i, f) = (
+            Tensor {
+                data: &input[..],
+                shape: is,
+            },
+            Tensor {
+                data: &filter[..],
+                shape: fs,
+            },
+        );
+        let o = TensorMut {
+            data: &mut got[..],
+            shape: os,
+        };
+        conv2d_i8(&w, &st, i, f, bias.as_deref(), &rq, o).unwrap();
+        let o = TensorMut {
+            data: &mut want[..],
+            shape: os,
+        };
+        conv2d_i8_reference(&w, &st, i, f, bias.as_deref(), &rq, o).unwrap();
+        assert_eq!(
+            got, want,
+            "case {case}: k {k} in_c {in_c} out_c {out_c} {y:?} {x:?}"
+        );
+    }
+}
+
+#[test]
+fn depthwise_fast_equals_reference() {
+    let mut rng = Rng(0xdead_beef_1357_2468);
+    let mut outputs = 0;
+    for case in 0..4000 {
+        let (y, x) = (Axis::random(&mut rng, 12, 5), Axis::random(&mut rng, 12, 5));
+        let n = rng.pick(&[1, 1, 2]);
+        let r0 = rng.size(1, 12);
+        let r1 = rng.size(1, 9);
+        let in_c = rng.pick(&[4, 8, 16, 64, 4 * r0, r1]);
+        let dm = rng.pick(&[1, 1, 1, 1, 2, 3]);
+        let out_c = in_c * dm;
+        let st = rng.stage();
+        let is = Shape4::new(n, y.input, x.input, in_c);
+        let fs = Shape4::new(1, y.kernel, x.kernel, out_c);
+        let os = Shape4::new(n, y.output, x.output, out_c);
+        let input = rng.i8s(elements(is), (-st.input_offset) as i8);
+        let filter = rng.i8s(elements(fs), 0);
+        let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
+        let w = window(y, x);
+        let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
+        let (i, f) = (
+            Tensor {
+                data: &input[..],
+                shape: is,
+            },
+            Tensor {
+                data: &filter[..],
+                shape: fs,
+            },
+        );
+        let o = TensorMut {
+            data: &mut got[..],
+            shape: os,
+        };
+        let r1 = depthwise_conv2d_i8(&w, dm, &st, i, f, bias.as_deref(), &rq, o);
+        let o = TensorMut {
+            data: &mut want[..],
+            shape: os,
+        };
+        let r2 = depthwise_conv2d_i8_reference(&w, dm, &st, i, f, bias.as_deref(), &rq, o);
+        assert_eq!(r1, r2, "case {case}");
+        assert_eq!(
+            got, want,
+            "case {case}: {y:?} {x:?} n {n} c {in_c} dm {dm} {st:?}"
+        );
+        outputs += got.len();
+    }
+    assert!(outputs > 100_000, "{outputs}");
+}
+
+#[test]
+fn fully_connected_fast_equals_reference() {
+    let mut rng = Rng(0x5555_aaaa_1234_4321);
+    for case in 0..3000 {
+        let r0 = rng.size(1, 300);
+        let in_f = rng.pick(&[1, 3, 4, 8, 27, 64, 128, 640, r0, 2000]);
+        let r0 = rng.size(1, 70);
+        let out_f = rng.pick(&[1, 2, 3, 4, 5, 8, 10, 128, r0]);
+        let rows = rng.pick(&[1, 1, 1, 2, 5]);
+        let st = rng.stage();
+        let is = Shape4::new(rows, 1, 1, in_f);
+        let ws = Shape4::new(out_f, 1, 1, in_f);
+        let os = Shape4::new(rows, 1, 1, out_f);
+        let input = rng.i8s(elements(is), (-st.input_offset) as i8);
+        let weights = rng.i8s(elements(ws), 0);
+        let (bias, rq) = (rng.bias(out_f), rng.requant(out_f));
+        let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
+        let (i, w) = (
+            Tensor {
+                data: &input[..],
+                shape: is,
+            },
+            Tensor {
+                data: &weights[..],
+                shape: ws,
+            },
+        );
+        let o = TensorMut {
+            data: &mut got[..],
+            shape: os,
+        };
+        let r1 = fully_connected_i8(&st, i, w, bias.as_deref(), &rq, o);
+        let o = TensorMut {
+            data: &mut want[..],
+            shape: os,
+        };
+        let r2 = fully_connected_i8_reference(&st, i, w, bias.as_deref(), &rq, o);
+        assert_eq!(r1, r2, "case {case}");
+        assert_eq!(
+            got, want,
+            "case {case}: rows {rows} in {in_f} out {out_f} {st:?}"
+        );
+    }
+}
+
+/// The DSP assembly itself, in the emulated Cortex-M4: one-operator models whose shapes take
+/// every fast path (1x1 and gathered windows, word and byte gathers, odd pixel and channel
+/// counts, a window's last partial group, long windows, constant and slow channels, the
+/// general output stage; the depthwise ring and its assembly rows; both fully connected
+/// paths), run by the firmware in QEMU, must print exactly what the host computes.
+#[test]
+fn assembly_kernels_in_qemu_equal_the_host() {
+    use mote_core::format::DType;
+    use mote_core::ops::Activation;
+    use mote_core::{Interpreter, Model};
+    use mote_host::bench::{run, BenchCase};
+    use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef};
+    use mote_host::AlignedBytes;
+
+    if !mote_host::qemu::qemu_available() {
+        eprintln!("skipped: qemu-system-arm is not installed");
+        return;
+    }
+    #[derive(Debug, Clone, Copy)]
+    enum Op {
+        Conv {
+            k: usize,
+            stride: usize,
+            dilation: usize,
+            same: bool,
+        },
+        Depthwise {
+            k: usize,
+            stride: usize,
+            dm: usize,
+            same: bool,
+        },
+        Fc,
+    }
+    // (name, op, input [h, w, c], output channels, activation, output zero point, dead biases)
+    let cases = [
+        (
+            "conv 1x1, odd pixels and channels",
+            Op::Conv {
+                k: 1,
+                stride: 1,
+                dilation: 1,
+                same: false,
+            },
+            [5, 3, 16],
+            7,
+            Activation::Relu,
+            -128,
+            false,
+        ),
+        (
+            "conv 3x3 SAME, word gather",
+            Op::Conv {
+                k: 3,
+                stride: 1,
+                dilation: 1,
+                same: true,
+            },
+            [6, 5, 8],
+            12,
+            Activation::None,
+            3,
+            false,
+        ),
+        (
+            "conv 3x3/2, 3 channels, tail group",
+            Op::Conv {
+                k: 3,
+                stride: 2,
+                dilation: 1,
+                same: true,
+            },
+            [9, 9, 3],
+            8,
+            Activation::Relu6,
+            -128,
+            false,
+        ),
+        (
+            "conv 3x3 dilation 2",
+            Op::Conv {
+                k: 3,
+                stride: 1,
+                dilation: 2,
+                same: true,
+            },
+            [7, 6, 4],
+            5,
+            Activation::Relu,
+            -20,
+            false,
+        ),
+        (
+            "conv 3x3, 40 channels: long windows",
+            Op::Conv {
+                k: 3,
+                stride: 1,
+                dilation: 1,
+                same: true,
+            },
+            [4, 4, 40],
+            9,
+            Activation::None,
+            0,
+            false,
+        ),
+        (
+            "conv 1x1 with dead channels",
+            Op::Conv {
+                k: 1,
+                stride: 2,
+                dilation: 1,
+                same: false,
+            },
+            [6, 6, 32],
+            16,
+            Activation::Relu,
+            -128,
+            true,
+        ),
+        (
+            "depthwise 3x3 SAME",
+            Op::Depthwise {
+                k: 3,
+                stride: 1,
+                dm: 1,
+                same: true,
+            },
+            [7, 5, 16],
+            16,
+            Activation::Relu,
+            -128,
+            false,
+        ),
+        (
+            "depthwise 3x3/2, restricted range",
+            Op::Depthwise {
+                k: 3,
+                stride: 2,
+                dm: 1,
+                same: true,
+            },
+            [8, 9, 12],
+            12,
+            Activation::Relu6,
+            -5,
+            false,
+        ),
+        (
+            "depthwise 3x3 VALID, dead channels",
+            Op::Depthwise {
+                k: 3,
+                stride: 1,
+                dm: 1,
+                same: false,
+            },
+            [5, 6, 8],
+            8,
+            Activation::None,
+            0,
+            true,
+        ),
+        (
+            "depthwise 5x5",
+            Op::Depthwise {
+                k: 5,
+                stride: 1,
+                dm: 1,
+                same: true,
+            },
+            [6, 6, 4],
+            4,
+            Activation::Relu,
+            -128,
+            false,
+        ),
+        (
+            "depthwise multiplier 2",
+            Op::Depthwise {
+                k: 3,
+                stride: 1,
+                dm: 2,
+                same: true,
+            },
+            [4, 4, 3],
+            6,
+            Activation::None,
+            1,
+            false,
+        ),
+        (
+            "fully connected 128 -> 10",
+            Op::Fc,
+            [1, 1, 128],
+            10,
+            Activation::None,
+            5,
+            false,
+        ),
+        (
+            "fully connected 27 -> 7",
+            Op::Fc,
+            [1, 1, 27],
+            7,
+            Activation::Relu,
+            -128,
+            false,
+        ),
+        (
+            "fully connected 700 -> 6",
+            Op::Fc,
+            [1, 1, 700],
+            6,
+            Activation::None,
+            -3,
+            true,
+        ),
+    ];
+    let mut rng = Rng(0x7e57_0000_0000_0001);
+    for (seed, (name, op, [h, w, c], oc, activation, zp, dead)) in cases.into_iter().enumerate() {
+        let mut b = ModelBuilder::new();
+        let tensor = |b: &mut ModelBuilder, shape: Vec<usize>, quant, data| {
+            b.tensor(TensorDef {
+                name: format!("t{}", b.tensors().len()),
+                shape,
+                dtype: if matches!(data, Some(Data::I32(_))) {
+                    DType::I32
+                } else {
+                    DType::I8
+                },
+                quant,
+                data,
+            })
+        };
+        let in_scale = 0.05;
+        let input = tensor(
+            &mut b,
+            vec![1, h, w, c],
+            Some(Quantization::per_tensor(in_scale, -7)),
+            None,
+        );
+        let (k, taps) = match op {
+            Op::Conv { k, .. } => (k, k * k * c),
+            Op::Depthwise { k, .. } => (k, k * k),
+            Op::Fc => (1, c),
+        };
+        let (wshape, axis, channels) = match op {
+            Op::Conv { .. } => (vec![oc, k, k, c], 0, oc),
+            Op::Depthwise { .. } => (vec![1, k, k, oc], 3, oc),
+            Op::Fc => (vec![oc, c], 0, 1),
+        };
+        let scales: Vec<f32> = (0..channels)
+            .map(|_| 0.002 + (rng.next() % 1000) as f32 * 2e-5)
+            .collect();
+        let n: usize = wshape.iter().product();
+        let weights = (0..n).map(|_| rng.int(-128, 127) as i8).collect();
+        let wq = Quantization {
+            zero_points: vec![0; channels],
+            scales,
+            axis,
+        };
+        let filter = tensor(&mut b, wshape, Some(wq), Some(Data::I8(weights)));
+        let biases = (0..oc)
+            .map(|i| {
+                if dead && i % 3 == 1 {
+                    [1 << 30, -(1 << 30)][i % 2]
+                } else {
+                    rng.int(-3000, 3000) as i32
+                }
+            })
+            .collect();
+        let bias = tensor(&mut b, vec![oc], None, Some(Data::I32(biases)));
+        let out_scale = in_scale * 0.01 * (taps as f32).sqrt() * 2.0;
+        let out_q = Some(Quantization::per_tensor(out_scale, zp));
+        let padding = |same| if same { Padding::Same } else { Padding::Valid };
+        let size = |n: usize, same: bool, stride: usize, eff: usize| {
+            if same {
+                n.div_ceil(stride)
+            } else {
+                (n - eff) / stride + 1
+            }
+        };
+        let output = match op {
+            Op::Conv {
+                k,
+                stride,
+                dilation,
+                same,
+            } => {
+                let eff = (k - 1) * dilation + 1;
+                let shape = vec![
+                    1,
+                    size(h, same, stride, eff),
+                    size(w, same, stride, eff),
+                    oc,
+                ];
+                let output = tensor(&mut b, shape, out_q, None);
+                b.op(OpDef::Conv2d {
+                    input,
+                    filter,
+                    bias: Some(bias),
+                    output,
+                    padding: padding(same),
+                    stride: (stride, stride),
+                    dilation: (dilation, dilation),
+                    activation,
+                });
+                output
+            }
+            Op::Depthwise {
+                k,
+                stride,
+                dm,
+                same,
+            } => {
+                let shape = vec![1, size(h, same, stride, k), size(w, same, stride, k), oc];
+                let output = tensor(&mut b, shape, out_q, None);
+                b.op(OpDef::DepthwiseConv2d {
+                    input,
+                    filter,
+                    bias: Some(bias),
+                    output,
+                    padding: padding(same),
+                    stride: (stride, stride),
+                    dilation: (1, 1),
+                    depth_multiplier: dm,
+                    activation,
+                });
+                output
+            }
+            Op::Fc => {
+                let output = tensor(&mut b, vec![1, oc], out_q, None);
+                let flat = tensor(
+                    &mut b,
+                    vec![1, c],
+                    Some(Quantization::per_tensor(in_scale, -7)),
+                    None,
+                );
+                b.op(OpDef::Reshape {
+                    input,
+                    output: flat,
+                });
+                b.op(OpDef::FullyConnected {
+                    input: flat,
+                    weights: filter,
+                    bias: Some(bias),
+                    output,
+                    activation,
+                });
+                output
+            }
+        };
+        b.inputs(&[input]);
+        b.outputs(&[output]);
+        let model = b.build().unwrap_or_else(|e| panic!("{name}: {e:#}")).bytes;
+        let in_len = h * w * c;
+        let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next() as u8).collect();
+        // The host: the same kernels with the portable arithmetic (equal to the reference).
+        let blob = AlignedBytes::new(&model);
+        let parsed = Model::parse(blob.as_slice()).unwrap();
+        let mut arena = vec![0u8; parsed.arena_size() + 4];
+        let offset = arena.as_ptr().align_offset(4);
+        let mut interpreter = Interpreter::new(parsed, &mut arena[offset..]).unwrap();
+        let mut expected = Vec::new();
+        for vector in inputs.chunks_exact(in_len) {
+            for (d, &s) in interpreter.input_i8(0).unwrap().iter_mut().zip(vector) {
+                *d = s as i8;
+            }
+            interpreter.invoke().unwrap();
+            expected.extend(interpreter.output_i8(0).unwrap().iter().map(|&v| v as u8));
+        }
+        let case = BenchCase {
+            name: format!("case{seed}"),
+            model,
+            inputs,
+            expected: Some(expected),
+        };
+        let result = run(&case).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        assert_eq!(
+            result.bit_exact,
+            Some(true),
+            "{name}: QEMU differs from the host"
+        );
+    }
+}
