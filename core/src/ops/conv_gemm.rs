@@ -1,24 +1,23 @@
 //! The fast int8 CONV_2D: every output pixel's window as an int16 column, times the filter
-//! rows, two pixels and two output channels at a time ([`simd::mac_2x2`]).
+//! rows, two pixels and two output channels at a time.
 //!
 //! For a pair of output pixels the kernel widens the window's input values (plus the input
 //! offset) to int16 into a column pair on the stack, once, and then runs the filter rows of a
 //! block of output channels over it. Taps in the padding are zeros in that column (the zero
 //! point plus the offset). A 1x1 convolution's window is the pixel itself; a larger window is
 //! gathered row by row. The OHWI filter row of output channel `oc` is already the window in
-//! the column's order, so weights are read in place as int8 words. Windows longer than
-//! [`MAX_TAPS`] are done in slices, their sums kept per channel.
+//! the column's order, so weights are read in place as int8 words.
 //!
 //! Each output channel's requantization is a [`ChannelStage`]: channels whose output cannot
 //! depend on the input ([`Kind::Constant`]) are written without any multiplication; the others
-//! are paired up, whatever their distance in the filter.
-//!
-//! [`simd::mac_2x2`]: super::simd::mac_2x2
+//! are paired up, whatever their distance in the filter. Pairs whose channels the assembly's
+//! output stage takes (nearly all) run in one assembly loop with the requantization inside
+//! ([`gemm_pairs`], 16 MACs in about 16 instructions); the filter's last rows, when a window
+//! is not whole words, are read from zero-padded copies. Other pairs, and windows longer than
+//! [`MAX_TAPS`] (done in slices, their sums kept per channel), run [`mac_2x2`] from Rust.
 
 use super::conv2d::{tap_range, Geometry};
-use super::fast_requant::{
-    all_common, channel_stages, max_product, ChannelStage, Common, Exact, Finish, Kind,
-};
+use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage, Kind};
 use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairTable};
 use super::{Int8Stage, Requant};
 use core::ops::Range;
@@ -46,13 +45,15 @@ struct Conv<'a> {
     off2: u32,
     /// The input's zero point: the int8 value of padding.
     zero_point: i8,
+    stage: &'a Int8Stage,
 }
 
-/// Channel pairs a block holds at most.
+/// Channel pairs of one kind (for the assembly or not) a block holds at most; with one odd
+/// channel of each kind paired with itself, a block holds `PAIRS + 1`.
 const PAIRS: usize = OC_BLOCK / 2;
 
 /// One block of output channels.
-struct Block<'s, F> {
+struct Block<'s> {
     /// The block's first channel.
     first: usize,
     /// Constants of each channel of the block.
@@ -62,9 +63,8 @@ struct Block<'s, F> {
     pairs: &'s [[u8; 2]],
     /// Whether some channel is [`Kind::Constant`].
     constants: bool,
-    finish: F,
-    /// For [`Common`] blocks: the pairs the assembly loop runs; the others run in Rust.
-    table: Option<(&'s PairTable<'s, PAIRS>, &'s [[u8; 2]])>,
+    /// The pairs the assembly loop runs, and the others (which run in Rust).
+    table: (&'s PairTable<'s, PAIRS>, &'s [[u8; 2]]),
 }
 
 /// Runs the convolution (shapes and buffers validated by the caller).
@@ -95,6 +95,7 @@ pub(crate) fn conv2d(
         taps,
         off2: (stage.input_offset as u16 as u32) * 0x1_0001,
         zero_point: (-stage.input_offset) as i8,
+        stage,
     };
     let max_sum = max_product(stage).saturating_mul(taps as u64);
     let mut cols: Cols = [[0; 4]; MAX_TAPS / 4];
@@ -117,32 +118,25 @@ pub(crate) fn conv2d(
         let mut stages = [ChannelStage::default(); OC_BLOCK];
         let stages = &mut stages[..len];
         channel_stages(stages, first, bias, requant, stage, max_sum);
-        let (mut pairs, mut n) = ([[0u8; 2]; PAIRS], 0);
-        let mut active = (0..len).filter(|&j| stages[j].kind != Kind::Constant);
-        while let Some(j0) = active.next() {
-            let j1 = active.next().unwrap_or(j0);
-            pairs[n] = [j0 as u8, j1 as u8];
-            n += 1;
+        // Pairs of the channels that need sums: those the assembly's output stage takes
+        // first, then the others (each odd one out paired with itself).
+        let (mut pairs, mut n, mut n_asm) = ([[0u8; 2]; PAIRS + 1], 0, 0);
+        for asm in [true, false] {
+            let mut these = (0..len).filter(|&j| {
+                let s = &stages[j];
+                s.kind != Kind::Constant && all_common([s], stage) == asm
+            });
+            while let Some(j0) = these.next() {
+                let j1 = these.next().unwrap_or(j0);
+                pairs[n] = [j0 as u8, j1 as u8];
+                n += 1;
+            }
+            if asm {
+                n_asm = n;
+            }
         }
         let pairs = &pairs[..n];
         let constants = stages.iter().any(|s| s.kind == Kind::Constant);
-        let common = all_common(
-            pairs.iter().flatten().map(|&j| &stages[usize::from(j)]),
-            stage,
-        );
-        if !common {
-            let finish = Exact::new(stage);
-            let blk = Block {
-                first,
-                stages,
-                pairs,
-                constants,
-                finish,
-                table: None,
-            };
-            conv.block(&blk, &mut cols, output);
-            continue;
-        }
         // The assembly loop takes every pair, reading rows as whole words: the filter's last
         // rows, where whole words would run past its end, from zero-padded copies.
         let rows = filter.get(first * taps..).unwrap_or_default();
@@ -154,23 +148,23 @@ pub(crate) fn conv2d(
             }
         };
         let mut table = PairTable::new(groups, len);
-        let (mut rest, mut r) = ([[0u8; 2]; PAIRS], 0);
-        for &[j0, j1] in pairs {
+        let (mut rest, mut r) = ([[0u8; 2]; PAIRS + 1], 0);
+        for (i, &[j0, j1]) in pairs.iter().enumerate() {
             let (j0, j1) = (usize::from(j0), usize::from(j1));
             let (s0, s1) = (&stages[j0], &stages[j1]);
             let (bias, rq) = ([s0.bias, s1.bias], [s0.ssat(), s1.ssat()]);
-            if taps > MAX_TAPS || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
+            let asm = i < n_asm && taps <= MAX_TAPS;
+            if !asm || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
                 rest[r] = [j0 as u8, j1 as u8];
                 r += 1;
             }
         }
-        let table = Some((&table, &rest[..r]));
+        let table = (&table, &rest[..r]);
         let blk = Block {
             first,
             stages,
             pairs,
             constants,
-            finish: Common,
             table,
         };
         conv.block(&blk, &mut cols, output);
@@ -179,7 +173,7 @@ pub(crate) fn conv2d(
 
 impl Conv<'_> {
     /// Every pixel's outputs for one block of channels.
-    fn block<F: Finish>(&self, blk: &Block<F>, cols: &mut Cols, output: &mut [i8]) {
+    fn block(&self, blk: &Block, cols: &mut Cols, output: &mut [i8]) {
         let (out_c, range) = (self.out_c, blk.first..blk.first + blk.stages.len());
         let mut spare = [0i8; OC_BLOCK];
         let mut pairs = output.chunks_exact_mut(2 * out_c);
@@ -198,10 +192,10 @@ impl Conv<'_> {
     }
 
     /// The block's outputs for pixels `p.0` and `p.1` (which may be the same pixel).
-    fn pixel_pair<F: Finish>(
+    fn pixel_pair(
         &self,
         p: (usize, usize),
-        blk: &Block<F>,
+        blk: &Block,
         cols: &mut Cols,
         (out_a, out_b): (&mut [i8], &mut [i8]),
     ) {
@@ -213,7 +207,7 @@ impl Conv<'_> {
                 }
             }
         }
-        let (taps, f) = (self.taps, blk.finish);
+        let (taps, st) = (self.taps, self.stage);
         if blk.pairs.is_empty() {
             return;
         }
@@ -221,23 +215,18 @@ impl Conv<'_> {
         if taps <= MAX_TAPS {
             self.gather(p, 0..taps, cols);
             let cols = &cols[..taps.div_ceil(4)];
-            let pairs = match blk.table {
-                Some((table, rest)) => {
-                    gemm_pairs(cols, table, out_a, out_b);
-                    rest
-                }
-                None => blk.pairs,
-            };
+            let (table, pairs) = blk.table;
+            gemm_pairs(cols, table, out_a, out_b);
             for &[j0, j1] in pairs {
                 let (j0, j1) = (usize::from(j0), usize::from(j1));
                 let (s0, s1) = (&blk.stages[j0], &blk.stages[j1]);
                 let w = rows.get(j0 * taps..).unwrap_or_default();
                 let init = [s0.bias, s1.bias, s0.bias, s1.bias];
                 let acc = mac_rows(cols, w, (j1 - j0) * taps, taps, init);
-                out_a[j0] = f.out(s0, acc[0]);
-                out_a[j1] = f.out(s1, acc[1]);
-                out_b[j0] = f.out(s0, acc[2]);
-                out_b[j1] = f.out(s1, acc[3]);
+                out_a[j0] = s0.out(acc[0], st);
+                out_a[j1] = s1.out(acc[1], st);
+                out_b[j0] = s0.out(acc[2], st);
+                out_b[j1] = s1.out(acc[3], st);
             }
             return;
         }
@@ -263,8 +252,8 @@ impl Conv<'_> {
         }
         for &j in blk.pairs.iter().flatten() {
             let (j, s) = (usize::from(j), &blk.stages[usize::from(j)]);
-            out_a[j] = f.out(s, sums[j][0]);
-            out_b[j] = f.out(s, sums[j][1]);
+            out_a[j] = s.out(sums[j][0], st);
+            out_b[j] = s.out(sums[j][1], st);
         }
     }
 
@@ -306,8 +295,12 @@ impl Conv<'_> {
             let mut scratch = [0i8; SCRATCH];
             let row = &mut scratch[..len.div_ceil(4) * 4];
             for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
-                row.fill(self.zero_point);
-                self.rect(pixel).rows(self.input, |dst, x| {
+                let r = self.rect(pixel);
+                // Padding holds the zero point; a window wholly on the input only has the
+                // bytes past its end to pad.
+                let pad = if r.full { len } else { 0 };
+                row[pad..].fill(self.zero_point);
+                r.rows(self.input, |dst, x| {
                     if let Some(d) = row.get_mut(dst..dst + x.len()) {
                         copy_short(d, x);
                     }
@@ -378,8 +371,11 @@ impl Conv<'_> {
         let (b, rest) = (pixel / per_image, pixel % per_image);
         let (oy, ox) = (rest / g.out_w, rest % g.out_w);
         let (y0, x0) = (oy * w.stride_h, ox * w.stride_w);
-        let ky = tap_range(y0, w.pad_top, g.in_h, g.kernel_h, w.dilation_h);
-        let kx = tap_range(x0, w.pad_left, g.in_w, g.kernel_w, w.dilation_w);
+        let ky = match w.dilation_h {
+            1 => dense_range(y0, w.pad_top, g.in_h, g.kernel_h),
+            d => tap_range(y0, w.pad_top, g.in_h, g.kernel_h, d),
+        };
+        let kx = dense_range(x0, w.pad_left, g.in_w, g.kernel_w);
         let (iy, ix) = (y0 + ky.start * w.dilation_h, x0 + kx.start);
         Rect {
             first: ((b * g.in_h + iy - w.pad_top) * g.in_w + ix - w.pad_left) * ic,
@@ -552,6 +548,18 @@ impl Rect {
             tap += self.tap_step;
         }
     }
+}
+
+/// [`tap_range`] for dilation 1: the kernel taps of a window starting at `start` (padded
+/// coordinates) that land on an input spanning `pad..pad + input`.
+#[inline(always)]
+fn dense_range(start: usize, pad: usize, input: usize, kernel: usize) -> Range<usize> {
+    let end = pad + input;
+    if start >= end {
+        return 0..0;
+    }
+    let hi = (end - start).min(kernel);
+    pad.saturating_sub(start).min(hi)..hi
 }
 
 /// Copies a short run (a window row of a few channels) without a `memcpy` call: words, then

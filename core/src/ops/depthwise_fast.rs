@@ -5,15 +5,14 @@
 //! per tap). The group's input rows are copied, one word per pixel, into a small ring of rows
 //! padded with the zero point on both sides, so every window lies on the ring and padding
 //! costs nothing (the zero point plus the input offset is zero). A window row above or below
-//! the input reads any ring row with its taps' weights zeroed. A 3x3 window row of outputs
-//! runs in one assembly loop with the requantization inside ([`Dw3x3`]); other kernels, and
-//! groups whose channels need [`Exact`], loop over the ring in Rust. Inputs too wide for the
-//! ring, other depth multipliers and channel counts run the reference kernel.
+//! the input reads any ring row with its taps' weights zeroed. A row of 3x3 outputs runs in
+//! one assembly loop with the requantization inside ([`Dw3x3`]); other kernels, and groups
+//! with a channel the assembly's output stage cannot take, loop over the ring in Rust. Inputs
+//! too wide for the ring, other depth multipliers and channel counts run the reference
+//! kernel.
 
 use super::conv2d::Geometry;
-use super::fast_requant::{
-    all_common, channel_stages, max_product, ChannelStage, Common, Exact, Finish,
-};
+use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
 use super::simd::{
     gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3,
 };
@@ -181,10 +180,8 @@ impl Depthwise<'_> {
                     (asm, common, taps_now.first_chunk(), kernel.as_mut())
                 {
                     k.row(nine, ring, [rows[0], rows[1], rows[2]], out);
-                } else if common {
-                    self.row(Common, &st, taps_now, &ring_row, out);
                 } else {
-                    self.row(Exact::new(self.stage), &st, taps_now, &ring_row, out);
+                    self.row(&st, taps_now, &ring_row, out);
                 }
             }
         }
@@ -253,10 +250,9 @@ impl Depthwise<'_> {
         }
     }
 
-    /// One output row in Rust: any kernel size and dilation, any [`Finish`].
-    fn row<'r, F: Finish>(
+    /// One output row in Rust: any kernel size, dilation and channel stages.
+    fn row<'r>(
         &self,
-        f: F,
         st: &[ChannelStage; 4],
         wq: &[[u32; 2]],
         ring_row: &impl Fn(usize) -> &'r [u32],
@@ -282,7 +278,7 @@ impl Depthwise<'_> {
                 }
             }
             for ((o, s), a) in px.iter_mut().zip(st).zip([c0, c1, c2, c3]) {
-                *o = f.out(s, a);
+                *o = s.out(a, self.stage);
             }
         }
     }

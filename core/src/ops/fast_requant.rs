@@ -20,7 +20,7 @@
 //! accumulator.
 
 use super::fully_connected::requantize;
-use super::simd::{requant_ssat, smmulr, RequantSsat};
+use super::simd::{smmulr, RequantSsat};
 use super::Int8Stage;
 use crate::quant::QuantizedMultiplier;
 
@@ -147,7 +147,7 @@ impl ChannelStage {
         }
     }
 
-    /// The constants of [`Common`]'s stage, for the assembly loops.
+    /// The constants of the assembly loops' output stage.
     pub(crate) fn ssat(&self) -> RequantSsat {
         RequantSsat {
             mult: self.mult,
@@ -157,7 +157,7 @@ impl ChannelStage {
         }
     }
 
-    /// Whether [`Common`] can finish this channel's outputs.
+    /// Whether the assembly loops' output stage is exact for this channel (see [`all_common`]).
     fn is_common(&self) -> bool {
         self.kind == Kind::Fast && self.right > 0
     }
@@ -170,56 +170,30 @@ pub(crate) fn max_product(stage: &Int8Stage) -> u64 {
     x * 128
 }
 
-/// How a kernel finishes an output: requantize with a channel's [`ChannelStage`], clamp,
-/// narrow. Two versions, picked once per layer: [`Common`] for the usual layer and [`Exact`]
-/// for any other; both equal the reference on every accumulator the channel can produce.
-pub(crate) trait Finish: Copy {
-    /// The int8 output for a sum that already includes the bias.
-    fn out(self, s: &ChannelStage, acc: i32) -> i8;
-}
-
-/// Every channel (the kernel computes) is [`Kind::Fast`] and shifts right (`right >= 1`, so
-/// the sign nudge needs no mask), and the activation range is all of int8 (one `SSAT`): ReLU
-/// and ReLU6 outputs with zero point -128 and scale 6/255 or more, and linear outputs.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Common;
-
-impl Finish for Common {
-    #[inline(always)]
-    fn out(self, s: &ChannelStage, acc: i32) -> i8 {
-        requant_ssat(acc, s.left.into(), s.mult, s.add, s.right.into()) as i8
-    }
-}
-
-/// Any channel and activation range.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Exact {
-    stage: Int8Stage,
-}
-
-impl Finish for Exact {
-    #[inline(always)]
-    fn out(self, s: &ChannelStage, acc: i32) -> i8 {
-        match s.kind {
+impl ChannelStage {
+    /// The int8 output for a sum that already includes the bias, for any kind of channel and
+    /// activation range: what the Rust paths use. The assembly loops take the constants of the
+    /// usual channel instead ([`ChannelStage::ssat`], see [`all_common`]).
+    #[inline]
+    pub(crate) fn out(&self, acc: i32, stage: &Int8Stage) -> i8 {
+        match self.kind {
             Kind::Fast => {
-                let v = s.apply(acc);
-                v.max(self.stage.act_min.into())
-                    .min(self.stage.act_max.into()) as i8
+                let v = self.apply(acc);
+                v.max(stage.act_min.into()).min(stage.act_max.into()) as i8
             }
-            Kind::Constant => s.value,
-            Kind::Slow => requantize(acc, s.q, &self.stage),
+            Kind::Constant => self.value,
+            Kind::Slow => requantize(acc, self.q, stage),
         }
     }
 }
 
-impl Exact {
-    /// The finish for a layer with this stage.
-    pub(crate) fn new(stage: &Int8Stage) -> Self {
-        Self { stage: *stage }
-    }
-}
-
-/// Whether [`Common`] can finish every output of channels with these stages.
+/// Whether the assembly loops' output stage ([`requant_ssat`] with [`ChannelStage::ssat`]) is
+/// exact for every output of channels with these stages: every channel is [`Kind::Fast`] and
+/// shifts right (`right >= 1`, so the sign nudge needs no mask), and the activation range is
+/// all of int8 (one `SSAT`). ReLU and ReLU6 outputs with zero point -128 and scale 6/255 or
+/// more, and linear outputs, are.
+///
+/// [`requant_ssat`]: super::simd::requant_ssat
 pub(crate) fn all_common<'a>(
     stages: impl IntoIterator<Item = &'a ChannelStage>,
     stage: &Int8Stage,
@@ -270,6 +244,7 @@ pub(crate) fn channel_stages(
 mod tests {
     use super::*;
     use crate::ops::fully_connected::tests::{stage, Rng};
+    use crate::ops::simd::requant_ssat;
 
     #[test]
     fn every_kind_matches_the_reference_stage() {
@@ -307,10 +282,12 @@ mod tests {
                 // The kernels' accumulator: the exact sum, wrapped like int32 arithmetic.
                 let acc = (s + i64::from(bias)) as i32;
                 let want = requantize(acc, q, &st);
-                let got = Exact::new(&st).out(&cs, acc);
+                let got = cs.out(acc, &st);
                 assert_eq!(got, want, "case {case}: acc {acc} {q:?} {st:?} {cs:?}");
                 if all_common([&cs], &st) {
-                    assert_eq!(Common.out(&cs, acc), want, "case {case}: acc {acc} {q:?}");
+                    let r = cs.ssat();
+                    let got = requant_ssat(acc, r.left, r.mult, r.add, r.right) as i8;
+                    assert_eq!(got, want, "case {case}: acc {acc} {q:?}");
                 }
             }
         }

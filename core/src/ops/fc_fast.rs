@@ -3,14 +3,13 @@
 //! by the same exact stages as the convolutions.
 //!
 //! The usual layer (rows of at most [`CHUNK`] features, a multiple of 4, one multiplier for
-//! all outputs, and every output [`Common`]) runs its output quads in one assembly loop with
-//! the requantization inside ([`gemv_quads`]). Otherwise rows are done in slices of [`CHUNK`] features with the sums of a
-//! block of outputs kept in an array ([`mac_1x4`]), and a row length that is not a multiple
+//! all outputs, and the assembly's output stage exact for all of them, see [`all_common`])
+//! runs its output quads in one assembly loop with the requantization inside
+//! ([`gemv_quads`]). Otherwise rows are done in slices of [`CHUNK`] features with the sums of
+//! a block of outputs kept in an array ([`mac_1x4`]), and a row length that is not a multiple
 //! of 4 leaves a tail of one to three products per output, done in Rust.
 
-use super::fast_requant::{
-    all_common, channel_stages, max_product, ChannelStage, Common, Exact, Finish,
-};
+use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
 use super::simd::{gemv_quads, mac_1x4, sxtab16, sxtab16_ror8};
 use super::{Int8Stage, Requant};
 
@@ -40,6 +39,7 @@ pub(crate) fn fully_connected(
     let fc = Fc {
         in_f,
         off2: (stage.input_offset as u16 as u32) * 0x1_0001,
+        stage,
     };
     let max_sum = max_product(stage).saturating_mul(in_f as u64);
     let mut col = [[0u32; 2]; CHUNK / 4];
@@ -80,7 +80,7 @@ pub(crate) fn fully_connected(
             let stages = &mut stages[..out_f - done];
             channel_stages(stages, done, bias, requant, stage, max_sum);
             let rest = weights.get(done * in_f..).unwrap_or_default();
-            fc.quads(Common, whole, rest, stages, &mut y[done..]);
+            fc.quads(whole, rest, stages, &mut y[done..]);
         }
         return;
     }
@@ -91,22 +91,19 @@ pub(crate) fn fully_connected(
             let y = &mut y[first..first + n];
             let stages = &mut stages[..n];
             channel_stages(stages, first, bias, requant, stage, max_sum);
-            if all_common(&*stages, stage) {
-                fc.block(Common, x, w, stages, &mut col, y);
-            } else {
-                fc.block(Exact::new(stage), x, w, stages, &mut col, y);
-            }
+            fc.block(x, w, stages, &mut col, y);
         }
     }
 }
 
-/// A layer's row length and input offset.
-struct Fc {
+/// A layer's row length, input offset and stage.
+struct Fc<'a> {
     in_f: usize,
     off2: u32,
+    stage: &'a Int8Stage,
 }
 
-impl Fc {
+impl Fc<'_> {
     /// Widens `x`'s whole words (plus the offset) into `col`.
     fn widen(&self, x: &[i8], col: &mut [[u32; 2]]) {
         for (g, x) in col.iter_mut().zip(x.chunks_exact(4)) {
@@ -116,24 +113,16 @@ impl Fc {
     }
 
     /// Outputs `y` (one per stage, rows `rows[j * in_f..]`) of a whole widened row `col`.
-    fn quads<F: Finish>(
-        &self,
-        f: F,
-        col: &[[u32; 2]],
-        rows: &[i8],
-        stages: &[ChannelStage],
-        y: &mut [i8],
-    ) {
+    fn quads(&self, col: &[[u32; 2]], rows: &[i8], stages: &[ChannelStage], y: &mut [i8]) {
         for (j, (y, s)) in y.iter_mut().zip(stages).enumerate() {
             let w = rows.get(j * self.in_f..).unwrap_or_default();
-            *y = f.out(s, mac_1x4(col, w, 0, [s.bias; 4])[0]);
+            *y = s.out(mac_1x4(col, w, 0, [s.bias; 4])[0], self.stage);
         }
     }
 
     /// A block of outputs `y` for input row `x`, in slices of [`CHUNK`] features.
-    fn block<F: Finish>(
+    fn block(
         &self,
-        f: F,
         x: &[i8],
         rows: &[i8],
         stages: &[ChannelStage],
@@ -177,7 +166,7 @@ impl Fc {
             start += len;
         }
         for ((y, s), st) in y.iter_mut().zip(&sums).zip(stages) {
-            *y = f.out(st, *s);
+            *y = st.out(*s, self.stage);
         }
     }
 }

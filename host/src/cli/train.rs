@@ -278,3 +278,19 @@ pub fn eval(model: &Path, data: &str) -> Result<Scores> {
     }
     Ok(scores)
 }
+
+/// Median training throughput (samples/s) of `spec` on `data`: `repeats` runs of `epochs`.
+pub fn throughput(spec_path: &Path, data: &str, epochs: usize, repeats: usize) -> Result<f64> {
+    let mut spec = ModelSpec::from_file(spec_path)
+        .with_context(|| format!("reading {}", spec_path.display()))?;
+    spec.training.epochs = epochs;
+    spec.training.early_stopping = None;
+    let prepared = workflow::load_data(data, None)?;
+    let mut rates = Vec::new();
+    for _ in 0..repeats {
+        let (_, history) = workflow::train(&spec, &prepared, &mut mote_host::train::NoCallbacks)?;
+        rates.extend(history.epochs.iter().map(|e| e.samples_per_second));
+    }
+    rates.sort_by(f64::total_cmp);
+    Ok(rates[rates.len() / 2])
+}

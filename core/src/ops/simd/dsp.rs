@@ -1,0 +1,471 @@
+//! The DSP-extension versions. Registers r6 and r7 cannot be asm operands (LLVM's base and
+//! frame pointers), so the loops that need 14 registers save them on the stack and restore
+//! them before the block ends.
+
+use core::arch::asm;
+
+#[inline(always)]
+pub(super) fn sxtab16(off2: u32, x: u32) -> u32 {
+    let r;
+    // SAFETY: register-only arithmetic; no memory, stack or flags touched.
+    unsafe {
+        asm!("sxtab16 {r}, {a}, {x}", r = lateout(reg) r, a = in(reg) off2, x = in(reg) x,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+#[inline(always)]
+pub(super) fn sxtab16_ror8(off2: u32, x: u32) -> u32 {
+    let r;
+    // SAFETY: register-only arithmetic; no memory, stack or flags touched.
+    unsafe {
+        asm!("sxtab16 {r}, {a}, {x}, ror #8", r = lateout(reg) r, a = in(reg) off2,
+             x = in(reg) x, options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+#[inline(always)]
+pub(super) fn smmulr(a: i32, b: i32) -> i32 {
+    let r;
+    // SAFETY: register-only arithmetic; no memory, stack or flags touched.
+    unsafe {
+        asm!("smmulr {r}, {a}, {b}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+             options(pure, nomem, nostack, preserves_flags));
+    }
+    r
+}
+
+/// One q15 group of [`super::mac_2x2`]: r0 columns, r1 row 0, r2 stride, r8..r11 sums.
+macro_rules! group_2x2 {
+    () => {
+        "ldm r0!, {{r4, r5, r6, r7}}
+         ldr lr, [r1, r2]
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r9, r4, r12, r9
+         smlad r9, r5, lr, r9
+         smlad r11, r6, r12, r11
+         smlad r11, r7, lr, r11
+         ldr lr, [r1], #4
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r8, r4, r12, r8
+         smlad r8, r5, lr, r8
+         smlad r10, r6, r12, r10
+         smlad r10, r7, lr, r10"
+    };
+}
+
+pub(super) fn mac_2x2(cols: &[[u32; 4]], w: &[i8], stride: usize, acc: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut b0, mut b1] = acc;
+    // SAFETY: the caller checked `1 <= cols.len()` and `stride + 4 * cols.len() <= w.len()`,
+    // so the loop reads `cols` (16 bytes a group, `[u32; 4]` is word aligned for LDM) and
+    // both weight rows (LDR, unaligned allowed) in bounds, and writes no memory. Two groups
+    // an iteration; an odd count enters at the second. r6/r7 are pushed and popped.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "tst r3, #1",
+            "add r3, r0, r3, lsl #4",
+            "bne 3f",
+            "2:",
+            group_2x2!(),
+            "3:",
+            group_2x2!(),
+            "cmp r0, r3",
+            "bne 2b",
+            "pop {{r6, r7}}",
+            inout("r0") cols.as_ptr() => _,
+            inout("r1") w.as_ptr() => _,
+            in("r2") stride,
+            inout("r3") cols.len() => _,
+            inout("r8") a0,
+            inout("r9") a1,
+            inout("r10") b0,
+            inout("r11") b1,
+            out("r4") _,
+            out("r5") _,
+            out("r12") _,
+            out("lr") _,
+            options(readonly),
+        );
+    }
+    [a0, a1, b0, b1]
+}
+
+/// Requantizes accumulator register `$r` in place ([`super::requant_ssat`]) with
+/// registers `$m`, `$l`, `$a`, `$s` holding mult, left, add, right.
+#[rustfmt::skip]
+macro_rules! requant_in_place {
+    ($r:literal, $m:literal, $l:literal, $a:literal, $s:literal) => {
+        concat!(
+            "lsl ", $r, ", ", $r, ", ", $l, "\n",
+            "smmulr ", $r, ", ", $r, ", ", $m, "\n",
+            "add ", $r, ", ", $r, ", ", $r, ", asr #31\n",
+            "add ", $r, ", ", $r, ", ", $a, "\n",
+            "asr ", $r, ", ", $r, ", ", $s, "\n",
+            "ssat ", $r, ", #8, ", $r, "\n",
+        )
+    };
+}
+
+pub(super) fn gemm_pairs<const N: usize>(
+    cols: &[[u32; 4]],
+    table: &super::PairTable<N>,
+    out_a: &mut [i8],
+    out_b: &mut [i8],
+) {
+    let pairs = table.pairs[..table.len].as_ptr_range();
+    // SAFETY: the caller checked `cols.len() == table.groups >= 1` and that both outputs
+    // hold every index the table stores; `PairTable::push` checked that each pair's two
+    // rows (row 0 at `w`, row 1 at `w + stride`, wrapping) hold the `4 * groups` bytes
+    // read, and the table borrows them. So every LDM of `cols` (word aligned), LDR of a row
+    // (unaligned allowed) and STRB of an output is in bounds. The descriptors are read in
+    // place (14 words each, `repr(C)`). Scratch state lives in 24 bytes pushed below the
+    // stack pointer, popped with r6/r7 at the end. The one computed branch (`ldr pc`) lands
+    // on the group copy that leaves a multiple of 4 groups; the loop ends exactly at the
+    // columns' end, `groups` groups later.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            // Four groups an iteration; a count not a multiple of 4 enters at copy
+            // `(-groups) & 3` (the copies are the same size): r6 = that address, Thumb bit set.
+            "rsb r6, r1, #0",
+            "and r6, r6, #3",
+            "adr r7, 3f",
+            "mov r12, #(4f - 3f)",
+            "mla r6, r6, r12, r7",
+            "orr r6, r6, #1",
+            "add r1, r0, r1, lsl #4",
+            // sp+0 columns, +4 next pair, +8 pairs end, +12 out_a, +16 out_b, +20 entry.
+            "push {{r0, r2, r3, r4, r5, r6}}",
+            "mov r3, r1",
+            "mov r12, r2",
+            "2:",
+            "ldm r12!, {{r1, r2, r8, r9}}",
+            "str r12, [sp, #4]",
+            "mov r10, r8",
+            "mov r11, r9",
+            "ldr r0, [sp]",
+            "ldr pc, [sp, #20]",
+            "3:",
+            group_2x2!(),
+            "4:",
+            group_2x2!(),
+            "5:",
+            group_2x2!(),
+            "6:",
+            group_2x2!(),
+            "cmp r0, r3",
+            "bne 3b",
+            "ldr r12, [sp, #4]",
+            "ldm r12!, {{r4, r5, r6, r7}}",
+            requant_in_place!("r8", "r4", "r5", "r6", "r7"),
+            requant_in_place!("r10", "r4", "r5", "r6", "r7"),
+            "ldm r12!, {{r4, r5, r6, r7}}",
+            requant_in_place!("r9", "r4", "r5", "r6", "r7"),
+            requant_in_place!("r11", "r4", "r5", "r6", "r7"),
+            "ldm r12!, {{r4, r5}}",
+            "ldrd r6, r7, [sp, #12]",
+            "strb r8, [r6, r4]",
+            "strb r9, [r6, r5]",
+            "strb r10, [r7, r4]",
+            "strb r11, [r7, r5]",
+            "ldr r4, [sp, #8]",
+            "cmp r12, r4",
+            "bne 2b",
+            "add sp, #24",
+            "pop {{r6, r7}}",
+            inout("r0") cols.as_ptr() => _,
+            inout("r1") cols.len() => _,
+            inout("r2") pairs.start => _,
+            inout("r3") pairs.end => _,
+            inout("r4") out_a.as_mut_ptr() => _,
+            inout("r5") out_b.as_mut_ptr() => _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+}
+
+/// One q15 group of [`super::mac_1x4`]: r0 column, r1 row 0, r6 row 2, r2 stride.
+macro_rules! group_1x4 {
+    () => {
+        "ldrd r4, r5, [r0], #8
+         ldr lr, [r1, r2]
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r9, r4, r12, r9
+         smlad r9, r5, lr, r9
+         ldr lr, [r1], #4
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r8, r4, r12, r8
+         smlad r8, r5, lr, r8
+         ldr lr, [r6, r2]
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r11, r4, r12, r11
+         smlad r11, r5, lr, r11
+         ldr lr, [r6], #4
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r10, r4, r12, r10
+         smlad r10, r5, lr, r10"
+    };
+}
+
+pub(super) fn mac_1x4(col: &[[u32; 2]], w: &[i8], stride: usize, acc: [i32; 4]) -> [i32; 4] {
+    let [mut a0, mut a1, mut a2, mut a3] = acc;
+    // SAFETY: the caller checked `1 <= col.len()` and `3 * stride + 4 * col.len() <=
+    // w.len()`, so every read (LDRD of the word-aligned column, LDR of the four rows) is in
+    // bounds, and nothing is written but the stack slot of r6/r7, restored before the end.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "add r6, r1, r2, lsl #1",
+            "tst r3, #1",
+            "add r3, r0, r3, lsl #3",
+            "bne 3f",
+            "2:",
+            group_1x4!(),
+            "3:",
+            group_1x4!(),
+            "cmp r0, r3",
+            "bne 2b",
+            "pop {{r6, r7}}",
+            inout("r0") col.as_ptr() => _,
+            inout("r1") w.as_ptr() => _,
+            in("r2") stride,
+            inout("r3") col.len() => _,
+            inout("r8") a0,
+            inout("r9") a1,
+            inout("r10") a2,
+            inout("r11") a3,
+            out("r4") _,
+            out("r5") _,
+            out("r12") _,
+            out("lr") _,
+            options(readonly),
+        );
+    }
+    [a0, a1, a2, a3]
+}
+
+/// One tap of [`super::Dw3x3`], its int8 word in r12: r4 offset, r3 weights.
+macro_rules! tap_4ch {
+    () => {
+        "sxtab16 r5, r4, r12
+         sxtab16 r12, r4, r12, ror #8
+         ldrd lr, r6, [r3], #8
+         smlabb r8, r5, lr, r8
+         smlatt r10, r5, lr, r10
+         smlabb r9, r12, r6, r9
+         smlatt r11, r12, r6, r11"
+    };
+}
+
+pub(super) fn dw3x3_row(
+    k: &mut super::Dw3x3,
+    wq: &[[u32; 2]; 9],
+    rows: [*const u32; 3],
+    out: &mut [i8],
+) {
+    k.args.rows = rows;
+    k.args.out = out.as_mut_ptr();
+    k.args.n = k.n;
+    k.args.wq = wq.as_ptr();
+    let args: *mut super::DwArgs = &mut k.args;
+    // SAFETY: `Dw3x3::new` made `n >= 1`, and `Dw3x3::row` checked that each row pointer
+    // has the `(n - 1) * stride + 3` words of the ring after it that the windows read (LDR
+    // with immediate offsets 0, 4, 8; the ring is word aligned) and that `out` holds the
+    // `(n - 1) * out_stride + 4` bytes the STRBs write. `wq`
+    // (72 bytes, LDRD of word-aligned pairs) is borrowed for the call. The
+    // assembly reads and updates `DwArgs` in place (`n`, `out`), which we hold exclusively,
+    // and restores r6/r7 from the stack.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "mov r7, r0",
+            "ldm r7, {{r0, r1, r2}}",
+            "ldr r4, [r7, #16]",
+            "2:",
+            "ldr r3, [r7, #12]",
+            "add lr, r7, #36",
+            "ldm lr, {{r8, r9, r10, r11}}",
+            "ldr r12, [r0]",
+            tap_4ch!(),
+            "ldr r12, [r0, #4]",
+            tap_4ch!(),
+            "ldr r12, [r0, #8]",
+            tap_4ch!(),
+            "ldr r12, [r1]",
+            tap_4ch!(),
+            "ldr r12, [r1, #4]",
+            tap_4ch!(),
+            "ldr r12, [r1, #8]",
+            tap_4ch!(),
+            "ldr r12, [r2]",
+            tap_4ch!(),
+            "ldr r12, [r2, #4]",
+            tap_4ch!(),
+            "ldr r12, [r2, #8]",
+            tap_4ch!(),
+            "ldr r12, [r7, #24]",
+            "add r0, r0, r12",
+            "add r1, r1, r12",
+            "add r2, r2, r12",
+            "add lr, r7, #52",
+            "ldm lr!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r8", "r3", "r4", "r5", "r6"),
+            "ldm lr!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r9", "r3", "r4", "r5", "r6"),
+            "ldm lr!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r10", "r3", "r4", "r5", "r6"),
+            "ldm lr!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r11", "r3", "r4", "r5", "r6"),
+            "ldr r12, [r7, #28]",
+            "strb r8, [r12]",
+            "strb r9, [r12, #1]",
+            "strb r10, [r12, #2]",
+            "strb r11, [r12, #3]",
+            "ldr r3, [r7, #32]",
+            "add r12, r12, r3",
+            "str r12, [r7, #28]",
+            "ldr r4, [r7, #16]",
+            "ldr r12, [r7, #20]",
+            "subs r12, r12, #1",
+            "str r12, [r7, #20]",
+            "bne 2b",
+            "pop {{r6, r7}}",
+            inout("r0") args => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+}
+
+pub(super) fn gather_words(src: &[i8], stride: usize, dst: &mut [u32]) {
+    // SAFETY: the caller checked `dst` is nonempty and `(dst.len() - 1) * stride + 4 <=
+    // src.len()`: every LDR (unaligned allowed) reads inside `src`, every STR writes
+    // inside `dst` (word aligned).
+    unsafe {
+        asm!(
+            "2:",
+            "ldr {w}, [{s}]",
+            "add {s}, {s}, {stride}",
+            "str {w}, [{d}], #4",
+            "cmp {d}, {end}",
+            "bne 2b",
+            s = inout(reg) src.as_ptr() => _,
+            d = inout(reg) dst.as_mut_ptr() => _,
+            end = in(reg) dst.as_mut_ptr_range().end,
+            stride = in(reg) stride,
+            w = out(reg) _,
+            options(nostack),
+        );
+    }
+}
+
+pub(super) fn gemv_quads(
+    col: &[[u32; 2]],
+    (rows, in_f): (&[i8], usize),
+    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    // SAFETY: the caller checked `1 <= col.len() <= in_f / 4`, that `rows` holds the
+    // `4 * quads` rows of `in_f` bytes read (each row's first `4 * col.len()` bytes, LDR
+    // unaligned allowed), and that `bias` (LDM, word aligned) and `out` (STRB) hold
+    // `4 * quads` entries; `rq` is the four constants (LDM) every quad reads again. Loop state lives in 32 bytes pushed below the stack pointer,
+    // popped with r6/r7 at the end.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "bic r7, r3, #3",
+            "add r7, r0, r7, lsl #3",
+            "add r3, r0, r3, lsl #3",
+            // sp+0 column, +4 row 0, +8 column end, +12 bias, +16 constants, +20 end of
+            // the whole quads of groups, +24 output, +28 quads left.
+            "push {{r0, r1, r3, r4, r5, r7, r8, r9}}",
+            "2:",
+            "ldr r12, [sp, #12]",
+            "ldm r12!, {{r8, r9, r10, r11}}",
+            "str r12, [sp, #12]",
+            "ldrd r0, r1, [sp]",
+            "ldr r3, [sp, #8]",
+            "add r6, r1, r2, lsl #1",
+            // Four groups at a time up to r7, then one at a time up to r3.
+            "ldr r7, [sp, #20]",
+            "cmp r0, r7",
+            "beq 4f",
+            "3:",
+            group_1x4!(),
+            group_1x4!(),
+            group_1x4!(),
+            group_1x4!(),
+            "cmp r0, r7",
+            "bne 3b",
+            "4:",
+            "cmp r0, r3",
+            "beq 6f",
+            "5:",
+            group_1x4!(),
+            "cmp r0, r3",
+            "bne 5b",
+            "6:",
+            "ldr r1, [sp, #4]",
+            "add r1, r1, r2, lsl #2",
+            "str r1, [sp, #4]",
+            "ldr r12, [sp, #16]",
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r8", "r3", "r4", "r5", "r6"),
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r9", "r3", "r4", "r5", "r6"),
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r10", "r3", "r4", "r5", "r6"),
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r11", "r3", "r4", "r5", "r6"),
+            "ldr r12, [sp, #24]",
+            "strb r8, [r12]",
+            "strb r9, [r12, #1]",
+            "strb r10, [r12, #2]",
+            "strb r11, [r12, #3]",
+            "add r12, r12, #4",
+            "str r12, [sp, #24]",
+            "ldr r12, [sp, #28]",
+            "subs r12, r12, #1",
+            "str r12, [sp, #28]",
+            "bne 2b",
+            "add sp, #32",
+            "pop {{r6, r7}}",
+            inout("r0") col.as_ptr() => _,
+            inout("r1") rows.as_ptr() => _,
+            inout("r2") in_f => _,
+            inout("r3") col.len() => _,
+            inout("r4") bias.as_ptr() => _,
+            inout("r5") rq.as_ptr() => _,
+            inout("r8") out.as_mut_ptr() => _,
+            inout("r9") quads => _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+}
