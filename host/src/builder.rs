@@ -13,7 +13,7 @@ use mote_core::format::{
 use mote_core::ops::add::AddParams;
 use mote_core::ops::mean::MeanParams;
 use mote_core::ops::softmax::SoftmaxParams;
-use mote_core::ops::{Activation, Padding, Shape4};
+use mote_core::ops::{Activation, Padding, Shape4, Window};
 use mote_core::quant::QuantizedMultiplier;
 
 /// A tensor's identity in a [`ModelBuilder`].
@@ -533,8 +533,7 @@ impl ModelBuilder {
                       stride: (usize, usize),
                       dilation: (usize, usize)|
          -> Result<(usize, usize)> {
-            let (oh, pad_top) = padding
-                .output_and_pad(input.h, kernel.0, stride.0, dilation.0)
+            let (w, oh, ow) = Window::for_kernel(input, kernel, padding, stride, dilation)
                 .ok_or_else(|| {
                     anyhow!(
                         "a {}x{} window does not fit a {}x{} input",
@@ -544,17 +543,7 @@ impl ModelBuilder {
                         input.w
                     )
                 })?;
-            let (ow, pad_left) = padding
-                .output_and_pad(input.w, kernel.1, stride.1, dilation.1)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "a {}x{} window does not fit a {}x{} input",
-                        kernel.0,
-                        kernel.1,
-                        input.h,
-                        input.w
-                    )
-                })?;
+            let (pad_top, pad_left) = (w.pad_top, w.pad_left);
             params[param::STRIDE_H] = stride.0 as i32;
             params[param::STRIDE_W] = stride.1 as i32;
             params[param::DILATION_H] = dilation.0 as i32;

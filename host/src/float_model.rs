@@ -84,37 +84,15 @@ fn window(
     stride: (usize, usize),
     dilation: (usize, usize),
 ) -> Result<(Window, usize, usize)> {
-    let (oh, pad_top) = padding
-        .output_and_pad(input.h, kernel.0, stride.0, dilation.0)
-        .ok_or_else(|| {
-            anyhow!(
-                "a {}x{} window does not fit a {}x{} input",
-                kernel.0,
-                kernel.1,
-                input.h,
-                input.w
-            )
-        })?;
-    let (ow, pad_left) = padding
-        .output_and_pad(input.w, kernel.1, stride.1, dilation.1)
-        .ok_or_else(|| {
-            anyhow!(
-                "a {}x{} window does not fit a {}x{} input",
-                kernel.0,
-                kernel.1,
-                input.h,
-                input.w
-            )
-        })?;
-    let w = Window {
-        stride_h: stride.0,
-        stride_w: stride.1,
-        dilation_h: dilation.0,
-        dilation_w: dilation.1,
-        pad_top,
-        pad_left,
-    };
-    Ok((w, oh, ow))
+    Window::for_kernel(input, kernel, padding, stride, dilation).ok_or_else(|| {
+        anyhow!(
+            "a {}x{} window does not fit a {}x{} input",
+            kernel.0,
+            kernel.1,
+            input.h,
+            input.w
+        )
+    })
 }
 
 fn core_err(e: mote_core::Error) -> anyhow::Error {

@@ -100,6 +100,30 @@ pub struct Window {
     pub pad_left: usize,
 }
 
+impl Window {
+    /// The window TFLite's `padding` implies for a `kernel` sliding over `input` with `stride`
+    /// and `dilation`, and the output height and width; `None` if it does not fit.
+    pub fn for_kernel(
+        input: Shape4,
+        kernel: (usize, usize),
+        padding: Padding,
+        stride: (usize, usize),
+        dilation: (usize, usize),
+    ) -> Option<(Self, usize, usize)> {
+        let (oh, pad_top) = padding.output_and_pad(input.h, kernel.0, stride.0, dilation.0)?;
+        let (ow, pad_left) = padding.output_and_pad(input.w, kernel.1, stride.1, dilation.1)?;
+        let window = Window {
+            stride_h: stride.0,
+            stride_w: stride.1,
+            dilation_h: dilation.0,
+            dilation_w: dilation.1,
+            pad_top,
+            pad_left,
+        };
+        Some((window, oh, ow))
+    }
+}
+
 /// TFLite's padding modes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
