@@ -41,10 +41,32 @@ impl AlignedBytes {
         }
     }
 
+    /// `len` zero bytes: an arena or training buffer for mote-core, which needs 4-byte
+    /// alignment.
+    pub fn zeroed(len: usize) -> Self {
+        Self {
+            words: vec![0; len.div_ceil(4)],
+            len,
+        }
+    }
+
     /// The bytes.
     pub fn as_slice(&self) -> &[u8] {
         let all: &[u8] = bytemuck_words(&self.words);
         &all[..self.len]
+    }
+
+    /// The bytes, writable.
+    pub fn as_mut_slice(&mut self) -> &mut [u8] {
+        // SAFETY: u32 has no padding and every byte pattern is a valid u32; the byte slice
+        // covers exactly the words' memory and borrows them mutably for the same lifetime.
+        let all = unsafe {
+            std::slice::from_raw_parts_mut(
+                self.words.as_mut_ptr().cast::<u8>(),
+                self.words.len() * 4,
+            )
+        };
+        &mut all[..self.len]
     }
 }
 

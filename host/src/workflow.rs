@@ -143,10 +143,8 @@ pub fn eval_float(net: &mut Network, set: &Dataset) -> Result<Scores> {
 pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores> {
     let aligned = AlignedBytes::new(blob);
     let model = Model::parse(aligned.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = crate::AlignedBytes::zeroed(model.arena_size());
+    let bytes = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let classes = model.output(0).map_err(|e| anyhow::anyhow!("{e}"))?.shape.c;
     let mut pairs = Vec::with_capacity(set.len());

@@ -83,10 +83,8 @@ pub fn build() -> DigitsDemo {
     let plan = TrainingPlan::new(&net, sgd).unwrap();
     let mut params = vec![0.0f32; net.param_count()];
     net.init_params(&mut params, 7).unwrap();
-    let mut arena = vec![0u32; plan.bytes().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let arena =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(plan.bytes());
+    let arena = arena.as_mut_slice();
     {
         let mut t = Trainer::new(&plan, &mut params, arena).unwrap();
         let mut order: Vec<usize> = (0..train.x.len()).collect();

@@ -27,10 +27,8 @@ fn parse_and_invoke(bytes: &[u8]) -> Result<(), Error> {
     if model.arena_size() > 1 << 24 {
         return Ok(());
     }
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let bytes = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, bytes)?;
     interpreter.invoke()
 }

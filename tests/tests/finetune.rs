@@ -30,10 +30,8 @@ fn int8_digits_model_matches_float_and_its_head_learns_a_new_sensor() {
     let q = demo.quantized.input;
     let blob = AlignedBytes::new(&demo.quantized.built.bytes);
     let model = Model::parse(blob.as_slice()).unwrap();
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let arena =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let arena = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, arena).unwrap();
 
     let clean = int8_accuracy(&mut interpreter, &demo.test, q);
@@ -77,11 +75,8 @@ fn int8_digits_model_matches_float_and_its_head_learns_a_new_sensor() {
         "{before_f32_head} vs {before}"
     );
 
-    let mut train_arena = vec![0u32; head.plan.bytes().div_ceil(4)];
-    // SAFETY: as above.
-    let train_arena = unsafe {
-        std::slice::from_raw_parts_mut(train_arena.as_mut_ptr().cast::<u8>(), train_arena.len() * 4)
-    };
+    let mut train_arena = mote_host::AlignedBytes::zeroed(head.plan.bytes());
+    let train_arena = train_arena.as_mut_slice();
     {
         let mut trainer = Trainer::new(&head.plan, &mut params, train_arena).unwrap();
         for _epoch in 0..5 {

@@ -18,10 +18,8 @@ fn run_case(case: &GoldenCase) -> Result<usize, String> {
         .map_err(|e| format!("{e:#}"))?;
     let blob = AlignedBytes::new(&built.bytes);
     let model = Model::parse(blob.as_slice()).map_err(|e| e.to_string())?;
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let arena_bytes =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let arena_bytes = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, arena_bytes).map_err(|e| e.to_string())?;
     let mut compared = 0;
     for (v, vector) in case.vectors.iter().enumerate() {

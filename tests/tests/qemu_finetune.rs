@@ -38,10 +38,8 @@ fn device_fine_tunes_persists_and_restores_after_a_reboot() {
     // The device's int8 accuracy is the host's, sample for sample.
     let blob = AlignedBytes::new(&demo.quantized.built.bytes);
     let model = Model::parse(blob.as_slice()).unwrap();
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let arena =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let arena = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, arena).unwrap();
     let host_hits = demo
         .test

@@ -37,10 +37,8 @@ fn run(elf: &Path) -> QemuRun {
 fn host_outputs(blob: &[u8], inputs: &[u8]) -> Vec<Vec<i8>> {
     let blob = AlignedBytes::new(blob);
     let model = Model::parse(blob.as_slice()).unwrap();
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let bytes =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let bytes = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, bytes).unwrap();
     let len = interpreter.input_i8(0).unwrap().len();
     inputs

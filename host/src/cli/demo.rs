@@ -99,10 +99,8 @@ fn host_fallback(dir: &Path, report: mote_host::workflow::ExportReport) -> Resul
     let blob = std::fs::read(dir.join("model.mote"))?;
     let aligned = mote_host::AlignedBytes::new(&blob);
     let model = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    // SAFETY: viewing a u32 buffer as bytes; same memory, alignment 4, no padding.
-    let arena =
-        unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
+    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let arena = arena.as_mut_slice();
     let mut interp = mote_core::Interpreter::new(model, arena).map_err(anyhow::Error::msg)?;
     let head = Head::find(&model, Sgd::new(0.05).with_momentum(0.9)).map_err(anyhow::Error::msg)?;
     let mut params = vec![0.0f32; head.param_count()];
@@ -139,11 +137,8 @@ fn host_fallback(dir: &Path, report: mote_host::workflow::ExportReport) -> Resul
         Ok(hits as f64 / vy.len() as f64)
     };
     let before = accuracy(&mut interp, &params)?;
-    let mut train_arena = vec![0u32; head.plan.bytes().div_ceil(4)];
-    // SAFETY: as above.
-    let train_arena = unsafe {
-        std::slice::from_raw_parts_mut(train_arena.as_mut_ptr().cast::<u8>(), train_arena.len() * 4)
-    };
+    let mut train_arena = mote_host::AlignedBytes::zeroed(head.plan.bytes());
+    let train_arena = train_arena.as_mut_slice();
     {
         let mut trainer =
             Trainer::new(&head.plan, &mut params, train_arena).map_err(anyhow::Error::msg)?;

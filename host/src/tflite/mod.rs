@@ -102,8 +102,8 @@ pub fn infer(model_bytes: &[u8], input: &[u8]) -> Result<Vec<u8>> {
     );
     let vectors = input.len() / vector_len;
 
-    let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
-    let arena_bytes = as_bytes_mut(&mut arena);
+    let mut arena = crate::AlignedBytes::zeroed(model.arena_size());
+    let arena_bytes = arena.as_mut_slice();
     let mut interpreter =
         Interpreter::new(model, arena_bytes).map_err(|e| anyhow!("cannot bind the arena: {e}"))?;
     let mut out = Vec::with_capacity(vectors * out_sizes.iter().sum::<usize>());
@@ -141,10 +141,4 @@ fn int8_bytes(t: Result<TensorInfo, mote_core::Error>, what: &str, i: u16) -> Re
         t.dtype()
     );
     Ok(t.arena_range().len())
-}
-
-fn as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
-    // SAFETY: u32 has no padding and u8 has alignment 1; the byte slice covers exactly the
-    // words' memory and borrows them mutably for the same lifetime.
-    unsafe { std::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), words.len() * 4) }
 }
