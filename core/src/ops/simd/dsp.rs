@@ -150,6 +150,9 @@ pub(super) fn gemm_pairs<const N: usize>(
             "mov r11, r9",
             "ldr r0, [sp]",
             "ldr pc, [sp, #20]",
+            // `adr` reaches only word-aligned labels reliably (LLVM assembled a halfword-
+            // aligned `3:` to the word below it: a jump into the middle of an instruction).
+            ".p2align 2",
             "3:",
             group_2x2!(),
             "4:",
