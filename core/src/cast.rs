@@ -15,6 +15,12 @@ unsafe impl Pod for i8 {}
 unsafe impl Pod for i32 {}
 // SAFETY: as above.
 unsafe impl Pod for f32 {}
+// SAFETY: as above.
+unsafe impl Pod for u32 {}
+// SAFETY: arrays of u32 have no padding and accept every bit pattern.
+unsafe impl Pod for [u32; 2] {}
+// SAFETY: as above.
+unsafe impl Pod for [u32; 4] {}
 // SAFETY: `#[repr(C)]` pair of i32: no padding, every bit pattern valid.
 unsafe impl Pod for crate::quant::QuantizedMultiplier {}
 
@@ -41,6 +47,14 @@ pub(crate) fn slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
     Some(unsafe {
         core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), bytes.len() / size)
     })
+}
+
+/// Views words as their bytes (every u32 is four valid bytes): a word-aligned byte buffer.
+#[cfg(test)]
+pub(crate) fn words_as_bytes_mut(words: &mut [u32]) -> &mut [u8] {
+    // SAFETY: u8 has alignment 1 and every bit pattern is valid; the length covers exactly
+    // the words' bytes; the exclusive borrow of `words` moves to the result.
+    unsafe { core::slice::from_raw_parts_mut(words.as_mut_ptr().cast::<u8>(), 4 * words.len()) }
 }
 
 #[cfg(test)]

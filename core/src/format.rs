@@ -403,4 +403,9 @@ pub mod param {
     pub const SOFTMAX_DIFF_MIN: usize = 2;
     /// MEAN: which of TFLite-Micro's algorithms (`ops::mean::MeanMode`).
     pub const MEAN_MODE: usize = 0;
+    /// Any operator: arena offset of the scratch its kernel uses while it runs (word-aligned;
+    /// planned like a tensor live during this operator only).
+    pub const SCRATCH_OFFSET: usize = 12;
+    /// Any operator: bytes of that scratch (0: none; the kernel then runs its reference path).
+    pub const SCRATCH_LEN: usize = 13;
 }

@@ -2,7 +2,7 @@
 
 use crate::cast;
 use crate::format::{DType, OpCode, Storage};
-use crate::model::{Layer, Model, TensorInfo};
+use crate::model::{Layer, Model, Scratch, TensorInfo};
 use crate::ops::{self, Tensor, TensorMut};
 use crate::Error;
 use core::ops::Range;
@@ -163,9 +163,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 bias,
                 requant,
                 output,
+                scratch,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
-                ops::conv2d::conv2d_i8(&window, &stage, ins[0], filter, bias, requant, out)
+                let (ins, out, s) =
+                    io::<i8, i8>(self.arena, &m, [Some(input), None], output, scratch)?;
+                ops::conv2d::conv2d_i8(&window, &stage, ins[0], filter, bias, requant, out, s)
             }
             Layer::DepthwiseConv2d {
                 window,
@@ -176,8 +178,10 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 bias,
                 requant,
                 output,
+                scratch,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, s) =
+                    io::<i8, i8>(self.arena, &m, [Some(input), None], output, scratch)?;
                 ops::depthwise_conv2d::depthwise_conv2d_i8(
                     &window,
                     depth_multiplier,
@@ -187,6 +191,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                     bias,
                     requant,
                     out,
+                    s,
                 )
             }
             Layer::FullyConnected {
@@ -196,10 +201,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 bias,
                 requant,
                 output,
+                scratch,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, s) =
+                    io::<i8, i8>(self.arena, &m, [Some(input), None], output, scratch)?;
                 ops::fully_connected::fully_connected_i8(
-                    &stage, ins[0], weights, bias, requant, out,
+                    &stage, ins[0], weights, bias, requant, out, s,
                 )
             }
             Layer::AveragePool2d {
@@ -209,7 +216,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, _) = io::<i8, i8>(
+                    self.arena,
+                    &m,
+                    [Some(input), None],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::pooling::average_pool2d_i8(&params, act_min, act_max, ins[0], out)
             }
             Layer::MaxPool2d {
@@ -219,7 +232,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, _) = io::<i8, i8>(
+                    self.arena,
+                    &m,
+                    [Some(input), None],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::pooling::max_pool2d_i8(&params, act_min, act_max, ins[0], out)
             }
             Layer::Add {
@@ -228,7 +247,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 b,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(a), Some(b)], output)?;
+                let (ins, out, _) = io::<i8, i8>(
+                    self.arena,
+                    &m,
+                    [Some(a), Some(b)],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::add::add_i8(&params, ins[0].data, ins[1].data, out.data)
             }
             Layer::Softmax {
@@ -237,7 +262,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, _) = io::<i8, i8>(
+                    self.arena,
+                    &m,
+                    [Some(input), None],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::softmax::softmax_i8(&params, ins[0].data, out.data, depth)
             }
             Layer::Mean {
@@ -245,7 +276,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, _) = io::<i8, i8>(
+                    self.arena,
+                    &m,
+                    [Some(input), None],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::mean::mean_hw_i8(&params, ins[0], out)
             }
             // The planner put the output on the input's bytes: nothing to do.
@@ -256,7 +293,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<f32, i8>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, _) = io::<f32, i8>(
+                    self.arena,
+                    &m,
+                    [Some(input), None],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::quantize::quantize_f32_i8(scale, zero_point, ins[0].data, out.data)
             }
             Layer::Dequantize {
@@ -265,44 +308,69 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, f32>(self.arena, &m, [Some(input), None], output)?;
+                let (ins, out, _) = io::<i8, f32>(
+                    self.arena,
+                    &m,
+                    [Some(input), None],
+                    output,
+                    Scratch::default(),
+                )?;
                 ops::quantize::dequantize_i8_f32(scale, zero_point, ins[0].data, out.data)
             }
         }
     }
 }
 
-/// Borrows an operator's inputs (shared) and output (exclusive) from the one arena. The plan
-/// guarantees the output's bytes are disjoint from every input's; this checks it again so a
-/// bad plan is an error, and splits the arena without unsafe code.
+/// An operator's arena views: inputs (shared), output and scratch (exclusive).
+type Views<'x, I, O> = ([Tensor<'x, I>; 2], TensorMut<'x, O>, &'x mut [u8]);
+
+/// Borrows an operator's inputs (shared), output and scratch (exclusive) from the one arena.
+/// The plan guarantees the output's and the scratch's bytes are disjoint from each other and
+/// from every input's; this checks it again so a bad plan is an error, and splits the arena
+/// without unsafe code.
 fn io<'x, I: cast::Pod, O: cast::Pod>(
     arena: &'x mut [u8],
     model: &Model<'_>,
     inputs: [Option<u16>; 2],
     output: u16,
-) -> Result<([Tensor<'x, I>; 2], TensorMut<'x, O>), Error> {
+    scratch: Scratch,
+) -> Result<Views<'x, I, O>, Error> {
     let out_info = model.tensor(output)?;
     let out_range = out_info.arena_range();
-    if out_range.end > arena.len() {
-        return Err(Error::BadLayout {
-            what: "tensor outside the arena",
-        });
+    // No scratch: an empty range just past the output.
+    let scratch_range = match scratch.len {
+        0 => out_range.end..out_range.end,
+        _ => scratch.range(),
+    };
+    let out_first = out_range.start <= scratch_range.start;
+    let (lo, hi) = match out_first {
+        true => (out_range.clone(), scratch_range),
+        false => (scratch_range, out_range.clone()),
+    };
+    let overlap = Error::PlanOverlap {
+        first: output,
+        second: output,
+    };
+    if lo.end > hi.start || hi.end > arena.len() {
+        return Err(overlap);
     }
-    let (before, rest) = arena.split_at_mut(out_range.start);
-    let (out_bytes, after) = rest.split_at_mut(out_range.len());
-    let (before, after): (&'x [u8], &'x [u8]) = (before, after);
+    // [0, lo) shared | lo exclusive | [lo.end, hi) shared | hi exclusive | [hi.end, ..) shared
+    let (before, rest) = arena.split_at_mut(lo.start);
+    let (lo_bytes, rest) = rest.split_at_mut(lo.len());
+    let (between, rest) = rest.split_at_mut(hi.start - lo.end);
+    let (hi_bytes, after) = rest.split_at_mut(hi.len());
+    let shared: [(usize, &'x [u8]); 3] = [(0, before), (lo.end, between), (hi.end, after)];
     let pick = |range: Range<usize>| -> Result<&'x [u8], Error> {
-        if range.end <= out_range.start {
-            before.get(range)
-        } else if range.start >= out_range.end {
-            after.get(range.start - out_range.end..range.end - out_range.end)
-        } else {
-            None
-        }
-        .ok_or(Error::PlanOverlap {
-            first: output,
-            second: output,
-        })
+        shared
+            .iter()
+            .find_map(|&(at, bytes)| {
+                let start = range.start.checked_sub(at)?;
+                bytes.get(start..start + range.len())
+            })
+            .ok_or(Error::PlanOverlap {
+                first: output,
+                second: output,
+            })
     };
     let empty = Tensor {
         data: &[][..],
@@ -321,11 +389,15 @@ fn io<'x, I: cast::Pod, O: cast::Pod>(
             };
         }
     }
+    let (out_bytes, scratch_bytes) = match out_first {
+        true => (lo_bytes, hi_bytes),
+        false => (hi_bytes, lo_bytes),
+    };
     let out = TensorMut {
         data: cast::slice_mut(out_bytes).ok_or(Error::BadLayout {
             what: "tensor misaligned in the arena",
         })?,
         shape: out_info.shape,
     };
-    Ok((views, out))
+    Ok((views, out, scratch_bytes))
 }

@@ -362,6 +362,19 @@ impl ModelBuilder {
             b.first = b.first.min(first[i]);
             b.last = b.last.max(last[i]);
         }
+        // Each kernel's scratch: a buffer live during its operator only.
+        let mut scratch_of = vec![None; n_ops];
+        for (k, (op, _)) in self.ops.iter().enumerate() {
+            let bytes = self.scratch_bytes(op, &shapes)?;
+            if bytes > 0 {
+                scratch_of[k] = Some(buffers.len());
+                buffers.push(Buffer {
+                    size: bytes.next_multiple_of(planner::ALIGN),
+                    first: k,
+                    last: k,
+                });
+            }
+        }
         let plan = planner::plan(&buffers);
 
         let mut writer = Writer::default();
@@ -376,10 +389,15 @@ impl ModelBuilder {
             let rec = self
                 .op_record(op, &shapes, &mut writer)
                 .with_context(|| format!("operator {k} ({})", op.opcode().name()))?;
-            op_records.push(OpRecord {
+            let mut rec = OpRecord {
                 flags: if *trainable { OP_FLAG_TRAINABLE } else { 0 },
                 ..rec
-            });
+            };
+            if let Some(slot) = scratch_of[k] {
+                rec.params[param::SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
+                rec.params[param::SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
+            }
+            op_records.push(rec);
         }
 
         let bytes = assemble(
@@ -400,6 +418,43 @@ impl ModelBuilder {
             arena_offsets: (0..self.tensors.len())
                 .map(|i| buffer_of[i].map(|s| plan.offsets[s]))
                 .collect(),
+        })
+    }
+
+    /// Arena bytes the operator's fast kernel works in (mote-core's own sizing).
+    fn scratch_bytes(&self, op: &OpDef, shapes: &[Shape4]) -> Result<usize> {
+        use mote_core::ops::{conv2d, depthwise_conv2d, fully_connected};
+        Ok(match *op {
+            OpDef::Conv2d { filter, .. } => conv2d::scratch_bytes(shapes[filter]),
+            OpDef::DepthwiseConv2d {
+                input,
+                filter,
+                output,
+                padding,
+                stride,
+                dilation,
+                depth_multiplier,
+                ..
+            } => {
+                let (i, f) = (shapes[input], shapes[filter]);
+                let kernel = (f.h, f.w);
+                let (window, _, _) = Window::for_kernel(i, kernel, padding, stride, dilation)
+                    .ok_or_else(|| {
+                        anyhow!(
+                            "a {}x{} window does not fit a {}x{} input",
+                            f.h,
+                            f.w,
+                            i.h,
+                            i.w
+                        )
+                    })?;
+                depthwise_conv2d::scratch_bytes(&window, depth_multiplier, i, f, shapes[output])
+            }
+            OpDef::FullyConnected { weights, .. } => {
+                let inputs = shapes[weights].c;
+                fully_connected::scratch_bytes(Shape4::new(1, 1, 1, inputs))
+            }
+            _ => 0,
         })
     }
 

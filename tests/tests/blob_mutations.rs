@@ -180,3 +180,70 @@ fn thousands_of_mutations_never_panic() {
         "only {rejected} rejections: mutations are too weak"
     );
 }
+
+/// Each convolution's scratch is planned in the arena, clear of every tensor live while it
+/// runs; a blob whose scratch is misplaced is refused, and one without scratch still runs
+/// (the reference kernels) to the same outputs.
+#[test]
+fn operator_scratch_is_planned_checked_and_optional() {
+    use mote_core::format::{param, OpCode, OP_RECORD_LEN};
+    let blob = valid_blobs().remove(1);
+    let aligned = AlignedBytes::new(&blob);
+    let model = Model::parse(aligned.as_slice()).unwrap();
+    let ops_offset = u32::from_le_bytes(blob[32..36].try_into().unwrap()) as usize;
+    let param_at = |op: u16, p: usize| ops_offset + op as usize * OP_RECORD_LEN + 24 + 4 * p;
+    let get = |b: &[u8], at: usize| i32::from_le_bytes(b[at..at + 4].try_into().unwrap());
+    let set = |b: &mut Vec<u8>, at: usize, v: i32| {
+        b[at..at + 4].copy_from_slice(&v.to_le_bytes());
+        reseal(b);
+    };
+    let conv = (0..model.op_count())
+        .find(|&k| model.op(k).unwrap().opcode == OpCode::Conv2d)
+        .unwrap();
+    let (off_at, len_at) = (
+        param_at(conv, param::SCRATCH_OFFSET),
+        param_at(conv, param::SCRATCH_LEN),
+    );
+    let (offset, len) = (get(&blob, off_at), get(&blob, len_at));
+    assert!(len >= 16 && offset % 4 == 0, "scratch {offset}+{len}");
+    let parse = |b: &[u8]| Model::parse(AlignedBytes::new(b).as_slice()).map(|_| ());
+    let refused =
+        |b: &[u8]| matches!(parse(b), Err(Error::InvalidOperator { index, .. }) if index == conv);
+
+    // Onto the operator's own output.
+    let output = model.tensor(model.op(conv).unwrap().output).unwrap();
+    let mut onto_output = blob.clone();
+    set(&mut onto_output, off_at, output.record.offset as i32);
+    assert!(refused(&onto_output), "{:?}", parse(&onto_output));
+    // Misaligned, and past the arena's end.
+    let mut misaligned = blob.clone();
+    set(&mut misaligned, off_at, offset + 2);
+    assert!(refused(&misaligned));
+    let mut past_end = blob.clone();
+    set(
+        &mut past_end,
+        len_at,
+        model.arena_size() as i32 - offset + 4,
+    );
+    assert!(refused(&past_end));
+
+    // No scratch: the same outputs, from the reference kernels.
+    let run = |b: &[u8]| {
+        let aligned = AlignedBytes::new(b);
+        let model = Model::parse(aligned.as_slice()).unwrap();
+        let mut arena = AlignedBytes::zeroed(model.arena_size());
+        let mut interpreter = Interpreter::new(model, arena.as_mut_slice()).unwrap();
+        let mut rng = Rng::new(7);
+        for x in interpreter.input_i8(0).unwrap() {
+            *x = rng.i8();
+        }
+        interpreter.invoke().unwrap();
+        interpreter.output_i8(0).unwrap().to_vec()
+    };
+    let mut without = blob.clone();
+    for k in 0..model.op_count() {
+        set(&mut without, param_at(k, param::SCRATCH_LEN), 0);
+        set(&mut without, param_at(k, param::SCRATCH_OFFSET), 0);
+    }
+    assert_eq!(run(&without), run(&blob));
+}

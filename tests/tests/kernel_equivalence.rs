@@ -8,11 +8,26 @@
 //! On the host these run the portable versions of `ops::simd`; `qemu_kernels` below runs the
 //! DSP assembly in the emulated Cortex-M4 on models built from the same kind of shapes.
 
-use mote_core::ops::conv2d::{conv2d_i8, conv2d_i8_reference};
-use mote_core::ops::depthwise_conv2d::{depthwise_conv2d_i8, depthwise_conv2d_i8_reference};
-use mote_core::ops::fully_connected::{fully_connected_i8, fully_connected_i8_reference};
+use mote_core::ops::conv2d::{self, conv2d_i8, conv2d_i8_reference};
+use mote_core::ops::depthwise_conv2d::{self, depthwise_conv2d_i8, depthwise_conv2d_i8_reference};
+use mote_core::ops::fully_connected::{self, fully_connected_i8, fully_connected_i8_reference};
 use mote_core::ops::{Int8Stage, Padding, Shape4, Tensor, TensorMut, Window};
 use mote_core::quant::QuantizedMultiplier;
+use mote_host::AlignedBytes;
+
+/// A kernel's scratch as the arena hands it over: word-aligned and holding stale bytes, so a
+/// kernel that relied on zeroed scratch would differ from the reference.
+fn garbage(len: usize) -> AlignedBytes {
+    let mut scratch = AlignedBytes::zeroed(len);
+    scratch.as_mut_slice().fill(0xA5);
+    scratch
+}
+
+/// Whether a kernel wrote its scratch (an empty one counts: that kernel needs none).
+fn used(scratch: &AlignedBytes) -> bool {
+    let bytes = scratch.as_slice();
+    bytes.is_empty() || bytes.iter().any(|&b| b != 0xA5)
+}
 
 /// xorshift64.
 struct Rng(u64);
@@ -172,6 +187,8 @@ fn elements(s: Shape4) -> usize {
 fn conv2d_fast_equals_reference() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
     let mut outputs = 0;
+    // Cases the fast kernel ran (it wrote its scratch), of those that succeeded.
+    let (mut fast, mut ok) = (0, 0);
     for case in 0..3000 {
         let (y, x) = (Axis::random(&mut rng, 9, 5), Axis::random(&mut rng, 9, 5));
         let n = rng.pick(&[1, 1, 1, 2, 3]);
@@ -202,7 +219,19 @@ fn conv2d_fast_equals_reference() {
             data: &mut got[..],
             shape: os,
         };
-        let r1 = conv2d_i8(&w, &st, i, f, bias.as_deref(), &rq, o);
+        let mut scratch = garbage(conv2d::scratch_bytes(fs));
+        let r1 = conv2d_i8(
+            &w,
+            &st,
+            i,
+            f,
+            bias.as_deref(),
+            &rq,
+            o,
+            scratch.as_mut_slice(),
+        );
+        fast += usize::from(r1.is_ok() && used(&scratch));
+        ok += usize::from(r1.is_ok());
         let o = TensorMut {
             data: &mut want[..],
             shape: os,
@@ -216,6 +245,10 @@ fn conv2d_fast_equals_reference() {
         outputs += got.len();
     }
     assert!(outputs > 100_000, "{outputs}");
+    assert!(
+        fast * 10 >= ok * 7,
+        "the fast kernel ran in only {fast} of {ok} cases"
+    );
 }
 
 /// Long windows (more taps than one column slice holds) and large channel counts.
@@ -274,7 +307,18 @@ fn conv2d_long_windows_equal_reference() {
             data: &mut got[..],
             shape: os,
         };
-        conv2d_i8(&w, &st, i, f, bias.as_deref(), &rq, o).unwrap();
+        let mut scratch = garbage(conv2d::scratch_bytes(fs));
+        conv2d_i8(
+            &w,
+            &st,
+            i,
+            f,
+            bias.as_deref(),
+            &rq,
+            o,
+            scratch.as_mut_slice(),
+        )
+        .unwrap();
         let o = TensorMut {
             data: &mut want[..],
             shape: os,
@@ -291,6 +335,8 @@ fn conv2d_long_windows_equal_reference() {
 fn depthwise_fast_equals_reference() {
     let mut rng = Rng(0xdead_beef_1357_2468);
     let mut outputs = 0;
+    // Cases the fast kernel ran (it wrote its scratch), of those that succeeded.
+    let (mut fast, mut ok) = (0, 0);
     for case in 0..4000 {
         let (y, x) = (Axis::random(&mut rng, 12, 5), Axis::random(&mut rng, 12, 5));
         let n = rng.pick(&[1, 1, 2]);
@@ -322,7 +368,20 @@ fn depthwise_fast_equals_reference() {
             data: &mut got[..],
             shape: os,
         };
-        let r1 = depthwise_conv2d_i8(&w, dm, &st, i, f, bias.as_deref(), &rq, o);
+        let mut scratch = garbage(depthwise_conv2d::scratch_bytes(&w, dm, is, fs, os));
+        let r1 = depthwise_conv2d_i8(
+            &w,
+            dm,
+            &st,
+            i,
+            f,
+            bias.as_deref(),
+            &rq,
+            o,
+            scratch.as_mut_slice(),
+        );
+        fast += usize::from(r1.is_ok() && used(&scratch));
+        ok += usize::from(r1.is_ok());
         let o = TensorMut {
             data: &mut want[..],
             shape: os,
@@ -336,11 +395,17 @@ fn depthwise_fast_equals_reference() {
         outputs += got.len();
     }
     assert!(outputs > 100_000, "{outputs}");
+    assert!(
+        fast * 10 >= ok * 7,
+        "the fast kernel ran in only {fast} of {ok} cases"
+    );
 }
 
 #[test]
 fn fully_connected_fast_equals_reference() {
     let mut rng = Rng(0x5555_aaaa_1234_4321);
+    // Cases the fast kernel ran (it wrote its scratch), of those that succeeded.
+    let (mut fast, mut ok) = (0, 0);
     for case in 0..3000 {
         let r0 = rng.size(1, 300);
         let in_f = rng.pick(&[1, 3, 4, 8, 27, 64, 128, 640, r0, 2000]);
@@ -369,7 +434,10 @@ fn fully_connected_fast_equals_reference() {
             data: &mut got[..],
             shape: os,
         };
-        let r1 = fully_connected_i8(&st, i, w, bias.as_deref(), &rq, o);
+        let mut scratch = garbage(fully_connected::scratch_bytes(ws));
+        let r1 = fully_connected_i8(&st, i, w, bias.as_deref(), &rq, o, scratch.as_mut_slice());
+        fast += usize::from(r1.is_ok() && used(&scratch));
+        ok += usize::from(r1.is_ok());
         let o = TensorMut {
             data: &mut want[..],
             shape: os,
@@ -381,6 +449,10 @@ fn fully_connected_fast_equals_reference() {
             "case {case}: rows {rows} in {in_f} out {out_f} {st:?}"
         );
     }
+    assert!(
+        fast * 10 >= ok * 7,
+        "the fast kernel ran in only {fast} of {ok} cases"
+    );
 }
 
 /// The DSP assembly itself, in the emulated Cortex-M4: one-operator models whose shapes take

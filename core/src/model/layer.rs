@@ -12,6 +12,22 @@ use crate::ops::{Int8Stage, Shape4, Tensor, Window};
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
+/// Arena bytes an operator's kernel works in while it runs (empty: none planned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scratch {
+    /// Arena offset, a multiple of 4.
+    pub offset: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl Scratch {
+    /// The arena bytes.
+    pub fn range(&self) -> core::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
 /// One operator, ready to run: constants borrowed from the blob, activations by tensor index.
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
@@ -32,6 +48,8 @@ pub enum Layer<'a> {
         requant: &'a [QuantizedMultiplier],
         /// Output tensor.
         output: u16,
+        /// The kernel's working memory.
+        scratch: Scratch,
     },
     /// DEPTHWISE_CONV_2D.
     DepthwiseConv2d {
@@ -51,6 +69,8 @@ pub enum Layer<'a> {
         requant: &'a [QuantizedMultiplier],
         /// Output tensor.
         output: u16,
+        /// The kernel's working memory.
+        scratch: Scratch,
     },
     /// FULLY_CONNECTED.
     FullyConnected {
@@ -66,6 +86,8 @@ pub enum Layer<'a> {
         requant: &'a [QuantizedMultiplier],
         /// Output tensor.
         output: u16,
+        /// The kernel's working memory.
+        scratch: Scratch,
     },
     /// AVERAGE_POOL_2D.
     AveragePool2d {
@@ -229,6 +251,22 @@ impl<'a> Decoder<'_, 'a> {
         Ok(requant)
     }
 
+    /// The operator's planned scratch: inside the arena, word-aligned. (Parsing checks that
+    /// no tensor live during the operator overlaps it.)
+    fn scratch(&self) -> Result<Scratch, Error> {
+        let (offset, len) = (self.p(param::SCRATCH_OFFSET), self.p(param::SCRATCH_LEN));
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            return self.bad("negative scratch offset or length");
+        };
+        if len == 0 {
+            return Ok(Scratch::default());
+        }
+        if offset % 4 != 0 || offset.saturating_add(len) > self.model.arena_size() {
+            return self.bad("scratch misaligned or past the arena's end");
+        }
+        Ok(Scratch { offset, len })
+    }
+
     fn p(&self, i: usize) -> i32 {
         self.op.params[i]
     }
@@ -362,6 +400,7 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 requant: d.requant(&[filter.shape.n])?,
                 filter,
                 output: output.index,
+                scratch: d.scratch()?,
             }
         }
         OpCode::DepthwiseConv2d => {
@@ -393,6 +432,7 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 requant: d.requant(&[filter.shape.c])?,
                 filter,
                 output: output.index,
+                scratch: d.scratch()?,
             }
         }
         OpCode::FullyConnected => {
@@ -418,6 +458,7 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 requant: d.requant(&[1, outputs])?,
                 weights,
                 output: output.index,
+                scratch: d.scratch()?,
             }
         }
         OpCode::AveragePool2d | OpCode::MaxPool2d => {

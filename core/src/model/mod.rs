@@ -2,7 +2,7 @@
 
 mod layer;
 
-pub use layer::Layer;
+pub use layer::{Layer, Scratch};
 
 use crate::cast;
 use crate::crc32::crc32;
@@ -465,7 +465,28 @@ impl<'a> Model<'a> {
             }
         }
         // Decoding checks every shape and parameter against the kernels' needs.
-        layer::decode(self, index, &op).map(|_| ())
+        let scratch = match layer::decode(self, index, &op)? {
+            Layer::Conv2d { scratch, .. }
+            | Layer::DepthwiseConv2d { scratch, .. }
+            | Layer::FullyConnected { scratch, .. } => scratch,
+            _ => return Ok(()),
+        };
+        // The kernel writes its scratch while reading the inputs and writing the output, so
+        // no tensor live during the operator may share those bytes.
+        let busy = scratch.range();
+        for t in 0..self.header.tensor_count {
+            let t = self.tensor(t)?;
+            let live = t.record.live_from <= index && index <= t.record.live_to;
+            let r = t.arena_range();
+            if t.record.storage == Storage::Arena
+                && live
+                && r.start < busy.end
+                && busy.start < r.end
+            {
+                return bad("scratch overlaps a tensor live during the operator");
+            }
+        }
+        Ok(())
     }
 
     fn is_model_input(&self, tensor: u16) -> Result<bool, Error> {

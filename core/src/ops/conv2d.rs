@@ -26,6 +26,10 @@ use crate::Error;
 /// `filter` is OHWI (`n` = output channels, `c` = input channels) with zero point 0. `requant`
 /// holds one multiplier per output channel, or a single one for all of them. Each output is
 /// `clamp(requant[oc].apply(sum(filter * (input + input_offset)) + bias[oc]) + output_offset)`.
+///
+/// `scratch` (word-aligned, [`scratch_bytes`] long) holds the fast kernel's columns; with
+/// less, the layer runs the reference kernel (same outputs, several times slower).
+#[allow(clippy::too_many_arguments)]
 pub fn conv2d_i8(
     window: &Window,
     stage: &Int8Stage,
@@ -34,13 +38,24 @@ pub fn conv2d_i8(
     bias: Option<&[i32]>,
     requant: Requant,
     output: TensorMut<i8>,
+    scratch: &mut [u8],
 ) -> Result<(), Error> {
     let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
     check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
     let (in_c, out_c) = (input.shape.c, output.shape.c);
     let (x, w) = (input.data, filter.data);
-    conv_gemm::conv2d(&g, stage, x, in_c, w, bias, requant, out_c, output.data);
-    Ok(())
+    let out = &mut *output.data;
+    if conv_gemm::conv2d(&g, stage, x, in_c, w, bias, requant, out_c, out, scratch) {
+        return Ok(());
+    }
+    reference_i8(&g, stage, input, filter, bias, requant, output)
+}
+
+/// Scratch bytes [`conv2d_i8`]'s fast kernel needs for an OHWI `filter` (at most
+/// 1,152 plus the zero-padded copies of up to three filter rows).
+pub fn scratch_bytes(filter: Shape4) -> usize {
+    let taps = filter.h.saturating_mul(filter.w).saturating_mul(filter.c);
+    conv_gemm::scratch_bytes(taps, filter.n)
 }
 
 /// [`conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply at a
@@ -348,7 +363,9 @@ mod tests {
         os: Shape4,
     ) -> Result<Vec<i8>, Error> {
         let mut out = vec![0i8; len(os)];
-        conv2d_i8(&w, &st, input, filter, bias, rq, tm(&mut out, os))?;
+        let mut words = vec![0u32; scratch_bytes(filter.shape).div_ceil(4)];
+        let scratch = crate::cast::words_as_bytes_mut(&mut words);
+        conv2d_i8(&w, &st, input, filter, bias, rq, tm(&mut out, os), scratch)?;
         Ok(out)
     }
 
@@ -543,7 +560,7 @@ mod tests {
             let (input, filter) = (vec![0i8; c.in_len], vec![0i8; fs.elements().unwrap_or(0)]);
             let (mut out, bias) = (vec![0i8; os.elements().unwrap_or(0)], vec![0; c.bias]);
             let (io, out) = ((t(&input, is), t(&filter, fs)), tm(&mut out, os));
-            conv2d_i8(&c.w, &c.st, io.0, io.1, Some(&bias), &c.rq, out)
+            conv2d_i8(&c.w, &c.st, io.0, io.1, Some(&bias), &c.rq, out, &mut [])
         };
         assert_eq!(run(|_| {}), Ok(()));
         // Cropped (VALID, 1 row) and one-requant-for-all variants are fine too.

@@ -2,7 +2,8 @@
 //! rows, two pixels and two output channels at a time.
 //!
 //! For a pair of output pixels the kernel widens the window's input values (plus the input
-//! offset) to int16 into a column pair on the stack, once, and then runs the filter rows of a
+//! offset) to int16 into a column pair in the layer's scratch (arena bytes the host planned
+//! for this operator only, see [`scratch_bytes`]), once, and then runs the filter rows of a
 //! block of output channels over it. Taps in the padding are zeros in that column (the zero
 //! point plus the offset). A 1x1 convolution's window is the pixel itself; a larger window is
 //! gathered row by row. The OHWI filter row of output channel `oc` is already the window in
@@ -22,7 +23,7 @@ use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairTable};
 use super::{Int8Stage, Requant};
 use core::ops::Range;
 
-/// Taps of one column held at once: a column pair is `4 * MAX_TAPS` bytes of stack.
+/// Taps of one column held at once: a column pair is at most `4 * MAX_TAPS` bytes of scratch.
 pub(crate) const MAX_TAPS: usize = 288;
 /// Output channels whose constants (and, for long windows, sums) are held at once.
 const OC_BLOCK: usize = 32;
@@ -30,7 +31,30 @@ const OC_BLOCK: usize = 32;
 const SCRATCH: usize = 64;
 
 /// A column pair: pixel A in lanes 0 and 1 of each group, pixel B in lanes 2 and 3.
-type Cols = [[u32; 4]; MAX_TAPS / 4];
+type Cols = [[u32; 4]];
+
+/// The filter rows from which whole-word reads of a window of `taps` run past the end of a
+/// filter of `out_c` rows; they are read from zero-padded copies.
+fn short_rows(taps: usize, out_c: usize) -> usize {
+    let groups = taps.div_ceil(4);
+    match (out_c * taps).checked_sub(4 * groups) {
+        Some(room) => room / taps + 1,
+        None => 0,
+    }
+}
+
+/// Scratch bytes [`conv2d`] needs for a filter of `out_c` rows of `taps` taps: the column
+/// pair, and the zero-padded copies of the filter's last rows when a window is not whole
+/// words. Shared with the host's planner, which reserves them in the arena.
+pub(crate) fn scratch_bytes(taps: usize, out_c: usize) -> usize {
+    let cols = 16 * taps.min(MAX_TAPS).div_ceil(4);
+    let tails = if taps % 4 != 0 && taps <= MAX_TAPS {
+        out_c.saturating_sub(short_rows(taps, out_c)) * 4 * taps.div_ceil(4)
+    } else {
+        0
+    };
+    cols + tails
+}
 
 /// Everything about a validated convolution the loops need.
 struct Conv<'a> {
@@ -67,7 +91,8 @@ struct Block<'s> {
     table: (&'s PairTable<'s, PAIRS>, &'s [[u8; 2]]),
 }
 
-/// Runs the convolution (shapes and buffers validated by the caller).
+/// Runs the convolution (shapes and buffers validated by the caller); `false` (and nothing
+/// written) if `scratch` is smaller than [`scratch_bytes`] or not word-aligned.
 #[allow(clippy::too_many_arguments)]
 // Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
 #[inline(never)]
@@ -81,11 +106,25 @@ pub(crate) fn conv2d(
     requant: Requant,
     out_c: usize,
     output: &mut [i8],
-) {
+    scratch: &mut [u8],
+) -> bool {
     let taps = g.kernel_h * g.kernel_w * in_c;
     if taps == 0 || out_c == 0 || output.is_empty() {
-        return;
+        return true;
     }
+    let cols_len = 16 * taps.min(MAX_TAPS).div_ceil(4);
+    let Some((cols, tails)) = scratch
+        .get_mut(..scratch_bytes(taps, out_c))
+        .map(|s| s.split_at_mut(cols_len))
+    else {
+        return false;
+    };
+    let (Some(cols), Some(tails)) = (
+        crate::cast::slice_mut::<[u32; 4]>(cols),
+        crate::cast::slice_mut::<i8>(tails),
+    ) else {
+        return false;
+    };
     let conv = Conv {
         g,
         input,
@@ -98,19 +137,15 @@ pub(crate) fn conv2d(
         stage,
     };
     let max_sum = max_product(stage).saturating_mul(taps as u64);
-    let mut cols: Cols = [[0; 4]; MAX_TAPS / 4];
     // Rows from `short_from` on end less than a whole group before the filter does (a window
-    // not of whole words): at most three of them, copied and zero-padded to whole groups.
+    // not of whole words): copied and zero-padded to whole groups.
     let groups = taps.div_ceil(4);
-    let short_from = match filter.len().checked_sub(4 * groups) {
-        Some(room) => room / taps + 1,
-        None => 0,
-    };
-    let mut tails = [0i8; MAX_TAPS + 12];
+    let short_from = short_rows(taps, out_c);
     if taps % 4 != 0 && taps <= MAX_TAPS {
         let src = filter.chunks_exact(taps).skip(short_from);
         for (dst, src) in tails.chunks_exact_mut(4 * groups).zip(src) {
             dst[..taps].copy_from_slice(src);
+            dst[taps..].fill(0);
         }
     }
     for first in (0..out_c).step_by(OC_BLOCK) {
@@ -167,8 +202,9 @@ pub(crate) fn conv2d(
             constants,
             table,
         };
-        conv.block(&blk, &mut cols, output);
+        conv.block(&blk, cols, output);
     }
+    true
 }
 
 impl Conv<'_> {

@@ -8,14 +8,16 @@
 use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
-use super::{Int8Stage, Requant, Tensor, TensorMut, Window};
+use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
 use crate::Error;
 
 /// Int8 depthwise convolution, bit-exact with TFLite-Micro's reference
 /// `DepthwiseConvPerChannel`.
 ///
 /// `filter` is `[1, kh, kw, in_c * depth_multiplier]` with zero point 0; `requant` holds one
-/// multiplier per output channel, or a single one for all of them.
+/// multiplier per output channel, or a single one for all of them. `scratch` (word-aligned,
+/// [`scratch_bytes`] long) holds the fast kernel's row ring; with less, or when the fast
+/// kernel does not apply, the reference kernel runs (same outputs).
 #[allow(clippy::too_many_arguments)]
 pub fn depthwise_conv2d_i8(
     window: &Window,
@@ -26,16 +28,38 @@ pub fn depthwise_conv2d_i8(
     bias: Option<&[i32]>,
     requant: Requant,
     output: TensorMut<i8>,
+    scratch: &mut [u8],
 ) -> Result<(), Error> {
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
     let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
     let what = "depthwise_conv2d requant length";
     check_int8(stage, requant, output.shape.c, what)?;
-    let (i, f) = (input.data, filter.data);
-    if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, &mut *output.data) {
+    let (i, f, out) = (input.data, filter.data, &mut *output.data);
+    if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
         return Ok(());
     }
     reference_i8(&g, dm, stage, input, filter, bias, requant, output)
+}
+
+/// Scratch bytes [`depthwise_conv2d_i8`]'s fast kernel needs (0 where it does not apply): a
+/// ring of input rows, `(kernel_h - 1) * dilation_h + 1` rows of the padded width, a word
+/// per pixel.
+pub fn scratch_bytes(
+    window: &Window,
+    depth_multiplier: usize,
+    input: Shape4,
+    filter: Shape4,
+    output: Shape4,
+) -> usize {
+    let kernel = (filter.h, filter.w);
+    depthwise_fast::ring(
+        window,
+        kernel,
+        (input.w, output.w),
+        depth_multiplier,
+        filter.c,
+    )
+    .map_or(0, |(rows, width)| 4 * rows * width)
 }
 
 /// [`depthwise_conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply
@@ -271,7 +295,20 @@ pub(crate) mod tests {
         os: Shape4,
     ) -> Result<Vec<i8>, Error> {
         let mut out = vec![0i8; len(os)];
-        depthwise_conv2d_i8(&w, dm, &st, input, filter, bias, rq, tm(&mut out, os))?;
+        let need = scratch_bytes(&w, dm, input.shape, filter.shape, os);
+        let mut words = vec![0u32; need.div_ceil(4)];
+        let scratch = crate::cast::words_as_bytes_mut(&mut words);
+        depthwise_conv2d_i8(
+            &w,
+            dm,
+            &st,
+            input,
+            filter,
+            bias,
+            rq,
+            tm(&mut out, os),
+            scratch,
+        )?;
         Ok(out)
     }
 
@@ -422,7 +459,17 @@ pub(crate) mod tests {
             let (mut out, bias) = (vec![0i8; os.elements().unwrap_or(0)], vec![0; c.bias]);
             let (io, out) = ((t(&input, is), t(&filter, fs)), tm(&mut out, os));
             let (w, rq) = (win(ONE, ONE, ONE), vec![q(0.5); c.rq]);
-            depthwise_conv2d_i8(&w, c.dm, &stage(0, 0), io.0, io.1, Some(&bias), &rq, out)
+            depthwise_conv2d_i8(
+                &w,
+                c.dm,
+                &stage(0, 0),
+                io.0,
+                io.1,
+                Some(&bias),
+                &rq,
+                out,
+                &mut [],
+            )
         };
         assert_eq!(run(|_| {}), Ok(()));
         assert_eq!(run(|c| c.rq = 1), Ok(()));

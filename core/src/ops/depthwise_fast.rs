@@ -3,30 +3,55 @@
 //!
 //! For each group of four channels the filter taps are widened once (`[(w0, w2), (w1, w3)]`
 //! per tap). The group's input rows are copied, one word per pixel, into a small ring of rows
-//! padded with the zero point on both sides, so every window lies on the ring and padding
+//! (the layer's scratch, planned in the arena by the host) padded with the zero point on both
+//! sides, so every window lies on the ring and padding
 //! costs nothing (the zero point plus the input offset is zero). A window row above or below
 //! the input reads any ring row with its taps' weights zeroed. A row of 3x3 outputs runs in
 //! one assembly loop with the requantization inside ([`Dw3x3`]); other kernels, and groups
 //! with a channel the assembly's output stage cannot take, loop over the ring in Rust. Inputs
-//! too wide for the ring, other depth multipliers and channel counts run the reference
-//! kernel.
+//! too wide for the ring (or given too little scratch), other depth multipliers and channel
+//! counts run the reference kernel.
 
 use super::conv2d::Geometry;
 use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
 use super::simd::{
     gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3,
 };
-use super::{Int8Stage, Requant};
+use super::{Int8Stage, Requant, Window};
 
 /// Most taps (`kernel_h * kernel_w`) the fast path widens at once.
 const MAX_TAPS: usize = 25;
 /// Most kernel rows, and most ring rows (`(kernel_h - 1) * dilation_h + 1`).
 const MAX_ROWS: usize = 8;
-/// Words of the row ring: `rows * padded width` must fit.
-const RING: usize = 320;
+/// Most words of the row ring (`rows * padded width`): 4 KB of arena.
+const RING: usize = 1024;
 
-/// Runs the depthwise convolution if the fast path applies; `false` (and nothing written)
-/// otherwise. Shapes were validated by the caller.
+/// The ring's geometry for a layer, `(rows, padded width)` in words, or `None` if the fast
+/// path does not apply (the reference kernel runs, without scratch).
+pub(crate) fn ring(
+    window: &Window,
+    (kernel_h, kernel_w): (usize, usize),
+    (in_w, out_w): (usize, usize),
+    depth_multiplier: usize,
+    channels: usize,
+) -> Option<(usize, usize)> {
+    let w = window;
+    // Padded width: every window's last column, and every input column.
+    let last = out_w
+        .checked_sub(1)?
+        .checked_mul(w.stride_w)?
+        .checked_add(kernel_w.checked_sub(1)?.checked_mul(w.dilation_w)?)?
+        + 1;
+    let width = last.max(w.pad_left.checked_add(in_w)?);
+    let rows = kernel_h.checked_sub(1)?.checked_mul(w.dilation_h)? + 1;
+    let taps = kernel_h.checked_mul(kernel_w)?;
+    let fits = rows <= MAX_ROWS && rows.checked_mul(width).is_some_and(|n| n <= RING);
+    let applies = depth_multiplier == 1 && channels % 4 == 0 && channels > 0 && taps <= MAX_TAPS;
+    (fits && applies).then_some((rows, width))
+}
+
+/// Runs the depthwise convolution if the fast path applies and `scratch` holds the ring;
+/// `false` (and nothing written) otherwise. Shapes were validated by the caller.
 #[allow(clippy::too_many_arguments)]
 // Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
 #[inline(never)]
@@ -39,18 +64,26 @@ pub(crate) fn depthwise(
     bias: Option<&[i32]>,
     requant: Requant,
     output: &mut [i8],
+    scratch: &mut [u8],
 ) -> bool {
-    let w = &g.window;
     let taps = g.kernel_h * g.kernel_w;
     let channels = filter.len() / taps.max(1);
-    // Padded width: every window's last column, and every input column.
-    let last = (g.out_w - 1) * w.stride_w + (g.kernel_w - 1) * w.dilation_w + 1;
-    let width = last.max(w.pad_left + g.in_w);
-    let ring_rows = (g.kernel_h - 1) * w.dilation_h + 1;
-    let fits = ring_rows <= MAX_ROWS && ring_rows.checked_mul(width).is_some_and(|n| n <= RING);
-    if depth_multiplier != 1 || channels % 4 != 0 || channels == 0 || taps > MAX_TAPS || !fits {
+    let kernel = (g.kernel_h, g.kernel_w);
+    let Some((ring_rows, width)) = ring(
+        &g.window,
+        kernel,
+        (g.in_w, g.out_w),
+        depth_multiplier,
+        channels,
+    ) else {
         return false;
-    }
+    };
+    let Some(ring) = scratch
+        .get_mut(..4 * ring_rows * width)
+        .and_then(crate::cast::slice_mut::<u32>)
+    else {
+        return false;
+    };
     let zp = (-stage.input_offset) as u8;
     let dw = Depthwise {
         g,
@@ -66,9 +99,9 @@ pub(crate) fn depthwise(
         max_sum: max_product(stage).saturating_mul(taps as u64),
     };
     // Padding columns hold the zero point in every channel, for the whole layer.
-    let mut ring = [u32::from_le_bytes([zp; 4]); RING];
+    ring.fill(u32::from_le_bytes([zp; 4]));
     for first in (0..channels).step_by(4) {
-        dw.group(first, &mut ring, output);
+        dw.group(first, ring, output);
     }
     true
 }
@@ -90,7 +123,7 @@ struct Depthwise<'a> {
 
 impl Depthwise<'_> {
     /// Every output of channels `first..first + 4`.
-    fn group(&self, first: usize, ring: &mut [u32; RING], output: &mut [i8]) {
+    fn group(&self, first: usize, ring: &mut [u32], output: &mut [i8]) {
         let (g, c) = (self.g, self.channels);
         let w = &g.window;
         let taps = g.kernel_h * g.kernel_w;
@@ -194,7 +227,7 @@ impl Depthwise<'_> {
         first: usize,
         kernel: &mut Dw3x3,
         wq: &[[u32; 2]; 9],
-        ring: &mut [u32; RING],
+        ring: &mut [u32],
         output: &mut [i8],
     ) {
         let (g, c, width) = (self.g, self.channels, self.width);

@@ -13,13 +13,21 @@ use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage}
 use super::simd::{gemv_quads, mac_1x4, sxtab16, sxtab16_ror8};
 use super::{Int8Stage, Requant};
 
-/// Input features widened at once (`2 * CHUNK` bytes of stack).
-const CHUNK: usize = 640;
+/// Input features widened at once (`2 * CHUNK` bytes of scratch). Rows up to this long run
+/// the one-pass assembly loop; 320 keeps the widest MLPerf layer (640 features, the
+/// autoencoder) within a small arena at about 5% more time for that layer.
+const CHUNK: usize = 320;
+
+/// Scratch bytes [`fully_connected`] needs for rows of `in_f` features: one widened chunk.
+pub(crate) fn scratch_bytes(in_f: usize) -> usize {
+    2 * in_f.min(CHUNK).next_multiple_of(4)
+}
 /// Outputs whose constants and sums are held at once.
 const BLOCK: usize = 16;
 
 /// Runs the layer (shapes and buffers validated by the caller): `input` is rows of `in_f`,
-/// `weights` `out_f` rows of `in_f`, `output` rows of `out_f`.
+/// `weights` `out_f` rows of `in_f`, `output` rows of `out_f`; `false` (and nothing
+/// written) if `scratch` is shorter than [`scratch_bytes`] or not word-aligned.
 #[allow(clippy::too_many_arguments)]
 // Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
 #[inline(never)]
@@ -32,17 +40,23 @@ pub(crate) fn fully_connected(
     requant: Requant,
     out_f: usize,
     output: &mut [i8],
-) {
+    scratch: &mut [u8],
+) -> bool {
     if in_f == 0 || out_f == 0 {
-        return;
+        return true;
     }
+    let Some(col) = scratch
+        .get_mut(..scratch_bytes(in_f))
+        .and_then(crate::cast::slice_mut::<[u32; 2]>)
+    else {
+        return false;
+    };
     let fc = Fc {
         in_f,
         off2: (stage.input_offset as u16 as u32) * 0x1_0001,
         stage,
     };
     let max_sum = max_product(stage).saturating_mul(in_f as u64);
-    let mut col = [[0u32; 2]; CHUNK / 4];
     let mut stages = [ChannelStage::default(); BLOCK];
     let one_slice = in_f <= CHUNK && in_f % 4 == 0;
     // The usual layer: one multiplier for all outputs, so one set of constants, shared.
@@ -66,7 +80,7 @@ pub(crate) fn fully_connected(
         let (quads, zeros) = (out_f / 4, [0i32; BLOCK]);
         let done = 4 * quads;
         for (x, y) in rows {
-            fc.widen(x, &mut col);
+            fc.widen(x, col);
             let whole = &col[..in_f / 4];
             match bias {
                 Some(b) => gemv_quads(whole, (weights, in_f), (b, &shared_rq), y, quads),
@@ -82,7 +96,7 @@ pub(crate) fn fully_connected(
             let rest = weights.get(done * in_f..).unwrap_or_default();
             fc.quads(whole, rest, stages, &mut y[done..]);
         }
-        return;
+        return true;
     }
     for (x, y) in rows {
         for first in (0..out_f).step_by(BLOCK) {
@@ -91,9 +105,10 @@ pub(crate) fn fully_connected(
             let y = &mut y[first..first + n];
             let stages = &mut stages[..n];
             channel_stages(stages, first, bias, requant, stage, max_sum);
-            fc.block(x, w, stages, &mut col, y);
+            fc.block(x, w, stages, col, y);
         }
     }
+    true
 }
 
 /// A layer's row length, input offset and stage.
@@ -126,7 +141,7 @@ impl Fc<'_> {
         x: &[i8],
         rows: &[i8],
         stages: &[ChannelStage],
-        col: &mut [[u32; 2]; CHUNK / 4],
+        col: &mut [[u32; 2]],
         y: &mut [i8],
     ) {
         let (in_f, n) = (self.in_f, stages.len());

@@ -6,7 +6,7 @@
 
 use super::conv2d::same;
 use super::fc_fast;
-use super::{Int8Stage, Requant, Tensor, TensorMut};
+use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut};
 use crate::quant::{dot_i8, QuantizedMultiplier};
 use crate::Error;
 
@@ -15,7 +15,9 @@ use crate::Error;
 /// `weights` is `[out_features, 1, 1, in_features]` with zero point 0. The input is read as
 /// rows of `in_features` (any shape whose element count is a multiple of it); the output has
 /// `c = out_features` and one pixel per input row. `requant` holds one multiplier (per-tensor,
-/// TFLite's default) or one per output feature.
+/// TFLite's default) or one per output feature. `scratch` (word-aligned, [`scratch_bytes`]
+/// long) holds the fast kernel's widened input; with less, the reference kernel runs.
+#[allow(clippy::too_many_arguments)]
 pub fn fully_connected_i8(
     stage: &Int8Stage,
     input: Tensor<i8>,
@@ -23,6 +25,7 @@ pub fn fully_connected_i8(
     bias: Option<&[i32]>,
     requant: Requant,
     output: TensorMut<i8>,
+    scratch: &mut [u8],
 ) -> Result<(), Error> {
     let in_f = check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
     check_int8(
@@ -32,8 +35,16 @@ pub fn fully_connected_i8(
         "fully_connected requant length",
     )?;
     let (x, w, out_f) = (input.data, weights.data, weights.shape.n);
-    fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, output.data);
-    Ok(())
+    let out = &mut *output.data;
+    if fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, out, scratch) {
+        return Ok(());
+    }
+    fully_connected_i8_reference(stage, input, weights, bias, requant, output)
+}
+
+/// Scratch bytes [`fully_connected_i8`]'s fast kernel needs for weights `[out, 1, 1, in]`.
+pub fn scratch_bytes(weights: Shape4) -> usize {
+    fc_fast::scratch_bytes(weights.c)
 }
 
 /// [`fully_connected_i8`] computed the way TFLite-Micro's reference kernels do, one multiply
@@ -316,7 +327,9 @@ pub(crate) mod tests {
         os: Shape4,
     ) -> Result<Vec<i8>, Error> {
         let mut out = vec![0i8; len(os)];
-        fully_connected_i8(&st, input, weights, bias, rq, tm(&mut out, os))?;
+        let mut words = vec![0u32; scratch_bytes(weights.shape).div_ceil(4)];
+        let scratch = crate::cast::words_as_bytes_mut(&mut words);
+        fully_connected_i8(&st, input, weights, bias, rq, tm(&mut out, os), scratch)?;
         Ok(out)
     }
 
@@ -450,7 +463,7 @@ pub(crate) mod tests {
             let weights = vec![0i8; ws.elements().unwrap_or(0)];
             let mut out = vec![0i8; os.elements().unwrap_or(0)];
             let (io, out) = ((t(&input, is), t(&weights, ws)), tm(&mut out, os));
-            fully_connected_i8(&stage(0, 0), io.0, io.1, Some(&bias), &rq, out)
+            fully_connected_i8(&stage(0, 0), io.0, io.1, Some(&bias), &rq, out, &mut [])
         };
         let modulo = "fully_connected input elements modulo in_features";
         let cases: [Edit; 12] = [

@@ -553,6 +553,7 @@ fn head_trains_on_dequantized_int8_backbone_features() {
                 data: &mut q,
                 shape: Shape4::new(1, 1, 1, feat),
             },
+            &mut [],
         )
         .unwrap();
         let mut f = vec![0.0f32; feat];
