@@ -16,8 +16,8 @@ const RESERVED_RAM: usize = 16 * 1024;
 const STORE_SLOT: usize = 16 * 1024;
 
 fn main() {
-    let qemu = env::var_os("CARGO_FEATURE_QEMU").is_some();
-    let nrf = env::var_os("CARGO_FEATURE_NRF52840").is_some();
+    let qemu = env::var_os("CARGO_FEATURE_BOARD_QEMU").is_some();
+    let nrf = env::var_os("CARGO_FEATURE_BOARD_NRF52840").is_some();
     let (memory, ram, board) = match (qemu, nrf) {
         (true, false) => ("memory-qemu.x", 4 * 1024 * 1024, "QEMU mps2-an386"),
         (false, true) => ("memory-nrf52840.x", 256 * 1024, "nRF52840"),
@@ -26,12 +26,20 @@ fn main() {
     };
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
+    if qemu {
+        // cortex-m-rt's `device` feature (the QEMU board's own short interrupt table, see
+        // board/qemu.rs) includes a device.x naming the device's interrupts: it has none.
+        fs::write(out.join("device.x"), "").expect("write device.x into OUT_DIR");
+    }
     println!("cargo:rustc-link-search={}", out.display());
     println!("cargo:rerun-if-changed={memory}");
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rustc-link-arg-bins=--nmagic");
     println!("cargo:rustc-link-arg-bins=-Tlink.x");
     println!("cargo:rustc-link-arg-bins=-Tdefmt.x");
+    // Identical functions share one copy (e.g. __aeabi_memclr4/8): less flash; nothing in the
+    // firmware compares function addresses.
+    println!("cargo:rustc-link-arg-bins=--icf=all");
     embed_model(&out, ram, board);
 }
 
@@ -69,6 +77,13 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
         p.exists().then(|| read(&p))
     };
     let finetune = optional("finetune_inputs.i8").is_some();
+    if finetune && env::var_os("CARGO_FEATURE_OP_DEQUANTIZE").is_none() {
+        // train::Head dequantizes the backbone's features with DEQUANTIZE's kernel.
+        panic!(
+            "{} has a fine-tuning set: build the firmware with the `op-dequantize` feature",
+            dir.display()
+        );
+    }
     let sgd = Sgd::new(LEARNING_RATE).with_momentum(MOMENTUM);
     let (head_params, train_bytes) = if finetune {
         let head = Head::find(&model, sgd)

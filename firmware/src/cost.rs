@@ -8,10 +8,10 @@
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
     /// Executed instructions (QEMU's SysTick under `-icount shift=0`).
-    #[cfg_attr(not(feature = "qemu"), allow(dead_code))]
+    #[cfg_attr(not(feature = "board-qemu"), allow(dead_code))]
     Instructions,
     /// Core clock cycles (DWT CYCCNT on hardware).
-    #[cfg_attr(not(feature = "nrf52840"), allow(dead_code))]
+    #[cfg_attr(not(feature = "board-nrf52840"), allow(dead_code))]
     Cycles,
 }
 

@@ -3,16 +3,16 @@
 #![no_std]
 #![no_main]
 
-#[cfg(all(feature = "qemu", feature = "nrf52840"))]
+#[cfg(all(feature = "board-qemu", feature = "board-nrf52840"))]
 compile_error!("choose exactly one board feature: `qemu` or `nrf52840`, not both");
-#[cfg(not(any(feature = "qemu", feature = "nrf52840")))]
-compile_error!("choose exactly one board feature: `qemu` or `nrf52840`");
+#[cfg(not(any(feature = "board-qemu", feature = "board-nrf52840")))]
+compile_error!("choose exactly one board feature: `qemu` or `nrf52840` (or `board-qemu` or `board-nrf52840` with `op-*` features)");
 
 mod board;
 mod cost;
 mod finetune;
 mod model;
-#[cfg(feature = "qemu")]
+#[cfg(feature = "board-qemu")]
 mod retained;
 mod stack;
 
@@ -121,14 +121,15 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         let start = meter.now();
         interpreter.invoke()?;
         let total = meter.since(start);
+        let output = interpreter.output_i8(0)?;
         defmt::println!(
             "output {=usize} {} {=u64} {=str}",
             vector,
-            interpreter.output_i8(0)?,
+            output,
             total.count,
             total.unit.as_str()
         );
-        let predicted = finetune::argmax(interpreter.output_i8(0)?);
+        let predicted = finetune::argmax(output);
         hits +=
             usize::from(model::TEST_LABELS.get(vector).map(|&y| usize::from(y)) == Some(predicted));
     }

@@ -1,6 +1,9 @@
 //! Building the firmware for a board from the host, with cargo.
 
+use crate::AlignedBytes;
 use anyhow::{bail, Context, Result};
+use mote_core::format::OpCode;
+use mote_core::Model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
@@ -27,6 +30,68 @@ impl Board {
     }
 }
 
+/// The firmware's cargo feature for each operator kernel (`None`: nothing to link).
+pub fn op_feature(op: OpCode) -> Option<&'static str> {
+    Some(match op {
+        OpCode::Conv2d => "op-conv2d",
+        OpCode::DepthwiseConv2d => "op-depthwise",
+        OpCode::FullyConnected => "op-fully-connected",
+        OpCode::AveragePool2d => "op-avg-pool",
+        OpCode::MaxPool2d => "op-max-pool",
+        OpCode::Add => "op-add",
+        OpCode::Softmax => "op-softmax",
+        OpCode::Mean => "op-mean",
+        OpCode::Quantize => "op-quantize",
+        OpCode::Dequantize => "op-dequantize",
+        OpCode::Reshape => return None,
+    })
+}
+
+/// The operator features `model` needs, sorted and without repeats.
+pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
+    let mut features = Vec::new();
+    for index in 0..model.op_count() {
+        let op = model
+            .op(index)
+            .map_err(|e| anyhow::anyhow!("operator {index}: {e}"))?;
+        features.extend(op_feature(op.opcode));
+    }
+    features.sort_unstable();
+    features.dedup();
+    Ok(features)
+}
+
+/// The firmware's `--features` for `board`: the board alone plus the operators of the model
+/// it embeds (`MOTE_MODEL_DIR` in `envs`, else the demo model), so flash holds only the
+/// kernels that model runs (and DEQUANTIZE's when it has a fine-tuning set). A model that
+/// cannot be read gets every operator; the firmware's build script then reports what is wrong.
+fn features(board: Board, envs: &[(&str, &str)]) -> String {
+    let dir = envs
+        .iter()
+        .find(|(key, _)| *key == "MOTE_MODEL_DIR")
+        .map(|(_, value)| PathBuf::from(value))
+        .unwrap_or_else(|| workspace_root().join("firmware/models/demo"));
+    let ops = std::fs::read(dir.join("model.mote"))
+        .ok()
+        .and_then(|bytes| {
+            let aligned = AlignedBytes::new(&bytes);
+            let model = Model::parse(aligned.as_slice()).ok()?;
+            model_op_features(&model).ok()
+        })
+        .unwrap_or_else(|| vec!["all-ops"]);
+    // Fine-tuning on the device dequantizes the backbone's features with DEQUANTIZE's kernel.
+    let finetune = dir.join("finetune_inputs.i8").exists() && !ops.contains(&"op-dequantize");
+    let mut features = format!("board-{}", board.feature());
+    if finetune {
+        features.push_str(",op-dequantize");
+    }
+    for op in ops {
+        features.push(',');
+        features.push_str(op);
+    }
+    features
+}
+
 /// The workspace this `mote` was built from; the firmware's sources live there.
 pub fn workspace_root() -> &'static Path {
     // host/ is one level below the workspace root.
@@ -47,7 +112,8 @@ pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
             "--target",
             FIRMWARE_TARGET,
         ])
-        .args(["--no-default-features", "--features", board.feature()])
+        .args(["--no-default-features", "--features"])
+        .arg(features(board, envs))
         .args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

@@ -93,6 +93,9 @@ impl MeanParams {
 
 /// int8 MEAN over height and width: `output` holds `n * c` values.
 pub fn mean_hw_i8(p: &MeanParams, input: Tensor<i8>, output: TensorMut<i8>) -> Result<(), Error> {
+    if !cfg!(feature = "op-mean") {
+        return Err(crate::not_built("MEAN not built in (feature op-mean)"));
+    }
     let s = input.shape;
     s.check_len(input.data.len())?;
     let plane = s.h.checked_mul(s.w).ok_or(Error::ShapeOverflow)?;

@@ -189,12 +189,42 @@ fn check_clamp<T: PartialOrd>(min: T, max: T) -> Result<(), Error> {
 }
 
 /// Integer average with TFLite's rounding: half away from zero, division truncating.
-fn rounded_average(sum: i64, count: i64) -> i64 {
+///
+/// Truncation is symmetric, so this divides magnitudes. Any real window's numbers fit in 32
+/// bits, where the Cortex-M has a divide instruction; a 64-bit `/` would link ~1 KB of
+/// library code for windows no microcontroller holds, so those take [`long_division`].
+fn rounded_average(sum: i64, count: usize) -> i64 {
+    let n = sum.unsigned_abs().saturating_add((count / 2) as u64);
+    let quotient = match (u32::try_from(n), u32::try_from(count)) {
+        (Ok(n), Ok(d)) => u64::from(n.checked_div(d).unwrap_or(0)),
+        _ => long_division(n, count as u64),
+    };
+    // |sum| <= 128 * count, so the quotient is at most 129.
+    let quotient = quotient as i64;
     if sum > 0 {
-        (sum + count / 2) / count
+        quotient
     } else {
-        (sum - count / 2) / count
+        -quotient
     }
+}
+
+/// `n / d` (0 for `d == 0`) by shift and subtract, without the 64-bit division routine.
+#[cold]
+fn long_division(n: u64, d: u64) -> u64 {
+    if d == 0 {
+        return 0;
+    }
+    let (mut quotient, mut rest) = (0u64, 0u64);
+    for bit in (0..64).rev() {
+        // `rest < d` before the shift; the bit shifted out (`carry`) makes it 2^64 more.
+        let carry = rest >> 63;
+        rest = (rest << 1) | ((n >> bit) & 1);
+        if carry != 0 || rest >= d {
+            rest = rest.wrapping_sub(d);
+            quotient |= 1 << bit;
+        }
+    }
+    quotient
 }
 
 /// int8 AVERAGE_POOL_2D, bit-exact with TFLite-Micro's reference kernel.
@@ -209,13 +239,25 @@ pub fn average_pool2d_i8(
     input: Tensor<i8>,
     mut output: TensorMut<i8>,
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-avg-pool") {
+        return Err(crate::not_built(
+            "AVERAGE_POOL_2D not built in (feature op-avg-pool)",
+        ));
+    }
     check_clamp(act_min, act_max)?;
     validate(p, &input, &output)?;
     let (lo, hi) = (i64::from(act_min), i64::from(act_max));
     for_each_window(p, input.shape, &mut output, |site| {
-        // i64: TFLite's i32 sum is the same value wherever it does not overflow.
-        let sum: i64 = site.values(input.data, input.shape).map(i64::from).sum();
-        rounded_average(sum, site.count() as i64).clamp(lo, hi) as i8
+        // TFLite sums in i32; the i64 sum is the same value wherever that does not overflow.
+        // Up to 2^24 int8 values cannot overflow i32, and an i32 sum is cheaper.
+        let count = site.count();
+        let values = site.values(input.data, input.shape);
+        let sum = if count <= 1 << 24 {
+            i64::from(values.map(i32::from).sum::<i32>())
+        } else {
+            values.map(i64::from).sum()
+        };
+        rounded_average(sum, count).clamp(lo, hi) as i8
     });
     Ok(())
 }
@@ -229,6 +271,11 @@ pub fn max_pool2d_i8(
     input: Tensor<i8>,
     mut output: TensorMut<i8>,
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-max-pool") {
+        return Err(crate::not_built(
+            "MAX_POOL_2D not built in (feature op-max-pool)",
+        ));
+    }
     check_clamp(act_min, act_max)?;
     validate(p, &input, &output)?;
     for_each_window(p, input.shape, &mut output, |site| {
@@ -277,6 +324,55 @@ pub fn max_pool2d_f32(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rounded_average_matches_i64_division_at_every_width() {
+        let reference = |sum: i64, count: i64| {
+            if sum > 0 {
+                (sum + count / 2) / count
+            } else {
+                (sum - count / 2) / count
+            }
+        };
+        for count in [
+            1usize,
+            2,
+            3,
+            7,
+            125,
+            1 << 24,
+            (1 << 24) + 1,
+            1 << 33,
+            (1 << 40) + 3,
+        ] {
+            for sum in [
+                -128 * count as i64,
+                -7,
+                -1,
+                0,
+                1,
+                5,
+                127 * count as i64,
+                count as i64 / 2,
+            ] {
+                assert_eq!(
+                    rounded_average(sum, count),
+                    reference(sum, count as i64),
+                    "{sum}/{count}"
+                );
+            }
+        }
+        for (n, d) in [
+            (0u64, 1u64),
+            (u64::MAX, 1),
+            (u64::MAX, u64::MAX),
+            (u64::MAX, 3),
+            (1 << 63, (1 << 63) + 1),
+        ] {
+            assert_eq!(long_division(n, d), n / d);
+        }
+        assert_eq!(long_division(5, 0), 0);
+    }
+
     use super::*;
     use crate::ops::Padding;
 

@@ -54,6 +54,11 @@ pub fn quantize_f32_i8(
     input: &[f32],
     output: &mut [i8],
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-quantize") {
+        return Err(crate::not_built(
+            "QUANTIZE not built in (feature op-quantize)",
+        ));
+    }
     check_scale(scale)?;
     check_same_len(input.len(), output.len())?;
     for (o, &x) in output.iter_mut().zip(input) {
@@ -70,6 +75,11 @@ pub fn dequantize_i8_f32(
     input: &[i8],
     output: &mut [f32],
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-dequantize") {
+        return Err(crate::not_built(
+            "DEQUANTIZE not built in (feature op-dequantize)",
+        ));
+    }
     check_scale(scale)?;
     check_same_len(input.len(), output.len())?;
     for (o, &q) in output.iter_mut().zip(input) {

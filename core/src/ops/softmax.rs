@@ -8,8 +8,16 @@
 //! saturation. Plain `+`/`-` of fixed-point values wrap in gemmlowp (C++ signed arithmetic that
 //! never overflows on valid data); they are `wrapping_*` here so hostile data cannot panic.
 
-use crate::quant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul as mul};
+use crate::quant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
 use crate::Error;
+
+/// gemmlowp's `SaturatingRoundingDoublingHighMul`, kept out of line: SOFTMAX calls it ~30 times
+/// per element and runs once per model on a few values, so inlining each call would cost
+/// flash (~1 KB) for no measurable speed.
+#[inline(never)]
+fn mul(a: i32, b: i32) -> i32 {
+    saturating_rounding_doubling_high_mul(a, b)
+}
 
 /// Integer bits of the Q5.26 input differences (TFLite's `kScaledDiffIntegerBits`).
 const DIFF_INTEGER_BITS: i32 = 5;
@@ -255,6 +263,11 @@ pub fn softmax_i8(
     output: &mut [i8],
     depth: usize,
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-softmax") {
+        return Err(crate::not_built(
+            "SOFTMAX not built in (feature op-softmax)",
+        ));
+    }
     check_rows(input.len(), output.len(), depth)?;
     p.validate()?;
     for (row_in, row_out) in input

@@ -1,11 +1,11 @@
 //! The board the firmware runs on, chosen by cargo feature.
 
-#[cfg(feature = "nrf52840")]
+#[cfg(feature = "board-nrf52840")]
 mod nrf52840;
-#[cfg(feature = "qemu")]
+#[cfg(feature = "board-qemu")]
 mod qemu;
 
-#[cfg(feature = "nrf52840")]
+#[cfg(feature = "board-nrf52840")]
 pub use nrf52840::{exit, init, reboot, weight_flash, NAME};
-#[cfg(feature = "qemu")]
+#[cfg(feature = "board-qemu")]
 pub use qemu::{exit, init, reboot, weight_flash, NAME};
