@@ -30,6 +30,8 @@ use crate::Error;
 /// `scratch` (word-aligned, [`scratch_bytes`] long) holds the fast kernel's columns; with
 /// less, the layer runs the reference kernel (same outputs, several times slower).
 #[allow(clippy::too_many_arguments)]
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn conv2d_i8(
     window: &Window,
     stage: &Int8Stage,

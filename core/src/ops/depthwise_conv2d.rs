@@ -19,6 +19,8 @@ use crate::Error;
 /// [`scratch_bytes`] long) holds the fast kernel's row ring; with less, or when the fast
 /// kernel does not apply, the reference kernel runs (same outputs).
 #[allow(clippy::too_many_arguments)]
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn depthwise_conv2d_i8(
     window: &Window,
     depth_multiplier: usize,

@@ -18,6 +18,8 @@ use crate::Error;
 /// TFLite's default) or one per output feature. `scratch` (word-aligned, [`scratch_bytes`]
 /// long) holds the fast kernel's widened input; with less, the reference kernel runs.
 #[allow(clippy::too_many_arguments)]
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn fully_connected_i8(
     stage: &Int8Stage,
     input: Tensor<i8>,
