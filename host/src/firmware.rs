@@ -47,7 +47,8 @@ pub fn op_feature(op: OpCode) -> Option<&'static str> {
     })
 }
 
-/// The operator features `model` needs, sorted and without repeats.
+/// The operator features `model` needs, sorted and without repeats, plus
+/// `reference-kernels` if some layer would run a reference kernel.
 pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
     let mut features = Vec::new();
     for index in 0..model.op_count() {
@@ -55,6 +56,12 @@ pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
             .op(index)
             .map_err(|e| anyhow::anyhow!("operator {index}: {e}"))?;
         features.extend(op_feature(op.opcode));
+    }
+    if model
+        .needs_reference_kernels()
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+    {
+        features.push("reference-kernels");
     }
     features.sort_unstable();
     features.dedup();

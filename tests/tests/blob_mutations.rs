@@ -246,4 +246,8 @@ fn operator_scratch_is_planned_checked_and_optional() {
         set(&mut without, param_at(k, param::SCRATCH_OFFSET), 0);
     }
     assert_eq!(run(&without), run(&blob));
+    // Without scratch, the firmware must link the reference kernels.
+    let aligned = AlignedBytes::new(&without);
+    let model = Model::parse(aligned.as_slice()).unwrap();
+    assert!(model.needs_reference_kernels().unwrap());
 }

@@ -73,6 +73,11 @@ fn check(name: &str) {
         built.bytes.len()
     );
     assert!(built.arena_lower_bound <= built.arena_size);
+    // Every layer takes a fast kernel with its planned scratch: firmware for these models
+    // links no reference kernel.
+    let aligned = mote_host::AlignedBytes::new(&built.bytes);
+    let model = mote_core::Model::parse(aligned.as_slice()).unwrap();
+    assert!(!model.needs_reference_kernels().unwrap(), "{name}");
 
     let start = Instant::now();
     let got = infer(&built.bytes, &input).unwrap_or_else(|e| panic!("{name}: {e:#}"));

@@ -262,6 +262,50 @@ impl<'a> Model<'a> {
         layer::decode(self, index, &record)
     }
 
+    /// Whether some CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED layer would run its
+    /// reference kernel: a shape the fast kernels do not take, or less scratch planned than
+    /// they need (the same sizing the kernels check). Firmware for a model where this is
+    /// `false` can leave the reference kernels out (feature `reference-kernels`).
+    pub fn needs_reference_kernels(&self) -> Result<bool, Error> {
+        use crate::ops::{conv2d, depthwise_conv2d, fully_connected};
+        for index in 0..self.op_count() {
+            let (need, scratch) = match self.layer(index)? {
+                Layer::Conv2d {
+                    filter, scratch, ..
+                } => (conv2d::scratch_bytes(filter.shape), scratch),
+                Layer::FullyConnected {
+                    weights, scratch, ..
+                } => (fully_connected::scratch_bytes(weights.shape), scratch),
+                Layer::DepthwiseConv2d {
+                    window,
+                    depth_multiplier,
+                    input,
+                    filter,
+                    output,
+                    scratch,
+                    ..
+                } => {
+                    let (input, output) = (self.tensor(input)?.shape, self.tensor(output)?.shape);
+                    match depthwise_conv2d::scratch_bytes(
+                        &window,
+                        depth_multiplier,
+                        input,
+                        filter.shape,
+                        output,
+                    ) {
+                        0 => return Ok(true),
+                        need => (need, scratch),
+                    }
+                }
+                _ => continue,
+            };
+            if scratch.len < need {
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+
     /// A constant tensor's elements, in place.
     pub(crate) fn constant<T: cast::Pod>(&self, t: &TensorInfo) -> Result<&'a [T], Error> {
         let start = t.record.offset as usize;

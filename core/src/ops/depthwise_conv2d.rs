@@ -32,6 +32,11 @@ pub fn depthwise_conv2d_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-depthwise") {
+        return Err(crate::not_built(
+            "DEPTHWISE_CONV_2D not built in (feature op-depthwise)",
+        ));
+    }
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
     let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
     let what = "depthwise_conv2d requant length";
@@ -39,6 +44,9 @@ pub fn depthwise_conv2d_i8(
     let (i, f, out) = (input.data, filter.data, &mut *output.data);
     if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
         return Ok(());
+    }
+    if !cfg!(feature = "reference-kernels") {
+        return Err(crate::not_built(super::conv2d::REFERENCE_OFF));
     }
     reference_i8(&g, dm, stage, input, filter, bias, requant, output)
 }

@@ -29,6 +29,11 @@ pub fn fully_connected_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
+    if !cfg!(feature = "op-fully-connected") {
+        return Err(crate::not_built(
+            "FULLY_CONNECTED not built in (feature op-fully-connected)",
+        ));
+    }
     let in_f = check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
     check_int8(
         stage,
@@ -40,6 +45,9 @@ pub fn fully_connected_i8(
     let out = &mut *output.data;
     if fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, out, scratch) {
         return Ok(());
+    }
+    if !cfg!(feature = "reference-kernels") {
+        return Err(crate::not_built(super::conv2d::REFERENCE_OFF));
     }
     fully_connected_i8_reference(stage, input, weights, bias, requant, output)
 }
