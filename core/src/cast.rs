@@ -49,6 +49,19 @@ pub(crate) fn slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
     })
 }
 
+/// Views int8 values as i32 words, or `None` if misaligned or not a whole number of words.
+pub(crate) fn i8_as_i32_mut(values: &mut [i8]) -> Option<&mut [i32]> {
+    if values.len() % 4 != 0 || values.as_ptr().align_offset(4) != 0 {
+        return None;
+    }
+    // SAFETY: aligned for i32 and exactly `len / 4` words long (both checked); every bit
+    // pattern is a valid i32 and a valid i8, so either view may write anything; the exclusive
+    // borrow of `values` moves to the result.
+    Some(unsafe {
+        core::slice::from_raw_parts_mut(values.as_mut_ptr().cast::<i32>(), values.len() / 4)
+    })
+}
+
 /// Views words as their bytes (every u32 is four valid bytes): a word-aligned byte buffer.
 #[cfg(test)]
 pub(crate) fn words_as_bytes_mut(words: &mut [u32]) -> &mut [u8] {

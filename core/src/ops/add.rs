@@ -3,6 +3,11 @@
 //! The int8 kernel is TFLite-Micro's `reference_integer_ops::AddFunc`: both inputs are moved to
 //! a common scale with 20 bits of headroom, added in int32, and the sum is requantized to the
 //! output scale. Every rounding step is TFLite's, so results match it bit for bit.
+//!
+//! Each input's rescaled value depends on its int8 value alone, so a long ADD first tabulates
+//! both rescalings (2 x 256 words) and then only requantizes the sum per element. The tables
+//! live in the first [`TABLE_BYTES`] of the output itself, which are computed last, the slow
+//! way: no scratch memory at all.
 
 use super::Activation;
 use crate::quant::QuantizedMultiplier;
@@ -34,6 +39,11 @@ pub struct AddParams {
 
 /// TFLite's headroom for int8 ADD.
 const INT8_LEFT_SHIFT: i32 = 20;
+
+/// Output bytes that hold the two rescaling tables while the rest of the output is written.
+const TABLE_BYTES: usize = 2 * 256 * 4;
+/// Outputs from which tabulating pays: building the tables costs about 512 elements' work.
+const TABLE_FROM: usize = 2 * TABLE_BYTES;
 
 /// TFLite's `QuantizeMultiplierSmallerThanOneExp`: `QuantizeMultiplier` restricted to
 /// multipliers in (0, 1) whose encoding needs no left shift (TFLite aborts otherwise).
@@ -123,9 +133,26 @@ impl AddParams {
     /// rounding right shift).
     #[inline(always)]
     fn add_one(&self, x: i8, y: i8) -> i8 {
-        let shifted1 = (self.input1_offset + i32::from(x)) << self.left_shift;
-        let shifted2 = (self.input2_offset + i32::from(y)) << self.left_shift;
-        let raw_sum = self.input1.apply(shifted1) + self.input2.apply(shifted2);
+        self.finish(self.rescaled1(x) + self.rescaled2(y))
+    }
+
+    /// Input 1's value on the common scale.
+    #[inline(always)]
+    fn rescaled1(&self, x: i8) -> i32 {
+        let shifted = (self.input1_offset + i32::from(x)) << self.left_shift;
+        self.input1.apply(shifted)
+    }
+
+    /// Input 2's value on the common scale.
+    #[inline(always)]
+    fn rescaled2(&self, y: i8) -> i32 {
+        let shifted = (self.input2_offset + i32::from(y)) << self.left_shift;
+        self.input2.apply(shifted)
+    }
+
+    /// The sum of the rescaled inputs, requantized to the output and clamped.
+    #[inline(always)]
+    fn finish(&self, raw_sum: i32) -> i8 {
         let raw_output = self.output.apply(raw_sum) + self.output_offset;
         raw_output.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8
     }
@@ -154,10 +181,38 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), E
     }
     check_lengths(a.len(), b.len(), out.len())?;
     p.validate()?;
-    for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+    let slow = match out.len() >= TABLE_FROM {
+        true => add_tabled(p, a, b, out),
+        false => out.len(),
+    };
+    for ((o, &x), &y) in out[..slow].iter_mut().zip(a).zip(b) {
         *o = p.add_one(x, y);
     }
     Ok(())
+}
+
+/// Writes outputs `TABLE_BYTES..` from the two rescaling tables, built in the output's first
+/// bytes, and returns how many leading outputs are left to compute the slow way (all of them
+/// if the output is not word-aligned).
+fn add_tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
+    let (head, tail) = out.split_at_mut(TABLE_BYTES);
+    let Some((t1, t2)) =
+        crate::cast::i8_as_i32_mut(head).and_then(|t| t.split_first_chunk_mut::<256>())
+    else {
+        return out.len();
+    };
+    let Some(t2) = t2.first_chunk_mut::<256>() else {
+        return out.len();
+    };
+    // Indexed by the int8 value's bits: 0..=127, then -128..=-1.
+    for (v, (r1, r2)) in (0..=255u8).zip(t1.iter_mut().zip(t2.iter_mut())) {
+        (*r1, *r2) = (p.rescaled1(v as i8), p.rescaled2(v as i8));
+    }
+    let ins = a.iter().zip(b).skip(TABLE_BYTES);
+    for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
+        *o = p.finish(t1[usize::from(x as u8)] + t2[usize::from(y as u8)]);
+    }
+    TABLE_BYTES
 }
 
 /// f32 ADD of two same-length tensors, clamped to `clamp = (min, max)` (the fused activation's
@@ -198,6 +253,41 @@ mod tests {
 
     const fn qm(multiplier: i32, shift: i32) -> QuantizedMultiplier {
         QuantizedMultiplier { multiplier, shift }
+    }
+
+    /// The tabled path (long outputs, tables in the output's own first bytes) gives every
+    /// element exactly what the per-element arithmetic gives, aligned or not.
+    #[test]
+    fn tabled_add_equals_the_per_element_arithmetic() {
+        let mut rng = XorShift(0x5EED_ADD5);
+        let mut tested = 0;
+        for case in 0..40 {
+            let scale = |rng: &mut XorShift| rng.uniform(0.002, 0.2);
+            let zp = |rng: &mut XorShift| (rng.next() % 256) as i32 - 128;
+            let acts = [Activation::None, Activation::Relu, Activation::Relu6];
+            let p = AddParams::from_scales(
+                (scale(&mut rng), zp(&mut rng)),
+                (scale(&mut rng), zp(&mut rng)),
+                (scale(&mut rng), zp(&mut rng)),
+                acts[case % 3],
+            );
+            let Some(p) = p else { continue };
+            let len = [TABLE_FROM, TABLE_FROM + 3, 5000, 16_384][case % 4];
+            let a: std::vec::Vec<i8> = (0..len).map(|_| rng.next() as i8).collect();
+            let b: std::vec::Vec<i8> = (0..len).map(|_| rng.next() as i8).collect();
+            let want: std::vec::Vec<i8> =
+                a.iter().zip(&b).map(|(&x, &y)| p.add_one(x, y)).collect();
+            // Word-aligned output (tabled), and one byte off (per element).
+            let mut words = std::vec![0u32; len / 4 + 2];
+            let bytes = crate::cast::words_as_bytes_mut(&mut words);
+            for skew in [0, 1] {
+                let out = crate::cast::slice_mut::<i8>(&mut bytes[skew..skew + len]).unwrap();
+                add_i8(&p, &a, &b, out).unwrap();
+                assert_eq!(out, &want[..], "case {case}, skew {skew}");
+            }
+            tested += 1;
+        }
+        assert!(tested >= 30, "only {tested} cases had valid parameters");
     }
 
     #[test]
