@@ -266,7 +266,21 @@ impl Conv<'_> {
             }
             return;
         }
-        // Long windows: slices of MAX_TAPS taps, sums kept per channel.
+        self.long_window(p, blk, cols, (out_a, out_b));
+    }
+
+    /// [`Self::pixel_pair`] for windows longer than [`MAX_TAPS`]: slices of `MAX_TAPS` taps,
+    /// sums kept per channel. Not inlined, so the usual path's frame does not hold the sums.
+    #[inline(never)]
+    fn long_window(
+        &self,
+        p: (usize, usize),
+        blk: &Block,
+        cols: &mut Cols,
+        (out_a, out_b): (&mut [i8], &mut [i8]),
+    ) {
+        let (taps, st) = (self.taps, self.stage);
+        let rows = self.filter.get(blk.first * taps..).unwrap_or_default();
         let mut sums = [[0i32; 2]; OC_BLOCK];
         for (s, st) in sums.iter_mut().zip(blk.stages) {
             *s = [st.bias; 2];
