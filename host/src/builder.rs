@@ -362,100 +362,77 @@ impl ModelBuilder {
             b.first = b.first.min(first[i]);
             b.last = b.last.max(last[i]);
         }
-        // Each kernel's scratch: a buffer live during its operator only.
-        let mut scratch_of = vec![None; n_ops];
-        for (k, (op, _)) in self.ops.iter().enumerate() {
-            let bytes = self.scratch_bytes(op, &shapes)?;
-            if bytes > 0 {
-                scratch_of[k] = Some(buffers.len());
-                buffers.push(Buffer {
-                    size: bytes.next_multiple_of(planner::ALIGN),
-                    first: k,
-                    last: k,
+        // Each kernel's scratch is a buffer live during its operator only, sized by mote-core
+        // from the decoded operator (the same sizing its kernels check): a first pass writes
+        // the blob without scratch to read those sizes, a second one plans them in.
+        let tensor_buffers = buffers;
+        let mut scratch = vec![0usize; n_ops];
+        for _pass in 0..2 {
+            let mut buffers = tensor_buffers.clone();
+            let mut scratch_of = vec![None; n_ops];
+            for (k, &bytes) in scratch.iter().enumerate() {
+                if bytes > 0 {
+                    scratch_of[k] = Some(buffers.len());
+                    buffers.push(Buffer {
+                        size: bytes.next_multiple_of(planner::ALIGN),
+                        first: k,
+                        last: k,
+                    });
+                }
+            }
+            let plan = planner::plan(&buffers);
+
+            let mut writer = Writer::default();
+            let mut records = Vec::with_capacity(self.tensors.len());
+            for (i, t) in self.tensors.iter().enumerate() {
+                records.push(self.tensor_record(i, t, &shapes, &mut writer, |i| {
+                    buffer_of[i].map(|s| (plan.offsets[s], first[i], last[i]))
+                })?);
+            }
+            let mut op_records = Vec::with_capacity(n_ops);
+            for (k, (op, trainable)) in self.ops.iter().enumerate() {
+                let rec = self
+                    .op_record(op, &shapes, &mut writer)
+                    .with_context(|| format!("operator {k} ({})", op.opcode().name()))?;
+                let mut rec = OpRecord {
+                    flags: if *trainable { OP_FLAG_TRAINABLE } else { 0 },
+                    ..rec
+                };
+                if let Some(slot) = scratch_of[k] {
+                    rec.params[param::SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
+                    rec.params[param::SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
+                }
+                op_records.push(rec);
+            }
+
+            let bytes = assemble(
+                &records,
+                &op_records,
+                &self.inputs,
+                &self.outputs,
+                &writer.data,
+                &plan,
+            )?;
+            let aligned = crate::AlignedBytes::new(&bytes);
+            let model = mote_core::Model::parse(aligned.as_slice())
+                .map_err(|e| anyhow!("the written blob does not validate: {e} (a builder bug)"))?;
+            let needed = (0..model.op_count())
+                .map(|k| model.kernel_scratch(k).map(Option::unwrap_or_default))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| anyhow!("sizing kernel scratch: {e} (a builder bug)"))?;
+            if needed == scratch {
+                return Ok(BuiltModel {
+                    bytes,
+                    arena_size: plan.arena_size,
+                    arena_lower_bound: plan.lower_bound,
+                    arena_offsets: (0..self.tensors.len())
+                        .map(|i| buffer_of[i].map(|s| plan.offsets[s]))
+                        .collect(),
                 });
             }
+            scratch = needed;
         }
-        let plan = planner::plan(&buffers);
-
-        let mut writer = Writer::default();
-        let mut records = Vec::with_capacity(self.tensors.len());
-        for (i, t) in self.tensors.iter().enumerate() {
-            records.push(self.tensor_record(i, t, &shapes, &mut writer, |i| {
-                buffer_of[i].map(|s| (plan.offsets[s], first[i], last[i]))
-            })?);
-        }
-        let mut op_records = Vec::with_capacity(n_ops);
-        for (k, (op, trainable)) in self.ops.iter().enumerate() {
-            let rec = self
-                .op_record(op, &shapes, &mut writer)
-                .with_context(|| format!("operator {k} ({})", op.opcode().name()))?;
-            let mut rec = OpRecord {
-                flags: if *trainable { OP_FLAG_TRAINABLE } else { 0 },
-                ..rec
-            };
-            if let Some(slot) = scratch_of[k] {
-                rec.params[param::SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
-                rec.params[param::SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
-            }
-            op_records.push(rec);
-        }
-
-        let bytes = assemble(
-            &records,
-            &op_records,
-            &self.inputs,
-            &self.outputs,
-            &writer.data,
-            &plan,
-        )?;
-        let aligned = crate::AlignedBytes::new(&bytes);
-        mote_core::Model::parse(aligned.as_slice())
-            .map_err(|e| anyhow!("the written blob does not validate: {e} (a builder bug)"))?;
-        Ok(BuiltModel {
-            bytes,
-            arena_size: plan.arena_size,
-            arena_lower_bound: plan.lower_bound,
-            arena_offsets: (0..self.tensors.len())
-                .map(|i| buffer_of[i].map(|s| plan.offsets[s]))
-                .collect(),
-        })
-    }
-
-    /// Arena bytes the operator's fast kernel works in (mote-core's own sizing).
-    fn scratch_bytes(&self, op: &OpDef, shapes: &[Shape4]) -> Result<usize> {
-        use mote_core::ops::{conv2d, depthwise_conv2d, fully_connected};
-        Ok(match *op {
-            OpDef::Conv2d { filter, .. } => conv2d::scratch_bytes(shapes[filter]),
-            OpDef::DepthwiseConv2d {
-                input,
-                filter,
-                output,
-                padding,
-                stride,
-                dilation,
-                depth_multiplier,
-                ..
-            } => {
-                let (i, f) = (shapes[input], shapes[filter]);
-                let kernel = (f.h, f.w);
-                let (window, _, _) = Window::for_kernel(i, kernel, padding, stride, dilation)
-                    .ok_or_else(|| {
-                        anyhow!(
-                            "a {}x{} window does not fit a {}x{} input",
-                            f.h,
-                            f.w,
-                            i.h,
-                            i.w
-                        )
-                    })?;
-                depthwise_conv2d::scratch_bytes(&window, depth_multiplier, i, f, shapes[output])
-            }
-            OpDef::FullyConnected { weights, .. } => {
-                let inputs = shapes[weights].c;
-                fully_connected::scratch_bytes(Shape4::new(1, 1, 1, inputs))
-            }
-            _ => 0,
-        })
+        bail!("kernel scratch sizes did not settle (a builder bug)")
     }
 
     fn check_id(&self, id: TensorId) -> Result<()> {

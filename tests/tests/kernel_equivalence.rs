@@ -434,7 +434,12 @@ fn fully_connected_fast_equals_reference() {
             data: &mut got[..],
             shape: os,
         };
-        let mut scratch = garbage(fully_connected::scratch_bytes(ws));
+        let mut scratch = garbage(fully_connected::scratch_bytes(
+            &st,
+            ws,
+            bias.as_deref(),
+            &rq,
+        ));
         let r1 = fully_connected_i8(&st, i, w, bias.as_deref(), &rq, o, scratch.as_mut_slice());
         fast += usize::from(r1.is_ok() && used(&scratch));
         ok += usize::from(r1.is_ok());

@@ -189,3 +189,27 @@ fn keyword_spotting_in_qemu_is_bit_exact_with_tflite_micro() {
     assert!(result.arena < reference.unwrap().arena);
     assert_eq!(result.report.layers.len(), 13);
 }
+
+/// The anomaly-detection autoencoder (ten FULLY_CONNECTED layers) in QEMU: its 640-feature
+/// layer runs the DSP loop that widens the input as it reads it (no scratch), the others the
+/// one over a widened column; every output byte as TFLite-Micro's.
+#[test]
+fn anomaly_detection_in_qemu_is_bit_exact_with_tflite_micro() {
+    let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("mlperf");
+    let (case, reference) = mote_host::bench::mlperf_suite(&dir, 8)
+        .unwrap()
+        .into_iter()
+        .find(|(c, _)| c.name == "ad01_int8")
+        .unwrap();
+    let result = mote_host::bench::run(&case).unwrap();
+    assert_eq!(result.report.inferences.len(), 9);
+    assert_eq!(
+        result.bit_exact,
+        Some(true),
+        "device outputs differ from TFLite-Micro's"
+    );
+    assert_eq!(result.arena, result.arena_lower_bound);
+    assert!(result.arena < reference.unwrap().arena);
+    assert_eq!(result.report.layers.len(), 10);
+}

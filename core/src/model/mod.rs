@@ -262,45 +262,65 @@ impl<'a> Model<'a> {
         layer::decode(self, index, &record)
     }
 
-    /// Whether some CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED layer would run its
-    /// reference kernel: a shape the fast kernels do not take, or less scratch planned than
-    /// they need (the same sizing the kernels check). Firmware for a model where this is
-    /// `false` can leave the reference kernels out (feature `reference-kernels`).
-    pub fn needs_reference_kernels(&self) -> Result<bool, Error> {
+    /// Scratch bytes operator `index`'s fast kernel needs in the arena, by the same sizing the
+    /// kernels check: the host plans this much; `None` if the operator has no fast kernel
+    /// for its shape (it runs a reference kernel, without scratch).
+    pub fn kernel_scratch(&self, index: u16) -> Result<Option<usize>, Error> {
         use crate::ops::{conv2d, depthwise_conv2d, fully_connected};
-        for index in 0..self.op_count() {
-            let (need, scratch) = match self.layer(index)? {
-                Layer::Conv2d {
-                    filter, scratch, ..
-                } => (conv2d::scratch_bytes(filter.shape), scratch),
-                Layer::FullyConnected {
-                    weights, scratch, ..
-                } => (fully_connected::scratch_bytes(weights.shape), scratch),
-                Layer::DepthwiseConv2d {
-                    window,
+        Ok(match self.layer(index)? {
+            Layer::Conv2d { filter, .. } => Some(conv2d::scratch_bytes(filter.shape)),
+            Layer::FullyConnected {
+                stage,
+                weights,
+                bias,
+                requant,
+                ..
+            } => Some(fully_connected::scratch_bytes(
+                &stage,
+                weights.shape,
+                bias,
+                requant,
+            )),
+            Layer::DepthwiseConv2d {
+                window,
+                depth_multiplier,
+                input,
+                filter,
+                output,
+                ..
+            } => {
+                let (input, output) = (self.tensor(input)?.shape, self.tensor(output)?.shape);
+                let filter = filter.shape;
+                match depthwise_conv2d::scratch_bytes(
+                    &window,
                     depth_multiplier,
                     input,
                     filter,
                     output,
-                    scratch,
-                    ..
-                } => {
-                    let (input, output) = (self.tensor(input)?.shape, self.tensor(output)?.shape);
-                    match depthwise_conv2d::scratch_bytes(
-                        &window,
-                        depth_multiplier,
-                        input,
-                        filter.shape,
-                        output,
-                    ) {
-                        0 => return Ok(true),
-                        need => (need, scratch),
-                    }
+                ) {
+                    0 => None,
+                    need => Some(need),
                 }
+            }
+            _ => Some(0),
+        })
+    }
+
+    /// Whether some CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED layer would run its
+    /// reference kernel: a shape the fast kernels do not take, or less scratch planned than
+    /// [`Self::kernel_scratch`]. Firmware for a model where this is `false` can leave the
+    /// reference kernels out (feature `reference-kernels`).
+    pub fn needs_reference_kernels(&self) -> Result<bool, Error> {
+        for index in 0..self.op_count() {
+            let planned = match self.layer(index)? {
+                Layer::Conv2d { scratch, .. }
+                | Layer::DepthwiseConv2d { scratch, .. }
+                | Layer::FullyConnected { scratch, .. } => scratch.len,
                 _ => continue,
             };
-            if scratch.len < need {
-                return Ok(true);
+            match self.kernel_scratch(index)? {
+                Some(need) if need <= planned => {}
+                _ => return Ok(true),
             }
         }
         Ok(false)

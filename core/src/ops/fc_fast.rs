@@ -1,29 +1,63 @@
-//! The fast int8 FULLY_CONNECTED: each input row widened once to int16 (plus the input
-//! offset), then four weight rows at a time against it (two MACs an instruction), requantized
-//! by the same exact stages as the convolutions.
+//! The fast int8 FULLY_CONNECTED: four weight rows at a time against the input row widened to
+//! int16 (plus the input offset; two MACs an instruction), requantized by the same exact stages
+//! as the convolutions.
 //!
-//! The usual layer (rows of at most [`CHUNK`] features, a multiple of 4, one multiplier for
-//! all outputs, and the assembly's output stage exact for all of them, see [`all_common`])
-//! runs its output quads in one assembly loop with the requantization inside
-//! ([`gemv_quads`]). Otherwise rows are done in slices of [`CHUNK`] features with the sums of
-//! a block of outputs kept in an array ([`mac_1x4`]), and a row length that is not a multiple
-//! of 4 leaves a tail of one to three products per output, done in Rust.
+//! The usual layer (rows a multiple of 4 long, one multiplier for all outputs, and the
+//! assembly's output stage exact for all of them, see [`shared_stage`]) runs its output quads
+//! in one assembly loop with the requantization inside: over the row widened once into scratch
+//! ([`gemv_quads`]) when it is at most [`CHUNK`] features, else widening the input as it reads
+//! it ([`gemv_quads_i8`], no scratch: two more instructions per four MACs). Otherwise each row is widened into scratch in slices of
+//! [`CHUNK`] features, with the sums of a block of outputs kept in an array ([`mac_1x4`]), and
+//! a row length that is not a multiple of 4 leaves a tail of one to three products per output,
+//! done in Rust.
 
 use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
-use super::simd::{gemv_quads, mac_1x4, sxtab16, sxtab16_ror8};
+use super::simd::{gemv_quads, gemv_quads_i8, mac_1x4, sxtab16, sxtab16_ror8};
 use super::{Int8Stage, Requant};
 
-/// Input features widened at once (`2 * CHUNK` bytes of scratch). Rows up to this long run
-/// the one-pass assembly loop; 320 keeps the widest MLPerf layer (640 features, the
-/// autoencoder) within a small arena at about 5% more time for that layer.
+/// Input features widened at once into scratch (`2 * CHUNK` bytes) by the general path.
 const CHUNK: usize = 320;
-
-/// Scratch bytes [`fully_connected`] needs for rows of `in_f` features: one widened chunk.
-pub(crate) fn scratch_bytes(in_f: usize) -> usize {
-    2 * in_f.min(CHUNK).next_multiple_of(4)
-}
 /// Outputs whose constants and sums are held at once.
 const BLOCK: usize = 16;
+
+/// The output stage every output shares when the layer takes the assembly loop: rows of whole
+/// words, one multiplier, its stage exact in the assembly (see [`all_common`]) for every bias
+/// (`|b| < room`, checked as `b + room - 1 < 2 * room - 1` unsigned).
+fn shared_stage(
+    stage: &Int8Stage,
+    in_f: usize,
+    bias: Option<&[i32]>,
+    requant: Requant,
+) -> Option<ChannelStage> {
+    let max_sum = max_product(stage).saturating_mul(in_f as u64);
+    let shared = match *requant {
+        [q] if in_f % 4 == 0 => ChannelStage::new(0, q, stage, max_sum),
+        _ => return None,
+    };
+    let room = shared.bias_room(max_sum).min(1 << 30);
+    let fits = |b: &i32| (*b as u32).wrapping_add(room - 1) < 2 * room - 1;
+    let exact = all_common([&shared], stage) && room > 0 && bias.is_none_or(|b| b.iter().all(fits));
+    exact.then_some(shared)
+}
+
+/// Scratch bytes [`fully_connected`] needs for rows of `in_f` features: one widened chunk,
+/// except for the assembly loop over rows longer than [`CHUNK`], which needs none.
+pub(crate) fn scratch_bytes(
+    stage: &Int8Stage,
+    in_f: usize,
+    bias: Option<&[i32]>,
+    requant: Requant,
+) -> usize {
+    scratch_len(shared_stage(stage, in_f, bias, requant).is_some(), in_f)
+}
+
+/// [`scratch_bytes`] once [`shared_stage`] is known (it reads every bias: once a layer).
+fn scratch_len(shared: bool, in_f: usize) -> usize {
+    match shared && in_f > CHUNK {
+        true => 0,
+        false => 2 * in_f.min(CHUNK).next_multiple_of(4),
+    }
+}
 
 /// Runs the layer (shapes and buffers validated by the caller): `input` is rows of `in_f`,
 /// `weights` `out_f` rows of `in_f`, `output` rows of `out_f`; `false` (and nothing
@@ -45,56 +79,56 @@ pub(crate) fn fully_connected(
     if in_f == 0 || out_f == 0 {
         return true;
     }
+    let off2 = (stage.input_offset as u16 as u32) * 0x1_0001;
+    let max_sum = max_product(stage).saturating_mul(in_f as u64);
+    let mut stages = [ChannelStage::default(); BLOCK];
+    let rows = input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f));
+    let shared = shared_stage(stage, in_f, bias, requant);
     let Some(col) = scratch
-        .get_mut(..scratch_bytes(in_f))
+        .get_mut(..scratch_len(shared.is_some(), in_f))
         .and_then(crate::cast::slice_mut::<[u32; 2]>)
     else {
         return false;
     };
-    let fc = Fc {
-        in_f,
-        off2: (stage.input_offset as u16 as u32) * 0x1_0001,
-        stage,
-    };
-    let max_sum = max_product(stage).saturating_mul(in_f as u64);
-    let mut stages = [ChannelStage::default(); BLOCK];
-    let one_slice = in_f <= CHUNK && in_f % 4 == 0;
-    // The usual layer: one multiplier for all outputs, so one set of constants, shared.
-    let shared = match *requant {
-        [q] if one_slice => Some(ChannelStage::new(0, q, stage, max_sum)),
-        _ => None,
-    }
-    .filter(|s| all_common([s], stage));
-    let shared_rq = [shared.map(|s| s.ssat()).unwrap_or_default(); 4];
-    // ... if every bias keeps it exact (see `ChannelStage::new`): `|b| < room`, checked once
-    // as `b + room - 1 < 2 * room - 1` unsigned.
-    let shared = shared.filter(|s| {
-        let room = s.bias_room(max_sum).min(1 << 30);
-        let fits = |b: &i32| (*b as u32).wrapping_add(room - 1) < 2 * room - 1;
-        room > 0 && bias.is_none_or(|b| b.iter().all(fits))
-    });
-    let rows = input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f));
-    if shared.is_some() {
+    let fc = Fc { in_f, off2, stage };
+    if let Some(shared) = shared {
         // All whole quads of outputs in one assembly loop (a block at a time without biases),
         // the last one to three in Rust.
         let (quads, zeros) = (out_f / 4, [0i32; BLOCK]);
+        let shared_rq = [shared.ssat(); 4];
         let done = 4 * quads;
+        // The row widened once, or read in place when too long for the scratch.
+        let run = |col: &[[u32; 2]], x: &[i8], (w, b): (&[i8], &[i32]), y: &mut [i8], n| {
+            if col.is_empty() {
+                gemv_quads_i8((x, off2), (w, in_f), (b, &shared_rq), y, n);
+            } else {
+                gemv_quads(col, (w, in_f), (b, &shared_rq), y, n);
+            }
+        };
         for (x, y) in rows {
-            fc.widen(x, col);
-            let whole = &col[..in_f / 4];
+            if !col.is_empty() {
+                fc.widen(x, col);
+            }
             match bias {
-                Some(b) => gemv_quads(whole, (weights, in_f), (b, &shared_rq), y, quads),
+                Some(b) => run(col, x, (weights, b), y, quads),
                 None => {
                     for (j, y) in y[..done].chunks_mut(BLOCK).enumerate() {
                         let w = weights.get(j * BLOCK * in_f..).unwrap_or_default();
-                        gemv_quads(whole, (w, in_f), (&zeros, &shared_rq), y, y.len() / 4);
+                        let n = y.len() / 4;
+                        run(col, x, (w, &zeros), y, n);
                     }
                 }
             }
             let stages = &mut stages[..out_f - done];
             channel_stages(stages, done, bias, requant, stage, max_sum);
             let rest = weights.get(done * in_f..).unwrap_or_default();
-            fc.quads(whole, rest, stages, &mut y[done..]);
+            for (j, (y, s)) in y[done..].iter_mut().zip(stages.iter()).enumerate() {
+                let w = rest.get(j * in_f..).unwrap_or_default();
+                let dot = x.iter().zip(w).fold(s.bias, |acc, (&x, &w)| {
+                    acc.wrapping_add((i32::from(x) + stage.input_offset) * i32::from(w))
+                });
+                *y = s.out(dot, stage);
+            }
         }
         return true;
     }
@@ -124,14 +158,6 @@ impl Fc<'_> {
         for (g, x) in col.iter_mut().zip(x.chunks_exact(4)) {
             let word = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
             *g = [sxtab16(self.off2, word), sxtab16_ror8(self.off2, word)];
-        }
-    }
-
-    /// Outputs `y` (one per stage, rows `rows[j * in_f..]`) of a whole widened row `col`.
-    fn quads(&self, col: &[[u32; 2]], rows: &[i8], stages: &[ChannelStage], y: &mut [i8]) {
-        for (j, (y, s)) in y.iter_mut().zip(stages).enumerate() {
-            let w = rows.get(j * self.in_f..).unwrap_or_default();
-            *y = s.out(mac_1x4(col, w, 0, [s.bias; 4])[0], self.stage);
         }
     }
 

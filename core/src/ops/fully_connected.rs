@@ -52,9 +52,15 @@ pub fn fully_connected_i8(
     fully_connected_i8_reference(stage, input, weights, bias, requant, output)
 }
 
-/// Scratch bytes [`fully_connected_i8`]'s fast kernel needs for weights `[out, 1, 1, in]`.
-pub fn scratch_bytes(weights: Shape4) -> usize {
-    fc_fast::scratch_bytes(weights.c)
+/// Scratch bytes [`fully_connected_i8`]'s fast kernel needs for weights `[out, 1, 1, in]`:
+/// none for the usual layer (one multiplier, rows of whole words), else one widened slice.
+pub fn scratch_bytes(
+    stage: &Int8Stage,
+    weights: Shape4,
+    bias: Option<&[i32]>,
+    requant: Requant,
+) -> usize {
+    fc_fast::scratch_bytes(stage, weights.c, bias, requant)
 }
 
 /// [`fully_connected_i8`] computed the way TFLite-Micro's reference kernels do, one multiply
@@ -337,7 +343,7 @@ pub(crate) mod tests {
         os: Shape4,
     ) -> Result<Vec<i8>, Error> {
         let mut out = vec![0i8; len(os)];
-        let mut words = vec![0u32; scratch_bytes(weights.shape).div_ceil(4)];
+        let mut words = vec![0u32; scratch_bytes(&st, weights.shape, bias, rq).div_ceil(4)];
         let scratch = crate::cast::words_as_bytes_mut(&mut words);
         fully_connected_i8(&st, input, weights, bias, rq, tm(&mut out, os), scratch)?;
         Ok(out)

@@ -349,6 +349,33 @@ pub(crate) fn gemv_quads(
     }
 }
 
+/// [`gemv_quads`] reading the int8 input `x` in place, widened with the offset in both
+/// halfwords of `off2` as it is read (as [`sxtab16`] and [`sxtab16_ror8`]): no column to
+/// hold, two more instructions a group. Does nothing unless `x` is nonempty, whole words and
+/// at most `in_f` long, and the rows, biases and outputs hold `4 * quads` rows.
+pub(crate) fn gemv_quads_i8(
+    (x, off2): (&[i8], u32),
+    (rows, in_f): (&[i8], usize),
+    (bias, rq): (&[i32], &[RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    let n = quads.saturating_mul(4);
+    let span = n
+        .checked_sub(1)
+        .and_then(|last| last.checked_mul(in_f))
+        .and_then(|s| s.checked_add(x.len()));
+    let ok = !x.is_empty()
+        && x.len() % 4 == 0
+        && x.len() <= in_f
+        && span.is_some_and(|s| s <= rows.len())
+        && bias.len() >= n
+        && out.len() >= n;
+    if ok {
+        imp::gemv_quads_i8((x, off2), (rows, in_f), (bias, rq), out, quads);
+    }
+}
+
 /// Portable versions: plain Rust, bit-identical to the DSP instructions.
 #[cfg_attr(mote_dsp, allow(dead_code))]
 mod portable;
@@ -439,6 +466,43 @@ mod tests {
             .zip(w)
             .map(|(&x, &w)| (i32::from(x) + off) * i32::from(w))
             .sum()
+    }
+
+    /// The fully connected loop gives the same bytes over a widened column and over the int8
+    /// input read in place.
+    #[test]
+    fn gemv_quads_in_place_equals_over_a_column() {
+        let mut rng = Rng(0x0fc0_fc0f_1234_5678);
+        for case in 0..500 {
+            let (groups, quads) = (rng.size(1, 40), rng.size(1, 6));
+            let in_f = 4 * groups + 4 * rng.size(0, 2);
+            let off = rng.int(-127, 128) as i32;
+            let x = rng.i8s(4 * groups);
+            let rows = rng.i8s(4 * quads * in_f);
+            let bias: Vec<i32> = (0..4 * quads)
+                .map(|_| rng.int(-5000, 5000) as i32)
+                .collect();
+            let rq = [0, 1, 2, 3].map(|k| RequantSsat {
+                mult: 0x4000_0000 + 0x0100_0000 * k,
+                left: 1,
+                add: 1 << 9,
+                right: 10,
+            });
+            let off2 = (off as u16 as u32) * 0x1_0001;
+            let (mut a, mut b) = (vec![0i8; 4 * quads], vec![1i8; 4 * quads]);
+            gemv_quads(&q15(&x, off), (&rows, in_f), (&bias, &rq), &mut a, quads);
+            gemv_quads_i8((&x, off2), (&rows, in_f), (&bias, &rq), &mut b, quads);
+            assert_eq!(a, b, "case {case}");
+            // And both are the requantized dot products.
+            for (j, &got) in a.iter().enumerate() {
+                let acc = bias[j] + dot(&x, off, &rows[j * in_f..]);
+                let r = &rq[j % 4];
+                assert_eq!(
+                    i32::from(got),
+                    requant_ssat(acc, r.left, r.mult, r.add, r.right)
+                );
+            }
+        }
     }
 
     #[test]

@@ -385,6 +385,36 @@ pub(super) fn gather_words(src: &[i8], stride: usize, dst: &mut [u32]) {
     }
 }
 
+/// One group of [`gemv_quads_i8`]: four int8 inputs at r0 widened with the offset in r3 into
+/// r4 (values 0, 2) and r5 (values 1, 3), then [`group_1x4`]'s products without its load.
+macro_rules! group_1x4_i8 {
+    () => {
+        "ldr r5, [r0], #4
+         sxtab16 r4, r3, r5
+         sxtab16 r5, r3, r5, ror #8
+         ldr lr, [r1, r2]
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r9, r4, r12, r9
+         smlad r9, r5, lr, r9
+         ldr lr, [r1], #4
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r8, r4, r12, r8
+         smlad r8, r5, lr, r8
+         ldr lr, [r6, r2]
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r11, r4, r12, r11
+         smlad r11, r5, lr, r11
+         ldr lr, [r6], #4
+         sxtb16 r12, lr
+         sxtb16 lr, lr, ror #8
+         smlad r10, r4, r12, r10
+         smlad r10, r5, lr, r10"
+    };
+}
+
 pub(super) fn gemv_quads(
     col: &[[u32; 2]],
     (rows, in_f): (&[i8], usize),
@@ -466,6 +496,96 @@ pub(super) fn gemv_quads(
             inout("r8") out.as_mut_ptr() => _,
             inout("r9") quads => _,
             out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+}
+
+pub(super) fn gemv_quads_i8(
+    (x, off2): (&[i8], u32),
+    (rows, in_f): (&[i8], usize),
+    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    // SAFETY: the caller checked `4 <= x.len() <= in_f` with `x.len()` a multiple of 4, that
+    // `rows` holds the `4 * quads` rows of `in_f` bytes read (each row's first `x.len()`
+    // bytes; LDR of the input and of the rows, unaligned allowed), and that `bias` (LDM, word
+    // aligned) and `out` (STRB) hold `4 * quads` entries; `rq` is the four constants (LDM)
+    // every quad reads again. Loop state lives in 36 bytes pushed below the stack pointer,
+    // popped with r6/r7 at the end.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "bic r7, r3, #3",
+            "add r7, r0, r7, lsl #2",
+            "add r3, r0, r3, lsl #2",
+            // sp+0 input, +4 row 0, +8 input end, +12 bias, +16 constants, +20 end of the
+            // whole quads of groups, +24 output, +28 quads left, +32 input offset.
+            "push {{r0, r1, r3, r4, r5, r7, r8, r9, r10}}",
+            "2:",
+            "ldr r12, [sp, #12]",
+            "ldm r12!, {{r8, r9, r10, r11}}",
+            "str r12, [sp, #12]",
+            "ldrd r0, r1, [sp]",
+            "ldr r3, [sp, #32]",
+            "add r6, r1, r2, lsl #1",
+            // Four groups at a time up to r7, then one at a time up to the input's end.
+            "ldr r7, [sp, #20]",
+            "cmp r0, r7",
+            "beq 4f",
+            "3:",
+            group_1x4_i8!(),
+            group_1x4_i8!(),
+            group_1x4_i8!(),
+            group_1x4_i8!(),
+            "cmp r0, r7",
+            "bne 3b",
+            "4:",
+            "ldr r7, [sp, #8]",
+            "cmp r0, r7",
+            "beq 6f",
+            "5:",
+            group_1x4_i8!(),
+            "cmp r0, r7",
+            "bne 5b",
+            "6:",
+            "ldr r1, [sp, #4]",
+            "add r1, r1, r2, lsl #2",
+            "str r1, [sp, #4]",
+            "ldr r12, [sp, #16]",
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r8", "r3", "r4", "r5", "r6"),
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r9", "r3", "r4", "r5", "r6"),
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r10", "r3", "r4", "r5", "r6"),
+            "ldm r12!, {{r3, r4, r5, r6}}",
+            requant_in_place!("r11", "r3", "r4", "r5", "r6"),
+            "ldr r12, [sp, #24]",
+            "strb r8, [r12]",
+            "strb r9, [r12, #1]",
+            "strb r10, [r12, #2]",
+            "strb r11, [r12, #3]",
+            "add r12, r12, #4",
+            "str r12, [sp, #24]",
+            "ldr r12, [sp, #28]",
+            "subs r12, r12, #1",
+            "str r12, [sp, #28]",
+            "bne 2b",
+            "add sp, #36",
+            "pop {{r6, r7}}",
+            inout("r0") x.as_ptr() => _,
+            inout("r1") rows.as_ptr() => _,
+            inout("r2") in_f => _,
+            inout("r3") x.len() / 4 => _,
+            inout("r4") bias.as_ptr() => _,
+            inout("r5") rq.as_ptr() => _,
+            inout("r8") out.as_mut_ptr() => _,
+            inout("r9") quads => _,
+            inout("r10") off2 => _,
             out("r11") _,
             out("r12") _,
             out("lr") _,

@@ -166,3 +166,28 @@ pub(super) fn gemv_quads(
         }
     }
 }
+
+pub(super) fn gemv_quads_i8(
+    (x, off2): (&[i8], u32),
+    (rows, in_f): (&[i8], usize),
+    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    for q in 0..quads {
+        let j = 4 * q;
+        let mut acc = [bias[j], bias[j + 1], bias[j + 2], bias[j + 3]];
+        for (g, xw) in x.chunks_exact(4).enumerate() {
+            let xw = word(xw, 0);
+            let (x0, x1) = (sxtab16(off2, xw), sxtab16_ror8(off2, xw));
+            for (k, a) in acc.iter_mut().enumerate() {
+                let wk = word(rows, (j + k) * in_f + 4 * g);
+                *a = smlad(x1, sxtab16_ror8(0, wk), smlad(x0, sxtab16(0, wk), *a));
+            }
+        }
+        for k in 0..4 {
+            let r = &rq[k];
+            out[j + k] = requant_ssat(acc[k], r.left, r.mult, r.add, r.right) as i8;
+        }
+    }
+}
