@@ -49,7 +49,7 @@ pub struct Header {
     pub blob_len: u32,
     /// CRC-32 of `blob[CRC_OFFSET + 4..blob_len]`.
     pub crc32: u32,
-    /// Bytes of arena the interpreter needs.
+    /// Bytes of arena the interpreter needs: activations and the kernels' scratch.
     pub arena_size: u32,
     /// Number of tensor records.
     pub tensor_count: u16,
@@ -69,8 +69,8 @@ pub struct Header {
     pub data_offset: u32,
     /// Length of the constant data.
     pub data_len: u32,
-    /// The most activation bytes live at once, as the planner computed it: no arena can be
-    /// smaller, so `arena_size - arena_lower_bound` is what the placement costs.
+    /// The most activation and kernel-scratch bytes live at once, as the planner computed it:
+    /// no arena can be smaller, so `arena_size - arena_lower_bound` is what the placement costs.
     pub arena_lower_bound: u32,
 }
 

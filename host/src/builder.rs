@@ -215,7 +215,7 @@ pub struct BuiltModel {
     pub bytes: Vec<u8>,
     /// Planned arena bytes.
     pub arena_size: usize,
-    /// The most activation bytes live at once: no plan can be smaller.
+    /// The most activation and kernel-scratch bytes live at once: no plan can be smaller.
     pub arena_lower_bound: usize,
     /// Arena offset of each tensor (`None` for constants), by [`TensorId`].
     pub arena_offsets: Vec<Option<usize>>,
