@@ -1,6 +1,6 @@
 //! What a model costs: per-layer multiply-accumulates, weights, and arena placement.
 
-use mote_core::format::{OpCode, Storage, NO_TENSOR};
+use mote_core::format::{param, OpCode, Storage, NO_TENSOR};
 use mote_core::{Error, Model};
 use std::fmt::Write;
 
@@ -17,6 +17,8 @@ pub struct LayerStats {
     pub weight_bytes: usize,
     /// The output's arena offset and size.
     pub arena: (usize, usize),
+    /// The kernel's scratch: arena offset and size (size 0: none).
+    pub scratch: (usize, usize),
 }
 
 /// Per-layer figures for every operator of `model`.
@@ -53,6 +55,10 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
                 macs,
                 weight_bytes,
                 arena: (out.record.offset as usize, out.record.byte_len as usize),
+                scratch: (
+                    op.params[param::SCRATCH_OFFSET].max(0) as usize,
+                    op.params[param::SCRATCH_LEN].max(0) as usize,
+                ),
             })
         })
         .collect()
@@ -64,16 +70,20 @@ pub fn table(model: &Model<'_>) -> Result<String, Error> {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "{:>3}  {:<18} {:<16} {:>10} {:>9} {:>14}",
-        "#", "operator", "output", "MACs", "weights", "arena at+size"
+        "{:>3}  {:<18} {:<16} {:>10} {:>9} {:>14} {:>16}",
+        "#", "operator", "output", "MACs", "weights", "arena at+size", "scratch at+size"
     );
     for (i, l) in layers.iter().enumerate() {
         let shape = format!("{:?}", l.output_shape);
         let arena = format!("{}+{}", l.arena.0, l.arena.1);
+        let scratch = match l.scratch {
+            (_, 0) => "-".to_string(),
+            (at, len) => format!("{at}+{len}"),
+        };
         let _ = writeln!(
             s,
-            "{i:>3}  {:<18} {:<16} {:>10} {:>9} {:>14}",
-            l.op, shape, l.macs, l.weight_bytes, arena
+            "{i:>3}  {:<18} {:<16} {:>10} {:>9} {:>14} {:>16}",
+            l.op, shape, l.macs, l.weight_bytes, arena, scratch
         );
     }
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
