@@ -48,15 +48,18 @@ fn read(path: &Path) -> Vec<u8> {
     fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
 }
 
-/// The model directory: `MOTE_MODEL_DIR`, else `models/demo`. It holds `model.mote` and
+/// The model directory: `MOTE_MODEL_DIR` (absolute, or relative to the workspace root), else
+/// `models/demo`. It holds `model.mote` and
 /// `test_inputs.i8`, optionally `test_labels.u8`, and optionally a fine-tuning set:
 /// `finetune_inputs.i8`, `finetune_labels.u8`, `finetune_test_inputs.i8`,
 /// `finetune_test_labels.u8`.
 fn embed_model(out: &Path, ram: usize, board: &str) {
     println!("cargo:rerun-if-env-changed=MOTE_MODEL_DIR");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
+    // Cargo runs this script in firmware/; a relative directory means one relative to the
+    // workspace root, where `cargo build` is run.
     let dir = env::var_os("MOTE_MODEL_DIR")
-        .map(PathBuf::from)
+        .map(|d| manifest.join("..").join(d))
         .unwrap_or_else(|| manifest.join("models/demo"));
     let model_path = dir.join("model.mote");
     let bytes = read(&model_path);

@@ -125,7 +125,15 @@ pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (key, value) in envs {
-        cmd.env(key, value);
+        match *key {
+            // The build script reads it from firmware/: hand it an absolute path, so a
+            // directory given relative to where `mote` runs is found.
+            "MOTE_MODEL_DIR" => cmd.env(
+                key,
+                std::path::absolute(value).with_context(|| format!("model directory {value}"))?,
+            ),
+            _ => cmd.env(key, value),
+        };
     }
     let output = cmd
         .output()
