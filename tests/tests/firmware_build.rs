@@ -38,3 +38,23 @@ fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// A model directory given relative to where `mote` runs (here the tests crate's directory,
+/// which is neither firmware/ nor the workspace root) is the one the firmware embeds.
+#[test]
+fn a_relative_model_directory_is_found() {
+    let relative = format!("target/mote-relative-model-{}", std::process::id());
+    let dir = std::env::current_dir().unwrap().join(&relative);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (blob, input, _) = mote_tests::lowering::demo_model();
+    std::fs::write(dir.join("model.mote"), &blob).unwrap();
+    std::fs::write(dir.join("test_inputs.i8"), &input).unwrap();
+    let built = mote_host::firmware::build(
+        mote_host::firmware::Board::Qemu,
+        &[("MOTE_MODEL_DIR", relative.as_str())],
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+    let elf = built.unwrap();
+    let flash = mote_host::report::flash_use(&elf).unwrap();
+    assert_eq!(flash.model, blob.len());
+}
