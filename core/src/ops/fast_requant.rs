@@ -73,7 +73,9 @@ impl Default for ChannelStage {
 
 impl ChannelStage {
     /// The constants for a channel with this bias and multiplier whose sums of products are at
-    /// most `max_sum` in magnitude. `stage` was validated by `check_int8`.
+    /// most `max_sum` in magnitude. `stage` was validated by `check_int8`. Once per channel
+    /// and layer, so kept out of line (one copy in flash).
+    #[inline(never)]
     pub(crate) fn new(bias: i32, q: QuantizedMultiplier, stage: &Int8Stage, max_sum: u64) -> Self {
         let slow = Self {
             bias,
@@ -205,6 +207,7 @@ pub(crate) fn all_common<'a>(
 
 /// Fills `out` with the stages of channels `first..first + out.len()`. `requant` holds one
 /// multiplier per channel or one for all (checked by `check_int8`), `bias` one per channel.
+#[inline(never)]
 pub(crate) fn channel_stages(
     out: &mut [ChannelStage],
     first: usize,

@@ -19,6 +19,8 @@ use super::{Int8Stage, Requant};
 const CHUNK: usize = 320;
 /// Outputs whose constants and sums are held at once.
 const BLOCK: usize = 16;
+/// Zero biases for a block of a layer without biases (in flash, not on the stack).
+static ZEROS: [i32; BLOCK] = [0; BLOCK];
 
 /// The output stage every output shares when the layer takes the assembly loop: rows of whole
 /// words, one multiplier, its stage exact in the assembly (see [`all_common`]) for every bias
@@ -79,10 +81,6 @@ pub(crate) fn fully_connected(
     if in_f == 0 || out_f == 0 {
         return true;
     }
-    let off2 = (stage.input_offset as u16 as u32) * 0x1_0001;
-    let max_sum = max_product(stage).saturating_mul(in_f as u64);
-    let mut stages = [ChannelStage::default(); BLOCK];
-    let rows = input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f));
     let shared = shared_stage(stage, in_f, bias, requant);
     let Some(col) = scratch
         .get_mut(..scratch_len(shared.is_some(), in_f))
@@ -90,60 +88,21 @@ pub(crate) fn fully_connected(
     else {
         return false;
     };
-    let fc = Fc { in_f, off2, stage };
-    if let Some(shared) = shared {
-        // All whole quads of outputs in one assembly loop (a block at a time without biases),
-        // the last one to three in Rust.
-        let (quads, zeros) = (out_f / 4, [0i32; BLOCK]);
-        let shared_rq = [shared.ssat(); 4];
-        let done = 4 * quads;
-        // The row widened once, or read in place when too long for the scratch.
-        let run = |col: &[[u32; 2]], x: &[i8], (w, b): (&[i8], &[i32]), y: &mut [i8], n| {
-            if col.is_empty() {
-                gemv_quads_i8((x, off2), (w, in_f), (b, &shared_rq), y, n);
-            } else {
-                gemv_quads(col, (w, in_f), (b, &shared_rq), y, n);
-            }
-        };
-        for (x, y) in rows {
-            if !col.is_empty() {
-                fc.widen(x, col);
-            }
-            match bias {
-                Some(b) => run(col, x, (weights, b), y, quads),
-                None => {
-                    for (j, y) in y[..done].chunks_mut(BLOCK).enumerate() {
-                        let w = weights.get(j * BLOCK * in_f..).unwrap_or_default();
-                        let n = y.len() / 4;
-                        run(col, x, (w, &zeros), y, n);
-                    }
-                }
-            }
-            let stages = &mut stages[..out_f - done];
-            channel_stages(stages, done, bias, requant, stage, max_sum);
-            let rest = weights.get(done * in_f..).unwrap_or_default();
-            for (j, (y, s)) in y[done..].iter_mut().zip(stages.iter()).enumerate() {
-                let w = rest.get(j * in_f..).unwrap_or_default();
-                let dot = x.iter().zip(w).fold(s.bias, |acc, (&x, &w)| {
-                    acc.wrapping_add((i32::from(x) + stage.input_offset) * i32::from(w))
-                });
-                *y = s.out(dot, stage);
-            }
-        }
-        return true;
-    }
-    for (x, y) in rows {
-        for first in (0..out_f).step_by(BLOCK) {
-            let n = BLOCK.min(out_f - first);
-            let w = weights.get(first * in_f..).unwrap_or_default();
-            let y = &mut y[first..first + n];
-            let stages = &mut stages[..n];
-            channel_stages(stages, first, bias, requant, stage, max_sum);
-            fc.block(x, w, stages, col, y);
-        }
+    let fc = Fc {
+        in_f,
+        off2: (stage.input_offset as u16 as u32) * 0x1_0001,
+        stage,
+    };
+    let layer = (weights, bias, requant, out_f);
+    match shared {
+        Some(shared) => fc.shared(shared, input, layer, col, output),
+        None => fc.general(input, layer, col, output),
     }
     true
 }
+
+/// A layer's constants: weights, biases, requantization, outputs per row.
+type Consts<'a> = (&'a [i8], Option<&'a [i32]>, Requant<'a>, usize);
 
 /// A layer's row length, input offset and stage.
 struct Fc<'a> {
@@ -153,6 +112,84 @@ struct Fc<'a> {
 }
 
 impl Fc<'_> {
+    /// The usual layer (see [`shared_stage`]): all whole quads of outputs in one assembly loop
+    /// (a block at a time without biases), over the row widened once into `col` or, when
+    /// `col` is empty, read in place; the last one to three outputs in Rust. Not inlined, so
+    /// the general path's arrays are not in its frame.
+    #[inline(never)]
+    fn shared(
+        &self,
+        shared: ChannelStage,
+        input: &[i8],
+        (weights, bias, _, out_f): Consts,
+        col: &mut [[u32; 2]],
+        output: &mut [i8],
+    ) {
+        let (in_f, off2, stage) = (self.in_f, self.off2, self.stage);
+        let quads = out_f / 4;
+        let shared_rq = [shared.ssat(); 4];
+        let done = 4 * quads;
+        let run = |col: &[[u32; 2]], x: &[i8], (w, b): (&[i8], &[i32]), y: &mut [i8], n| {
+            if col.is_empty() {
+                gemv_quads_i8((x, off2), (w, in_f), (b, &shared_rq), y, n);
+            } else {
+                gemv_quads(col, (w, in_f), (b, &shared_rq), y, n);
+            }
+        };
+        for (x, y) in input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f)) {
+            if !col.is_empty() {
+                self.widen(x, col);
+            }
+            match bias {
+                Some(b) => run(col, x, (weights, b), y, quads),
+                None => {
+                    for (j, y) in y[..done].chunks_mut(BLOCK).enumerate() {
+                        let w = weights.get(j * BLOCK * in_f..).unwrap_or_default();
+                        let n = y.len() / 4;
+                        run(col, x, (w, &ZEROS), y, n);
+                    }
+                }
+            }
+            // One multiplier and every bias within the shared stage's room: each output's
+            // stage is the shared one with its bias.
+            let rest = weights.get(done * in_f..).unwrap_or_default();
+            for (j, y) in y[done..].iter_mut().enumerate() {
+                let mut s = shared;
+                s.bias = bias.and_then(|b| b.get(done + j)).copied().unwrap_or(0);
+                let w = rest.get(j * in_f..).unwrap_or_default();
+                let dot = x.iter().zip(w).fold(s.bias, |acc, (&x, &w)| {
+                    acc.wrapping_add((i32::from(x) + stage.input_offset) * i32::from(w))
+                });
+                *y = s.out(dot, stage);
+            }
+        }
+    }
+
+    /// Any other layer: blocks of outputs, each row widened into `col` a slice at a time.
+    #[inline(never)]
+    fn general(
+        &self,
+        input: &[i8],
+        (weights, bias, requant, out_f): Consts,
+        col: &mut [[u32; 2]],
+        output: &mut [i8],
+    ) {
+        let (in_f, stage) = (self.in_f, self.stage);
+        let max_sum = max_product(stage).saturating_mul(in_f as u64);
+        let mut stages = [ChannelStage::default(); BLOCK];
+        let rows = input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f));
+        for (x, y) in rows {
+            for first in (0..out_f).step_by(BLOCK) {
+                let n = BLOCK.min(out_f - first);
+                let w = weights.get(first * in_f..).unwrap_or_default();
+                let y = &mut y[first..first + n];
+                let stages = &mut stages[..n];
+                channel_stages(stages, first, bias, requant, stage, max_sum);
+                self.block(x, w, stages, col, y);
+            }
+        }
+    }
+
     /// Widens `x`'s whole words (plus the offset) into `col`.
     fn widen(&self, x: &[i8], col: &mut [[u32; 2]]) {
         for (g, x) in col.iter_mut().zip(x.chunks_exact(4)) {
@@ -162,6 +199,7 @@ impl Fc<'_> {
     }
 
     /// A block of outputs `y` for input row `x`, in slices of [`CHUNK`] features.
+    #[inline(never)]
     fn block(
         &self,
         x: &[i8],
