@@ -19,6 +19,7 @@
 //! | [`gemm_pairs`] | [`mac_2x2`] for a table of channel pairs, requantized and stored | conv |
 //! | [`mac_1x4`] | 1 column x 4 weight rows, 16 MACs in 21 instructions | fully connected |
 //! | [`gemv_quads`] | [`mac_1x4`] for consecutive quads of rows, requantized and stored | fully connected |
+//! | [`gemv_quads_i8`] | [`gemv_quads`] widening the int8 input as it reads it (no column) | fully connected, long rows |
 //! | [`Dw3x3`] | a row of 3x3 depthwise outputs, four channels, requantized and stored | depthwise |
 //! | [`gather_words`] | strided words: one pixel's four channels at a time | depthwise |
 //!
