@@ -98,7 +98,7 @@ enum Commands {
     Bench {
         /// `.mote` models (default: the firmware's demo model).
         models: Vec<PathBuf>,
-        /// Raw int8 input vectors for the models (default: x[i] = (i*7 % 256) - 128).
+        /// Raw int8 input vectors for the models (default: `x[i] = (i*7 % 256) - 128`).
         #[arg(long)]
         input: Option<PathBuf>,
         /// Also print each model's per-layer profile.

@@ -207,8 +207,9 @@ impl<'a> Model<'a> {
     }
 
     /// The f32 weights and bias of FULLY_CONNECTED operator `index`, dequantized from the
-    /// blob: `weights[o * inputs + i] = w_scale[o] * w[o][i]`, `bias[o] = in_scale * w_scale[o]
-    /// * b[o]`. This is where a layer trained on the device starts from. Returns
+    /// blob: `weights[o * inputs + i] = w_scale[o] * w[o][i]` and
+    /// `bias[o] = in_scale * w_scale[o] * b[o]`. This is where a layer trained on the device
+    /// starts from. Returns
     /// `(outputs, inputs)`.
     pub fn dequantize_dense(
         &self,

@@ -6,7 +6,7 @@
 //!
 //! Each input's rescaled value depends on its int8 value alone, so a long ADD first tabulates
 //! both rescalings (2 x 256 words) and then only requantizes the sum per element. The tables
-//! live in the first [`TABLE_BYTES`] of the output itself, which are computed last, the slow
+//! live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last, the slow
 //! way: no scratch memory at all.
 
 use super::Activation;
