@@ -146,18 +146,21 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             let layer = self.model.layer(index)?;
             let opcode = self.model.op(index)?.opcode;
             hook.before(index, opcode);
-            self.run(layer)?;
+            self.run(&layer)?;
             hook.after(index, opcode);
         }
         Ok(())
     }
 
-    fn run(&mut self, layer: Layer<'m>) -> Result<(), Error> {
-        let m = self.model;
-        match layer {
+    // By reference: the layer's fields stay in the caller's frame, not in this one, which
+    // every kernel's frame sits below.
+    fn run(&mut self, layer: &Layer<'m>) -> Result<(), Error> {
+        // The model by reference too: a copy would sit in this frame.
+        let m = &self.model;
+        match *layer {
             Layer::Conv2d {
-                window,
-                stage,
+                ref window,
+                ref stage,
                 input,
                 filter,
                 bias,
@@ -166,13 +169,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 scratch,
             } => {
                 let (ins, out, s) =
-                    io::<i8, i8>(self.arena, &m, [Some(input), None], output, scratch)?;
-                ops::conv2d::conv2d_i8(&window, &stage, ins[0], filter, bias, requant, out, s)
+                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
+                ops::conv2d::conv2d_i8(window, stage, ins[0], filter, bias, requant, out, s)
             }
             Layer::DepthwiseConv2d {
-                window,
+                ref window,
                 depth_multiplier,
-                stage,
+                ref stage,
                 input,
                 filter,
                 bias,
@@ -181,11 +184,11 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 scratch,
             } => {
                 let (ins, out, s) =
-                    io::<i8, i8>(self.arena, &m, [Some(input), None], output, scratch)?;
+                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::depthwise_conv2d::depthwise_conv2d_i8(
-                    &window,
+                    window,
                     depth_multiplier,
-                    &stage,
+                    stage,
                     ins[0],
                     filter,
                     bias,
@@ -195,7 +198,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 )
             }
             Layer::FullyConnected {
-                stage,
+                ref stage,
                 input,
                 weights,
                 bias,
@@ -204,9 +207,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 scratch,
             } => {
                 let (ins, out, s) =
-                    io::<i8, i8>(self.arena, &m, [Some(input), None], output, scratch)?;
+                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::fully_connected::fully_connected_i8(
-                    &stage, ins[0], weights, bias, requant, out, s,
+                    stage, ins[0], weights, bias, requant, out, s,
                 )
             }
             Layer::AveragePool2d {
@@ -218,7 +221,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<i8, i8>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(input), None],
                     output,
                     Scratch::default(),
@@ -234,7 +237,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<i8, i8>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(input), None],
                     output,
                     Scratch::default(),
@@ -249,7 +252,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<i8, i8>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(a), Some(b)],
                     output,
                     Scratch::default(),
@@ -264,7 +267,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<i8, i8>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(input), None],
                     output,
                     Scratch::default(),
@@ -278,7 +281,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<i8, i8>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(input), None],
                     output,
                     Scratch::default(),
@@ -295,7 +298,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<f32, i8>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(input), None],
                     output,
                     Scratch::default(),
@@ -310,7 +313,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 let (ins, out, _) = io::<i8, f32>(
                     self.arena,
-                    &m,
+                    m,
                     [Some(input), None],
                     output,
                     Scratch::default(),

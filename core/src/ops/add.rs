@@ -175,6 +175,8 @@ fn check_lengths(a: usize, b: usize, out: usize) -> Result<(), Error> {
 }
 
 /// int8 ADD of two same-length tensors, bit-exact with TFLite-Micro's reference kernel.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), Error> {
     if !cfg!(feature = "op-add") {
         return Err(crate::not_built("ADD not built in (feature op-add)"));

@@ -23,6 +23,8 @@ use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairTable};
 use super::{Int8Stage, Requant};
 use core::ops::Range;
 
+mod direct;
+
 /// Taps of one column held at once: a column pair is at most `4 * MAX_TAPS` bytes of scratch.
 pub(crate) const MAX_TAPS: usize = 288;
 /// Output channels whose constants (and, for long windows, sums) are held at once.
@@ -137,74 +139,92 @@ pub(crate) fn conv2d(
         stage,
     };
     let max_sum = max_product(stage).saturating_mul(taps as u64);
-    // Rows from `short_from` on end less than a whole group before the filter does (a window
-    // not of whole words): copied and zero-padded to whole groups.
-    let groups = taps.div_ceil(4);
-    let short_from = short_rows(taps, out_c);
-    if taps % 4 != 0 && taps <= MAX_TAPS {
-        let src = filter.chunks_exact(taps).skip(short_from);
-        for (dst, src) in tails.chunks_exact_mut(4 * groups).zip(src) {
-            dst[..taps].copy_from_slice(src);
-            dst[taps..].fill(0);
-        }
+    if conv.direct((bias, requant, max_sum), cols, output) {
+        return true;
     }
-    for first in (0..out_c).step_by(OC_BLOCK) {
-        let len = OC_BLOCK.min(out_c - first);
-        let mut stages = [ChannelStage::default(); OC_BLOCK];
-        let stages = &mut stages[..len];
-        channel_stages(stages, first, bias, requant, stage, max_sum);
-        // Pairs of the channels that need sums: those the assembly's output stage takes
-        // first, then the others (each odd one out paired with itself).
-        let (mut pairs, mut n, mut n_asm) = ([[0u8; 2]; PAIRS + 1], 0, 0);
-        for asm in [true, false] {
-            let mut these = (0..len).filter(|&j| {
-                let s = &stages[j];
-                s.kind != Kind::Constant && all_common([s], stage) == asm
-            });
-            while let Some(j0) = these.next() {
-                let j1 = these.next().unwrap_or(j0);
-                pairs[n] = [j0 as u8, j1 as u8];
-                n += 1;
-            }
-            if asm {
-                n_asm = n;
-            }
-        }
-        let pairs = &pairs[..n];
-        let constants = stages.iter().any(|s| s.kind == Kind::Constant);
-        // The assembly loop takes every pair, reading rows as whole words: the filter's last
-        // rows, where whole words would run past its end, from zero-padded copies.
-        let rows = filter.get(first * taps..).unwrap_or_default();
-        let row = |j: usize| match rows.get(j * taps..) {
-            Some(r) if r.len() >= 4 * groups => r,
-            _ => {
-                let k = (first + j).saturating_sub(short_from);
-                tails.get(k * 4 * groups..).unwrap_or_default()
-            }
-        };
-        let mut table = PairTable::new(groups, len);
-        let (mut rest, mut r) = ([[0u8; 2]; PAIRS + 1], 0);
-        for (i, &[j0, j1]) in pairs.iter().enumerate() {
-            let (j0, j1) = (usize::from(j0), usize::from(j1));
-            let (s0, s1) = (&stages[j0], &stages[j1]);
-            let (bias, rq) = ([s0.bias, s1.bias], [s0.ssat(), s1.ssat()]);
-            let asm = i < n_asm && taps <= MAX_TAPS;
-            if !asm || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
-                rest[r] = [j0 as u8, j1 as u8];
-                r += 1;
-            }
-        }
-        let table = (&table, &rest[..r]);
-        let blk = Block {
-            first,
-            stages,
-            pairs,
-            constants,
-            table,
-        };
-        conv.block(&blk, cols, output);
-    }
+    conv.blocks((bias, requant, max_sum), (cols, tails), output);
     true
+}
+
+impl Conv<'_> {
+    /// Any layer, a block of [`OC_BLOCK`] output channels at a time with a table of their
+    /// constants (on the stack, so not inlined: the usual layer's path does not carry it).
+    #[inline(never)]
+    fn blocks(
+        &self,
+        (bias, requant, max_sum): (Option<&[i32]>, Requant, u64),
+        (cols, tails): (&mut Cols, &mut [i8]),
+        output: &mut [i8],
+    ) {
+        let (filter, taps, out_c, stage) = (self.filter, self.taps, self.out_c, self.stage);
+        // Rows from `short_from` on end less than a whole group before the filter does (a window
+        // not of whole words): copied and zero-padded to whole groups.
+        let groups = taps.div_ceil(4);
+        let short_from = short_rows(taps, out_c);
+        if taps % 4 != 0 && taps <= MAX_TAPS {
+            let src = filter.chunks_exact(taps).skip(short_from);
+            for (dst, src) in tails.chunks_exact_mut(4 * groups).zip(src) {
+                dst[..taps].copy_from_slice(src);
+                dst[taps..].fill(0);
+            }
+        }
+        for first in (0..out_c).step_by(OC_BLOCK) {
+            let len = OC_BLOCK.min(out_c - first);
+            let mut stages = [ChannelStage::default(); OC_BLOCK];
+            let stages = &mut stages[..len];
+            channel_stages(stages, first, bias, requant, stage, max_sum);
+            // Pairs of the channels that need sums: those the assembly's output stage takes
+            // first, then the others (each odd one out paired with itself).
+            let (mut pairs, mut n, mut n_asm) = ([[0u8; 2]; PAIRS + 1], 0, 0);
+            for asm in [true, false] {
+                let mut these = (0..len).filter(|&j| {
+                    let s = &stages[j];
+                    s.kind != Kind::Constant && all_common([s], stage) == asm
+                });
+                while let Some(j0) = these.next() {
+                    let j1 = these.next().unwrap_or(j0);
+                    pairs[n] = [j0 as u8, j1 as u8];
+                    n += 1;
+                }
+                if asm {
+                    n_asm = n;
+                }
+            }
+            let pairs = &pairs[..n];
+            let constants = stages.iter().any(|s| s.kind == Kind::Constant);
+            // The assembly loop takes every pair, reading rows as whole words: the filter's last
+            // rows, where whole words would run past its end, from zero-padded copies.
+            let rows = filter.get(first * taps..).unwrap_or_default();
+            let row = |j: usize| match rows.get(j * taps..) {
+                Some(r) if r.len() >= 4 * groups => r,
+                _ => {
+                    let k = (first + j).saturating_sub(short_from);
+                    tails.get(k * 4 * groups..).unwrap_or_default()
+                }
+            };
+            let mut table = PairTable::new(groups, len);
+            let (mut rest, mut r) = ([[0u8; 2]; PAIRS + 1], 0);
+            for (i, &[j0, j1]) in pairs.iter().enumerate() {
+                let (j0, j1) = (usize::from(j0), usize::from(j1));
+                let (s0, s1) = (&stages[j0], &stages[j1]);
+                let (bias, rq) = ([s0.bias, s1.bias], [s0.ssat(), s1.ssat()]);
+                let asm = i < n_asm && taps <= MAX_TAPS;
+                if !asm || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
+                    rest[r] = [j0 as u8, j1 as u8];
+                    r += 1;
+                }
+            }
+            let table = (&table, &rest[..r]);
+            let blk = Block {
+                first,
+                stages,
+                pairs,
+                constants,
+                table,
+            };
+            self.block(&blk, cols, output);
+        }
+    }
 }
 
 impl Conv<'_> {
@@ -319,48 +339,11 @@ impl Conv<'_> {
         }
         let whole = range.start == 0 && range.end == self.taps && self.g.window.dilation_w == 1;
         if whole && self.in_c % 4 == 0 {
-            // The window's rows on the input, widened in place; padding zeroed first.
-            for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
-                let r = self.rect(pixel);
-                if lane == 0 {
-                    if !r.full {
-                        zero::<0>(groups);
-                    }
-                    r.rows(self.input, |dst, x| {
-                        widen::<0>(x, self.off2, &mut groups[dst / 4..])
-                    });
-                } else {
-                    if !r.full {
-                        zero::<2>(groups);
-                    }
-                    r.rows(self.input, |dst, x| {
-                        widen::<2>(x, self.off2, &mut groups[dst / 4..])
-                    });
-                }
-            }
+            self.gather_rect(p, groups);
             return;
         }
         if whole && len <= SCRATCH {
-            // The window's rows on the input as int8 (padding: the zero point), then widened.
-            let mut scratch = [0i8; SCRATCH];
-            let row = &mut scratch[..len.div_ceil(4) * 4];
-            for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
-                let r = self.rect(pixel);
-                // Padding holds the zero point; a window wholly on the input only has the
-                // bytes past its end to pad.
-                let pad = if r.full { len } else { 0 };
-                row[pad..].fill(self.zero_point);
-                r.rows(self.input, |dst, x| {
-                    if let Some(d) = row.get_mut(dst..dst + x.len()) {
-                        copy_short(d, x);
-                    }
-                });
-                if lane == 0 {
-                    widen::<0>(row, self.off2, groups);
-                } else {
-                    widen::<2>(row, self.off2, groups);
-                }
-            }
+            self.gather_short(p, len, groups);
             return;
         }
         if self.in_c % 4 == 0 {
@@ -387,8 +370,65 @@ impl Conv<'_> {
             }
             return;
         }
-        // Channels not in whole words: gather int8 (padding = the zero point) SCRATCH taps at
-        // a time, pad to whole words, then widen.
+        self.gather_runs(p, range, groups);
+    }
+
+    /// [`Self::gather`] for a whole window, dilation 1 across, whose channels are whole words:
+    /// its rows on the input, widened in place; padding zeroed first. Out of line, as the
+    /// other paths.
+    #[inline(never)]
+    fn gather_rect(&self, p: (usize, usize), groups: &mut [[u32; 4]]) {
+        // The window's rows on the input, widened in place; padding zeroed first.
+        for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
+            let r = self.rect(pixel);
+            if lane == 0 {
+                if !r.full {
+                    zero::<0>(groups);
+                }
+                r.rows(self.input, |dst, x| {
+                    widen::<0>(x, self.off2, &mut groups[dst / 4..])
+                });
+            } else {
+                if !r.full {
+                    zero::<2>(groups);
+                }
+                r.rows(self.input, |dst, x| {
+                    widen::<2>(x, self.off2, &mut groups[dst / 4..])
+                });
+            }
+        }
+    }
+
+    /// [`Self::gather`] for a whole window of at most [`SCRATCH`] taps whose channels are not
+    /// whole words: its rows as int8 (padding: the zero point), then widened. Out of line, so
+    /// the other paths' frames do not hold the int8 row.
+    #[inline(never)]
+    fn gather_short(&self, p: (usize, usize), len: usize, groups: &mut [[u32; 4]]) {
+        let mut scratch = [0i8; SCRATCH];
+        let row = &mut scratch[..len.div_ceil(4) * 4];
+        for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
+            let r = self.rect(pixel);
+            // Padding holds the zero point; a window wholly on the input only has the
+            // bytes past its end to pad.
+            let pad = if r.full { len } else { 0 };
+            row[pad..].fill(self.zero_point);
+            r.rows(self.input, |dst, x| {
+                if let Some(d) = row.get_mut(dst..dst + x.len()) {
+                    copy_short(d, x);
+                }
+            });
+            if lane == 0 {
+                widen::<0>(row, self.off2, groups);
+            } else {
+                widen::<2>(row, self.off2, groups);
+            }
+        }
+    }
+
+    /// [`Self::gather`] for any other window whose channels are not whole words: int8
+    /// (padding: the zero point) [`SCRATCH`] taps at a time, padded to whole words, widened.
+    #[inline(never)]
+    fn gather_runs(&self, p: (usize, usize), range: Range<usize>, groups: &mut [[u32; 4]]) {
         let mut scratch = [0i8; SCRATCH];
         let mut start = range.start;
         while start < range.end {

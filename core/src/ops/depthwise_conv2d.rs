@@ -52,8 +52,8 @@ pub fn depthwise_conv2d_i8(
 }
 
 /// Scratch bytes [`depthwise_conv2d_i8`]'s fast kernel needs (0 where it does not apply): a
-/// ring of input rows, `(kernel_h - 1) * dilation_h + 1` rows of the padded width, a word
-/// per pixel.
+/// ring of input rows, `(kernel_h - 1) * dilation_h + 1` rows of the padded width and one of
+/// padding, a word per pixel.
 pub fn scratch_bytes(
     window: &Window,
     depth_multiplier: usize,
@@ -69,7 +69,7 @@ pub fn scratch_bytes(
         depth_multiplier,
         filter.c,
     )
-    .map_or(0, |(rows, width)| 4 * rows * width)
+    .map_or(0, |ring| 4 * depthwise_fast::ring_words(ring))
 }
 
 /// [`depthwise_conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply

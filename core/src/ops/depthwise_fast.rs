@@ -26,6 +26,12 @@ const MAX_ROWS: usize = 8;
 /// Most words of the row ring (`rows * padded width`): 4 KB of arena.
 const RING: usize = 1024;
 
+/// Words of the ring for `rows` rows of `width` words: one more row stays all zero points,
+/// read by window rows that lie on padding.
+pub(crate) fn ring_words((rows, width): (usize, usize)) -> usize {
+    (rows + 1) * width
+}
+
 /// The ring's geometry for a layer, `(rows, padded width)` in words, or `None` if the fast
 /// path does not apply (the reference kernel runs, without scratch).
 pub(crate) fn ring(
@@ -79,7 +85,7 @@ pub(crate) fn depthwise(
         return false;
     };
     let Some(ring) = scratch
-        .get_mut(..4 * ring_rows * width)
+        .get_mut(..4 * ring_words((ring_rows, width)))
         .and_then(crate::cast::slice_mut::<u32>)
     else {
         return false;
@@ -124,9 +130,54 @@ struct Depthwise<'a> {
 impl Depthwise<'_> {
     /// Every output of channels `first..first + 4`.
     fn group(&self, first: usize, ring: &mut [u32], output: &mut [i8]) {
-        let (g, c) = (self.g, self.channels);
+        let g = self.g;
         let w = &g.window;
-        let taps = g.kernel_h * g.kernel_w;
+        let usual = (g.kernel_h, g.kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
+        if !(usual && self.group_3x3(first, ring, output)) {
+            self.group_any(first, ring, output);
+        }
+    }
+
+    /// The stage of channel `c`, as [`channel_stages`] gives it.
+    fn stage_of(&self, c: usize) -> ChannelStage {
+        let bias = self.bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
+        let q = self.requant.get(c).or(self.requant.first()).copied();
+        q.map(|q| ChannelStage::new(bias, q, self.stage, self.max_sum))
+            .unwrap_or_default()
+    }
+
+    /// [`Self::group`] for the usual layer: 3x3, dilation 1, every channel's output stage the
+    /// assembly's. Its own frame holds only nine widened taps. `false` (nothing written) if
+    /// a channel's stage or the layer is not one the assembly row kernel takes.
+    #[inline(never)]
+    fn group_3x3(&self, first: usize, ring: &mut [u32], output: &mut [i8]) -> bool {
+        let (g, c) = (self.g, self.channels);
+        let stride = g.window.stride_w;
+        let Some(mut kernel) = Dw3x3::new((g.out_w, stride), self.off2, Default::default(), c)
+        else {
+            return false;
+        };
+        // The four channels' constants straight into the row kernel's, no stage array.
+        for k in 0..4 {
+            let s = self.stage_of(first + k);
+            if !all_common([&s], self.stage) {
+                return false;
+            }
+            kernel.set_channel(k, s.bias, s.ssat());
+        }
+        let mut wq = [[0u32; 2]; 9];
+        for (t, q) in wq.iter_mut().enumerate() {
+            let word = word_at(self.filter, t * c + first).unwrap_or(0);
+            *q = [sxtb16(word), sxtb16_ror8(word)];
+        }
+        self.rows_3x3(first, &mut kernel, &wq, ring, output);
+        true
+    }
+
+    /// [`Self::group`] for any other layer.
+    #[inline(never)]
+    fn group_any(&self, first: usize, ring: &mut [u32], output: &mut [i8]) {
+        let (g, c) = (self.g, self.channels);
         let mut st = [ChannelStage::default(); 4];
         channel_stages(
             &mut st,
@@ -136,6 +187,9 @@ impl Depthwise<'_> {
             self.stage,
             self.max_sum,
         );
+        let st = &st;
+        let w = &g.window;
+        let taps = g.kernel_h * g.kernel_w;
         let mut wq = [[0u32; 2]; MAX_TAPS];
         for (t, q) in wq[..taps].iter_mut().enumerate() {
             let word = word_at(self.filter, t * c + first).unwrap_or(0);
@@ -143,16 +197,10 @@ impl Depthwise<'_> {
         }
         let wq = &wq[..taps];
         let asm = g.kernel_h == 3 && g.kernel_w == 3 && w.dilation_w == 1;
-        let common = all_common(&st, self.stage);
+        let common = all_common(st, self.stage);
         let bias = [st[0].bias, st[1].bias, st[2].bias, st[3].bias];
         let rq = [st[0].ssat(), st[1].ssat(), st[2].ssat(), st[3].ssat()];
         let mut kernel = Dw3x3::new((g.out_w, w.stride_w), self.off2, (bias, rq), c);
-        if let (true, true, 1, Some(k), Some(nine)) =
-            (asm, common, w.dilation_h, kernel.as_mut(), wq.first_chunk())
-        {
-            self.rows_3x3(first, k, nine, ring, output);
-            return;
-        }
         let out_row = g.out_w * c;
         let (width, span) = (self.width, self.ring_rows);
         let mut masked = [[0u32; 2]; MAX_TAPS];
@@ -214,7 +262,7 @@ impl Depthwise<'_> {
                 {
                     k.row(nine, ring, [rows[0], rows[1], rows[2]], out);
                 } else {
-                    self.row(&st, taps_now, &ring_row, out);
+                    self.row(st, taps_now, &ring_row, out);
                 }
             }
         }
@@ -233,7 +281,8 @@ impl Depthwise<'_> {
         let (g, c, width) = (self.g, self.channels, self.width);
         let w = &g.window;
         let (pt, pl) = (w.pad_top, w.pad_left);
-        let mut masked = [[0u32; 2]; 9];
+        // The ring's last row: zero points only, so a window row on padding adds nothing.
+        let padding_row = 3 * width;
         let mut outs = output.chunks_mut(g.out_w * c);
         for b in 0..g.batches {
             // Which input row each ring row holds (none yet).
@@ -244,8 +293,8 @@ impl Depthwise<'_> {
                     return;
                 };
                 let top = oy * w.stride_h;
-                // Ring offset of each window row; rows on padding: none.
-                let mut at = [usize::MAX; 3];
+                // Ring offset of each window row; rows on padding read the padding row.
+                let mut at = [padding_row; 3];
                 for (ky, at) in at.iter_mut().enumerate() {
                     let y = top + ky;
                     if y < pt || y - pt >= g.in_h {
@@ -263,22 +312,7 @@ impl Depthwise<'_> {
                         }
                     }
                 }
-                if !at.contains(&usize::MAX) {
-                    kernel.row(wq, ring, at, out);
-                    continue;
-                }
-                // Rows on padding read another window row, with zero weights.
-                let any = at.iter().copied().find(|&a| a != usize::MAX).unwrap_or(0);
-                for (ky, a) in at.iter_mut().enumerate() {
-                    let m = &mut masked[3 * ky..3 * ky + 3];
-                    if *a == usize::MAX {
-                        *a = any;
-                        m.fill([0; 2]);
-                    } else {
-                        m.copy_from_slice(&wq[3 * ky..3 * ky + 3]);
-                    }
-                }
-                kernel.row(&masked, ring, at, out);
+                kernel.row(wq, ring, at, out);
             }
         }
     }

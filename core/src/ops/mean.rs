@@ -92,6 +92,8 @@ impl MeanParams {
 }
 
 /// int8 MEAN over height and width: `output` holds `n * c` values.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn mean_hw_i8(p: &MeanParams, input: Tensor<i8>, output: TensorMut<i8>) -> Result<(), Error> {
     if !cfg!(feature = "op-mean") {
         return Err(crate::not_built("MEAN not built in (feature op-mean)"));

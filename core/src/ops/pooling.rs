@@ -232,6 +232,8 @@ fn long_division(n: u64, d: u64) -> u64 {
 /// Each output is the sum of the in-bounds window elements divided by their number (padding
 /// is neither summed nor counted), rounded half away from zero, then clamped to
 /// `[act_min, act_max]`.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn average_pool2d_i8(
     p: &PoolParams,
     act_min: i8,
@@ -264,6 +266,8 @@ pub fn average_pool2d_i8(
 
 /// int8 MAX_POOL_2D, bit-exact with TFLite-Micro's reference kernel: the maximum of the
 /// in-bounds window elements, clamped to `[act_min, act_max]`.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn max_pool2d_i8(
     p: &PoolParams,
     act_min: i8,

@@ -48,6 +48,8 @@ fn check_same_len(expected: usize, actual: usize) -> Result<(), Error> {
 
 /// Quantizes `input` into `output` (same length) with one scale and zero point, as TFLite's
 /// QUANTIZE does for an f32 input and an int8 output.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn quantize_f32_i8(
     scale: f32,
     zero_point: i32,
@@ -69,6 +71,8 @@ pub fn quantize_f32_i8(
 
 /// Dequantizes `input` into `output` (same length), as TFLite's DEQUANTIZE does for an int8
 /// input and an f32 output.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn dequantize_i8_f32(
     scale: f32,
     zero_point: i32,

@@ -17,6 +17,7 @@
 //! |---|---|---|
 //! | [`mac_2x2`] | 2 pixels x 2 weight rows over q15 columns, 16 MACs in 16 instructions | conv (Rust paths) |
 //! | [`gemm_pairs`] | [`mac_2x2`] for a table of channel pairs, requantized and stored | conv |
+//! | [`gemm_direct`] | [`gemm_pairs`] for consecutive channels, constants derived in the loop | conv, usual layers |
 //! | [`mac_1x4`] | 1 column x 4 weight rows, 16 MACs in 21 instructions | fully connected |
 //! | [`gemv_quads`] | [`mac_1x4`] for consecutive quads of rows, requantized and stored | fully connected |
 //! | [`gemv_quads_i8`] | [`gemv_quads`] widening the int8 input as it reads it (no column) | fully connected, long rows |
@@ -303,6 +304,13 @@ impl Dw3x3 {
         })
     }
 
+    /// Sets channel `k`'s (of four) bias and output-stage constants; nothing for `k >= 4`.
+    pub(crate) fn set_channel(&mut self, k: usize, bias: i32, rq: RequantSsat) {
+        if let (Some(b), Some(r)) = (self.args.bias.get_mut(k), self.args.rq.get_mut(k)) {
+            (*b, *r) = (bias, rq);
+        }
+    }
+
     /// One output row with taps `wq` (`[sxtb16(w), sxtb16_ror8(w)]` for tap `3 * ky + kx`):
     /// window row `ky` of pixel `i` is words `i * stride..i * stride + 3` of
     /// `ring[rows[ky]..]`, the pixel's four outputs `out[i * out_stride..][..4]`. Does nothing
@@ -321,6 +329,46 @@ impl Dw3x3 {
             return;
         }
         imp::dw3x3_row(self, wq, rows.map(|r| ring.as_ptr().wrapping_add(r)), out);
+    }
+}
+
+/// A convolution's channel pairs without a table: for `k < pairs`, channels `2k` and `2k + 1`
+/// of pixels A and B, as [`mac_2x2`] over `cols` with rows `filter[2k * taps..]` and
+/// `filter[(2k + 1) * taps..]` plus `bias[2k]`, `bias[2k + 1]`, requantized by
+/// [`requant_ssat`] with `left = 1`, `right = -shift`, `add = 2^(right - 1) + (zp << right)`
+/// from each channel's multiplier (`requant[c]`, or `requant[0]` for all when it holds one):
+/// exact for channels whose [`ChannelStage`](super::fast_requant::ChannelStage) is common.
+/// Outputs go to `out_a[..2 * pairs]` and `out_b[..2 * pairs]`. Does nothing unless every
+/// read row, bias, multiplier and output is in bounds.
+pub(crate) fn gemm_direct(
+    cols: &[[u32; 4]],
+    (filter, taps): (&[i8], usize),
+    (bias, requant): (&[i32], &[crate::quant::QuantizedMultiplier]),
+    zp: i32,
+    (out_a, out_b): (&mut [i8], &mut [i8]),
+    pairs: usize,
+) {
+    let n = pairs.saturating_mul(2);
+    let rows_end = n
+        .checked_sub(1)
+        .and_then(|last| last.checked_mul(taps))
+        .and_then(|s| s.checked_add(4 * cols.len()));
+    let ok = !cols.is_empty()
+        && pairs >= 1
+        && rows_end.is_some_and(|end| end <= filter.len())
+        && bias.len() >= n
+        && (requant.len() == 1 || requant.len() >= n)
+        && out_a.len() >= n
+        && out_b.len() >= n;
+    if ok {
+        imp::gemm_direct(
+            cols,
+            (filter, taps),
+            (bias, requant),
+            zp,
+            (out_a, out_b),
+            pairs,
+        );
     }
 }
 

@@ -257,6 +257,8 @@ fn check_rows(input: usize, output: usize, depth: usize) -> Result<(), Error> {
 /// TFLite requires the row's sum of exponentials (each at most 1) to stay below 512; a row
 /// that reaches it (512 or more near-maximal values) makes TFLite abort, and makes this
 /// return `InvalidParameter`, with `output` partly written.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
 pub fn softmax_i8(
     p: &SoftmaxParams,
     input: &[i8],

@@ -197,6 +197,131 @@ pub(super) fn gemm_pairs<const N: usize>(
     }
 }
 
+pub(super) fn gemm_direct(
+    cols: &[[u32; 4]],
+    (filter, taps): (&[i8], usize),
+    (bias, requant): (&[i32], &[crate::quant::QuantizedMultiplier]),
+    zp: i32,
+    (out_a, out_b): (&mut [i8], &mut [i8]),
+    pairs: usize,
+) {
+    // Loop state, copied below the stack pointer: columns, row 0 of the pair, next biases,
+    // next multiplier, multiplier step, zero point, next outputs A and B, pairs, groups.
+    let step = if requant.len() > 1 { 8 } else { 0 };
+    let args: [u32; 10] = [
+        cols.as_ptr() as u32,
+        filter.as_ptr() as u32,
+        bias.as_ptr() as u32,
+        requant.as_ptr() as u32,
+        step,
+        zp as u32,
+        out_a.as_mut_ptr() as u32,
+        out_b.as_mut_ptr() as u32,
+        pairs as u32,
+        cols.len() as u32,
+    ];
+    // SAFETY: the caller checked `1 <= pairs`, `cols.len() >= 1`, that every pair's two rows
+    // (`filter[2k * taps..]` and the next, each `4 * cols.len()` bytes, LDR unaligned allowed)
+    // lie in `filter`, that `bias` (LDRD, word aligned) holds `2 * pairs` entries, `requant`
+    // one or `2 * pairs` (LDRD of multiplier and shift, `repr(C)` pairs of i32) and both
+    // outputs (STRB) `2 * pairs` bytes. `args` is read once. The state lives in 40 bytes below
+    // the stack pointer, released with r6/r7 popped at the end. The computed branch lands on
+    // the word-aligned group copy that leaves a multiple of 4 groups.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "sub sp, #40",
+            "ldm r12!, {{r4, r5, r6, r7, r8, r9, r10, r11}}",
+            "mov lr, sp",
+            "stm lr, {{r4, r5, r6, r7, r8, r9, r10, r11}}",
+            "ldm r12, {{r4, r5}}",
+            "str r4, [sp, #32]",
+            "rsb r6, r5, #0",
+            "and r6, r6, #3",
+            "adr r7, 3f",
+            "mov r12, #(4f - 3f)",
+            "mla r6, r6, r12, r7",
+            "orr r6, r6, #1",
+            "str r6, [sp, #36]",
+            "ldr r0, [sp]",
+            "add r3, r0, r5, lsl #4",
+            "2:",
+            "ldr r12, [sp, #8]",
+            "ldrd r8, r9, [r12], #8",
+            "str r12, [sp, #8]",
+            "mov r10, r8",
+            "mov r11, r9",
+            "ldr r1, [sp, #4]",
+            "ldr r0, [sp]",
+            "ldr pc, [sp, #36]",
+            ".p2align 2",
+            "3:",
+            group_2x2!(),
+            "4:",
+            group_2x2!(),
+            "5:",
+            group_2x2!(),
+            "6:",
+            group_2x2!(),
+            "cmp r0, r3",
+            "bne 3b",
+            // The next pair's rows start two rows on.
+            "ldr r1, [sp, #4]",
+            "add r1, r1, r2, lsl #1",
+            "str r1, [sp, #4]",
+            // Channel 0: left 1 (r7), right = -shift (r5), add = 2^(right-1) + (zp << right).
+            "ldr r12, [sp, #12]",
+            "ldrd r4, r5, [r12]",
+            "rsb r5, r5, #0",
+            "ldr r6, [sp, #20]",
+            "lsl r6, r6, r5",
+            "mov r7, #1",
+            "lsl lr, r7, r5",
+            "add r6, r6, lr, lsr #1",
+            requant_in_place!("r8", "r4", "r7", "r6", "r5"),
+            requant_in_place!("r10", "r4", "r7", "r6", "r5"),
+            // Channel 1.
+            "ldr lr, [sp, #16]",
+            "add r12, r12, lr",
+            "ldrd r4, r5, [r12]",
+            "rsb r5, r5, #0",
+            "ldr r6, [sp, #20]",
+            "lsl r6, r6, r5",
+            "lsl lr, r7, r5",
+            "add r6, r6, lr, lsr #1",
+            requant_in_place!("r9", "r4", "r7", "r6", "r5"),
+            requant_in_place!("r11", "r4", "r7", "r6", "r5"),
+            "ldr lr, [sp, #16]",
+            "add r12, r12, lr",
+            "str r12, [sp, #12]",
+            "ldrd r6, r7, [sp, #24]",
+            "strb r8, [r6], #1",
+            "strb r9, [r6], #1",
+            "strb r10, [r7], #1",
+            "strb r11, [r7], #1",
+            "strd r6, r7, [sp, #24]",
+            "ldr r4, [sp, #32]",
+            "subs r4, r4, #1",
+            "str r4, [sp, #32]",
+            "bne 2b",
+            "add sp, #40",
+            "pop {{r6, r7}}",
+            inout("r12") args.as_ptr() => _,
+            in("r2") taps,
+            out("r0") _,
+            out("r1") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("lr") _,
+        );
+    }
+}
+
 /// One q15 group of [`super::mac_1x4`]: r0 column, r1 row 0, r6 row 2, r2 stride.
 macro_rules! group_1x4 {
     () => {

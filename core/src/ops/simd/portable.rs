@@ -105,6 +105,29 @@ pub(super) fn gemm_pairs<const N: usize>(
     }
 }
 
+pub(super) fn gemm_direct(
+    cols: &[[u32; 4]],
+    (filter, taps): (&[i8], usize),
+    (bias, requant): (&[i32], &[crate::quant::QuantizedMultiplier]),
+    zp: i32,
+    (out_a, out_b): (&mut [i8], &mut [i8]),
+    pairs: usize,
+) {
+    let step = usize::from(requant.len() > 1);
+    for k in 0..pairs {
+        let j = 2 * k;
+        let init = [bias[j], bias[j + 1], bias[j], bias[j + 1]];
+        let acc = mac_2x2(cols, &filter[j * taps..], taps, init);
+        for (c, (a, b)) in [(0, (acc[0], acc[2])), (1, (acc[1], acc[3]))] {
+            let q = requant[(j + c) * step];
+            let right = q.shift.wrapping_neg() as u32;
+            let add = (1u32.wrapping_shl(right) >> 1) as i32 + zp.wrapping_shl(right);
+            out_a[j + c] = requant_ssat(a, 1, q.multiplier, add, right) as i8;
+            out_b[j + c] = requant_ssat(b, 1, q.multiplier, add, right) as i8;
+        }
+    }
+}
+
 pub(super) fn mac_1x4(col: &[[u32; 2]], w: &[i8], stride: usize, acc: [i32; 4]) -> [i32; 4] {
     let mut acc = acc;
     for (g, x) in col.iter().enumerate() {
