@@ -517,6 +517,53 @@ mod tests {
             .sum()
     }
 
+    /// The table-free convolution loop: each channel pair's sums from [`mac_2x2`], each
+    /// channel's constants derived from its multiplier, shift and the zero point.
+    #[test]
+    fn gemm_direct_is_mac_2x2_with_derived_constants() {
+        use crate::quant::QuantizedMultiplier;
+        let mut rng = Rng(0xd1ec_7000_5eed_0001);
+        for case in 0..300 {
+            let (groups, pairs) = (rng.size(1, 20), rng.size(1, 6));
+            let taps = 4 * groups - rng.size(0, 3);
+            let off = rng.int(-127, 128) as i32;
+            let (xa, xb) = (rng.i8s(taps), rng.i8s(taps));
+            let (qa, qb) = (q15(&xa, off), q15(&xb, off));
+            let cols: Vec<[u32; 4]> = qa
+                .iter()
+                .zip(&qb)
+                .map(|(a, b)| [a[0], a[1], b[0], b[1]])
+                .collect();
+            let filter = rng.i8s(2 * pairs * taps + 4);
+            let bias: Vec<i32> = (0..2 * pairs)
+                .map(|_| rng.int(-9000, 9000) as i32)
+                .collect();
+            let per_channel = case % 2 == 0;
+            let requant: Vec<QuantizedMultiplier> = (0..if per_channel { 2 * pairs } else { 1 })
+                .map(|_| QuantizedMultiplier {
+                    multiplier: 0x4000_0000 + rng.int(0, 0x3fff_ffff) as i32,
+                    shift: -(rng.size(1, 21) as i32),
+                })
+                .collect();
+            let zp = rng.int(-128, 127) as i32;
+            let (mut a, mut b) = (vec![0i8; 2 * pairs], vec![0i8; 2 * pairs]);
+            let consts = (&bias[..], &requant[..]);
+            gemm_direct(&cols, (&filter, taps), consts, zp, (&mut a, &mut b), pairs);
+            for c in 0..2 * pairs {
+                let q = requant[if per_channel { c } else { 0 }];
+                let right = (-q.shift) as u32;
+                let add = (1 << right >> 1) + (zp << right);
+                let acc = mac_2x2(&cols, &filter[c * taps..], 0, [bias[c]; 4]);
+                let want = |acc: i32| requant_ssat(acc, 1, q.multiplier, add, right) as i8;
+                assert_eq!(
+                    (a[c], b[c]),
+                    (want(acc[0]), want(acc[2])),
+                    "case {case} channel {c}"
+                );
+            }
+        }
+    }
+
     /// The fully connected loop gives the same bytes over a widened column and over the int8
     /// input read in place.
     #[test]
