@@ -347,30 +347,36 @@ impl Conv<'_> {
             return;
         }
         if self.in_c % 4 == 0 {
-            // Every run starts and ends on a group boundary.
-            self.each_run(p.0, range.clone(), |at, n, src| {
+            self.gather_word_runs(p, range, groups);
+        } else {
+            self.gather_runs(p, range, groups);
+        }
+    }
+
+    /// [`Self::gather`] for windows cut in runs whose channels are whole words: every run
+    /// starts and ends on a group boundary, widened in place.
+    #[inline(never)]
+    fn gather_word_runs(&self, p: (usize, usize), range: Range<usize>, groups: &mut [[u32; 4]]) {
+        self.each_run(p.0, range.clone(), |at, n, src| {
+            let dst = &mut groups[at / 4..][..n / 4];
+            match src {
+                Some(x) => widen::<0>(x, self.off2, dst),
+                None => zero::<0>(dst),
+            }
+        });
+        if p.1 == p.0 {
+            for g in groups.iter_mut() {
+                [g[2], g[3]] = [g[0], g[1]];
+            }
+        } else {
+            self.each_run(p.1, range, |at, n, src| {
                 let dst = &mut groups[at / 4..][..n / 4];
                 match src {
-                    Some(x) => widen::<0>(x, self.off2, dst),
-                    None => zero::<0>(dst),
+                    Some(x) => widen::<2>(x, self.off2, dst),
+                    None => zero::<2>(dst),
                 }
             });
-            if p.1 == p.0 {
-                for g in groups.iter_mut() {
-                    [g[2], g[3]] = [g[0], g[1]];
-                }
-            } else {
-                self.each_run(p.1, range, |at, n, src| {
-                    let dst = &mut groups[at / 4..][..n / 4];
-                    match src {
-                        Some(x) => widen::<2>(x, self.off2, dst),
-                        None => zero::<2>(dst),
-                    }
-                });
-            }
-            return;
         }
-        self.gather_runs(p, range, groups);
     }
 
     /// [`Self::gather`] for a whole window, dilation 1 across, whose channels are whole words:
