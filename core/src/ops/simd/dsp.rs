@@ -111,6 +111,44 @@ macro_rules! requant_in_place {
     };
 }
 
+/// r6 = the address (Thumb bit set) of the copy of the four-group loop at `3:` to enter so
+/// that `$groups` groups (a register) run, `(-groups) & 3` copies in (the copies are the same
+/// size). Clobbers r7 and r12.
+#[rustfmt::skip]
+macro_rules! loop_entry {
+    ($groups:literal) => {
+        concat!(
+            "rsb r6, ", $groups, ", #0\n",
+            "and r6, r6, #3\n",
+            "adr r7, 3f\n",
+            "mov r12, #(4f - 3f)\n",
+            "mla r6, r6, r12, r7\n",
+            "orr r6, r6, #1\n",
+        )
+    };
+}
+
+/// Four copies of [`group_2x2`] at `3:`..`6:`, looping until r0 reaches r3.
+macro_rules! groups_2x2_loop {
+    () => {
+        concat!(
+            // `adr` reaches only word-aligned labels reliably (LLVM assembled a halfword-
+            // aligned `3:` to the word below it: a jump into the middle of an instruction).
+            ".p2align 2\n",
+            "3:\n",
+            group_2x2!(),
+            "\n4:\n",
+            group_2x2!(),
+            "\n5:\n",
+            group_2x2!(),
+            "\n6:\n",
+            group_2x2!(),
+            "\ncmp r0, r3\n",
+            "bne 3b\n",
+        )
+    };
+}
+
 pub(super) fn gemm_pairs<const N: usize>(
     cols: &[[u32; 4]],
     table: &super::PairTable<N>,
@@ -130,14 +168,8 @@ pub(super) fn gemm_pairs<const N: usize>(
     unsafe {
         asm!(
             "push {{r6, r7}}",
-            // Four groups an iteration; a count not a multiple of 4 enters at copy
-            // `(-groups) & 3` (the copies are the same size): r6 = that address, Thumb bit set.
-            "rsb r6, r1, #0",
-            "and r6, r6, #3",
-            "adr r7, 3f",
-            "mov r12, #(4f - 3f)",
-            "mla r6, r6, r12, r7",
-            "orr r6, r6, #1",
+            // Four groups an iteration, entered at the copy that leaves a multiple of 4.
+            loop_entry!("r1"),
             "add r1, r0, r1, lsl #4",
             // sp+0 columns, +4 next pair, +8 pairs end, +12 out_a, +16 out_b, +20 entry.
             "push {{r0, r2, r3, r4, r5, r6}}",
@@ -150,19 +182,7 @@ pub(super) fn gemm_pairs<const N: usize>(
             "mov r11, r9",
             "ldr r0, [sp]",
             "ldr pc, [sp, #20]",
-            // `adr` reaches only word-aligned labels reliably (LLVM assembled a halfword-
-            // aligned `3:` to the word below it: a jump into the middle of an instruction).
-            ".p2align 2",
-            "3:",
-            group_2x2!(),
-            "4:",
-            group_2x2!(),
-            "5:",
-            group_2x2!(),
-            "6:",
-            group_2x2!(),
-            "cmp r0, r3",
-            "bne 3b",
+            groups_2x2_loop!(),
             "ldr r12, [sp, #4]",
             "ldm r12!, {{r4, r5, r6, r7}}",
             requant_in_place!("r8", "r4", "r5", "r6", "r7"),
@@ -195,6 +215,25 @@ pub(super) fn gemm_pairs<const N: usize>(
             out("lr") _,
         );
     }
+}
+
+/// One channel's output stage for [`gemm_direct`] from its multiplier and shift at r12 (then
+/// advanced by the step at sp+16): r4 = multiplier, r5 = right = -shift, r6 = add =
+/// `2^(right-1) + (zp << right)` with the zero point at sp+20. Needs r7 = 1; clobbers lr.
+#[rustfmt::skip]
+macro_rules! channel_stage {
+    () => {
+        concat!(
+            "ldrd r4, r5, [r12]\n",
+            "ldr lr, [sp, #16]\n",
+            "add r12, r12, lr\n",
+            "rsb r5, r5, #0\n",
+            "ldr r6, [sp, #20]\n",
+            "lsl r6, r6, r5\n",
+            "lsl lr, r7, r5\n",
+            "add r6, r6, lr, lsr #1\n",
+        )
+    };
 }
 
 pub(super) fn gemm_direct(
@@ -236,12 +275,7 @@ pub(super) fn gemm_direct(
             "stm lr, {{r4, r5, r6, r7, r8, r9, r10, r11}}",
             "ldm r12, {{r4, r5}}",
             "str r4, [sp, #32]",
-            "rsb r6, r5, #0",
-            "and r6, r6, #3",
-            "adr r7, 3f",
-            "mov r12, #(4f - 3f)",
-            "mla r6, r6, r12, r7",
-            "orr r6, r6, #1",
+            loop_entry!("r5"),
             "str r6, [sp, #36]",
             "ldr r0, [sp]",
             "add r3, r0, r5, lsl #4",
@@ -254,45 +288,20 @@ pub(super) fn gemm_direct(
             "ldr r1, [sp, #4]",
             "ldr r0, [sp]",
             "ldr pc, [sp, #36]",
-            ".p2align 2",
-            "3:",
-            group_2x2!(),
-            "4:",
-            group_2x2!(),
-            "5:",
-            group_2x2!(),
-            "6:",
-            group_2x2!(),
-            "cmp r0, r3",
-            "bne 3b",
+            groups_2x2_loop!(),
             // The next pair's rows start two rows on.
             "ldr r1, [sp, #4]",
             "add r1, r1, r2, lsl #1",
             "str r1, [sp, #4]",
-            // Channel 0: left 1 (r7), right = -shift (r5), add = 2^(right-1) + (zp << right).
+            // Channel 0 (r8, r10), then channel 1 (r9, r11); left is 1 (r7).
             "ldr r12, [sp, #12]",
-            "ldrd r4, r5, [r12]",
-            "rsb r5, r5, #0",
-            "ldr r6, [sp, #20]",
-            "lsl r6, r6, r5",
             "mov r7, #1",
-            "lsl lr, r7, r5",
-            "add r6, r6, lr, lsr #1",
+            channel_stage!(),
             requant_in_place!("r8", "r4", "r7", "r6", "r5"),
             requant_in_place!("r10", "r4", "r7", "r6", "r5"),
-            // Channel 1.
-            "ldr lr, [sp, #16]",
-            "add r12, r12, lr",
-            "ldrd r4, r5, [r12]",
-            "rsb r5, r5, #0",
-            "ldr r6, [sp, #20]",
-            "lsl r6, r6, r5",
-            "lsl lr, r7, r5",
-            "add r6, r6, lr, lsr #1",
+            channel_stage!(),
             requant_in_place!("r9", "r4", "r7", "r6", "r5"),
             requant_in_place!("r11", "r4", "r7", "r6", "r5"),
-            "ldr lr, [sp, #16]",
-            "add r12, r12, lr",
             "str r12, [sp, #12]",
             "ldrd r6, r7, [sp, #24]",
             "strb r8, [r6], #1",
@@ -322,11 +331,11 @@ pub(super) fn gemm_direct(
     }
 }
 
-/// One q15 group of [`super::mac_1x4`]: r0 column, r1 row 0, r6 row 2, r2 stride.
-macro_rules! group_1x4 {
+/// The products of one q15 group (r4 values 0, 2; r5 values 1, 3) with four weight rows: r1
+/// row 0 and r6 row 2 (both advanced a word), r2 stride; sums in r8..r11.
+macro_rules! products_1x4 {
     () => {
-        "ldrd r4, r5, [r0], #8
-         ldr lr, [r1, r2]
+        "ldr lr, [r1, r2]
          sxtb16 r12, lr
          sxtb16 lr, lr, ror #8
          smlad r9, r4, r12, r9
@@ -346,6 +355,13 @@ macro_rules! group_1x4 {
          sxtb16 lr, lr, ror #8
          smlad r10, r4, r12, r10
          smlad r10, r5, lr, r10"
+    };
+}
+
+/// One q15 group of [`super::mac_1x4`]: r0 column, r1 row 0, r6 row 2, r2 stride.
+macro_rules! group_1x4 {
+    () => {
+        concat!("ldrd r4, r5, [r0], #8\n", products_1x4!())
     };
 }
 
@@ -511,143 +527,30 @@ pub(super) fn gather_words(src: &[i8], stride: usize, dst: &mut [u32]) {
 }
 
 /// One group of [`gemv_quads_i8`]: four int8 inputs at r0 widened with the offset in r3 into
-/// r4 (values 0, 2) and r5 (values 1, 3), then [`group_1x4`]'s products without its load.
+/// r4 (values 0, 2) and r5 (values 1, 3), then [`products_1x4`].
 macro_rules! group_1x4_i8 {
     () => {
-        "ldr r5, [r0], #4
-         sxtab16 r4, r3, r5
-         sxtab16 r5, r3, r5, ror #8
-         ldr lr, [r1, r2]
-         sxtb16 r12, lr
-         sxtb16 lr, lr, ror #8
-         smlad r9, r4, r12, r9
-         smlad r9, r5, lr, r9
-         ldr lr, [r1], #4
-         sxtb16 r12, lr
-         sxtb16 lr, lr, ror #8
-         smlad r8, r4, r12, r8
-         smlad r8, r5, lr, r8
-         ldr lr, [r6, r2]
-         sxtb16 r12, lr
-         sxtb16 lr, lr, ror #8
-         smlad r11, r4, r12, r11
-         smlad r11, r5, lr, r11
-         ldr lr, [r6], #4
-         sxtb16 r12, lr
-         sxtb16 lr, lr, ror #8
-         smlad r10, r4, r12, r10
-         smlad r10, r5, lr, r10"
+        concat!(
+            "ldr r5, [r0], #4\n",
+            "sxtab16 r4, r3, r5\n",
+            "sxtab16 r5, r3, r5, ror #8\n",
+            products_1x4!()
+        )
     };
 }
 
-pub(super) fn gemv_quads(
-    col: &[[u32; 2]],
-    (rows, in_f): (&[i8], usize),
-    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
-    out: &mut [i8],
-    quads: usize,
-) {
-    // SAFETY: the caller checked `1 <= col.len() <= in_f / 4`, that `rows` holds the
-    // `4 * quads` rows of `in_f` bytes read (each row's first `4 * col.len()` bytes, LDR
-    // unaligned allowed), and that `bias` (LDM, word aligned) and `out` (STRB) hold
-    // `4 * quads` entries; `rq` is the four constants (LDM) every quad reads again. Loop state lives in 32 bytes pushed below the stack pointer,
-    // popped with r6/r7 at the end.
-    unsafe {
+/// The fully connected quad loop over groups that `$group` loads from r0 (advancing it
+/// `1 << $shift` bytes a group; r3 holds the input offset for it), for the operands given.
+/// Loop state lives in 36 bytes pushed below the stack pointer, popped with r6/r7 at the end.
+macro_rules! gemv_quads_loop {
+    ($group:ident, $shift:literal, $src:expr, $groups:expr, $off2:expr, $rows:expr, $in_f:expr,
+     $bias:expr, $rq:expr, $out:expr, $quads:expr) => {
         asm!(
             "push {{r6, r7}}",
             "bic r7, r3, #3",
-            "add r7, r0, r7, lsl #3",
-            "add r3, r0, r3, lsl #3",
-            // sp+0 column, +4 row 0, +8 column end, +12 bias, +16 constants, +20 end of
-            // the whole quads of groups, +24 output, +28 quads left.
-            "push {{r0, r1, r3, r4, r5, r7, r8, r9}}",
-            "2:",
-            "ldr r12, [sp, #12]",
-            "ldm r12!, {{r8, r9, r10, r11}}",
-            "str r12, [sp, #12]",
-            "ldrd r0, r1, [sp]",
-            "ldr r3, [sp, #8]",
-            "add r6, r1, r2, lsl #1",
-            // Four groups at a time up to r7, then one at a time up to r3.
-            "ldr r7, [sp, #20]",
-            "cmp r0, r7",
-            "beq 4f",
-            "3:",
-            group_1x4!(),
-            group_1x4!(),
-            group_1x4!(),
-            group_1x4!(),
-            "cmp r0, r7",
-            "bne 3b",
-            "4:",
-            "cmp r0, r3",
-            "beq 6f",
-            "5:",
-            group_1x4!(),
-            "cmp r0, r3",
-            "bne 5b",
-            "6:",
-            "ldr r1, [sp, #4]",
-            "add r1, r1, r2, lsl #2",
-            "str r1, [sp, #4]",
-            "ldr r12, [sp, #16]",
-            "ldm r12!, {{r3, r4, r5, r6}}",
-            requant_in_place!("r8", "r3", "r4", "r5", "r6"),
-            "ldm r12!, {{r3, r4, r5, r6}}",
-            requant_in_place!("r9", "r3", "r4", "r5", "r6"),
-            "ldm r12!, {{r3, r4, r5, r6}}",
-            requant_in_place!("r10", "r3", "r4", "r5", "r6"),
-            "ldm r12!, {{r3, r4, r5, r6}}",
-            requant_in_place!("r11", "r3", "r4", "r5", "r6"),
-            "ldr r12, [sp, #24]",
-            "strb r8, [r12]",
-            "strb r9, [r12, #1]",
-            "strb r10, [r12, #2]",
-            "strb r11, [r12, #3]",
-            "add r12, r12, #4",
-            "str r12, [sp, #24]",
-            "ldr r12, [sp, #28]",
-            "subs r12, r12, #1",
-            "str r12, [sp, #28]",
-            "bne 2b",
-            "add sp, #32",
-            "pop {{r6, r7}}",
-            inout("r0") col.as_ptr() => _,
-            inout("r1") rows.as_ptr() => _,
-            inout("r2") in_f => _,
-            inout("r3") col.len() => _,
-            inout("r4") bias.as_ptr() => _,
-            inout("r5") rq.as_ptr() => _,
-            inout("r8") out.as_mut_ptr() => _,
-            inout("r9") quads => _,
-            out("r10") _,
-            out("r11") _,
-            out("r12") _,
-            out("lr") _,
-        );
-    }
-}
-
-pub(super) fn gemv_quads_i8(
-    (x, off2): (&[i8], u32),
-    (rows, in_f): (&[i8], usize),
-    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
-    out: &mut [i8],
-    quads: usize,
-) {
-    // SAFETY: the caller checked `4 <= x.len() <= in_f` with `x.len()` a multiple of 4, that
-    // `rows` holds the `4 * quads` rows of `in_f` bytes read (each row's first `x.len()`
-    // bytes; LDR of the input and of the rows, unaligned allowed), and that `bias` (LDM, word
-    // aligned) and `out` (STRB) hold `4 * quads` entries; `rq` is the four constants (LDM)
-    // every quad reads again. Loop state lives in 36 bytes pushed below the stack pointer,
-    // popped with r6/r7 at the end.
-    unsafe {
-        asm!(
-            "push {{r6, r7}}",
-            "bic r7, r3, #3",
-            "add r7, r0, r7, lsl #2",
-            "add r3, r0, r3, lsl #2",
-            // sp+0 input, +4 row 0, +8 input end, +12 bias, +16 constants, +20 end of the
+            concat!("add r7, r0, r7, lsl #", $shift),
+            concat!("add r3, r0, r3, lsl #", $shift),
+            // sp+0 source, +4 row 0, +8 source end, +12 bias, +16 constants, +20 end of the
             // whole quads of groups, +24 output, +28 quads left, +32 input offset.
             "push {{r0, r1, r3, r4, r5, r7, r8, r9, r10}}",
             "2:",
@@ -657,15 +560,15 @@ pub(super) fn gemv_quads_i8(
             "ldrd r0, r1, [sp]",
             "ldr r3, [sp, #32]",
             "add r6, r1, r2, lsl #1",
-            // Four groups at a time up to r7, then one at a time up to the input's end.
+            // Four groups at a time up to r7, then one at a time up to the source's end.
             "ldr r7, [sp, #20]",
             "cmp r0, r7",
             "beq 4f",
             "3:",
-            group_1x4_i8!(),
-            group_1x4_i8!(),
-            group_1x4_i8!(),
-            group_1x4_i8!(),
+            $group!(),
+            $group!(),
+            $group!(),
+            $group!(),
             "cmp r0, r7",
             "bne 3b",
             "4:",
@@ -673,7 +576,7 @@ pub(super) fn gemv_quads_i8(
             "cmp r0, r7",
             "beq 6f",
             "5:",
-            group_1x4_i8!(),
+            $group!(),
             "cmp r0, r7",
             "bne 5b",
             "6:",
@@ -702,18 +605,76 @@ pub(super) fn gemv_quads_i8(
             "bne 2b",
             "add sp, #36",
             "pop {{r6, r7}}",
-            inout("r0") x.as_ptr() => _,
-            inout("r1") rows.as_ptr() => _,
-            inout("r2") in_f => _,
-            inout("r3") x.len() / 4 => _,
-            inout("r4") bias.as_ptr() => _,
-            inout("r5") rq.as_ptr() => _,
-            inout("r8") out.as_mut_ptr() => _,
-            inout("r9") quads => _,
-            inout("r10") off2 => _,
+            inout("r0") $src => _,
+            inout("r1") $rows => _,
+            inout("r2") $in_f => _,
+            inout("r3") $groups => _,
+            inout("r4") $bias => _,
+            inout("r5") $rq => _,
+            inout("r8") $out => _,
+            inout("r9") $quads => _,
+            inout("r10") $off2 => _,
             out("r11") _,
             out("r12") _,
             out("lr") _,
+        )
+    };
+}
+
+pub(super) fn gemv_quads(
+    col: &[[u32; 2]],
+    (rows, in_f): (&[i8], usize),
+    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    // SAFETY: the caller checked `1 <= col.len() <= in_f / 4`, that `rows` holds the
+    // `4 * quads` rows of `in_f` bytes read (each row's first `4 * col.len()` bytes, LDR
+    // unaligned allowed), and that `bias` (LDM, word aligned) and `out` (STRB) hold
+    // `4 * quads` entries; `rq` is the four constants (LDM) every quad reads again; the
+    // column is read with LDRD (word aligned).
+    unsafe {
+        gemv_quads_loop!(
+            group_1x4,
+            3,
+            col.as_ptr(),
+            col.len(),
+            0u32,
+            rows.as_ptr(),
+            in_f,
+            bias.as_ptr(),
+            rq.as_ptr(),
+            out.as_mut_ptr(),
+            quads
+        );
+    }
+}
+
+pub(super) fn gemv_quads_i8(
+    (x, off2): (&[i8], u32),
+    (rows, in_f): (&[i8], usize),
+    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    // SAFETY: the caller checked `4 <= x.len() <= in_f` with `x.len()` a multiple of 4, that
+    // `rows` holds the `4 * quads` rows of `in_f` bytes read (each row's first `x.len()`
+    // bytes; LDR of the input and of the rows, unaligned allowed), and that `bias` (LDM, word
+    // aligned) and `out` (STRB) hold `4 * quads` entries; `rq` is the four constants (LDM)
+    // every quad reads again.
+    unsafe {
+        gemv_quads_loop!(
+            group_1x4_i8,
+            2,
+            x.as_ptr(),
+            x.len() / 4,
+            off2,
+            rows.as_ptr(),
+            in_f,
+            bias.as_ptr(),
+            rq.as_ptr(),
+            out.as_mut_ptr(),
+            quads
         );
     }
 }
