@@ -383,19 +383,30 @@ pub(crate) fn gemv_quads(
     out: &mut [i8],
     quads: usize,
 ) {
+    if quads_fit(4 * col.len(), (rows, in_f), bias, out, quads) {
+        imp::gemv_quads(col, (rows, in_f), (bias, rq), out, quads);
+    }
+}
+
+/// Whether the quad loops may read `bytes` (> 0, at most `in_f`) of each of `4 * quads` rows
+/// and write as many outputs from as many biases.
+fn quads_fit(
+    bytes: usize,
+    (rows, in_f): (&[i8], usize),
+    bias: &[i32],
+    out: &[i8],
+    quads: usize,
+) -> bool {
     let n = quads.saturating_mul(4);
     let span = n
         .checked_sub(1)
         .and_then(|last| last.checked_mul(in_f))
-        .and_then(|s| s.checked_add(4 * col.len()));
-    let ok = !col.is_empty()
-        && 4 * col.len() <= in_f
+        .and_then(|s| s.checked_add(bytes));
+    bytes > 0
+        && bytes <= in_f
         && span.is_some_and(|s| s <= rows.len())
         && bias.len() >= n
-        && out.len() >= n;
-    if ok {
-        imp::gemv_quads(col, (rows, in_f), (bias, rq), out, quads);
-    }
+        && out.len() >= n
 }
 
 /// [`gemv_quads`] reading the int8 input `x` in place, widened with the offset in both
@@ -409,18 +420,7 @@ pub(crate) fn gemv_quads_i8(
     out: &mut [i8],
     quads: usize,
 ) {
-    let n = quads.saturating_mul(4);
-    let span = n
-        .checked_sub(1)
-        .and_then(|last| last.checked_mul(in_f))
-        .and_then(|s| s.checked_add(x.len()));
-    let ok = !x.is_empty()
-        && x.len() % 4 == 0
-        && x.len() <= in_f
-        && span.is_some_and(|s| s <= rows.len())
-        && bias.len() >= n
-        && out.len() >= n;
-    if ok {
+    if x.len() % 4 == 0 && quads_fit(x.len(), (rows, in_f), bias, out, quads) {
         imp::gemv_quads_i8((x, off2), (rows, in_f), (bias, rq), out, quads);
     }
 }

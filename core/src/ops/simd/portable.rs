@@ -174,24 +174,32 @@ pub(super) fn gather_words(src: &[i8], stride: usize, dst: &mut [u32]) {
 
 pub(super) fn gemv_quads(
     col: &[[u32; 2]],
-    (rows, in_f): (&[i8], usize),
-    (bias, rq): (&[i32], &[super::RequantSsat; 4]),
+    rows: (&[i8], usize),
+    consts: (&[i32], &[super::RequantSsat; 4]),
     out: &mut [i8],
     quads: usize,
 ) {
-    for q in 0..quads {
-        let j = 4 * q;
-        let init = [bias[j], bias[j + 1], bias[j + 2], bias[j + 3]];
-        let acc = mac_1x4(col, &rows[j * in_f..], in_f, init);
-        for k in 0..4 {
-            let r = &rq[k];
-            out[j + k] = requant_ssat(acc[k], r.left, r.mult, r.add, r.right) as i8;
-        }
-    }
+    quads_over(col.len(), |g| col[g], rows, consts, out, quads);
 }
 
 pub(super) fn gemv_quads_i8(
     (x, off2): (&[i8], u32),
+    rows: (&[i8], usize),
+    consts: (&[i32], &[super::RequantSsat; 4]),
+    out: &mut [i8],
+    quads: usize,
+) {
+    let group = |g: usize| {
+        let xw = word(x, 4 * g);
+        [sxtab16(off2, xw), sxtab16_ror8(off2, xw)]
+    };
+    quads_over(x.len() / 4, group, rows, consts, out, quads);
+}
+
+/// The quad loops over `groups` q15 groups that `group` gives.
+fn quads_over(
+    groups: usize,
+    group: impl Fn(usize) -> [u32; 2],
     (rows, in_f): (&[i8], usize),
     (bias, rq): (&[i32], &[super::RequantSsat; 4]),
     out: &mut [i8],
@@ -200,16 +208,14 @@ pub(super) fn gemv_quads_i8(
     for q in 0..quads {
         let j = 4 * q;
         let mut acc = [bias[j], bias[j + 1], bias[j + 2], bias[j + 3]];
-        for (g, xw) in x.chunks_exact(4).enumerate() {
-            let xw = word(xw, 0);
-            let (x0, x1) = (sxtab16(off2, xw), sxtab16_ror8(off2, xw));
+        for g in 0..groups {
+            let x = group(g);
             for (k, a) in acc.iter_mut().enumerate() {
                 let wk = word(rows, (j + k) * in_f + 4 * g);
-                *a = smlad(x1, sxtab16_ror8(0, wk), smlad(x0, sxtab16(0, wk), *a));
+                *a = smlad(x[1], sxtab16_ror8(0, wk), smlad(x[0], sxtab16(0, wk), *a));
             }
         }
-        for k in 0..4 {
-            let r = &rq[k];
+        for (k, r) in rq.iter().enumerate() {
             out[j + k] = requant_ssat(acc[k], r.left, r.mult, r.add, r.right) as i8;
         }
     }
