@@ -169,7 +169,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 scratch,
             } => {
                 let (ins, out, s) =
-                    io_with_scratch::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
+                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::conv2d::conv2d_i8(window, stage, ins[0], filter, bias, requant, out, s)
             }
             Layer::DepthwiseConv2d {
@@ -184,7 +184,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 scratch,
             } => {
                 let (ins, out, s) =
-                    io_with_scratch::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
+                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::depthwise_conv2d::depthwise_conv2d_i8(
                     window,
                     depth_multiplier,
@@ -207,7 +207,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 scratch,
             } => {
                 let (ins, out, s) =
-                    io_with_scratch::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
+                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::fully_connected::fully_connected_i8(
                     stage, ins[0], weights, bias, requant, out, s,
                 )
@@ -219,7 +219,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, m, [Some(input), None], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::pooling::average_pool2d_i8(&params, act_min, act_max, ins[0], out)
             }
             Layer::MaxPool2d {
@@ -229,7 +229,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, m, [Some(input), None], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::pooling::max_pool2d_i8(&params, act_min, act_max, ins[0], out)
             }
             Layer::Add {
@@ -238,7 +238,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 b,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, m, [Some(a), Some(b)], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(a), Some(b)], output, NO_SCRATCH)?;
                 ops::add::add_i8(&params, ins[0].data, ins[1].data, out.data)
             }
             Layer::Softmax {
@@ -247,7 +247,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, m, [Some(input), None], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::softmax::softmax_i8(&params, ins[0].data, out.data, depth)
             }
             Layer::Mean {
@@ -255,7 +255,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, i8>(self.arena, m, [Some(input), None], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::mean::mean_hw_i8(&params, ins[0], out)
             }
             // The planner put the output on the input's bytes: nothing to do.
@@ -266,7 +266,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<f32, i8>(self.arena, m, [Some(input), None], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::quantize::quantize_f32_i8(scale, zero_point, ins[0].data, out.data)
             }
             Layer::Dequantize {
@@ -275,7 +275,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 input,
                 output,
             } => {
-                let (ins, out) = io::<i8, f32>(self.arena, m, [Some(input), None], output)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::quantize::dequantize_i8_f32(scale, zero_point, ins[0].data, out.data)
             }
         }
@@ -285,22 +285,14 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 /// An operator's arena views: inputs (shared), output and scratch (exclusive).
 type Views<'x, I, O> = ([Tensor<'x, I>; 2], TensorMut<'x, O>, &'x mut [u8]);
 
-/// [`io_with_scratch`] for the operators without scratch.
-fn io<'x, I: cast::Pod, O: cast::Pod>(
-    arena: &'x mut [u8],
-    model: &Model<'_>,
-    inputs: [Option<u16>; 2],
-    output: u16,
-) -> Result<([Tensor<'x, I>; 2], TensorMut<'x, O>), Error> {
-    let (ins, out, _) = io_with_scratch(arena, model, inputs, output, Scratch::default())?;
-    Ok((ins, out))
-}
+/// What operators without a kernel scratch pass to [`io`].
+const NO_SCRATCH: Scratch = Scratch { offset: 0, len: 0 };
 
 /// Borrows an operator's inputs (shared), output and scratch (exclusive) from the one arena.
 /// The plan guarantees the output's and the scratch's bytes are disjoint from each other and
 /// from every input's; this checks it again so a bad plan is an error, and splits the arena
 /// without unsafe code.
-fn io_with_scratch<'x, I: cast::Pod, O: cast::Pod>(
+fn io<'x, I: cast::Pod, O: cast::Pod>(
     arena: &'x mut [u8],
     model: &Model<'_>,
     inputs: [Option<u16>; 2],
