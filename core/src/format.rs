@@ -280,6 +280,43 @@ impl OpCode {
         })
     }
 
+    /// mote-core's cargo feature that builds this operator's kernel (`None`: RESHAPE, which
+    /// has none); firmware links only the features its model needs.
+    pub fn feature(self) -> Option<&'static str> {
+        use OpCode::*;
+        Some(match self {
+            Conv2d => "op-conv2d",
+            DepthwiseConv2d => "op-depthwise",
+            FullyConnected => "op-fully-connected",
+            AveragePool2d => "op-avg-pool",
+            MaxPool2d => "op-max-pool",
+            Add => "op-add",
+            Softmax => "op-softmax",
+            Mean => "op-mean",
+            Quantize => "op-quantize",
+            Dequantize => "op-dequantize",
+            Reshape => return None,
+        })
+    }
+
+    /// Whether this build of mote-core has the operator's kernel (see [`OpCode::feature`]).
+    pub fn is_built(self) -> bool {
+        use OpCode::*;
+        match self {
+            Conv2d => cfg!(feature = "op-conv2d"),
+            DepthwiseConv2d => cfg!(feature = "op-depthwise"),
+            FullyConnected => cfg!(feature = "op-fully-connected"),
+            AveragePool2d => cfg!(feature = "op-avg-pool"),
+            MaxPool2d => cfg!(feature = "op-max-pool"),
+            Add => cfg!(feature = "op-add"),
+            Softmax => cfg!(feature = "op-softmax"),
+            Mean => cfg!(feature = "op-mean"),
+            Quantize => cfg!(feature = "op-quantize"),
+            Dequantize => cfg!(feature = "op-dequantize"),
+            Reshape => true,
+        }
+    }
+
     /// The operator's name as TFLite spells it.
     pub fn name(self) -> &'static str {
         use OpCode::*;

@@ -20,10 +20,3 @@ pub mod train;
 pub use error::Error;
 pub use interpreter::{Interpreter, OpHook};
 pub use model::{Model, TensorInfo};
-
-/// The error of an operator whose `op-*` cargo feature is off: its kernel is left out of the
-/// build so firmware only carries the operators its model uses.
-#[cold]
-pub(crate) const fn not_built(what: &'static str) -> Error {
-    Error::InvalidParameter { what }
-}

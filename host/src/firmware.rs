@@ -2,7 +2,6 @@
 
 use crate::AlignedBytes;
 use anyhow::{bail, Context, Result};
-use mote_core::format::OpCode;
 use mote_core::Model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -30,23 +29,6 @@ impl Board {
     }
 }
 
-/// The firmware's cargo feature for each operator kernel (`None`: nothing to link).
-pub fn op_feature(op: OpCode) -> Option<&'static str> {
-    Some(match op {
-        OpCode::Conv2d => "op-conv2d",
-        OpCode::DepthwiseConv2d => "op-depthwise",
-        OpCode::FullyConnected => "op-fully-connected",
-        OpCode::AveragePool2d => "op-avg-pool",
-        OpCode::MaxPool2d => "op-max-pool",
-        OpCode::Add => "op-add",
-        OpCode::Softmax => "op-softmax",
-        OpCode::Mean => "op-mean",
-        OpCode::Quantize => "op-quantize",
-        OpCode::Dequantize => "op-dequantize",
-        OpCode::Reshape => return None,
-    })
-}
-
 /// The operator features `model` needs, sorted and without repeats, plus
 /// `reference-kernels` if some layer would run a reference kernel.
 pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
@@ -55,7 +37,7 @@ pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
         let op = model
             .op(index)
             .map_err(|e| anyhow::anyhow!("operator {index}: {e}"))?;
-        features.extend(op_feature(op.opcode));
+        features.extend(op.opcode.feature());
     }
     if model
         .needs_reference_kernels()

@@ -58,3 +58,53 @@ fn a_relative_model_directory_is_found() {
     let flash = mote_host::report::flash_use(&elf).unwrap();
     assert_eq!(flash.model, blob.len());
 }
+
+/// Firmware built without one of its model's operators refuses the model when it parses it,
+/// before any inference, and says why.
+#[test]
+fn an_operator_left_out_of_the_build_is_refused_at_parse() {
+    if !mote_host::qemu::qemu_available() {
+        eprintln!("skipped: qemu-system-arm is not installed");
+        return;
+    }
+    // The demo model also has DEPTHWISE_CONV_2D, pooling, FULLY_CONNECTED and SOFTMAX.
+    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mote-firmware",
+            "--target",
+            FIRMWARE_TARGET,
+        ])
+        .args([
+            "--no-default-features",
+            "--features",
+            "board-qemu,op-conv2d",
+        ])
+        .args(["--message-format", "json-render-diagnostics"])
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let elf = stdout
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "mote-firmware")
+        .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
+        .unwrap();
+    let copy = std::env::temp_dir().join(format!("mote-op-left-out-{}.elf", std::process::id()));
+    std::fs::copy(&elf, &copy).unwrap();
+    let run = mote_host::qemu::run_elf(&copy, std::time::Duration::from_secs(60), |_| {});
+    let _ = std::fs::remove_file(&copy);
+    let run = run.unwrap();
+    assert_eq!(run.exit_code, 1);
+    assert!(!run.log.iter().any(|l| l.text.starts_with("output ")));
+    let last = run.log.last().unwrap();
+    assert!(last.text.contains("not built in"), "{last:?}");
+}

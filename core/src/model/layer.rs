@@ -374,20 +374,7 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
     if op.inputs[used_inputs..].iter().any(|&t| t != NO_TENSOR) {
         return d.bad("too many inputs for the operator");
     }
-    let built = match op.opcode {
-        OpCode::Conv2d => cfg!(feature = "op-conv2d"),
-        OpCode::DepthwiseConv2d => cfg!(feature = "op-depthwise"),
-        OpCode::FullyConnected => cfg!(feature = "op-fully-connected"),
-        OpCode::AveragePool2d => cfg!(feature = "op-avg-pool"),
-        OpCode::MaxPool2d => cfg!(feature = "op-max-pool"),
-        OpCode::Add => cfg!(feature = "op-add"),
-        OpCode::Softmax => cfg!(feature = "op-softmax"),
-        OpCode::Mean => cfg!(feature = "op-mean"),
-        OpCode::Quantize => cfg!(feature = "op-quantize"),
-        OpCode::Dequantize => cfg!(feature = "op-dequantize"),
-        OpCode::Reshape => true,
-    };
-    if !built {
+    if !op.opcode.is_built() {
         // Refused when the model is parsed, not halfway through an invoke.
         return d.bad("operator not built in (its mote-core op-* feature is off)");
     }

@@ -10,6 +10,7 @@
 //! way: no scratch memory at all.
 
 use super::Activation;
+use crate::format::OpCode;
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
@@ -178,9 +179,7 @@ fn check_lengths(a: usize, b: usize, out: usize) -> Result<(), Error> {
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
 pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), Error> {
-    if !cfg!(feature = "op-add") {
-        return Err(crate::not_built("ADD not built in (feature op-add)"));
-    }
+    super::built(OpCode::Add)?;
     check_lengths(a.len(), b.len(), out.len())?;
     p.validate()?;
     let slow = match out.len() >= TABLE_FROM {

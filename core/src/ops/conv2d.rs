@@ -18,6 +18,7 @@ use core::ops::Range;
 use super::conv_gemm;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
+use crate::format::OpCode;
 use crate::quant::dot_i8;
 use crate::Error;
 
@@ -42,9 +43,7 @@ pub fn conv2d_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-conv2d") {
-        return Err(crate::not_built("CONV_2D not built in (feature op-conv2d)"));
-    }
+    super::built(OpCode::Conv2d)?;
     let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
     check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
     let (in_c, out_c) = (input.shape.c, output.shape.c);
@@ -53,15 +52,9 @@ pub fn conv2d_i8(
     if conv_gemm::conv2d(&g, stage, x, in_c, w, bias, requant, out_c, out, scratch) {
         return Ok(());
     }
-    if !cfg!(feature = "reference-kernels") {
-        return Err(crate::not_built(REFERENCE_OFF));
-    }
+    super::reference_built()?;
     reference_i8(&g, stage, input, filter, bias, requant, output)
 }
-
-/// The error of a layer that needs a reference kernel left out of the build.
-pub(crate) const REFERENCE_OFF: &str =
-    "the layer needs a reference kernel (too little scratch, or a shape the fast kernels do not take) and feature reference-kernels is off";
 
 /// Scratch bytes [`conv2d_i8`]'s fast kernel needs for an OHWI `filter` (at most
 /// 1,152 plus the zero-padded copies of up to three filter rows).

@@ -9,6 +9,7 @@ use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
+use crate::format::OpCode;
 use crate::Error;
 
 /// Int8 depthwise convolution, bit-exact with TFLite-Micro's reference
@@ -32,11 +33,7 @@ pub fn depthwise_conv2d_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-depthwise") {
-        return Err(crate::not_built(
-            "DEPTHWISE_CONV_2D not built in (feature op-depthwise)",
-        ));
-    }
+    super::built(OpCode::DepthwiseConv2d)?;
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
     let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
     let what = "depthwise_conv2d requant length";
@@ -45,9 +42,7 @@ pub fn depthwise_conv2d_i8(
     if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
         return Ok(());
     }
-    if !cfg!(feature = "reference-kernels") {
-        return Err(crate::not_built(super::conv2d::REFERENCE_OFF));
-    }
+    super::reference_built()?;
     reference_i8(&g, dm, stage, input, filter, bias, requant, output)
 }
 

@@ -7,6 +7,7 @@
 use super::conv2d::same;
 use super::fc_fast;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut};
+use crate::format::OpCode;
 use crate::quant::{dot_i8, QuantizedMultiplier};
 use crate::Error;
 
@@ -29,11 +30,7 @@ pub fn fully_connected_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-fully-connected") {
-        return Err(crate::not_built(
-            "FULLY_CONNECTED not built in (feature op-fully-connected)",
-        ));
-    }
+    super::built(OpCode::FullyConnected)?;
     let in_f = check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
     check_int8(
         stage,
@@ -46,9 +43,7 @@ pub fn fully_connected_i8(
     if fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, out, scratch) {
         return Ok(());
     }
-    if !cfg!(feature = "reference-kernels") {
-        return Err(crate::not_built(super::conv2d::REFERENCE_OFF));
-    }
+    super::reference_built()?;
     fully_connected_i8_reference(stage, input, weights, bias, requant, output)
 }
 

@@ -3,6 +3,7 @@
 //! runs depends on `keep_dims` and on whether input and output share quantization.
 
 use super::{Tensor, TensorMut};
+use crate::format::OpCode;
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
@@ -95,9 +96,7 @@ impl MeanParams {
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
 pub fn mean_hw_i8(p: &MeanParams, input: Tensor<i8>, output: TensorMut<i8>) -> Result<(), Error> {
-    if !cfg!(feature = "op-mean") {
-        return Err(crate::not_built("MEAN not built in (feature op-mean)"));
-    }
+    super::built(OpCode::Mean)?;
     let s = input.shape;
     s.check_len(input.data.len())?;
     let plane = s.h.checked_mul(s.w).ok_or(Error::ShapeOverflow)?;

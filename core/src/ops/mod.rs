@@ -224,3 +224,28 @@ pub(crate) fn round_half_away_f32(x: f32) -> i32 {
 
 /// Requantization constants for an int8 layer: one per output channel, or one for all.
 pub type Requant<'a> = &'a [QuantizedMultiplier];
+
+/// `Err` unless this build has `op`'s kernel (its cargo feature, see [`OpCode::feature`]):
+/// each kernel starts with it, so with the feature off the compiler drops the kernel's body.
+#[inline(always)]
+pub(crate) fn built(op: crate::format::OpCode) -> Result<(), Error> {
+    match op.is_built() {
+        true => Ok(()),
+        false => Err(Error::InvalidParameter {
+            what: "operator not built in (its mote-core op-* feature is off)",
+        }),
+    }
+}
+
+/// `Err` unless this build has the reference kernels a layer falls back to (feature
+/// `reference-kernels`; see `Model::needs_reference_kernels`).
+#[inline(always)]
+pub(crate) fn reference_built() -> Result<(), Error> {
+    match cfg!(feature = "reference-kernels") {
+        true => Ok(()),
+        false => Err(Error::InvalidParameter {
+            what: "the layer needs a reference kernel (too little scratch, or a shape the fast \
+                   kernels do not take) and feature reference-kernels is off",
+        }),
+    }
+}

@@ -6,6 +6,7 @@
 //! point, so the int8 kernels only need the fused activation's clamp.
 
 use super::{Shape4, Tensor, TensorMut, Window};
+use crate::format::OpCode;
 use crate::Error;
 
 /// Geometry of a pooling layer.
@@ -241,11 +242,7 @@ pub fn average_pool2d_i8(
     input: Tensor<i8>,
     mut output: TensorMut<i8>,
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-avg-pool") {
-        return Err(crate::not_built(
-            "AVERAGE_POOL_2D not built in (feature op-avg-pool)",
-        ));
-    }
+    super::built(OpCode::AveragePool2d)?;
     check_clamp(act_min, act_max)?;
     validate(p, &input, &output)?;
     let (lo, hi) = (i64::from(act_min), i64::from(act_max));
@@ -275,11 +272,7 @@ pub fn max_pool2d_i8(
     input: Tensor<i8>,
     mut output: TensorMut<i8>,
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-max-pool") {
-        return Err(crate::not_built(
-            "MAX_POOL_2D not built in (feature op-max-pool)",
-        ));
-    }
+    super::built(OpCode::MaxPool2d)?;
     check_clamp(act_min, act_max)?;
     validate(p, &input, &output)?;
     for_each_window(p, input.shape, &mut output, |site| {

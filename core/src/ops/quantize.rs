@@ -3,6 +3,7 @@
 //! Both follow TFLite-Micro's reference kernels (`AffineQuantize`, `Dequantize`) bit for bit.
 
 use super::round_half_away_f32;
+use crate::format::OpCode;
 use crate::Error;
 
 /// Quantizes one value: `clamp(round(x / scale) + zero_point, -128, 127)`.
@@ -56,11 +57,7 @@ pub fn quantize_f32_i8(
     input: &[f32],
     output: &mut [i8],
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-quantize") {
-        return Err(crate::not_built(
-            "QUANTIZE not built in (feature op-quantize)",
-        ));
-    }
+    super::built(OpCode::Quantize)?;
     check_scale(scale)?;
     check_same_len(input.len(), output.len())?;
     for (o, &x) in output.iter_mut().zip(input) {
@@ -79,11 +76,7 @@ pub fn dequantize_i8_f32(
     input: &[i8],
     output: &mut [f32],
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-dequantize") {
-        return Err(crate::not_built(
-            "DEQUANTIZE not built in (feature op-dequantize)",
-        ));
-    }
+    super::built(OpCode::Dequantize)?;
     check_scale(scale)?;
     check_same_len(input.len(), output.len())?;
     for (o, &q) in output.iter_mut().zip(input) {

@@ -8,6 +8,7 @@
 //! saturation. Plain `+`/`-` of fixed-point values wrap in gemmlowp (C++ signed arithmetic that
 //! never overflows on valid data); they are `wrapping_*` here so hostile data cannot panic.
 
+use crate::format::OpCode;
 use crate::quant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
 use crate::Error;
 
@@ -265,11 +266,7 @@ pub fn softmax_i8(
     output: &mut [i8],
     depth: usize,
 ) -> Result<(), Error> {
-    if !cfg!(feature = "op-softmax") {
-        return Err(crate::not_built(
-            "SOFTMAX not built in (feature op-softmax)",
-        ));
-    }
+    super::built(OpCode::Softmax)?;
     check_rows(input.len(), output.len(), depth)?;
     p.validate()?;
     for (row_in, row_out) in input
