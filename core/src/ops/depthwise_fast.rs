@@ -13,7 +13,7 @@
 //! counts run the reference kernel.
 
 use super::conv2d::Geometry;
-use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
+use super::fast_requant::{all_common, channel_stage, channel_stages, max_product, ChannelStage};
 use super::simd::{
     gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3,
 };
@@ -138,14 +138,6 @@ impl Depthwise<'_> {
         }
     }
 
-    /// The stage of channel `c`, as [`channel_stages`] gives it.
-    fn stage_of(&self, c: usize) -> ChannelStage {
-        let bias = self.bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
-        let q = self.requant.get(c).or(self.requant.first()).copied();
-        q.map(|q| ChannelStage::new(bias, q, self.stage, self.max_sum))
-            .unwrap_or_default()
-    }
-
     /// [`Self::group`] for the usual layer: 3x3, dilation 1, every channel's output stage the
     /// assembly's. Its own frame holds only nine widened taps. `false` (nothing written) if
     /// a channel's stage or the layer is not one the assembly row kernel takes.
@@ -159,7 +151,8 @@ impl Depthwise<'_> {
         };
         // The four channels' constants straight into the row kernel's, no stage array.
         for k in 0..4 {
-            let s = self.stage_of(first + k);
+            let consts = (self.bias, self.requant);
+            let s = channel_stage(first + k, consts, self.stage, self.max_sum);
             if !all_common([&s], self.stage) {
                 return false;
             }

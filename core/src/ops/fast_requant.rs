@@ -216,10 +216,7 @@ pub(crate) fn channel_stages(
     stage: &Int8Stage,
     max_sum: u64,
 ) {
-    let zero = QuantizedMultiplier {
-        multiplier: 0,
-        shift: 0,
-    };
+    let bias_all = bias;
     let bias = |c: usize| bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
     if let [q] = *requant {
         // One multiplier: the channels differ only by their bias. A fast stage stays fast for
@@ -237,10 +234,24 @@ pub(crate) fn channel_stages(
         return;
     }
     for (i, s) in out.iter_mut().enumerate() {
-        let c = first + i;
-        let q = requant.get(c).copied().unwrap_or(zero);
-        *s = ChannelStage::new(bias(c), q, stage, max_sum);
+        *s = channel_stage(first + i, (bias_all, requant), stage, max_sum);
     }
+}
+
+/// The stage of channel `c` alone, as [`channel_stages`] gives it.
+pub(crate) fn channel_stage(
+    c: usize,
+    (bias, requant): (Option<&[i32]>, &[QuantizedMultiplier]),
+    stage: &Int8Stage,
+    max_sum: u64,
+) -> ChannelStage {
+    let b = bias.and_then(|b| b.get(c)).copied().unwrap_or(0);
+    let zero = QuantizedMultiplier {
+        multiplier: 0,
+        shift: 0,
+    };
+    let q = requant.get(c).or(requant.first()).copied().unwrap_or(zero);
+    ChannelStage::new(b, q, stage, max_sum)
 }
 
 #[cfg(test)]

@@ -7,7 +7,7 @@
 //! Rust with their stages computed once.
 
 use super::{mac_rows, Conv, MAX_TAPS};
-use crate::ops::fast_requant::{all_common, ChannelStage};
+use crate::ops::fast_requant::{all_common, channel_stage};
 use crate::ops::simd::gemm_direct;
 use crate::ops::Requant;
 
@@ -31,9 +31,8 @@ impl Conv<'_> {
         if taps > MAX_TAPS || out_c < 2 || pixels < 2 || bias.len() < out_c {
             return false;
         }
-        let q = |c: usize| requant.get(c).or(requant.first()).copied();
-        let stage_of = |c: usize| q(c).map(|q| ChannelStage::new(bias[c], q, st, max_sum));
-        let common = (0..out_c).all(|c| stage_of(c).is_some_and(|s| all_common([&s], st)));
+        let stage_of = |c: usize| channel_stage(c, (Some(bias), requant), st, max_sum);
+        let common = (0..out_c).all(|c| all_common([&stage_of(c)], st));
         if !common {
             return false;
         }
@@ -65,7 +64,7 @@ impl Conv<'_> {
             // The tail's stages again each time: at most three channels, in layers whose
             // windows are not whole words, cheaper than holding them in this frame.
             for c in first_tail..out_c {
-                let s = stage_of(c).unwrap_or_default();
+                let s = stage_of(c);
                 let w = self.filter.get(c * taps..).unwrap_or_default();
                 let acc = mac_rows(cols, w, 0, taps, [s.bias; 4]);
                 out_a[c] = s.out(acc[0], st);
