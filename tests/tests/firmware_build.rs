@@ -4,6 +4,22 @@
 use mote_host::firmware::{workspace_root, FIRMWARE_TARGET};
 use std::process::Command;
 
+/// `cargo build` of the release firmware with exactly these features.
+fn cargo_build_firmware(features: &str) -> Command {
+    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    cmd.current_dir(workspace_root())
+        .args([
+            "build",
+            "--release",
+            "-p",
+            "mote-firmware",
+            "--target",
+            FIRMWARE_TARGET,
+        ])
+        .args(["--no-default-features", "--features", features]);
+    cmd
+}
+
 #[test]
 fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
     // 100x100x16 activations, two of them live at once: ~320 KB of arena, more than 256 KiB.
@@ -15,17 +31,7 @@ fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.mote"), &built.bytes).unwrap();
     std::fs::write(dir.join("test_inputs.i8"), vec![0u8; 200 * 200]).unwrap();
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "mote-firmware",
-            "--target",
-            FIRMWARE_TARGET,
-        ])
-        .args(["--no-default-features", "--features", "nrf52840"])
+    let output = cargo_build_firmware("nrf52840")
         .env("MOTE_MODEL_DIR", &dir)
         .output()
         .unwrap();
@@ -68,21 +74,7 @@ fn an_operator_left_out_of_the_build_is_refused_at_parse() {
         return;
     }
     // The demo model also has DEPTHWISE_CONV_2D, pooling, FULLY_CONNECTED and SOFTMAX.
-    let output = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "mote-firmware",
-            "--target",
-            FIRMWARE_TARGET,
-        ])
-        .args([
-            "--no-default-features",
-            "--features",
-            "board-qemu,op-conv2d",
-        ])
+    let output = cargo_build_firmware("board-qemu,op-conv2d")
         .args(["--message-format", "json-render-diagnostics"])
         .output()
         .unwrap();

@@ -183,6 +183,51 @@ fn elements(s: Shape4) -> usize {
     s.elements().unwrap()
 }
 
+/// One convolution through the fast kernel (on stale scratch) and the reference.
+struct ConvRun {
+    /// The fast kernel's and the reference's results.
+    results: [Result<(), mote_core::Error>; 2],
+    /// Their outputs.
+    outputs: [Vec<i8>; 2],
+    /// Whether the fast kernel ran (it wrote its scratch).
+    fast: bool,
+}
+
+fn run_conv(
+    w: &Window,
+    st: &Int8Stage,
+    (is, input): (Shape4, &[i8]),
+    (fs, filter): (Shape4, &[i8]),
+    (bias, rq): (Option<&[i32]>, &[QuantizedMultiplier]),
+    os: Shape4,
+) -> ConvRun {
+    let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
+    let i = Tensor {
+        data: input,
+        shape: is,
+    };
+    let f = Tensor {
+        data: filter,
+        shape: fs,
+    };
+    let mut scratch = garbage(conv2d::scratch_bytes(fs));
+    let o = TensorMut {
+        data: &mut got[..],
+        shape: os,
+    };
+    let r1 = conv2d_i8(w, st, i, f, bias, rq, o, scratch.as_mut_slice());
+    let o = TensorMut {
+        data: &mut want[..],
+        shape: os,
+    };
+    let r2 = conv2d_i8_reference(w, st, i, f, bias, rq, o);
+    ConvRun {
+        results: [r1, r2],
+        outputs: [got, want],
+        fast: used(&scratch),
+    }
+}
+
 #[test]
 fn conv2d_fast_equals_reference() {
     let mut rng = Rng(0x1234_5678_9abc_def1);
@@ -204,40 +249,19 @@ fn conv2d_fast_equals_reference() {
         let filter = rng.i8s(elements(fs), 0);
         let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
         let w = window(y, x);
-        let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
-        let (i, f) = (
-            Tensor {
-                data: &input[..],
-                shape: is,
-            },
-            Tensor {
-                data: &filter[..],
-                shape: fs,
-            },
-        );
-        let o = TensorMut {
-            data: &mut got[..],
-            shape: os,
-        };
-        let mut scratch = garbage(conv2d::scratch_bytes(fs));
-        let r1 = conv2d_i8(
+        let run = run_conv(
             &w,
             &st,
-            i,
-            f,
-            bias.as_deref(),
-            &rq,
-            o,
-            scratch.as_mut_slice(),
+            (is, &input),
+            (fs, &filter),
+            (bias.as_deref(), &rq),
+            os,
         );
-        fast += usize::from(r1.is_ok() && used(&scratch));
+        let [r1, r2] = run.results;
+        fast += usize::from(r1.is_ok() && run.fast);
         ok += usize::from(r1.is_ok());
-        let o = TensorMut {
-            data: &mut want[..],
-            shape: os,
-        };
-        let r2 = conv2d_i8_reference(&w, &st, i, f, bias.as_deref(), &rq, o);
         assert_eq!(r1, r2, "case {case}");
+        let [got, want] = run.outputs;
         assert_eq!(
             got, want,
             "case {case}: {y:?} {x:?} n {n} in_c {in_c} out_c {out_c} {st:?}"
@@ -292,38 +316,16 @@ fn conv2d_long_windows_equal_reference() {
         let filter = rng.i8s(elements(fs), 0);
         let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
         let w = window(y, x);
-        let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
-        let (i, f) = (
-            Tensor {
-                data: &input[..],
-                shape: is,
-            },
-            Tensor {
-                data: &filter[..],
-                shape: fs,
-            },
-        );
-        let o = TensorMut {
-            data: &mut got[..],
-            shape: os,
-        };
-        let mut scratch = garbage(conv2d::scratch_bytes(fs));
-        conv2d_i8(
+        let run = run_conv(
             &w,
             &st,
-            i,
-            f,
-            bias.as_deref(),
-            &rq,
-            o,
-            scratch.as_mut_slice(),
-        )
-        .unwrap();
-        let o = TensorMut {
-            data: &mut want[..],
-            shape: os,
-        };
-        conv2d_i8_reference(&w, &st, i, f, bias.as_deref(), &rq, o).unwrap();
+            (is, &input),
+            (fs, &filter),
+            (bias.as_deref(), &rq),
+            os,
+        );
+        assert_eq!(run.results, [Ok(()), Ok(())], "case {case}");
+        let [got, want] = run.outputs;
         assert_eq!(
             got, want,
             "case {case}: k {k} in_c {in_c} out_c {out_c} {y:?} {x:?}"
