@@ -26,7 +26,7 @@ use core::ops::Range;
 mod direct;
 
 /// Taps of one column held at once: a column pair is at most `4 * MAX_TAPS` bytes of scratch.
-pub(crate) const MAX_TAPS: usize = 288;
+pub(crate) const MAX_TAPS: usize = 576;
 /// Output channels whose constants (and, for long windows, sums) are held at once.
 const OC_BLOCK: usize = 32;
 /// Taps gathered as int8 at once when the channels are not whole words.
