@@ -25,28 +25,13 @@ impl Conv<'_> {
         cols: &mut [[u32; 4]],
         output: &mut [i8],
     ) -> bool {
-        let (taps, out_c, st) = (self.taps, self.out_c, self.stage);
+        let (taps, out_c) = (self.taps, self.out_c);
         let Some(bias) = bias else { return false };
         let pixels = output.len() / out_c.max(1);
-        if taps > MAX_TAPS || out_c < 2 || pixels < 2 || bias.len() < out_c {
+        let Some(pairs) = self.direct_pairs((bias, requant, max_sum), pixels) else {
             return false;
-        }
-        let stage_of = |c: usize| channel_stage(c, (Some(bias), requant), st, max_sum);
-        let common = (0..out_c).all(|c| all_common([&stage_of(c)], st));
-        if !common {
-            return false;
-        }
-        // The loop's pairs: each reads `4 * groups` bytes of its second row.
+        };
         let groups = taps.div_ceil(4);
-        let fits = |pairs: usize| (2 * pairs - 1) * taps + 4 * groups <= self.filter.len();
-        let mut pairs = out_c / 2;
-        while pairs > 0 && !fits(pairs) {
-            pairs -= 1;
-        }
-        let first_tail = 2 * pairs;
-        if out_c - first_tail > TAIL {
-            return false;
-        }
         let mut p = 0;
         while p < pixels {
             // An odd last pixel is paired with the one before it, which is written again with
@@ -58,20 +43,64 @@ impl Conv<'_> {
                 return true;
             };
             let (out_a, out_b) = two.split_at_mut(out_c);
-            let zp = st.output_offset;
+            let zp = self.stage.output_offset;
             let consts = (bias, requant);
             gemm_direct(cols, (self.filter, taps), consts, zp, (out_a, out_b), pairs);
-            // The tail's stages again each time: at most three channels, in layers whose
-            // windows are not whole words, cheaper than holding them in this frame.
-            for c in first_tail..out_c {
-                let s = stage_of(c);
-                let w = self.filter.get(c * taps..).unwrap_or_default();
-                let acc = mac_rows(cols, w, 0, taps, [s.bias; 4]);
-                out_a[c] = s.out(acc[0], st);
-                out_b[c] = s.out(acc[2], st);
+            // Opaque to the optimizer: a loop-invariant test here gets the whole loop
+            // unswitched and peeled, four copies of it in flash (measured: +1.7 KB).
+            for c in core::hint::black_box(2 * pairs)..out_c {
+                self.tail_channel(c, (bias, requant, max_sum), cols, (out_a, out_b));
             }
             p = a + 2;
         }
         true
+    }
+
+    /// How many channel pairs [`gemm_direct`] takes, if the layer allows it: every channel
+    /// common, windows of at most [`MAX_TAPS`] taps, two pixels or more, at most [`TAIL`]
+    /// channels left. Out of line: its stages stay out of the loop's frame.
+    #[inline(never)]
+    fn direct_pairs(
+        &self,
+        (bias, requant, max_sum): (&[i32], Requant, u64),
+        pixels: usize,
+    ) -> Option<usize> {
+        let (taps, out_c, st) = (self.taps, self.out_c, self.stage);
+        if taps > MAX_TAPS || out_c < 2 || pixels < 2 || bias.len() < out_c {
+            return None;
+        }
+        let stage_of = |c: usize| channel_stage(c, (Some(bias), requant), st, max_sum);
+        if !(0..out_c).all(|c| all_common([&stage_of(c)], st)) {
+            return None;
+        }
+        // The loop's pairs: each reads `4 * groups` bytes of its second row.
+        let groups = taps.div_ceil(4);
+        let fits = |pairs: usize| (2 * pairs - 1) * taps + 4 * groups <= self.filter.len();
+        let mut pairs = out_c / 2;
+        while pairs > 0 && !fits(pairs) {
+            pairs -= 1;
+        }
+        (out_c - 2 * pairs <= TAIL).then_some(pairs)
+    }
+
+    /// Channel `c` of a pixel pair, in Rust, its stage computed again each time: at most
+    /// [`TAIL`] channels, in layers whose windows are not whole words, cheaper than holding
+    /// them. Out of line, so the loop's frame does not hold a stage.
+    #[inline(never)]
+    fn tail_channel(
+        &self,
+        c: usize,
+        (bias, requant, max_sum): (&[i32], Requant, u64),
+        cols: &[[u32; 4]],
+        (out_a, out_b): (&mut [i8], &mut [i8]),
+    ) {
+        let (taps, st) = (self.taps, self.stage);
+        let s = channel_stage(c, (Some(bias), requant), st, max_sum);
+        let w = self.filter.get(c * taps..).unwrap_or_default();
+        let acc = mac_rows(cols, w, 0, taps, [s.bias; 4]);
+        if let (Some(a), Some(b)) = (out_a.get_mut(c), out_b.get_mut(c)) {
+            *a = s.out(acc[0], st);
+            *b = s.out(acc[2], st);
+        }
     }
 }
