@@ -48,7 +48,7 @@ pub fn depthwise_conv2d_i8(
 
 /// Scratch bytes [`depthwise_conv2d_i8`]'s fast kernel needs (0 where it does not apply): a
 /// ring of input rows, `(kernel_h - 1) * dilation_h + 1` rows of the padded width and one of
-/// padding, a word per pixel.
+/// padding, a word per pixel; then a group's constants and widened taps.
 pub fn scratch_bytes(
     window: &Window,
     depth_multiplier: usize,
@@ -64,7 +64,9 @@ pub fn scratch_bytes(
         depth_multiplier,
         filter.c,
     )
-    .map_or(0, |ring| 4 * depthwise_fast::ring_words(ring))
+    .map_or(0, |ring| {
+        depthwise_fast::scratch_len(ring, filter.h * filter.w)
+    })
 }
 
 /// [`depthwise_conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply

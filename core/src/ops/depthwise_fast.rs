@@ -6,7 +6,7 @@
 //! (the layer's scratch, planned in the arena by the host) padded with the zero point on both
 //! sides, so every window lies on the ring and padding
 //! costs nothing (the zero point plus the input offset is zero). A window row above or below
-//! the input reads any ring row with its taps' weights zeroed. A row of 3x3 outputs runs in
+//! the input reads the ring's extra row, all zero points. A row of 3x3 outputs runs in
 //! one assembly loop with the requantization inside ([`Dw3x3`]); other kernels, and groups
 //! with a channel the assembly's output stage cannot take, loop over the ring in Rust. Inputs
 //! too wide for the ring (or given too little scratch), other depth multipliers and channel
@@ -15,7 +15,7 @@
 use super::conv2d::Geometry;
 use super::fast_requant::{all_common, channel_stage, channel_stages, max_product, ChannelStage};
 use super::simd::{
-    gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3,
+    gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3, Dw3x3Consts,
 };
 use super::{Int8Stage, Requant, Window};
 
@@ -28,8 +28,16 @@ const RING: usize = 1024;
 
 /// Words of the ring for `rows` rows of `width` words: one more row stays all zero points,
 /// read by window rows that lie on padding.
-pub(crate) fn ring_words((rows, width): (usize, usize)) -> usize {
+fn ring_words((rows, width): (usize, usize)) -> usize {
     (rows + 1) * width
+}
+
+/// Scratch bytes of the fast path for a ring of `(rows, width)` words and `taps` taps a
+/// channel: the ring, a group's [`Dw3x3Consts`] (its widened taps too, up to nine), and the
+/// widened taps of larger kernels. In the arena rather than a kernel's frame.
+pub(crate) fn scratch_len(ring: (usize, usize), taps: usize) -> usize {
+    let wide_taps = if taps > 9 { 8 * taps } else { 0 };
+    4 * ring_words(ring) + core::mem::size_of::<Dw3x3Consts>() + wide_taps
 }
 
 /// The ring's geometry for a layer, `(rows, padded width)` in words, or `None` if the fast
@@ -84,10 +92,16 @@ pub(crate) fn depthwise(
     ) else {
         return false;
     };
-    let Some(ring) = scratch
-        .get_mut(..4 * ring_words((ring_rows, width)))
-        .and_then(crate::cast::slice_mut::<u32>)
-    else {
+    let Some(scratch) = scratch.get_mut(..scratch_len((ring_rows, width), taps)) else {
+        return false;
+    };
+    let (ring, rest) = scratch.split_at_mut(4 * ring_words((ring_rows, width)));
+    let (consts, wide_taps) = rest.split_at_mut(core::mem::size_of::<Dw3x3Consts>());
+    let (Some(ring), Some([consts]), Some(wide_taps)) = (
+        crate::cast::slice_mut::<u32>(ring),
+        crate::cast::slice_mut::<Dw3x3Consts>(consts),
+        crate::cast::slice_mut::<[u32; 2]>(wide_taps),
+    ) else {
         return false;
     };
     let zp = (-stage.input_offset) as u8;
@@ -107,7 +121,7 @@ pub(crate) fn depthwise(
     // Padding columns hold the zero point in every channel, for the whole layer.
     ring.fill(u32::from_le_bytes([zp; 4]));
     for first in (0..channels).step_by(4) {
-        dw.group(first, ring, output);
+        dw.group(first, ring, (consts, wide_taps), output);
     }
     true
 }
@@ -127,49 +141,72 @@ struct Depthwise<'a> {
     max_sum: u64,
 }
 
+/// A group's constants and widened taps, in the layer's scratch: the kernel's, and those of
+/// kernels larger than 3x3 (empty for the others).
+type GroupConsts<'s> = (&'s mut Dw3x3Consts, &'s mut [[u32; 2]]);
+
 impl Depthwise<'_> {
     /// Every output of channels `first..first + 4`.
-    fn group(&self, first: usize, ring: &mut [u32], output: &mut [i8]) {
+    fn group(&self, first: usize, ring: &mut [u32], consts: GroupConsts, output: &mut [i8]) {
         let g = self.g;
         let w = &g.window;
         let usual = (g.kernel_h, g.kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
-        if !(usual && self.group_3x3(first, ring, output)) {
-            self.group_any(first, ring, output);
+        if !(usual && self.group_3x3(first, ring, consts.0, output)) {
+            self.group_any(first, ring, consts, output);
         }
     }
 
     /// [`Self::group`] for the usual layer: 3x3, dilation 1, every channel's output stage the
-    /// assembly's. Its own frame holds only nine widened taps. `false` (nothing written) if
-    /// a channel's stage or the layer is not one the assembly row kernel takes.
+    /// assembly's. `false` (nothing written but `consts`) if a channel's stage or the layer is
+    /// not one the assembly row kernel takes.
     #[inline(never)]
-    fn group_3x3(&self, first: usize, ring: &mut [u32], output: &mut [i8]) -> bool {
+    fn group_3x3(
+        &self,
+        first: usize,
+        ring: &mut [u32],
+        consts: &mut Dw3x3Consts,
+        output: &mut [i8],
+    ) -> bool {
         let (g, c) = (self.g, self.channels);
-        let stride = g.window.stride_w;
-        let Some(mut kernel) = Dw3x3::new((g.out_w, stride), self.off2, Default::default(), c)
-        else {
-            return false;
-        };
-        // The four channels' constants straight into the row kernel's, no stage array.
         for k in 0..4 {
-            let consts = (self.bias, self.requant);
-            let s = channel_stage(first + k, consts, self.stage, self.max_sum);
+            let s = channel_stage(
+                first + k,
+                (self.bias, self.requant),
+                self.stage,
+                self.max_sum,
+            );
             if !all_common([&s], self.stage) {
                 return false;
             }
-            kernel.set_channel(k, s.bias, s.ssat());
+            (consts.bias[k], consts.rq[k]) = (s.bias, s.ssat());
         }
-        let mut wq = [[0u32; 2]; 9];
+        self.widen_taps(first, &mut consts.wq);
+        let Some(mut kernel) = Dw3x3::new((g.out_w, g.window.stride_w), self.off2, consts, c)
+        else {
+            return false;
+        };
+        self.rows_3x3(first, &mut kernel, ring, output);
+        true
+    }
+
+    /// Each tap's four channels' weights from `first`, widened: `[sxtb16(w), sxtb16_ror8(w)]`.
+    fn widen_taps(&self, first: usize, wq: &mut [[u32; 2]]) {
+        let c = self.channels;
         for (t, q) in wq.iter_mut().enumerate() {
             let word = word_at(self.filter, t * c + first).unwrap_or(0);
             *q = [sxtb16(word), sxtb16_ror8(word)];
         }
-        self.rows_3x3(first, &mut kernel, &wq, ring, output);
-        true
     }
 
     /// [`Self::group`] for any other layer.
     #[inline(never)]
-    fn group_any(&self, first: usize, ring: &mut [u32], output: &mut [i8]) {
+    fn group_any(
+        &self,
+        first: usize,
+        ring: &mut [u32],
+        (consts, wide_taps): GroupConsts,
+        output: &mut [i8],
+    ) {
         let (g, c) = (self.g, self.channels);
         let mut st = [ChannelStage::default(); 4];
         channel_stages(
@@ -183,20 +220,28 @@ impl Depthwise<'_> {
         let st = &st;
         let w = &g.window;
         let taps = g.kernel_h * g.kernel_w;
-        let mut wq = [[0u32; 2]; MAX_TAPS];
-        for (t, q) in wq[..taps].iter_mut().enumerate() {
-            let word = word_at(self.filter, t * c + first).unwrap_or(0);
-            *q = [sxtb16(word), sxtb16_ror8(word)];
+        let wq = match taps {
+            0..=9 => consts.wq.get_mut(..taps),
+            _ => wide_taps.get_mut(..taps),
+        };
+        let Some(wq) = wq else { return };
+        self.widen_taps(first, wq);
+        let asm = taps == 9 && g.kernel_w == 3 && w.dilation_w == 1 && all_common(st, self.stage);
+        for (k, s) in st.iter().enumerate() {
+            (consts.bias[k], consts.rq[k]) = (s.bias, s.ssat());
         }
-        let wq = &wq[..taps];
-        let asm = g.kernel_h == 3 && g.kernel_w == 3 && w.dilation_w == 1;
-        let common = all_common(st, self.stage);
-        let bias = [st[0].bias, st[1].bias, st[2].bias, st[3].bias];
-        let rq = [st[0].ssat(), st[1].ssat(), st[2].ssat(), st[3].ssat()];
-        let mut kernel = Dw3x3::new((g.out_w, w.stride_w), self.off2, (bias, rq), c);
+        let (consts, wq) = match taps {
+            0..=9 => (&*consts, &consts.wq[..taps]),
+            _ => (&*consts, &wide_taps[..taps]),
+        };
+        let mut kernel = match asm {
+            true => Dw3x3::new((g.out_w, w.stride_w), self.off2, consts, c),
+            false => None,
+        };
         let out_row = g.out_w * c;
         let (width, span) = (self.width, self.ring_rows);
-        let mut masked = [[0u32; 2]; MAX_TAPS];
+        // The ring's last row: zero points only, so a window row on padding adds nothing.
+        let padding_row = span * width;
         let mut outs = output.chunks_mut(out_row);
         for b in 0..g.batches {
             // Which input row each ring row holds (none yet).
@@ -205,16 +250,12 @@ impl Depthwise<'_> {
                 let Some(out) = outs.next().and_then(|o| o.get_mut(first..)) else {
                     return;
                 };
-                // Each window row's ring row (`start` of its words); rows on padding read the
-                // last ring row used, with zero weights.
-                let mut rows = [0usize; MAX_ROWS];
-                let (mut padded, mut any) = (false, 0);
+                // Each window row's ring row (`start` of its words).
+                let mut rows = [padding_row; MAX_ROWS];
                 let top = oy * w.stride_h;
                 for (ky, r) in rows[..g.kernel_h].iter_mut().enumerate() {
                     let y = top + ky * w.dilation_h;
                     if y < w.pad_top || y - w.pad_top >= g.in_h {
-                        *r = usize::MAX;
-                        padded = true;
                         continue;
                     }
                     let iy = y - w.pad_top;
@@ -229,33 +270,17 @@ impl Depthwise<'_> {
                         }
                     }
                     *r = at;
-                    any = at;
-                }
-                let mut taps_now = wq;
-                if padded {
-                    let kw = g.kernel_w;
-                    for (ky, r) in rows[..g.kernel_h].iter_mut().enumerate() {
-                        let m = &mut masked[ky * kw..][..kw];
-                        if *r == usize::MAX {
-                            *r = any;
-                            m.fill([0; 2]);
-                        } else {
-                            m.copy_from_slice(&wq[ky * kw..][..kw]);
-                        }
-                    }
-                    taps_now = &masked[..taps];
                 }
                 let ring = &ring[..];
-                let ring_row = |ky: usize| {
-                    let at = rows.get(ky).copied().unwrap_or(0);
-                    ring.get(at..at + width).unwrap_or_default()
-                };
-                if let (true, true, Some(nine), Some(k)) =
-                    (asm, common, taps_now.first_chunk(), kernel.as_mut())
-                {
-                    k.row(nine, ring, [rows[0], rows[1], rows[2]], out);
-                } else {
-                    self.row(st, taps_now, &ring_row, out);
+                match kernel.as_mut() {
+                    Some(k) => k.row(ring, [rows[0], rows[1], rows[2]], out),
+                    None => {
+                        let ring_row = |ky: usize| {
+                            let at = rows.get(ky).copied().unwrap_or(0);
+                            ring.get(at..at + width).unwrap_or_default()
+                        };
+                        self.row(st, wq, &ring_row, out);
+                    }
                 }
             }
         }
@@ -263,14 +288,7 @@ impl Depthwise<'_> {
 
     /// Every output row of channels `first..first + 4` through the assembly row kernel: 3x3
     /// windows, dilation 1 (a ring of three rows).
-    fn rows_3x3(
-        &self,
-        first: usize,
-        kernel: &mut Dw3x3,
-        wq: &[[u32; 2]; 9],
-        ring: &mut [u32],
-        output: &mut [i8],
-    ) {
+    fn rows_3x3(&self, first: usize, kernel: &mut Dw3x3, ring: &mut [u32], output: &mut [i8]) {
         let (g, c, width) = (self.g, self.channels, self.width);
         let w = &g.window;
         let (pt, pl) = (w.pad_top, w.pad_left);
@@ -305,7 +323,7 @@ impl Depthwise<'_> {
                         }
                     }
                 }
-                kernel.row(wq, ring, at, out);
+                kernel.row(ring, at, out);
             }
         }
     }

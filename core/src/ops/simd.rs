@@ -238,7 +238,21 @@ pub(crate) fn gather_words(src: &[i8], stride: usize, dst: &mut [u32]) {
     }
 }
 
-/// The assembly's view of a [`Dw3x3`] row: 29 words, `repr(C)`, offsets fixed.
+/// A [`Dw3x3`] kernel's four channels' biases and output-stage constants and its nine widened
+/// taps (`[sxtb16(w), sxtb16_ror8(w)]` for tap `3 * ky + kx`): 38 words the caller keeps in
+/// the layer's scratch, so they are not in a kernel frame.
+#[derive(Debug, Clone, Copy, Default)]
+#[repr(C)]
+pub(crate) struct Dw3x3Consts {
+    pub(crate) bias: [i32; 4],
+    pub(crate) rq: [RequantSsat; 4],
+    pub(crate) wq: [[u32; 2]; 9],
+}
+
+// SAFETY: `repr(C)` and made of i32 and u32 only: no padding, every bit pattern valid.
+unsafe impl crate::cast::Pod for Dw3x3Consts {}
+
+/// The assembly's view of a [`Dw3x3`] row: 11 words, `repr(C)`, offsets fixed.
 #[derive(Debug)]
 #[repr(C)]
 struct DwArgs {
@@ -254,16 +268,18 @@ struct DwArgs {
     /// The current pixel's first output (28).
     out: *mut i8,
     out_stride: usize,
-    bias: [i32; 4],
-    rq: [RequantSsat; 4],
+    /// The four biases (36) and the four channels' [`RequantSsat`]s (40).
+    bias: *const i32,
+    rq: *const RequantSsat,
 }
 
 /// A 3x3 depthwise convolution of four channels along output rows, requantized by
 /// [`requant_ssat`]: the input rows are words (the four channels of one pixel), padded so that
 /// every window lies on them.
 #[derive(Debug)]
-pub(crate) struct Dw3x3 {
+pub(crate) struct Dw3x3<'c> {
     args: DwArgs,
+    consts: &'c Dw3x3Consts,
     /// Words from one window to the next (the horizontal stride).
     stride: usize,
     /// Pixels a row (at least 1), words a row reads from its start, output bytes it writes.
@@ -272,14 +288,14 @@ pub(crate) struct Dw3x3 {
     out_need: usize,
 }
 
-impl Dw3x3 {
+impl<'c> Dw3x3<'c> {
     /// The row kernel for `n` output pixels a row, horizontal stride `stride` (in pixels),
-    /// input offset `off2` (both halfwords), channel biases and constants, and `out_stride`
-    /// bytes between output pixels. `None` if `n` is zero or the sizes overflow.
+    /// input offset `off2` (both halfwords), the channels' constants and taps, and
+    /// `out_stride` bytes between output pixels. `None` if `n` is zero or the sizes overflow.
     pub(crate) fn new(
         (n, stride): (usize, usize),
         off2: u32,
-        (bias, rq): ([i32; 4], [RequantSsat; 4]),
+        consts: &'c Dw3x3Consts,
         out_stride: usize,
     ) -> Option<Self> {
         let last = n.checked_sub(1)?;
@@ -288,15 +304,16 @@ impl Dw3x3 {
         Some(Self {
             args: DwArgs {
                 rows: [core::ptr::null(); 3],
-                wq: core::ptr::null(),
+                wq: consts.wq.as_ptr(),
                 off2,
                 n: 0,
                 step: stride.checked_mul(4)?,
                 out: core::ptr::null_mut(),
                 out_stride,
-                bias,
-                rq,
+                bias: consts.bias.as_ptr(),
+                rq: consts.rq.as_ptr(),
             },
+            consts,
             stride,
             n,
             need,
@@ -304,31 +321,17 @@ impl Dw3x3 {
         })
     }
 
-    /// Sets channel `k`'s (of four) bias and output-stage constants; nothing for `k >= 4`.
-    pub(crate) fn set_channel(&mut self, k: usize, bias: i32, rq: RequantSsat) {
-        if let (Some(b), Some(r)) = (self.args.bias.get_mut(k), self.args.rq.get_mut(k)) {
-            (*b, *r) = (bias, rq);
-        }
-    }
-
-    /// One output row with taps `wq` (`[sxtb16(w), sxtb16_ror8(w)]` for tap `3 * ky + kx`):
-    /// window row `ky` of pixel `i` is words `i * stride..i * stride + 3` of
+    /// One output row: window row `ky` of pixel `i` is words `i * stride..i * stride + 3` of
     /// `ring[rows[ky]..]`, the pixel's four outputs `out[i * out_stride..][..4]`. Does nothing
     /// if a row or `out` is too short.
-    pub(crate) fn row(
-        &mut self,
-        wq: &[[u32; 2]; 9],
-        ring: &[u32],
-        rows: [usize; 3],
-        out: &mut [i8],
-    ) {
+    pub(crate) fn row(&mut self, ring: &[u32], rows: [usize; 3], out: &mut [i8]) {
         let Some(room) = ring.len().checked_sub(self.need) else {
             return;
         };
         if rows.iter().any(|&r| r > room) || out.len() < self.out_need {
             return;
         }
-        imp::dw3x3_row(self, wq, rows.map(|r| ring.as_ptr().wrapping_add(r)), out);
+        imp::dw3x3_row(self, rows.map(|r| ring.as_ptr().wrapping_add(r)), out);
     }
 }
 

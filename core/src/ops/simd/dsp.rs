@@ -415,24 +415,18 @@ macro_rules! tap_4ch {
     };
 }
 
-pub(super) fn dw3x3_row(
-    k: &mut super::Dw3x3,
-    wq: &[[u32; 2]; 9],
-    rows: [*const u32; 3],
-    out: &mut [i8],
-) {
+pub(super) fn dw3x3_row(k: &mut super::Dw3x3, rows: [*const u32; 3], out: &mut [i8]) {
     k.args.rows = rows;
     k.args.out = out.as_mut_ptr();
     k.args.n = k.n;
-    k.args.wq = wq.as_ptr();
     let args: *mut super::DwArgs = &mut k.args;
     // SAFETY: `Dw3x3::new` made `n >= 1`, and `Dw3x3::row` checked that each row pointer
     // has the `(n - 1) * stride + 3` words of the ring after it that the windows read (LDR
     // with immediate offsets 0, 4, 8; the ring is word aligned) and that `out` holds the
-    // `(n - 1) * out_stride + 4` bytes the STRBs write. `wq`
-    // (72 bytes, LDRD of word-aligned pairs) is borrowed for the call. The
-    // assembly reads and updates `DwArgs` in place (`n`, `out`), which we hold exclusively,
-    // and restores r6/r7 from the stack.
+    // `(n - 1) * out_stride + 4` bytes the STRBs write. The taps (72 bytes, LDRD of
+    // word-aligned pairs), biases and constants (LDM) are the `Dw3x3Consts` the kernel
+    // borrows for its life. The assembly reads and updates `DwArgs` in place (`n`, `out`),
+    // which we hold exclusively, and restores r6/r7 from the stack.
     unsafe {
         asm!(
             "push {{r6, r7}}",
@@ -441,7 +435,7 @@ pub(super) fn dw3x3_row(
             "ldr r4, [r7, #16]",
             "2:",
             "ldr r3, [r7, #12]",
-            "add lr, r7, #36",
+            "ldr lr, [r7, #36]",
             "ldm lr, {{r8, r9, r10, r11}}",
             "ldr r12, [r0]",
             tap_4ch!(),
@@ -465,7 +459,7 @@ pub(super) fn dw3x3_row(
             "add r0, r0, r12",
             "add r1, r1, r12",
             "add r2, r2, r12",
-            "add lr, r7, #52",
+            "ldr lr, [r7, #40]",
             "ldm lr!, {{r3, r4, r5, r6}}",
             requant_in_place!("r8", "r3", "r4", "r5", "r6"),
             "ldm lr!, {{r3, r4, r5, r6}}",

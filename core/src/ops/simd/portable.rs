@@ -139,19 +139,14 @@ pub(super) fn mac_1x4(col: &[[u32; 2]], w: &[i8], stride: usize, acc: [i32; 4]) 
     acc
 }
 
-pub(super) fn dw3x3_row(
-    k: &mut super::Dw3x3,
-    wq: &[[u32; 2]; 9],
-    rows: [*const u32; 3],
-    out: &mut [i8],
-) {
+pub(super) fn dw3x3_row(k: &mut super::Dw3x3, rows: [*const u32; 3], out: &mut [i8]) {
     // The portable code reads through the rows the safe wrapper checked, as slices.
     // SAFETY: `Dw3x3::row` checked each row pointer has `need` words of the ring after it.
     let rows = rows.map(|r| unsafe { core::slice::from_raw_parts(r, k.need) });
-    let a = &k.args;
+    let (a, c) = (&k.args, k.consts);
     for i in 0..k.n {
-        let [mut c0, mut c1, mut c2, mut c3] = a.bias;
-        for (t, w) in wq.iter().enumerate() {
+        let [mut c0, mut c1, mut c2, mut c3] = c.bias;
+        for (t, w) in c.wq.iter().enumerate() {
             let x = rows[t / 3][i * k.stride + t % 3];
             let (xe, xo) = (sxtab16(a.off2, x), sxtab16_ror8(a.off2, x));
             c0 = smlabb(xe, w[0], c0);
@@ -160,7 +155,7 @@ pub(super) fn dw3x3_row(
             c3 = smlatt(xo, w[1], c3);
         }
         let o = &mut out[i * a.out_stride..][..4];
-        for ((o, acc), r) in o.iter_mut().zip([c0, c1, c2, c3]).zip(&a.rq) {
+        for ((o, acc), r) in o.iter_mut().zip([c0, c1, c2, c3]).zip(&c.rq) {
             *o = requant_ssat(acc, r.left, r.mult, r.add, r.right) as i8;
         }
     }
