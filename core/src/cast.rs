@@ -21,6 +21,10 @@ unsafe impl Pod for u32 {}
 unsafe impl Pod for [u32; 2] {}
 // SAFETY: as above.
 unsafe impl Pod for [u32; 4] {}
+// SAFETY: arrays of integers have no padding and accept every bit pattern.
+unsafe impl Pod for [i32; 2] {}
+// SAFETY: as above.
+unsafe impl Pod for [u8; 2] {}
 // SAFETY: `#[repr(C)]` pair of i32: no padding, every bit pattern valid.
 unsafe impl Pod for crate::quant::QuantizedMultiplier {}
 
@@ -47,6 +51,20 @@ pub(crate) fn slice_mut<T: Pod>(bytes: &mut [u8]) -> Option<&mut [T]> {
     Some(unsafe {
         core::slice::from_raw_parts_mut(bytes.as_mut_ptr().cast::<T>(), bytes.len() / size)
     })
+}
+
+/// Splits `n` values of `T` off the front of `bytes` (moved past them), or `None` if `bytes`
+/// is too short or misaligned for `T`.
+pub(crate) fn take_mut<'a, T: Pod>(bytes: &mut &'a mut [u8], n: usize) -> Option<&'a mut [T]> {
+    let len = n.checked_mul(core::mem::size_of::<T>())?;
+    // Each part ends on a multiple of 8, so the next part stays aligned.
+    let step = len.next_multiple_of(8).min(bytes.len());
+    if len > bytes.len() {
+        return None;
+    }
+    let (head, tail) = core::mem::take(bytes).split_at_mut(step);
+    *bytes = tail;
+    slice_mut(&mut head[..len])
 }
 
 /// Views int8 values as i32 words, or `None` if misaligned or not a whole number of words.

@@ -210,7 +210,7 @@ fn run_conv(
         data: filter,
         shape: fs,
     };
-    let mut scratch = garbage(conv2d::scratch_bytes(fs));
+    let mut scratch = garbage(conv2d::scratch_bytes(st, &f, bias, rq, os));
     let o = TensorMut {
         data: &mut got[..],
         shape: os,

@@ -269,7 +269,17 @@ impl<'a> Model<'a> {
     pub fn kernel_scratch(&self, index: u16) -> Result<Option<usize>, Error> {
         use crate::ops::{conv2d, depthwise_conv2d, fully_connected};
         Ok(match self.layer(index)? {
-            Layer::Conv2d { filter, .. } => Some(conv2d::scratch_bytes(filter.shape)),
+            Layer::Conv2d {
+                ref stage,
+                ref filter,
+                bias,
+                requant,
+                output,
+                ..
+            } => {
+                let output = self.tensor(output)?.shape;
+                Some(conv2d::scratch_bytes(stage, filter, bias, requant, output))
+            }
             Layer::FullyConnected {
                 stage,
                 weights,

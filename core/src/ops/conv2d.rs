@@ -56,11 +56,18 @@ pub fn conv2d_i8(
     reference_i8(&g, stage, input, filter, bias, requant, output)
 }
 
-/// Scratch bytes [`conv2d_i8`]'s fast kernel needs for an OHWI `filter` (at most
-/// 1,152 plus the zero-padded copies of up to three filter rows).
-pub fn scratch_bytes(filter: Shape4) -> usize {
-    let taps = filter.h.saturating_mul(filter.w).saturating_mul(filter.c);
-    conv_gemm::scratch_bytes(taps, filter.n)
+/// Scratch bytes [`conv2d_i8`]'s fast kernel needs for this layer (its OHWI `filter`, the
+/// output's shape): the column pair, at most 2,304 bytes; for a layer the table-free loop does
+/// not take, also zero-padded copies of up to three filter rows and a block's tables (about
+/// 1.8 KB).
+pub fn scratch_bytes(
+    stage: &Int8Stage,
+    filter: &Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: Shape4,
+) -> usize {
+    conv_gemm::layer_scratch(stage, (filter.data, filter.shape), bias, requant, output)
 }
 
 /// [`conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply at a
@@ -368,7 +375,7 @@ mod tests {
         os: Shape4,
     ) -> Result<Vec<i8>, Error> {
         let mut out = vec![0i8; len(os)];
-        let mut words = vec![0u32; scratch_bytes(filter.shape).div_ceil(4)];
+        let mut words = vec![0u32; scratch_bytes(&st, &filter, bias, rq, os).div_ceil(4)];
         let scratch = crate::cast::words_as_bytes_mut(&mut words);
         conv2d_i8(&w, &st, input, filter, bias, rq, tm(&mut out, os), scratch)?;
         Ok(out)

@@ -19,8 +19,8 @@
 
 use super::conv2d::{tap_range, Geometry};
 use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage, Kind};
-use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairTable};
-use super::{Int8Stage, Requant};
+use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairDesc, PairTable};
+use super::{Int8Stage, Requant, Shape4};
 use core::ops::Range;
 
 mod direct;
@@ -46,16 +46,72 @@ fn short_rows(taps: usize, out_c: usize) -> usize {
 }
 
 /// Scratch bytes [`conv2d`] needs for a filter of `out_c` rows of `taps` taps: the column
-/// pair, and the zero-padded copies of the filter's last rows when a window is not whole
-/// words. Shared with the host's planner, which reserves them in the arena.
-pub(crate) fn scratch_bytes(taps: usize, out_c: usize) -> usize {
+/// pair; for the table path (`direct` false), the zero-padded copies of the filter's last rows
+/// when a window is not whole words, and a block's [`Tables`]. Shared with the host's
+/// planner, which reserves them in the arena.
+pub(crate) fn scratch_bytes(taps: usize, out_c: usize, direct: bool) -> usize {
     let cols = 16 * taps.min(MAX_TAPS).div_ceil(4);
+    if direct {
+        return cols;
+    }
     let tails = if taps % 4 != 0 && taps <= MAX_TAPS {
         out_c.saturating_sub(short_rows(taps, out_c)) * 4 * taps.div_ceil(4)
     } else {
         0
     };
-    cols + tails
+    cols + tails + Tables::BYTES
+}
+
+/// [`scratch_bytes`] for a layer: whether [`conv2d`] takes the table-free loop depends on
+/// its channels' stages.
+pub(crate) fn layer_scratch(
+    stage: &Int8Stage,
+    (filter, shape): (&[i8], Shape4),
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: Shape4,
+) -> usize {
+    let taps = shape.h.saturating_mul(shape.w).saturating_mul(shape.c);
+    let max_sum = max_product(stage).saturating_mul(taps as u64);
+    let pixels = output.n.saturating_mul(output.h).saturating_mul(output.w);
+    let consts = (bias, requant, max_sum);
+    let direct = direct::direct_pairs(taps, (filter, shape.n), consts, stage, pixels);
+    scratch_bytes(taps, shape.n, direct.is_some())
+}
+
+/// A block's tables for the table path, in the layer's scratch (not in a kernel frame): the
+/// assembly's pair descriptors, every channel's stage, and the pairs (block-relative
+/// channel indices) the assembly runs and those Rust runs.
+struct Tables<'s> {
+    descs: &'s mut [PairDesc; PAIRS],
+    stages: &'s mut [ChannelStage; OC_BLOCK],
+    pairs: &'s mut [[u8; 2]; PAIRS + 1],
+    rest: &'s mut [[u8; 2]; PAIRS + 1],
+}
+
+impl<'s> Tables<'s> {
+    /// Bytes a layer reserves: each part a multiple of 8 bytes, plus what aligning the
+    /// descriptors may skip (they hold pointers: 8-byte aligned on a 64-bit host).
+    const BYTES: usize = PAIRS * size_of::<PairDesc>()
+        + OC_BLOCK * size_of::<ChannelStage>()
+        + 2 * (2 * (PAIRS + 1)).next_multiple_of(8)
+        + (align_of::<PairDesc>() - 4);
+
+    /// The tables at the front of `bytes` (word-aligned), or `None` if it is too short.
+    fn carve(bytes: &'s mut [u8]) -> Option<Self> {
+        let skip = bytes.as_ptr().align_offset(align_of::<PairDesc>());
+        let mut rest = bytes.get_mut(skip..)?;
+        let descs = crate::cast::take_mut::<PairDesc>(&mut rest, PAIRS)?;
+        let stages = crate::cast::take_mut::<ChannelStage>(&mut rest, OC_BLOCK)?;
+        let pairs = crate::cast::take_mut::<[u8; 2]>(&mut rest, PAIRS + 1)?;
+        let others = crate::cast::take_mut::<[u8; 2]>(&mut rest, PAIRS + 1)?;
+        Some(Self {
+            descs: descs.try_into().ok()?,
+            stages: stages.try_into().ok()?,
+            pairs: pairs.try_into().ok()?,
+            rest: others.try_into().ok()?,
+        })
+    }
 }
 
 /// Everything about a validated convolution the loops need.
@@ -115,16 +171,10 @@ pub(crate) fn conv2d(
         return true;
     }
     let cols_len = 16 * taps.min(MAX_TAPS).div_ceil(4);
-    let Some((cols, tails)) = scratch
-        .get_mut(..scratch_bytes(taps, out_c))
-        .map(|s| s.split_at_mut(cols_len))
-    else {
+    let Some((cols, rest)) = scratch.split_at_mut_checked(cols_len) else {
         return false;
     };
-    let (Some(cols), Some(tails)) = (
-        crate::cast::slice_mut::<[u32; 4]>(cols),
-        crate::cast::slice_mut::<i8>(tails),
-    ) else {
+    let Some(cols) = crate::cast::slice_mut::<[u32; 4]>(cols) else {
         return false;
     };
     let conv = Conv {
@@ -139,23 +189,29 @@ pub(crate) fn conv2d(
         stage,
     };
     let max_sum = max_product(stage).saturating_mul(taps as u64);
-    if conv.direct((bias, requant, max_sum), cols, output) {
-        return true;
-    }
-    conv.blocks((bias, requant, max_sum), (cols, tails), output);
-    true
+    conv.direct((bias, requant, max_sum), cols, output)
+        || conv.blocks((bias, requant, max_sum), cols, rest, output)
 }
 
 impl Conv<'_> {
-    /// Any layer, a block of [`OC_BLOCK`] output channels at a time with a table of their
-    /// constants (on the stack, so not inlined: the usual layer's path does not carry it).
+    /// Any layer, a block of [`OC_BLOCK`] output channels at a time with [`Tables`] of their
+    /// constants; `rest` is the scratch after the columns (the filter's zero-padded last rows,
+    /// then the tables). `false`, nothing written, if it is too short. Not inlined: the usual
+    /// layer's path does not carry its frame.
     #[inline(never)]
     fn blocks(
         &self,
         (bias, requant, max_sum): (Option<&[i32]>, Requant, u64),
-        (cols, tails): (&mut Cols, &mut [i8]),
+        cols: &mut Cols,
+        rest: &mut [u8],
         output: &mut [i8],
-    ) {
+    ) -> bool {
+        let (tails, tables) = rest.split_at_mut(rest.len().saturating_sub(Tables::BYTES));
+        let (Some(tails), Some(tables)) =
+            (crate::cast::slice_mut::<i8>(tails), Tables::carve(tables))
+        else {
+            return false;
+        };
         let (filter, taps, out_c, stage) = (self.filter, self.taps, self.out_c, self.stage);
         // Rows from `short_from` on end less than a whole group before the filter does (a window
         // not of whole words): copied and zero-padded to whole groups.
@@ -168,30 +224,36 @@ impl Conv<'_> {
                 dst[taps..].fill(0);
             }
         }
+        let tails: &[i8] = tails;
+        let Tables {
+            descs,
+            stages: all_stages,
+            pairs: all_pairs,
+            rest: all_rest,
+        } = tables;
         for first in (0..out_c).step_by(OC_BLOCK) {
             let len = OC_BLOCK.min(out_c - first);
-            let mut stages = [ChannelStage::default(); OC_BLOCK];
-            let stages = &mut stages[..len];
+            let stages = &mut all_stages[..len];
             channel_stages(stages, first, bias, requant, stage, max_sum);
             // Pairs of the channels that need sums: those the assembly's output stage takes
             // first, then the others (each odd one out paired with itself).
-            let (mut pairs, mut n, mut n_asm) = ([[0u8; 2]; PAIRS + 1], 0, 0);
+            let (mut n, mut n_asm) = (0, 0);
             for asm in [true, false] {
                 let mut these = (0..len).filter(|&j| {
                     let s = &stages[j];
-                    s.kind != Kind::Constant && all_common([s], stage) == asm
+                    s.kind() != Kind::Constant && all_common([s], stage) == asm
                 });
                 while let Some(j0) = these.next() {
                     let j1 = these.next().unwrap_or(j0);
-                    pairs[n] = [j0 as u8, j1 as u8];
+                    all_pairs[n] = [j0 as u8, j1 as u8];
                     n += 1;
                 }
                 if asm {
                     n_asm = n;
                 }
             }
-            let pairs = &pairs[..n];
-            let constants = stages.iter().any(|s| s.kind == Kind::Constant);
+            let pairs = &all_pairs[..n];
+            let constants = stages.iter().any(|s| s.kind() == Kind::Constant);
             // The assembly loop takes every pair, reading rows as whole words: the filter's last
             // rows, where whole words would run past its end, from zero-padded copies.
             let rows = filter.get(first * taps..).unwrap_or_default();
@@ -202,19 +264,19 @@ impl Conv<'_> {
                     tails.get(k * 4 * groups..).unwrap_or_default()
                 }
             };
-            let mut table = PairTable::new(groups, len);
-            let (mut rest, mut r) = ([[0u8; 2]; PAIRS + 1], 0);
+            let mut table = PairTable::new(&mut *descs, groups, len);
+            let mut r = 0;
             for (i, &[j0, j1]) in pairs.iter().enumerate() {
                 let (j0, j1) = (usize::from(j0), usize::from(j1));
                 let (s0, s1) = (&stages[j0], &stages[j1]);
                 let (bias, rq) = ([s0.bias, s1.bias], [s0.ssat(), s1.ssat()]);
                 let asm = i < n_asm && taps <= MAX_TAPS;
                 if !asm || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
-                    rest[r] = [j0 as u8, j1 as u8];
+                    all_rest[r] = [j0 as u8, j1 as u8];
                     r += 1;
                 }
             }
-            let table = (&table, &rest[..r]);
+            let table = (&table, &all_rest[..r]);
             let blk = Block {
                 first,
                 stages,
@@ -224,6 +286,7 @@ impl Conv<'_> {
             };
             self.block(&blk, cols, output);
         }
+        true
     }
 }
 
@@ -257,7 +320,7 @@ impl Conv<'_> {
     ) {
         if blk.constants {
             for (j, s) in blk.stages.iter().enumerate() {
-                if s.kind == Kind::Constant {
+                if s.kind() == Kind::Constant {
                     out_a[j] = s.value;
                     out_b[j] = s.value;
                 }

@@ -26,6 +26,7 @@ use crate::quant::QuantizedMultiplier;
 
 /// How a channel's outputs are computed.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[repr(u8)]
 pub(crate) enum Kind {
     /// The six-instruction stage.
     #[default]
@@ -38,6 +39,7 @@ pub(crate) enum Kind {
 
 /// One output channel's constants.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(C)]
 pub(crate) struct ChannelStage {
     /// Added to the channel's sum of products before requantizing.
     pub(crate) bias: i32,
@@ -48,7 +50,9 @@ pub(crate) struct ChannelStage {
     /// The multiplier's left shift, plus one for the doubling.
     left: u8,
     right: u8,
-    pub(crate) kind: Kind,
+    /// The channel's [`Kind`] as its `u8` (see [`Self::kind`]): the stage is plain data, so
+    /// kernels may keep it in arena scratch.
+    kind: u8,
     /// The output of a [`Kind::Constant`] channel.
     pub(crate) value: i8,
 }
@@ -61,7 +65,7 @@ impl Default for ChannelStage {
             left: 1,
             add: 0,
             right: 0,
-            kind: Kind::Constant,
+            kind: Kind::Constant as u8,
             value: 0,
             q: QuantizedMultiplier {
                 multiplier: 0,
@@ -71,7 +75,21 @@ impl Default for ChannelStage {
     }
 }
 
+// SAFETY: `repr(C)`, fields i32, u8 and i8 (24 bytes, no padding); every bit pattern is a
+// valid stage (an unknown kind code reads as `Kind::Fast`).
+unsafe impl crate::cast::Pod for ChannelStage {}
+const _: () = assert!(core::mem::size_of::<ChannelStage>() == 24);
+
 impl ChannelStage {
+    /// How the channel's outputs are computed.
+    pub(crate) fn kind(&self) -> Kind {
+        match self.kind {
+            1 => Kind::Constant,
+            2 => Kind::Slow,
+            _ => Kind::Fast,
+        }
+    }
+
     /// The constants for a channel with this bias and multiplier whose sums of products are at
     /// most `max_sum` in magnitude. `stage` was validated by `check_int8`. Once per channel
     /// and layer, so kept out of line (one copy in flash).
@@ -79,7 +97,7 @@ impl ChannelStage {
     pub(crate) fn new(bias: i32, q: QuantizedMultiplier, stage: &Int8Stage, max_sum: u64) -> Self {
         let slow = Self {
             bias,
-            kind: Kind::Slow,
+            kind: Kind::Slow as u8,
             q,
             ..Self::default()
         };
@@ -108,7 +126,7 @@ impl ChannelStage {
                 );
                 if lo == hi {
                     return Self {
-                        kind: Kind::Constant,
+                        kind: Kind::Constant as u8,
                         value: lo,
                         ..slow
                     };
@@ -122,7 +140,7 @@ impl ChannelStage {
             left: left as u8 + 1,
             add: ((1i32 << right) >> 1) + (stage.output_offset << right),
             right: right as u8,
-            kind: Kind::Fast,
+            kind: Kind::Fast as u8,
             value: 0,
             q,
         }
@@ -143,7 +161,7 @@ impl ChannelStage {
     /// where the fast stage's bound holds. Zero for other kinds.
     pub(crate) fn bias_room(&self, max_sum: u64) -> u32 {
         let limit = 1u64 << (30 - u32::from(self.left.saturating_sub(1)).min(30));
-        match self.kind {
+        match self.kind() {
             Kind::Fast => limit.saturating_sub(max_sum) as u32,
             _ => 0,
         }
@@ -161,7 +179,7 @@ impl ChannelStage {
 
     /// Whether the assembly loops' output stage is exact for this channel (see [`all_common`]).
     fn is_common(&self) -> bool {
-        self.kind == Kind::Fast && self.right > 0
+        self.kind() == Kind::Fast && self.right > 0
     }
 }
 
@@ -178,7 +196,7 @@ impl ChannelStage {
     /// usual channel instead ([`ChannelStage::ssat`], see [`all_common`]).
     #[inline]
     pub(crate) fn out(&self, acc: i32, stage: &Int8Stage) -> i8 {
-        match self.kind {
+        match self.kind() {
             Kind::Fast => {
                 let v = self.apply(acc);
                 v.max(stage.act_min.into()).min(stage.act_max.into()) as i8
@@ -281,7 +299,7 @@ mod tests {
             };
             let max_sum = [0u64, 1 << 10, 1 << 20, 1 << 28][(rng.next() % 4) as usize];
             let cs = ChannelStage::new(bias, q, &st, max_sum);
-            kinds[cs.kind as usize] += 1;
+            kinds[cs.kind() as usize] += 1;
             let reach = max_sum as i64;
             let sums = [
                 -reach,
@@ -318,7 +336,7 @@ mod tests {
                     let mut st = stage(0, zp);
                     (st.act_min, st.act_max) = (i8::MIN, i8::MAX);
                     let cs = ChannelStage::new(0, q, &st, 1 << 16);
-                    assert_eq!(cs.kind, Kind::Fast);
+                    assert_eq!(cs.kind(), Kind::Fast);
                     for acc in -70_000..70_000 {
                         assert_eq!(cs.apply(acc), q.apply(acc) + zp, "{acc} {q:?} {zp}");
                     }
@@ -331,7 +349,7 @@ mod tests {
     fn classifies_channels() {
         let q = |multiplier, shift| QuantizedMultiplier { multiplier, shift };
         let st = stage(0, -128);
-        let kind = |b, q, s| ChannelStage::new(b, q, &st, s).kind;
+        let kind = |b, q, s| ChannelStage::new(b, q, &st, s).kind();
         assert_eq!(kind(0, q(1 << 30, -21), 1 << 28), Kind::Fast);
         assert_eq!(kind(0, q(1 << 30, -22), 1 << 28), Kind::Slow);
         assert_eq!(kind(0, q(1 << 30, 0), (1 << 30) - 1), Kind::Fast);
@@ -339,9 +357,9 @@ mod tests {
         assert_eq!(kind(0, q(1 << 30, 31), 0), Kind::Slow);
         // VWW's dead channels: bias -2^30, a tiny multiplier: every output is -128.
         let dead = ChannelStage::new(-(1 << 30), q(1_895_044_315, -27), &st, 1 << 23);
-        assert_eq!((dead.kind, dead.value), (Kind::Constant, -128));
+        assert_eq!((dead.kind(), dead.value), (Kind::Constant, -128));
         // A zero multiplier makes the zero point, even where the fast stage cannot go.
         let zero = ChannelStage::new(1 << 30, q(0, 0), &stage(0, 7), 1 << 20);
-        assert_eq!((zero.kind, zero.value), (Kind::Constant, 7));
+        assert_eq!((zero.kind(), zero.value), (Kind::Constant, 7));
     }
 }

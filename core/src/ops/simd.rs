@@ -33,8 +33,6 @@
 //! ARMv8-M (with `CCR.UNALIGN_TRP` clear, the reset value); `LDM`/`LDRD` only read this
 //! module's callers' word-aligned buffers.
 
-use core::marker::PhantomData;
-
 /// `(x0 + off, x2 + off)` as two int16 halfwords, from the int8 word `x` and an offset
 /// `off2 = off * 0x0001_0001` already in both halfwords.
 #[inline(always)]
@@ -104,7 +102,7 @@ pub(crate) struct RequantSsat {
 /// One channel pair of a [`PairTable`]; the assembly reads these 14 words in this order.
 #[derive(Debug, Clone, Copy)]
 #[repr(C)]
-struct PairDesc {
+pub(crate) struct PairDesc {
     /// Address of row 0.
     w: *const i8,
     /// Row 1's address minus row 0's, wrapping.
@@ -115,42 +113,33 @@ struct PairDesc {
     out: [usize; 2],
 }
 
-const EMPTY_PAIR: PairDesc = PairDesc {
-    w: core::ptr::null(),
-    stride: 0,
-    bias: [0; 2],
-    rq: [RequantSsat {
-        mult: 0,
-        left: 0,
-        add: 0,
-        right: 0,
-    }; 2],
-    out: [0; 2],
-};
+// SAFETY: `repr(C)`, made of a raw pointer, usizes, i32s and u32s, each field a multiple of
+// the pointer's size from the start (no padding); every bit pattern is a valid value (a raw
+// pointer is only ever dereferenced by `gemm_pairs` after `PairTable::push` wrote it).
+unsafe impl crate::cast::Pod for PairDesc {}
 
 /// Up to `N` channel pairs for [`gemm_pairs`], each checked when added: both rows hold the
-/// `4 * groups` bytes read, the output indices are below `out_len`.
+/// `4 * groups` bytes read, the output indices are below `out_len`. The descriptors live
+/// where the caller puts them (a kernel's arena scratch).
 #[derive(Debug)]
 pub(crate) struct PairTable<'a, const N: usize> {
-    pairs: [PairDesc; N],
+    pairs: &'a mut [PairDesc; N],
     /// Each pair's rows (the portable code reads them here; the assembly through `pairs`).
     #[cfg(not(mote_dsp))]
     rows: [(&'a [i8], &'a [i8]); N],
-    /// The rows are borrowed for the table's life.
-    rows_borrowed: PhantomData<&'a [i8]>,
     len: usize,
     groups: usize,
     out_len: usize,
 }
 
 impl<'a, const N: usize> PairTable<'a, N> {
-    /// An empty table for windows of `groups` q15 groups, writing outputs `0..out_len`.
-    pub(crate) fn new(groups: usize, out_len: usize) -> Self {
+    /// An empty table in `pairs` (whatever they hold) for windows of `groups` q15 groups,
+    /// writing outputs `0..out_len`.
+    pub(crate) fn new(pairs: &'a mut [PairDesc; N], groups: usize, out_len: usize) -> Self {
         Self {
-            pairs: [EMPTY_PAIR; N],
+            pairs,
             #[cfg(not(mote_dsp))]
             rows: [(&[], &[]); N],
-            rows_borrowed: PhantomData,
             len: 0,
             groups,
             out_len,

@@ -9,16 +9,55 @@
 use super::{mac_rows, Conv, MAX_TAPS};
 use crate::ops::fast_requant::{all_common, channel_stage};
 use crate::ops::simd::gemm_direct;
-use crate::ops::Requant;
+use crate::ops::{Int8Stage, Requant};
 
 /// Most channels at the filter's end done in Rust (whole-word reads of a window that is not
 /// whole words run up to three bytes past a row: at most three rows, plus an odd one).
 const TAIL: usize = 4;
 
+/// How many channel pairs [`gemm_direct`] takes for a layer with windows of `taps` taps and
+/// `out_c` filter rows, if it runs this way: biases, every channel common, windows of at
+/// most [`MAX_TAPS`] taps, two pixels or more, at most [`TAIL`] channels left for Rust. What
+/// the scratch sizing asks; the kernel asks [`Conv::direct_pairs`], the same test.
+pub(super) fn direct_pairs(
+    taps: usize,
+    (filter, out_c): (&[i8], usize),
+    (bias, requant, max_sum): (Option<&[i32]>, Requant, u64),
+    st: &Int8Stage,
+    pixels: usize,
+) -> Option<usize> {
+    pairs_for(taps, (filter, out_c), (bias?, requant, max_sum), st, pixels)
+}
+
+#[inline(always)]
+fn pairs_for(
+    taps: usize,
+    (filter, out_c): (&[i8], usize),
+    (bias, requant, max_sum): (&[i32], Requant, u64),
+    st: &Int8Stage,
+    pixels: usize,
+) -> Option<usize> {
+    if taps > MAX_TAPS || out_c < 2 || pixels < 2 || bias.len() < out_c {
+        return None;
+    }
+    let stage_of = |c: usize| channel_stage(c, (Some(bias), requant), st, max_sum);
+    if !(0..out_c).all(|c| all_common([&stage_of(c)], st)) {
+        return None;
+    }
+    // The loop's pairs: each reads `4 * groups` bytes of its second row.
+    let groups = taps.div_ceil(4);
+    let fits = |pairs: usize| (2 * pairs - 1) * taps + 4 * groups <= filter.len();
+    let mut pairs = out_c / 2;
+    while pairs > 0 && !fits(pairs) {
+        pairs -= 1;
+    }
+    (out_c - 2 * pairs <= TAIL).then_some(pairs)
+}
+
 impl Conv<'_> {
-    /// Every output through [`gemm_direct`], if the layer allows it (`false`, nothing
-    /// written, otherwise): biases, every channel common, windows of at most [`MAX_TAPS`]
-    /// taps, two pixels or more. `cols` holds `taps.div_ceil(4)` groups.
+    /// Every output through [`gemm_direct`], if [`direct_pairs`] says the layer runs this
+    /// way (`false`, nothing written, otherwise): its pairs at a time, the rest in Rust.
+    /// `cols` holds `taps.div_ceil(4)` groups.
     pub(super) fn direct(
         &self,
         (bias, requant, max_sum): (Option<&[i32]>, Requant, u64),
@@ -56,31 +95,16 @@ impl Conv<'_> {
         true
     }
 
-    /// How many channel pairs [`gemm_direct`] takes, if the layer allows it: every channel
-    /// common, windows of at most [`MAX_TAPS`] taps, two pixels or more, at most [`TAIL`]
-    /// channels left. Out of line: its stages stay out of the loop's frame.
+    /// [`direct_pairs`] for this layer. Out of line: its stages stay out of the loop's frame.
     #[inline(never)]
-    fn direct_pairs(
-        &self,
-        (bias, requant, max_sum): (&[i32], Requant, u64),
-        pixels: usize,
-    ) -> Option<usize> {
-        let (taps, out_c, st) = (self.taps, self.out_c, self.stage);
-        if taps > MAX_TAPS || out_c < 2 || pixels < 2 || bias.len() < out_c {
-            return None;
-        }
-        let stage_of = |c: usize| channel_stage(c, (Some(bias), requant), st, max_sum);
-        if !(0..out_c).all(|c| all_common([&stage_of(c)], st)) {
-            return None;
-        }
-        // The loop's pairs: each reads `4 * groups` bytes of its second row.
-        let groups = taps.div_ceil(4);
-        let fits = |pairs: usize| (2 * pairs - 1) * taps + 4 * groups <= self.filter.len();
-        let mut pairs = out_c / 2;
-        while pairs > 0 && !fits(pairs) {
-            pairs -= 1;
-        }
-        (out_c - 2 * pairs <= TAIL).then_some(pairs)
+    fn direct_pairs(&self, consts: (&[i32], Requant, u64), pixels: usize) -> Option<usize> {
+        pairs_for(
+            self.taps,
+            (self.filter, self.out_c),
+            consts,
+            self.stage,
+            pixels,
+        )
     }
 
     /// Channel `c` of a pixel pair, in Rust, its stage computed again each time: at most
