@@ -27,22 +27,32 @@ struct Arena([u8; model::ARENA_SIZE]);
 /// Most layers a profile keeps; later layers are still run, only not timed separately.
 const MAX_PROFILED: usize = 64;
 
-/// Times every operator of one invoke.
+/// Times every operator of one invoke and, with a painted stack, measures its stack peak.
 struct Profiler {
     meter: cost::Meter,
     started: u64,
     spent: [u64; MAX_PROFILED],
     ops: [Option<OpCode>; MAX_PROFILED],
+    painted: Option<stack::Painted>,
+    stack: [usize; MAX_PROFILED],
 }
 
 impl OpHook for Profiler {
     fn before(&mut self, _: u16, _: OpCode) {
+        // Repainted before the clock starts: the painting is not counted.
+        if let Some(painted) = &self.painted {
+            painted.repaint_below_caller();
+        }
         self.started = self.meter.now();
     }
     fn after(&mut self, index: u16, op: OpCode) {
         let spent = self.meter.since(self.started).count;
-        if let Some(slot) = self.spent.get_mut(index as usize) {
-            *slot = spent;
+        let stack = self.painted.map_or(0, |p| p.peak_bytes());
+        if let (Some(slot), Some(peak)) = (
+            self.spent.get_mut(index as usize),
+            self.stack.get_mut(index as usize),
+        ) {
+            (*slot, *peak) = (spent, stack);
             self.ops[index as usize] = Some(op);
         }
     }
@@ -111,6 +121,8 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         meter,
         started: 0,
         spent: [0; MAX_PROFILED],
+        painted: None,
+        stack: [0; MAX_PROFILED],
         ops: [None; MAX_PROFILED],
     };
     let mut hits = 0;
@@ -143,9 +155,16 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
 
     // One more invoke with a hook around every operator: the per-layer profile. The stack is
     // painted first, so its peak during an invoke is measured too.
-    stack::paint();
+    // Each operator's peak too: repainted below the interpreter's frame before each.
+    let painted = stack::paint();
+    profiler.painted = Some(painted);
     interpreter.invoke_with(&mut profiler)?;
-    defmt::println!("stack peak {=usize} bytes", stack::peak_bytes());
+    let peak = profiler
+        .stack
+        .iter()
+        .copied()
+        .fold(painted.peak_bytes(), usize::max);
+    defmt::println!("stack peak {=usize} bytes", peak);
 
     if model::FINETUNE {
         if let finetune::Next::Reboot =
@@ -155,9 +174,17 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
             board::reboot();
         }
     }
-    for (index, (spent, op)) in profiler.spent.iter().zip(profiler.ops).enumerate() {
+    let profile = profiler.spent.iter().zip(profiler.ops).zip(profiler.stack);
+    for (index, ((spent, op), stack)) in profile.enumerate() {
         if let Some(op) = op {
-            defmt::println!("layer {=usize} {=str} {=u64}", index, op.name(), spent);
+            let name = op.name();
+            defmt::println!(
+                "layer {=usize} {=str} {=u64} {=usize}",
+                index,
+                name,
+                spent,
+                stack
+            );
         }
     }
     Ok(())

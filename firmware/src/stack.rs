@@ -16,37 +16,55 @@ const SPAN: usize = 32 * 1024;
 /// Leave the words just below the SP alone: `paint`'s own frame lives there.
 const GUARD: usize = 64;
 
-#[inline(always)]
-fn bounds() -> (usize, usize) {
-    let top = addr_of!(_stack_start) as usize;
-    let end = addr_of!(_stack_end) as usize;
-    // Both `paint` and `peak_bytes` are called from the same frame, so the SP here is the same.
-    let sp = cortex_m::register::msp::read() as usize;
-    let bottom = end.max(sp.saturating_sub(SPAN)).next_multiple_of(4);
-    let limit = (sp.min(top).saturating_sub(GUARD) & !3).max(bottom);
-    (bottom, limit)
+/// The painted region, `[bottom, limit)`, below the frame that painted it.
+#[derive(Clone, Copy)]
+pub struct Painted {
+    bottom: usize,
+    limit: usize,
 }
 
 /// Fills the free stack below the current frame with the pattern.
 #[inline(always)]
-pub fn paint() {
-    let (bottom, limit) = bounds();
-    for addr in (bottom..limit).step_by(4) {
-        // SAFETY: [bottom, limit) lies between the end of .bss and below the live stack frame
-        // (a guard below the current SP), memory nothing else uses; word-aligned.
-        unsafe { write_volatile(addr as *mut u32, PAINT) };
-    }
+pub fn paint() -> Painted {
+    let top = addr_of!(_stack_start) as usize;
+    let end = addr_of!(_stack_end) as usize;
+    let sp = cortex_m::register::msp::read() as usize;
+    let bottom = end.max(sp.saturating_sub(SPAN)).next_multiple_of(4);
+    let limit = (sp.min(top).saturating_sub(GUARD) & !3).max(bottom);
+    let painted = Painted { bottom, limit };
+    painted.fill(limit);
+    painted
 }
 
-/// Bytes of stack used below the caller's frame since the last [`paint`] (called from the
-/// same frame): what the code run in between needed, excluding the harness above it.
-#[inline(always)]
-pub fn peak_bytes() -> usize {
-    let (bottom, limit) = bounds();
-    let mut addr = bottom;
-    // SAFETY: reads aligned words of RAM inside the stack region painted by `paint`.
-    while addr < limit && unsafe { read_volatile(addr as *const u32) } == PAINT {
-        addr += 4;
+impl Painted {
+    /// Paints `[bottom, below)` again (word-aligned, within the region).
+    #[inline(always)]
+    fn fill(&self, below: usize) {
+        for addr in (self.bottom..below.min(self.limit)).step_by(4) {
+            // SAFETY: [bottom, below) lies between the end of .bss and below the live stack
+            // frames (a guard below the SP of whoever calls), memory nothing else uses;
+            // word-aligned.
+            unsafe { write_volatile(addr as *mut u32, PAINT) };
+        }
     }
-    (limit + GUARD).saturating_sub(addr)
+
+    /// Paints again everything below the caller's frame (a guard below its SP), so the next
+    /// [`Self::peak_bytes`] sees only what runs after this.
+    #[inline(always)]
+    pub fn repaint_below_caller(&self) {
+        let sp = cortex_m::register::msp::read() as usize;
+        self.fill(sp.saturating_sub(GUARD) & !3);
+    }
+
+    /// Bytes of stack used below the painting frame since the last paint: what the code run
+    /// in between needed, excluding the harness above it.
+    #[inline(always)]
+    pub fn peak_bytes(&self) -> usize {
+        let mut addr = self.bottom;
+        // SAFETY: reads aligned words of RAM inside the stack region painted by `paint`.
+        while addr < self.limit && unsafe { read_volatile(addr as *const u32) } == PAINT {
+            addr += 4;
+        }
+        (self.limit + GUARD).saturating_sub(addr)
+    }
 }

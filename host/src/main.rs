@@ -260,10 +260,14 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 let result = mote_host::bench::run(&case)?;
                 if layers {
-                    for (i, (op, cost)) in result.report.layers.iter().enumerate() {
+                    for (i, l) in result.report.layers.iter().enumerate() {
+                        let stack = l
+                            .stack
+                            .map(|s| format!(", stack {s:>5} B"))
+                            .unwrap_or_default();
                         println!(
-                            "{}: layer {i:>2} {op:<18} {cost:>12} instructions",
-                            result.name
+                            "{}: layer {i:>2} {:<18} {:>12} instructions{stack}",
+                            result.name, l.op, l.cost
                         );
                     }
                 }

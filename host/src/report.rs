@@ -29,10 +29,21 @@ pub struct FirmwareReport {
     pub parse_cost: u64,
     /// One entry per input vector, in order.
     pub inferences: Vec<Inference>,
-    /// Per-operator cost of one profiled invoke: (operator name, cost).
-    pub layers: Vec<(String, u64)>,
+    /// Per-operator cost of one profiled invoke.
+    pub layers: Vec<LayerCost>,
     /// Peak stack bytes during an invoke (painted), if reported.
     pub stack_peak: Option<usize>,
+}
+
+/// One operator of a profiled invoke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LayerCost {
+    /// The operator's name (`CONV_2D`, ...).
+    pub op: String,
+    /// What it cost, in the report's unit.
+    pub cost: u64,
+    /// Its peak stack bytes below the harness (painted), if the firmware measured it.
+    pub stack: Option<usize>,
 }
 
 fn field<'a>(text: &'a str, key: &str) -> Option<&'a str> {
@@ -64,10 +75,13 @@ impl FirmwareReport {
                     .push(parse_output(rest).with_context(|| format!("in `{t}`"))?);
             } else if let Some(rest) = t.strip_prefix("layer ") {
                 let w: Vec<&str> = rest.split_whitespace().collect();
-                match w.as_slice() {
-                    [_, name, cost] => r.layers.push((name.to_string(), cost.parse()?)),
+                let (op, cost, stack) = match w.as_slice() {
+                    [_, op, cost] => (op, cost, None),
+                    [_, op, cost, stack] => (op, cost, Some(stack.parse()?)),
                     _ => bail!("unreadable layer line `{t}`"),
-                }
+                };
+                let (op, cost) = (op.to_string(), cost.parse()?);
+                r.layers.push(LayerCost { op, cost, stack });
             } else if let Some(rest) = t.strip_prefix("stack peak ") {
                 r.stack_peak = rest.split_whitespace().next().and_then(|v| v.parse().ok());
             }

@@ -103,10 +103,10 @@ fn firmware_output_equals_tflite_micro_and_the_host_with_costs() {
     // One profile line per operator, in order, whose sum is the whole invoke minus the hook's
     // own overhead (a few hundred instructions per layer at most).
     assert_eq!(report.layers.len(), model.op_count() as usize);
-    for (k, (name, _)) in report.layers.iter().enumerate() {
-        assert_eq!(name, model.op(k as u16).unwrap().opcode.name());
+    for (k, layer) in report.layers.iter().enumerate() {
+        assert_eq!(layer.op, model.op(k as u16).unwrap().opcode.name());
     }
-    let layer_sum: u64 = report.layers.iter().map(|(_, c)| c).sum();
+    let layer_sum: u64 = report.layers.iter().map(|l| l.cost).sum();
     let total = report.inferences[0].cost;
     assert!(
         layer_sum <= total + 40 * report.layers.len() as u64,
@@ -118,6 +118,11 @@ fn firmware_output_equals_tflite_micro_and_the_host_with_costs() {
     );
     let stack = report.stack_peak.expect("a stack line");
     assert!((64..8192).contains(&stack), "stack {stack}");
+    // Each operator's own peak (the stack repainted before it): the invoke's peak is one of
+    // them, and every kernel needs more than the interpreter's frame alone.
+    let per_layer: Vec<usize> = report.layers.iter().map(|l| l.stack.unwrap()).collect();
+    assert_eq!(per_layer.iter().max(), Some(&stack), "{per_layer:?}");
+    assert!(per_layer.iter().all(|&s| s >= 64), "{per_layer:?}");
 }
 
 #[test]

@@ -328,7 +328,9 @@ impl Depthwise<'_> {
         }
     }
 
-    /// One output row in Rust: any kernel size, dilation and channel stages.
+    /// One output row in Rust: any kernel size, dilation and channel stages. Out of line, so
+    /// [`Self::group_any`]'s frame does not hold its working set.
+    #[inline(never)]
     fn row<'r>(
         &self,
         st: &[ChannelStage; 4],
