@@ -30,7 +30,8 @@ impl Board {
 }
 
 /// The operator features `model` needs, sorted and without repeats, plus
-/// `reference-kernels` if some layer would run a reference kernel.
+/// `reference-kernels` if some layer would run a reference kernel and the `kernel-*` paths its
+/// layers take.
 pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
     let mut features = Vec::new();
     for index in 0..model.op_count() {
@@ -45,6 +46,11 @@ pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
     {
         features.push("reference-kernels");
     }
+    features.extend(
+        model
+            .kernel_path_features()
+            .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
     features.sort_unstable();
     features.dedup();
     Ok(features)

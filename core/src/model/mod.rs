@@ -1,6 +1,7 @@
 //! The `.mote` model: parsed and validated once, then read in place.
 
 mod layer;
+mod paths;
 
 pub use layer::{Layer, Scratch};
 

@@ -72,11 +72,24 @@ pub(crate) fn layer_scratch(
     output: Shape4,
 ) -> usize {
     let taps = shape.h.saturating_mul(shape.w).saturating_mul(shape.c);
+    let table = takes_table(stage, (filter, shape), bias, requant, output);
+    scratch_bytes(taps, shape.n, !table)
+}
+
+/// Whether [`conv2d`] runs this layer through its table path (cargo feature
+/// `kernel-conv-table`) rather than the table-free loop.
+pub(crate) fn takes_table(
+    stage: &Int8Stage,
+    (filter, shape): (&[i8], Shape4),
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: Shape4,
+) -> bool {
+    let taps = shape.h.saturating_mul(shape.w).saturating_mul(shape.c);
     let max_sum = max_product(stage).saturating_mul(taps as u64);
     let pixels = output.n.saturating_mul(output.h).saturating_mul(output.w);
     let consts = (bias, requant, max_sum);
-    let direct = direct::direct_pairs(taps, (filter, shape.n), consts, stage, pixels);
-    scratch_bytes(taps, shape.n, direct.is_some())
+    direct::direct_pairs(taps, (filter, shape.n), consts, stage, pixels).is_none()
 }
 
 /// A block's tables for the table path, in the layer's scratch (not in a kernel frame): the
@@ -196,8 +209,9 @@ pub(crate) fn conv2d(
 impl Conv<'_> {
     /// Any layer, a block of [`OC_BLOCK`] output channels at a time with [`Tables`] of their
     /// constants; `rest` is the scratch after the columns (the filter's zero-padded last rows,
-    /// then the tables). `false`, nothing written, if it is too short. Not inlined: the usual
-    /// layer's path does not carry its frame.
+    /// then the tables). `false`, nothing written, if it is too short or the path is not built
+    /// (feature `kernel-conv-table`). Not inlined: the usual layer's path does not carry its
+    /// frame.
     #[inline(never)]
     fn blocks(
         &self,
@@ -206,6 +220,9 @@ impl Conv<'_> {
         rest: &mut [u8],
         output: &mut [i8],
     ) -> bool {
+        if !cfg!(feature = "kernel-conv-table") {
+            return false;
+        }
         let (tails, tables) = rest.split_at_mut(rest.len().saturating_sub(Tables::BYTES));
         let (Some(tails), Some(tables)) =
             (crate::cast::slice_mut::<i8>(tails), Tables::carve(tables))
@@ -392,7 +409,9 @@ impl Conv<'_> {
 
     /// Fills `cols` with taps `range` of the windows of pixels `p.0` (lanes 0, 1) and `p.1`
     /// (lanes 2, 3), plus the input offset; taps past the window's end, up to a whole group,
-    /// are zero. `range.start` is a multiple of 4.
+    /// are zero. `range.start` is a multiple of 4. Never inlined: in the pixel loop's frame its
+    /// locals would add to every gather path's (measured: +72 B of stack when it was).
+    #[inline(never)]
     fn gather(&self, p: (usize, usize), range: Range<usize>, cols: &mut Cols) {
         let len = range.end - range.start;
         let groups = &mut cols[..len.div_ceil(4)];

@@ -65,7 +65,9 @@ pub(crate) fn ring(
 }
 
 /// Runs the depthwise convolution if the fast path applies and `scratch` holds the ring;
-/// `false` (and nothing written) otherwise. Shapes were validated by the caller.
+/// `false` otherwise, with nothing written, or with some groups written when a later one
+/// needs the general path and it is not built (the caller's reference kernel then writes
+/// every output again). Shapes were validated by the caller.
 #[allow(clippy::too_many_arguments)]
 // Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
 #[inline(never)]
@@ -120,10 +122,28 @@ pub(crate) fn depthwise(
     };
     // Padding columns hold the zero point in every channel, for the whole layer.
     ring.fill(u32::from_le_bytes([zp; 4]));
-    for first in (0..channels).step_by(4) {
-        dw.group(first, ring, (consts, wide_taps), output);
-    }
-    true
+    // A group the built paths do not take (feature `kernel-depthwise-general`) ends the fast
+    // path: the caller runs the reference kernel over every output (none is an input).
+    (0..channels)
+        .step_by(4)
+        .all(|first| dw.group(first, ring, (&mut *consts, &mut *wide_taps), output))
+}
+
+/// Whether the depthwise layer with this geometry needs the general group path (feature
+/// `kernel-depthwise-general`): the fast path applies (`ring`), and the kernel is not 3x3 with
+/// dilation 1 or some group of four channels has one outside the assembly's output stage.
+pub(crate) fn takes_general(
+    window: &Window,
+    (kernel_h, kernel_w, channels): (usize, usize, usize),
+    stage: &Int8Stage,
+    (bias, requant): (Option<&[i32]>, Requant),
+    applies: bool,
+) -> bool {
+    let w = window;
+    let usual = (kernel_h, kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
+    let max_sum = max_product(stage).saturating_mul((kernel_h * kernel_w) as u64);
+    let common = |c| all_common([&channel_stage(c, (bias, requant), stage, max_sum)], stage);
+    applies && !(usual && (0..channels).all(common))
 }
 
 struct Depthwise<'a> {
@@ -147,13 +167,25 @@ type GroupConsts<'s> = (&'s mut Dw3x3Consts, &'s mut [[u32; 2]]);
 
 impl Depthwise<'_> {
     /// Every output of channels `first..first + 4`.
-    fn group(&self, first: usize, ring: &mut [u32], consts: GroupConsts, output: &mut [i8]) {
+    /// `false` if the group needs the general path and it is not built.
+    fn group(
+        &self,
+        first: usize,
+        ring: &mut [u32],
+        consts: GroupConsts,
+        output: &mut [i8],
+    ) -> bool {
         let g = self.g;
         let w = &g.window;
         let usual = (g.kernel_h, g.kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
-        if !(usual && self.group_3x3(first, ring, consts.0, output)) {
-            self.group_any(first, ring, consts, output);
+        if usual && self.group_3x3(first, ring, consts.0, output) {
+            return true;
         }
+        if cfg!(feature = "kernel-depthwise-general") {
+            self.group_any(first, ring, consts, output);
+            return true;
+        }
+        false
     }
 
     /// [`Self::group`] for the usual layer: 3x3, dilation 1, every channel's output stage the

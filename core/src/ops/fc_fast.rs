@@ -63,7 +63,8 @@ fn scratch_len(shared: bool, in_f: usize) -> usize {
 
 /// Runs the layer (shapes and buffers validated by the caller): `input` is rows of `in_f`,
 /// `weights` `out_f` rows of `in_f`, `output` rows of `out_f`; `false` (and nothing
-/// written) if `scratch` is shorter than [`scratch_bytes`] or not word-aligned.
+/// written) if `scratch` is shorter than [`scratch_bytes`] or not word-aligned, or the layer
+/// needs the general path and it is not built.
 #[allow(clippy::too_many_arguments)]
 // Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
 #[inline(never)]
@@ -96,9 +97,21 @@ pub(crate) fn fully_connected(
     let layer = (weights, bias, requant, out_f);
     match shared {
         Some(shared) => fc.shared(shared, input, layer, col, output),
-        None => fc.general(input, layer, col, output),
+        None if cfg!(feature = "kernel-fc-general") => fc.general(input, layer, col, output),
+        None => return false,
     }
     true
+}
+
+/// Whether the layer needs the general path (feature `kernel-fc-general`): no output stage
+/// shared by every output.
+pub(crate) fn takes_general(
+    stage: &Int8Stage,
+    in_f: usize,
+    bias: Option<&[i32]>,
+    requant: Requant,
+) -> bool {
+    shared_stage(stage, in_f, bias, requant).is_none()
 }
 
 /// A layer's constants: weights, biases, requantization, outputs per row.

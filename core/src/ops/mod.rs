@@ -6,11 +6,11 @@
 
 pub mod add;
 pub mod conv2d;
-mod conv_gemm;
+pub(crate) mod conv_gemm;
 pub mod depthwise_conv2d;
-mod depthwise_fast;
+pub(crate) mod depthwise_fast;
 mod fast_requant;
-mod fc_fast;
+pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod mean;
 pub mod pooling;

@@ -1,0 +1,73 @@
+//! Which of the fast kernels' optional paths (mote-core's `kernel-*` cargo features) a model's
+//! layers take, so a firmware can link only those.
+
+use super::{Layer, Model};
+use crate::ops::{conv_gemm, depthwise_conv2d, depthwise_fast, fc_fast};
+use crate::Error;
+
+/// The optional kernel paths, each with its cargo feature.
+const PATHS: [&str; 3] = [
+    "kernel-conv-table",
+    "kernel-depthwise-general",
+    "kernel-fc-general",
+];
+
+impl Model<'_> {
+    /// The `kernel-*` features of the paths this model's layers take: a firmware built with
+    /// these (and the model's operators) runs every layer as one built with all of them does.
+    /// A layer whose path is left out runs its reference kernel instead (or fails without
+    /// `reference-kernels`).
+    pub fn kernel_path_features(&self) -> Result<impl Iterator<Item = &'static str>, Error> {
+        let mut needed = [false; PATHS.len()];
+        for index in 0..self.op_count() {
+            match self.layer(index)? {
+                Layer::Conv2d {
+                    ref stage,
+                    filter,
+                    bias,
+                    requant,
+                    output,
+                    ..
+                } => {
+                    let output = self.tensor(output)?.shape;
+                    let filter = (filter.data, filter.shape);
+                    needed[0] |= conv_gemm::takes_table(stage, filter, bias, requant, output);
+                }
+                Layer::DepthwiseConv2d {
+                    ref window,
+                    depth_multiplier,
+                    ref stage,
+                    input,
+                    filter,
+                    bias,
+                    requant,
+                    output,
+                    ..
+                } => {
+                    let (input, output) = (self.tensor(input)?.shape, self.tensor(output)?.shape);
+                    let f = filter.shape;
+                    let scratch =
+                        depthwise_conv2d::scratch_bytes(window, depth_multiplier, input, f, output);
+                    let kernel = (f.h, f.w, f.c);
+                    let consts = (bias, requant);
+                    needed[1] |=
+                        depthwise_fast::takes_general(window, kernel, stage, consts, scratch > 0);
+                }
+                Layer::FullyConnected {
+                    ref stage,
+                    weights,
+                    bias,
+                    requant,
+                    ..
+                } => {
+                    needed[2] |= fc_fast::takes_general(stage, weights.shape.c, bias, requant);
+                }
+                _ => {}
+            }
+        }
+        Ok(PATHS
+            .into_iter()
+            .zip(needed)
+            .filter_map(|(f, n)| n.then_some(f)))
+    }
+}
