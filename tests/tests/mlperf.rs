@@ -78,12 +78,11 @@ fn check(name: &str) {
     let aligned = mote_host::AlignedBytes::new(&built.bytes);
     let model = mote_core::Model::parse(aligned.as_slice()).unwrap();
     assert!(!model.needs_reference_kernels().unwrap(), "{name}");
-    // Only VWW takes the optional kernel paths: its pointwise layers have dead channels (a
-    // table of channel pairs) and one depthwise layer a group with one (the general group
-    // path). The other models' firmware links neither.
+    // Only VWW takes an optional kernel path: its pointwise layers have dead channels (a
+    // table of channel pairs). The other models' firmware links none.
     let paths: Vec<&str> = model.kernel_path_features().unwrap().collect();
     let expected_paths: &[&str] = match model_file.contains("vww") {
-        true => &["kernel-conv-table", "kernel-depthwise-general"],
+        true => &["kernel-conv-table"],
         false => &[],
     };
     assert_eq!(paths, expected_paths, "{name}");

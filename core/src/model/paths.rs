@@ -39,8 +39,6 @@ impl Model<'_> {
                     ref stage,
                     input,
                     filter,
-                    bias,
-                    requant,
                     output,
                     ..
                 } => {
@@ -48,10 +46,8 @@ impl Model<'_> {
                     let f = filter.shape;
                     let scratch =
                         depthwise_conv2d::scratch_bytes(window, depth_multiplier, input, f, output);
-                    let kernel = (f.h, f.w, f.c);
-                    let consts = (bias, requant);
-                    needed[1] |=
-                        depthwise_fast::takes_general(window, kernel, stage, consts, scratch > 0);
+                    let kernel = (f.h, f.w);
+                    needed[1] |= depthwise_fast::takes_general(window, kernel, stage, scratch > 0);
                 }
                 Layer::FullyConnected {
                     ref stage,

@@ -131,19 +131,22 @@ pub(crate) fn depthwise(
 
 /// Whether the depthwise layer with this geometry needs the general group path (feature
 /// `kernel-depthwise-general`): the fast path applies (`ring`), and the kernel is not 3x3 with
-/// dilation 1 or some group of four channels has one outside the assembly's output stage.
+/// dilation 1 or the outputs are clamped inside int8.
 pub(crate) fn takes_general(
     window: &Window,
-    (kernel_h, kernel_w, channels): (usize, usize, usize),
+    (kernel_h, kernel_w): (usize, usize),
     stage: &Int8Stage,
-    (bias, requant): (Option<&[i32]>, Requant),
     applies: bool,
 ) -> bool {
     let w = window;
     let usual = (kernel_h, kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
-    let max_sum = max_product(stage).saturating_mul((kernel_h * kernel_w) as u64);
-    let common = |c| all_common([&channel_stage(c, (bias, requant), stage, max_sum)], stage);
-    applies && !(usual && (0..channels).all(common))
+    applies && !(usual && full_range(stage))
+}
+
+/// Whether the layer's outputs span all of int8 (no clamp but the int8 range), as the 3x3 row
+/// kernel's output stage requires.
+fn full_range(stage: &Int8Stage) -> bool {
+    stage.act_min == i8::MIN && stage.act_max == i8::MAX
 }
 
 struct Depthwise<'a> {
@@ -188,9 +191,10 @@ impl Depthwise<'_> {
         false
     }
 
-    /// [`Self::group`] for the usual layer: 3x3, dilation 1, every channel's output stage the
-    /// assembly's. `false` (nothing written but `consts`) if a channel's stage or the layer is
-    /// not one the assembly row kernel takes.
+    /// [`Self::group`] for the usual layer: 3x3, dilation 1, outputs over all of int8. The
+    /// assembly row kernel runs all four channels; a channel whose stage it cannot take (a
+    /// dead channel, a slow one) is then written again in Rust. `false` (nothing written
+    /// but `consts`) if the layer is not one the row kernel takes.
     #[inline(never)]
     fn group_3x3(
         &self,
@@ -199,16 +203,15 @@ impl Depthwise<'_> {
         consts: &mut Dw3x3Consts,
         output: &mut [i8],
     ) -> bool {
-        let (g, c) = (self.g, self.channels);
+        let (g, c, st) = (self.g, self.channels, self.stage);
+        if !full_range(st) {
+            return false;
+        }
+        let mut others = 0u8;
         for k in 0..4 {
-            let s = channel_stage(
-                first + k,
-                (self.bias, self.requant),
-                self.stage,
-                self.max_sum,
-            );
-            if !all_common([&s], self.stage) {
-                return false;
+            let s = channel_stage(first + k, (self.bias, self.requant), st, self.max_sum);
+            if !all_common([&s], st) {
+                others |= 1 << k;
             }
             (consts.bias[k], consts.rq[k]) = (s.bias, s.ssat());
         }
@@ -218,7 +221,49 @@ impl Depthwise<'_> {
             return false;
         };
         self.rows_3x3(first, &mut kernel, ring, output);
+        if others != 0 {
+            self.fix_channels((first, others), output);
+        }
         true
+    }
+
+    /// Channels `others` (a bit per channel of the group `first..first + 4`) of every output,
+    /// in Rust from the input: what the row kernel wrote for them is replaced. Rare (VWW has
+    /// two such groups), so simple: taps on padding add nothing (the zero point plus the
+    /// offset).
+    #[inline(never)]
+    fn fix_channels(&self, (first, others): (usize, u8), output: &mut [i8]) {
+        let (g, c, st) = (self.g, self.channels, self.stage);
+        let w = &g.window;
+        let off = i32::from(self.off2 as u16 as i16);
+        for k in (0..4).filter(|k| others & (1 << k) != 0) {
+            let ch = first + k;
+            let s = channel_stage(ch, (self.bias, self.requant), st, self.max_sum);
+            let pixels = output.chunks_mut(c).enumerate();
+            for (p, out) in pixels.take(g.batches * g.out_h * g.out_w) {
+                let (b, oy, ox) = (p / (g.out_h * g.out_w), p / g.out_w % g.out_h, p % g.out_w);
+                let mut acc = s.bias;
+                for t in 0..9 {
+                    let (iy, ix) = (oy * w.stride_h + t / 3, ox * w.stride_w + t % 3);
+                    let (Some(iy), Some(ix)) =
+                        (iy.checked_sub(w.pad_top), ix.checked_sub(w.pad_left))
+                    else {
+                        continue;
+                    };
+                    if iy >= g.in_h || ix >= g.in_w {
+                        continue;
+                    }
+                    let x = self.input.get(((b * g.in_h + iy) * g.in_w + ix) * c + ch);
+                    let wt = self.filter.get(t * c + ch);
+                    if let (Some(&x), Some(&wt)) = (x, wt) {
+                        acc = acc.wrapping_add((i32::from(x) + off) * i32::from(wt));
+                    }
+                }
+                if let Some(o) = out.get_mut(ch) {
+                    *o = s.out(acc, st);
+                }
+            }
+        }
     }
 
     /// Each tap's four channels' weights from `first`, widened: `[sxtb16(w), sxtb16_ror8(w)]`.
