@@ -6,8 +6,9 @@ use crate::ops::{conv_gemm, depthwise_conv2d, depthwise_fast, fc_fast};
 use crate::Error;
 
 /// The optional kernel paths, each with its cargo feature.
-const PATHS: [&str; 3] = [
+const PATHS: [&str; 4] = [
     "kernel-conv-table",
+    "kernel-conv-gather-runs",
     "kernel-depthwise-general",
     "kernel-fc-general",
 ];
@@ -22,6 +23,7 @@ impl Model<'_> {
         for index in 0..self.op_count() {
             match self.layer(index)? {
                 Layer::Conv2d {
+                    ref window,
                     ref stage,
                     filter,
                     bias,
@@ -30,8 +32,10 @@ impl Model<'_> {
                     ..
                 } => {
                     let output = self.tensor(output)?.shape;
-                    let filter = (filter.data, filter.shape);
-                    needed[0] |= conv_gemm::takes_table(stage, filter, bias, requant, output);
+                    let f = filter.shape;
+                    let layer = (filter.data, f);
+                    needed[0] |= conv_gemm::takes_table(stage, layer, bias, requant, output);
+                    needed[1] |= conv_gemm::takes_runs(window, (f.h, f.w, f.c));
                 }
                 Layer::DepthwiseConv2d {
                     ref window,
@@ -47,7 +51,7 @@ impl Model<'_> {
                     let scratch =
                         depthwise_conv2d::scratch_bytes(window, depth_multiplier, input, f, output);
                     let kernel = (f.h, f.w);
-                    needed[1] |= depthwise_fast::takes_general(window, kernel, stage, scratch > 0);
+                    needed[2] |= depthwise_fast::takes_general(window, kernel, stage, scratch > 0);
                 }
                 Layer::FullyConnected {
                     ref stage,
@@ -56,7 +60,7 @@ impl Model<'_> {
                     requant,
                     ..
                 } => {
-                    needed[2] |= fc_fast::takes_general(stage, weights.shape.c, bias, requant);
+                    needed[3] |= fc_fast::takes_general(stage, weights.shape.c, bias, requant);
                 }
                 _ => {}
             }

@@ -20,7 +20,7 @@
 use super::conv2d::{tap_range, Geometry};
 use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage, Kind};
 use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairDesc, PairTable};
-use super::{Int8Stage, Requant, Shape4};
+use super::{Int8Stage, Requant, Shape4, Window};
 use core::ops::Range;
 
 mod direct;
@@ -90,6 +90,21 @@ pub(crate) fn takes_table(
     let pixels = output.n.saturating_mul(output.h).saturating_mul(output.w);
     let consts = (bias, requant, max_sum);
     direct::direct_pairs(taps, (filter, shape.n), consts, stage, pixels).is_none()
+}
+
+/// Whether some window of the layer may be gathered run by run (feature
+/// `kernel-conv-gather-runs`): a window cut in slices (longer than [`MAX_TAPS`]), dilated
+/// across, or longer than [`SCRATCH`] with channels not whole words; never a 1x1 window
+/// without padding over whole words (each is one run of the input).
+pub(crate) fn takes_runs(
+    window: &Window,
+    (kernel_h, kernel_w, in_c): (usize, usize, usize),
+) -> bool {
+    let w = window;
+    let one_pixel = (kernel_h, kernel_w, w.pad_top, w.pad_left) == (1, 1, 0, 0) && in_c % 4 == 0;
+    let taps = kernel_h.saturating_mul(kernel_w).saturating_mul(in_c);
+    let cut = taps > MAX_TAPS || w.dilation_w != 1 || (in_c % 4 != 0 && taps > SCRATCH);
+    cut && !one_pixel
 }
 
 /// A block's tables for the table path, in the layer's scratch (not in a kernel frame): the
@@ -182,6 +197,10 @@ pub(crate) fn conv2d(
     let taps = g.kernel_h * g.kernel_w * in_c;
     if taps == 0 || out_c == 0 || output.is_empty() {
         return true;
+    }
+    let runs = takes_runs(&g.window, (g.kernel_h, g.kernel_w, in_c));
+    if runs && !cfg!(feature = "kernel-conv-gather-runs") {
+        return false;
     }
     let cols_len = 16 * taps.min(MAX_TAPS).div_ceil(4);
     let Some((cols, rest)) = scratch.split_at_mut_checked(cols_len) else {
@@ -426,6 +445,10 @@ impl Conv<'_> {
         }
         if whole && len <= SCRATCH {
             self.gather_short(p, len, groups);
+            return;
+        }
+        // Not built only where `conv2d` found no window needs it (see `takes_runs`).
+        if !cfg!(feature = "kernel-conv-gather-runs") {
             return;
         }
         if self.in_c % 4 == 0 {
