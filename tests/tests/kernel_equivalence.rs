@@ -817,6 +817,11 @@ fn assembly_kernels_in_qemu_equal_the_host() {
         b.inputs(&[input]);
         b.outputs(&[output]);
         let model = b.build().unwrap_or_else(|e| panic!("{name}: {e:#}")).bytes;
+        // `MOTE_FUZZ_SEEDS=dir` keeps each model there: seeds for fuzz/ (see its README).
+        if let Some(dir) = std::env::var_os("MOTE_FUZZ_SEEDS") {
+            let path = std::path::Path::new(&dir).join(format!("asm-case{seed}.mote"));
+            std::fs::write(path, &model).unwrap();
+        }
         let in_len = h * w * c;
         let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next() as u8).collect();
         // The host: the same kernels with the portable arithmetic (equal to the reference).

@@ -55,6 +55,16 @@ pub(crate) fn scratch_bytes(
 
 /// [`scratch_bytes`] once [`shared_stage`] is known (it reads every bias: once a layer).
 fn scratch_len(shared: bool, in_f: usize) -> usize {
+    match shared {
+        true => col_len(shared, in_f),
+        // The general path's block of stages: in the arena, not in its frame.
+        false => col_len(shared, in_f) + BLOCK * size_of::<ChannelStage>(),
+    }
+}
+
+/// Bytes of the widened input: a chunk of it, except for the assembly loop over rows longer
+/// than [`CHUNK`], which reads the input in place.
+fn col_len(shared: bool, in_f: usize) -> usize {
     match shared && in_f > CHUNK {
         true => 0,
         false => 2 * in_f.min(CHUNK).next_multiple_of(4),
@@ -83,10 +93,16 @@ pub(crate) fn fully_connected(
         return true;
     }
     let shared = shared_stage(stage, in_f, bias, requant);
-    let Some(col) = scratch
+    let Some((col, stages)) = scratch
         .get_mut(..scratch_len(shared.is_some(), in_f))
-        .and_then(crate::cast::slice_mut::<[u32; 2]>)
+        .map(|s| s.split_at_mut(col_len(shared.is_some(), in_f)))
     else {
+        return false;
+    };
+    let (Some(col), Some(stages)) = (
+        crate::cast::slice_mut::<[u32; 2]>(col),
+        crate::cast::slice_mut::<ChannelStage>(stages),
+    ) else {
         return false;
     };
     let fc = Fc {
@@ -97,7 +113,9 @@ pub(crate) fn fully_connected(
     let layer = (weights, bias, requant, out_f);
     match shared {
         Some(shared) => fc.shared(shared, input, layer, col, output),
-        None if cfg!(feature = "kernel-fc-general") => fc.general(input, layer, col, output),
+        None if cfg!(feature = "kernel-fc-general") => {
+            fc.general(input, layer, (col, stages), output)
+        }
         None => return false,
     }
     true
@@ -178,25 +196,27 @@ impl Fc<'_> {
         }
     }
 
-    /// Any other layer: blocks of outputs, each row widened into `col` a slice at a time.
+    /// Any other layer: blocks of outputs, their stages in `stages` (scratch, [`BLOCK`] of
+    /// them), each row widened into `col` a slice at a time.
     #[inline(never)]
     fn general(
         &self,
         input: &[i8],
         (weights, bias, requant, out_f): Consts,
-        col: &mut [[u32; 2]],
+        (col, stages): (&mut [[u32; 2]], &mut [ChannelStage]),
         output: &mut [i8],
     ) {
         let (in_f, stage) = (self.in_f, self.stage);
         let max_sum = max_product(stage).saturating_mul(in_f as u64);
-        let mut stages = [ChannelStage::default(); BLOCK];
         let rows = input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f));
         for (x, y) in rows {
             for first in (0..out_f).step_by(BLOCK) {
                 let n = BLOCK.min(out_f - first);
                 let w = weights.get(first * in_f..).unwrap_or_default();
                 let y = &mut y[first..first + n];
-                let stages = &mut stages[..n];
+                let Some(stages) = stages.get_mut(..n) else {
+                    return;
+                };
                 channel_stages(stages, first, bias, requant, stage, max_sum);
                 self.block(x, w, stages, col, y);
             }
