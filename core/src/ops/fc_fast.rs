@@ -12,7 +12,7 @@
 //! done in Rust.
 
 use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
-use super::simd::{gemv_quads, gemv_quads_i8, mac_1x4, sxtab16, sxtab16_ror8};
+use super::simd::{gemv_quads, gemv_quads_i8, mac_1x4, sxtab16, sxtab16_ror8, RequantSsat};
 use super::{Int8Stage, Requant};
 
 /// Input features widened at once into scratch (`2 * CHUNK` bytes) by the general path.
@@ -156,16 +156,12 @@ impl Fc<'_> {
         col: &mut [[u32; 2]],
         output: &mut [i8],
     ) {
-        let (in_f, off2, stage) = (self.in_f, self.off2, self.stage);
+        let (in_f, stage) = (self.in_f, self.stage);
         let quads = out_f / 4;
         let shared_rq = [shared.ssat(); 4];
         let done = 4 * quads;
         let run = |col: &[[u32; 2]], x: &[i8], (w, b): (&[i8], &[i32]), y: &mut [i8], n| {
-            if col.is_empty() {
-                gemv_quads_i8((x, off2), (w, in_f), (b, &shared_rq), y, n);
-            } else {
-                gemv_quads(col, (w, in_f), (b, &shared_rq), y, n);
-            }
+            self.quads((col, x), (w, b, &shared_rq), y, n);
         };
         for (x, y) in input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f)) {
             if !col.is_empty() {
@@ -193,6 +189,24 @@ impl Fc<'_> {
                 });
                 *y = s.out(dot, stage);
             }
+        }
+    }
+
+    /// `n` quads of outputs `y` of row `x` through the assembly loop, over `col` or, when it
+    /// is empty, reading `x` in place. Out of line: one copy of each loop in flash for the
+    /// shared path's two callers (inlined, four: +1.5 KB).
+    #[inline(never)]
+    fn quads(
+        &self,
+        (col, x): (&[[u32; 2]], &[i8]),
+        (w, b, rq): (&[i8], &[i32], &[RequantSsat; 4]),
+        y: &mut [i8],
+        n: usize,
+    ) {
+        if col.is_empty() {
+            gemv_quads_i8((x, self.off2), (w, self.in_f), (b, rq), y, n);
+        } else {
+            gemv_quads(col, (w, self.in_f), (b, rq), y, n);
         }
     }
 
