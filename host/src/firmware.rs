@@ -93,10 +93,8 @@ pub fn workspace_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// Builds the release firmware for `board` and returns the ELF's path.
-///
-/// `envs` are extra environment variables for the build (the firmware reads its model from one).
-pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
+/// `cargo build` of the release firmware with exactly these features, nothing else set.
+pub fn cargo_build(features: &str) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root())
         .args([
@@ -107,9 +105,22 @@ pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
             "--target",
             FIRMWARE_TARGET,
         ])
-        .args(["--no-default-features", "--features"])
-        .arg(features(board, envs))
-        .args(["--message-format", "json-render-diagnostics"])
+        .args(["--no-default-features", "--features", features]);
+    cmd
+}
+
+/// Builds the release firmware for `board` and returns the ELF's path.
+///
+/// `envs` are extra environment variables for the build (the firmware reads its model from one).
+pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
+    build_with_features(&features(board, envs), envs)
+}
+
+/// [`build`] with exactly these cargo features (a board and the operators, paths and kernels
+/// wanted), not those of the model.
+pub fn build_with_features(features: &str, envs: &[(&str, &str)]) -> Result<PathBuf> {
+    let mut cmd = cargo_build(features);
+    cmd.args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());
     for (key, value) in envs {
@@ -127,7 +138,7 @@ pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
         .output()
         .context("starting cargo to build the firmware")?;
     if !output.status.success() {
-        bail!("building the firmware for {board:?} failed (cargo's messages are above)");
+        bail!("building the firmware with features {features} failed (cargo's messages are above)");
     }
     let stdout = String::from_utf8_lossy(&output.stdout);
     for line in stdout.lines() {

@@ -1,24 +1,7 @@
 //! Building the firmware around a model that cannot fit the board fails early, with a message
 //! that says why and by how much.
 
-use mote_host::firmware::{workspace_root, FIRMWARE_TARGET};
-use std::process::Command;
-
-/// `cargo build` of the release firmware with exactly these features.
-fn cargo_build_firmware(features: &str) -> Command {
-    let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
-    cmd.current_dir(workspace_root())
-        .args([
-            "build",
-            "--release",
-            "-p",
-            "mote-firmware",
-            "--target",
-            FIRMWARE_TARGET,
-        ])
-        .args(["--no-default-features", "--features", features]);
-    cmd
-}
+use mote_host::firmware::cargo_build as cargo_build_firmware;
 
 #[test]
 fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
@@ -74,22 +57,8 @@ fn an_operator_left_out_of_the_build_is_refused_at_parse() {
         return;
     }
     // The demo model also has DEPTHWISE_CONV_2D, pooling, FULLY_CONNECTED and SOFTMAX.
-    let output = cargo_build_firmware("board-qemu,op-conv2d")
-        .args(["--message-format", "json-render-diagnostics"])
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let elf = stdout
-        .lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["reason"] == "compiler-artifact" && m["target"]["name"] == "mote-firmware")
-        .find_map(|m| m["executable"].as_str().map(std::path::PathBuf::from))
-        .unwrap();
+    // No model directory: the firmware embeds the demo model.
+    let elf = mote_host::firmware::build_with_features("board-qemu,op-conv2d", &[]).unwrap();
     let copy = std::env::temp_dir().join(format!("mote-op-left-out-{}.elf", std::process::id()));
     std::fs::copy(&elf, &copy).unwrap();
     let run = mote_host::qemu::run_elf(&copy, std::time::Duration::from_secs(60), |_| {});
