@@ -502,6 +502,14 @@ mod tests {
             .collect()
     }
 
+    /// Two pixels' q15 groups as a column pair: pixel A in lanes 0, 1, pixel B in 2, 3.
+    fn column_pair(a: &[[u32; 2]], b: &[[u32; 2]]) -> Vec<[u32; 4]> {
+        a.iter()
+            .zip(b)
+            .map(|(a, b)| [a[0], a[1], b[0], b[1]])
+            .collect()
+    }
+
     fn dot(x: &[i8], off: i32, w: &[i8]) -> i32 {
         x.iter()
             .zip(w)
@@ -521,11 +529,7 @@ mod tests {
             let off = rng.int(-127, 128) as i32;
             let (xa, xb) = (rng.i8s(taps), rng.i8s(taps));
             let (qa, qb) = (q15(&xa, off), q15(&xb, off));
-            let cols: Vec<[u32; 4]> = qa
-                .iter()
-                .zip(&qb)
-                .map(|(a, b)| [a[0], a[1], b[0], b[1]])
-                .collect();
+            let cols = column_pair(&qa, &qb);
             let filter = rng.i8s(2 * pairs * taps + 4);
             let bias: Vec<i32> = (0..2 * pairs)
                 .map(|_| rng.int(-9000, 9000) as i32)
@@ -605,11 +609,7 @@ mod tests {
             let w = rng.i8s(3 * stride + len + extra);
             let acc = [rng.int(-999, 999) as i32, 7, -5, 1 << 20];
             let (qa, qb) = (q15(&xa, off), q15(&xb, off));
-            let cols: Vec<[u32; 4]> = qa
-                .iter()
-                .zip(&qb)
-                .map(|(a, b)| [a[0], a[1], b[0], b[1]])
-                .collect();
+            let cols = column_pair(&qa, &qb);
             let row = |k: usize| &w[k * stride..][..len];
             let want = [
                 acc[0] + dot(&xa, off, row(0)),
