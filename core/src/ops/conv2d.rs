@@ -46,10 +46,23 @@ pub fn conv2d_i8(
     super::built(OpCode::Conv2d)?;
     let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
     check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
-    let (in_c, out_c) = (input.shape.c, output.shape.c);
-    let (x, w) = (input.data, filter.data);
+    let args = conv_gemm::Args {
+        g: &g,
+        stage,
+        input: input.data,
+        in_c: input.shape.c,
+        filter: filter.data,
+        bias,
+        requant,
+        out_c: output.shape.c,
+    };
     let out = &mut *output.data;
-    if conv_gemm::conv2d(&g, stage, x, in_c, w, bias, requant, out_c, out, scratch) {
+    let done = match conv_gemm::conv2d(&args, out, scratch) {
+        conv_gemm::Ran::Done => true,
+        conv_gemm::Ran::Table => conv_gemm::conv2d_table(&args, out, scratch),
+        conv_gemm::Ran::No => false,
+    };
+    if done {
         return Ok(());
     }
     super::reference_built()?;

@@ -177,42 +177,90 @@ struct Block<'s> {
     table: (&'s PairTable<'s, PAIRS>, &'s [[u8; 2]]),
 }
 
-/// Runs the convolution (shapes and buffers validated by the caller); `false` (and nothing
-/// written) if `scratch` is smaller than [`scratch_bytes`] or not word-aligned.
-#[allow(clippy::too_many_arguments)]
-// Never inlined: inlined, its stack buffers would add up with the other kernels' in the caller.
+/// A convolution's arguments, as the kernel entry points take them (shapes and buffers
+/// validated by the caller).
+pub(crate) struct Args<'a> {
+    pub(crate) g: &'a Geometry,
+    pub(crate) stage: &'a Int8Stage,
+    pub(crate) input: &'a [i8],
+    pub(crate) in_c: usize,
+    pub(crate) filter: &'a [i8],
+    pub(crate) bias: Option<&'a [i32]>,
+    pub(crate) requant: Requant<'a>,
+    pub(crate) out_c: usize,
+}
+
+/// The outcome of [`conv2d`].
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Ran {
+    /// Every output written.
+    Done,
+    /// Nothing written: the layer takes the table path ([`conv2d_table`]).
+    Table,
+    /// Nothing written: the fast kernel does not take this layer (or `scratch` is too short).
+    No,
+}
+
+/// Runs the convolution through the table-free loop if the layer takes it. Never inlined:
+/// inlined, its stack buffers would add up with the other kernels' in the caller.
 #[inline(never)]
-pub(crate) fn conv2d(
-    g: &Geometry,
-    stage: &Int8Stage,
-    input: &[i8],
-    in_c: usize,
-    filter: &[i8],
-    bias: Option<&[i32]>,
-    requant: Requant,
-    out_c: usize,
-    output: &mut [i8],
-    scratch: &mut [u8],
-) -> bool {
+pub(crate) fn conv2d(a: &Args, output: &mut [i8], scratch: &mut [u8]) -> Ran {
+    match setup(a, output, scratch) {
+        Setup::Done => Ran::Done,
+        Setup::No => Ran::No,
+        Setup::Run(conv, cols, _, max_sum) => {
+            match conv.direct((a.bias, a.requant, max_sum), cols, output) {
+                true => Ran::Done,
+                false => Ran::Table,
+            }
+        }
+    }
+}
+
+/// Runs the convolution through the table path (a layer [`conv2d`] answered [`Ran::Table`]
+/// for); `false` (nothing written) if `scratch` is smaller than [`scratch_bytes`] or the path
+/// is not built. A sibling of [`conv2d`], not its callee: the usual layer's frame is not
+/// under this one's.
+#[inline(never)]
+pub(crate) fn conv2d_table(a: &Args, output: &mut [i8], scratch: &mut [u8]) -> bool {
+    match setup(a, output, scratch) {
+        Setup::Done => true,
+        Setup::No => false,
+        Setup::Run(conv, cols, rest, max_sum) => {
+            conv.blocks((a.bias, a.requant, max_sum), cols, rest, output)
+        }
+    }
+}
+
+enum Setup<'a, 's> {
+    Done,
+    No,
+    Run(Conv<'a>, &'s mut Cols, &'s mut [u8], u64),
+}
+
+/// What both entry points start with: the layer's loops state and its scratch's columns.
+#[inline(always)]
+fn setup<'a, 's>(a: &Args<'a>, output: &[i8], scratch: &'s mut [u8]) -> Setup<'a, 's> {
+    let (g, stage, in_c, out_c) = (a.g, a.stage, a.in_c, a.out_c);
     let taps = g.kernel_h * g.kernel_w * in_c;
     if taps == 0 || out_c == 0 || output.is_empty() {
-        return true;
+        return Setup::Done;
     }
     let runs = takes_runs(&g.window, (g.kernel_h, g.kernel_w, in_c));
     if runs && !cfg!(feature = "kernel-conv-gather-runs") {
-        return false;
+        return Setup::No;
     }
     let cols_len = 16 * taps.min(MAX_TAPS).div_ceil(4);
     let Some((cols, rest)) = scratch.split_at_mut_checked(cols_len) else {
-        return false;
+        return Setup::No;
     };
     let Some(cols) = crate::cast::slice_mut::<[u32; 4]>(cols) else {
-        return false;
+        return Setup::No;
     };
     let conv = Conv {
         g,
-        input,
-        filter,
+        input: a.input,
+        filter: a.filter,
         in_c,
         out_c,
         taps,
@@ -221,17 +269,15 @@ pub(crate) fn conv2d(
         stage,
     };
     let max_sum = max_product(stage).saturating_mul(taps as u64);
-    conv.direct((bias, requant, max_sum), cols, output)
-        || conv.blocks((bias, requant, max_sum), cols, rest, output)
+    Setup::Run(conv, cols, rest, max_sum)
 }
 
 impl Conv<'_> {
     /// Any layer, a block of [`OC_BLOCK`] output channels at a time with [`Tables`] of their
     /// constants; `rest` is the scratch after the columns (the filter's zero-padded last rows,
     /// then the tables). `false`, nothing written, if it is too short or the path is not built
-    /// (feature `kernel-conv-table`). Not inlined: the usual layer's path does not carry its
-    /// frame.
-    #[inline(never)]
+    /// (feature `kernel-conv-table`). Inlined into [`conv2d_table`], its one caller: one frame.
+    #[inline(always)]
     fn blocks(
         &self,
         (bias, requant, max_sum): (Option<&[i32]>, Requant, u64),

@@ -181,8 +181,15 @@ impl Depthwise<'_> {
         let g = self.g;
         let w = &g.window;
         let usual = (g.kernel_h, g.kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
-        if usual && self.group_3x3(first, ring, consts.0, output) {
-            return true;
+        if usual {
+            // The dead or slow channels are written again after the row kernel's frame is
+            // gone: nested in it, their frame set VWW's peak stack.
+            if let Some(others) = self.group_3x3(first, ring, consts.0, output) {
+                if others != 0 {
+                    self.fix_channels((first, others), output);
+                }
+                return true;
+            }
         }
         if cfg!(feature = "kernel-depthwise-general") {
             self.group_any(first, ring, consts, output);
@@ -193,8 +200,9 @@ impl Depthwise<'_> {
 
     /// [`Self::group`] for the usual layer: 3x3, dilation 1, outputs over all of int8. The
     /// assembly row kernel runs all four channels; a channel whose stage it cannot take (a
-    /// dead channel, a slow one) is then written again in Rust. `false` (nothing written
-    /// but `consts`) if the layer is not one the row kernel takes.
+    /// dead channel, a slow one) is then to be written again in Rust: the channels (a bit
+    /// each) are returned. `None` (nothing written but `consts`) if the layer is not one the
+    /// row kernel takes.
     #[inline(never)]
     fn group_3x3(
         &self,
@@ -202,10 +210,10 @@ impl Depthwise<'_> {
         ring: &mut [u32],
         consts: &mut Dw3x3Consts,
         output: &mut [i8],
-    ) -> bool {
+    ) -> Option<u8> {
         let (g, c, st) = (self.g, self.channels, self.stage);
         if !full_range(st) {
-            return false;
+            return None;
         }
         let mut others = 0u8;
         for k in 0..4 {
@@ -216,15 +224,9 @@ impl Depthwise<'_> {
             (consts.bias[k], consts.rq[k]) = (s.bias, s.ssat());
         }
         self.widen_taps(first, &mut consts.wq);
-        let Some(mut kernel) = Dw3x3::new((g.out_w, g.window.stride_w), self.off2, consts, c)
-        else {
-            return false;
-        };
+        let mut kernel = Dw3x3::new((g.out_w, g.window.stride_w), self.off2, consts, c)?;
         self.rows_3x3(first, &mut kernel, ring, output);
-        if others != 0 {
-            self.fix_channels((first, others), output);
-        }
-        true
+        Some(others)
     }
 
     /// Channels `others` (a bit per channel of the group `first..first + 4`) of every output,
