@@ -9,21 +9,24 @@
 //! gathered row by row. The OHWI filter row of output channel `oc` is already the window in
 //! the column's order, so weights are read in place as int8 words.
 //!
-//! Each output channel's requantization is a [`ChannelStage`]: channels whose output cannot
-//! depend on the input ([`Kind::Constant`]) are written without any multiplication; the others
+//! Each output channel's requantization is a [`ChannelStage`](super::fast_requant::ChannelStage): channels whose output cannot
+//! depend on the input ([`Kind::Constant`](super::fast_requant::Kind::Constant)) are written without any multiplication; the others
 //! are paired up, whatever their distance in the filter. Pairs whose channels the assembly's
 //! output stage takes (nearly all) run in one assembly loop with the requantization inside
-//! ([`gemm_pairs`], 16 MACs in about 16 instructions); the filter's last rows, when a window
+//! ([`gemm_pairs`](super::simd::gemm_pairs), 16 MACs in about 16 instructions); the filter's last rows, when a window
 //! is not whole words, are read from zero-padded copies. Other pairs, and windows longer than
 //! [`MAX_TAPS`] (done in slices, their sums kept per channel), run [`mac_2x2`] from Rust.
 
 use super::conv2d::{tap_range, Geometry};
-use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage, Kind};
-use super::simd::{gemm_pairs, mac_2x2, sxtab16, sxtab16_ror8, PairDesc, PairTable};
+use super::fast_requant::max_product;
+use super::simd::{mac_2x2, sxtab16, sxtab16_ror8};
 use super::{Int8Stage, Requant, Shape4, Window};
 use core::ops::Range;
 
 mod direct;
+mod table;
+
+use table::Tables;
 
 /// Taps of one column held at once: a column pair is at most `4 * MAX_TAPS` bytes of scratch.
 pub(crate) const MAX_TAPS: usize = 576;
@@ -107,41 +110,6 @@ pub(crate) fn takes_runs(
     cut && !one_pixel
 }
 
-/// A block's tables for the table path, in the layer's scratch (not in a kernel frame): the
-/// assembly's pair descriptors, every channel's stage, and the pairs (block-relative
-/// channel indices) the assembly runs and those Rust runs.
-struct Tables<'s> {
-    descs: &'s mut [PairDesc; PAIRS],
-    stages: &'s mut [ChannelStage; OC_BLOCK],
-    pairs: &'s mut [[u8; 2]; PAIRS + 1],
-    rest: &'s mut [[u8; 2]; PAIRS + 1],
-}
-
-impl<'s> Tables<'s> {
-    /// Bytes a layer reserves: each part a multiple of 8 bytes, plus what aligning the
-    /// descriptors may skip (they hold pointers: 8-byte aligned on a 64-bit host).
-    const BYTES: usize = PAIRS * size_of::<PairDesc>()
-        + OC_BLOCK * size_of::<ChannelStage>()
-        + 2 * (2 * (PAIRS + 1)).next_multiple_of(8)
-        + (align_of::<PairDesc>() - 4);
-
-    /// The tables at the front of `bytes` (word-aligned), or `None` if it is too short.
-    fn carve(bytes: &'s mut [u8]) -> Option<Self> {
-        let skip = bytes.as_ptr().align_offset(align_of::<PairDesc>());
-        let mut rest = bytes.get_mut(skip..)?;
-        let descs = crate::cast::take_mut::<PairDesc>(&mut rest, PAIRS)?;
-        let stages = crate::cast::take_mut::<ChannelStage>(&mut rest, OC_BLOCK)?;
-        let pairs = crate::cast::take_mut::<[u8; 2]>(&mut rest, PAIRS + 1)?;
-        let others = crate::cast::take_mut::<[u8; 2]>(&mut rest, PAIRS + 1)?;
-        Some(Self {
-            descs: descs.try_into().ok()?,
-            stages: stages.try_into().ok()?,
-            pairs: pairs.try_into().ok()?,
-            rest: others.try_into().ok()?,
-        })
-    }
-}
-
 /// Everything about a validated convolution the loops need.
 struct Conv<'a> {
     g: &'a Geometry,
@@ -156,25 +124,6 @@ struct Conv<'a> {
     /// The input's zero point: the int8 value of padding.
     zero_point: i8,
     stage: &'a Int8Stage,
-}
-
-/// Channel pairs of one kind (for the assembly or not) a block holds at most; with one odd
-/// channel of each kind paired with itself, a block holds `PAIRS + 1`.
-const PAIRS: usize = OC_BLOCK / 2;
-
-/// One block of output channels.
-struct Block<'s> {
-    /// The block's first channel.
-    first: usize,
-    /// Constants of each channel of the block.
-    stages: &'s [ChannelStage],
-    /// The channels that need their sums (not [`Kind::Constant`]), block-relative, in pairs;
-    /// an odd last one is paired with itself.
-    pairs: &'s [[u8; 2]],
-    /// Whether some channel is [`Kind::Constant`].
-    constants: bool,
-    /// The pairs the assembly loop runs, and the others (which run in Rust).
-    table: (&'s PairTable<'s, PAIRS>, &'s [[u8; 2]]),
 }
 
 /// A convolution's arguments, as the kernel entry points take them (shapes and buffers
@@ -273,205 +222,6 @@ fn setup<'a, 's>(a: &Args<'a>, output: &[i8], scratch: &'s mut [u8]) -> Setup<'a
 }
 
 impl Conv<'_> {
-    /// Any layer, a block of [`OC_BLOCK`] output channels at a time with [`Tables`] of their
-    /// constants; `rest` is the scratch after the columns (the filter's zero-padded last rows,
-    /// then the tables). `false`, nothing written, if it is too short or the path is not built
-    /// (feature `kernel-conv-table`). Inlined into [`conv2d_table`], its one caller: one frame.
-    #[inline(always)]
-    fn blocks(
-        &self,
-        (bias, requant, max_sum): (Option<&[i32]>, Requant, u64),
-        cols: &mut Cols,
-        rest: &mut [u8],
-        output: &mut [i8],
-    ) -> bool {
-        if !cfg!(feature = "kernel-conv-table") {
-            return false;
-        }
-        let (tails, tables) = rest.split_at_mut(rest.len().saturating_sub(Tables::BYTES));
-        let (Some(tails), Some(tables)) =
-            (crate::cast::slice_mut::<i8>(tails), Tables::carve(tables))
-        else {
-            return false;
-        };
-        let (filter, taps, out_c, stage) = (self.filter, self.taps, self.out_c, self.stage);
-        // Rows from `short_from` on end less than a whole group before the filter does (a window
-        // not of whole words): copied and zero-padded to whole groups.
-        let groups = taps.div_ceil(4);
-        let short_from = short_rows(taps, out_c);
-        if taps % 4 != 0 && taps <= MAX_TAPS {
-            let src = filter.chunks_exact(taps).skip(short_from);
-            for (dst, src) in tails.chunks_exact_mut(4 * groups).zip(src) {
-                dst[..taps].copy_from_slice(src);
-                dst[taps..].fill(0);
-            }
-        }
-        let tails: &[i8] = tails;
-        let Tables {
-            descs,
-            stages: all_stages,
-            pairs: all_pairs,
-            rest: all_rest,
-        } = tables;
-        for first in (0..out_c).step_by(OC_BLOCK) {
-            let len = OC_BLOCK.min(out_c - first);
-            let stages = &mut all_stages[..len];
-            channel_stages(stages, first, bias, requant, stage, max_sum);
-            // Pairs of the channels that need sums: those the assembly's output stage takes
-            // first, then the others (each odd one out paired with itself).
-            let (mut n, mut n_asm) = (0, 0);
-            for asm in [true, false] {
-                let mut these = (0..len).filter(|&j| {
-                    let s = &stages[j];
-                    s.kind() != Kind::Constant && all_common([s], stage) == asm
-                });
-                while let Some(j0) = these.next() {
-                    let j1 = these.next().unwrap_or(j0);
-                    all_pairs[n] = [j0 as u8, j1 as u8];
-                    n += 1;
-                }
-                if asm {
-                    n_asm = n;
-                }
-            }
-            let pairs = &all_pairs[..n];
-            let constants = stages.iter().any(|s| s.kind() == Kind::Constant);
-            // The assembly loop takes every pair, reading rows as whole words: the filter's last
-            // rows, where whole words would run past its end, from zero-padded copies.
-            let rows = filter.get(first * taps..).unwrap_or_default();
-            let row = |j: usize| match rows.get(j * taps..) {
-                Some(r) if r.len() >= 4 * groups => r,
-                _ => {
-                    let k = (first + j).saturating_sub(short_from);
-                    tails.get(k * 4 * groups..).unwrap_or_default()
-                }
-            };
-            let mut table = PairTable::new(&mut *descs, groups, len);
-            let mut r = 0;
-            for (i, &[j0, j1]) in pairs.iter().enumerate() {
-                let (j0, j1) = (usize::from(j0), usize::from(j1));
-                let (s0, s1) = (&stages[j0], &stages[j1]);
-                let (bias, rq) = ([s0.bias, s1.bias], [s0.ssat(), s1.ssat()]);
-                let asm = i < n_asm && taps <= MAX_TAPS;
-                if !asm || !table.push((row(j0), row(j1)), bias, rq, [j0, j1]) {
-                    all_rest[r] = [j0 as u8, j1 as u8];
-                    r += 1;
-                }
-            }
-            let table = (&table, &all_rest[..r]);
-            let blk = Block {
-                first,
-                stages,
-                pairs,
-                constants,
-                table,
-            };
-            self.block(&blk, cols, output);
-        }
-        true
-    }
-}
-
-impl Conv<'_> {
-    /// Every pixel's outputs for one block of channels.
-    fn block(&self, blk: &Block, cols: &mut Cols, output: &mut [i8]) {
-        let (out_c, range) = (self.out_c, blk.first..blk.first + blk.stages.len());
-        let mut spare = [0i8; OC_BLOCK];
-        let mut pairs = output.chunks_exact_mut(2 * out_c);
-        let mut p = 0;
-        for pair in &mut pairs {
-            let (a, b) = pair.split_at_mut(out_c);
-            let outs = (&mut a[range.clone()], &mut b[range.clone()]);
-            self.pixel_pair((p, p + 1), blk, cols, outs);
-            p += 2;
-        }
-        let rest = pairs.into_remainder();
-        if !rest.is_empty() {
-            let outs = (&mut rest[range], &mut spare[..blk.stages.len()]);
-            self.pixel_pair((p, p), blk, cols, outs);
-        }
-    }
-
-    /// The block's outputs for pixels `p.0` and `p.1` (which may be the same pixel).
-    fn pixel_pair(
-        &self,
-        p: (usize, usize),
-        blk: &Block,
-        cols: &mut Cols,
-        (out_a, out_b): (&mut [i8], &mut [i8]),
-    ) {
-        if blk.constants {
-            for (j, s) in blk.stages.iter().enumerate() {
-                if s.kind() == Kind::Constant {
-                    out_a[j] = s.value;
-                    out_b[j] = s.value;
-                }
-            }
-        }
-        let (taps, st) = (self.taps, self.stage);
-        if blk.pairs.is_empty() {
-            return;
-        }
-        let rows = self.filter.get(blk.first * taps..).unwrap_or_default();
-        if taps <= MAX_TAPS {
-            self.gather(p, 0..taps, cols);
-            let cols = &cols[..taps.div_ceil(4)];
-            let (table, pairs) = blk.table;
-            gemm_pairs(cols, table, out_a, out_b);
-            for &[j0, j1] in pairs {
-                let (j0, j1) = (usize::from(j0), usize::from(j1));
-                let (s0, s1) = (&blk.stages[j0], &blk.stages[j1]);
-                let w = rows.get(j0 * taps..).unwrap_or_default();
-                let init = [s0.bias, s1.bias, s0.bias, s1.bias];
-                let acc = mac_rows(cols, w, (j1 - j0) * taps, taps, init);
-                out_a[j0] = s0.out(acc[0], st);
-                out_a[j1] = s1.out(acc[1], st);
-                out_b[j0] = s0.out(acc[2], st);
-                out_b[j1] = s1.out(acc[3], st);
-            }
-            return;
-        }
-        self.long_window(p, blk, cols, (out_a, out_b));
-    }
-
-    /// [`Self::pixel_pair`] for windows longer than [`MAX_TAPS`]: slices of `MAX_TAPS` taps,
-    /// sums kept per channel. Not inlined, so the usual path's frame does not hold the sums.
-    #[inline(never)]
-    fn long_window(
-        &self,
-        p: (usize, usize),
-        blk: &Block,
-        cols: &mut Cols,
-        (out_a, out_b): (&mut [i8], &mut [i8]),
-    ) {
-        let (taps, st) = (self.taps, self.stage);
-        let rows = self.filter.get(blk.first * taps..).unwrap_or_default();
-        let mut sums = [[0i32; 2]; OC_BLOCK];
-        for (s, st) in sums.iter_mut().zip(blk.stages) {
-            *s = [st.bias; 2];
-        }
-        let mut start = 0;
-        while start < taps {
-            let len = MAX_TAPS.min(taps - start);
-            self.gather(p, start..start + len, cols);
-            let cols = &cols[..len.div_ceil(4)];
-            for &[j0, j1] in blk.pairs {
-                let (j0, j1) = (usize::from(j0), usize::from(j1));
-                let w = rows.get(j0 * taps + start..).unwrap_or_default();
-                let init = [sums[j0][0], sums[j1][0], sums[j0][1], sums[j1][1]];
-                let acc = mac_rows(cols, w, (j1 - j0) * taps, len, init);
-                sums[j0] = [acc[0], acc[2]];
-                sums[j1] = [acc[1], acc[3]];
-            }
-            start += len;
-        }
-        for &j in blk.pairs.iter().flatten() {
-            let (j, s) = (usize::from(j), &blk.stages[usize::from(j)]);
-            out_a[j] = s.out(sums[j][0], st);
-            out_b[j] = s.out(sums[j][1], st);
-        }
-    }
-
     /// Fills `cols` with taps `range` of the windows of pixels `p.0` (lanes 0, 1) and `p.1`
     /// (lanes 2, 3), plus the input offset; taps past the window's end, up to a whole group,
     /// are zero. `range.start` is a multiple of 4. Never inlined: in the pixel loop's frame its

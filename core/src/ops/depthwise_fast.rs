@@ -235,35 +235,40 @@ impl Depthwise<'_> {
     /// offset).
     #[inline(never)]
     fn fix_channels(&self, (first, others): (usize, u8), output: &mut [i8]) {
+        for ch in (first..first + 4).filter(|ch| others & (1 << (ch - first)) != 0) {
+            let s = channel_stage(ch, (self.bias, self.requant), self.stage, self.max_sum);
+            self.fix_channel(ch, &s, output);
+        }
+    }
+
+    /// Channel `ch` (stage `s`) of [`Self::fix_channels`]. Not inlined: the stage's callees
+    /// and the pixel loop's frame are not stacked.
+    #[inline(never)]
+    fn fix_channel(&self, ch: usize, s: &ChannelStage, output: &mut [i8]) {
         let (g, c, st) = (self.g, self.channels, self.stage);
         let w = &g.window;
         let off = i32::from(self.off2 as u16 as i16);
-        for k in (0..4).filter(|k| others & (1 << k) != 0) {
-            let ch = first + k;
-            let s = channel_stage(ch, (self.bias, self.requant), st, self.max_sum);
-            let pixels = output.chunks_mut(c).enumerate();
-            for (p, out) in pixels.take(g.batches * g.out_h * g.out_w) {
-                let (b, oy, ox) = (p / (g.out_h * g.out_w), p / g.out_w % g.out_h, p % g.out_w);
-                let mut acc = s.bias;
-                for t in 0..9 {
-                    let (iy, ix) = (oy * w.stride_h + t / 3, ox * w.stride_w + t % 3);
-                    let (Some(iy), Some(ix)) =
-                        (iy.checked_sub(w.pad_top), ix.checked_sub(w.pad_left))
-                    else {
-                        continue;
-                    };
-                    if iy >= g.in_h || ix >= g.in_w {
-                        continue;
-                    }
-                    let x = self.input.get(((b * g.in_h + iy) * g.in_w + ix) * c + ch);
-                    let wt = self.filter.get(t * c + ch);
-                    if let (Some(&x), Some(&wt)) = (x, wt) {
-                        acc = acc.wrapping_add((i32::from(x) + off) * i32::from(wt));
-                    }
+        let pixels = output.chunks_mut(c).enumerate();
+        for (p, out) in pixels.take(g.batches * g.out_h * g.out_w) {
+            let (b, oy, ox) = (p / (g.out_h * g.out_w), p / g.out_w % g.out_h, p % g.out_w);
+            let mut acc = s.bias;
+            for t in 0..9 {
+                let (iy, ix) = (oy * w.stride_h + t / 3, ox * w.stride_w + t % 3);
+                let (Some(iy), Some(ix)) = (iy.checked_sub(w.pad_top), ix.checked_sub(w.pad_left))
+                else {
+                    continue;
+                };
+                if iy >= g.in_h || ix >= g.in_w {
+                    continue;
                 }
-                if let Some(o) = out.get_mut(ch) {
-                    *o = s.out(acc, st);
+                let x = self.input.get(((b * g.in_h + iy) * g.in_w + ix) * c + ch);
+                let wt = self.filter.get(t * c + ch);
+                if let (Some(&x), Some(&wt)) = (x, wt) {
+                    acc = acc.wrapping_add((i32::from(x) + off) * i32::from(wt));
                 }
+            }
+            if let Some(o) = out.get_mut(ch) {
+                *o = s.out(acc, st);
             }
         }
     }
