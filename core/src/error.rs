@@ -1,5 +1,95 @@
 use core::fmt;
 
+/// What is wrong, in words: the reason an [`Error`] carries. Made from a string literal with
+/// [`why!`](crate::why). Built with the `defmt` feature, the words are interned in the
+/// ELF's defmt table (the host prints them from there) and a `Why` is their 16-bit index:
+/// no error text takes flash on the device.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub struct Why(Words);
+
+#[cfg(not(feature = "defmt"))]
+type Words = &'static str;
+#[cfg(feature = "defmt")]
+type Words = u16;
+
+// A defmt string is one 16-bit index; checked here so the conversions below stay exact.
+#[cfg(feature = "defmt")]
+const _: () = assert!(core::mem::size_of::<defmt::Str>() == core::mem::size_of::<u16>());
+
+impl Why {
+    /// The reason `text` (what [`why!`] makes).
+    #[cfg(not(feature = "defmt"))]
+    #[doc(hidden)]
+    pub const fn new(text: &'static str) -> Self {
+        Self(text)
+    }
+
+    /// The reason interned as `text` (what [`why!`] makes).
+    #[cfg(feature = "defmt")]
+    #[doc(hidden)]
+    pub fn interned(text: defmt::Str) -> Self {
+        // SAFETY: `defmt::Str` is a plain 16-bit index (its size is asserted above, so its one
+        // field fills it and every bit pattern is valid); copied out as the `u16` it is.
+        Self(unsafe { core::mem::transmute::<defmt::Str, u16>(text) })
+    }
+
+    /// The words, in builds that keep them; `None` with `defmt` (they are in the ELF).
+    pub fn text(self) -> Option<&'static str> {
+        #[cfg(not(feature = "defmt"))]
+        return Some(self.0);
+        #[cfg(feature = "defmt")]
+        None
+    }
+}
+
+impl fmt::Debug for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text() {
+            Some(text) => fmt::Debug::fmt(text, f),
+            None => write!(f, "Why(#{})", self.0),
+        }
+    }
+}
+
+impl fmt::Display for Why {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.text() {
+            Some(text) => f.write_str(text),
+            None => write!(f, "(defmt string #{})", self.0),
+        }
+    }
+}
+
+#[cfg(feature = "defmt")]
+impl defmt::Format for Why {
+    fn format(&self, f: defmt::Formatter) {
+        // SAFETY: the inverse of `Why::interned`: every `u16` is a valid `defmt::Str`, and this
+        // one came from `defmt::intern!`.
+        let text = unsafe { core::mem::transmute::<u16, defmt::Str>(self.0) };
+        defmt::write!(f, "{=istr}", text);
+    }
+}
+
+/// A [`Why`] from a string literal: the words themselves, or in a `defmt` build their interned
+/// index (the calling crate then needs `defmt` as a dependency, as any defmt user has).
+#[cfg(not(feature = "defmt"))]
+#[macro_export]
+macro_rules! why {
+    ($text:literal) => {
+        $crate::Why::new($text)
+    };
+}
+
+/// A [`Why`] from a string literal: the words themselves, or in a `defmt` build their interned
+/// index (the calling crate then needs `defmt` as a dependency, as any defmt user has).
+#[cfg(feature = "defmt")]
+#[macro_export]
+macro_rules! why {
+    ($text:literal) => {
+        $crate::Why::interned(defmt::intern!($text))
+    };
+}
+
 /// Why a mote-core operation refused its input.
 #[non_exhaustive]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,7 +107,7 @@ pub enum Error {
     /// Two tensors' shapes are inconsistent for an operator.
     ShapeMismatch {
         /// Which relation failed, e.g. `"conv2d output height"`.
-        what: &'static str,
+        what: Why,
         /// The size the operator derived.
         expected: usize,
         /// The size it was given.
@@ -27,7 +117,7 @@ pub enum Error {
     /// that does not divide the channels, ...).
     InvalidParameter {
         /// Which parameter.
-        what: &'static str,
+        what: Why,
     },
     /// The bytes are not a mote model (wrong magic number).
     NotAModel,
@@ -55,7 +145,7 @@ pub enum Error {
     /// A section, tensor or parameter array lies outside the blob or is misaligned.
     BadLayout {
         /// What was being read.
-        what: &'static str,
+        what: Why,
     },
     /// The blob's start is not 4-byte aligned, so weights cannot be read in place.
     MisalignedBlob,
@@ -64,14 +154,14 @@ pub enum Error {
         /// The tensor's index.
         index: u16,
         /// What is wrong with it.
-        what: &'static str,
+        what: Why,
     },
     /// An operator is invalid or inconsistent with its tensors.
     InvalidOperator {
         /// The operator's index.
         index: u16,
         /// What is wrong with it.
-        what: &'static str,
+        what: Why,
     },
     /// The memory plan places two tensors that are live at the same time in overlapping bytes.
     PlanOverlap {
@@ -90,13 +180,13 @@ pub enum Error {
     /// An input or output index, or a tensor's type, does not match the request.
     WrongTensor {
         /// What was asked for.
-        what: &'static str,
+        what: Why,
     },
     /// A loss or gradient is NaN or infinite; the training step was refused and the weights
     /// were left as they were.
     NonFinite {
         /// Which value.
-        what: &'static str,
+        what: Why,
     },
 }
 

@@ -191,24 +191,25 @@ pub struct TensorRecord {
 
 impl TensorRecord {
     /// Decodes a record; `Err` names the bad field.
-    pub fn read(r: &[u8]) -> Result<Self, &'static str> {
-        let word = |at| read_u32(r, at).ok_or("record truncated");
+    pub fn read(r: &[u8]) -> Result<Self, crate::Why> {
+        let word = |at| read_u32(r, at).ok_or(why!("record truncated"));
         Ok(Self {
-            dtype: DType::from_u8(*r.first().ok_or("record truncated")?).ok_or("unknown dtype")?,
+            dtype: DType::from_u8(*r.first().ok_or(why!("record truncated"))?)
+                .ok_or(why!("unknown dtype"))?,
             storage: match r.get(1) {
                 Some(0) => Storage::Arena,
                 Some(1) => Storage::Constant,
-                _ => return Err("unknown storage kind"),
+                _ => return Err(why!("unknown storage kind")),
             },
-            channel_axis: *r.get(2).ok_or("record truncated")?,
+            channel_axis: *r.get(2).ok_or(why!("record truncated"))?,
             shape: [word(4)?, word(8)?, word(12)?, word(16)?],
             offset: word(20)?,
             byte_len: word(24)?,
             scale: f32::from_bits(word(28)?),
             zero_point: word(32)? as i32,
             channel_scales: word(36)?,
-            live_from: read_u16(r, 40).ok_or("record truncated")?,
-            live_to: read_u16(r, 42).ok_or("record truncated")?,
+            live_from: read_u16(r, 40).ok_or(why!("record truncated"))?,
+            live_to: read_u16(r, 42).ok_or(why!("record truncated"))?,
         })
     }
 
@@ -360,18 +361,18 @@ pub struct OpRecord {
 
 impl OpRecord {
     /// Decodes a record; `Err` names the bad field.
-    pub fn read(r: &[u8]) -> Result<Self, &'static str> {
-        let half = |at| read_u16(r, at).ok_or("record truncated");
-        let word = |at| read_u32(r, at).ok_or("record truncated");
-        let opcode =
-            OpCode::from_u8(*r.first().ok_or("record truncated")?).ok_or("unknown opcode")?;
+    pub fn read(r: &[u8]) -> Result<Self, crate::Why> {
+        let half = |at| read_u16(r, at).ok_or(why!("record truncated"));
+        let word = |at| read_u32(r, at).ok_or(why!("record truncated"));
+        let opcode = OpCode::from_u8(*r.first().ok_or(why!("record truncated"))?)
+            .ok_or(why!("unknown opcode"))?;
         let mut params = [0i32; OP_PARAMS];
         for (i, p) in params.iter_mut().enumerate() {
             *p = word(24 + 4 * i)? as i32;
         }
         Ok(Self {
             opcode,
-            flags: *r.get(1).ok_or("record truncated")?,
+            flags: *r.get(1).ok_or(why!("record truncated"))?,
             inputs: [half(4)?, half(6)?, half(8)?, half(10)?],
             output: half(12)?,
             requant_offset: word(16)?,

@@ -41,7 +41,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         }
         if arena.as_ptr().align_offset(4) != 0 {
             return Err(Error::BadLayout {
-                what: "the arena must start on a 4-byte boundary",
+                what: why!("the arena must start on a 4-byte boundary"),
             });
         }
         Ok(Self { model, arena })
@@ -95,31 +95,31 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     fn view<T: cast::Pod>(&self, t: &TensorInfo, dtype: DType) -> Result<&[T], Error> {
         if t.dtype() != dtype || t.record.storage != Storage::Arena {
             return Err(Error::WrongTensor {
-                what: "tensor type differs from the one requested",
+                what: why!("tensor type differs from the one requested"),
             });
         }
         let bytes = self.arena.get(t.arena_range()).ok_or(Error::BadLayout {
-            what: "tensor outside the arena",
+            what: why!("tensor outside the arena"),
         })?;
         cast::slice(bytes).ok_or(Error::BadLayout {
-            what: "tensor misaligned in the arena",
+            what: why!("tensor misaligned in the arena"),
         })
     }
 
     fn view_mut<T: cast::Pod>(&mut self, t: &TensorInfo, dtype: DType) -> Result<&mut [T], Error> {
         if t.dtype() != dtype || t.record.storage != Storage::Arena {
             return Err(Error::WrongTensor {
-                what: "tensor type differs from the one requested",
+                what: why!("tensor type differs from the one requested"),
             });
         }
         let bytes = self
             .arena
             .get_mut(t.arena_range())
             .ok_or(Error::BadLayout {
-                what: "tensor outside the arena",
+                what: why!("tensor outside the arena"),
             })?;
         cast::slice_mut(bytes).ok_or(Error::BadLayout {
-            what: "tensor misaligned in the arena",
+            what: why!("tensor misaligned in the arena"),
         })
     }
 
@@ -139,7 +139,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         if end > self.model.op_count() {
             return Err(Error::InvalidOperator {
                 index: end,
-                what: "index out of range",
+                what: why!("index out of range"),
             });
         }
         for index in 0..end {
@@ -358,7 +358,7 @@ fn io<'x, I: cast::Pod, O: cast::Pod>(
         if let Some(index) = index {
             let info = model.tensor(index)?;
             let data = cast::slice(pick(info.arena_range())?).ok_or(Error::BadLayout {
-                what: "tensor misaligned in the arena",
+                what: why!("tensor misaligned in the arena"),
             })?;
             *view = Tensor {
                 data,
@@ -372,7 +372,7 @@ fn io<'x, I: cast::Pod, O: cast::Pod>(
     };
     let out = TensorMut {
         data: cast::slice_mut(out_bytes).ok_or(Error::BadLayout {
-            what: "tensor misaligned in the arena",
+            what: why!("tensor misaligned in the arena"),
         })?,
         shape: out_info.shape,
     };

@@ -5,9 +5,10 @@
 #![cfg_attr(not(test), no_std)]
 #![deny(missing_docs)]
 
+#[macro_use]
+mod error;
 mod cast;
 pub mod crc32;
-mod error;
 pub mod format;
 pub mod input;
 mod interpreter;
@@ -17,6 +18,6 @@ pub mod persist;
 pub mod quant;
 pub mod train;
 
-pub use error::Error;
+pub use error::{Error, Why};
 pub use interpreter::{Interpreter, OpHook};
 pub use model::{Model, TensorInfo};

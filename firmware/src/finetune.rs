@@ -69,7 +69,7 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
     let sgd = Sgd::new(model::LEARNING_RATE).with_momentum(model::MOMENTUM);
     let head = Head::find(interpreter.model(), sgd)?;
     let store_err = |_| Error::InvalidParameter {
-        what: "weight store",
+        what: mote_core::why!("weight store"),
     };
     let slot = model::STORE_SLOT as u32;
     let mut store = WeightStore::new(flash, 0, slot, slot).map_err(store_err)?;

@@ -2,6 +2,7 @@
 //! that says why and by how much.
 
 use mote_host::firmware::cargo_build as cargo_build_firmware;
+use object::{Object, ObjectSection};
 
 #[test]
 fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
@@ -49,7 +50,7 @@ fn a_relative_model_directory_is_found() {
 }
 
 /// Firmware built without one of its model's operators refuses the model when it parses it,
-/// before any inference, and says why.
+/// before any inference, and says why (the words from the ELF's defmt table, not from flash).
 #[test]
 fn an_operator_left_out_of_the_build_is_refused_at_parse() {
     if !mote_host::qemu::qemu_available() {
@@ -61,11 +62,26 @@ fn an_operator_left_out_of_the_build_is_refused_at_parse() {
     let elf = mote_host::firmware::build_with_features("board-qemu,op-conv2d", &[]).unwrap();
     let copy = std::env::temp_dir().join(format!("mote-op-left-out-{}.elf", std::process::id()));
     std::fs::copy(&elf, &copy).unwrap();
+    let image = std::fs::read(&copy).unwrap();
     let run = mote_host::qemu::run_elf(&copy, std::time::Duration::from_secs(60), |_| {});
     let _ = std::fs::remove_file(&copy);
     let run = run.unwrap();
     assert_eq!(run.exit_code, 1);
     assert!(!run.log.iter().any(|l| l.text.starts_with("output ")));
     let last = run.log.last().unwrap();
-    assert!(last.text.contains("not built in"), "{last:?}");
+    let reason = "operator not built in (its mote-core op-* feature is off)";
+    assert_eq!(
+        last.text,
+        format!("InvalidOperator {{ index: 1, what: \"{reason}\" }}")
+    );
+    // The reason's words reach the log from the ELF's defmt table: they are not in flash.
+    let elf = object::File::parse(&*image).unwrap();
+    for section in elf.sections() {
+        let name = section.name().unwrap_or("");
+        if name == ".text" || name == ".rodata" || name == ".data" {
+            let bytes = section.data().unwrap();
+            let found = bytes.windows(reason.len()).any(|w| w == reason.as_bytes());
+            assert!(!found, "the reason is in {name}");
+        }
+    }
 }

@@ -184,7 +184,7 @@ struct Decoder<'m, 'a> {
 }
 
 impl<'a> Decoder<'_, 'a> {
-    fn bad<T>(&self, what: &'static str) -> Result<T, Error> {
+    fn bad<T>(&self, what: crate::Why) -> Result<T, Error> {
         Err(Error::InvalidOperator {
             index: self.index,
             what,
@@ -197,14 +197,16 @@ impl<'a> Decoder<'_, 'a> {
             _ => self.op.inputs[slot],
         };
         if index == NO_TENSOR {
-            return self.bad("a required input is missing");
+            return self.bad(why!("a required input is missing"));
         }
         let t = self.model.tensor(index)?;
         if t.record.dtype != dtype {
-            return self.bad("tensor has the wrong element type");
+            return self.bad(why!("tensor has the wrong element type"));
         }
         if t.record.storage != storage {
-            return self.bad("tensor is constant where an activation is expected, or vice versa");
+            return self.bad(why!(
+                "tensor is constant where an activation is expected, or vice versa"
+            ));
         }
         Ok(t)
     }
@@ -232,7 +234,7 @@ impl<'a> Decoder<'_, 'a> {
         let t = self.tensor(slot, DType::I32, Storage::Constant)?;
         let bias: &[i32] = self.model.constant(&t)?;
         if bias.len() != channels {
-            return self.bad("bias length differs from the output channels");
+            return self.bad(why!("bias length differs from the output channels"));
         }
         Ok(Some(bias))
     }
@@ -240,13 +242,13 @@ impl<'a> Decoder<'_, 'a> {
     fn requant(&self, counts: &[usize]) -> Result<&'a [QuantizedMultiplier], Error> {
         let requant = self.model.requant(self.index, self.op)?;
         if !counts.contains(&requant.len()) {
-            return self.bad("wrong number of requantization constants");
+            return self.bad(why!("wrong number of requantization constants"));
         }
         if requant
             .iter()
             .any(|q| !(-31..=30).contains(&q.shift) || q.multiplier < 0)
         {
-            return self.bad("requantization constant out of range");
+            return self.bad(why!("requantization constant out of range"));
         }
         Ok(requant)
     }
@@ -256,13 +258,13 @@ impl<'a> Decoder<'_, 'a> {
     fn scratch(&self) -> Result<Scratch, Error> {
         let (offset, len) = (self.p(param::SCRATCH_OFFSET), self.p(param::SCRATCH_LEN));
         let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
-            return self.bad("negative scratch offset or length");
+            return self.bad(why!("negative scratch offset or length"));
         };
         if len == 0 {
             return Ok(Scratch::default());
         }
         if offset % 4 != 0 || offset.saturating_add(len) > self.model.arena_size() {
-            return self.bad("scratch misaligned or past the arena's end");
+            return self.bad(why!("scratch misaligned or past the arena's end"));
         }
         Ok(Scratch { offset, len })
     }
@@ -271,14 +273,14 @@ impl<'a> Decoder<'_, 'a> {
         self.op.params[i]
     }
 
-    fn positive(&self, i: usize, what: &'static str) -> Result<usize, Error> {
+    fn positive(&self, i: usize, what: crate::Why) -> Result<usize, Error> {
         match self.p(i) {
             v @ 1..=0xFFFF => Ok(v as usize),
             _ => self.bad(what),
         }
     }
 
-    fn int8(&self, i: usize, what: &'static str) -> Result<i8, Error> {
+    fn int8(&self, i: usize, what: crate::Why) -> Result<i8, Error> {
         i8::try_from(self.p(i)).or_else(|_| self.bad(what))
     }
 
@@ -286,12 +288,18 @@ impl<'a> Decoder<'_, 'a> {
         let input_offset = self.p(param::INPUT_OFFSET);
         let output_offset = self.p(param::OUTPUT_OFFSET);
         if !(-127..=128).contains(&input_offset) || !(-128..=127).contains(&output_offset) {
-            return self.bad("zero point out of the int8 range");
+            return self.bad(why!("zero point out of the int8 range"));
         }
-        let act_min = self.int8(param::ACT_MIN, "activation clamp out of the int8 range")?;
-        let act_max = self.int8(param::ACT_MAX, "activation clamp out of the int8 range")?;
+        let act_min = self.int8(
+            param::ACT_MIN,
+            why!("activation clamp out of the int8 range"),
+        )?;
+        let act_max = self.int8(
+            param::ACT_MAX,
+            why!("activation clamp out of the int8 range"),
+        )?;
         if act_min > act_max {
-            return self.bad("activation clamp is empty");
+            return self.bad(why!("activation clamp is empty"));
         }
         Ok(Int8Stage {
             input_offset,
@@ -304,13 +312,13 @@ impl<'a> Decoder<'_, 'a> {
     fn window(&self) -> Result<Window, Error> {
         let pad = |i| match self.p(i) {
             v @ 0..=0xFFFF => Ok(v as usize),
-            _ => self.bad("negative or huge padding"),
+            _ => self.bad(why!("negative or huge padding")),
         };
         Ok(Window {
-            stride_h: self.positive(param::STRIDE_H, "stride must be positive")?,
-            stride_w: self.positive(param::STRIDE_W, "stride must be positive")?,
-            dilation_h: self.positive(param::DILATION_H, "dilation must be positive")?,
-            dilation_w: self.positive(param::DILATION_W, "dilation must be positive")?,
+            stride_h: self.positive(param::STRIDE_H, why!("stride must be positive"))?,
+            stride_w: self.positive(param::STRIDE_W, why!("stride must be positive"))?,
+            dilation_h: self.positive(param::DILATION_H, why!("dilation must be positive"))?,
+            dilation_w: self.positive(param::DILATION_W, why!("dilation must be positive"))?,
             pad_top: pad(param::PAD_TOP)?,
             pad_left: pad(param::PAD_LEFT)?,
         })
@@ -347,17 +355,19 @@ impl<'a> Decoder<'_, 'a> {
             window.pad_left,
         );
         if !(ok_h && ok_w) {
-            return self.bad("output height/width do not follow from the input, kernel and window");
+            return self.bad(why!(
+                "output height/width do not follow from the input, kernel and window"
+            ));
         }
         if input.n != output.n {
-            return self.bad("batch of input and output differ");
+            return self.bad(why!("batch of input and output differ"));
         }
         Ok(())
     }
 
     fn same_elements(&self, a: &TensorInfo, b: &TensorInfo) -> Result<(), Error> {
         if a.shape.elements() != b.shape.elements() {
-            return self.bad("input and output sizes differ");
+            return self.bad(why!("input and output sizes differ"));
         }
         Ok(())
     }
@@ -372,11 +382,13 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
         _ => 1,
     };
     if op.inputs[used_inputs..].iter().any(|&t| t != NO_TENSOR) {
-        return d.bad("too many inputs for the operator");
+        return d.bad(why!("too many inputs for the operator"));
     }
     if !op.opcode.is_built() {
         // Refused when the model is parsed, not halfway through an invoke.
-        return d.bad("operator not built in (its mote-core op-* feature is off)");
+        return d.bad(why!(
+            "operator not built in (its mote-core op-* feature is off)"
+        ));
     }
     Ok(match op.opcode {
         OpCode::Conv2d => {
@@ -385,10 +397,14 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let output = d.output(DType::I8)?;
             let window = d.window()?;
             if filter.shape.c != input.shape.c {
-                return d.bad("filter input channels differ from the input's channels");
+                return d.bad(why!(
+                    "filter input channels differ from the input's channels"
+                ));
             }
             if filter.shape.n != output.shape.c {
-                return d.bad("filter output channels differ from the output's channels");
+                return d.bad(why!(
+                    "filter output channels differ from the output's channels"
+                ));
             }
             d.check_spatial(
                 &window,
@@ -412,14 +428,18 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let filter = d.weights(1)?;
             let output = d.output(DType::I8)?;
             let window = d.window()?;
-            let multiplier =
-                d.positive(param::DEPTH_MULTIPLIER, "depth multiplier must be positive")?;
+            let multiplier = d.positive(
+                param::DEPTH_MULTIPLIER,
+                why!("depth multiplier must be positive"),
+            )?;
             if filter.shape.n != 1 || Some(filter.shape.c) != input.shape.c.checked_mul(multiplier)
             {
-                return d.bad("filter channels must be input channels x depth multiplier");
+                return d.bad(why!(
+                    "filter channels must be input channels x depth multiplier"
+                ));
             }
             if output.shape.c != filter.shape.c {
-                return d.bad("output channels differ from the filter's");
+                return d.bad(why!("output channels differ from the filter's"));
             }
             d.check_spatial(
                 &window,
@@ -453,7 +473,7 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 || output.shape.c != outputs
                 || output.shape.elements() != rows.checked_mul(outputs)
             {
-                return d.bad("input, weights and output sizes do not match");
+                return d.bad(why!("input, weights and output sizes do not match"));
             }
             Layer::FullyConnected {
                 stage: d.stage()?,
@@ -470,15 +490,15 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let output = d.output(DType::I8)?;
             let window = d.window()?;
             if window.dilation_h != 1 || window.dilation_w != 1 {
-                return d.bad("pooling does not dilate");
+                return d.bad(why!("pooling does not dilate"));
             }
             let params = PoolParams {
                 window,
-                filter_h: d.positive(param::FILTER_H, "filter size must be positive")?,
-                filter_w: d.positive(param::FILTER_W, "filter size must be positive")?,
+                filter_h: d.positive(param::FILTER_H, why!("filter size must be positive"))?,
+                filter_w: d.positive(param::FILTER_W, why!("filter size must be positive"))?,
             };
             if input.shape.c != output.shape.c {
-                return d.bad("pooling keeps the channel count");
+                return d.bad(why!("pooling keeps the channel count"));
             }
             d.check_spatial(
                 &window,
@@ -512,14 +532,14 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let b = d.activation(1, DType::I8)?;
             let output = d.output(DType::I8)?;
             if a.shape != b.shape || a.shape != output.shape {
-                return d.bad("ADD needs inputs and output of one shape");
+                return d.bad(why!("ADD needs inputs and output of one shape"));
             }
             let stage = d.stage()?;
             let requant = d.requant(&[param::ADD_REQUANT_COUNT])?;
             let input2_offset = d.p(param::INPUT2_OFFSET);
             let left_shift = d.p(param::LEFT_SHIFT);
             if !(-127..=128).contains(&input2_offset) || !(0..=20).contains(&left_shift) {
-                return d.bad("ADD offsets or shift out of range");
+                return d.bad(why!("ADD offsets or shift out of range"));
             }
             Layer::Add {
                 params: AddParams {
@@ -543,11 +563,13 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let output = d.output(DType::I8)?;
             d.same_elements(&input, &output)?;
             if output.zero_point() != -128 || output.scale() != 1.0 / 256.0 {
-                return d.bad("int8 SOFTMAX output must have scale 1/256 and zero point -128");
+                return d.bad(why!(
+                    "int8 SOFTMAX output must have scale 1/256 and zero point -128"
+                ));
             }
             let shift = d.p(param::SOFTMAX_LEFT_SHIFT);
             if !(0..=31).contains(&shift) || d.p(param::SOFTMAX_DIFF_MIN) > 0 {
-                return d.bad("SOFTMAX parameters out of range");
+                return d.bad(why!("SOFTMAX parameters out of range"));
             }
             Layer::Softmax {
                 params: SoftmaxParams {
@@ -564,10 +586,12 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let input = model.tensor(op.inputs[0])?;
             let output = model.tensor(op.output)?;
             if input.record.storage != Storage::Arena || output.record.storage != Storage::Arena {
-                return d.bad("RESHAPE works on activations");
+                return d.bad(why!("RESHAPE works on activations"));
             }
             if input.dtype() != output.dtype() || input.arena_range() != output.arena_range() {
-                return d.bad("RESHAPE's output must alias its input (same type and bytes)");
+                return d.bad(why!(
+                    "RESHAPE's output must alias its input (same type and bytes)"
+                ));
             }
             d.same_elements(&input, &output)?;
             Layer::Reshape {
@@ -581,11 +605,13 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             if output.shape.elements() != input.shape.n.checked_mul(input.shape.c)
                 || output.shape.c != input.shape.c
             {
-                return d.bad("MEAN over height and width keeps only batch and channels");
+                return d.bad(why!(
+                    "MEAN over height and width keeps only batch and channels"
+                ));
             }
             let mode = MeanMode::from_i32(d.p(param::MEAN_MODE)).ok_or(Error::InvalidOperator {
                 index,
-                what: "unknown MEAN mode",
+                what: why!("unknown MEAN mode"),
             })?;
             let requant = d.requant(&[1])?[0];
             Layer::Mean {
@@ -604,7 +630,7 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let output = d.output(DType::I8)?;
             d.same_elements(&input, &output)?;
             if output.scale() <= 0.0 {
-                return d.bad("QUANTIZE needs a positive output scale");
+                return d.bad(why!("QUANTIZE needs a positive output scale"));
             }
             Layer::Quantize {
                 scale: output.scale(),

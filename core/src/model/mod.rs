@@ -140,7 +140,7 @@ impl<'a> Model<'a> {
     pub fn input(&self, i: u16) -> Result<TensorInfo, Error> {
         if i >= self.header.input_count {
             return Err(Error::WrongTensor {
-                what: "no such model input",
+                what: why!("no such model input"),
             });
         }
         self.tensor(self.io_index(i as usize)?)
@@ -150,7 +150,7 @@ impl<'a> Model<'a> {
     pub fn output(&self, i: u16) -> Result<TensorInfo, Error> {
         if i >= self.header.output_count {
             return Err(Error::WrongTensor {
-                what: "no such model output",
+                what: why!("no such model output"),
             });
         }
         self.tensor(self.io_index(self.header.input_count as usize + i as usize)?)
@@ -159,7 +159,7 @@ impl<'a> Model<'a> {
     fn io_index(&self, slot: usize) -> Result<u16, Error> {
         crate::format::read_u16(self.bytes, self.header.io_offset as usize + 2 * slot).ok_or(
             Error::BadLayout {
-                what: "input/output list",
+                what: why!("input/output list"),
             },
         )
     }
@@ -169,7 +169,7 @@ impl<'a> Model<'a> {
         if index >= self.header.tensor_count {
             return Err(Error::InvalidTensor {
                 index,
-                what: "index out of range",
+                what: why!("index out of range"),
             });
         }
         let at = self.header.tensors_offset as usize + index as usize * TENSOR_RECORD_LEN;
@@ -177,7 +177,7 @@ impl<'a> Model<'a> {
             .bytes
             .get(at..at + TENSOR_RECORD_LEN)
             .ok_or(Error::BadLayout {
-                what: "tensor table",
+                what: why!("tensor table"),
             })?;
         let record =
             TensorRecord::read(raw).map_err(|what| Error::InvalidTensor { index, what })?;
@@ -194,7 +194,7 @@ impl<'a> Model<'a> {
         if index >= self.header.op_count {
             return Err(Error::InvalidOperator {
                 index,
-                what: "index out of range",
+                what: why!("index out of range"),
             });
         }
         let at = self.header.ops_offset as usize + index as usize * OP_RECORD_LEN;
@@ -202,7 +202,7 @@ impl<'a> Model<'a> {
             .bytes
             .get(at..at + OP_RECORD_LEN)
             .ok_or(Error::BadLayout {
-                what: "operator table",
+                what: why!("operator table"),
             })?;
         OpRecord::read(raw).map_err(|what| Error::InvalidOperator { index, what })
     }
@@ -222,7 +222,7 @@ impl<'a> Model<'a> {
         if op.opcode != crate::format::OpCode::FullyConnected {
             return Err(Error::InvalidOperator {
                 index,
-                what: "only FULLY_CONNECTED layers can be dequantized for training",
+                what: why!("only FULLY_CONNECTED layers can be dequantized for training"),
             });
         }
         let w = self.tensor(op.inputs[1])?;
@@ -346,11 +346,11 @@ impl<'a> Model<'a> {
             .get(start..start.saturating_add(t.record.byte_len as usize))
             .ok_or(Error::InvalidTensor {
                 index: t.index,
-                what: "constant data out of bounds",
+                what: why!("constant data out of bounds"),
             })?;
         cast::slice(bytes).ok_or(Error::InvalidTensor {
             index: t.index,
-            what: "constant data misaligned",
+            what: why!("constant data misaligned"),
         })
     }
 
@@ -362,7 +362,7 @@ impl<'a> Model<'a> {
         let axis = t.record.channel_axis as usize;
         let count = *t.record.shape.get(axis).ok_or(Error::InvalidTensor {
             index: t.index,
-            what: "channel axis out of range",
+            what: why!("channel axis out of range"),
         })? as usize;
         let start = t.record.channel_scales as usize;
         let bytes = count
@@ -370,11 +370,11 @@ impl<'a> Model<'a> {
             .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
             .ok_or(Error::InvalidTensor {
                 index: t.index,
-                what: "channel scales out of bounds",
+                what: why!("channel scales out of bounds"),
             })?;
         cast::slice(bytes).map(Some).ok_or(Error::InvalidTensor {
             index: t.index,
-            what: "channel scales misaligned",
+            what: why!("channel scales misaligned"),
         })
     }
 
@@ -390,11 +390,11 @@ impl<'a> Model<'a> {
             .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
             .ok_or(Error::InvalidOperator {
                 index,
-                what: "requantization constants out of bounds",
+                what: why!("requantization constants out of bounds"),
             })?;
         cast::slice(bytes).ok_or(Error::InvalidOperator {
             index,
-            what: "requantization constants misaligned",
+            what: why!("requantization constants misaligned"),
         })
     }
 
@@ -416,25 +416,25 @@ impl<'a> Model<'a> {
             h.tensors_offset,
             h.tensor_count as usize,
             TENSOR_RECORD_LEN,
-            "tensor table",
+            why!("tensor table"),
         )?;
         section(
             h.ops_offset,
             h.op_count as usize,
             OP_RECORD_LEN,
-            "operator table",
+            why!("operator table"),
         )?;
         let io_count = h.input_count as usize + h.output_count as usize;
-        section(h.io_offset, io_count, 2, "input/output list")?;
-        section(h.data_offset, h.data_len as usize, 1, "constant data")?;
+        section(h.io_offset, io_count, 2, why!("input/output list"))?;
+        section(h.data_offset, h.data_len as usize, 1, why!("constant data"))?;
         if h.arena_lower_bound > h.arena_size {
             return Err(Error::BadLayout {
-                what: "arena smaller than its own lower bound",
+                what: why!("arena smaller than its own lower bound"),
             });
         }
         if h.input_count == 0 || h.output_count == 0 {
             return Err(Error::BadLayout {
-                what: "a model needs inputs and outputs",
+                what: why!("a model needs inputs and outputs"),
             });
         }
 
@@ -446,7 +446,7 @@ impl<'a> Model<'a> {
             if t.record.storage != Storage::Arena {
                 return Err(Error::InvalidTensor {
                     index: t.index,
-                    what: "a model input or output must live in the arena",
+                    what: why!("a model input or output must live in the arena"),
                 });
             }
         }
@@ -455,7 +455,7 @@ impl<'a> Model<'a> {
             if t.record.live_from != 0 {
                 return Err(Error::InvalidTensor {
                     index: t.index,
-                    what: "a model input must be live from the first operator",
+                    what: why!("a model input must be live from the first operator"),
                 });
             }
         }
@@ -463,7 +463,7 @@ impl<'a> Model<'a> {
             if self.output(i)?.record.live_to != h.op_count {
                 return Err(Error::InvalidTensor {
                     index: self.output(i)?.index,
-                    what: "a model output must stay live to the end",
+                    what: why!("a model output must stay live to the end"),
                 });
             }
         }
@@ -482,32 +482,32 @@ impl<'a> Model<'a> {
         };
         let r = &t.record;
         if r.shape.contains(&0) {
-            return bad("zero-sized dimension");
+            return bad(why!("zero-sized dimension"));
         }
         let bytes = t
             .shape
             .elements()
             .and_then(|n| n.checked_mul(r.dtype.size()));
         if bytes != Some(r.byte_len as usize) {
-            return bad("byte length does not match shape and type");
+            return bad(why!("byte length does not match shape and type"));
         }
         if !(r.scale.is_finite() && r.scale >= 0.0) {
-            return bad("scale must be finite and non-negative");
+            return bad(why!("scale must be finite and non-negative"));
         }
         if r.dtype == DType::I8 && !(-128..=127).contains(&r.zero_point) {
-            return bad("int8 zero point out of range");
+            return bad(why!("int8 zero point out of range"));
         }
         if r.offset as usize % r.dtype.size() != 0 {
-            return bad("offset misaligned for its type");
+            return bad(why!("offset misaligned for its type"));
         }
         match r.storage {
             Storage::Arena => {
                 let end = r.offset as u64 + r.byte_len as u64;
                 if end > self.header.arena_size as u64 {
-                    return bad("arena placement past the arena's end");
+                    return bad(why!("arena placement past the arena's end"));
                 }
                 if r.live_from > r.live_to || r.live_to > self.header.op_count {
-                    return bad("lifetime out of range");
+                    return bad(why!("lifetime out of range"));
                 }
             }
             Storage::Constant => {
@@ -515,7 +515,7 @@ impl<'a> Model<'a> {
                     ..self.header.data_offset as u64 + self.header.data_len as u64;
                 let end = r.offset as u64 + r.byte_len as u64;
                 if (r.offset as u64) < data.start || end > data.end {
-                    return bad("constant data outside the data section");
+                    return bad(why!("constant data outside the data section"));
                 }
                 self.constant::<i8>(t)?;
             }
@@ -529,14 +529,16 @@ impl<'a> Model<'a> {
         let bad = |what| Err(Error::InvalidOperator { index, what });
         let out = self.tensor(op.output)?;
         if out.record.storage != Storage::Arena || out.record.live_from != index {
-            return bad("output must be an arena tensor written by this operator");
+            return bad(why!(
+                "output must be an arena tensor written by this operator"
+            ));
         }
         for input in op.inputs.into_iter().filter(|&t| t != NO_TENSOR) {
             let t = self.tensor(input)?;
             if t.record.storage == Storage::Arena {
                 let produced_before = t.record.live_from < index || self.is_model_input(input)?;
                 if !produced_before || t.record.live_to < index {
-                    return bad("reads a tensor outside its planned lifetime");
+                    return bad(why!("reads a tensor outside its planned lifetime"));
                 }
             }
         }
@@ -559,7 +561,7 @@ impl<'a> Model<'a> {
                 && r.start < busy.end
                 && busy.start < r.end
             {
-                return bad("scratch overlaps a tensor live during the operator");
+                return bad(why!("scratch overlaps a tensor live during the operator"));
             }
         }
         Ok(())

@@ -102,28 +102,28 @@ impl AddParams {
         let offset_ok = |o: i32| (-128..=128).contains(&o);
         if !(offset_ok(self.input1_offset) && offset_ok(self.input2_offset)) {
             return Err(Error::InvalidParameter {
-                what: "add input offset (must be minus an int8 zero point)",
+                what: why!("add input offset (must be minus an int8 zero point)"),
             });
         }
         if !(-128..=127).contains(&self.output_offset) {
             return Err(Error::InvalidParameter {
-                what: "add output offset (must be an int8 zero point)",
+                what: why!("add output offset (must be an int8 zero point)"),
             });
         }
         if !(0..=22).contains(&self.left_shift) {
             return Err(Error::InvalidParameter {
-                what: "add left shift (must be in 0..=22)",
+                what: why!("add left shift (must be in 0..=22)"),
             });
         }
         let m_ok = |q: QuantizedMultiplier| q.multiplier >= 0 && (-31..=0).contains(&q.shift);
         if !(m_ok(self.input1) && m_ok(self.input2) && m_ok(self.output)) {
             return Err(Error::InvalidParameter {
-                what: "add multiplier (must be non-negative with a shift in -31..=0)",
+                what: why!("add multiplier (must be non-negative with a shift in -31..=0)"),
             });
         }
         if self.act_min > self.act_max {
             return Err(Error::InvalidParameter {
-                what: "activation range (min > max)",
+                what: why!("activation range (min > max)"),
             });
         }
         Ok(())
@@ -226,7 +226,7 @@ pub fn add_f32(clamp: (f32, f32), a: &[f32], b: &[f32], out: &mut [f32]) -> Resu
         Some(core::cmp::Ordering::Less | core::cmp::Ordering::Equal)
     ) {
         return Err(Error::InvalidParameter {
-            what: "activation range (min > max or NaN)",
+            what: why!("activation range (min > max or NaN)"),
         });
     }
     for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {

@@ -45,7 +45,12 @@ pub fn conv2d_i8(
 ) -> Result<(), Error> {
     super::built(OpCode::Conv2d)?;
     let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
-    check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
+    check_int8(
+        stage,
+        requant,
+        output.shape.c,
+        why!("conv2d requant length"),
+    )?;
     let args = conv_gemm::Args {
         g: &g,
         stage,
@@ -95,7 +100,12 @@ pub fn conv2d_i8_reference(
     output: TensorMut<i8>,
 ) -> Result<(), Error> {
     let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
-    check_int8(stage, requant, output.shape.c, "conv2d requant length")?;
+    check_int8(
+        stage,
+        requant,
+        output.shape.c,
+        why!("conv2d requant length"),
+    )?;
     reference_i8(&g, stage, input, filter, bias, requant, output)
 }
 
@@ -167,17 +177,17 @@ fn check_conv<T>(
     filter.shape.check_len(filter.data.len())?;
     output.shape.check_len(output.data.len())?;
     let (i, f, o) = (input.shape, filter.shape, output.shape);
-    same("conv2d filter input channels", i.c, f.c)?;
-    same("conv2d output channels", f.n, o.c)?;
-    same("conv2d output batch", i.n, o.n)?;
+    same(why!("conv2d filter input channels"), i.c, f.c)?;
+    same(why!("conv2d output channels"), f.n, o.c)?;
+    same(why!("conv2d output batch"), i.n, o.n)?;
     if let Some(len) = bias_len {
-        same("conv2d bias length", o.c, len)?;
+        same(why!("conv2d bias length"), o.c, len)?;
     }
-    Geometry::new(&CONV_NAMES, window, i, (f.h, f.w), o)
+    Geometry::new(&conv_names(), window, i, (f.h, f.w), o)
 }
 
 /// `Ok` if `actual == expected`, else a [`Error::ShapeMismatch`] naming `what`.
-pub(crate) fn same(what: &'static str, expected: usize, actual: usize) -> Result<(), Error> {
+pub(crate) fn same(what: crate::Why, expected: usize, actual: usize) -> Result<(), Error> {
     if expected == actual {
         Ok(())
     } else {
@@ -192,21 +202,23 @@ pub(crate) fn same(what: &'static str, expected: usize, actual: usize) -> Result
 /// Error names for one operator's window checks.
 pub(crate) struct WindowNames {
     /// Output height is zero or has a window starting past the padded input.
-    pub(crate) output_h: &'static str,
+    pub(crate) output_h: crate::Why,
     /// Same for the width.
-    pub(crate) output_w: &'static str,
+    pub(crate) output_w: crate::Why,
     /// `pad_top` covers the whole dilated kernel.
-    pub(crate) pad_top: &'static str,
+    pub(crate) pad_top: crate::Why,
     /// `pad_left` covers the whole dilated kernel.
-    pub(crate) pad_left: &'static str,
+    pub(crate) pad_left: crate::Why,
 }
 
-const CONV_NAMES: WindowNames = WindowNames {
-    output_h: "conv2d output height (at most ceil((in + pad_top) / stride))",
-    output_w: "conv2d output width (at most ceil((in + pad_left) / stride))",
-    pad_top: "conv2d pad_top must be smaller than the dilated kernel height",
-    pad_left: "conv2d pad_left must be smaller than the dilated kernel width",
-};
+fn conv_names() -> WindowNames {
+    WindowNames {
+        output_h: why!("conv2d output height (at most ceil((in + pad_top) / stride))"),
+        output_w: why!("conv2d output width (at most ceil((in + pad_left) / stride))"),
+        pad_top: why!("conv2d pad_top must be smaller than the dilated kernel height"),
+        pad_left: why!("conv2d pad_left must be smaller than the dilated kernel width"),
+    }
+}
 
 /// A validated sliding window over validated shapes: everything the loops need.
 #[derive(Debug, Clone, Copy)]
@@ -318,16 +330,16 @@ impl Taps<'_> {
 
 /// Checks one axis: nonzero sizes, padding smaller than the dilated kernel, output in range.
 fn check_axis(
-    (output_what, pad_what): (&'static str, &'static str),
+    (output_what, pad_what): (crate::Why, crate::Why),
     (input, kernel, output): (usize, usize, usize),
     (stride, dilation, pad): (usize, usize, usize),
 ) -> Result<(), Error> {
     let invalid = |what| Err(Error::InvalidParameter { what });
     match (stride, dilation, kernel, input) {
-        (0, ..) => return invalid("window stride is zero"),
-        (_, 0, ..) => return invalid("window dilation is zero"),
-        (_, _, 0, _) => return invalid("kernel height or width is zero"),
-        (.., 0) => return invalid("input height or width is zero"),
+        (0, ..) => return invalid(why!("window stride is zero")),
+        (_, 0, ..) => return invalid(why!("window dilation is zero")),
+        (_, _, 0, _) => return invalid(why!("kernel height or width is zero")),
+        (.., 0) => return invalid(why!("input height or width is zero")),
         _ => {}
     }
     let effective = (kernel - 1)
@@ -600,47 +612,53 @@ mod tests {
                 }),
             ),
             (|c| c.shapes[0].n = usize::MAX, Err(Error::ShapeOverflow)),
-            (|c| c.w.stride_w = 0, invalid("window stride is zero")),
-            (|c| c.w.dilation_h = 0, invalid("window dilation is zero")),
-            (|c| c.w.pad_top = 3, invalid(CONV_NAMES.pad_top)),
+            (|c| c.w.stride_w = 0, invalid(why!("window stride is zero"))),
+            (
+                |c| c.w.dilation_h = 0,
+                invalid(why!("window dilation is zero")),
+            ),
+            (|c| c.w.pad_top = 3, invalid(conv_names().pad_top)),
             (
                 |c| c.shapes[1].h = 0,
-                invalid("kernel height or width is zero"),
+                invalid(why!("kernel height or width is zero")),
             ),
             (
                 |c| c.shapes[1].c = 2,
-                mismatch("conv2d filter input channels", 3, 2),
+                mismatch(why!("conv2d filter input channels"), 3, 2),
             ),
             (
                 |c| c.shapes[2].c = 3,
-                mismatch("conv2d output channels", 2, 3),
+                mismatch(why!("conv2d output channels"), 2, 3),
             ),
-            (|c| c.shapes[2].n = 2, mismatch("conv2d output batch", 1, 2)),
+            (
+                |c| c.shapes[2].n = 2,
+                mismatch(why!("conv2d output batch"), 1, 2),
+            ),
             // A third row would start past the input; zero rows is no output at all.
-            (|c| c.shapes[2].h = 3, mismatch(CONV_NAMES.output_h, 2, 3)),
-            (|c| c.shapes[2].w = 0, mismatch(CONV_NAMES.output_w, 2, 0)),
-            (|c| c.bias = 3, mismatch("conv2d bias length", 2, 3)),
+            (|c| c.shapes[2].h = 3, mismatch(conv_names().output_h, 2, 3)),
+            (|c| c.shapes[2].w = 0, mismatch(conv_names().output_w, 2, 0)),
+            (|c| c.bias = 3, mismatch(why!("conv2d bias length"), 2, 3)),
             (
                 |c| c.rq.push(q(1.0)),
-                mismatch("conv2d requant length", 2, 3),
+                mismatch(why!("conv2d requant length"), 2, 3),
             ),
             (
                 |c| c.rq[1].shift = i32::MIN,
-                invalid("requant shift outside -31..=30"),
+                invalid(why!("requant shift outside -31..=30")),
             ),
             (
                 |c| c.st.input_offset = -128,
-                invalid("int8 input_offset outside -127..=128"),
+                invalid(why!("int8 input_offset outside -127..=128")),
             ),
             (
                 |c| c.st.output_offset = 128,
-                invalid("int8 output_offset outside -128..=127"),
+                invalid(why!("int8 output_offset outside -128..=127")),
             ),
             (|c| c.st.act_min = 127, Ok(())),
             (|c| c.st.act_max = -128, Ok(())),
             (
                 |c| (c.st.act_min, c.st.act_max) = (5, 4),
-                invalid("int8 activation range is empty (act_min > act_max)"),
+                invalid(why!("int8 activation range is empty (act_min > act_max)")),
             ),
         ];
         for (i, (edit, want)) in cases.into_iter().enumerate() {
@@ -653,7 +671,7 @@ mod tests {
             conv2d_f32(&w, clamp, t(&[1.0], is), filter, None, tm(&mut [0f32], one))
         };
         assert_eq!(f32_run((0.0, 1.0), s(1, 1, 1, 1)), Ok(()));
-        let nan = invalid("f32 clamp range is empty or NaN");
+        let nan = invalid(why!("f32 clamp range is empty or NaN"));
         assert_eq!(f32_run((f32::NAN, 1.0), s(1, 1, 1, 1)), nan);
         let len_err = Err(Error::LengthMismatch {
             expected: 2,

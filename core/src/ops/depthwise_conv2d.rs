@@ -36,7 +36,7 @@ pub fn depthwise_conv2d_i8(
     super::built(OpCode::DepthwiseConv2d)?;
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
     let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
-    let what = "depthwise_conv2d requant length";
+    let what = why!("depthwise_conv2d requant length");
     check_int8(stage, requant, output.shape.c, what)?;
     let (i, f, out) = (input.data, filter.data, &mut *output.data);
     if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
@@ -84,7 +84,7 @@ pub fn depthwise_conv2d_i8_reference(
 ) -> Result<(), Error> {
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
     let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
-    let what = "depthwise_conv2d requant length";
+    let what = why!("depthwise_conv2d requant length");
     check_int8(stage, requant, output.shape.c, what)?;
     reference_i8(&g, dm, stage, input, filter, bias, requant, output)
 }
@@ -146,12 +146,14 @@ pub fn depthwise_conv2d_f32(
     })
 }
 
-const NAMES: WindowNames = WindowNames {
-    output_h: "depthwise_conv2d output height (at most ceil((in + pad_top) / stride))",
-    output_w: "depthwise_conv2d output width (at most ceil((in + pad_left) / stride))",
-    pad_top: "depthwise_conv2d pad_top must be smaller than the dilated kernel height",
-    pad_left: "depthwise_conv2d pad_left must be smaller than the dilated kernel width",
-};
+fn names() -> WindowNames {
+    WindowNames {
+        output_h: why!("depthwise_conv2d output height (at most ceil((in + pad_top) / stride))"),
+        output_w: why!("depthwise_conv2d output width (at most ceil((in + pad_left) / stride))"),
+        pad_top: why!("depthwise_conv2d pad_top must be smaller than the dilated kernel height"),
+        pad_left: why!("depthwise_conv2d pad_left must be smaller than the dilated kernel width"),
+    }
+}
 
 /// Validates a depthwise convolution's buffers and shapes; returns its window geometry.
 fn check_depthwise<T>(
@@ -167,21 +169,21 @@ fn check_depthwise<T>(
     output.shape.check_len(output.data.len())?;
     if dm == 0 {
         return Err(Error::InvalidParameter {
-            what: "depthwise_conv2d depth_multiplier is zero",
+            what: why!("depthwise_conv2d depth_multiplier is zero"),
         });
     }
     let (i, f, o) = (input.shape, filter.shape, output.shape);
     let out_c = i.c.checked_mul(dm).ok_or(Error::ShapeOverflow)?;
-    same("depthwise_conv2d filter batch", 1, f.n)?;
-    let what = "depthwise_conv2d filter channels (in_c * depth_multiplier)";
+    same(why!("depthwise_conv2d filter batch"), 1, f.n)?;
+    let what = why!("depthwise_conv2d filter channels (in_c * depth_multiplier)");
     same(what, out_c, f.c)?;
-    let what = "depthwise_conv2d output channels (in_c * depth_multiplier)";
+    let what = why!("depthwise_conv2d output channels (in_c * depth_multiplier)");
     same(what, out_c, o.c)?;
-    same("depthwise_conv2d output batch", i.n, o.n)?;
+    same(why!("depthwise_conv2d output batch"), i.n, o.n)?;
     if let Some(len) = bias_len {
-        same("depthwise_conv2d bias length", out_c, len)?;
+        same(why!("depthwise_conv2d bias length"), out_c, len)?;
     }
-    Geometry::new(&NAMES, window, i, (f.h, f.w), o)
+    Geometry::new(&names(), window, i, (f.h, f.w), o)
 }
 
 #[cfg(test)]
@@ -480,7 +482,7 @@ pub(crate) mod tests {
         };
         assert_eq!(run(|_| {}), Ok(()));
         assert_eq!(run(|c| c.rq = 1), Ok(()));
-        let dm = "depthwise_conv2d filter channels (in_c * depth_multiplier)";
+        let dm = why!("depthwise_conv2d filter channels (in_c * depth_multiplier)");
         let cases: [Edit; 10] = [
             (
                 |c| c.in_len = 17,
@@ -491,31 +493,31 @@ pub(crate) mod tests {
             ),
             (
                 |c| c.dm = 0,
-                invalid("depthwise_conv2d depth_multiplier is zero"),
+                invalid(why!("depthwise_conv2d depth_multiplier is zero")),
             ),
             (|c| c.dm = usize::MAX, Err(Error::ShapeOverflow)),
             (|c| c.dm = 3, mismatch(dm, 6, 4)),
             (
                 |c| c.shapes[1].n = 2,
-                mismatch("depthwise_conv2d filter batch", 1, 2),
+                mismatch(why!("depthwise_conv2d filter batch"), 1, 2),
             ),
             (
                 |c| c.shapes[2].c = 6,
                 mismatch(
-                    "depthwise_conv2d output channels (in_c * depth_multiplier)",
+                    why!("depthwise_conv2d output channels (in_c * depth_multiplier)"),
                     4,
                     6,
                 ),
             ),
-            (|c| c.shapes[2].h = 5, mismatch(NAMES.output_h, 4, 5)),
-            (|c| c.shapes[1].w = 1, invalid(NAMES.pad_left)),
+            (|c| c.shapes[2].h = 5, mismatch(names().output_h, 4, 5)),
+            (|c| c.shapes[1].w = 1, invalid(names().pad_left)),
             (
                 |c| c.bias = 2,
-                mismatch("depthwise_conv2d bias length", 4, 2),
+                mismatch(why!("depthwise_conv2d bias length"), 4, 2),
             ),
             (
                 |c| c.rq = 2,
-                mismatch("depthwise_conv2d requant length", 4, 2),
+                mismatch(why!("depthwise_conv2d requant length"), 4, 2),
             ),
         ];
         for (i, (edit, want)) in cases.into_iter().enumerate() {

@@ -36,7 +36,7 @@ pub fn fully_connected_i8(
         stage,
         requant,
         weights.shape.n,
-        "fully_connected requant length",
+        why!("fully_connected requant length"),
     )?;
     let (x, w, out_f) = (input.data, weights.data, weights.shape.n);
     let out = &mut *output.data;
@@ -73,7 +73,7 @@ pub fn fully_connected_i8_reference(
         stage,
         requant,
         weights.shape.n,
-        "fully_connected requant length",
+        why!("fully_connected requant length"),
     )?;
     if output.data.is_empty() {
         return Ok(());
@@ -128,25 +128,25 @@ fn check_fc<T>(
     weights.shape.check_len(weights.data.len())?;
     output.shape.check_len(output.data.len())?;
     let (w, o) = (weights.shape, output.shape);
-    same("fully_connected weights height", 1, w.h)?;
-    same("fully_connected weights width", 1, w.w)?;
+    same(why!("fully_connected weights height"), 1, w.h)?;
+    same(why!("fully_connected weights width"), 1, w.w)?;
     let in_f = w.c;
     if in_f == 0 {
         return Err(Error::InvalidParameter {
-            what: "fully_connected in_features is zero",
+            what: why!("fully_connected in_features is zero"),
         });
     }
-    let what = "fully_connected input elements modulo in_features";
+    let what = why!("fully_connected input elements modulo in_features");
     same(what, 0, input.data.len() % in_f)?;
-    same("fully_connected output channels", w.n, o.c)?;
+    same(why!("fully_connected output channels"), w.n, o.c)?;
     // check_len succeeded, so n * h * w cannot overflow.
     same(
-        "fully_connected output rows",
+        why!("fully_connected output rows"),
         input.data.len() / in_f,
         o.n * o.h * o.w,
     )?;
     if let Some(len) = bias_len {
-        same("fully_connected bias length", w.n, len)?;
+        same(why!("fully_connected bias length"), w.n, len)?;
     }
     Ok(in_f)
 }
@@ -156,26 +156,26 @@ pub(crate) fn check_int8(
     stage: &Int8Stage,
     requant: Requant,
     channels: usize,
-    requant_what: &'static str,
+    requant_what: crate::Why,
 ) -> Result<(), Error> {
     let invalid = |what| Err(Error::InvalidParameter { what });
     // Zero points are int8, so `-zero_point` lies in -127..=128. This also keeps every
     // product in the inner loops far from overflowing.
     if !(-127..=128).contains(&stage.input_offset) {
-        return invalid("int8 input_offset outside -127..=128");
+        return invalid(why!("int8 input_offset outside -127..=128"));
     }
     if !(-128..=127).contains(&stage.output_offset) {
-        return invalid("int8 output_offset outside -128..=127");
+        return invalid(why!("int8 output_offset outside -128..=127"));
     }
     if stage.act_min > stage.act_max {
-        return invalid("int8 activation range is empty (act_min > act_max)");
+        return invalid(why!("int8 activation range is empty (act_min > act_max)"));
     }
     if requant.len() != 1 {
         same(requant_what, channels, requant.len())?;
     }
     // `QuantizedMultiplier::from_f64` stays in this range; outside it `apply` is meaningless.
     if requant.iter().any(|q| !(-31..=30).contains(&q.shift)) {
-        return invalid("requant shift outside -31..=30");
+        return invalid(why!("requant shift outside -31..=30"));
     }
     Ok(())
 }
@@ -195,7 +195,7 @@ pub(crate) fn check_clamp((lo, hi): (f32, f32)) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::InvalidParameter {
-            what: "f32 clamp range is empty or NaN",
+            what: why!("f32 clamp range is empty or NaN"),
         })
     }
 }
@@ -315,15 +315,11 @@ pub(crate) mod tests {
         Tensor { data, shape }
     }
 
-    pub(crate) fn invalid(what: &'static str) -> Result<(), Error> {
+    pub(crate) fn invalid(what: crate::Why) -> Result<(), Error> {
         Err(Error::InvalidParameter { what })
     }
 
-    pub(crate) fn mismatch(
-        what: &'static str,
-        expected: usize,
-        actual: usize,
-    ) -> Result<(), Error> {
+    pub(crate) fn mismatch(what: crate::Why, expected: usize, actual: usize) -> Result<(), Error> {
         Err(Error::ShapeMismatch {
             what,
             expected,
@@ -476,7 +472,7 @@ pub(crate) mod tests {
             let (io, out) = ((t(&input, is), t(&weights, ws)), tm(&mut out, os));
             fully_connected_i8(&stage(0, 0), io.0, io.1, Some(&bias), &rq, out, &mut [])
         };
-        let modulo = "fully_connected input elements modulo in_features";
+        let modulo = why!("fully_connected input elements modulo in_features");
         let cases: [Edit; 12] = [
             (|_| {}, Ok(())),
             (|c| c.rq = 1, Ok(())),
@@ -490,35 +486,35 @@ pub(crate) mod tests {
             (|c| c.shapes[1].n = usize::MAX, Err(Error::ShapeOverflow)),
             (
                 |c| c.shapes[1].h = 3,
-                mismatch("fully_connected weights height", 1, 3),
+                mismatch(why!("fully_connected weights height"), 1, 3),
             ),
             (
                 |c| c.shapes[1].w = 3,
-                mismatch("fully_connected weights width", 1, 3),
+                mismatch(why!("fully_connected weights width"), 1, 3),
             ),
             (
                 |c| c.shapes[1].c = 0,
-                invalid("fully_connected in_features is zero"),
+                invalid(why!("fully_connected in_features is zero")),
             ),
             (
                 |c| c.shapes[2].c = 3,
-                mismatch("fully_connected output channels", 2, 3),
+                mismatch(why!("fully_connected output channels"), 2, 3),
             ),
             (
                 |c| c.shapes[2].n = 1,
-                mismatch("fully_connected output rows", 2, 1),
+                mismatch(why!("fully_connected output rows"), 2, 1),
             ),
             (
                 |c| c.bias = 1,
-                mismatch("fully_connected bias length", 2, 1),
+                mismatch(why!("fully_connected bias length"), 2, 1),
             ),
             (
                 |c| c.rq = 3,
-                mismatch("fully_connected requant length", 2, 3),
+                mismatch(why!("fully_connected requant length"), 2, 3),
             ),
             (
                 |c| c.rq = 0,
-                mismatch("fully_connected requant length", 2, 0),
+                mismatch(why!("fully_connected requant length"), 2, 0),
             ),
         ];
         for (i, (edit, want)) in cases.into_iter().enumerate() {
@@ -536,7 +532,7 @@ pub(crate) mod tests {
         assert_eq!(out, [2.5]);
         assert_eq!(f32_run(&[f32::NAN], (0.0, 6.0), &mut out), Ok(()));
         assert!(out[0].is_nan(), "NaN passes through the clamp, as in C++");
-        let nan = invalid("f32 clamp range is empty or NaN");
+        let nan = invalid(why!("f32 clamp range is empty or NaN"));
         assert_eq!(f32_run(&[1.0], (1.0, 0.0), &mut out), nan);
         let len_err = Err(Error::LengthMismatch {
             expected: 1,

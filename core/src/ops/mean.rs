@@ -112,11 +112,11 @@ pub fn mean_hw_i8(p: &MeanParams, input: Tensor<i8>, output: TensorMut<i8>) -> R
         .ok()
         .filter(|&c| c > 0 && c < 1 << 23)
         .ok_or(Error::InvalidParameter {
-            what: "MEAN over too many elements",
+            what: why!("MEAN over too many elements"),
         })?;
     if !(-31..=30).contains(&p.requant.shift) {
         return Err(Error::InvalidParameter {
-            what: "MEAN requantization shift out of range",
+            what: why!("MEAN requantization shift out of range"),
         });
     }
     for b in 0..s.n {

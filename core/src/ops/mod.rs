@@ -232,7 +232,7 @@ pub(crate) fn built(op: crate::format::OpCode) -> Result<(), Error> {
     match op.is_built() {
         true => Ok(()),
         false => Err(Error::InvalidParameter {
-            what: "operator not built in (its mote-core op-* feature is off)",
+            what: why!("operator not built in (its mote-core op-* feature is off)"),
         }),
     }
 }
@@ -244,8 +244,10 @@ pub(crate) fn reference_built() -> Result<(), Error> {
     match cfg!(feature = "reference-kernels") {
         true => Ok(()),
         false => Err(Error::InvalidParameter {
-            what: "the layer needs a reference kernel (too little scratch, or a shape the fast \
-                   kernels do not take) and feature reference-kernels is off",
+            what: why!(
+                "the layer needs a reference kernel (too little scratch, or a shape the fast \
+                 kernels do not take) and feature reference-kernels is off"
+            ),
         }),
     }
 }

@@ -91,7 +91,7 @@ fn max_outputs(len: usize, pad: usize, stride: usize) -> Result<usize, Error> {
 }
 
 /// `Err(ShapeMismatch)` unless `actual` is acceptable.
-fn check_dim(what: &'static str, ok: bool, expected: usize, actual: usize) -> Result<(), Error> {
+fn check_dim(what: crate::Why, ok: bool, expected: usize, actual: usize) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
@@ -109,20 +109,20 @@ fn validate<I, O>(p: &PoolParams, input: &Tensor<I>, output: &TensorMut<O>) -> R
     let rules = [
         (
             w.stride_h == 0 || w.stride_w == 0,
-            "pool stride (must be >= 1)",
+            why!("pool stride (must be >= 1)"),
         ),
         (
             w.dilation_h != 1 || w.dilation_w != 1,
-            "pool dilation (must be 1)",
+            why!("pool dilation (must be 1)"),
         ),
         (
             p.filter_h == 0 || p.filter_w == 0,
-            "pool filter size (must be >= 1)",
+            why!("pool filter size (must be >= 1)"),
         ),
         // A window starting wholly inside the top/left padding would see no input at all.
         (
             w.pad_top >= p.filter_h || w.pad_left >= p.filter_w,
-            "pool padding (must be smaller than the filter)",
+            why!("pool padding (must be smaller than the filter)"),
         ),
     ];
     if let Some(&(_, what)) = rules.iter().find(|(broken, _)| *broken) {
@@ -131,17 +131,17 @@ fn validate<I, O>(p: &PoolParams, input: &Tensor<I>, output: &TensorMut<O>) -> R
     input.shape.check_len(input.data.len())?;
     output.shape.check_len(output.data.len())?;
     let (is, os) = (input.shape, output.shape);
-    check_dim("pool output batch", os.n == is.n, is.n, os.n)?;
-    check_dim("pool output channels", os.c == is.c, is.c, os.c)?;
+    check_dim(why!("pool output batch"), os.n == is.n, is.n, os.n)?;
+    check_dim(why!("pool output channels"), os.c == is.c, is.c, os.c)?;
     if os.elements() == Some(0) {
         return Ok(());
     }
     // Every output pixel must see at least one input pixel (this admits every SAME and VALID
     // geometry TFLite produces, and rules out empty windows, so averages never divide by 0).
     let max_h = max_outputs(is.h, w.pad_top, w.stride_h)?;
-    check_dim("pool output height", os.h <= max_h, max_h, os.h)?;
+    check_dim(why!("pool output height"), os.h <= max_h, max_h, os.h)?;
     let max_w = max_outputs(is.w, w.pad_left, w.stride_w)?;
-    check_dim("pool output width", os.w <= max_w, max_w, os.w)
+    check_dim(why!("pool output width"), os.w <= max_w, max_w, os.w)
 }
 
 /// Calls `reduce` once per output element, in NHWC order, with its clipped window.
@@ -184,7 +184,7 @@ fn check_clamp<T: PartialOrd>(min: T, max: T) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::InvalidParameter {
-            what: "activation range (min > max, or NaN)",
+            what: why!("activation range (min > max, or NaN)"),
         })
     }
 }
@@ -686,20 +686,20 @@ mod tests {
         };
         assert_eq!(
             shape_err(run(true, &ok, FULL, is, &data, sh(1, 2, 2, 1))).0,
-            "pool output channels"
+            why!("pool output channels")
         );
         assert_eq!(
             shape_err(run(true, &ok, FULL, is, &data, sh(2, 2, 2, 2))).0,
-            "pool output batch"
+            why!("pool output batch")
         );
         // An output row or column whose window would lie past the input: 4 / stride 2 allow 2.
         assert_eq!(
             shape_err(run(true, &ok, FULL, is, &data, sh(1, 3, 2, 2))),
-            ("pool output height", 2, 3)
+            (why!("pool output height"), 2, 3)
         );
         assert_eq!(
             shape_err(run(false, &ok, FULL, is, &data, sh(1, 2, 3, 2))),
-            ("pool output width", 2, 3)
+            (why!("pool output width"), 2, 3)
         );
         let invalid = |p: PoolParams, clamp| {
             matches!(

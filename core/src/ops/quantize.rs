@@ -34,7 +34,7 @@ fn check_scale(scale: f32) -> Result<(), Error> {
         Ok(())
     } else {
         Err(Error::InvalidParameter {
-            what: "quantization scale (must be finite and > 0)",
+            what: why!("quantization scale (must be finite and > 0)"),
         })
     }
 }

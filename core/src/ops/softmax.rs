@@ -79,13 +79,13 @@ impl SoftmaxParams {
     fn validate(&self) -> Result<(), Error> {
         if !(0..=31).contains(&self.input_left_shift) || self.input_multiplier < 0 {
             return Err(Error::InvalidParameter {
-                what: "softmax input multiplier (shift must be in 0..=31, multiplier >= 0)",
+                what: why!("softmax input multiplier (shift must be in 0..=31, multiplier >= 0)"),
             });
         }
         // A positive diff_min would drop the row maximum itself and leave an empty sum.
         if self.diff_min > 0 {
             return Err(Error::InvalidParameter {
-                what: "softmax diff_min (must be <= 0)",
+                what: why!("softmax diff_min (must be <= 0)"),
             });
         }
         Ok(())
@@ -233,7 +233,7 @@ fn row_scale(sum: i64) -> Option<(i32, i32)> {
 fn check_rows(input: usize, output: usize, depth: usize) -> Result<(), Error> {
     if depth == 0 {
         return Err(Error::InvalidParameter {
-            what: "softmax depth (must be >= 1)",
+            what: why!("softmax depth (must be >= 1)"),
         });
     }
     if output != input {
@@ -244,7 +244,7 @@ fn check_rows(input: usize, output: usize, depth: usize) -> Result<(), Error> {
     }
     if input % depth != 0 {
         return Err(Error::ShapeMismatch {
-            what: "softmax input length (a multiple of depth)",
+            what: why!("softmax input length (a multiple of depth)"),
             expected: input - input % depth,
             actual: input,
         });
@@ -285,7 +285,7 @@ pub fn softmax_i8(
         }
         let Some((scale, exponent)) = row_scale(sum) else {
             return Err(Error::InvalidParameter {
-                what: "softmax row (sum of exponentials >= 512, beyond TFLite's int8 kernel)",
+                what: why!("softmax row (sum of exponentials >= 512, beyond TFLite's int8 kernel)"),
             });
         };
 
@@ -328,7 +328,7 @@ pub fn softmax_f32(
     check_rows(input.len(), output.len(), depth)?;
     if !beta.is_finite() {
         return Err(Error::InvalidParameter {
-            what: "softmax beta (must be finite)",
+            what: why!("softmax beta (must be finite)"),
         });
     }
     for (row_in, row_out) in input
@@ -582,7 +582,7 @@ mod tests {
         let p = SoftmaxParams::from_scale(1.0, 0.1).unwrap();
         let mut out = [0i8; 6];
         let bad_depth = Err(Error::InvalidParameter {
-            what: "softmax depth (must be >= 1)",
+            what: why!("softmax depth (must be >= 1)"),
         });
         assert_eq!(softmax_i8(&p, &[1; 6], &mut out, 0), bad_depth);
         assert_eq!(
@@ -595,7 +595,7 @@ mod tests {
         assert_eq!(
             softmax_i8(&p, &[1; 6], &mut out, 4),
             Err(Error::ShapeMismatch {
-                what: "softmax input length (a multiple of depth)",
+                what: why!("softmax input length (a multiple of depth)"),
                 expected: 4,
                 actual: 6
             })

@@ -30,10 +30,10 @@ pub fn conv2d_backward_f32(
     filter.shape.check_len(filter.data.len())?;
     grad_output.shape.check_len(grad_output.data.len())?;
     let (i, f, o) = (input.shape, filter.shape, grad_output.shape);
-    same("conv2d filter input channels", i.c, f.c)?;
-    same("conv2d output channels", f.n, o.c)?;
-    same("conv2d output batch", i.n, o.n)?;
-    let geom = TapGeometry::new(&NAMES, window, i, (f.h, f.w), o)?;
+    same(why!("conv2d filter input channels"), i.c, f.c)?;
+    same(why!("conv2d output channels"), f.n, o.c)?;
+    same(why!("conv2d output batch"), i.n, o.n)?;
+    let geom = TapGeometry::new(&names(), window, i, (f.h, f.w), o)?;
     grads.check(input.data.len(), filter.data.len(), o.c)?;
     if let Some(gi) = grads.input.as_deref_mut() {
         gi.fill(0.0);
@@ -74,12 +74,14 @@ pub fn conv2d_backward_f32(
     Ok(())
 }
 
-const NAMES: WindowNames = WindowNames {
-    output_h: "conv2d output height (at most ceil((in + pad_top) / stride))",
-    output_w: "conv2d output width (at most ceil((in + pad_left) / stride))",
-    pad_top: "conv2d pad_top must be smaller than the dilated kernel height",
-    pad_left: "conv2d pad_left must be smaller than the dilated kernel width",
-};
+fn names() -> WindowNames {
+    WindowNames {
+        output_h: why!("conv2d output height (at most ceil((in + pad_top) / stride))"),
+        output_w: why!("conv2d output width (at most ceil((in + pad_left) / stride))"),
+        pad_top: why!("conv2d pad_top must be smaller than the dilated kernel height"),
+        pad_left: why!("conv2d pad_left must be smaller than the dilated kernel width"),
+    }
+}
 
 /// A sliding window validated by the forward kernels' own rules, walked tap by tap.
 #[derive(Debug, Clone, Copy)]

@@ -28,23 +28,27 @@ pub fn dense_backward_f32(
     weights.shape.check_len(weights.data.len())?;
     grad_output.shape.check_len(grad_output.data.len())?;
     let w = weights.shape;
-    same("dense weights height", 1, w.h)?;
-    same("dense weights width", 1, w.w)?;
+    same(why!("dense weights height"), 1, w.h)?;
+    same(why!("dense weights width"), 1, w.w)?;
     let (in_f, out_f) = (w.c, w.n);
     if in_f == 0 || out_f == 0 {
         return Err(Error::InvalidParameter {
-            what: "dense in_features or out_features is zero",
+            what: why!("dense in_features or out_features is zero"),
         });
     }
     same(
-        "dense input elements modulo in_features",
+        why!("dense input elements modulo in_features"),
         0,
         input.data.len() % in_f,
     )?;
     let rows = input.data.len() / in_f;
-    same("dense grad_output channels", out_f, grad_output.shape.c)?;
     same(
-        "dense grad_output rows",
+        why!("dense grad_output channels"),
+        out_f,
+        grad_output.shape.c,
+    )?;
+    same(
+        why!("dense grad_output rows"),
         rows * out_f,
         grad_output.data.len(),
     )?;

@@ -32,18 +32,18 @@ pub fn depthwise_conv2d_backward_f32(
     let dm = depth_multiplier;
     if dm == 0 {
         return Err(Error::InvalidParameter {
-            what: "depthwise_conv2d depth_multiplier is zero",
+            what: why!("depthwise_conv2d depth_multiplier is zero"),
         });
     }
     let (i, f, o) = (input.shape, filter.shape, grad_output.shape);
     let out_c = i.c.checked_mul(dm).ok_or(Error::ShapeOverflow)?;
-    same("depthwise_conv2d filter batch", 1, f.n)?;
-    let what = "depthwise_conv2d filter channels (in_c * depth_multiplier)";
+    same(why!("depthwise_conv2d filter batch"), 1, f.n)?;
+    let what = why!("depthwise_conv2d filter channels (in_c * depth_multiplier)");
     same(what, out_c, f.c)?;
-    let what = "depthwise_conv2d output channels (in_c * depth_multiplier)";
+    let what = why!("depthwise_conv2d output channels (in_c * depth_multiplier)");
     same(what, out_c, o.c)?;
-    same("depthwise_conv2d output batch", i.n, o.n)?;
-    let geom = TapGeometry::new(&NAMES, window, i, (f.h, f.w), o)?;
+    same(why!("depthwise_conv2d output batch"), i.n, o.n)?;
+    let geom = TapGeometry::new(&names(), window, i, (f.h, f.w), o)?;
     grads.check(input.data.len(), filter.data.len(), out_c)?;
     if let Some(gi) = grads.input.as_deref_mut() {
         gi.fill(0.0);
@@ -79,12 +79,14 @@ pub fn depthwise_conv2d_backward_f32(
     Ok(())
 }
 
-const NAMES: WindowNames = WindowNames {
-    output_h: "depthwise_conv2d output height (at most ceil((in + pad_top) / stride))",
-    output_w: "depthwise_conv2d output width (at most ceil((in + pad_left) / stride))",
-    pad_top: "depthwise_conv2d pad_top must be smaller than the dilated kernel height",
-    pad_left: "depthwise_conv2d pad_left must be smaller than the dilated kernel width",
-};
+fn names() -> WindowNames {
+    WindowNames {
+        output_h: why!("depthwise_conv2d output height (at most ceil((in + pad_top) / stride))"),
+        output_w: why!("depthwise_conv2d output width (at most ceil((in + pad_left) / stride))"),
+        pad_top: why!("depthwise_conv2d pad_top must be smaller than the dilated kernel height"),
+        pad_left: why!("depthwise_conv2d pad_left must be smaller than the dilated kernel width"),
+    }
+}
 
 #[cfg(test)]
 mod tests {

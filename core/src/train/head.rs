@@ -41,7 +41,7 @@ impl Head {
             }
         }
         let op = found.ok_or(Error::WrongTensor {
-            what: "the model has no FULLY_CONNECTED layer to train",
+            what: why!("the model has no FULLY_CONNECTED layer to train"),
         })?;
         let record = model.op(op)?;
         let weights = model.tensor(record.inputs[1])?;
@@ -70,7 +70,7 @@ impl Head {
     /// Fills `params` with the head's exported weights, dequantized.
     pub fn init_params(&self, model: &Model<'_>, params: &mut [f32]) -> Result<(), Error> {
         let (w, b) = self.network.param_ranges(0).ok_or(Error::WrongTensor {
-            what: "head without parameters",
+            what: why!("head without parameters"),
         })?;
         let actual = params.len();
         let (weights, rest) = params
@@ -101,7 +101,7 @@ impl Head {
     /// The class the f32 head predicts for `features` with `params`.
     pub fn predict(&self, params: &[f32], features: &[f32]) -> Result<usize, Error> {
         let (w, b) = self.network.param_ranges(0).ok_or(Error::WrongTensor {
-            what: "head without parameters",
+            what: why!("head without parameters"),
         })?;
         let (weights, bias) = (
             params.get(w).ok_or(Error::ShapeOverflow)?,

@@ -19,16 +19,16 @@ pub fn softmax_cross_entropy_f32(
     check_lengths(logits.len(), grad.len())?;
     if label >= logits.len() {
         return Err(Error::InvalidParameter {
-            what: "softmax cross-entropy label (must be below the number of classes)",
+            what: why!("softmax cross-entropy label (must be below the number of classes)"),
         });
     }
-    check_finite(logits, "loss (the logits)")?;
+    check_finite(logits, why!("loss (the logits)"))?;
     let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
     let sum: f32 = logits.iter().map(|&z| libm::expf(z - max)).sum();
     // sum >= 1 (the maximum contributes exp(0)), so the log is finite.
     let loss = libm::logf(sum) - (logits[label] - max);
     if !loss.is_finite() {
-        return Err(Error::NonFinite { what: "loss" });
+        return Err(Error::NonFinite { what: why!("loss") });
     }
     for (j, (g, &z)) in grad.iter_mut().zip(logits).enumerate() {
         let p = libm::expf(z - max) / sum;
@@ -54,7 +54,7 @@ pub fn mean_squared_error_f32(
         .sum();
     let loss = sum / n;
     if !loss.is_finite() {
-        return Err(Error::NonFinite { what: "loss" });
+        return Err(Error::NonFinite { what: why!("loss") });
     }
     for ((g, &p), &t) in grad.iter_mut().zip(prediction).zip(target) {
         *g = 2.0 * (p - t) / n;
@@ -65,7 +65,7 @@ pub fn mean_squared_error_f32(
 fn check_lengths(expected: usize, actual: usize) -> Result<(), Error> {
     if expected == 0 {
         return Err(Error::InvalidParameter {
-            what: "loss over zero outputs",
+            what: why!("loss over zero outputs"),
         });
     }
     if expected != actual {
@@ -143,11 +143,11 @@ mod tests {
         assert_eq!(
             nan,
             Err(Error::NonFinite {
-                what: "loss (the logits)"
+                what: why!("loss (the logits)")
             })
         );
         let inf = mean_squared_error_f32(&[f32::MAX, 0.0], &[-f32::MAX, 0.0], &mut g);
-        assert_eq!(inf, Err(Error::NonFinite { what: "loss" }));
+        assert_eq!(inf, Err(Error::NonFinite { what: why!("loss") }));
         assert_eq!(g, [7.0, 7.0]);
         let label = softmax_cross_entropy_f32(&[0.0, 1.0], 2, &mut g);
         assert!(matches!(label, Err(Error::InvalidParameter { .. })));

@@ -92,7 +92,7 @@ impl Grads<'_> {
 }
 
 /// `Err(NonFinite)` unless every value is finite.
-pub(crate) fn check_finite(values: &[f32], what: &'static str) -> Result<(), Error> {
+pub(crate) fn check_finite(values: &[f32], what: crate::Why) -> Result<(), Error> {
     if values.iter().all(|v| v.is_finite()) {
         Ok(())
     } else {
@@ -101,9 +101,11 @@ pub(crate) fn check_finite(values: &[f32], what: &'static str) -> Result<(), Err
 }
 
 /// A bug in a plan computed by this module: never expected, reported rather than panicking.
-pub(crate) const PLAN_BUG: Error = Error::InvalidParameter {
-    what: "training plan inconsistent with its buffers (internal error)",
-};
+pub(crate) fn plan_bug() -> Error {
+    Error::InvalidParameter {
+        what: why!("training plan inconsistent with its buffers (internal error)"),
+    }
+}
 
 #[cfg(test)]
 pub(crate) mod testutil {

@@ -292,7 +292,7 @@ pub struct Network<const N: usize> {
     params: usize,
 }
 
-fn invalid<T>(what: &'static str) -> Result<T, Error> {
+fn invalid<T>(what: crate::Why) -> Result<T, Error> {
     Err(Error::InvalidParameter { what })
 }
 
@@ -303,7 +303,11 @@ fn mul(a: usize, b: usize) -> Result<usize, Error> {
 /// Output size and padding along one axis, or an error naming the layer kind.
 fn axis(p: Padding, len: usize, k: usize, s: usize, d: usize) -> Result<(usize, usize), Error> {
     p.output_and_pad(len, k, s, d).map_or_else(
-        || invalid("layer window does not fit its input (or a size, stride or dilation is 0)"),
+        || {
+            invalid(why!(
+                "layer window does not fit its input (or a size, stride or dilation is 0)"
+            ))
+        },
         Ok,
     )
 }
@@ -333,10 +337,12 @@ impl<const N: usize> Network<N> {
     /// [`Train::Frozen`].
     pub fn new(input: Shape4, mut layers: [Layer; N]) -> Result<Self, Error> {
         if N == 0 {
-            return invalid("network has no layers");
+            return invalid(why!("network has no layers"));
         }
         if input.n != 1 {
-            return invalid("network input batch (must be 1: samples go one at a time)");
+            return invalid(why!(
+                "network input batch (must be 1: samples go one at a time)"
+            ));
         }
         let mut resolved = [EMPTY; N];
         let (mut shape, mut params) = (input, 0usize);
@@ -352,7 +358,7 @@ impl<const N: usize> Network<N> {
                 LayerKind::Dense { outputs, .. } => {
                     if shape.h != 1 || shape.w != 1 {
                         return Err(Error::ShapeMismatch {
-                            what: "dense input height x width (flatten first)",
+                            what: why!("dense input height x width (flatten first)"),
                             expected: 1,
                             actual: mul(shape.h, shape.w)?,
                         });
@@ -416,7 +422,7 @@ impl<const N: usize> Network<N> {
                 }
             }
             if out.elements().ok_or(Error::ShapeOverflow)? == 0 {
-                return invalid("layer output is empty (a zero size or channel count)");
+                return invalid(why!("layer output is empty (a zero size or channel count)"));
             }
             r.output = out;
             r.param_offset = params;
@@ -473,10 +479,10 @@ impl<const N: usize> Network<N> {
     /// [`Train::Frozen`].
     pub fn set_train(&mut self, i: usize, train: Train) -> Result<(), Error> {
         let layer = self.layers.get_mut(i).ok_or(Error::InvalidParameter {
-            what: "layer index past the last layer",
+            what: why!("layer index past the last layer"),
         })?;
         if !layer.has_params() && train != Train::Frozen {
-            return invalid("layer has no parameters to train");
+            return invalid(why!("layer has no parameters to train"));
         }
         layer.train = train;
         Ok(())

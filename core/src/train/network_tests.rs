@@ -397,7 +397,12 @@ fn non_finite_loss_or_gradient_leaves_the_weights_exactly() {
     match loss {
         Ok(l) => {
             assert!(l.is_finite());
-            assert_eq!(t.step(), Err(Error::NonFinite { what: "gradient" }));
+            assert_eq!(
+                t.step(),
+                Err(Error::NonFinite {
+                    what: why!("gradient")
+                })
+            );
         }
         Err(e) => assert!(matches!(e, Error::NonFinite { .. })),
     }

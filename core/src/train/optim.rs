@@ -98,31 +98,31 @@ impl Sgd {
         let invalid = |what| Err(Error::InvalidParameter { what });
         let non_negative = |v: f32| v.is_finite() && v >= 0.0;
         if !non_negative(self.learning_rate) {
-            return invalid("sgd learning rate (must be finite and >= 0)");
+            return invalid(why!("sgd learning rate (must be finite and >= 0)"));
         }
         if !(self.momentum >= 0.0 && self.momentum < 1.0) {
-            return invalid("sgd momentum (must be in [0, 1))");
+            return invalid(why!("sgd momentum (must be in [0, 1))"));
         }
         if !non_negative(self.weight_decay) {
-            return invalid("sgd weight decay (must be finite and >= 0)");
+            return invalid(why!("sgd weight decay (must be finite and >= 0)"));
         }
         if let Some(c) = self.clip_norm {
             if !(c.is_finite() && c > 0.0) {
-                return invalid("sgd clip norm (must be finite and > 0)");
+                return invalid(why!("sgd clip norm (must be finite and > 0)"));
             }
         }
         match self.schedule {
             Schedule::Constant => Ok(()),
             Schedule::Step { every, factor } => {
                 if every == 0 || !(factor.is_finite() && factor > 0.0) {
-                    invalid("step schedule (every >= 1, factor finite and > 0)")
+                    invalid(why!("step schedule (every >= 1, factor finite and > 0)"))
                 } else {
                     Ok(())
                 }
             }
             Schedule::Cosine { steps, min } => {
                 if steps == 0 || !non_negative(min) {
-                    invalid("cosine schedule (steps >= 1, min finite and >= 0)")
+                    invalid(why!("cosine schedule (steps >= 1, min finite and >= 0)"))
                 } else {
                     Ok(())
                 }

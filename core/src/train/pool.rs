@@ -69,7 +69,7 @@ pub fn global_average_pool_backward_f32(
     input_shape.check_len(grad_input.len())?;
     let (n, c) = (input_shape.n, input_shape.c);
     same(
-        "global average pool grad_output length",
+        why!("global average pool grad_output length"),
         n * c,
         grad_output.len(),
     )?;
@@ -171,28 +171,40 @@ fn validate(
     let w = &p.window;
     let invalid = |what| Err(Error::InvalidParameter { what });
     if w.stride_h == 0 || w.stride_w == 0 {
-        return invalid("pool stride (must be >= 1)");
+        return invalid(why!("pool stride (must be >= 1)"));
     }
     if w.dilation_h != 1 || w.dilation_w != 1 {
-        return invalid("pool dilation (must be 1)");
+        return invalid(why!("pool dilation (must be 1)"));
     }
     if p.filter_h == 0 || p.filter_w == 0 {
-        return invalid("pool filter size (must be >= 1)");
+        return invalid(why!("pool filter size (must be >= 1)"));
     }
     if w.pad_top >= p.filter_h || w.pad_left >= p.filter_w {
-        return invalid("pool padding (must be smaller than the filter)");
+        return invalid(why!("pool padding (must be smaller than the filter)"));
     }
     is.check_len(grad_input.len())?;
     grad_output.shape.check_len(grad_output.data.len())?;
     let os = grad_output.shape;
-    same("pool output batch", is.n, os.n)?;
-    same("pool output channels", is.c, os.c)?;
+    same(why!("pool output batch"), is.n, os.n)?;
+    same(why!("pool output channels"), is.c, os.c)?;
     if os.elements() == Some(0) {
         return Ok(());
     }
     for (what, len, pad, stride, out) in [
-        ("pool output height", is.h, w.pad_top, w.stride_h, os.h),
-        ("pool output width", is.w, w.pad_left, w.stride_w, os.w),
+        (
+            why!("pool output height"),
+            is.h,
+            w.pad_top,
+            w.stride_h,
+            os.h,
+        ),
+        (
+            why!("pool output width"),
+            is.w,
+            w.pad_left,
+            w.stride_w,
+            os.w,
+        ),
     ] {
         let most = if len == 0 {
             0

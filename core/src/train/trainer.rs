@@ -8,7 +8,7 @@ use core::ops::Range;
 use super::network::{LayerKind, Resolved, Train};
 use super::optim::{sgd_update_f32, squared_norm_f32, Sgd, Update};
 use super::plan::{Loc, TrainingPlan};
-use super::{activation, conv, dense, depthwise, loss, pool, Grads, PLAN_BUG};
+use super::{activation, conv, dense, depthwise, loss, plan_bug, pool, Grads};
 use crate::ops::{conv2d, depthwise_conv2d, fully_connected, pooling};
 use crate::ops::{Activation, Tensor, TensorMut};
 use crate::Error;
@@ -61,10 +61,10 @@ impl<'a, const N: usize> Trainer<'a, N> {
             .get_mut(..needed)
             .ok_or(Error::BufferTooSmall { needed, actual })?;
         let arena = crate::cast::slice_mut::<f32>(bytes).ok_or(Error::InvalidParameter {
-            what: "training arena must start on a 4-byte boundary",
+            what: why!("training arena must start on a 4-byte boundary"),
         })?;
         if arena.len() != plan.floats() {
-            return Err(PLAN_BUG);
+            return Err(plan_bug());
         }
         let mut t = Self {
             plan: *plan,
@@ -129,15 +129,15 @@ impl<'a, const N: usize> Trainer<'a, N> {
     pub fn forward<'s>(&'s mut self, input: &'s [f32]) -> Result<&'s [f32], Error> {
         self.plan.net.input_shape().check_len(input.len())?;
         let (keep, rest) = self.arena.split_at_mut(self.plan.keep);
-        let scratch = rest.get_mut(..self.plan.scratch).ok_or(PLAN_BUG)?;
+        let scratch = rest.get_mut(..self.plan.scratch).ok_or(plan_bug())?;
         for i in 0..N {
             forward_layer(&self.plan, self.params, i, input, keep, scratch)?;
         }
         let r = &self.plan.net.resolved[N - 1];
         match self.plan.out_loc[N - 1] {
             Loc::Input => Ok(input),
-            Loc::Keep(o) => keep.get(o..o + r.out_len()).ok_or(PLAN_BUG),
-            Loc::Scratch(_) => Err(PLAN_BUG),
+            Loc::Keep(o) => keep.get(o..o + r.out_len()).ok_or(plan_bug()),
+            Loc::Scratch(_) => Err(plan_bug()),
         }
     }
 
@@ -150,24 +150,24 @@ impl<'a, const N: usize> Trainer<'a, N> {
         let first = plan.first;
         if first >= N {
             return Err(Error::InvalidParameter {
-                what: "no layer is trained (every layer is frozen)",
+                what: why!("no layer is trained (every layer is frozen)"),
             });
         }
-        super::check_finite(input, "input")?;
+        super::check_finite(input, why!("input"))?;
         self.forward(input)?;
         let plan = &self.plan;
         let (keep, rest) = self.arena.split_at_mut(plan.keep);
         let (scratch, rest) = rest.split_at_mut(plan.scratch);
-        let grads = rest.get_mut(..plan.grad_total).ok_or(PLAN_BUG)?;
+        let grads = rest.get_mut(..plan.grad_total).ok_or(plan_bug())?;
         let out_len = plan.net.resolved[N - 1].out_len();
         let logits = match plan.out_loc[N - 1] {
             Loc::Input => input,
-            Loc::Keep(o) => keep.get(o..o + out_len).ok_or(PLAN_BUG)?,
-            Loc::Scratch(_) => return Err(PLAN_BUG),
+            Loc::Keep(o) => keep.get(o..o + out_len).ok_or(plan_bug())?,
+            Loc::Scratch(_) => return Err(plan_bug()),
         };
         let g = scratch
             .get_mut(span(plan.grad_loc[N - 1], out_len))
-            .ok_or(PLAN_BUG)?;
+            .ok_or(plan_bug())?;
         let loss = match target {
             Target::Class(label) => loss::softmax_cross_entropy_f32(logits, label, g)?,
             Target::Values(t) => loss::mean_squared_error_f32(logits, t, g)?,
@@ -194,13 +194,15 @@ impl<'a, const N: usize> Trainer<'a, N> {
         let (grads, velocity) = self
             .arena
             .get_mut(start..)
-            .ok_or(PLAN_BUG)?
+            .ok_or(plan_bug())?
             .split_at_mut(plan.grad_total);
         let batch = 1.0 / self.pending as f32;
         let norm = libm::sqrtf(squared_norm_f32(grads)) * batch;
         if !norm.is_finite() {
             self.zero_grad();
-            return Err(Error::NonFinite { what: "gradient" });
+            return Err(Error::NonFinite {
+                what: why!("gradient"),
+            });
         }
         let grad_scale = batch * sgd.clip_factor(norm);
         let learning_rate = sgd.learning_rate_at(self.steps);
@@ -215,8 +217,8 @@ impl<'a, const N: usize> Trainer<'a, N> {
                 Train::All => span(r.param_offset, r.weights + r.bias),
                 _ => span(r.param_offset + r.weights, r.bias),
             };
-            let p = self.params.get_mut(trained).ok_or(PLAN_BUG)?;
-            let g = grads.get(span(offset, len)).ok_or(PLAN_BUG)?;
+            let p = self.params.get_mut(trained).ok_or(plan_bug())?;
+            let g = grads.get(span(offset, len)).ok_or(plan_bug())?;
             let v = velocity.get_mut(span(offset, len));
             let split = len - r.bias;
             let (pw, pb) = p.split_at_mut(split);
@@ -323,10 +325,10 @@ fn input_loc<const N: usize>(plan: &TrainingPlan<N>, i: usize) -> Loc {
 fn layer_params<'p>(params: &'p [f32], r: &Resolved) -> Result<(&'p [f32], &'p [f32]), Error> {
     let w = params
         .get(span(r.param_offset, r.weights))
-        .ok_or(PLAN_BUG)?;
+        .ok_or(plan_bug())?;
     let b = params
         .get(span(r.param_offset + r.weights, r.bias))
-        .ok_or(PLAN_BUG)?;
+        .ok_or(plan_bug())?;
     Ok((w, b))
 }
 
@@ -344,7 +346,7 @@ fn forward_layer<const N: usize>(
     }
     let src = (input_loc(plan, i), r.in_len());
     let dst = (plan.out_loc[i], r.out_len());
-    let (x, y) = src_dst(input, keep, scratch, src, dst).ok_or(PLAN_BUG)?;
+    let (x, y) = src_dst(input, keep, scratch, src, dst).ok_or(plan_bug())?;
     let x = Tensor {
         data: x,
         shape: r.input,
@@ -380,7 +382,7 @@ fn forward_layer<const N: usize>(
         LayerKind::MaxPool2d { .. } => pooling::max_pool2d_f32(&r.pool_params(), none, x, y),
         LayerKind::Relu | LayerKind::Relu6 => {
             if x.data.len() != y.data.len() {
-                return Err(PLAN_BUG);
+                return Err(plan_bug());
             }
             y.data.copy_from_slice(x.data);
             activation::activation_f32(layer.activation(), y.data);
@@ -408,16 +410,16 @@ fn backward_layer<const N: usize>(
         Loc::Keep(o) => keep.get(span(o, len)),
         Loc::Scratch(_) => None,
     };
-    let x = view(input_loc(plan, i), r.in_len()).ok_or(PLAN_BUG)?;
-    let y = view(plan.out_loc[i], r.out_len()).ok_or(PLAN_BUG)?;
+    let x = view(input_loc(plan, i), r.in_len()).ok_or(plan_bug())?;
+    let y = view(plan.out_loc[i], r.out_len()).ok_or(plan_bug())?;
     // The gradient of the output, and (above the first trained layer) of the input.
     let g_out = span(plan.grad_loc[i], r.out_len());
     let (g_out, g_in) = if i > plan.first {
         let g_in = span(plan.grad_loc[i - 1], r.in_len());
-        let (a, b) = split_mut_mut(scratch, g_out, g_in).ok_or(PLAN_BUG)?;
+        let (a, b) = split_mut_mut(scratch, g_out, g_in).ok_or(plan_bug())?;
         (a, Some(b))
     } else {
-        (scratch.get_mut(g_out).ok_or(PLAN_BUG)?, None)
+        (scratch.get_mut(g_out).ok_or(plan_bug())?, None)
     };
     activation::activation_backward_f32(layer.activation(), y, g_out)?;
     let x = Tensor {
@@ -429,7 +431,7 @@ fn backward_layer<const N: usize>(
         shape: r.output,
     };
     let (offset, len) = plan.grads[i];
-    let acc = grads.get_mut(span(offset, len)).ok_or(PLAN_BUG)?;
+    let acc = grads.get_mut(span(offset, len)).ok_or(plan_bug())?;
     let (gw, gb) = match layer.train {
         Train::Frozen => (None, None),
         Train::BiasOnly => (None, Some(acc)),
@@ -455,7 +457,7 @@ fn backward_layer<const N: usize>(
             depth_multiplier, ..
         } => depthwise::depthwise_conv2d_backward_f32(&r.window, depth_multiplier, x, w, g, grads),
         kind => {
-            let g_in = grads.input.ok_or(PLAN_BUG)?;
+            let g_in = grads.input.ok_or(plan_bug())?;
             match kind {
                 LayerKind::AveragePool2d { .. } => {
                     pool::average_pool2d_backward_f32(&r.pool_params(), r.input, g, g_in)
@@ -469,7 +471,7 @@ fn backward_layer<const N: usize>(
                 _ => {
                     // ReLU / ReLU6: the mask was applied above.
                     if g_in.len() != g.data.len() {
-                        return Err(PLAN_BUG);
+                        return Err(plan_bug());
                     }
                     g_in.copy_from_slice(g.data);
                     Ok(())
