@@ -6,11 +6,13 @@ use crate::ops::{conv_gemm, depthwise_conv2d, depthwise_fast, fc_fast};
 use crate::Error;
 
 /// The optional kernel paths, each with its cargo feature.
-const PATHS: [&str; 4] = [
+const PATHS: [&str; 6] = [
     "kernel-conv-table",
     "kernel-conv-gather-runs",
     "kernel-depthwise-general",
     "kernel-fc-general",
+    "kernel-conv-tail",
+    "kernel-depthwise-fix",
 ];
 
 impl Model<'_> {
@@ -36,6 +38,7 @@ impl Model<'_> {
                     let layer = (filter.data, f);
                     needed[0] |= conv_gemm::takes_table(stage, layer, bias, requant, output);
                     needed[1] |= conv_gemm::takes_runs(window, (f.h, f.w, f.c));
+                    needed[4] |= conv_gemm::takes_tail(stage, layer, bias, requant, output);
                 }
                 Layer::DepthwiseConv2d {
                     ref window,
@@ -43,6 +46,8 @@ impl Model<'_> {
                     ref stage,
                     input,
                     filter,
+                    bias,
+                    requant,
                     output,
                     ..
                 } => {
@@ -52,6 +57,9 @@ impl Model<'_> {
                         depthwise_conv2d::scratch_bytes(window, depth_multiplier, input, f, output);
                     let kernel = (f.h, f.w);
                     needed[2] |= depthwise_fast::takes_general(window, kernel, stage, scratch > 0);
+                    let consts = (bias, requant, f.c);
+                    needed[5] |=
+                        depthwise_fast::takes_fix(window, kernel, stage, consts, scratch > 0);
                 }
                 Layer::FullyConnected {
                     ref stage,

@@ -95,6 +95,22 @@ pub(crate) fn takes_table(
     direct::direct_pairs(taps, (filter, shape.n), consts, stage, pixels).is_none()
 }
 
+/// Whether the table-free loop leaves some of the layer's channels to Rust (cargo feature
+/// `kernel-conv-tail`): an odd channel count, or windows that are not whole words.
+pub(crate) fn takes_tail(
+    stage: &Int8Stage,
+    (filter, shape): (&[i8], Shape4),
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: Shape4,
+) -> bool {
+    let taps = shape.h.saturating_mul(shape.w).saturating_mul(shape.c);
+    let max_sum = max_product(stage).saturating_mul(taps as u64);
+    let pixels = output.n.saturating_mul(output.h).saturating_mul(output.w);
+    let consts = (bias, requant, max_sum);
+    direct::takes_tail(taps, (filter, shape.n), consts, stage, pixels)
+}
+
 /// Whether some window of the layer may be gathered run by run (feature
 /// `kernel-conv-gather-runs`): a window cut in slices (longer than [`MAX_TAPS`]), dilated
 /// across, or longer than [`SCRATCH`] with channels not whole words; never a 1x1 window

@@ -143,6 +143,23 @@ pub(crate) fn takes_general(
     applies && !(usual && full_range(stage))
 }
 
+/// Whether the depthwise layer needs its dead or slow channels written again in Rust (feature
+/// `kernel-depthwise-fix`): the 3x3 row kernel runs it (`applies`, 3x3, dilation 1, outputs
+/// over all of int8) and some channel's stage is not one the kernel's output stage takes.
+pub(crate) fn takes_fix(
+    window: &Window,
+    (kernel_h, kernel_w): (usize, usize),
+    stage: &Int8Stage,
+    (bias, requant, channels): (Option<&[i32]>, Requant, usize),
+    applies: bool,
+) -> bool {
+    if !applies || takes_general(window, (kernel_h, kernel_w), stage, applies) {
+        return false;
+    }
+    let max_sum = max_product(stage).saturating_mul((kernel_h * kernel_w) as u64);
+    (0..channels).any(|c| !all_common([&channel_stage(c, (bias, requant), stage, max_sum)], stage))
+}
+
 /// Whether the layer's outputs span all of int8 (no clamp but the int8 range), as the 3x3 row
 /// kernel's output stage requires.
 fn full_range(stage: &Int8Stage) -> bool {
@@ -186,6 +203,9 @@ impl Depthwise<'_> {
             // gone: nested in it, their frame set VWW's peak stack.
             if let Some(others) = self.group_3x3(first, ring, consts.0, output) {
                 if others != 0 {
+                    if !cfg!(feature = "kernel-depthwise-fix") {
+                        return false;
+                    }
                     self.fix_channels((first, others), output);
                 }
                 return true;

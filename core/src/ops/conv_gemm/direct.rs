@@ -54,6 +54,18 @@ fn pairs_for(
     (out_c - 2 * pairs <= TAIL).then_some(pairs)
 }
 
+/// Whether the layer runs the table-free loop with channels left for Rust (feature
+/// `kernel-conv-tail`): an odd channel count, or windows not whole words.
+pub(super) fn takes_tail(
+    taps: usize,
+    (filter, out_c): (&[i8], usize),
+    consts: (Option<&[i32]>, Requant, u64),
+    st: &Int8Stage,
+    pixels: usize,
+) -> bool {
+    direct_pairs(taps, (filter, out_c), consts, st, pixels).is_some_and(|pairs| 2 * pairs < out_c)
+}
+
 impl Conv<'_> {
     /// Every output through [`gemm_direct`], if [`direct_pairs`] says the layer runs this
     /// way (`false`, nothing written, otherwise): its pairs at a time, the rest in Rust.
@@ -70,6 +82,9 @@ impl Conv<'_> {
         let Some(pairs) = self.direct_pairs((bias, requant, max_sum), pixels) else {
             return false;
         };
+        if 2 * pairs < out_c && !cfg!(feature = "kernel-conv-tail") {
+            return false;
+        }
         let groups = taps.div_ceil(4);
         let mut p = 0;
         while p < pixels {
