@@ -81,12 +81,19 @@ fn check(name: &str) {
     // The optional kernel paths each model takes. VWW: dead channels in pointwise layers (a
     // table of channel pairs) and in two depthwise ones (written again in Rust), and a first
     // conv whose 27-tap windows are not whole words (its last channels in Rust), like
-    // ResNet-8's. Keyword spotting's and the autoencoder's firmware link none.
+    // ResNet-8's. Only the autoencoder has FULLY_CONNECTED layers big enough for the fast
+    // kernel (the others' classifiers run the compact loop); keyword spotting links no path.
     let paths: Vec<&str> = model.kernel_path_features().unwrap().collect();
     let expected_paths: &[&str] = if model_file.contains("vww") {
-        &["kernel-conv-table", "kernel-conv-tail", "kernel-depthwise-fix"]
+        &[
+            "kernel-conv-table",
+            "kernel-conv-tail",
+            "kernel-depthwise-fix",
+        ]
     } else if model_file.contains("Resnet") {
         &["kernel-conv-tail"]
+    } else if model_file.contains("ad01") {
+        &["kernel-fc-fast"]
     } else {
         &[]
     };

@@ -318,16 +318,17 @@ impl<'a> Model<'a> {
         })
     }
 
-    /// Whether some CONV_2D, DEPTHWISE_CONV_2D or FULLY_CONNECTED layer would run its
+    /// Whether some CONV_2D or DEPTHWISE_CONV_2D layer would run its
     /// reference kernel: a shape the fast kernels do not take, or less scratch planned than
     /// [`Self::kernel_scratch`]. Firmware for a model where this is `false` can leave the
     /// reference kernels out (feature `reference-kernels`).
     pub fn needs_reference_kernels(&self) -> Result<bool, Error> {
         for index in 0..self.op_count() {
+            // FULLY_CONNECTED's compact loop is always built: it needs no reference kernel.
             let planned = match self.layer(index)? {
-                Layer::Conv2d { scratch, .. }
-                | Layer::DepthwiseConv2d { scratch, .. }
-                | Layer::FullyConnected { scratch, .. } => scratch.len,
+                Layer::Conv2d { scratch, .. } | Layer::DepthwiseConv2d { scratch, .. } => {
+                    scratch.len
+                }
                 _ => continue,
             };
             match self.kernel_scratch(index)? {

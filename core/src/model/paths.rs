@@ -6,13 +6,14 @@ use crate::ops::{conv_gemm, depthwise_conv2d, depthwise_fast, fc_fast};
 use crate::Error;
 
 /// The optional kernel paths, each with its cargo feature.
-const PATHS: [&str; 6] = [
+const PATHS: [&str; 7] = [
     "kernel-conv-table",
     "kernel-conv-gather-runs",
     "kernel-depthwise-general",
     "kernel-fc-general",
     "kernel-conv-tail",
     "kernel-depthwise-fix",
+    "kernel-fc-fast",
 ];
 
 impl Model<'_> {
@@ -63,16 +64,23 @@ impl Model<'_> {
                 }
                 Layer::FullyConnected {
                     ref stage,
+                    input,
                     weights,
                     bias,
                     requant,
                     ..
                 } => {
                     needed[3] |= fc_fast::takes_general(stage, weights.shape.c, bias, requant);
+                    let in_bytes = self.tensor(input)?.record.byte_len as usize;
+                    let rows = in_bytes.checked_div(weights.shape.c).unwrap_or(0);
+                    let macs = weights.data.len().saturating_mul(rows);
+                    needed[6] |= macs >= fc_fast::FAST_MIN_MACS;
                 }
                 _ => {}
             }
         }
+        // The general path is the fast kernel's: without it, the compact loop runs every layer.
+        needed[3] &= needed[6];
         Ok(PATHS
             .into_iter()
             .zip(needed)

@@ -15,6 +15,11 @@ use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage}
 use super::simd::{gemv_quads, gemv_quads_i8, mac_1x4, sxtab16, sxtab16_ror8, RequantSsat};
 use super::{Int8Stage, Requant};
 
+/// MACs from which a layer is worth this kernel's flash (feature `kernel-fc-fast`, about
+/// 3 KB): a smaller one costs at most a few ten thousand instructions more in the compact
+/// loop. Keyword spotting's, VWW's and ResNet-8's classifiers are all smaller.
+pub(crate) const FAST_MIN_MACS: usize = 4096;
+
 /// Input features widened at once into scratch (`2 * CHUNK` bytes) by the general path.
 const CHUNK: usize = 320;
 /// Outputs whose constants and sums are held at once.

@@ -40,11 +40,37 @@ pub fn fully_connected_i8(
     )?;
     let (x, w, out_f) = (input.data, weights.data, weights.shape.n);
     let out = &mut *output.data;
-    if fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, out, scratch) {
+    let fast = cfg!(feature = "kernel-fc-fast");
+    if fast && fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, out, scratch) {
         return Ok(());
     }
-    super::reference_built()?;
-    fully_connected_i8_reference(stage, input, weights, bias, requant, output)
+    // Always built: the layers too small for the fast kernel's flash to pay (see
+    // `fc_fast::FAST_MIN_MACS`), and those it does not take.
+    compact(stage, (x, in_f), (w, out_f), bias, requant, out)
+}
+
+/// Every output, one multiply at a time as TFLite-Micro's reference kernel: for buffers and
+/// shapes [`check_fc`] and [`check_int8`] accepted.
+fn compact(
+    stage: &Int8Stage,
+    (input, in_f): (&[i8], usize),
+    (weights, out_f): (&[i8], usize),
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: &mut [i8],
+) -> Result<(), Error> {
+    if in_f == 0 || out_f == 0 {
+        return Ok(());
+    }
+    for (x, y) in input.chunks_exact(in_f).zip(output.chunks_exact_mut(out_f)) {
+        let per_feature = y.iter_mut().zip(weights.chunks_exact(in_f));
+        for (oc, ((out, w), q)) in per_feature.zip(requant.iter().cycle()).enumerate() {
+            let acc = dot_i8(x, stage.input_offset, w, 0)?;
+            let b = bias.and_then(|b| b.get(oc)).copied().unwrap_or(0);
+            *out = requantize(acc.wrapping_add(b), *q, stage);
+        }
+    }
+    Ok(())
 }
 
 /// Scratch bytes [`fully_connected_i8`]'s fast kernel needs for weights `[out, 1, 1, in]`:
@@ -75,18 +101,8 @@ pub fn fully_connected_i8_reference(
         weights.shape.n,
         why!("fully_connected requant length"),
     )?;
-    if output.data.is_empty() {
-        return Ok(());
-    }
-    let rows = input.data.chunks_exact(in_f);
-    for (x, y) in rows.zip(output.data.chunks_exact_mut(weights.shape.n)) {
-        let per_feature = y.iter_mut().zip(weights.data.chunks_exact(in_f));
-        for (oc, ((out, w), q)) in per_feature.zip(requant.iter().cycle()).enumerate() {
-            let acc = dot_i8(x, stage.input_offset, w, 0)?;
-            *out = requantize(acc.wrapping_add(bias.map_or(0, |b| b[oc])), *q, stage);
-        }
-    }
-    Ok(())
+    let (x, w, out_f) = (input.data, weights.data, weights.shape.n);
+    compact(stage, (x, in_f), (w, out_f), bias, requant, output.data)
 }
 
 /// f32 fully connected layer, as TFLite's reference float kernel: products summed in order,
