@@ -328,14 +328,13 @@ fn io<'x, I: cast::Pod, O: cast::Pod>(
         first: output,
         second: output,
     };
-    if lo.end > hi.start || hi.end > arena.len() {
-        return Err(overlap);
-    }
     // [0, lo) shared | lo exclusive | [lo.end, hi) shared | hi exclusive | [hi.end, ..) shared
-    let (before, rest) = arena.split_at_mut(lo.start);
-    let (lo_bytes, rest) = rest.split_at_mut(lo.len());
-    let (between, rest) = rest.split_at_mut(hi.start - lo.end);
-    let (hi_bytes, after) = rest.split_at_mut(hi.len());
+    // (checked splits: a bad plan is an error, never a panic).
+    let gap = hi.start.checked_sub(lo.end).ok_or(overlap)?;
+    let (before, rest) = arena.split_at_mut_checked(lo.start).ok_or(overlap)?;
+    let (lo_bytes, rest) = rest.split_at_mut_checked(lo.len()).ok_or(overlap)?;
+    let (between, rest) = rest.split_at_mut_checked(gap).ok_or(overlap)?;
+    let (hi_bytes, after) = rest.split_at_mut_checked(hi.len()).ok_or(overlap)?;
     let shared: [(usize, &'x [u8]); 3] = [(0, before), (lo.end, between), (hi.end, after)];
     let pick = |range: Range<usize>| -> Result<&'x [u8], Error> {
         shared

@@ -31,13 +31,13 @@ fn accuracy(
 
 /// The class an int8 output tensor votes for (ties: the lowest index).
 pub fn argmax(out: &[i8]) -> usize {
-    let mut best = 0;
+    let mut best = (0, i8::MIN);
     for (i, &v) in out.iter().enumerate() {
-        if v > out[best] {
-            best = i;
+        if i == 0 || v > best.1 {
+            best = (i, v);
         }
     }
-    best
+    best.0
 }
 
 fn to_bytes(params: &[f32], bytes: &mut [u8]) {

@@ -48,12 +48,13 @@ impl OpHook for Profiler {
     fn after(&mut self, index: u16, op: OpCode) {
         let spent = self.meter.since(self.started).count;
         let stack = self.painted.map_or(0, |p| p.peak_bytes());
-        if let (Some(slot), Some(peak)) = (
-            self.spent.get_mut(index as usize),
-            self.stack.get_mut(index as usize),
+        let at = index as usize;
+        if let (Some(slot), Some(peak), Some(name)) = (
+            self.spent.get_mut(at),
+            self.stack.get_mut(at),
+            self.ops.get_mut(at),
         ) {
-            (*slot, *peak) = (spent, stack);
-            self.ops[index as usize] = Some(op);
+            (*slot, *peak, *name) = (spent, stack, Some(op));
         }
     }
 }

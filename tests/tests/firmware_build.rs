@@ -2,7 +2,15 @@
 //! that says why and by how much.
 
 use mote_host::firmware::cargo_build as cargo_build_firmware;
-use object::{Object, ObjectSection};
+use object::{Object, ObjectSection, ObjectSymbol};
+use std::sync::Mutex;
+
+/// The tests build into one target directory: one build (and the read of its ELF) at a time.
+static BUILD_LOCK: Mutex<()> = Mutex::new(());
+
+fn build_lock() -> std::sync::MutexGuard<'static, ()> {
+    BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
 
 #[test]
 fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
@@ -15,6 +23,7 @@ fn a_model_too_big_for_the_nrf52840_fails_the_build_with_a_clear_message() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.mote"), &built.bytes).unwrap();
     std::fs::write(dir.join("test_inputs.i8"), vec![0u8; 200 * 200]).unwrap();
+    let _guard = build_lock();
     let output = cargo_build_firmware("nrf52840")
         .env("MOTE_MODEL_DIR", &dir)
         .output()
@@ -39,6 +48,7 @@ fn a_relative_model_directory_is_found() {
     let (blob, input, _) = mote_tests::lowering::demo_model();
     std::fs::write(dir.join("model.mote"), &blob).unwrap();
     std::fs::write(dir.join("test_inputs.i8"), &input).unwrap();
+    let _guard = build_lock();
     let built = mote_host::firmware::build(
         mote_host::firmware::Board::Qemu,
         &[("MOTE_MODEL_DIR", relative.as_str())],
@@ -59,10 +69,12 @@ fn an_operator_left_out_of_the_build_is_refused_at_parse() {
     }
     // The demo model also has DEPTHWISE_CONV_2D, pooling, FULLY_CONNECTED and SOFTMAX.
     // No model directory: the firmware embeds the demo model.
+    let guard = build_lock();
     let elf = mote_host::firmware::build_with_features("board-qemu,op-conv2d", &[]).unwrap();
     let copy = std::env::temp_dir().join(format!("mote-op-left-out-{}.elf", std::process::id()));
     std::fs::copy(&elf, &copy).unwrap();
     let image = std::fs::read(&copy).unwrap();
+    drop(guard);
     let run = mote_host::qemu::run_elf(&copy, std::time::Duration::from_secs(60), |_| {});
     let _ = std::fs::remove_file(&copy);
     let run = run.unwrap();
@@ -84,4 +96,39 @@ fn an_operator_left_out_of_the_build_is_refused_at_parse() {
             assert!(!found, "the reason is in {name}");
         }
     }
+}
+
+/// Keyword spotting's firmware (its operators and paths only) has no panic path at all: no
+/// bounds check, division or slice split in the kernels, parser or harness can panic, so
+/// neither the panic machinery nor the number formatting it pulls in takes flash.
+#[test]
+fn keyword_spotting_firmware_links_no_panic_path() {
+    let tflite =
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("mlperf/kws_ref_model.tflite");
+    let built = mote_host::tflite::import_tflite(&std::fs::read(tflite).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("mote-kws-no-panic-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.mote"), &built.bytes).unwrap();
+    std::fs::write(dir.join("test_inputs.i8"), vec![0u8; 49 * 10]).unwrap();
+    let guard = build_lock();
+    let elf = mote_host::firmware::build(
+        mote_host::firmware::Board::Qemu,
+        &[("MOTE_MODEL_DIR", dir.to_str().unwrap())],
+    );
+    let image = std::fs::read(elf.unwrap()).unwrap();
+    drop(guard);
+    let _ = std::fs::remove_dir_all(&dir);
+    let elf = object::File::parse(&*image).unwrap();
+    let panicky: Vec<&str> = elf
+        .symbols()
+        .filter_map(|s| s.name().ok())
+        .filter(|n| {
+            n.contains("panicking") || n.contains("rust_begin_unwind") || n.contains("3fmt")
+        })
+        .collect();
+    assert!(panicky.is_empty(), "{panicky:?}");
+    // The check sees symbols at all: the kernels' are there.
+    assert!(elf
+        .symbols()
+        .any(|s| s.name().is_ok_and(|n| n.contains("conv_gemm"))));
 }

@@ -465,10 +465,11 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let output = d.output(DType::I8)?;
             // Weights are [outputs, inputs] whatever rank they were written with.
             let inputs = weights.shape.c;
-            let outputs = weights.data.len() / inputs;
+            // Checked: `inputs` is never 0 (parse refuses zero-sized dimensions).
+            let outputs = weights.data.len().checked_div(inputs).unwrap_or(0);
             weights.shape = Shape4::new(outputs, 1, 1, inputs);
             let in_elements = input.shape.elements().unwrap_or(0);
-            let rows = in_elements / inputs;
+            let rows = in_elements.checked_div(inputs).unwrap_or(0);
             if rows * inputs != in_elements
                 || output.shape.c != outputs
                 || output.shape.elements() != rows.checked_mul(outputs)

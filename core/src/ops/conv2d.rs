@@ -376,6 +376,8 @@ pub(crate) fn tap_range(
     if start >= end {
         return 0..0;
     }
+    // Validated windows have dilation >= 1; `max` keeps a panic path out of the kernels.
+    let dilation = dilation.max(1);
     let hi = (end - start).div_ceil(dilation).min(kernel);
     let lo = pad.saturating_sub(start).div_ceil(dilation).min(hi);
     lo..hi

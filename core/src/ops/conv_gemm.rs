@@ -245,7 +245,9 @@ impl Conv<'_> {
     #[inline(never)]
     fn gather(&self, p: (usize, usize), range: Range<usize>, cols: &mut Cols) {
         let len = range.end - range.start;
-        let groups = &mut cols[..len.div_ceil(4)];
+        let Some(groups) = cols.get_mut(..len.div_ceil(4)) else {
+            return;
+        };
         if let (Some(a), Some(b)) = (self.pixel_run(p.0, &range), self.pixel_run(p.1, &range)) {
             widen2(a, b, self.off2, groups);
             return;
@@ -309,14 +311,18 @@ impl Conv<'_> {
                     zero::<0>(groups);
                 }
                 r.rows(self.input, |dst, x| {
-                    widen::<0>(x, self.off2, &mut groups[dst / 4..])
+                    if let Some(groups) = groups.get_mut(dst / 4..) {
+                        widen::<0>(x, self.off2, groups);
+                    }
                 });
             } else {
                 if !r.full {
                     zero::<2>(groups);
                 }
                 r.rows(self.input, |dst, x| {
-                    widen::<2>(x, self.off2, &mut groups[dst / 4..])
+                    if let Some(groups) = groups.get_mut(dst / 4..) {
+                        widen::<2>(x, self.off2, groups);
+                    }
                 });
             }
         }
@@ -328,13 +334,17 @@ impl Conv<'_> {
     #[inline(never)]
     fn gather_short(&self, p: (usize, usize), len: usize, groups: &mut [[u32; 4]]) {
         let mut scratch = [0i8; SCRATCH];
-        let row = &mut scratch[..len.div_ceil(4) * 4];
+        let Some(row) = scratch.get_mut(..len.div_ceil(4) * 4) else {
+            return;
+        };
         for (pixel, lane) in [(p.0, 0), (p.1, 2)] {
             let r = self.rect(pixel);
             // Padding holds the zero point; a window wholly on the input only has the
             // bytes past its end to pad.
             let pad = if r.full { len } else { 0 };
-            row[pad..].fill(self.zero_point);
+            if let Some(padding) = row.get_mut(pad..) {
+                padding.fill(self.zero_point);
+            }
             r.rows(self.input, |dst, x| {
                 if let Some(d) = row.get_mut(dst..dst + x.len()) {
                     copy_short(d, x);
@@ -380,9 +390,7 @@ impl Conv<'_> {
         let g = self.g;
         let w = &g.window;
         let ic = self.in_c;
-        let per_image = g.out_h * g.out_w;
-        let (b, rest) = (pixel / per_image, pixel % per_image);
-        let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+        let (b, oy, ox) = out_pixel(g, pixel);
         let (y0, x0) = (oy * w.stride_h, ox * w.stride_w);
         let ky = match w.dilation_h {
             1 => dense_range(y0, w.pad_top, g.in_h, g.kernel_h),
@@ -413,9 +421,7 @@ impl Conv<'_> {
         let at = if w.stride_h == 1 && w.stride_w == 1 && g.in_w == g.out_w && g.in_h == g.out_h {
             pixel
         } else {
-            let per_image = g.out_h * g.out_w;
-            let (b, rest) = (pixel / per_image, pixel % per_image);
-            let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+            let (b, oy, ox) = out_pixel(g, pixel);
             (b * g.in_h + oy * w.stride_h) * g.in_w + ox * w.stride_w
         };
         self.input.get(at * ic + range.start..at * ic + range.end)
@@ -433,9 +439,7 @@ impl Conv<'_> {
         let g = self.g;
         let w = &g.window;
         let ic = self.in_c;
-        let per_image = g.out_h * g.out_w;
-        let (b, rest) = (pixel / per_image, pixel % per_image);
-        let (oy, ox) = (rest / g.out_w, rest % g.out_w);
+        let (b, oy, ox) = out_pixel(g, pixel);
         let (y0, x0) = (oy * w.stride_h, ox * w.stride_w);
         let ky = tap_range(y0, w.pad_top, g.in_h, g.kernel_h, w.dilation_h);
         let kx = tap_range(x0, w.pad_left, g.in_w, g.kernel_w, w.dilation_w);
@@ -518,6 +522,22 @@ fn widen<const L: usize>(x: &[i8], off2: u32, dst: &mut [[u32; 4]]) {
         d[L] = sxtab16(off2, word);
         d[L + 1] = sxtab16_ror8(off2, word);
     }
+}
+
+/// Output pixel `pixel`'s batch, row and column. Checked divisions: the shapes were
+/// validated (no zero), so they cost a compare, not a panic path.
+#[inline(always)]
+fn out_pixel(g: &Geometry, pixel: usize) -> (usize, usize, usize) {
+    let per_image = g.out_h * g.out_w;
+    let (b, rest) = (
+        pixel.checked_div(per_image).unwrap_or(0),
+        pixel.checked_rem(per_image).unwrap_or(0),
+    );
+    let (oy, ox) = (
+        rest.checked_div(g.out_w).unwrap_or(0),
+        rest.checked_rem(g.out_w).unwrap_or(0),
+    );
+    (b, oy, ox)
 }
 
 /// Widens `a` and `b` (whole words) plus the offset into lanes 0, 1 and 2, 3 of `dst`.

@@ -97,8 +97,13 @@ pub(crate) fn depthwise(
     let Some(scratch) = scratch.get_mut(..scratch_len((ring_rows, width), taps)) else {
         return false;
     };
-    let (ring, rest) = scratch.split_at_mut(4 * ring_words((ring_rows, width)));
-    let (consts, wide_taps) = rest.split_at_mut(core::mem::size_of::<Dw3x3Consts>());
+    let Some((ring, rest)) = scratch.split_at_mut_checked(4 * ring_words((ring_rows, width)))
+    else {
+        return false;
+    };
+    let Some((consts, wide_taps)) = rest.split_at_mut_checked(size_of::<Dw3x3Consts>()) else {
+        return false;
+    };
     let (Some(ring), Some([consts]), Some(wide_taps)) = (
         crate::cast::slice_mut::<u32>(ring),
         crate::cast::slice_mut::<Dw3x3Consts>(consts),
@@ -398,7 +403,8 @@ impl Depthwise<'_> {
         let (pt, pl) = (w.pad_top, w.pad_left);
         // The ring's last row: zero points only, so a window row on padding adds nothing.
         let padding_row = 3 * width;
-        let mut outs = output.chunks_mut(g.out_w * c);
+        // Never 0 for a layer that got here (`max` keeps a panic path out of the kernel).
+        let mut outs = output.chunks_mut((g.out_w * c).max(1));
         for b in 0..g.batches {
             // Which input row each ring row holds (none yet).
             let mut held = [usize::MAX; 3];

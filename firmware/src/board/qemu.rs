@@ -130,18 +130,20 @@ struct OutBuffer {
 impl OutBuffer {
     fn push(&mut self, bytes: &[u8]) {
         for &byte in bytes {
-            if self.len == self.bytes.len() {
+            if self.len >= self.bytes.len() {
                 self.flush();
             }
-            self.bytes[self.len] = byte;
-            self.len += 1;
+            if let Some(slot) = self.bytes.get_mut(self.len) {
+                *slot = byte;
+                self.len += 1;
+            }
         }
     }
 
     fn flush(&mut self) {
         // A failed write has nowhere to be reported; the host then sees a truncated frame.
         if let Ok(mut out) = hio::hstdout() {
-            let _ = out.write_all(&self.bytes[..self.len]);
+            let _ = out.write_all(self.bytes.get(..self.len).unwrap_or_default());
         }
         self.len = 0;
     }
