@@ -6,7 +6,7 @@ use crate::ops::{conv_gemm, depthwise_conv2d, depthwise_fast, fc_fast};
 use crate::Error;
 
 /// The optional kernel paths, each with its cargo feature.
-const PATHS: [&str; 7] = [
+const PATHS: [&str; 8] = [
     "kernel-conv-table",
     "kernel-conv-gather-runs",
     "kernel-depthwise-general",
@@ -14,6 +14,7 @@ const PATHS: [&str; 7] = [
     "kernel-conv-tail",
     "kernel-depthwise-fix",
     "kernel-fc-fast",
+    "kernel-conv-rect",
 ];
 
 impl Model<'_> {
@@ -40,6 +41,7 @@ impl Model<'_> {
                     needed[0] |= conv_gemm::takes_table(stage, layer, bias, requant, output);
                     needed[1] |= conv_gemm::takes_runs(window, (f.h, f.w, f.c));
                     needed[4] |= conv_gemm::takes_tail(stage, layer, bias, requant, output);
+                    needed[7] |= conv_gemm::takes_rect(window, (f.h, f.w, f.c));
                 }
                 Layer::DepthwiseConv2d {
                     ref window,

@@ -95,6 +95,18 @@ pub(crate) fn takes_table(
     direct::direct_pairs(taps, (filter, shape.n), consts, stage, pixels).is_none()
 }
 
+/// Whether the layer's windows are gathered as rectangles of whole words (feature
+/// `kernel-conv-rect`): channels of whole words, a window wider than the pixel itself (or
+/// padded), gathered whole.
+pub(crate) fn takes_rect(
+    window: &Window,
+    (kernel_h, kernel_w, in_c): (usize, usize, usize),
+) -> bool {
+    let w = window;
+    let one_pixel = (kernel_h, kernel_w, w.pad_top, w.pad_left) == (1, 1, 0, 0);
+    in_c % 4 == 0 && !one_pixel && !takes_runs(window, (kernel_h, kernel_w, in_c))
+}
+
 /// Whether the table-free loop leaves some of the layer's channels to Rust (cargo feature
 /// `kernel-conv-tail`): an odd channel count, or windows that are not whole words.
 pub(crate) fn takes_tail(
@@ -211,8 +223,12 @@ fn setup<'a, 's>(a: &Args<'a>, output: &[i8], scratch: &'s mut [u8]) -> Setup<'a
     if taps == 0 || out_c == 0 || output.is_empty() {
         return Setup::Done;
     }
-    let runs = takes_runs(&g.window, (g.kernel_h, g.kernel_w, in_c));
+    let window = (g.kernel_h, g.kernel_w, in_c);
+    let runs = takes_runs(&g.window, window);
     if runs && !cfg!(feature = "kernel-conv-gather-runs") {
+        return Setup::No;
+    }
+    if !cfg!(feature = "kernel-conv-rect") && takes_rect(&g.window, window) {
         return Setup::No;
     }
     let cols_len = 16 * taps.min(MAX_TAPS).div_ceil(4);
@@ -254,7 +270,10 @@ impl Conv<'_> {
         }
         let whole = range.start == 0 && range.end == self.taps && self.g.window.dilation_w == 1;
         if whole && self.in_c % 4 == 0 {
-            self.gather_rect(p, groups);
+            // Not built only where `setup` found no window needs it (see `takes_rect`).
+            if cfg!(feature = "kernel-conv-rect") {
+                self.gather_rect(p, groups);
+            }
             return;
         }
         if whole && len <= SCRATCH {
