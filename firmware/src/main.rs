@@ -24,38 +24,33 @@ use mote_core::{Interpreter, Model, OpHook};
 #[repr(C, align(4))]
 struct Arena([u8; model::ARENA_SIZE]);
 
-/// Most layers a profile keeps; later layers are still run, only not timed separately.
-const MAX_PROFILED: usize = 64;
-
-/// Times every operator of one invoke and, with a painted stack, measures its stack peak.
+/// Times every operator of one invoke and, with a painted stack, measures its stack peak; each
+/// layer's line is printed as it finishes (after its clock stopped), so nothing is stored.
 struct Profiler {
     meter: cost::Meter,
     started: u64,
-    spent: [u64; MAX_PROFILED],
-    ops: [Option<OpCode>; MAX_PROFILED],
-    painted: Option<stack::Painted>,
-    stack: [usize; MAX_PROFILED],
+    painted: stack::Painted,
+    peak: usize,
 }
 
 impl OpHook for Profiler {
     fn before(&mut self, _: u16, _: OpCode) {
-        // Repainted before the clock starts: the painting is not counted.
-        if let Some(painted) = &self.painted {
-            painted.repaint_below_caller();
-        }
         self.started = self.meter.now();
     }
     fn after(&mut self, index: u16, op: OpCode) {
         let spent = self.meter.since(self.started).count;
-        let stack = self.painted.map_or(0, |p| p.peak_bytes());
-        let at = index as usize;
-        if let (Some(slot), Some(peak), Some(name)) = (
-            self.spent.get_mut(at),
-            self.stack.get_mut(at),
-            self.ops.get_mut(at),
-        ) {
-            (*slot, *peak, *name) = (spent, stack, Some(op));
-        }
+        let stack = self.painted.peak_bytes();
+        self.peak = self.peak.max(stack);
+        defmt::println!(
+            "layer {=u16} {=str} {=u64} {=usize}",
+            index,
+            op.name(),
+            spent,
+            stack
+        );
+        // Repainted after the clock stopped (not counted), and after the printing: the next
+        // peak is the next layer's decoding and kernel.
+        self.painted.repaint_below_caller();
     }
 }
 
@@ -118,14 +113,6 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         });
     }
 
-    let mut profiler = Profiler {
-        meter,
-        started: 0,
-        spent: [0; MAX_PROFILED],
-        painted: None,
-        stack: [0; MAX_PROFILED],
-        ops: [None; MAX_PROFILED],
-    };
     let mut hits = 0;
     for (vector, input) in model::TEST_INPUTS.chunks_exact(input_len).enumerate() {
         for (dst, &src) in interpreter.input_i8(0)?.iter_mut().zip(input) {
@@ -154,18 +141,16 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         );
     }
 
-    // One more invoke with a hook around every operator: the per-layer profile. The stack is
-    // painted first, so its peak during an invoke is measured too.
-    // Each operator's peak too: repainted below the interpreter's frame before each.
-    let painted = stack::paint();
-    profiler.painted = Some(painted);
+    // One more invoke with a hook around every operator: the per-layer profile, with each
+    // operator's stack peak below the harness (painted first, then again after each).
+    let mut profiler = Profiler {
+        meter,
+        started: 0,
+        painted: stack::paint(),
+        peak: 0,
+    };
     interpreter.invoke_with(&mut profiler)?;
-    let peak = profiler
-        .stack
-        .iter()
-        .copied()
-        .fold(painted.peak_bytes(), usize::max);
-    defmt::println!("stack peak {=usize} bytes", peak);
+    defmt::println!("stack peak {=usize} bytes", profiler.peak);
 
     if model::FINETUNE {
         if let finetune::Next::Reboot =
@@ -173,19 +158,6 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         {
             defmt::println!("rebooting");
             board::reboot();
-        }
-    }
-    let profile = profiler.spent.iter().zip(profiler.ops).zip(profiler.stack);
-    for (index, ((spent, op), stack)) in profile.enumerate() {
-        if let Some(op) = op {
-            let name = op.name();
-            defmt::println!(
-                "layer {=usize} {=str} {=u64} {=usize}",
-                index,
-                name,
-                spent,
-                stack
-            );
         }
     }
     Ok(())

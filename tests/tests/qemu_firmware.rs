@@ -119,17 +119,13 @@ fn firmware_output_equals_tflite_micro_and_the_host_with_costs() {
     );
     let stack = report.stack_peak.expect("a stack line");
     assert!((64..8192).contains(&stack), "stack {stack}");
-    // Each operator's own peak (the stack repainted before it): the invoke's peak is one of
-    // them, and every operator with a kernel goes deeper than RESHAPE, which has none (with
-    // the repainting broken, all would read the same).
+    // Each operator's own peak (the stack repainted after the one before it): the invoke's
+    // peak is one of them, and some operator reads below an earlier one (with the repainting
+    // broken, each reading would be the running maximum, which never falls).
     let per_layer: Vec<usize> = report.layers.iter().map(|l| l.stack.unwrap()).collect();
     assert_eq!(per_layer.iter().max(), Some(&stack), "{per_layer:?}");
-    let reshape = report.layers.iter().find(|l| l.op == "RESHAPE").unwrap();
-    let deeper = report
-        .layers
-        .iter()
-        .all(|l| l.op == "RESHAPE" || l.stack > reshape.stack);
-    assert!(deeper, "{per_layer:?}");
+    let falls = per_layer.windows(2).any(|pair| pair[1] < pair[0]);
+    assert!(falls, "{per_layer:?}");
 }
 
 #[test]
