@@ -11,6 +11,7 @@ compile_error!("choose exactly one board feature: `qemu` or `nrf52840` (or `boar
 mod board;
 mod cost;
 mod finetune;
+mod mem;
 mod model;
 #[cfg(feature = "board-qemu")]
 mod retained;

@@ -127,6 +127,14 @@ fn keyword_spotting_firmware_links_no_panic_path() {
         })
         .collect();
     assert!(panicky.is_empty(), "{panicky:?}");
+    // The memory routines are the firmware's short loops (firmware/src/mem.rs), not
+    // compiler-builtins' unrolled ones.
+    let builtins: Vec<&str> = elf
+        .symbols()
+        .filter_map(|s| s.name().ok())
+        .filter(|n| n.contains("compiler_builtins") && n.contains("mem"))
+        .collect();
+    assert!(builtins.is_empty(), "{builtins:?}");
     // The check sees symbols at all: the kernels' are there.
     assert!(elf
         .symbols()
