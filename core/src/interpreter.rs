@@ -174,7 +174,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::built(OpCode::Conv2d)?;
                 let (ins, out, s) =
                     io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
-                ops::conv2d::conv2d_i8(window, stage, ins[0], filter, bias, requant, out, s)
+                ops::conv2d::conv2d_i8_decoded(window, stage, ins[0], filter, bias, requant, out, s)
             }
             Layer::DepthwiseConv2d {
                 ref window,
@@ -190,7 +190,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::built(OpCode::DepthwiseConv2d)?;
                 let (ins, out, s) =
                     io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
-                ops::depthwise_conv2d::depthwise_conv2d_i8(
+                ops::depthwise_conv2d::depthwise_conv2d_i8_decoded(
                     window,
                     depth_multiplier,
                     stage,
@@ -214,7 +214,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 ops::built(OpCode::FullyConnected)?;
                 let (ins, out, s) =
                     io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
-                ops::fully_connected::fully_connected_i8(
+                ops::fully_connected::fully_connected_i8_decoded(
                     stage, ins[0], weights, bias, requant, out, s,
                 )
             }
@@ -227,7 +227,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 ops::built(OpCode::AveragePool2d)?;
                 let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
-                ops::pooling::average_pool2d_i8(&params, act_min, act_max, ins[0], out)
+                ops::pooling::average_pool2d_i8_decoded(&params, act_min, act_max, ins[0], out)
             }
             Layer::MaxPool2d {
                 params,
@@ -238,7 +238,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             } => {
                 ops::built(OpCode::MaxPool2d)?;
                 let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
-                ops::pooling::max_pool2d_i8(&params, act_min, act_max, ins[0], out)
+                ops::pooling::max_pool2d_i8_decoded(&params, act_min, act_max, ins[0], out)
             }
             Layer::Add {
                 params,

@@ -31,8 +31,6 @@ use crate::Error;
 /// `scratch` (word-aligned, [`scratch_bytes`] long) holds the fast kernel's columns; with
 /// less, the layer runs the reference kernel (same outputs, several times slower).
 #[allow(clippy::too_many_arguments)]
-// Not inlined into the interpreter: its frame would add to every other operator's.
-#[inline(never)]
 pub fn conv2d_i8(
     window: &Window,
     stage: &Int8Stage,
@@ -43,14 +41,42 @@ pub fn conv2d_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    super::built(OpCode::Conv2d)?;
-    let g = check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
+    check_buffers(&input, &filter, &output, bias.map(<[i32]>::len))?;
     check_int8(
         stage,
         requant,
         output.shape.c,
         why!("conv2d requant length"),
     )?;
+    conv2d_i8_decoded(window, stage, input, filter, bias, requant, output, scratch)
+}
+
+/// [`conv2d_i8`] for a layer the model's decoder validated (the interpreter's path): the
+/// buffer, channel and constant checks it already made are only debug-asserted here, which
+/// keeps a second copy of them out of flash. No memory access rests on them: every loop
+/// bounds its own reads and writes by the slices it is given.
+#[allow(clippy::too_many_arguments)]
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
+pub(crate) fn conv2d_i8_decoded(
+    window: &Window,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    super::built(OpCode::Conv2d)?;
+    debug_assert_eq!(
+        check_buffers(&input, &filter, &output, bias.map(<[i32]>::len)),
+        Ok(())
+    );
+    let what = why!("conv2d requant length");
+    debug_assert_eq!(check_int8(stage, requant, output.shape.c, what), Ok(()));
+    let kernel = (filter.shape.h, filter.shape.w);
+    let g = Geometry::new(&conv_names(), window, input.shape, kernel, output.shape)?;
     let args = conv_gemm::Args {
         g: &g,
         stage,
@@ -173,6 +199,18 @@ fn check_conv<T>(
     output: &TensorMut<T>,
     bias_len: Option<usize>,
 ) -> Result<Geometry, Error> {
+    check_buffers(input, filter, output, bias_len)?;
+    let (i, f, o) = (input.shape, filter.shape, output.shape);
+    Geometry::new(&conv_names(), window, i, (f.h, f.w), o)
+}
+
+/// Validates a convolution's buffer lengths and channel counts (not its window).
+fn check_buffers<T>(
+    input: &Tensor<T>,
+    filter: &Tensor<T>,
+    output: &TensorMut<T>,
+    bias_len: Option<usize>,
+) -> Result<(), Error> {
     input.shape.check_len(input.data.len())?;
     filter.shape.check_len(filter.data.len())?;
     output.shape.check_len(output.data.len())?;
@@ -183,7 +221,7 @@ fn check_conv<T>(
     if let Some(len) = bias_len {
         same(why!("conv2d bias length"), o.c, len)?;
     }
-    Geometry::new(&conv_names(), window, i, (f.h, f.w), o)
+    Ok(())
 }
 
 /// `Ok` if `actual == expected`, else a [`Error::ShapeMismatch`] naming `what`.

@@ -20,8 +20,6 @@ use crate::Error;
 /// [`scratch_bytes`] long) holds the fast kernel's row ring; with less, or when the fast
 /// kernel does not apply, the reference kernel runs (same outputs).
 #[allow(clippy::too_many_arguments)]
-// Not inlined into the interpreter: its frame would add to every other operator's.
-#[inline(never)]
 pub fn depthwise_conv2d_i8(
     window: &Window,
     depth_multiplier: usize,
@@ -33,11 +31,43 @@ pub fn depthwise_conv2d_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    super::built(OpCode::DepthwiseConv2d)?;
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
-    let g = check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
+    check_buffers(dm, &input, &filter, &output, bias_len)?;
     let what = why!("depthwise_conv2d requant length");
     check_int8(stage, requant, output.shape.c, what)?;
+    depthwise_conv2d_i8_decoded(
+        window, dm, stage, input, filter, bias, requant, output, scratch,
+    )
+}
+
+/// [`depthwise_conv2d_i8`] for a layer the model's decoder validated (the interpreter's
+/// path): the buffer, channel and constant checks it already made are only debug-asserted
+/// here, which keeps a second copy of them out of flash. No memory access rests on them:
+/// every loop bounds its own reads and writes by the slices it is given.
+#[allow(clippy::too_many_arguments)]
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
+pub(crate) fn depthwise_conv2d_i8_decoded(
+    window: &Window,
+    dm: usize,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    super::built(OpCode::DepthwiseConv2d)?;
+    let bias_len = bias.map(<[i32]>::len);
+    debug_assert_eq!(
+        check_buffers(dm, &input, &filter, &output, bias_len),
+        Ok(())
+    );
+    let what = why!("depthwise_conv2d requant length");
+    debug_assert_eq!(check_int8(stage, requant, output.shape.c, what), Ok(()));
+    let kernel = (filter.shape.h, filter.shape.w);
+    let g = Geometry::new(&names(), window, input.shape, kernel, output.shape)?;
     let (i, f, out) = (input.data, filter.data, &mut *output.data);
     if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
         return Ok(());
@@ -164,6 +194,20 @@ fn check_depthwise<T>(
     output: &TensorMut<T>,
     bias_len: Option<usize>,
 ) -> Result<Geometry, Error> {
+    check_buffers(dm, input, filter, output, bias_len)?;
+    let (i, f, o) = (input.shape, filter.shape, output.shape);
+    Geometry::new(&names(), window, i, (f.h, f.w), o)
+}
+
+/// Validates a depthwise convolution's buffer lengths, depth multiplier and channel counts
+/// (not its window).
+fn check_buffers<T>(
+    dm: usize,
+    input: &Tensor<T>,
+    filter: &Tensor<T>,
+    output: &TensorMut<T>,
+    bias_len: Option<usize>,
+) -> Result<(), Error> {
     input.shape.check_len(input.data.len())?;
     filter.shape.check_len(filter.data.len())?;
     output.shape.check_len(output.data.len())?;
@@ -183,7 +227,7 @@ fn check_depthwise<T>(
     if let Some(len) = bias_len {
         same(why!("depthwise_conv2d bias length"), out_c, len)?;
     }
-    Geometry::new(&names(), window, i, (f.h, f.w), o)
+    Ok(())
 }
 
 #[cfg(test)]

@@ -18,9 +18,6 @@ use crate::Error;
 /// `c = out_features` and one pixel per input row. `requant` holds one multiplier (per-tensor,
 /// TFLite's default) or one per output feature. `scratch` (word-aligned, [`scratch_bytes`]
 /// long) holds the fast kernel's widened input; with less, the reference kernel runs.
-#[allow(clippy::too_many_arguments)]
-// Not inlined into the interpreter: its frame would add to every other operator's.
-#[inline(never)]
 pub fn fully_connected_i8(
     stage: &Int8Stage,
     input: Tensor<i8>,
@@ -30,15 +27,33 @@ pub fn fully_connected_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
+    check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
+    let what = why!("fully_connected requant length");
+    check_int8(stage, requant, weights.shape.n, what)?;
+    fully_connected_i8_decoded(stage, input, weights, bias, requant, output, scratch)
+}
+
+/// [`fully_connected_i8`] for a layer the model's decoder validated (the interpreter's
+/// path): the buffer, shape and constant checks it already made are only debug-asserted
+/// here, which keeps a second copy of them out of flash. No memory access rests on them:
+/// every loop bounds its own reads and writes by the slices it is given.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
+pub(crate) fn fully_connected_i8_decoded(
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    weights: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+    scratch: &mut [u8],
+) -> Result<(), Error> {
     super::built(OpCode::FullyConnected)?;
-    let in_f = check_fc(&input, &weights, &output, bias.map(<[i32]>::len))?;
-    check_int8(
-        stage,
-        requant,
-        weights.shape.n,
-        why!("fully_connected requant length"),
-    )?;
-    let (x, w, out_f) = (input.data, weights.data, weights.shape.n);
+    let checked = check_fc(&input, &weights, &output, bias.map(<[i32]>::len));
+    debug_assert_eq!(checked, Ok(weights.shape.c));
+    let what = why!("fully_connected requant length");
+    debug_assert_eq!(check_int8(stage, requant, weights.shape.n, what), Ok(()));
+    let (x, in_f, w, out_f) = (input.data, weights.shape.c, weights.data, weights.shape.n);
     let out = &mut *output.data;
     let fast = cfg!(feature = "kernel-fc-fast");
     if fast && fc_fast::fully_connected(stage, x, in_f, w, bias, requant, out_f, out, scratch) {

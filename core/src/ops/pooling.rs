@@ -234,9 +234,25 @@ fn long_division(n: u64, d: u64) -> u64 {
 /// Each output is the sum of the in-bounds window elements divided by their number (padding
 /// is neither summed nor counted), rounded half away from zero, then clamped to
 /// `[act_min, act_max]`.
+pub fn average_pool2d_i8(
+    p: &PoolParams,
+    act_min: i8,
+    act_max: i8,
+    input: Tensor<i8>,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    check_clamp(act_min, act_max)?;
+    validate(p, &input, &output)?;
+    average_pool2d_i8_decoded(p, act_min, act_max, input, output)
+}
+
+/// [`average_pool2d_i8`] for a layer the model's decoder validated (the interpreter's path):
+/// the checks it already made are only debug-asserted here, which keeps a second copy of them
+/// out of flash. No memory access rests on them: the loops read through `get` and write
+/// through the output's iterator.
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
-pub fn average_pool2d_i8(
+pub(crate) fn average_pool2d_i8_decoded(
     p: &PoolParams,
     act_min: i8,
     act_max: i8,
@@ -244,8 +260,8 @@ pub fn average_pool2d_i8(
     mut output: TensorMut<i8>,
 ) -> Result<(), Error> {
     super::built(OpCode::AveragePool2d)?;
-    check_clamp(act_min, act_max)?;
-    validate(p, &input, &output)?;
+    debug_assert_eq!(check_clamp(act_min, act_max), Ok(()));
+    debug_assert_eq!(validate(p, &input, &output), Ok(()));
     let (lo, hi) = (i64::from(act_min), i64::from(act_max));
     for_each_window(p, input.shape, &mut output, |site| {
         // TFLite sums in i32; the i64 sum is the same value wherever that does not overflow.
@@ -257,16 +273,31 @@ pub fn average_pool2d_i8(
         } else {
             values.map(i64::from).sum()
         };
-        rounded_average(sum, count).clamp(lo, hi) as i8
+        // TFLite's max-then-min: no assertion that the range is nonempty (parse checked it).
+        rounded_average(sum, count).max(lo).min(hi) as i8
     });
     Ok(())
 }
 
 /// int8 MAX_POOL_2D, bit-exact with TFLite-Micro's reference kernel: the maximum of the
 /// in-bounds window elements, clamped to `[act_min, act_max]`.
+pub fn max_pool2d_i8(
+    p: &PoolParams,
+    act_min: i8,
+    act_max: i8,
+    input: Tensor<i8>,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    check_clamp(act_min, act_max)?;
+    validate(p, &input, &output)?;
+    max_pool2d_i8_decoded(p, act_min, act_max, input, output)
+}
+
+/// [`max_pool2d_i8`] for a layer the model's decoder validated (the interpreter's path), as
+/// [`average_pool2d_i8_decoded`].
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
-pub fn max_pool2d_i8(
+pub(crate) fn max_pool2d_i8_decoded(
     p: &PoolParams,
     act_min: i8,
     act_max: i8,
@@ -274,11 +305,11 @@ pub fn max_pool2d_i8(
     mut output: TensorMut<i8>,
 ) -> Result<(), Error> {
     super::built(OpCode::MaxPool2d)?;
-    check_clamp(act_min, act_max)?;
-    validate(p, &input, &output)?;
+    debug_assert_eq!(check_clamp(act_min, act_max), Ok(()));
+    debug_assert_eq!(validate(p, &input, &output), Ok(()));
     for_each_window(p, input.shape, &mut output, |site| {
         let max = site.values(input.data, input.shape).fold(i8::MIN, i8::max);
-        max.clamp(act_min, act_max)
+        max.max(act_min).min(act_max)
     });
     Ok(())
 }
