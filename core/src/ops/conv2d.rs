@@ -41,7 +41,7 @@ pub fn conv2d_i8(
     output: TensorMut<i8>,
     scratch: &mut [u8],
 ) -> Result<(), Error> {
-    check_buffers(&input, &filter, &output, bias.map(<[i32]>::len))?;
+    check_conv(window, &input, &filter, &output, bias.map(<[i32]>::len))?;
     check_int8(
         stage,
         requant,
@@ -75,8 +75,10 @@ pub(crate) fn conv2d_i8_decoded(
     );
     let what = why!("conv2d requant length");
     debug_assert_eq!(check_int8(stage, requant, output.shape.c, what), Ok(()));
-    let kernel = (filter.shape.h, filter.shape.w);
-    let g = Geometry::new(&conv_names(), window, input.shape, kernel, output.shape)?;
+    let (kernel, names) = ((filter.shape.h, filter.shape.w), conv_names());
+    let checked = Geometry::new(&names, window, input.shape, kernel, output.shape);
+    debug_assert!(checked.is_ok(), "{checked:?}");
+    let g = Geometry::decoded(window, input.shape, kernel, output.shape);
     let args = conv_gemm::Args {
         g: &g,
         stage,
@@ -285,16 +287,27 @@ impl Geometry {
         check_axis((names.output_h, names.pad_top), (i.h, kernel_h, o.h), rows)?;
         let cols = (w.stride_w, w.dilation_w, w.pad_left);
         check_axis((names.output_w, names.pad_left), (i.w, kernel_w, o.w), cols)?;
-        Ok(Self {
+        Ok(Self::decoded(window, input, (kernel_h, kernel_w), output))
+    }
+
+    /// The geometry of a window the model's decoder checked as [`Self::new`] would (the
+    /// interpreter's path), without checking it again.
+    pub(crate) fn decoded(
+        window: &Window,
+        input: Shape4,
+        (kernel_h, kernel_w): (usize, usize),
+        output: Shape4,
+    ) -> Self {
+        Self {
             window: *window,
             batches: output.n,
-            in_h: i.h,
-            in_w: i.w,
+            in_h: input.h,
+            in_w: input.w,
             kernel_h,
             kernel_w,
-            out_h: o.h,
-            out_w: o.w,
-        })
+            out_h: output.h,
+            out_w: output.w,
+        }
     }
 
     /// Calls `f` with each output pixel's channels, in NHWC order, and the taps of its window

@@ -32,7 +32,7 @@ pub fn depthwise_conv2d_i8(
     scratch: &mut [u8],
 ) -> Result<(), Error> {
     let (dm, bias_len) = (depth_multiplier, bias.map(<[i32]>::len));
-    check_buffers(dm, &input, &filter, &output, bias_len)?;
+    check_depthwise(window, dm, &input, &filter, &output, bias_len)?;
     let what = why!("depthwise_conv2d requant length");
     check_int8(stage, requant, output.shape.c, what)?;
     depthwise_conv2d_i8_decoded(
@@ -67,7 +67,9 @@ pub(crate) fn depthwise_conv2d_i8_decoded(
     let what = why!("depthwise_conv2d requant length");
     debug_assert_eq!(check_int8(stage, requant, output.shape.c, what), Ok(()));
     let kernel = (filter.shape.h, filter.shape.w);
-    let g = Geometry::new(&names(), window, input.shape, kernel, output.shape)?;
+    let checked = Geometry::new(&names(), window, input.shape, kernel, output.shape);
+    debug_assert!(checked.is_ok(), "{checked:?}");
+    let g = Geometry::decoded(window, input.shape, kernel, output.shape);
     let (i, f, out) = (input.data, filter.data, &mut *output.data);
     if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
         return Ok(());
