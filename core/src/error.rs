@@ -190,6 +190,23 @@ pub enum Error {
     },
 }
 
+impl Error {
+    /// [`Error::InvalidOperator`], built out of line: dozens of refusal sites share one copy,
+    /// and none is taken on a valid model.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn invalid_operator(index: u16, what: Why) -> Self {
+        Error::InvalidOperator { index, what }
+    }
+
+    /// [`Error::InvalidTensor`], built out of line as [`Error::invalid_operator`].
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn invalid_tensor(index: u16, what: Why) -> Self {
+        Error::InvalidTensor { index, what }
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -137,10 +137,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// the device. The input of operator `end` is then valid in the arena.
     pub fn invoke_until(&mut self, end: u16, hook: &mut impl OpHook) -> Result<(), Error> {
         if end > self.model.op_count() {
-            return Err(Error::InvalidOperator {
-                index: end,
-                what: why!("index out of range"),
-            });
+            return Err(Error::invalid_operator(end, why!("index out of range")));
         }
         for index in 0..end {
             let layer = self.model.layer(index)?;

@@ -185,10 +185,7 @@ struct Decoder<'m, 'a> {
 
 impl<'a> Decoder<'_, 'a> {
     fn bad<T>(&self, what: crate::Why) -> Result<T, Error> {
-        Err(Error::InvalidOperator {
-            index: self.index,
-            what,
-        })
+        Err(Error::invalid_operator(self.index, what))
     }
 
     fn tensor(&self, slot: usize, dtype: DType, storage: Storage) -> Result<TensorInfo, Error> {
@@ -610,10 +607,8 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                     "MEAN over height and width keeps only batch and channels"
                 ));
             }
-            let mode = MeanMode::from_i32(d.p(param::MEAN_MODE)).ok_or(Error::InvalidOperator {
-                index,
-                what: why!("unknown MEAN mode"),
-            })?;
+            let mode = MeanMode::from_i32(d.p(param::MEAN_MODE))
+                .ok_or_else(|| Error::invalid_operator(index, why!("unknown MEAN mode")))?;
             let requant = d.requant(&[1])?[0];
             Layer::Mean {
                 params: MeanParams {

@@ -167,10 +167,7 @@ impl<'a> Model<'a> {
     /// Tensor `index`.
     pub fn tensor(&self, index: u16) -> Result<TensorInfo, Error> {
         if index >= self.header.tensor_count {
-            return Err(Error::InvalidTensor {
-                index,
-                what: why!("index out of range"),
-            });
+            return Err(Error::invalid_tensor(index, why!("index out of range")));
         }
         let at = self.header.tensors_offset as usize + index as usize * TENSOR_RECORD_LEN;
         let raw = self
@@ -179,8 +176,7 @@ impl<'a> Model<'a> {
             .ok_or(Error::BadLayout {
                 what: why!("tensor table"),
             })?;
-        let record =
-            TensorRecord::read(raw).map_err(|what| Error::InvalidTensor { index, what })?;
+        let record = TensorRecord::read(raw).map_err(|what| Error::invalid_tensor(index, what))?;
         let [n, h, w, c] = record.shape.map(|d| d as usize);
         Ok(TensorInfo {
             index,
@@ -192,10 +188,7 @@ impl<'a> Model<'a> {
     /// Operator `index`.
     pub fn op(&self, index: u16) -> Result<OpRecord, Error> {
         if index >= self.header.op_count {
-            return Err(Error::InvalidOperator {
-                index,
-                what: why!("index out of range"),
-            });
+            return Err(Error::invalid_operator(index, why!("index out of range")));
         }
         let at = self.header.ops_offset as usize + index as usize * OP_RECORD_LEN;
         let raw = self
@@ -204,7 +197,7 @@ impl<'a> Model<'a> {
             .ok_or(Error::BadLayout {
                 what: why!("operator table"),
             })?;
-        OpRecord::read(raw).map_err(|what| Error::InvalidOperator { index, what })
+        OpRecord::read(raw).map_err(|what| Error::invalid_operator(index, what))
     }
 
     /// The f32 weights and bias of FULLY_CONNECTED operator `index`, dequantized from the
@@ -220,10 +213,10 @@ impl<'a> Model<'a> {
     ) -> Result<(usize, usize), Error> {
         let op = self.op(index)?;
         if op.opcode != crate::format::OpCode::FullyConnected {
-            return Err(Error::InvalidOperator {
+            return Err(Error::invalid_operator(
                 index,
-                what: why!("only FULLY_CONNECTED layers can be dequantized for training"),
-            });
+                why!("only FULLY_CONNECTED layers can be dequantized for training"),
+            ));
         }
         let w = self.tensor(op.inputs[1])?;
         let input = self.tensor(op.inputs[0])?;
@@ -345,14 +338,9 @@ impl<'a> Model<'a> {
         let bytes = self
             .bytes
             .get(start..start.saturating_add(t.record.byte_len as usize))
-            .ok_or(Error::InvalidTensor {
-                index: t.index,
-                what: why!("constant data out of bounds"),
-            })?;
-        cast::slice(bytes).ok_or(Error::InvalidTensor {
-            index: t.index,
-            what: why!("constant data misaligned"),
-        })
+            .ok_or_else(|| Error::invalid_tensor(t.index, why!("constant data out of bounds")))?;
+        cast::slice(bytes)
+            .ok_or_else(|| Error::invalid_tensor(t.index, why!("constant data misaligned")))
     }
 
     /// Per-channel scales of a weight tensor, if it has them.
@@ -361,22 +349,20 @@ impl<'a> Model<'a> {
             return Ok(None);
         }
         let axis = t.record.channel_axis as usize;
-        let count = *t.record.shape.get(axis).ok_or(Error::InvalidTensor {
-            index: t.index,
-            what: why!("channel axis out of range"),
-        })? as usize;
+        let count = *t
+            .record
+            .shape
+            .get(axis)
+            .ok_or_else(|| Error::invalid_tensor(t.index, why!("channel axis out of range")))?
+            as usize;
         let start = t.record.channel_scales as usize;
         let bytes = count
             .checked_mul(4)
             .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
-            .ok_or(Error::InvalidTensor {
-                index: t.index,
-                what: why!("channel scales out of bounds"),
-            })?;
-        cast::slice(bytes).map(Some).ok_or(Error::InvalidTensor {
-            index: t.index,
-            what: why!("channel scales misaligned"),
-        })
+            .ok_or_else(|| Error::invalid_tensor(t.index, why!("channel scales out of bounds")))?;
+        cast::slice(bytes)
+            .map(Some)
+            .ok_or_else(|| Error::invalid_tensor(t.index, why!("channel scales misaligned")))
     }
 
     /// An operator's requantization constants.
@@ -389,13 +375,11 @@ impl<'a> Model<'a> {
         let bytes = (op.requant_count as usize)
             .checked_mul(core::mem::size_of::<QuantizedMultiplier>())
             .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
-            .ok_or(Error::InvalidOperator {
-                index,
-                what: why!("requantization constants out of bounds"),
+            .ok_or_else(|| {
+                Error::invalid_operator(index, why!("requantization constants out of bounds"))
             })?;
-        cast::slice(bytes).ok_or(Error::InvalidOperator {
-            index,
-            what: why!("requantization constants misaligned"),
+        cast::slice(bytes).ok_or_else(|| {
+            Error::invalid_operator(index, why!("requantization constants misaligned"))
         })
     }
 
@@ -445,27 +429,27 @@ impl<'a> Model<'a> {
         for slot in 0..io_count {
             let t = self.tensor(self.io_index(slot)?)?;
             if t.record.storage != Storage::Arena {
-                return Err(Error::InvalidTensor {
-                    index: t.index,
-                    what: why!("a model input or output must live in the arena"),
-                });
+                return Err(Error::invalid_tensor(
+                    t.index,
+                    why!("a model input or output must live in the arena"),
+                ));
             }
         }
         for i in 0..h.input_count {
             let t = self.input(i)?;
             if t.record.live_from != 0 {
-                return Err(Error::InvalidTensor {
-                    index: t.index,
-                    what: why!("a model input must be live from the first operator"),
-                });
+                return Err(Error::invalid_tensor(
+                    t.index,
+                    why!("a model input must be live from the first operator"),
+                ));
             }
         }
         for i in 0..h.output_count {
             if self.output(i)?.record.live_to != h.op_count {
-                return Err(Error::InvalidTensor {
-                    index: self.output(i)?.index,
-                    what: why!("a model output must stay live to the end"),
-                });
+                return Err(Error::invalid_tensor(
+                    self.output(i)?.index,
+                    why!("a model output must stay live to the end"),
+                ));
             }
         }
         for index in 0..h.op_count {
@@ -475,12 +459,7 @@ impl<'a> Model<'a> {
     }
 
     fn validate_tensor(&self, t: &TensorInfo) -> Result<(), Error> {
-        let bad = |what| {
-            Err(Error::InvalidTensor {
-                index: t.index,
-                what,
-            })
-        };
+        let bad = |what| Err(Error::invalid_tensor(t.index, what));
         let r = &t.record;
         if r.shape.contains(&0) {
             return bad(why!("zero-sized dimension"));
@@ -527,7 +506,7 @@ impl<'a> Model<'a> {
 
     fn validate_op(&self, index: u16) -> Result<(), Error> {
         let op = self.op(index)?;
-        let bad = |what| Err(Error::InvalidOperator { index, what });
+        let bad = |what| Err(Error::invalid_operator(index, what));
         let out = self.tensor(op.output)?;
         if out.record.storage != Storage::Arena || out.record.live_from != index {
             return bad(why!(
