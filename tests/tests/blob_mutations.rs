@@ -251,3 +251,42 @@ fn operator_scratch_is_planned_checked_and_optional() {
     let model = Model::parse(aligned.as_slice()).unwrap();
     assert!(model.needs_reference_kernels().unwrap());
 }
+
+/// An operator record with several faults is refused for the first one the decoder meets
+/// (its checks latch the first failure and carry on), whichever faults follow.
+#[test]
+fn an_operator_with_several_faults_reports_the_first() {
+    use mote_core::format::{param, OpCode, OP_RECORD_LEN};
+    let blob = valid_blobs().remove(1);
+    let aligned = AlignedBytes::new(&blob);
+    let model = Model::parse(aligned.as_slice()).unwrap();
+    let ops_offset = u32::from_le_bytes(blob[32..36].try_into().unwrap()) as usize;
+    let conv = (0..model.op_count())
+        .find(|&k| model.op(k).unwrap().opcode == OpCode::Conv2d)
+        .unwrap();
+    let param_at = |p: usize| ops_offset + conv as usize * OP_RECORD_LEN + 24 + 4 * p;
+    let with = |faults: &[(usize, i32)]| {
+        let mut b = blob.clone();
+        for &(p, v) in faults {
+            b[param_at(p)..param_at(p) + 4].copy_from_slice(&v.to_le_bytes());
+        }
+        reseal(&mut b);
+        match Model::parse(AlignedBytes::new(&b).as_slice()) {
+            Err(Error::InvalidOperator { index, what }) if index == conv => what.to_string(),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+    };
+    let stride = (param::STRIDE_H, 0);
+    let zero_point = (param::OUTPUT_OFFSET, 1000);
+    let scratch = (param::SCRATCH_LEN, -4);
+    assert_eq!(with(&[zero_point]), "zero point out of the int8 range");
+    assert_eq!(with(&[scratch]), "negative scratch offset or length");
+    assert_eq!(
+        with(&[scratch, zero_point]),
+        "zero point out of the int8 range"
+    );
+    assert_eq!(
+        with(&[scratch, zero_point, stride]),
+        "stride must be positive"
+    );
+}
