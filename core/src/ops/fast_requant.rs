@@ -121,8 +121,8 @@ impl ChannelStage {
             };
             if unwrapped(lo) && unwrapped(hi) {
                 let (lo, hi) = (
-                    requantize(lo as i32, q, stage),
-                    requantize(hi as i32, q, stage),
+                    requantize_slow(lo as i32, q, stage),
+                    requantize_slow(hi as i32, q, stage),
                 );
                 if lo == hi {
                     return Self {
@@ -202,9 +202,16 @@ impl ChannelStage {
                 v.max(stage.act_min.into()).min(stage.act_max.into()) as i8
             }
             Kind::Constant => self.value,
-            Kind::Slow => requantize(acc, self.q, stage),
+            Kind::Slow => requantize_slow(acc, self.q, stage),
         }
     }
+}
+
+/// The reference output stage, out of line: the rare channels that need it share one copy
+/// instead of one inlined into every kernel loop.
+#[inline(never)]
+fn requantize_slow(acc: i32, q: QuantizedMultiplier, stage: &Int8Stage) -> i8 {
+    requantize(acc, q, stage)
 }
 
 /// Whether the assembly loops' output stage ([`requant_ssat`] with [`ChannelStage::ssat`]) is
