@@ -13,7 +13,7 @@ use crate::format::{
 };
 use crate::ops::Shape4;
 use crate::quant::QuantizedMultiplier;
-use crate::Error;
+use crate::{Error, Why};
 
 /// A validated model, borrowing its bytes (typically from flash).
 #[derive(Debug, Clone, Copy)]
@@ -334,17 +334,29 @@ impl<'a> Model<'a> {
 
     /// A constant tensor's elements, in place.
     pub(crate) fn constant<T: cast::Pod>(&self, t: &TensorInfo) -> Result<&'a [T], Error> {
+        self.constant_data(t)
+            .map_err(|what| Error::invalid_tensor(t.index, what))
+    }
+
+    /// [`Self::constant`], saying only what is wrong with tensor `t`: a register-sized error
+    /// where parsing checks every tensor.
+    fn constant_data<T: cast::Pod>(&self, t: &TensorInfo) -> Result<&'a [T], Why> {
         let start = t.record.offset as usize;
         let bytes = self
             .bytes
             .get(start..start.saturating_add(t.record.byte_len as usize))
-            .ok_or_else(|| Error::invalid_tensor(t.index, why!("constant data out of bounds")))?;
-        cast::slice(bytes)
-            .ok_or_else(|| Error::invalid_tensor(t.index, why!("constant data misaligned")))
+            .ok_or(why!("constant data out of bounds"))?;
+        cast::slice(bytes).ok_or(why!("constant data misaligned"))
     }
 
     /// Per-channel scales of a weight tensor, if it has them.
     pub fn channel_scales(&self, t: &TensorInfo) -> Result<Option<&'a [f32]>, Error> {
+        self.channel_scale_data(t)
+            .map_err(|what| Error::invalid_tensor(t.index, what))
+    }
+
+    /// [`Self::channel_scales`], saying only what is wrong with tensor `t`.
+    fn channel_scale_data(&self, t: &TensorInfo) -> Result<Option<&'a [f32]>, Why> {
         if t.record.channel_scales == 0 {
             return Ok(None);
         }
@@ -353,16 +365,15 @@ impl<'a> Model<'a> {
             .record
             .shape
             .get(axis)
-            .ok_or_else(|| Error::invalid_tensor(t.index, why!("channel axis out of range")))?
-            as usize;
+            .ok_or(why!("channel axis out of range"))? as usize;
         let start = t.record.channel_scales as usize;
         let bytes = count
             .checked_mul(4)
             .and_then(|len| self.bytes.get(start..start.checked_add(len)?))
-            .ok_or_else(|| Error::invalid_tensor(t.index, why!("channel scales out of bounds")))?;
+            .ok_or(why!("channel scales out of bounds"))?;
         cast::slice(bytes)
             .map(Some)
-            .ok_or_else(|| Error::invalid_tensor(t.index, why!("channel scales misaligned")))
+            .ok_or(why!("channel scales misaligned"))
     }
 
     /// An operator's requantization constants.
@@ -424,7 +435,8 @@ impl<'a> Model<'a> {
         }
 
         for index in 0..h.tensor_count {
-            self.validate_tensor(&self.tensor(index)?)?;
+            self.validate_tensor(&self.tensor(index)?)
+                .map_err(|what| Error::invalid_tensor(index, what))?;
         }
         for slot in 0..io_count {
             let t = self.tensor(self.io_index(slot)?)?;
@@ -458,36 +470,36 @@ impl<'a> Model<'a> {
         self.validate_plan()
     }
 
-    fn validate_tensor(&self, t: &TensorInfo) -> Result<(), Error> {
-        let bad = |what| Err(Error::invalid_tensor(t.index, what));
+    /// What is wrong with tensor `t`, if anything.
+    fn validate_tensor(&self, t: &TensorInfo) -> Result<(), Why> {
         let r = &t.record;
         if r.shape.contains(&0) {
-            return bad(why!("zero-sized dimension"));
+            return Err(why!("zero-sized dimension"));
         }
         let bytes = t
             .shape
             .elements()
             .and_then(|n| n.checked_mul(r.dtype.size()));
         if bytes != Some(r.byte_len as usize) {
-            return bad(why!("byte length does not match shape and type"));
+            return Err(why!("byte length does not match shape and type"));
         }
         if !(r.scale.is_finite() && r.scale >= 0.0) {
-            return bad(why!("scale must be finite and non-negative"));
+            return Err(why!("scale must be finite and non-negative"));
         }
         if r.dtype == DType::I8 && !(-128..=127).contains(&r.zero_point) {
-            return bad(why!("int8 zero point out of range"));
+            return Err(why!("int8 zero point out of range"));
         }
         if r.offset as usize % r.dtype.size() != 0 {
-            return bad(why!("offset misaligned for its type"));
+            return Err(why!("offset misaligned for its type"));
         }
         match r.storage {
             Storage::Arena => {
                 let end = r.offset as u64 + r.byte_len as u64;
                 if end > self.header.arena_size as u64 {
-                    return bad(why!("arena placement past the arena's end"));
+                    return Err(why!("arena placement past the arena's end"));
                 }
                 if r.live_from > r.live_to || r.live_to > self.header.op_count {
-                    return bad(why!("lifetime out of range"));
+                    return Err(why!("lifetime out of range"));
                 }
             }
             Storage::Constant => {
@@ -495,12 +507,12 @@ impl<'a> Model<'a> {
                     ..self.header.data_offset as u64 + self.header.data_len as u64;
                 let end = r.offset as u64 + r.byte_len as u64;
                 if (r.offset as u64) < data.start || end > data.end {
-                    return bad(why!("constant data outside the data section"));
+                    return Err(why!("constant data outside the data section"));
                 }
-                self.constant::<i8>(t)?;
+                self.constant_data::<i8>(t)?;
             }
         }
-        self.channel_scales(t)?;
+        self.channel_scale_data(t)?;
         Ok(())
     }
 
