@@ -528,7 +528,7 @@ impl<'a> Model<'a> {
         for input in op.inputs.into_iter().filter(|&t| t != NO_TENSOR) {
             let t = self.tensor(input)?;
             if t.record.storage == Storage::Arena {
-                let produced_before = t.record.live_from < index || self.is_model_input(input)?;
+                let produced_before = t.record.live_from < index || self.is_model_input(input);
                 if !produced_before || t.record.live_to < index {
                     return bad(why!("reads a tensor outside its planned lifetime"));
                 }
@@ -559,13 +559,10 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    fn is_model_input(&self, tensor: u16) -> Result<bool, Error> {
-        for i in 0..self.header.input_count {
-            if self.io_index(i as usize)? == tensor {
-                return Ok(true);
-            }
-        }
-        Ok(false)
+    /// Whether `tensor` is a model input. Asked once `validate` has read the input list, so
+    /// the reads succeed (one that did not would count as "no", which refuses the model).
+    fn is_model_input(&self, tensor: u16) -> bool {
+        (0..self.header.input_count).any(|i| self.io_index(i as usize).ok() == Some(tensor))
     }
 
     /// No two arena tensors whose lifetimes intersect may share bytes, except a RESHAPE's
@@ -585,7 +582,7 @@ impl<'a> Model<'a> {
                 let bytes_overlap = ra.start < rb.end && rb.start < ra.end;
                 let live_overlap = ta.record.live_from <= tb.record.live_to
                     && tb.record.live_from <= ta.record.live_to;
-                if bytes_overlap && live_overlap && !self.is_alias(&ta, &tb)? {
+                if bytes_overlap && live_overlap && !self.is_alias(&ta, &tb) {
                     return Err(Error::PlanOverlap {
                         first: a,
                         second: b,
@@ -596,21 +593,21 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    fn is_alias(&self, a: &TensorInfo, b: &TensorInfo) -> Result<bool, Error> {
+    /// Whether one of `a`, `b` is a RESHAPE's output planned onto the other, its input. Asked
+    /// once every operator record was read, so `op` succeeds (a failure counts as "no", which
+    /// refuses the model).
+    fn is_alias(&self, a: &TensorInfo, b: &TensorInfo) -> bool {
         if a.arena_range() != b.arena_range() {
-            return Ok(false);
+            return false;
         }
-        for (src, dst) in [(a, b), (b, a)] {
-            if dst.record.live_from < self.header.op_count && !self.is_model_input(dst.index)? {
-                let op = self.op(dst.record.live_from)?;
-                if op.opcode == crate::format::OpCode::Reshape
-                    && op.inputs[0] == src.index
-                    && op.output == dst.index
-                {
-                    return Ok(true);
-                }
-            }
-        }
-        Ok(false)
+        [(a, b), (b, a)].into_iter().any(|(src, dst)| {
+            dst.record.live_from < self.header.op_count
+                && !self.is_model_input(dst.index)
+                && self.op(dst.record.live_from).is_ok_and(|op| {
+                    op.opcode == crate::format::OpCode::Reshape
+                        && op.inputs[0] == src.index
+                        && op.output == dst.index
+                })
+        })
     }
 }
