@@ -157,36 +157,77 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         // Each arm starts with its operator's `built` check (parse already refused the others):
         // a constant for the compiler, so arms of operators left out are not in flash at all
         // (1.5 KB for keyword spotting's firmware).
+        let (inputs, output, scratch) = match *layer {
+            Layer::Conv2d {
+                input,
+                output,
+                scratch,
+                ..
+            }
+            | Layer::DepthwiseConv2d {
+                input,
+                output,
+                scratch,
+                ..
+            }
+            | Layer::FullyConnected {
+                input,
+                output,
+                scratch,
+                ..
+            } => ([Some(input), None], output, scratch),
+            Layer::AveragePool2d { input, output, .. }
+            | Layer::MaxPool2d { input, output, .. }
+            | Layer::Softmax { input, output, .. }
+            | Layer::Mean { input, output, .. } => ([Some(input), None], output, NO_SCRATCH),
+            Layer::Add { a, b, output, .. } => ([Some(a), Some(b)], output, NO_SCRATCH),
+            // The planner put the output on the input's bytes: nothing to do.
+            Layer::Reshape { .. } => return Ok(()),
+            Layer::Quantize {
+                scale,
+                zero_point,
+                input,
+                output,
+            } => {
+                ops::built(OpCode::Quantize)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
+                return ops::quantize::quantize_f32_i8(scale, zero_point, ins[0].data, out.data);
+            }
+            Layer::Dequantize {
+                scale,
+                zero_point,
+                input,
+                output,
+            } => {
+                ops::built(OpCode::Dequantize)?;
+                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
+                return ops::quantize::dequantize_i8_f32(scale, zero_point, ins[0].data, out.data);
+            }
+        };
+        // Every other operator maps int8 to int8: one borrow of the arena for all of them.
+        let (ins, out, s) = io::<i8, i8>(self.arena, m, inputs, output, scratch)?;
         match *layer {
             Layer::Conv2d {
                 ref window,
                 ref stage,
-                input,
                 filter,
                 bias,
                 requant,
-                output,
-                scratch,
+                ..
             } => {
                 ops::built(OpCode::Conv2d)?;
-                let (ins, out, s) =
-                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::conv2d::conv2d_i8_decoded(window, stage, ins[0], filter, bias, requant, out, s)
             }
             Layer::DepthwiseConv2d {
                 ref window,
                 depth_multiplier,
                 ref stage,
-                input,
                 filter,
                 bias,
                 requant,
-                output,
-                scratch,
+                ..
             } => {
                 ops::built(OpCode::DepthwiseConv2d)?;
-                let (ins, out, s) =
-                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::depthwise_conv2d::depthwise_conv2d_i8_decoded(
                     window,
                     depth_multiplier,
@@ -201,16 +242,12 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             }
             Layer::FullyConnected {
                 ref stage,
-                input,
                 weights,
                 bias,
                 requant,
-                output,
-                scratch,
+                ..
             } => {
                 ops::built(OpCode::FullyConnected)?;
-                let (ins, out, s) =
-                    io::<i8, i8>(self.arena, m, [Some(input), None], output, scratch)?;
                 ops::fully_connected::fully_connected_i8_decoded(
                     stage, ins[0], weights, bias, requant, out, s,
                 )
@@ -219,75 +256,34 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 params,
                 act_min,
                 act_max,
-                input,
-                output,
+                ..
             } => {
                 ops::built(OpCode::AveragePool2d)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::pooling::average_pool2d_i8_decoded(&params, act_min, act_max, ins[0], out)
             }
             Layer::MaxPool2d {
                 params,
                 act_min,
                 act_max,
-                input,
-                output,
+                ..
             } => {
                 ops::built(OpCode::MaxPool2d)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::pooling::max_pool2d_i8_decoded(&params, act_min, act_max, ins[0], out)
             }
-            Layer::Add {
-                params,
-                a,
-                b,
-                output,
-            } => {
+            Layer::Add { params, .. } => {
                 ops::built(OpCode::Add)?;
-                let (ins, out, _) = io(self.arena, m, [Some(a), Some(b)], output, NO_SCRATCH)?;
                 ops::add::add_i8(&params, ins[0].data, ins[1].data, out.data)
             }
-            Layer::Softmax {
-                params,
-                depth,
-                input,
-                output,
-            } => {
+            Layer::Softmax { params, depth, .. } => {
                 ops::built(OpCode::Softmax)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::softmax::softmax_i8(&params, ins[0].data, out.data, depth)
             }
-            Layer::Mean {
-                params,
-                input,
-                output,
-            } => {
+            Layer::Mean { params, .. } => {
                 ops::built(OpCode::Mean)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
                 ops::mean::mean_hw_i8(&params, ins[0], out)
             }
-            // The planner put the output on the input's bytes: nothing to do.
-            Layer::Reshape { .. } => Ok(()),
-            Layer::Quantize {
-                scale,
-                zero_point,
-                input,
-                output,
-            } => {
-                ops::built(OpCode::Quantize)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
-                ops::quantize::quantize_f32_i8(scale, zero_point, ins[0].data, out.data)
-            }
-            Layer::Dequantize {
-                scale,
-                zero_point,
-                input,
-                output,
-            } => {
-                ops::built(OpCode::Dequantize)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
-                ops::quantize::dequantize_i8_f32(scale, zero_point, ins[0].data, out.data)
-            }
+            // Handled above.
+            Layer::Reshape { .. } | Layer::Quantize { .. } | Layer::Dequantize { .. } => Ok(()),
         }
     }
 }
