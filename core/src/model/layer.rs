@@ -349,6 +349,7 @@ impl<'a> Decoder<'_, 'a> {
     }
 
     /// Parameter `i`, which must be in `1..=0xFFFF` (1 if not).
+    #[inline(never)]
     fn positive(&self, i: usize, what: crate::Why) -> usize {
         match self.p(i) {
             v @ 1..=0xFFFF => v as usize,
