@@ -115,9 +115,10 @@ impl ChannelStage {
                 i64::from(bias).saturating_sub(reach),
                 i64::from(bias).saturating_add(reach),
             );
+            // `acc << left` fits in an i32 exactly when `acc` lies within the i32 range shifted
+            // right (both ends are exact: the low end is a power of two).
             let unwrapped = |acc: i64| {
-                let shifted = acc.checked_mul(1 << left);
-                shifted.is_some_and(|v| i32::try_from(v).is_ok())
+                (i64::from(i32::MIN) >> left..=i64::from(i32::MAX) >> left).contains(&acc)
             };
             if unwrapped(lo) && unwrapped(hi) {
                 let (lo, hi) = (
