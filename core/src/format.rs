@@ -261,6 +261,27 @@ pub enum OpCode {
     Mean = 11,
 }
 
+/// `OpCode::name` and, in a `defmt` build, `OpCode::interned_name`, from one list.
+macro_rules! op_names {
+    ($($op:ident => $name:literal,)*) => {
+        /// The operator's name as TFLite spells it.
+        pub fn name(self) -> &'static str {
+            match self {
+                $(OpCode::$op => $name,)*
+            }
+        }
+
+        /// [`Self::name`] interned: a device log sends its index, and the words stay out of
+        /// flash.
+        #[cfg(feature = "defmt")]
+        pub fn interned_name(self) -> defmt::Str {
+            match self {
+                $(OpCode::$op => defmt::intern!($name),)*
+            }
+        }
+    };
+}
+
 impl OpCode {
     /// Decodes an opcode byte.
     pub fn from_u8(v: u8) -> Option<Self> {
@@ -318,22 +339,18 @@ impl OpCode {
         }
     }
 
-    /// The operator's name as TFLite spells it.
-    pub fn name(self) -> &'static str {
-        use OpCode::*;
-        match self {
-            Conv2d => "CONV_2D",
-            DepthwiseConv2d => "DEPTHWISE_CONV_2D",
-            FullyConnected => "FULLY_CONNECTED",
-            AveragePool2d => "AVERAGE_POOL_2D",
-            MaxPool2d => "MAX_POOL_2D",
-            Add => "ADD",
-            Softmax => "SOFTMAX",
-            Reshape => "RESHAPE",
-            Quantize => "QUANTIZE",
-            Dequantize => "DEQUANTIZE",
-            Mean => "MEAN",
-        }
+    op_names! {
+        Conv2d => "CONV_2D",
+        DepthwiseConv2d => "DEPTHWISE_CONV_2D",
+        FullyConnected => "FULLY_CONNECTED",
+        AveragePool2d => "AVERAGE_POOL_2D",
+        MaxPool2d => "MAX_POOL_2D",
+        Add => "ADD",
+        Softmax => "SOFTMAX",
+        Reshape => "RESHAPE",
+        Quantize => "QUANTIZE",
+        Dequantize => "DEQUANTIZE",
+        Mean => "MEAN",
     }
 }
 

@@ -16,19 +16,19 @@ pub enum Unit {
 }
 
 impl Unit {
-    /// The unit's name for logs.
-    pub fn as_str(self) -> &'static str {
+    /// The unit's name for logs (interned: the words stay out of flash).
+    pub fn as_str(self) -> defmt::Str {
         match self {
-            Unit::Instructions => "instructions",
-            Unit::Cycles => "cycles",
+            Unit::Instructions => defmt::intern!("instructions"),
+            Unit::Cycles => defmt::intern!("cycles"),
         }
     }
 
     /// How the count was obtained, for logs.
-    pub fn method(self) -> &'static str {
+    pub fn method(self) -> defmt::Str {
         match self {
-            Unit::Instructions => "SysTick x 40 under qemu -icount shift=0",
-            Unit::Cycles => "DWT CYCCNT",
+            Unit::Instructions => defmt::intern!("SysTick x 40 under qemu -icount shift=0"),
+            Unit::Cycles => defmt::intern!("DWT CYCCNT"),
         }
     }
 }

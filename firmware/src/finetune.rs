@@ -163,7 +163,7 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
         }
     }
     defmt::println!(
-        "finetune samples={=u64} memory={=usize} params={=usize} step={=u64} {=str}",
+        "finetune samples={=u64} memory={=usize} params={=usize} step={=u64} {=istr}",
         steps,
         head.plan.bytes(),
         4 * model::HEAD_PARAMS,

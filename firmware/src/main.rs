@@ -43,9 +43,9 @@ impl OpHook for Profiler {
         let stack = self.painted.peak_bytes();
         self.peak = self.peak.max(stack);
         defmt::println!(
-            "layer {=u16} {=str} {=u64} {=usize}",
+            "layer {=u16} {=istr} {=u64} {=usize}",
             index,
-            op.name(),
+            op.interned_name(),
             spent,
             stack
         );
@@ -59,9 +59,9 @@ impl OpHook for Profiler {
 fn main() -> ! {
     let meter = board::init();
     defmt::println!(
-        "mote-firmware {=str} on {=str}",
+        "mote-firmware {=str} on {=istr}",
         env!("CARGO_PKG_VERSION"),
-        board::NAME
+        board::name()
     );
 
     // Built with MOTE_FIRMWARE_FAULT set, the firmware fails on purpose so tests can check that
@@ -84,7 +84,7 @@ fn main() -> ! {
 
 fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     defmt::println!(
-        "cost unit {=str} ({=str})",
+        "cost unit {=istr} ({=istr})",
         meter.unit().as_str(),
         meter.unit().method()
     );
@@ -124,7 +124,7 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         let total = meter.since(start);
         let output = interpreter.output_i8(0)?;
         defmt::println!(
-            "output {=usize} {} {=u64} {=str}",
+            "output {=usize} {} {=u64} {=istr}",
             vector,
             output,
             total.count,

@@ -260,11 +260,14 @@ impl<'a> Decoder<'_, 'a> {
             usize::MAX => self.op.output,
             _ => self.op.inputs[slot],
         };
-        if index == NO_TENSOR {
-            self.reject(why!("a required input is missing"));
-            return PLACEHOLDER_TENSOR;
-        }
-        let t = self.take(self.model.tensor(index), PLACEHOLDER_TENSOR);
+        let found = match index {
+            NO_TENSOR => Err(Error::invalid_operator(
+                self.index,
+                why!("a required input is missing"),
+            )),
+            _ => self.model.tensor(index),
+        };
+        let t = self.take(found, PLACEHOLDER_TENSOR);
         self.check(
             t.record.dtype == dtype,
             why!("tensor has the wrong element type"),

@@ -6,6 +6,6 @@ mod nrf52840;
 mod qemu;
 
 #[cfg(feature = "board-nrf52840")]
-pub use nrf52840::{exit, init, reboot, weight_flash, NAME};
+pub use nrf52840::{exit, init, name, reboot, weight_flash};
 #[cfg(feature = "board-qemu")]
-pub use qemu::{exit, init, reboot, weight_flash, NAME};
+pub use qemu::{exit, init, name, reboot, weight_flash};

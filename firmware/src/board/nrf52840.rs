@@ -6,8 +6,10 @@ use panic_probe as _;
 
 use crate::cost::{Meter, Unit};
 
-/// The board's name, for logs.
-pub const NAME: &str = "nrf52840-dk";
+/// The board's name, for logs (interned: the words stay out of flash).
+pub fn name() -> defmt::Str {
+    defmt::intern!("nrf52840-dk")
+}
 
 /// Enables the DWT cycle counter and returns a cycle meter.
 pub fn init() -> Meter {

@@ -9,8 +9,10 @@ use cortex_m_semihosting::{debug, hio};
 
 use crate::cost::{Meter, Unit};
 
-/// The board's name, for logs.
-pub const NAME: &str = "qemu-mps2-an386";
+/// The board's name, for logs (interned: the words stay out of flash).
+pub fn name() -> defmt::Str {
+    defmt::intern!("qemu-mps2-an386")
+}
 
 /// mps2-an386's core clock is 25 MHz; at one instruction per ns that is 40 instructions a tick.
 const INSTRUCTIONS_PER_TICK: u64 = 40;
