@@ -154,9 +154,6 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     fn run(&mut self, layer: &Layer<'m>) -> Result<(), Error> {
         // The model by reference too: a copy would sit in this frame.
         let m = &self.model;
-        // Each arm starts with its operator's `built` check (parse already refused the others):
-        // a constant for the compiler, so arms of operators left out are not in flash at all
-        // (1.5 KB for keyword spotting's firmware).
         let (inputs, output, scratch) = match *layer {
             Layer::Conv2d {
                 input,
@@ -206,6 +203,9 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         };
         // Every other operator maps int8 to int8: one borrow of the arena for all of them.
         let (ins, out, s) = io::<i8, i8>(self.arena, m, inputs, output, scratch)?;
+        // Each arm starts with its operator's `built` check (parse already refused the others):
+        // a constant for the compiler, so arms of operators left out are not in flash at all
+        // (1.5 KB for keyword spotting's firmware).
         match *layer {
             Layer::Conv2d {
                 ref window,

@@ -17,7 +17,7 @@ pub enum Unit {
 
 impl Unit {
     /// The unit's name for logs (interned: the words stay out of flash).
-    pub fn as_str(self) -> defmt::Str {
+    pub fn name(self) -> defmt::Str {
         match self {
             Unit::Instructions => defmt::intern!("instructions"),
             Unit::Cycles => defmt::intern!("cycles"),

@@ -168,7 +168,7 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
         head.plan.bytes(),
         4 * model::HEAD_PARAMS,
         step_cost / steps.max(1),
-        meter.unit().as_str()
+        meter.unit().name()
     );
     let (hits, total) = accuracy(interpreter, test_x, test_y, |i| {
         head.features(i, &mut (), features)?;

@@ -85,7 +85,7 @@ fn main() -> ! {
 fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     defmt::println!(
         "cost unit {=istr} ({=istr})",
-        meter.unit().as_str(),
+        meter.unit().name(),
         meter.unit().method()
     );
     let start = meter.now();
@@ -128,7 +128,7 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
             vector,
             output,
             total.count,
-            total.unit.as_str()
+            total.unit.name()
         );
         let predicted = finetune::argmax(output);
         hits +=

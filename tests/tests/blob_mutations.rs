@@ -181,25 +181,35 @@ fn thousands_of_mutations_never_panic() {
     );
 }
 
+/// The index of `blob`'s first CONV_2D, and where parameter `p` of operator `op` lies in the
+/// blob.
+fn first_conv_and_params(blob: &[u8]) -> (u16, impl Fn(u16, usize) -> usize) {
+    use mote_core::format::{OpCode, OP_RECORD_LEN};
+    let aligned = AlignedBytes::new(blob);
+    let model = Model::parse(aligned.as_slice()).unwrap();
+    let conv = (0..model.op_count())
+        .find(|&k| model.op(k).unwrap().opcode == OpCode::Conv2d)
+        .unwrap();
+    let ops_offset = u32::from_le_bytes(blob[32..36].try_into().unwrap()) as usize;
+    let param_at = move |op: u16, p: usize| ops_offset + op as usize * OP_RECORD_LEN + 24 + 4 * p;
+    (conv, param_at)
+}
+
 /// Each convolution's scratch is planned in the arena, clear of every tensor live while it
 /// runs; a blob whose scratch is misplaced is refused, and one without scratch still runs
 /// (the reference kernels) to the same outputs.
 #[test]
 fn operator_scratch_is_planned_checked_and_optional() {
-    use mote_core::format::{param, OpCode, OP_RECORD_LEN};
+    use mote_core::format::param;
     let blob = valid_blobs().remove(1);
     let aligned = AlignedBytes::new(&blob);
     let model = Model::parse(aligned.as_slice()).unwrap();
-    let ops_offset = u32::from_le_bytes(blob[32..36].try_into().unwrap()) as usize;
-    let param_at = |op: u16, p: usize| ops_offset + op as usize * OP_RECORD_LEN + 24 + 4 * p;
+    let (conv, param_at) = first_conv_and_params(&blob);
     let get = |b: &[u8], at: usize| i32::from_le_bytes(b[at..at + 4].try_into().unwrap());
     let set = |b: &mut Vec<u8>, at: usize, v: i32| {
         b[at..at + 4].copy_from_slice(&v.to_le_bytes());
         reseal(b);
     };
-    let conv = (0..model.op_count())
-        .find(|&k| model.op(k).unwrap().opcode == OpCode::Conv2d)
-        .unwrap();
     let (off_at, len_at) = (
         param_at(conv, param::SCRATCH_OFFSET),
         param_at(conv, param::SCRATCH_LEN),
@@ -256,19 +266,14 @@ fn operator_scratch_is_planned_checked_and_optional() {
 /// (its checks latch the first failure and carry on), whichever faults follow.
 #[test]
 fn an_operator_with_several_faults_reports_the_first() {
-    use mote_core::format::{param, OpCode, OP_RECORD_LEN};
+    use mote_core::format::param;
     let blob = valid_blobs().remove(1);
-    let aligned = AlignedBytes::new(&blob);
-    let model = Model::parse(aligned.as_slice()).unwrap();
-    let ops_offset = u32::from_le_bytes(blob[32..36].try_into().unwrap()) as usize;
-    let conv = (0..model.op_count())
-        .find(|&k| model.op(k).unwrap().opcode == OpCode::Conv2d)
-        .unwrap();
-    let param_at = |p: usize| ops_offset + conv as usize * OP_RECORD_LEN + 24 + 4 * p;
+    let (conv, param_at) = first_conv_and_params(&blob);
     let with = |faults: &[(usize, i32)]| {
         let mut b = blob.clone();
         for &(p, v) in faults {
-            b[param_at(p)..param_at(p) + 4].copy_from_slice(&v.to_le_bytes());
+            let at = param_at(conv, p);
+            b[at..at + 4].copy_from_slice(&v.to_le_bytes());
         }
         reseal(&mut b);
         match Model::parse(AlignedBytes::new(&b).as_slice()) {

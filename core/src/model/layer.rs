@@ -182,7 +182,8 @@ pub enum Layer<'a> {
 /// and the helper goes on with a harmless placeholder, so [`decode`] tests for failure once,
 /// at the end, instead of unwinding a `Result` after every step: on the device that is a
 /// kilobyte less of flash, and a valid model (the only kind that reaches an invoke) never
-/// pays for the placeholders.
+/// pays for the placeholders. The helpers several arms call are `#[inline(never)]`: inlined,
+/// they made `decode` 2.4 KB larger.
 struct Decoder<'m, 'a> {
     model: &'m Model<'a>,
     index: u16,
@@ -310,8 +311,8 @@ impl<'a> Decoder<'_, 'a> {
         Some(bias)
     }
 
-    /// The requantization constants, `counts` (one of them) in number. Callers that index
-    /// them check [`Self::result`] first: after a failure they may be fewer.
+    /// The requantization constants, `counts` (one of them) in number (after a failed check,
+    /// maybe fewer).
     #[inline(never)]
     fn requant(&self, counts: &[usize]) -> &'a [QuantizedMultiplier] {
         let requant = self.take(self.model.requant(self.index, self.op), &[]);
@@ -326,6 +327,15 @@ impl<'a> Decoder<'_, 'a> {
             why!("requantization constant out of range"),
         );
         requant
+    }
+
+    /// Exactly `N` requantization constants (zeros after a failed check).
+    fn requant_array<const N: usize>(&self) -> [QuantizedMultiplier; N] {
+        let zero = QuantizedMultiplier {
+            multiplier: 0,
+            shift: 0,
+        };
+        self.requant(&[N]).try_into().unwrap_or([zero; N])
     }
 
     /// The operator's planned scratch: inside the arena, word-aligned. (Parsing checks that
@@ -628,19 +638,14 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 why!("ADD needs inputs and output of one shape"),
             );
             let stage = d.stage();
-            let requant = d.requant(&[param::ADD_REQUANT_COUNT]);
+            let [input1, input2, output_requant] =
+                d.requant_array::<{ param::ADD_REQUANT_COUNT }>();
             let input2_offset = d.p(param::INPUT2_OFFSET);
             let left_shift = d.p(param::LEFT_SHIFT);
             d.check(
                 (-127..=128).contains(&input2_offset) && (0..=20).contains(&left_shift),
                 why!("ADD offsets or shift out of range"),
             );
-            let &[input1, input2, output_requant] = d.result(requant)? else {
-                return Err(Error::invalid_operator(
-                    index,
-                    why!("wrong number of requantization constants"),
-                ));
-            };
             Layer::Add {
                 params: AddParams {
                     input1_offset: stage.input_offset,
@@ -709,17 +714,11 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             );
             let mode = MeanMode::from_i32(d.p(param::MEAN_MODE));
             d.check(mode.is_some(), why!("unknown MEAN mode"));
-            let requant = d.requant(&[1]);
-            let (Some(mode), [requant]) = (mode, d.result(requant)?) else {
-                return Err(Error::invalid_operator(
-                    index,
-                    why!("wrong number of requantization constants"),
-                ));
-            };
+            let [requant] = d.requant_array::<1>();
             Layer::Mean {
                 params: MeanParams {
-                    mode,
-                    requant: *requant,
+                    mode: mode.unwrap_or(MeanMode::General),
+                    requant,
                     input_zero_point: input.zero_point(),
                     output_zero_point: output.zero_point(),
                 },

@@ -559,8 +559,8 @@ impl<'a> Model<'a> {
         Ok(())
     }
 
-    /// Whether `tensor` is a model input. Asked once `validate` has read the input list, so
-    /// the reads succeed (one that did not would count as "no", which refuses the model).
+    /// Whether `tensor` is a model input. Asked only after `validate` read the whole input
+    /// list successfully, so no read here fails.
     fn is_model_input(&self, tensor: u16) -> bool {
         (0..self.header.input_count).any(|i| self.io_index(i as usize).ok() == Some(tensor))
     }
@@ -594,8 +594,8 @@ impl<'a> Model<'a> {
     }
 
     /// Whether one of `a`, `b` is a RESHAPE's output planned onto the other, its input. Asked
-    /// once every operator record was read, so `op` succeeds (a failure counts as "no", which
-    /// refuses the model).
+    /// only after every operator record was read successfully, so `op` does not fail here (if
+    /// it did, "no alias" would refuse the model).
     fn is_alias(&self, a: &TensorInfo, b: &TensorInfo) -> bool {
         if a.arena_range() != b.arena_range() {
             return false;
