@@ -75,6 +75,13 @@ const CASES: &[&str] = &[
     "mean_global_average_pooling",
     "model_ds_cnn",
     "model_residual_block",
+    "relu6_narrow",
+    "relu6_standalone",
+    "relu_asym_range",
+    "relu_negative_range",
+    "relu_positive_range",
+    "relu_reshape_6x8",
+    "relu_standalone_4x4x3",
     "reshape_4x4x3_to_6x8",
     "reshape_flatten_4x4x3",
     "softmax_10_range0p1",
@@ -97,6 +104,8 @@ const REQUIRED_OPS: &[&str] = &[
     "RESHAPE",
     "QUANTIZE",
     "DEQUANTIZE",
+    "RELU",
+    "RELU6",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -111,6 +120,8 @@ const KNOWN_OPS: &[&str] = &[
     "RESHAPE",
     "QUANTIZE",
     "DEQUANTIZE",
+    "RELU",
+    "RELU6",
     "MEAN",
 ];
 
@@ -332,6 +343,10 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             assert!(beta.is_some_and(|b| b > 0.0), "{what}: beta {beta:?}");
         }
         "MEAN" => assert!(op.option_bool("keep_dims").is_some(), "{what}: keep_dims"),
+        "RELU" | "RELU6" => {
+            assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
+            assert!(op.inputs.len() == 1, "{what}: expects one input");
+        }
         _ => {}
     }
 }
@@ -523,6 +538,17 @@ fn cases_cover_the_required_operators_and_options() {
             == Some("RELU")),
         "ADD with RELU"
     );
+    // The int8 RELU requantizes; TFLite-Micro's int8 RELU6 clamps input codes and ignores the
+    // output quantization, which the converter still sets apart from the input's.
+    for relu in ["RELU", "RELU6"] {
+        assert!(
+            has(relu, &|c, o| {
+                let (i, out) = (c.tensor(o.input(0).unwrap()), c.tensor(o.outputs[0]));
+                i.scale != out.scale && i.zero_point != out.zero_point
+            }),
+            "{relu} whose output quantization differs from its input's"
+        );
+    }
     let softmax_scales: BTreeSet<u32> = all_ops()
         .filter(|(_, o)| o.op == "SOFTMAX")
         .map(|(c, o)| c.tensor(o.input(0).unwrap()).scale[0].to_bits())

@@ -273,6 +273,43 @@ case(
     [(4, 4, 3)], lambda x: L.Reshape((6, 8))(x),
 )
 
+# --- RELU / RELU6 (standalone: a ReLU after conv, FC, pooling or ADD is fused instead) --------
+case(
+    "relu_standalone_4x4x3",
+    "RELU: standalone on a [1,4,4,3] input calibrated to [-1,1]; the output scale is half the input's (multiplier ~2, requantized).",
+    [(4, 4, 3)], lambda x: L.ReLU()(x),
+)
+case(
+    "relu_asym_range",
+    "RELU: rank-2 [1,20] input calibrated to the asymmetric range [-3,12] (input zero point -78, output -128, multiplier ~1.245).",
+    [(20,)], lambda x: L.ReLU()(x), ranges=[(-3.0, 12.0)],
+)
+case(
+    "relu_positive_range",
+    "RELU: rank-3 [1,4,6] input calibrated to [0.5,4]: input and output share scale and zero point -128 (multiplier exactly 1).",
+    [(4, 6)], lambda x: L.ReLU()(x), ranges=[(0.5, 4.0)],
+)
+case(
+    "relu_negative_range",
+    "RELU: input calibrated to [-4,-0.5] (zero point 127): the output scale is ~8e-9, the multiplier ~2e6 (left shift 21); every output is the output zero point.",
+    [(4, 6)], lambda x: L.ReLU()(x), ranges=[(-4.0, -0.5)],
+)
+case(
+    "relu_reshape_6x8",
+    "Keras Reshape [1,4,4,3] -> [1,6,8] then ReLU; the converter moves the RELU before the RESHAPE (RELU on [1,4,4,3], then RESHAPE); multiplier just above 2 (exponent 2).",
+    [(4, 4, 3)], lambda x: L.ReLU()(L.Reshape((6, 8))(x)),
+)
+case(
+    "relu6_standalone",
+    "RELU6: standalone on a [1,4,4,3] input calibrated to [-8,8]: 6 is inside the input range. The output tensor has its own scale and zero point, which TFLM's int8 RELU6 ignores (it only clamps input codes).",
+    [(4, 4, 3)], lambda x: L.ReLU(max_value=6.0)(x), ranges=[(-8.0, 8.0)],
+)
+case(
+    "relu6_narrow",
+    "RELU6: [1,20] input calibrated to [-1,2]: 6 lies beyond the input range (its code saturates to 127), so only the lower clamp acts.",
+    [(20,)], lambda x: L.ReLU(max_value=6.0)(x), ranges=[(-1.0, 2.0)],
+)
+
 # --- QUANTIZE / DEQUANTIZE -------------------------------------------------------------------
 case(
     "float_io_fc_12x6",
@@ -532,8 +569,8 @@ def options_of(op_name: str, opts) -> dict:
         return {"new_shape": [int(v) for v in (opts.newShape if opts.newShape is not None else [])]}
     if op_name == "MEAN":
         return {"keep_dims": bool(opts.keepDims)}
-    if op_name in ("QUANTIZE", "DEQUANTIZE"):
-        need(opts is None, "(QUANTIZE/DEQUANTIZE take none)")
+    if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
+        need(opts is None, f"({op_name} takes none)")
         return {}
     raise ValueError(f"no option dumper for {op_name}")
 
@@ -1000,6 +1037,24 @@ class Reference:
                 else:
                     out[r, c] = -128
         return out.reshape(out_t["shape"]).astype(np.int8)
+
+    def op_relu(self, op, args, in_t, out_t, ts):
+        # Requantized from the input's to the output's quantization, then clamped to
+        # [max(-128, zp_out + round(0 / s_out)), 127].
+        s_in, s_out = in_t["scale"][0], out_t["scale"][0]
+        real = s_in / s_out
+        self.min_mult = min(self.min_mult, real)
+        self.max_mult = max(self.max_mult, real)
+        m, e = quantize_multiplier(real)
+        acc = args[0].astype(np.int64) - in_t["zero_point"][0]
+        return self.requant(acc, m, e, out_t, "RELU")
+
+    def op_relu6(self, op, args, in_t, out_t, ts):
+        # No requantization: the input codes are clamped to [zp_in, zp_in + round(6 / s_in)]
+        # (the bound saturated to int8) and copied; the output's quantization is not read.
+        zp, s_in = in_t["zero_point"][0], in_t["scale"][0]
+        six = min(127, max(-128, zp + round_half_away(float(np.float32(6.0) / np.float32(s_in)))))
+        return np.clip(args[0].astype(np.int64), zp, six).astype(np.int8)
 
     def op_reshape(self, op, args, in_t, out_t, ts):
         return args[0].reshape(out_t["shape"])
