@@ -2,6 +2,7 @@
 //! embeds the model directory the firmware runs.
 use std::{env, fs, path::Path, path::PathBuf};
 
+use mote_core::format::OpCode;
 use mote_core::train::{Head, Sgd};
 use mote_core::Model;
 
@@ -43,6 +44,49 @@ fn main() {
     embed_model(&out, ram, board);
 }
 
+/// Compile-time checks that this build of mote-core has every operator and kernel path the
+/// model needs: a build that left one out fails here, naming the feature, instead of at the
+/// model's first parse on the device. (The firmware crate cannot see mote-core's features from
+/// its build script, so the check is a constant evaluated where both are known.)
+fn required_features(model: &Model<'_>, finetune: bool) -> String {
+    let mut code = String::new();
+    let mut ops: Vec<OpCode> = (0..model.op_count())
+        .map(|k| model.op(k).expect("parsed").opcode)
+        .collect();
+    // Fine-tuning dequantizes the backbone's features with DEQUANTIZE's kernel.
+    if finetune {
+        ops.push(OpCode::Dequantize);
+    }
+    ops.sort_by_key(|op| *op as u8);
+    ops.dedup();
+    for op in ops {
+        let Some(feature) = op.feature() else {
+            continue;
+        };
+        code += &format!(
+            "const _: () = assert!(mote_core::format::OpCode::{op:?}.is_built(), \
+             \"the model uses {name}: build mote-firmware with feature mote-core/{feature}\");\n",
+            name = op.name(),
+        );
+    }
+    let needs_reference = model.needs_reference_kernels().expect("parsed");
+    if needs_reference {
+        code += "const _: () = assert!(mote_core::ops::reference_kernels_built(), \
+                 \"a layer of the model runs a reference kernel: build mote-firmware with \
+                 feature mote-core/reference-kernels\");\n";
+    }
+    for path in model.kernel_paths().expect("parsed") {
+        let feature = path.feature();
+        code += &format!(
+            "const _: () = assert!(mote_core::ops::KernelPath::{path:?}.is_built() \
+             || mote_core::ops::reference_kernels_built(), \"a layer of the model takes the \
+             fast kernel path {feature}: build mote-firmware with feature mote-core/{feature} \
+             (or mote-core/reference-kernels, slower)\");\n",
+        );
+    }
+    code
+}
+
 fn read(path: &Path) -> Vec<u8> {
     println!("cargo:rerun-if-changed={}", path.display());
     fs::read(path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
@@ -80,13 +124,6 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
         p.exists().then(|| read(&p))
     };
     let finetune = optional("finetune_inputs.i8").is_some();
-    if finetune && env::var_os("CARGO_FEATURE_OP_DEQUANTIZE").is_none() {
-        // train::Head dequantizes the backbone's features with DEQUANTIZE's kernel.
-        panic!(
-            "{} has a fine-tuning set: build the firmware with the `op-dequantize` feature",
-            dir.display()
-        );
-    }
     let sgd = Sgd::new(LEARNING_RATE).with_momentum(MOMENTUM);
     let (head_params, train_bytes) = if finetune {
         let head = Head::find(&model, sgd)
@@ -128,6 +165,7 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
         len = bytes.len(),
         slot = STORE_SLOT,
     );
+    code += &required_features(&model, finetune);
     for name in [
         "test_inputs.i8",
         "test_labels.u8",

@@ -232,127 +232,7 @@ impl TensorRecord {
     }
 }
 
-/// Operator codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-#[repr(u8)]
-pub enum OpCode {
-    /// 2-D convolution (incl. 1x1 pointwise).
-    Conv2d = 1,
-    /// Depthwise 2-D convolution.
-    DepthwiseConv2d = 2,
-    /// Fully connected (dense).
-    FullyConnected = 3,
-    /// Average pooling (incl. global).
-    AveragePool2d = 4,
-    /// Max pooling.
-    MaxPool2d = 5,
-    /// Element-wise addition.
-    Add = 6,
-    /// Softmax over the last dimension.
-    Softmax = 7,
-    /// Reshape: the output aliases the input's bytes.
-    Reshape = 8,
-    /// f32 -> int8 at the model's input.
-    Quantize = 9,
-    /// int8 -> f32 at the model's output.
-    Dequantize = 10,
-    /// Mean over height and width (global average pooling as converters write it).
-    Mean = 11,
-}
-
-/// `OpCode::name` and, in a `defmt` build, `OpCode::interned_name`, from one list.
-macro_rules! op_names {
-    ($($op:ident => $name:literal,)*) => {
-        /// The operator's name as TFLite spells it.
-        pub fn name(self) -> &'static str {
-            match self {
-                $(OpCode::$op => $name,)*
-            }
-        }
-
-        /// [`Self::name`] interned: a device log sends its index, and the words stay out of
-        /// flash.
-        #[cfg(feature = "defmt")]
-        pub fn interned_name(self) -> defmt::Str {
-            match self {
-                $(OpCode::$op => defmt::intern!($name),)*
-            }
-        }
-    };
-}
-
-impl OpCode {
-    /// Decodes an opcode byte.
-    pub fn from_u8(v: u8) -> Option<Self> {
-        use OpCode::*;
-        Some(match v {
-            1 => Conv2d,
-            2 => DepthwiseConv2d,
-            3 => FullyConnected,
-            4 => AveragePool2d,
-            5 => MaxPool2d,
-            6 => Add,
-            7 => Softmax,
-            8 => Reshape,
-            9 => Quantize,
-            10 => Dequantize,
-            11 => Mean,
-            _ => return None,
-        })
-    }
-
-    /// mote-core's cargo feature that builds this operator's kernel (`None`: RESHAPE, which
-    /// has none); firmware links only the features its model needs.
-    pub fn feature(self) -> Option<&'static str> {
-        use OpCode::*;
-        Some(match self {
-            Conv2d => "op-conv2d",
-            DepthwiseConv2d => "op-depthwise",
-            FullyConnected => "op-fully-connected",
-            AveragePool2d => "op-avg-pool",
-            MaxPool2d => "op-max-pool",
-            Add => "op-add",
-            Softmax => "op-softmax",
-            Mean => "op-mean",
-            Quantize => "op-quantize",
-            Dequantize => "op-dequantize",
-            Reshape => return None,
-        })
-    }
-
-    /// Whether this build of mote-core has the operator's kernel (see [`OpCode::feature`]).
-    pub fn is_built(self) -> bool {
-        use OpCode::*;
-        match self {
-            Conv2d => cfg!(feature = "op-conv2d"),
-            DepthwiseConv2d => cfg!(feature = "op-depthwise"),
-            FullyConnected => cfg!(feature = "op-fully-connected"),
-            AveragePool2d => cfg!(feature = "op-avg-pool"),
-            MaxPool2d => cfg!(feature = "op-max-pool"),
-            Add => cfg!(feature = "op-add"),
-            Softmax => cfg!(feature = "op-softmax"),
-            Mean => cfg!(feature = "op-mean"),
-            Quantize => cfg!(feature = "op-quantize"),
-            Dequantize => cfg!(feature = "op-dequantize"),
-            Reshape => true,
-        }
-    }
-
-    op_names! {
-        Conv2d => "CONV_2D",
-        DepthwiseConv2d => "DEPTHWISE_CONV_2D",
-        FullyConnected => "FULLY_CONNECTED",
-        AveragePool2d => "AVERAGE_POOL_2D",
-        MaxPool2d => "MAX_POOL_2D",
-        Add => "ADD",
-        Softmax => "SOFTMAX",
-        Reshape => "RESHAPE",
-        Quantize => "QUANTIZE",
-        Dequantize => "DEQUANTIZE",
-        Mean => "MEAN",
-    }
-}
+pub use crate::ops::OpCode;
 
 /// Operator flag: the layer may be fine-tuned on the device.
 pub const OP_FLAG_TRAINABLE: u8 = 1;
@@ -372,7 +252,8 @@ pub struct OpRecord {
     pub requant_offset: u32,
     /// Number of requantization constants.
     pub requant_count: u32,
-    /// Operator-specific integer parameters (see the interpreter for each layout).
+    /// The operator's parameters (its `record_params!` struct, see [`crate::ops::record`])
+    /// and its planned scratch.
     pub params: [i32; OP_PARAMS],
 }
 
@@ -414,53 +295,4 @@ impl OpRecord {
             out[24 + 4 * i..28 + 4 * i].copy_from_slice(&p.to_le_bytes());
         }
     }
-}
-
-/// Indices into [`OpRecord::params`] for the layers with a window and an int8 stage.
-pub mod param {
-    /// Vertical stride.
-    pub const STRIDE_H: usize = 0;
-    /// Horizontal stride.
-    pub const STRIDE_W: usize = 1;
-    /// Vertical dilation.
-    pub const DILATION_H: usize = 2;
-    /// Horizontal dilation.
-    pub const DILATION_W: usize = 3;
-    /// Padding rows above.
-    pub const PAD_TOP: usize = 4;
-    /// Padding columns left.
-    pub const PAD_LEFT: usize = 5;
-    /// Minus the input zero point.
-    pub const INPUT_OFFSET: usize = 6;
-    /// The output zero point.
-    pub const OUTPUT_OFFSET: usize = 7;
-    /// Activation clamp low.
-    pub const ACT_MIN: usize = 8;
-    /// Activation clamp high.
-    pub const ACT_MAX: usize = 9;
-    /// Depthwise: channel multiplier. Pooling: filter height.
-    pub const DEPTH_MULTIPLIER: usize = 10;
-    /// Pooling: filter height.
-    pub const FILTER_H: usize = 10;
-    /// Pooling: filter width.
-    pub const FILTER_W: usize = 11;
-    /// ADD: minus input 2's zero point (input 1's is INPUT_OFFSET).
-    pub const INPUT2_OFFSET: usize = 0;
-    /// ADD: left shift applied to both inputs.
-    pub const LEFT_SHIFT: usize = 1;
-    /// ADD: input 1, input 2 and output multipliers are requant entries 0, 1 and 2.
-    pub const ADD_REQUANT_COUNT: usize = 3;
-    /// SOFTMAX: input multiplier.
-    pub const SOFTMAX_MULTIPLIER: usize = 0;
-    /// SOFTMAX: input left shift.
-    pub const SOFTMAX_LEFT_SHIFT: usize = 1;
-    /// SOFTMAX: smallest difference from the row max that still contributes.
-    pub const SOFTMAX_DIFF_MIN: usize = 2;
-    /// MEAN: which of TFLite-Micro's algorithms (`ops::mean::MeanMode`).
-    pub const MEAN_MODE: usize = 0;
-    /// Any operator: arena offset of the scratch its kernel uses while it runs (word-aligned;
-    /// planned like a tensor live during this operator only).
-    pub const SCRATCH_OFFSET: usize = 12;
-    /// Any operator: bytes of that scratch (0: none; the kernel then runs its reference path).
-    pub const SCRATCH_LEN: usize = 13;
 }

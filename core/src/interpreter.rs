@@ -2,7 +2,8 @@
 
 use crate::cast;
 use crate::format::{DType, OpCode, Storage};
-use crate::model::{Layer, Model, Scratch, TensorInfo};
+use crate::model::{Model, TensorInfo};
+use crate::ops::operator::{Io, Views};
 use crate::ops::{self, Tensor, TensorMut};
 use crate::Error;
 use core::ops::Range;
@@ -143,168 +144,28 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             let layer = self.model.layer(index)?;
             let opcode = self.model.op(index)?.opcode;
             hook.before(index, opcode);
-            self.run(&layer)?;
+            // By reference: the layer stays in this frame, which every kernel's sits below.
+            layer.run(self.arena, &self.model)?;
             hook.after(index, opcode);
         }
         Ok(())
     }
-
-    // By reference: the layer's fields stay in the caller's frame, not in this one, which
-    // every kernel's frame sits below.
-    fn run(&mut self, layer: &Layer<'m>) -> Result<(), Error> {
-        // The model by reference too: a copy would sit in this frame.
-        let m = &self.model;
-        let (inputs, output, scratch) = match *layer {
-            Layer::Conv2d {
-                input,
-                output,
-                scratch,
-                ..
-            }
-            | Layer::DepthwiseConv2d {
-                input,
-                output,
-                scratch,
-                ..
-            }
-            | Layer::FullyConnected {
-                input,
-                output,
-                scratch,
-                ..
-            } => ([Some(input), None], output, scratch),
-            Layer::AveragePool2d { input, output, .. }
-            | Layer::MaxPool2d { input, output, .. }
-            | Layer::Softmax { input, output, .. }
-            | Layer::Mean { input, output, .. } => ([Some(input), None], output, NO_SCRATCH),
-            Layer::Add { a, b, output, .. } => ([Some(a), Some(b)], output, NO_SCRATCH),
-            // The planner put the output on the input's bytes: nothing to do.
-            Layer::Reshape { .. } => return Ok(()),
-            Layer::Quantize {
-                scale,
-                zero_point,
-                input,
-                output,
-            } => {
-                ops::built(OpCode::Quantize)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
-                return ops::quantize::quantize_f32_i8(scale, zero_point, ins[0].data, out.data);
-            }
-            Layer::Dequantize {
-                scale,
-                zero_point,
-                input,
-                output,
-            } => {
-                ops::built(OpCode::Dequantize)?;
-                let (ins, out, _) = io(self.arena, m, [Some(input), None], output, NO_SCRATCH)?;
-                return ops::quantize::dequantize_i8_f32(scale, zero_point, ins[0].data, out.data);
-            }
-        };
-        // Every other operator maps int8 to int8: one borrow of the arena for all of them.
-        let (ins, out, s) = io::<i8, i8>(self.arena, m, inputs, output, scratch)?;
-        // Each arm starts with its operator's `built` check (parse already refused the others):
-        // a constant for the compiler, so arms of operators left out are not in flash at all
-        // (1.5 KB for keyword spotting's firmware).
-        match *layer {
-            Layer::Conv2d {
-                ref window,
-                ref stage,
-                filter,
-                bias,
-                requant,
-                ..
-            } => {
-                ops::built(OpCode::Conv2d)?;
-                ops::conv2d::conv2d_i8_decoded(window, stage, ins[0], filter, bias, requant, out, s)
-            }
-            Layer::DepthwiseConv2d {
-                ref window,
-                depth_multiplier,
-                ref stage,
-                filter,
-                bias,
-                requant,
-                ..
-            } => {
-                ops::built(OpCode::DepthwiseConv2d)?;
-                ops::depthwise_conv2d::depthwise_conv2d_i8_decoded(
-                    window,
-                    depth_multiplier,
-                    stage,
-                    ins[0],
-                    filter,
-                    bias,
-                    requant,
-                    out,
-                    s,
-                )
-            }
-            Layer::FullyConnected {
-                ref stage,
-                weights,
-                bias,
-                requant,
-                ..
-            } => {
-                ops::built(OpCode::FullyConnected)?;
-                ops::fully_connected::fully_connected_i8_decoded(
-                    stage, ins[0], weights, bias, requant, out, s,
-                )
-            }
-            Layer::AveragePool2d {
-                params,
-                act_min,
-                act_max,
-                ..
-            } => {
-                ops::built(OpCode::AveragePool2d)?;
-                ops::pooling::average_pool2d_i8_decoded(&params, act_min, act_max, ins[0], out)
-            }
-            Layer::MaxPool2d {
-                params,
-                act_min,
-                act_max,
-                ..
-            } => {
-                ops::built(OpCode::MaxPool2d)?;
-                ops::pooling::max_pool2d_i8_decoded(&params, act_min, act_max, ins[0], out)
-            }
-            Layer::Add { params, .. } => {
-                ops::built(OpCode::Add)?;
-                ops::add::add_i8(&params, ins[0].data, ins[1].data, out.data)
-            }
-            Layer::Softmax { params, depth, .. } => {
-                ops::built(OpCode::Softmax)?;
-                ops::softmax::softmax_i8(&params, ins[0].data, out.data, depth)
-            }
-            Layer::Mean { params, .. } => {
-                ops::built(OpCode::Mean)?;
-                ops::mean::mean_hw_i8(&params, ins[0], out)
-            }
-            // Handled above.
-            Layer::Reshape { .. } | Layer::Quantize { .. } | Layer::Dequantize { .. } => Ok(()),
-        }
-    }
 }
-
-/// An operator's arena views: inputs (shared), output and scratch (exclusive).
-type Views<'x, I, O> = ([Tensor<'x, I>; 2], TensorMut<'x, O>, &'x mut [u8]);
-
-/// What operators without a kernel scratch pass to [`io`].
-const NO_SCRATCH: Scratch = Scratch { offset: 0, len: 0 };
 
 /// Borrows an operator's inputs (shared), output and scratch (exclusive) from the one arena.
 /// The plan guarantees the output's and the scratch's bytes are disjoint from each other and
 /// from every input's; this checks it again so a bad plan is an error, and splits the arena
 /// without unsafe code.
-fn io<'x, I: cast::Pod, O: cast::Pod>(
+pub(crate) fn views<'x, I: cast::Pod, O: cast::Pod>(
     arena: &'x mut [u8],
     model: &Model<'_>,
-    inputs: [Option<u16>; 2],
-    output: u16,
-    scratch: Scratch,
+    io: Io,
 ) -> Result<Views<'x, I, O>, Error> {
+    let Io {
+        inputs,
+        output,
+        scratch,
+    } = io;
     let out_info = model.tensor(output)?;
     let out_range = out_info.arena_range();
     // No scratch: an empty range just past the output.
@@ -368,5 +229,9 @@ fn io<'x, I: cast::Pod, O: cast::Pod>(
         })?,
         shape: out_info.shape,
     };
-    Ok((views, out, scratch_bytes))
+    Ok(Views {
+        inputs: views,
+        output: out,
+        scratch: scratch_bytes,
+    })
 }

@@ -6,14 +6,19 @@
 use crate::planner::{self, Buffer};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use mote_core::format::{
-    param, DType, Header, OpCode, OpRecord, Storage, TensorRecord, CRC_OFFSET, HEADER_LEN,
-    MAX_OP_INPUTS, NO_TENSOR, OP_FLAG_TRAINABLE, OP_PARAMS, OP_RECORD_LEN, TENSOR_RECORD_LEN,
-    VERSION,
+    DType, Header, OpCode, OpRecord, Storage, TensorRecord, CRC_OFFSET, HEADER_LEN, MAX_OP_INPUTS,
+    NO_TENSOR, OP_FLAG_TRAINABLE, OP_PARAMS, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
 };
 use mote_core::ops::add::AddParams;
-use mote_core::ops::mean::MeanParams;
+use mote_core::ops::conv2d::Conv2dParams;
+use mote_core::ops::depthwise_conv2d::DepthwiseConv2dParams;
+use mote_core::ops::fully_connected::FullyConnectedParams;
+use mote_core::ops::mean::{MeanParams, MeanRecordParams};
+use mote_core::ops::pooling::Pool2dParams;
+use mote_core::ops::record::{NoParams, RecordParams, SCRATCH_LEN, SCRATCH_OFFSET};
+use mote_core::ops::relu::ReluParams;
 use mote_core::ops::softmax::SoftmaxParams;
-use mote_core::ops::{Activation, Padding, Shape4, Window};
+use mote_core::ops::{Activation, Int8Stage, Padding, Shape4, Window};
 use mote_core::quant::QuantizedMultiplier;
 
 /// A tensor's identity in a [`ModelBuilder`].
@@ -136,6 +141,12 @@ pub enum OpDef {
         output: TensorId,
         keep_dims: bool,
     },
+    /// A standalone RELU (`activation: Relu`) or RELU6 (`Relu6`), requantizing.
+    Relu {
+        input: TensorId,
+        output: TensorId,
+        activation: Activation,
+    },
     Quantize {
         input: TensorId,
         output: TensorId,
@@ -158,6 +169,11 @@ impl OpDef {
             OpDef::Softmax { .. } => OpCode::Softmax,
             OpDef::Reshape { .. } => OpCode::Reshape,
             OpDef::Mean { .. } => OpCode::Mean,
+            OpDef::Relu {
+                activation: Activation::Relu6,
+                ..
+            } => OpCode::Relu6,
+            OpDef::Relu { .. } => OpCode::Relu,
             OpDef::Quantize { .. } => OpCode::Quantize,
             OpDef::Dequantize { .. } => OpCode::Dequantize,
         }
@@ -193,6 +209,7 @@ impl OpDef {
             | OpDef::Softmax { input, output, .. }
             | OpDef::Reshape { input, output }
             | OpDef::Mean { input, output, .. }
+            | OpDef::Relu { input, output, .. }
             | OpDef::Quantize { input, output }
             | OpDef::Dequantize { input, output } => (vec![Some(input)], output),
         }
@@ -399,8 +416,8 @@ impl ModelBuilder {
                     ..rec
                 };
                 if let Some(slot) = scratch_of[k] {
-                    rec.params[param::SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
-                    rec.params[param::SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
+                    rec.params[SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
+                    rec.params[SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
                 }
                 op_records.push(rec);
             }
@@ -537,118 +554,129 @@ impl ModelBuilder {
         Ok(())
     }
 
-    fn op_record(&self, op: &OpDef, shapes: &[Shape4], w: &mut Writer) -> Result<OpRecord> {
-        let (ins, out) = op.io();
-        let mut inputs = [NO_TENSOR; MAX_OP_INPUTS];
-        for (slot, id) in inputs.iter_mut().zip(&ins) {
-            if let Some(id) = id {
-                *slot = *id as u16;
-            }
-        }
-        let mut params = [0i32; OP_PARAMS];
-        let mut requant: Vec<QuantizedMultiplier> = Vec::new();
-        let int8_stage =
-            |params: &mut [i32; OP_PARAMS], input: TensorId, act: Activation| -> Result<()> {
-                let (_, zp_in) = self.per_tensor(input)?;
-                let (s_out, zp_out) = self.per_tensor(out)?;
-                let (lo, hi) = act.int8_range(s_out, zp_out);
-                params[param::INPUT_OFFSET] = -zp_in;
-                params[param::OUTPUT_OFFSET] = zp_out;
-                params[param::ACT_MIN] = lo.into();
-                params[param::ACT_MAX] = hi.into();
-                Ok(())
-            };
-        let window = |params: &mut [i32; OP_PARAMS],
-                      input: Shape4,
-                      kernel: (usize, usize),
-                      padding: Padding,
-                      stride: (usize, usize),
-                      dilation: (usize, usize)|
-         -> Result<(usize, usize)> {
-            let (w, oh, ow) = Window::for_kernel(input, kernel, padding, stride, dilation)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "a {}x{} window does not fit a {}x{} input",
-                        kernel.0,
-                        kernel.1,
-                        input.h,
-                        input.w
-                    )
-                })?;
-            let (pad_top, pad_left) = (w.pad_top, w.pad_left);
-            params[param::STRIDE_H] = stride.0 as i32;
-            params[param::STRIDE_W] = stride.1 as i32;
-            params[param::DILATION_H] = dilation.0 as i32;
-            params[param::DILATION_W] = dilation.1 as i32;
-            params[param::PAD_TOP] = pad_top as i32;
-            params[param::PAD_LEFT] = pad_left as i32;
-            Ok((oh, ow))
-        };
-        // s_in * s_w[c] / s_out in double, as TFLite's PopulateConvolutionQuantizationParams.
-        let channel_requant = |input: TensorId,
-                               weights: TensorId,
-                               channels: usize|
-         -> Result<Vec<QuantizedMultiplier>> {
-            let (s_in, _) = self.per_tensor(input)?;
-            let (s_out, _) = self.per_tensor(out)?;
-            let wq = self.quant(weights)?;
-            ensure!(
-                wq.zero_points.iter().all(|&z| z == 0),
-                "weights `{}` must be symmetric (zero point 0)",
-                self.tensors[weights].name
-            );
-            let count = if wq.scales.len() == 1 { 1 } else { channels };
-            ensure!(
-                wq.scales.len() == count,
-                "weights `{}`: {} scales for {channels} channels",
-                self.tensors[weights].name,
-                wq.scales.len()
-            );
-            (0..count)
-                .map(|c| {
-                    let real = s_in as f64 * wq.scales[c] as f64 / s_out as f64;
-                    QuantizedMultiplier::from_f64(real)
-                        .ok_or_else(|| anyhow!("requantization scale {real} cannot be represented"))
-                })
-                .collect()
-        };
-        match *op {
+    /// The int8 output stage of a layer from `input` to `output` with a fused activation.
+    fn int8_stage(&self, input: TensorId, output: TensorId, act: Activation) -> Result<Int8Stage> {
+        let (_, zp_in) = self.per_tensor(input)?;
+        let (s_out, zp_out) = self.per_tensor(output)?;
+        let (act_min, act_max) = act.int8_range(s_out, zp_out);
+        Ok(Int8Stage {
+            input_offset: -zp_in,
+            output_offset: zp_out,
+            act_min,
+            act_max,
+        })
+    }
+
+    /// The window of a `kernel` sliding over `input`, after checking that `output` has the
+    /// size it gives (`channels` output channels).
+    fn window(
+        &self,
+        (input, output): (TensorId, TensorId),
+        shapes: &[Shape4],
+        kernel: (usize, usize),
+        (padding, stride, dilation): (Padding, (usize, usize), (usize, usize)),
+        channels: usize,
+    ) -> Result<Window> {
+        let i = shapes[input];
+        let (window, oh, ow) = Window::for_kernel(i, kernel, padding, stride, dilation)
+            .ok_or_else(|| {
+                anyhow!(
+                    "a {}x{} window does not fit a {}x{} input",
+                    kernel.0,
+                    kernel.1,
+                    i.h,
+                    i.w
+                )
+            })?;
+        self.expect_shape(output, shapes, Shape4::new(i.n, oh, ow, channels))?;
+        Ok(window)
+    }
+
+    /// `s_in * s_w[c] / s_out` in double for each channel (or one for all), as TFLite's
+    /// PopulateConvolutionQuantizationParams.
+    fn channel_requant(
+        &self,
+        (input, weights, output): (TensorId, TensorId, TensorId),
+        channels: usize,
+    ) -> Result<Vec<QuantizedMultiplier>> {
+        let (s_in, _) = self.per_tensor(input)?;
+        let (s_out, _) = self.per_tensor(output)?;
+        let wq = self.quant(weights)?;
+        ensure!(
+            wq.zero_points.iter().all(|&z| z == 0),
+            "weights `{}` must be symmetric (zero point 0)",
+            self.tensors[weights].name
+        );
+        let count = if wq.scales.len() == 1 { 1 } else { channels };
+        ensure!(
+            wq.scales.len() == count,
+            "weights `{}`: {} scales for {channels} channels",
+            self.tensors[weights].name,
+            wq.scales.len()
+        );
+        (0..count)
+            .map(|c| {
+                let real = s_in as f64 * wq.scales[c] as f64 / s_out as f64;
+                QuantizedMultiplier::from_f64(real)
+                    .ok_or_else(|| anyhow!("requantization scale {real} cannot be represented"))
+            })
+            .collect()
+    }
+
+    /// The operator's record parameters (its core module's typed struct, encoded) and its
+    /// requantization constants.
+    fn op_params(
+        &self,
+        op: &OpDef,
+        shapes: &[Shape4],
+    ) -> Result<([i32; OP_PARAMS], Vec<QuantizedMultiplier>)> {
+        let out = op.io().1;
+        Ok(match *op {
             OpDef::Conv2d {
                 input,
                 filter,
-                output,
-                padding,
-                stride,
-                dilation,
-                activation,
-                ..
-            }
-            | OpDef::DepthwiseConv2d {
-                input,
-                filter,
-                output,
                 padding,
                 stride,
                 dilation,
                 activation,
                 ..
             } => {
-                let (i, f) = (shapes[input], shapes[filter]);
-                let depthwise = matches!(op, OpDef::DepthwiseConv2d { .. });
-                let (oh, ow) = window(&mut params, i, (f.h, f.w), padding, stride, dilation)?;
-                let out_c = if depthwise { f.c } else { f.n };
-                self.expect_shape(output, shapes, Shape4::new(i.n, oh, ow, out_c))?;
-                int8_stage(&mut params, input, activation)?;
-                if let OpDef::DepthwiseConv2d {
-                    depth_multiplier, ..
-                } = *op
-                {
-                    params[param::DEPTH_MULTIPLIER] = depth_multiplier as i32;
-                }
-                requant = channel_requant(input, filter, out_c)?;
+                let f = shapes[filter];
+                let kernel = (f.h, f.w);
+                let geometry = (padding, stride, dilation);
+                let window = self.window((input, out), shapes, kernel, geometry, f.n)?;
+                let stage = self.int8_stage(input, out, activation)?;
+                let mut requant = self.channel_requant((input, filter, out), f.n)?;
                 if requant.len() == 1 {
-                    requant = vec![requant[0]; out_c];
+                    requant = vec![requant[0]; f.n];
                 }
+                (encode(&Conv2dParams { window, stage })?, requant)
+            }
+            OpDef::DepthwiseConv2d {
+                input,
+                filter,
+                padding,
+                stride,
+                dilation,
+                depth_multiplier,
+                activation,
+                ..
+            } => {
+                let f = shapes[filter];
+                let kernel = (f.h, f.w);
+                let geometry = (padding, stride, dilation);
+                let window = self.window((input, out), shapes, kernel, geometry, f.c)?;
+                let stage = self.int8_stage(input, out, activation)?;
+                let mut requant = self.channel_requant((input, filter, out), f.c)?;
+                if requant.len() == 1 {
+                    requant = vec![requant[0]; f.c];
+                }
+                let params = DepthwiseConv2dParams {
+                    window,
+                    stage,
+                    depth_multiplier,
+                };
+                (encode(&params)?, requant)
             }
             OpDef::FullyConnected {
                 input,
@@ -656,41 +684,46 @@ impl ModelBuilder {
                 activation,
                 ..
             } => {
-                int8_stage(&mut params, input, activation)?;
+                let stage = self.int8_stage(input, out, activation)?;
                 let wshape = &self.tensors[weights].shape;
                 ensure!(
                     wshape.len() == 2,
                     "weights `{}` must be [outputs, inputs]",
                     self.tensors[weights].name
                 );
-                requant = channel_requant(input, weights, wshape[0])?;
+                let requant = self.channel_requant((input, weights, out), wshape[0])?;
+                (encode(&FullyConnectedParams { stage })?, requant)
             }
             OpDef::AveragePool2d {
                 input,
-                output,
                 padding,
                 filter,
                 stride,
                 activation,
+                ..
             }
             | OpDef::MaxPool2d {
                 input,
-                output,
                 padding,
                 filter,
                 stride,
                 activation,
+                ..
             } => {
-                let i = shapes[input];
-                let (oh, ow) = window(&mut params, i, filter, padding, stride, (1, 1))?;
-                self.expect_shape(output, shapes, Shape4::new(i.n, oh, ow, i.c))?;
+                let geometry = (padding, stride, (1, 1));
+                let channels = shapes[input].c;
+                let window = self.window((input, out), shapes, filter, geometry, channels)?;
                 ensure!(
-                    self.per_tensor(input)? == self.per_tensor(output)?,
+                    self.per_tensor(input)? == self.per_tensor(out)?,
                     "pooling needs the same scale and zero point on input and output"
                 );
-                int8_stage(&mut params, input, activation)?;
-                params[param::FILTER_H] = filter.0 as i32;
-                params[param::FILTER_W] = filter.1 as i32;
+                let params = Pool2dParams {
+                    window,
+                    stage: self.int8_stage(input, out, activation)?,
+                    filter_h: filter.0,
+                    filter_w: filter.1,
+                };
+                (encode(&params)?, Vec::new())
             }
             OpDef::Add {
                 a, b, activation, ..
@@ -702,22 +735,15 @@ impl ModelBuilder {
                     activation,
                 )
                 .ok_or_else(|| anyhow!("ADD scales out of the representable range"))?;
-                params[param::INPUT_OFFSET] = p.input1_offset;
-                params[param::OUTPUT_OFFSET] = p.output_offset;
-                params[param::ACT_MIN] = p.act_min.into();
-                params[param::ACT_MAX] = p.act_max.into();
-                params[param::INPUT2_OFFSET] = p.input2_offset;
-                params[param::LEFT_SHIFT] = p.left_shift;
-                requant = vec![p.input1, p.input2, p.output];
+                let (record, requant) = p.to_record();
+                (encode(&record)?, requant.to_vec())
             }
             OpDef::Softmax { input, beta, .. } => {
                 let (s_in, _) = self.per_tensor(input)?;
                 let p = SoftmaxParams::from_scale(beta, s_in).ok_or_else(|| {
                     anyhow!("SOFTMAX beta {beta} with input scale {s_in} is out of range")
                 })?;
-                params[param::SOFTMAX_MULTIPLIER] = p.input_multiplier;
-                params[param::SOFTMAX_LEFT_SHIFT] = p.input_left_shift;
-                params[param::SOFTMAX_DIFF_MIN] = p.diff_min;
+                (encode(&p)?, Vec::new())
             }
             OpDef::Reshape { input, output } => {
                 ensure!(
@@ -726,6 +752,7 @@ impl ModelBuilder {
                     self.tensors[input].shape,
                     self.tensors[output].shape
                 );
+                (encode(&NoParams)?, Vec::new())
             }
             OpDef::Mean {
                 input, keep_dims, ..
@@ -738,11 +765,34 @@ impl ModelBuilder {
                     keep_dims && self.tensors[input].shape.len() == 4,
                 )
                 .ok_or_else(|| anyhow!("MEAN scales out of the representable range"))?;
-                params[param::MEAN_MODE] = p.mode as i32;
-                requant = vec![p.requant];
+                (encode(&MeanRecordParams { mode: p.mode })?, vec![p.requant])
             }
-            OpDef::Quantize { .. } | OpDef::Dequantize { .. } => {}
+            OpDef::Relu {
+                input, activation, ..
+            } => {
+                let (params, multiplier) =
+                    ReluParams::prepare(self.per_tensor(input)?, self.per_tensor(out)?, activation)
+                        .ok_or_else(|| {
+                            anyhow!(
+                                "{} scales out of the representable range",
+                                op.opcode().name()
+                            )
+                        })?;
+                (encode(&params)?, vec![multiplier])
+            }
+            OpDef::Quantize { .. } | OpDef::Dequantize { .. } => (encode(&NoParams)?, Vec::new()),
+        })
+    }
+
+    fn op_record(&self, op: &OpDef, shapes: &[Shape4], w: &mut Writer) -> Result<OpRecord> {
+        let (ins, out) = op.io();
+        let mut inputs = [NO_TENSOR; MAX_OP_INPUTS];
+        for (slot, id) in inputs.iter_mut().zip(&ins) {
+            if let Some(id) = id {
+                *slot = *id as u16;
+            }
         }
+        let (params, requant) = self.op_params(op, shapes)?;
         let (requant_offset, requant_count) = if requant.is_empty() {
             (0, 0)
         } else {
@@ -758,6 +808,13 @@ impl ModelBuilder {
             params,
         })
     }
+}
+
+/// A record's parameter slots from an operator's typed parameters.
+fn encode<P: RecordParams>(params: &P) -> Result<[i32; OP_PARAMS]> {
+    params
+        .encode()
+        .ok_or_else(|| anyhow!("an operator parameter does not fit its 32-bit slot"))
 }
 
 /// Pads a rank-1..4 shape to NHWC with leading ones.

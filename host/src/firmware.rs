@@ -74,14 +74,15 @@ fn features(board: Board, envs: &[(&str, &str)]) -> String {
             model_op_features(&model).ok()
         })
         .unwrap_or_else(|| vec!["all-ops"]);
+    // The operator and kernel features are mote-core's own (the firmware has only boards).
     // Fine-tuning on the device dequantizes the backbone's features with DEQUANTIZE's kernel.
     let finetune = dir.join("finetune_inputs.i8").exists() && !ops.contains(&"op-dequantize");
     let mut features = format!("board-{}", board.feature());
     if finetune {
-        features.push_str(",op-dequantize");
+        features.push_str(",mote-core/op-dequantize");
     }
     for op in ops {
-        features.push(',');
+        features.push_str(",mote-core/");
         features.push_str(op);
     }
     features

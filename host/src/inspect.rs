@@ -1,6 +1,6 @@
 //! What a model costs: per-layer multiply-accumulates, weights, and arena placement.
 
-use mote_core::format::{param, OpCode, Storage, NO_TENSOR};
+use mote_core::format::{OpCode, Storage, NO_TENSOR};
 use mote_core::{Error, Model};
 use std::fmt::Write;
 
@@ -55,10 +55,10 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
                 macs,
                 weight_bytes,
                 arena: (out.record.offset as usize, out.record.byte_len as usize),
-                scratch: (
-                    op.params[param::SCRATCH_OFFSET].max(0) as usize,
-                    op.params[param::SCRATCH_LEN].max(0) as usize,
-                ),
+                scratch: {
+                    let scratch = model.layer(i)?.scratch();
+                    (scratch.offset, scratch.len)
+                },
             })
         })
         .collect()

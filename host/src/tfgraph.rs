@@ -328,6 +328,19 @@ impl TfGraph {
                     keep_dims: o.keep_dims,
                 }
             }
+            "RELU" | "RELU6" => {
+                let input = self.input(op, 0)?;
+                int8_io(input)?;
+                let activation = match op.name.as_str() {
+                    "RELU" => Activation::Relu,
+                    _ => Activation::Relu6,
+                };
+                OpDef::Relu {
+                    input,
+                    output,
+                    activation,
+                }
+            }
             "QUANTIZE" => {
                 let input = self.input(op, 0)?;
                 self.check_dtype(input, DType::F32, "input")?;

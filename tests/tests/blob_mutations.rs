@@ -200,7 +200,7 @@ fn first_conv_and_params(blob: &[u8]) -> (u16, impl Fn(u16, usize) -> usize) {
 /// (the reference kernels) to the same outputs.
 #[test]
 fn operator_scratch_is_planned_checked_and_optional() {
-    use mote_core::format::param;
+    use mote_core::ops::record::{SCRATCH_LEN, SCRATCH_OFFSET};
     let blob = valid_blobs().remove(1);
     let aligned = AlignedBytes::new(&blob);
     let model = Model::parse(aligned.as_slice()).unwrap();
@@ -210,10 +210,7 @@ fn operator_scratch_is_planned_checked_and_optional() {
         b[at..at + 4].copy_from_slice(&v.to_le_bytes());
         reseal(b);
     };
-    let (off_at, len_at) = (
-        param_at(conv, param::SCRATCH_OFFSET),
-        param_at(conv, param::SCRATCH_LEN),
-    );
+    let (off_at, len_at) = (param_at(conv, SCRATCH_OFFSET), param_at(conv, SCRATCH_LEN));
     let (offset, len) = (get(&blob, off_at), get(&blob, len_at));
     assert!(len >= 16 && offset % 4 == 0, "scratch {offset}+{len}");
     let parse = |b: &[u8]| Model::parse(AlignedBytes::new(b).as_slice()).map(|_| ());
@@ -252,8 +249,8 @@ fn operator_scratch_is_planned_checked_and_optional() {
     };
     let mut without = blob.clone();
     for k in 0..model.op_count() {
-        set(&mut without, param_at(k, param::SCRATCH_LEN), 0);
-        set(&mut without, param_at(k, param::SCRATCH_OFFSET), 0);
+        set(&mut without, param_at(k, SCRATCH_LEN), 0);
+        set(&mut without, param_at(k, SCRATCH_OFFSET), 0);
     }
     assert_eq!(run(&without), run(&blob));
     // Without scratch, the firmware must link the reference kernels.
@@ -266,7 +263,32 @@ fn operator_scratch_is_planned_checked_and_optional() {
 /// (its checks latch the first failure and carry on), whichever faults follow.
 #[test]
 fn an_operator_with_several_faults_reports_the_first() {
-    use mote_core::format::param;
+    use mote_core::ops::conv2d::Conv2dParams;
+    use mote_core::ops::record::{RecordParams, SCRATCH_LEN};
+    use mote_core::ops::{Int8Stage, Window};
+    // The slot a field of CONV_2D's parameters is written to, found through its encoding.
+    let slot_of = |change: fn(&mut Conv2dParams)| {
+        let base = Conv2dParams {
+            window: Window {
+                stride_h: 1,
+                stride_w: 1,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_top: 0,
+                pad_left: 0,
+            },
+            stage: Int8Stage {
+                input_offset: 0,
+                output_offset: 0,
+                act_min: -128,
+                act_max: 127,
+            },
+        };
+        let mut changed = base;
+        change(&mut changed);
+        let (a, b) = (base.encode().unwrap(), changed.encode().unwrap());
+        (0..a.len()).find(|&i| a[i] != b[i]).unwrap()
+    };
     let blob = valid_blobs().remove(1);
     let (conv, param_at) = first_conv_and_params(&blob);
     let with = |faults: &[(usize, i32)]| {
@@ -281,9 +303,9 @@ fn an_operator_with_several_faults_reports_the_first() {
             other => panic!("{:?}", other.map(|_| ())),
         }
     };
-    let stride = (param::STRIDE_H, 0);
-    let zero_point = (param::OUTPUT_OFFSET, 1000);
-    let scratch = (param::SCRATCH_LEN, -4);
+    let stride = (slot_of(|p| p.window.stride_h = 2), 0);
+    let zero_point = (slot_of(|p| p.stage.output_offset = 1), 1000);
+    let scratch = (SCRATCH_LEN, -4);
     assert_eq!(with(&[zero_point]), "zero point out of the int8 range");
     assert_eq!(with(&[scratch]), "negative scratch offset or length");
     assert_eq!(

@@ -1,9 +1,11 @@
 //! The `.mote` model: parsed and validated once, then read in place.
 
-mod layer;
+mod decoder;
 mod paths;
 
-pub use layer::{Layer, Scratch};
+pub use crate::ops::Layer;
+pub(crate) use decoder::Decoder;
+pub use decoder::Scratch;
 
 use crate::cast;
 use crate::crc32::crc32;
@@ -254,79 +256,23 @@ impl<'a> Model<'a> {
     /// Operator `index` decoded into what the kernels need.
     pub fn layer(&self, index: u16) -> Result<Layer<'a>, Error> {
         let record = self.op(index)?;
-        layer::decode(self, index, &record)
+        Layer::decode(&Decoder::new(self, index, &record))
     }
 
     /// Scratch bytes operator `index`'s fast kernel needs in the arena, by the same sizing the
     /// kernels check: the host plans this much; `None` if the operator has no fast kernel
     /// for its shape (it runs a reference kernel, without scratch).
     pub fn kernel_scratch(&self, index: u16) -> Result<Option<usize>, Error> {
-        use crate::ops::{conv2d, depthwise_conv2d, fully_connected};
-        Ok(match self.layer(index)? {
-            Layer::Conv2d {
-                ref stage,
-                ref filter,
-                bias,
-                requant,
-                output,
-                ..
-            } => {
-                let output = self.tensor(output)?.shape;
-                Some(conv2d::scratch_bytes(stage, filter, bias, requant, output))
-            }
-            Layer::FullyConnected {
-                stage,
-                weights,
-                bias,
-                requant,
-                ..
-            } => Some(fully_connected::scratch_bytes(
-                &stage,
-                weights.shape,
-                bias,
-                requant,
-            )),
-            Layer::DepthwiseConv2d {
-                window,
-                depth_multiplier,
-                input,
-                filter,
-                output,
-                ..
-            } => {
-                let (input, output) = (self.tensor(input)?.shape, self.tensor(output)?.shape);
-                let filter = filter.shape;
-                match depthwise_conv2d::scratch_bytes(
-                    &window,
-                    depth_multiplier,
-                    input,
-                    filter,
-                    output,
-                ) {
-                    0 => None,
-                    need => Some(need),
-                }
-            }
-            _ => Some(0),
-        })
+        self.layer(index)?.scratch_need(self)
     }
 
-    /// Whether some CONV_2D or DEPTHWISE_CONV_2D layer would run its
-    /// reference kernel: a shape the fast kernels do not take, or less scratch planned than
-    /// [`Self::kernel_scratch`]. Firmware for a model where this is `false` can leave the
-    /// reference kernels out (feature `reference-kernels`).
+    /// Whether some layer would run its reference kernel: a shape the fast kernels do not
+    /// take, or less scratch planned than [`Self::kernel_scratch`]. Firmware for a model where
+    /// this is `false` can leave the reference kernels out (feature `reference-kernels`).
     pub fn needs_reference_kernels(&self) -> Result<bool, Error> {
         for index in 0..self.op_count() {
-            // FULLY_CONNECTED's compact loop is always built: it needs no reference kernel.
-            let planned = match self.layer(index)? {
-                Layer::Conv2d { scratch, .. } | Layer::DepthwiseConv2d { scratch, .. } => {
-                    scratch.len
-                }
-                _ => continue,
-            };
-            match self.kernel_scratch(index)? {
-                Some(need) if need <= planned => {}
-                _ => return Ok(true),
+            if self.layer(index)?.needs_reference(self)? {
+                return Ok(true);
             }
         }
         Ok(false)
@@ -535,12 +481,10 @@ impl<'a> Model<'a> {
             }
         }
         // Decoding checks every shape and parameter against the kernels' needs.
-        let scratch = match layer::decode(self, index, &op)? {
-            Layer::Conv2d { scratch, .. }
-            | Layer::DepthwiseConv2d { scratch, .. }
-            | Layer::FullyConnected { scratch, .. } => scratch,
-            _ => return Ok(()),
-        };
+        let scratch = self.layer(index)?.scratch();
+        if scratch.len == 0 {
+            return Ok(());
+        }
         // The kernel writes its scratch while reading the inputs and writing the output, so
         // no tensor live during the operator may share those bytes.
         let busy = scratch.range();

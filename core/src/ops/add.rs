@@ -9,8 +9,13 @@
 //! live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last, the slow
 //! way: no scratch memory at all.
 
+use super::operator::{Io, Operator, Views};
+use super::record::record_params;
 use super::Activation;
+use super::Int8Stage;
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Scratch};
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
@@ -233,6 +238,106 @@ pub fn add_f32(clamp: (f32, f32), a: &[f32], b: &[f32], out: &mut [f32]) -> Resu
         *o = (x + y).max(clamp.0).min(clamp.1);
     }
     Ok(())
+}
+
+record_params! {
+    /// ADD's record parameters; its three multipliers are the record's requantization
+    /// constants (input 1, input 2, output).
+    pub struct AddRecordParams {
+        /// Input 1's offset, the output's zero point, the clamp.
+        pub stage: Int8Stage,
+        /// Minus input 2's zero point.
+        pub input2_offset: i32,
+        /// Left shift applied to both inputs.
+        pub left_shift: i32,
+    }
+}
+
+impl AddParams {
+    /// The record parameters and the three requantization constants.
+    pub fn to_record(&self) -> (AddRecordParams, [QuantizedMultiplier; 3]) {
+        let stage = Int8Stage {
+            input_offset: self.input1_offset,
+            output_offset: self.output_offset,
+            act_min: self.act_min,
+            act_max: self.act_max,
+        };
+        let record = AddRecordParams {
+            stage,
+            input2_offset: self.input2_offset,
+            left_shift: self.left_shift,
+        };
+        (record, [self.input1, self.input2, self.output])
+    }
+}
+
+/// ADD, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Add {
+    /// Offsets, multipliers, clamp.
+    pub params: AddParams,
+    /// First input.
+    pub a: u16,
+    /// Second input.
+    pub b: u16,
+    /// Output tensor.
+    pub output: u16,
+}
+
+impl<'a> Operator<'a> for Add {
+    type Params = AddRecordParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 2;
+
+    fn decode(d: &Decoder<'_, 'a>, record: AddRecordParams) -> Self {
+        let a = d.activation(0, DType::I8);
+        let b = d.activation(1, DType::I8);
+        let output = d.output(DType::I8);
+        d.check(
+            a.shape == b.shape && a.shape == output.shape,
+            why!("ADD needs inputs and output of one shape"),
+        );
+        let [input1, input2, output_requant] = d.requant_array::<3>();
+        let params = AddParams {
+            input1_offset: record.stage.input_offset,
+            input2_offset: record.input2_offset,
+            output_offset: record.stage.output_offset,
+            left_shift: record.left_shift,
+            input1,
+            input2,
+            output: output_requant,
+            act_min: record.stage.act_min,
+            act_max: record.stage.act_max,
+        };
+        d.check(
+            params.validate().is_ok(),
+            why!("ADD offsets, shift or multipliers out of range"),
+        );
+        Add {
+            params,
+            a: a.index,
+            b: b.index,
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io {
+            inputs: [Some(self.a), Some(self.b)],
+            output: self.output,
+            scratch: Scratch::default(),
+        })
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        add_i8(
+            &self.params,
+            v.inputs[0].data,
+            v.inputs[1].data,
+            v.output.data,
+        )
+    }
 }
 
 #[cfg(test)]

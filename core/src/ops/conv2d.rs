@@ -17,8 +17,13 @@ use core::ops::Range;
 
 use super::conv_gemm;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
+use super::operator::{Io, KernelPaths, Operator, Views};
+use super::record::record_params;
+use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Model, Scratch};
 use crate::quant::dot_i8;
 use crate::Error;
 
@@ -432,6 +437,114 @@ pub(crate) fn tap_range(
     let hi = (end - start).div_ceil(dilation).min(kernel);
     let lo = pad.saturating_sub(start).div_ceil(dilation).min(hi);
     lo..hi
+}
+
+record_params! {
+    /// CONV_2D's record parameters.
+    pub struct Conv2dParams {
+        /// Strides, dilation, padding.
+        pub window: Window,
+        /// Zero points and clamp.
+        pub stage: Int8Stage,
+    }
+}
+
+/// CONV_2D, decoded: constants borrowed from the blob, activations by tensor index.
+#[derive(Debug, Clone, Copy)]
+pub struct Conv2d<'a> {
+    /// Window and output stage.
+    pub params: Conv2dParams,
+    /// Input tensor.
+    pub input: u16,
+    /// Filter, OHWI.
+    pub filter: Tensor<'a, i8>,
+    /// Bias per output channel.
+    pub bias: Option<&'a [i32]>,
+    /// Requantization per output channel.
+    pub requant: Requant<'a>,
+    /// Output tensor.
+    pub output: u16,
+    /// The kernel's working memory.
+    pub scratch: Scratch,
+}
+
+impl<'a> Operator<'a> for Conv2d<'a> {
+    type Params = Conv2dParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 3;
+
+    fn decode(d: &Decoder<'_, 'a>, params: Conv2dParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let filter = d.weights(1);
+        let output = d.output(DType::I8);
+        d.check(
+            filter.shape.c == input.shape.c,
+            why!("filter input channels differ from the input's channels"),
+        );
+        d.check(
+            filter.shape.n == output.shape.c,
+            why!("filter output channels differ from the output's channels"),
+        );
+        let kernel = (filter.shape.h, filter.shape.w);
+        d.check_spatial(&params.window, kernel, input.shape, output.shape);
+        Conv2d {
+            params,
+            input: input.index,
+            bias: d.bias(2, filter.shape.n),
+            requant: d.requant(&[filter.shape.n]),
+            filter,
+            output: output.index,
+            scratch: d.scratch(),
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, self.scratch))
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        let p = &self.params;
+        let (filter, bias, requant) = (self.filter, self.bias, self.requant);
+        conv2d_i8_decoded(
+            &p.window,
+            &p.stage,
+            v.inputs[0],
+            filter,
+            bias,
+            requant,
+            v.output,
+            v.scratch,
+        )
+    }
+
+    fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
+        let output = model.tensor(self.output)?.shape;
+        let p = &self.params;
+        let need = scratch_bytes(&p.stage, &self.filter, self.bias, self.requant, output);
+        Ok(Some(need))
+    }
+
+    fn needs_reference(&self, model: &Model<'a>) -> Result<bool, Error> {
+        let need = self.scratch_need(model)?;
+        Ok(need.is_none_or(|need| need > self.scratch.len))
+    }
+
+    fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
+        let output = model.tensor(self.output)?.shape;
+        let (p, f) = (&self.params, self.filter.shape);
+        let layer = (self.filter.data, f);
+        let (bias, requant) = (self.bias, self.requant);
+        let table = conv_gemm::takes_table(&p.stage, layer, bias, requant, output);
+        paths.take(KernelPath::ConvTable, table);
+        let runs = conv_gemm::takes_runs(&p.window, (f.h, f.w, f.c));
+        paths.take(KernelPath::ConvGatherRuns, runs);
+        let tail = conv_gemm::takes_tail(&p.stage, layer, bias, requant, output);
+        paths.take(KernelPath::ConvTail, tail);
+        let rect = conv_gemm::takes_rect(&p.window, (f.h, f.w, f.c));
+        paths.take(KernelPath::ConvRect, rect);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -8,8 +8,13 @@
 use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
+use super::operator::{Io, KernelPaths, Operator, Views};
+use super::record::record_params;
+use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Model, Scratch};
 use crate::Error;
 
 /// Int8 depthwise convolution, bit-exact with TFLite-Micro's reference
@@ -230,6 +235,119 @@ fn check_buffers<T>(
         same(why!("depthwise_conv2d bias length"), out_c, len)?;
     }
     Ok(())
+}
+
+record_params! {
+    /// DEPTHWISE_CONV_2D's record parameters.
+    pub struct DepthwiseConv2dParams {
+        /// Strides, dilation, padding.
+        pub window: Window,
+        /// Zero points and clamp.
+        pub stage: Int8Stage,
+        /// Output channels per input channel.
+        pub depth_multiplier: usize,
+    }
+}
+
+/// DEPTHWISE_CONV_2D, decoded: constants borrowed from the blob, activations by tensor index.
+#[derive(Debug, Clone, Copy)]
+pub struct DepthwiseConv2d<'a> {
+    /// Window, output stage, multiplier.
+    pub params: DepthwiseConv2dParams,
+    /// Input tensor.
+    pub input: u16,
+    /// Filter, 1 x H x W x (C*M).
+    pub filter: Tensor<'a, i8>,
+    /// Bias per output channel.
+    pub bias: Option<&'a [i32]>,
+    /// Requantization per output channel.
+    pub requant: Requant<'a>,
+    /// Output tensor.
+    pub output: u16,
+    /// The kernel's working memory.
+    pub scratch: Scratch,
+}
+
+impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
+    type Params = DepthwiseConv2dParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 3;
+
+    fn decode(d: &Decoder<'_, 'a>, params: DepthwiseConv2dParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let filter = d.weights(1);
+        let output = d.output(DType::I8);
+        let channels = input.shape.c.checked_mul(params.depth_multiplier);
+        d.check(
+            filter.shape.n == 1 && Some(filter.shape.c) == channels,
+            why!("filter channels must be input channels x depth multiplier"),
+        );
+        d.check(
+            output.shape.c == filter.shape.c,
+            why!("output channels differ from the filter's"),
+        );
+        let kernel = (filter.shape.h, filter.shape.w);
+        d.check_spatial(&params.window, kernel, input.shape, output.shape);
+        DepthwiseConv2d {
+            params,
+            input: input.index,
+            bias: d.bias(2, filter.shape.c),
+            requant: d.requant(&[filter.shape.c]),
+            filter,
+            output: output.index,
+            scratch: d.scratch(),
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, self.scratch))
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        let p = &self.params;
+        depthwise_conv2d_i8_decoded(
+            &p.window,
+            p.depth_multiplier,
+            &p.stage,
+            v.inputs[0],
+            self.filter,
+            self.bias,
+            self.requant,
+            v.output,
+            v.scratch,
+        )
+    }
+
+    fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
+        let (input, output) = (model.tensor(self.input)?, model.tensor(self.output)?);
+        let p = &self.params;
+        let filter = self.filter.shape;
+        let multiplier = p.depth_multiplier;
+        Ok(
+            match scratch_bytes(&p.window, multiplier, input.shape, filter, output.shape) {
+                0 => None,
+                need => Some(need),
+            },
+        )
+    }
+
+    fn needs_reference(&self, model: &Model<'a>) -> Result<bool, Error> {
+        let need = self.scratch_need(model)?;
+        Ok(need.is_none_or(|need| need > self.scratch.len))
+    }
+
+    fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
+        let fast = self.scratch_need(model)?.is_some();
+        let (p, f) = (&self.params, self.filter.shape);
+        let kernel = (f.h, f.w);
+        let general = depthwise_fast::takes_general(&p.window, kernel, &p.stage, fast);
+        paths.take(KernelPath::DepthwiseGeneral, general);
+        let consts = (self.bias, self.requant, f.c);
+        let fix = depthwise_fast::takes_fix(&p.window, kernel, &p.stage, consts, fast);
+        paths.take(KernelPath::DepthwiseFix, fix);
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -6,8 +6,13 @@
 
 use super::conv2d::same;
 use super::fc_fast;
+use super::operator::{Io, KernelPaths, Operator, Views};
+use super::record::record_params;
+use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut};
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Model, Scratch};
 use crate::quant::{dot_i8, QuantizedMultiplier};
 use crate::Error;
 
@@ -239,6 +244,102 @@ pub(crate) fn clamp_f32(x: f32, (lo, hi): (f32, f32)) -> f32 {
         hi
     } else {
         x
+    }
+}
+
+record_params! {
+    /// FULLY_CONNECTED's record parameters.
+    pub struct FullyConnectedParams {
+        /// Zero points and clamp.
+        pub stage: Int8Stage,
+    }
+}
+
+/// FULLY_CONNECTED, decoded: constants borrowed from the blob, activations by tensor index.
+#[derive(Debug, Clone, Copy)]
+pub struct FullyConnected<'a> {
+    /// Output stage.
+    pub params: FullyConnectedParams,
+    /// Input tensor.
+    pub input: u16,
+    /// Weights, out x in.
+    pub weights: Tensor<'a, i8>,
+    /// Bias per output.
+    pub bias: Option<&'a [i32]>,
+    /// One (per-tensor) or one per output.
+    pub requant: Requant<'a>,
+    /// Output tensor.
+    pub output: u16,
+    /// The kernel's working memory.
+    pub scratch: Scratch,
+}
+
+impl<'a> Operator<'a> for FullyConnected<'a> {
+    type Params = FullyConnectedParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 3;
+
+    fn decode(d: &Decoder<'_, 'a>, params: FullyConnectedParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let mut weights = d.weights(1);
+        let output = d.output(DType::I8);
+        // Weights are [outputs, inputs] whatever rank they were written with.
+        let inputs = weights.shape.c;
+        // Checked: `inputs` is never 0 (parse refuses zero-sized dimensions).
+        let outputs = weights.data.len().checked_div(inputs).unwrap_or(0);
+        weights.shape = Shape4::new(outputs, 1, 1, inputs);
+        let in_elements = input.shape.elements().unwrap_or(0);
+        let rows = in_elements.checked_div(inputs).unwrap_or(0);
+        d.check(
+            rows * inputs == in_elements
+                && output.shape.c == outputs
+                && output.shape.elements() == rows.checked_mul(outputs),
+            why!("input, weights and output sizes do not match"),
+        );
+        FullyConnected {
+            params,
+            input: input.index,
+            bias: d.bias(2, outputs),
+            requant: d.requant(&[1, outputs]),
+            weights,
+            output: output.index,
+            scratch: d.scratch(),
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, self.scratch))
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        let (stage, weights) = (&self.params.stage, self.weights);
+        let (bias, requant) = (self.bias, self.requant);
+        fully_connected_i8_decoded(
+            stage,
+            v.inputs[0],
+            weights,
+            bias,
+            requant,
+            v.output,
+            v.scratch,
+        )
+    }
+
+    fn scratch_need(&self, _: &Model<'a>) -> Result<Option<usize>, Error> {
+        let (stage, shape) = (&self.params.stage, self.weights.shape);
+        Ok(Some(scratch_bytes(stage, shape, self.bias, self.requant)))
+    }
+
+    fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
+        let in_f = self.weights.shape.c;
+        let general = fc_fast::takes_general(&self.params.stage, in_f, self.bias, self.requant);
+        paths.take(KernelPath::FcGeneral, general);
+        let in_bytes = model.tensor(self.input)?.record.byte_len as usize;
+        let rows = in_bytes.checked_div(in_f).unwrap_or(0);
+        let macs = self.weights.data.len().saturating_mul(rows);
+        paths.take(KernelPath::FcFast, macs >= fc_fast::FAST_MIN_MACS);
+        Ok(())
     }
 }
 

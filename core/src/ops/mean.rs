@@ -2,8 +2,12 @@
 //! global average pooling layer. int8 follows TFLite-Micro's three paths exactly; which one
 //! runs depends on `keep_dims` and on whether input and output share quantization.
 
+use super::operator::{Io, Operator, Views};
+use super::record::{record_params, Field, SlotReader, SlotWriter};
 use super::{Tensor, TensorMut};
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Scratch};
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
@@ -148,6 +152,79 @@ pub fn mean_hw_i8(p: &MeanParams, input: Tensor<i8>, output: TensorMut<i8>) -> R
         }
     }
     Ok(())
+}
+
+record_params! {
+    /// MEAN's record parameters; its one multiplier is the record's requantization constant.
+    pub struct MeanRecordParams {
+        /// Which of TFLite-Micro's algorithms.
+        pub mode: MeanMode,
+    }
+}
+
+/// One mode in one slot.
+impl Field for MeanMode {
+    fn write(&self, w: &mut SlotWriter) {
+        w.put(*self as i32);
+    }
+    fn read(r: &mut SlotReader<'_>) -> Self {
+        let v = r.take();
+        MeanMode::from_i32(v).unwrap_or_else(|| {
+            r.reject(why!("unknown MEAN mode"));
+            MeanMode::General
+        })
+    }
+}
+
+/// MEAN over height and width, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Mean {
+    /// Algorithm and requantization.
+    pub params: MeanParams,
+    /// Input tensor.
+    pub input: u16,
+    /// Output tensor.
+    pub output: u16,
+}
+
+impl<'a> Operator<'a> for Mean {
+    type Params = MeanRecordParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 1;
+
+    fn decode(d: &Decoder<'_, 'a>, record: MeanRecordParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let output = d.output(DType::I8);
+        let s = input.shape;
+        d.check(
+            output.shape.elements() == s.n.checked_mul(s.c) && output.shape.c == s.c,
+            why!("MEAN over height and width keeps only batch and channels"),
+        );
+        d.check(
+            s.h.checked_mul(s.w).is_some_and(|plane| plane < 1 << 23),
+            why!("MEAN over too many elements"),
+        );
+        let [requant] = d.requant_array::<1>();
+        Mean {
+            params: MeanParams {
+                mode: record.mode,
+                requant,
+                input_zero_point: input.zero_point(),
+                output_zero_point: output.zero_point(),
+            },
+            input: input.index,
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, Scratch::default()))
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        mean_hw_i8(&self.params, v.inputs[0], v.output)
+    }
 }
 
 #[cfg(test)]

@@ -1,8 +1,24 @@
-//! Operators: one file each, an int8 kernel (bit-exact with TFLite-Micro's reference kernels)
-//! and an f32 kernel (the reference for training and for devices with an FPU).
+//! Operators: one module each, owning everything about it.
 //!
-//! Kernels check that every buffer has the length its shape implies and return an [`Error`]
-//! otherwise; they never index out of bounds. Layout is NHWC throughout.
+//! An operator's module holds its record parameters (a `record_params!` struct: the one
+//! encoding the host's builder writes and the device's decoder reads), its decoded form (a
+//! struct implementing [`Operator`](operator::Operator): the checks that make a parsed model
+//! safe to run, its scratch sizing, the optional kernel paths it takes, and its run), its int8
+//! kernel (bit-exact with TFLite-Micro's reference kernels) and, where training needs one, its
+//! f32 kernel. Kernels check that every buffer has the length its shape implies and return an
+//! [`Error`] otherwise; they never index out of bounds. Layout is NHWC throughout.
+//!
+//! # Adding an operator
+//! 1. Write `ops/<name>.rs`: the parameters with `record_params!`, the decoded struct and its
+//!    `Operator` impl (decode checks every value its kernel relies on, so that a model that
+//!    parses cannot fail at invoke), the kernel, and a `prepare` that computes the parameters
+//!    from float quantization as TFLite's Prepare does (the host's builder calls it). See
+//!    [`relu`] for a small one.
+//! 2. Add one line to the list below (a new opcode byte, the TFLite name, its cargo feature),
+//!    and the feature to `core/Cargo.toml` (a test checks the two agree).
+//! 3. On the host, lower the TFLite operator to it in `host/src/tfgraph.rs` and describe it
+//!    in `host/src/builder.rs`'s `OpDef`.
+//! 4. Golden cases from `tools/goldens` (a test checks that every operator has some).
 
 pub mod add;
 pub mod conv2d;
@@ -13,10 +29,49 @@ mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod mean;
+pub mod operator;
 pub mod pooling;
 pub mod quantize;
+pub mod record;
+pub mod relu;
+pub mod reshape;
 mod simd;
 pub mod softmax;
+
+use crate::model::{Decoder, Model, Scratch};
+pub use operator::KernelPath;
+use operator::{operators, run_layer, Io, KernelPaths, Operator};
+
+operators! { 'a;
+    /// 2-D convolution (incl. 1x1 pointwise).
+    1 => Conv2d(conv2d::Conv2d<'a>), "CONV_2D", feature "op-conv2d";
+    /// Depthwise 2-D convolution.
+    2 => DepthwiseConv2d(depthwise_conv2d::DepthwiseConv2d<'a>), "DEPTHWISE_CONV_2D",
+        feature "op-depthwise";
+    /// Fully connected (dense).
+    3 => FullyConnected(fully_connected::FullyConnected<'a>), "FULLY_CONNECTED",
+        feature "op-fully-connected";
+    /// Average pooling (incl. global).
+    4 => AveragePool2d(pooling::AveragePool2d), "AVERAGE_POOL_2D", feature "op-avg-pool";
+    /// Max pooling.
+    5 => MaxPool2d(pooling::MaxPool2d), "MAX_POOL_2D", feature "op-max-pool";
+    /// Element-wise addition.
+    6 => Add(add::Add), "ADD", feature "op-add";
+    /// Softmax over the last dimension.
+    7 => Softmax(softmax::Softmax), "SOFTMAX", feature "op-softmax";
+    /// Reshape: the output aliases the input's bytes.
+    8 => Reshape(reshape::Reshape), "RESHAPE";
+    /// f32 -> int8 at the model's input.
+    9 => Quantize(quantize::Quantize), "QUANTIZE", feature "op-quantize";
+    /// int8 -> f32 at the model's output.
+    10 => Dequantize(quantize::Dequantize), "DEQUANTIZE", feature "op-dequantize";
+    /// Mean over height and width (global average pooling as converters write it).
+    11 => Mean(mean::Mean), "MEAN", feature "op-mean";
+    /// max(x, 0), requantized: a ReLU no earlier operator absorbed.
+    12 => Relu(relu::Relu), "RELU", feature "op-relu";
+    /// min(max(x, 0), 6), requantized.
+    13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+}
 
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
@@ -228,7 +283,7 @@ pub type Requant<'a> = &'a [QuantizedMultiplier];
 /// `Err` unless this build has `op`'s kernel (its cargo feature, see [`OpCode::feature`]):
 /// each kernel starts with it, so with the feature off the compiler drops the kernel's body.
 #[inline(always)]
-pub(crate) fn built(op: crate::format::OpCode) -> Result<(), Error> {
+pub(crate) fn built(op: OpCode) -> Result<(), Error> {
     match op.is_built() {
         true => Ok(()),
         false => Err(Error::InvalidParameter {
@@ -237,11 +292,16 @@ pub(crate) fn built(op: crate::format::OpCode) -> Result<(), Error> {
     }
 }
 
+/// Whether this build has the reference kernels (feature `reference-kernels`).
+pub const fn reference_kernels_built() -> bool {
+    cfg!(feature = "reference-kernels")
+}
+
 /// `Err` unless this build has the reference kernels a layer falls back to (feature
 /// `reference-kernels`; see `Model::needs_reference_kernels`).
 #[inline(always)]
 pub(crate) fn reference_built() -> Result<(), Error> {
-    match cfg!(feature = "reference-kernels") {
+    match reference_kernels_built() {
         true => Ok(()),
         false => Err(Error::InvalidParameter {
             what: why!(

@@ -5,8 +5,13 @@
 //! Pooling does not requantize: TFLite requires the input and output to share scale and zero
 //! point, so the int8 kernels only need the fused activation's clamp.
 
+use super::operator::{Io, Operator, Views};
+use super::record::record_params;
+use super::Int8Stage;
 use super::{Shape4, Tensor, TensorMut, Window};
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Scratch};
 use crate::Error;
 
 /// Geometry of a pooling layer.
@@ -349,6 +354,115 @@ pub fn max_pool2d_f32(
         max.max(clamp.0).min(clamp.1)
     });
     Ok(())
+}
+
+record_params! {
+    /// AVERAGE_POOL_2D's and MAX_POOL_2D's record parameters.
+    pub struct Pool2dParams {
+        /// Strides and padding (no dilation).
+        pub window: Window,
+        /// The fused activation's clamp (pooling keeps the input's quantization).
+        pub stage: Int8Stage,
+        /// Window height.
+        pub filter_h: usize,
+        /// Window width.
+        pub filter_w: usize,
+    }
+}
+
+/// A pooling layer, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Pool2d {
+    /// Window and filter size.
+    pub pool: PoolParams,
+    /// Clamp low.
+    pub act_min: i8,
+    /// Clamp high.
+    pub act_max: i8,
+    /// Input tensor.
+    pub input: u16,
+    /// Output tensor.
+    pub output: u16,
+}
+
+impl Pool2d {
+    fn decode(d: &Decoder<'_, '_>, p: Pool2dParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let output = d.output(DType::I8);
+        d.check(
+            p.window.dilation_h == 1 && p.window.dilation_w == 1,
+            why!("pooling does not dilate"),
+        );
+        d.check(
+            input.shape.c == output.shape.c,
+            why!("pooling keeps the channel count"),
+        );
+        let kernel = (p.filter_h, p.filter_w);
+        d.check_spatial(&p.window, kernel, input.shape, output.shape);
+        Pool2d {
+            pool: PoolParams {
+                window: p.window,
+                filter_h: p.filter_h,
+                filter_w: p.filter_w,
+            },
+            act_min: p.stage.act_min,
+            act_max: p.stage.act_max,
+            input: input.index,
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, Scratch::default()))
+    }
+}
+
+/// AVERAGE_POOL_2D, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct AveragePool2d(pub Pool2d);
+
+impl<'a> Operator<'a> for AveragePool2d {
+    type Params = Pool2dParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 1;
+
+    fn decode(d: &Decoder<'_, 'a>, params: Pool2dParams) -> Self {
+        AveragePool2d(Pool2d::decode(d, params))
+    }
+
+    fn io(&self) -> Option<Io> {
+        self.0.io()
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        let p = &self.0;
+        average_pool2d_i8_decoded(&p.pool, p.act_min, p.act_max, v.inputs[0], v.output)
+    }
+}
+
+/// MAX_POOL_2D, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct MaxPool2d(pub Pool2d);
+
+impl<'a> Operator<'a> for MaxPool2d {
+    type Params = Pool2dParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 1;
+
+    fn decode(d: &Decoder<'_, 'a>, params: Pool2dParams) -> Self {
+        MaxPool2d(Pool2d::decode(d, params))
+    }
+
+    fn io(&self) -> Option<Io> {
+        self.0.io()
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        let p = &self.0;
+        max_pool2d_i8_decoded(&p.pool, p.act_min, p.act_max, v.inputs[0], v.output)
+    }
 }
 
 #[cfg(test)]

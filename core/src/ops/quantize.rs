@@ -2,8 +2,12 @@
 //!
 //! Both follow TFLite-Micro's reference kernels (`AffineQuantize`, `Dequantize`) bit for bit.
 
+use super::operator::{Io, Operator, Views};
+use super::record::NoParams;
 use super::round_half_away_f32;
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Scratch};
 use crate::Error;
 
 /// Quantizes one value: `clamp(round(x / scale) + zero_point, -128, 127)`.
@@ -83,6 +87,94 @@ pub fn dequantize_i8_f32(
         *o = dequantize_one(scale, zero_point, q);
     }
     Ok(())
+}
+
+/// QUANTIZE f32 -> int8, decoded (its parameters are the output tensor's).
+#[derive(Debug, Clone, Copy)]
+pub struct Quantize {
+    /// Output scale.
+    pub scale: f32,
+    /// Output zero point.
+    pub zero_point: i32,
+    /// Input tensor (f32).
+    pub input: u16,
+    /// Output tensor (int8).
+    pub output: u16,
+}
+
+impl<'a> Operator<'a> for Quantize {
+    type Params = NoParams;
+    type In = f32;
+    type Out = i8;
+    const INPUTS: usize = 1;
+
+    fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
+        let input = d.activation(0, DType::F32);
+        let output = d.output(DType::I8);
+        d.same_elements(&input, &output);
+        d.check(
+            check_scale(output.scale()).is_ok(),
+            why!("QUANTIZE needs a positive output scale"),
+        );
+        Quantize {
+            scale: output.scale(),
+            zero_point: output.zero_point(),
+            input: input.index,
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, Scratch::default()))
+    }
+
+    fn run(&self, v: Views<'_, f32, i8>) -> Result<(), Error> {
+        quantize_f32_i8(self.scale, self.zero_point, v.inputs[0].data, v.output.data)
+    }
+}
+
+/// DEQUANTIZE int8 -> f32, decoded (its parameters are the input tensor's).
+#[derive(Debug, Clone, Copy)]
+pub struct Dequantize {
+    /// Input scale.
+    pub scale: f32,
+    /// Input zero point.
+    pub zero_point: i32,
+    /// Input tensor (int8).
+    pub input: u16,
+    /// Output tensor (f32).
+    pub output: u16,
+}
+
+impl<'a> Operator<'a> for Dequantize {
+    type Params = NoParams;
+    type In = i8;
+    type Out = f32;
+    const INPUTS: usize = 1;
+
+    fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let output = d.output(DType::F32);
+        d.same_elements(&input, &output);
+        d.check(
+            check_scale(input.scale()).is_ok(),
+            why!("DEQUANTIZE needs a positive input scale"),
+        );
+        Dequantize {
+            scale: input.scale(),
+            zero_point: input.zero_point(),
+            input: input.index,
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, Scratch::default()))
+    }
+
+    fn run(&self, v: Views<'_, i8, f32>) -> Result<(), Error> {
+        dequantize_i8_f32(self.scale, self.zero_point, v.inputs[0].data, v.output.data)
+    }
 }
 
 #[cfg(test)]

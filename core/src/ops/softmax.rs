@@ -8,7 +8,11 @@
 //! saturation. Plain `+`/`-` of fixed-point values wrap in gemmlowp (C++ signed arithmetic that
 //! never overflows on valid data); they are `wrapping_*` here so hostile data cannot panic.
 
+use super::operator::{Io, Operator, Views};
+use super::record::record_params;
+use crate::format::DType;
 use crate::format::OpCode;
+use crate::model::{Decoder, Scratch};
 use crate::quant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
 use crate::Error;
 
@@ -27,19 +31,20 @@ const ACCUM_INTEGER_BITS: i32 = 12;
 /// Output bits (int8), which fix the final shift.
 const OUTPUT_BITS: i32 = 8;
 
-/// Integer parameters of an int8 SOFTMAX, as TFLite-Micro's prepare step computes them.
-///
-/// The output is always int8 with scale 1/256 and zero point -128, as TFLite requires.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct SoftmaxParams {
-    /// Q31 mantissa of `beta * input_scale * 2^26` (capped at `2^31 - 1`).
-    pub input_multiplier: i32,
-    /// Left shift applied with `input_multiplier`, in `0..=31`.
-    pub input_left_shift: i32,
-    /// Input differences from the row maximum below this (in input units, so `<= 0`) count
-    /// as `exp = 0`.
-    pub diff_min: i32,
+record_params! {
+    /// Integer parameters of an int8 SOFTMAX, as TFLite-Micro's prepare step computes them
+    /// (also its record parameters).
+    ///
+    /// The output is always int8 with scale 1/256 and zero point -128, as TFLite requires.
+    pub struct SoftmaxParams {
+        /// Q31 mantissa of `beta * input_scale * 2^26` (capped at `2^31 - 1`), positive.
+        pub input_multiplier: i32,
+        /// Left shift applied with `input_multiplier`, in `0..=31`.
+        pub input_left_shift: i32,
+        /// Input differences from the row maximum below this (in input units, so `<= 0`)
+        /// count as `exp = 0`.
+        pub diff_min: i32,
+    }
 }
 
 impl SoftmaxParams {
@@ -77,9 +82,9 @@ impl SoftmaxParams {
     }
 
     fn validate(&self) -> Result<(), Error> {
-        if !(0..=31).contains(&self.input_left_shift) || self.input_multiplier < 0 {
+        if !(0..=31).contains(&self.input_left_shift) || self.input_multiplier <= 0 {
             return Err(Error::InvalidParameter {
-                what: why!("softmax input multiplier (shift must be in 0..=31, multiplier >= 0)"),
+                what: why!("softmax input multiplier (shift must be in 0..=31, multiplier > 0)"),
             });
         }
         // A positive diff_min would drop the row maximum itself and leave an empty sum.
@@ -346,6 +351,54 @@ pub fn softmax_f32(
         }
     }
     Ok(())
+}
+
+/// SOFTMAX over the last dimension, decoded.
+#[derive(Debug, Clone, Copy)]
+pub struct Softmax {
+    /// Fixed-point parameters.
+    pub params: SoftmaxParams,
+    /// Row length.
+    pub depth: usize,
+    /// Input tensor.
+    pub input: u16,
+    /// Output tensor.
+    pub output: u16,
+}
+
+impl<'a> Operator<'a> for Softmax {
+    type Params = SoftmaxParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 1;
+
+    fn decode(d: &Decoder<'_, 'a>, params: SoftmaxParams) -> Self {
+        let input = d.activation(0, DType::I8);
+        let output = d.output(DType::I8);
+        d.same_elements(&input, &output);
+        d.check(
+            output.zero_point() == -128 && output.scale() == 1.0 / 256.0,
+            why!("int8 SOFTMAX output must have scale 1/256 and zero point -128"),
+        );
+        d.check(
+            params.validate().is_ok(),
+            why!("SOFTMAX parameters out of range"),
+        );
+        Softmax {
+            params,
+            depth: input.shape.c,
+            input: input.index,
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, Scratch::default()))
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        softmax_i8(&self.params, v.inputs[0].data, v.output.data, self.depth)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,309 @@
+//! The toolkit every operator's decoder uses: reading an operator record's tensors, constants
+//! and parameters against the model, checking each, and latching the first failure.
+//! `Model::parse` decodes each operator once to validate it; the interpreter decodes again as
+//! it runs (a few dozen instructions per operator).
+
+use super::{Model, TensorInfo};
+use crate::format::{DType, OpCode, OpRecord, Storage, TensorRecord, NO_TENSOR};
+use crate::ops::operator::Operator;
+use crate::ops::record::{RecordParams, SlotReader, SCRATCH_LEN, SCRATCH_OFFSET};
+use crate::ops::{Shape4, Tensor, Window};
+use crate::quant::QuantizedMultiplier;
+use crate::Error;
+use core::cell::Cell;
+
+/// Arena bytes an operator's kernel works in while it runs (empty: none planned).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Scratch {
+    /// Arena offset, a multiple of 4.
+    pub offset: usize,
+    /// Bytes.
+    pub len: usize,
+}
+
+impl Scratch {
+    /// The arena bytes.
+    pub fn range(&self) -> core::ops::Range<usize> {
+        self.offset..self.offset + self.len
+    }
+}
+
+/// Checks an operator record field by field. A failed check is latched (the first one wins)
+/// and the helper goes on with a harmless placeholder, so [`decode`] tests for failure once,
+/// at the end, instead of unwinding a `Result` after every step: on the device that is a
+/// kilobyte less of flash, and a valid model (the only kind that reaches an invoke) never
+/// pays for the placeholders. The helpers several arms call are `#[inline(never)]`: inlined,
+/// they made `decode` 2.4 KB larger.
+pub(crate) struct Decoder<'m, 'a> {
+    model: &'m Model<'a>,
+    index: u16,
+    op: &'m OpRecord,
+    failed: Cell<Option<Error>>,
+}
+
+/// What a failed tensor lookup leaves behind: one element of every dimension, so the checks
+/// after it still compute without overflow (and fail or pass harmlessly).
+pub(crate) const PLACEHOLDER_TENSOR: TensorInfo = TensorInfo {
+    index: NO_TENSOR,
+    record: TensorRecord {
+        dtype: DType::I8,
+        storage: Storage::Arena,
+        channel_axis: 0,
+        shape: [1; 4],
+        offset: 0,
+        byte_len: 0,
+        scale: 0.0,
+        zero_point: 0,
+        channel_scales: 0,
+        live_from: 0,
+        live_to: 0,
+    },
+    shape: Shape4::new(1, 1, 1, 1),
+};
+
+impl<'m, 'a> Decoder<'m, 'a> {
+    /// A decoder for operator `index`, whose record is `op`.
+    pub(crate) fn new(model: &'m Model<'a>, index: u16, op: &'m OpRecord) -> Self {
+        Self {
+            model,
+            index,
+            op,
+            failed: Cell::new(None),
+        }
+    }
+
+    /// The operator's code.
+    pub(crate) fn opcode(&self) -> OpCode {
+        self.op.opcode
+    }
+
+    /// The error for an operator this build left out (refused when the model is parsed, not
+    /// halfway through an invoke).
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn not_built(&self) -> Error {
+        Error::invalid_operator(
+            self.index,
+            why!("operator not built in (its mote-core op-* feature is off)"),
+        )
+    }
+
+    /// Decodes the operator as `L`: its input count, its parameters, then `L`'s own checks.
+    pub(crate) fn decode_op<L: Operator<'a>>(&self) -> L {
+        self.check(
+            self.op.inputs[L::INPUTS.min(self.op.inputs.len())..]
+                .iter()
+                .all(|&t| t == NO_TENSOR),
+            why!("too many inputs for the operator"),
+        );
+        let mut slots = SlotReader::new(&self.op.params);
+        let params = L::Params::read(&mut slots);
+        if let Some(what) = slots.failure() {
+            self.reject(what);
+        }
+        L::decode(self, params)
+    }
+
+    /// The operator's input `slot` as an arena tensor of any type, or the output for
+    /// `usize::MAX` (for operators that only alias their input).
+    pub(crate) fn any_tensor(&self, slot: usize) -> TensorInfo {
+        let index = match slot {
+            usize::MAX => self.op.output,
+            _ => self.op.inputs[slot],
+        };
+        self.take(self.model.tensor(index), PLACEHOLDER_TENSOR)
+    }
+
+    /// Latches `e` unless an earlier check already failed.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn fail(&self, e: Error) {
+        if self.failed.get().is_none() {
+            self.failed.set(Some(e));
+        }
+    }
+
+    /// Latches an invalid-operator error for `what`.
+    #[cold]
+    #[inline(never)]
+    pub(crate) fn reject(&self, what: crate::Why) {
+        self.fail(Error::InvalidOperator {
+            index: self.index,
+            what,
+        });
+    }
+
+    /// Latches an invalid-operator error unless `ok`.
+    #[inline(always)]
+    pub(crate) fn check(&self, ok: bool, what: crate::Why) {
+        if !ok {
+            self.reject(what);
+        }
+    }
+
+    /// The value of `r`, or (latching its error) `placeholder`.
+    pub(crate) fn take<T>(&self, r: Result<T, Error>, placeholder: T) -> T {
+        r.unwrap_or_else(|e| {
+            self.fail(e);
+            placeholder
+        })
+    }
+
+    /// The first failure, if any check failed so far.
+    pub(crate) fn result<T>(&self, value: T) -> Result<T, Error> {
+        match self.failed.get() {
+            Some(e) => Err(e),
+            None => Ok(value),
+        }
+    }
+
+    #[inline(never)]
+    pub(crate) fn tensor(&self, slot: usize, dtype: DType, storage: Storage) -> TensorInfo {
+        let index = match slot {
+            usize::MAX => self.op.output,
+            _ => self.op.inputs[slot],
+        };
+        let found = match index {
+            NO_TENSOR => Err(Error::invalid_operator(
+                self.index,
+                why!("a required input is missing"),
+            )),
+            _ => self.model.tensor(index),
+        };
+        let t = self.take(found, PLACEHOLDER_TENSOR);
+        self.check(
+            t.record.dtype == dtype,
+            why!("tensor has the wrong element type"),
+        );
+        self.check(
+            t.record.storage == storage,
+            why!("tensor is constant where an activation is expected, or vice versa"),
+        );
+        t
+    }
+
+    pub(crate) fn activation(&self, slot: usize, dtype: DType) -> TensorInfo {
+        self.tensor(slot, dtype, Storage::Arena)
+    }
+
+    pub(crate) fn output(&self, dtype: DType) -> TensorInfo {
+        self.tensor(usize::MAX, dtype, Storage::Arena)
+    }
+
+    #[inline(never)]
+    pub(crate) fn weights(&self, slot: usize) -> Tensor<'a, i8> {
+        let t = self.tensor(slot, DType::I8, Storage::Constant);
+        Tensor {
+            data: self.take(self.model.constant(&t), &[]),
+            shape: t.shape,
+        }
+    }
+
+    #[inline(never)]
+    pub(crate) fn bias(&self, slot: usize, channels: usize) -> Option<&'a [i32]> {
+        if self.op.inputs[slot] == NO_TENSOR {
+            return None;
+        }
+        let t = self.tensor(slot, DType::I32, Storage::Constant);
+        let bias: &[i32] = self.take(self.model.constant(&t), &[]);
+        self.check(
+            bias.len() == channels,
+            why!("bias length differs from the output channels"),
+        );
+        Some(bias)
+    }
+
+    /// The requantization constants, `counts` (one of them) in number (after a failed check,
+    /// maybe fewer).
+    #[inline(never)]
+    pub(crate) fn requant(&self, counts: &[usize]) -> &'a [QuantizedMultiplier] {
+        let requant = self.take(self.model.requant(self.index, self.op), &[]);
+        self.check(
+            counts.contains(&requant.len()),
+            why!("wrong number of requantization constants"),
+        );
+        self.check(
+            requant
+                .iter()
+                .all(|q| (-31..=30).contains(&q.shift) && q.multiplier >= 0),
+            why!("requantization constant out of range"),
+        );
+        requant
+    }
+
+    /// Exactly `N` requantization constants (zeros after a failed check).
+    pub(crate) fn requant_array<const N: usize>(&self) -> [QuantizedMultiplier; N] {
+        let zero = QuantizedMultiplier {
+            multiplier: 0,
+            shift: 0,
+        };
+        self.requant(&[N]).try_into().unwrap_or([zero; N])
+    }
+
+    /// The operator's planned scratch: inside the arena, word-aligned. (Parsing checks that
+    /// no tensor live during the operator overlaps it.)
+    #[inline(never)]
+    pub(crate) fn scratch(&self) -> Scratch {
+        let (offset, len) = (self.op.params[SCRATCH_OFFSET], self.op.params[SCRATCH_LEN]);
+        let (Ok(offset), Ok(len)) = (usize::try_from(offset), usize::try_from(len)) else {
+            self.reject(why!("negative scratch offset or length"));
+            return Scratch::default();
+        };
+        if len == 0 {
+            return Scratch::default();
+        }
+        self.check(
+            offset % 4 == 0 && offset.saturating_add(len) <= self.model.arena_size(),
+            why!("scratch misaligned or past the arena's end"),
+        );
+        Scratch { offset, len }
+    }
+
+    /// The output's spatial size must come from sliding `kernel` over the input with `window`:
+    /// at least one output, the padding smaller than the kernel, every window starting inside
+    /// the padded input.
+    #[inline(never)]
+    pub(crate) fn check_spatial(
+        &self,
+        window: &Window,
+        kernel: (usize, usize),
+        input: Shape4,
+        output: Shape4,
+    ) {
+        let axis = |inp: usize, out: usize, k: usize, stride: usize, dil: usize, pad: usize| {
+            let effective = (k - 1) * dil + 1;
+            pad < effective && out >= 1 && (out - 1) * stride < inp + pad
+        };
+        let ok_h = axis(
+            input.h,
+            output.h,
+            kernel.0,
+            window.stride_h,
+            window.dilation_h,
+            window.pad_top,
+        );
+        let ok_w = axis(
+            input.w,
+            output.w,
+            kernel.1,
+            window.stride_w,
+            window.dilation_w,
+            window.pad_left,
+        );
+        self.check(
+            ok_h && ok_w,
+            why!("output height/width do not follow from the input, kernel and window"),
+        );
+        self.check(
+            input.n == output.n,
+            why!("batch of input and output differ"),
+        );
+    }
+
+    pub(crate) fn same_elements(&self, a: &TensorInfo, b: &TensorInfo) {
+        self.check(
+            a.shape.elements() == b.shape.elements(),
+            why!("input and output sizes differ"),
+        );
+    }
+}

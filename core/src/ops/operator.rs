@@ -1,0 +1,313 @@
+//! What every operator module provides ([`Operator`]) and the macro that turns the one operator
+//! list in [`ops`](super) into the opcode, the decoded-layer enum and every dispatch over them.
+
+use super::{Tensor, TensorMut};
+use crate::cast::Pod;
+use crate::model::{Decoder, Model, Scratch};
+use crate::ops::record::RecordParams;
+use crate::Error;
+
+/// The arena tensors an operator reads and writes while it runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Io {
+    /// Up to two activation inputs.
+    pub inputs: [Option<u16>; 2],
+    /// The output.
+    pub output: u16,
+    /// The kernel's working memory.
+    pub scratch: Scratch,
+}
+
+impl Io {
+    /// One input, one output, maybe scratch.
+    pub fn unary(input: u16, output: u16, scratch: Scratch) -> Self {
+        Self {
+            inputs: [Some(input), None],
+            output,
+            scratch,
+        }
+    }
+}
+
+/// An operator's arena views while it runs: inputs (shared), output and scratch (exclusive).
+#[derive(Debug)]
+pub struct Views<'x, I, O> {
+    /// The inputs [`Io::inputs`] names (empty where it names none).
+    pub inputs: [Tensor<'x, I>; 2],
+    /// The output.
+    pub output: TensorMut<'x, O>,
+    /// The scratch (empty if none was planned).
+    pub scratch: &'x mut [u8],
+}
+
+/// Everything the runtime knows about one operator, implemented by its decoded form: the
+/// record's typed parameters, the validation that makes a parsed model safe to run, the
+/// tensors it touches, its kernel, its scratch sizing and the optional kernel paths it takes.
+pub(crate) trait Operator<'a>: Sized + Copy {
+    /// The record's parameters (their one encoding: `record_params!`).
+    type Params: RecordParams;
+    /// Element type of the inputs.
+    type In: Pod;
+    /// Element type of the output.
+    type Out: Pod;
+    /// Inputs the record names; the rest must be empty.
+    const INPUTS: usize;
+
+    /// Checks everything the kernel needs against the model's tensors (failures latch in `d`)
+    /// and keeps what the kernel needs.
+    fn decode(d: &Decoder<'_, 'a>, params: Self::Params) -> Self;
+
+    /// The arena tensors it runs on; `None`: nothing to run (an alias).
+    fn io(&self) -> Option<Io>;
+
+    /// Runs the kernel on a layer [`Self::decode`] accepted.
+    fn run(&self, views: Views<'_, Self::In, Self::Out>) -> Result<(), Error>;
+
+    /// Scratch bytes the fast kernel wants; `None` if no fast kernel takes the layer.
+    fn scratch_need(&self, _model: &Model<'a>) -> Result<Option<usize>, Error> {
+        Ok(Some(0))
+    }
+
+    /// Whether the layer runs a reference kernel (see `Model::needs_reference_kernels`).
+    fn needs_reference(&self, _model: &Model<'a>) -> Result<bool, Error> {
+        Ok(false)
+    }
+
+    /// Adds the optional kernel paths the layer takes.
+    fn kernel_paths(&self, _model: &Model<'a>, _paths: &mut KernelPaths) -> Result<(), Error> {
+        Ok(())
+    }
+}
+
+/// Defines the optional kernel paths (mote-core's `kernel-*` features) and their set.
+macro_rules! kernel_paths {
+    ($($(#[$meta:meta])* $path:ident => $feature:literal,)*) => {
+        /// An optional path of the fast kernels, each behind a `kernel-*` cargo feature.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        pub enum KernelPath {
+            $($(#[$meta])* $path,)*
+        }
+
+        impl KernelPath {
+            /// Every path.
+            pub const ALL: &'static [KernelPath] = &[$(KernelPath::$path,)*];
+
+            /// Its cargo feature.
+            pub const fn feature(self) -> &'static str {
+                match self {
+                    $(KernelPath::$path => $feature,)*
+                }
+            }
+
+            /// Whether this build has it.
+            pub const fn is_built(self) -> bool {
+                match self {
+                    $(KernelPath::$path => cfg!(feature = $feature),)*
+                }
+            }
+        }
+    };
+}
+
+kernel_paths! {
+    /// CONV_2D layers with a channel outside the assembly's output stage (channel-pair tables).
+    ConvTable => "kernel-conv-table",
+    /// CONV_2D windows gathered run by run (dilated, longer than a column, ragged channels).
+    ConvGatherRuns => "kernel-conv-gather-runs",
+    /// DEPTHWISE_CONV_2D layers other than 3x3 over all of int8.
+    DepthwiseGeneral => "kernel-depthwise-general",
+    /// FULLY_CONNECTED layers without one shared output stage.
+    FcGeneral => "kernel-fc-general",
+    /// CONV_2D layers whose table-free loop leaves channels to Rust.
+    ConvTail => "kernel-conv-tail",
+    /// 3x3 DEPTHWISE_CONV_2D layers with a dead or slow channel.
+    DepthwiseFix => "kernel-depthwise-fix",
+    /// The fast FULLY_CONNECTED kernel (layers of at least 4096 MACs).
+    FcFast => "kernel-fc-fast",
+    /// CONV_2D windows gathered as rectangles of whole-word channels.
+    ConvRect => "kernel-conv-rect",
+}
+
+/// A set of [`KernelPath`]s.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct KernelPaths(u32);
+
+impl KernelPaths {
+    /// Adds `path` if `taken`.
+    pub fn take(&mut self, path: KernelPath, taken: bool) {
+        if taken {
+            self.0 |= 1 << path as u32;
+        }
+    }
+
+    /// Whether `path` is in the set.
+    pub fn contains(&self, path: KernelPath) -> bool {
+        self.0 & (1 << path as u32) != 0
+    }
+
+    /// Removes `path`.
+    pub fn remove(&mut self, path: KernelPath) {
+        self.0 &= !(1 << path as u32);
+    }
+
+    /// The paths in the set.
+    pub fn iter(self) -> impl Iterator<Item = KernelPath> {
+        KernelPath::ALL
+            .iter()
+            .copied()
+            .filter(move |&p| self.contains(p))
+    }
+}
+
+/// Generates, from the operator list: [`OpCode`](super::OpCode) (its byte, TFLite name, cargo
+/// feature, whether this build has it), [`Layer`](super::Layer) (one variant per operator,
+/// holding its decoded form) and the decoder's and interpreter's dispatch.
+macro_rules! operators {
+    ($lt:lifetime; $(
+        $(#[$meta:meta])*
+        $code:literal => $op:ident($($ty:tt)+), $name:literal $(, feature $feature:literal)?;
+    )*) => {
+        /// Operator codes.
+        #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+        #[cfg_attr(feature = "defmt", derive(defmt::Format))]
+        #[repr(u8)]
+        pub enum OpCode {
+            $($(#[$meta])* $op = $code,)*
+        }
+
+        impl OpCode {
+            /// Every operator.
+            pub const ALL: &'static [OpCode] = &[$(OpCode::$op,)*];
+
+            /// Decodes an opcode byte.
+            pub fn from_u8(v: u8) -> Option<Self> {
+                match v {
+                    $($code => Some(OpCode::$op),)*
+                    _ => None,
+                }
+            }
+
+            /// The operator's name as TFLite spells it.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $(OpCode::$op => $name,)*
+                }
+            }
+
+            /// [`Self::name`] interned: a device log sends its index, and the words stay out of
+            /// flash.
+            #[cfg(feature = "defmt")]
+            pub fn interned_name(self) -> defmt::Str {
+                match self {
+                    $(OpCode::$op => defmt::intern!($name),)*
+                }
+            }
+
+            /// mote-core's cargo feature that builds the operator's kernel (`None`: it has
+            /// none, e.g. RESHAPE); firmware links only the features its model needs.
+            pub const fn feature(self) -> Option<&'static str> {
+                match self {
+                    $(OpCode::$op => operators!(@feature $($feature)?),)*
+                }
+            }
+
+            /// Whether this build of mote-core has the operator's kernel.
+            pub const fn is_built(self) -> bool {
+                match self {
+                    $(OpCode::$op => operators!(@built $($feature)?),)*
+                }
+            }
+        }
+
+        /// One operator, decoded and validated: constants borrowed from the blob, activations
+        /// by tensor index.
+        #[derive(Debug, Clone, Copy)]
+        #[non_exhaustive]
+        pub enum Layer<$lt> {
+            $($(#[$meta])* $op($($ty)+),)*
+        }
+
+        impl<$lt> Layer<$lt> {
+            /// Decodes operator `d`'s record (its opcode is valid); a check that fails is
+            /// latched in `d`.
+            pub(crate) fn decode(d: &Decoder<'_, $lt>) -> Result<Self, Error> {
+                match d.opcode() {
+                    $(OpCode::$op if OpCode::$op.is_built() => {
+                        d.result(Layer::$op(d.decode_op::<$($ty)+>()))
+                    })*
+                    _ => Err(d.not_built()),
+                }
+            }
+
+            /// What it reads and writes in the arena; `None`: nothing to run.
+            pub fn io(&self) -> Option<Io> {
+                match self {
+                    $(Layer::$op(l) => Operator::io(l),)*
+                }
+            }
+
+            /// Its planned scratch (empty if none).
+            pub fn scratch(&self) -> Scratch {
+                self.io().map(|io| io.scratch).unwrap_or_default()
+            }
+
+            /// Runs the layer's kernel over the arena.
+            pub(crate) fn run(&self, arena: &mut [u8], model: &Model<$lt>) -> Result<(), Error> {
+                match self {
+                    // The `is_built` test is a constant: the arms of operators left out are
+                    // not in flash.
+                    $(Layer::$op(l) if OpCode::$op.is_built() => run_layer(l, arena, model),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Err(Error::InvalidParameter {
+                        what: why!("operator not built in (its mote-core op-* feature is off)"),
+                    }),
+                }
+            }
+
+            /// Scratch bytes its fast kernel wants; `None` if no fast kernel takes it.
+            pub fn scratch_need(&self, model: &Model<$lt>) -> Result<Option<usize>, Error> {
+                match self {
+                    $(Layer::$op(l) => l.scratch_need(model),)*
+                }
+            }
+
+            /// Whether it runs a reference kernel.
+            pub fn needs_reference(&self, model: &Model<$lt>) -> Result<bool, Error> {
+                match self {
+                    $(Layer::$op(l) => l.needs_reference(model),)*
+                }
+            }
+
+            /// Adds the optional kernel paths it takes to `paths`.
+            pub fn kernel_paths(
+                &self,
+                model: &Model<$lt>,
+                paths: &mut KernelPaths,
+            ) -> Result<(), Error> {
+                match self {
+                    $(Layer::$op(l) => l.kernel_paths(model, paths),)*
+                }
+            }
+        }
+    };
+    (@feature $feature:literal) => { Some($feature) };
+    (@feature) => { None };
+    (@built $feature:literal) => { cfg!(feature = $feature) };
+    (@built) => { true };
+}
+
+pub(crate) use operators;
+
+/// Borrows `layer`'s tensors from the arena and runs its kernel.
+#[inline(always)]
+pub(crate) fn run_layer<'a, L: Operator<'a>>(
+    layer: &L,
+    arena: &mut [u8],
+    model: &Model<'a>,
+) -> Result<(), Error> {
+    match layer.io() {
+        Some(io) => layer.run(crate::interpreter::views(arena, model, io)?),
+        None => Ok(()),
+    }
+}
