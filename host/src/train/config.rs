@@ -225,9 +225,52 @@ impl TrainingConfig {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("training: the learning rate must be positive, got {lr}");
         }
+        if let OptimizerSpec::Sgd {
+            learning_rate,
+            momentum,
+            weight_decay,
+        } = self.optimizer
+        {
+            // The ranges mote-core's SGD accepts: the same update, so the same limits.
+            let sgd = mote_core::train::Sgd::new(learning_rate)
+                .with_momentum(momentum)
+                .with_weight_decay(weight_decay);
+            if let Err(e) = sgd.validate() {
+                bail!("training: {e}");
+            }
+        }
         if let ScheduleSpec::Step { every: 0, .. } = self.schedule {
             bail!("training: schedule step needs every >= 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_hyperparameters_have_mote_cores_ranges() {
+        let sgd = |momentum: f32, weight_decay: f32| TrainingConfig {
+            optimizer: OptimizerSpec::Sgd {
+                learning_rate: 0.1,
+                momentum,
+                weight_decay,
+            },
+            ..TrainingConfig::default()
+        };
+        assert!(sgd(0.9, 1e-4).validate().is_ok());
+        assert!(sgd(0.0, 0.0).validate().is_ok());
+        for (m, wd) in [
+            (1.0, 0.0),
+            (-0.1, 0.0),
+            (f32::NAN, 0.0),
+            (0.9, -1e-4),
+            (0.9, f32::INFINITY),
+        ] {
+            let err = sgd(m, wd).validate().unwrap_err().to_string();
+            assert!(err.contains("sgd"), "{m} {wd}: {err}");
+        }
     }
 }

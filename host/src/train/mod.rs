@@ -60,6 +60,8 @@ mod tensor;
 mod trainer;
 
 #[cfg(test)]
+mod differential;
+#[cfg(test)]
 mod gradcheck;
 
 pub use checkpoint::CHECKPOINT_MAGIC;

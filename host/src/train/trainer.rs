@@ -234,7 +234,9 @@ pub fn train(
                 loss.is_finite(),
                 "the loss became {loss} at epoch {epoch}, batch {batch}: lower the learning rate"
             );
-            optimizer.step(net, lr);
+            optimizer.step(net, lr).map_err(|e| {
+                anyhow::anyhow!("{e} at epoch {epoch}, batch {batch}: lower the learning rate")
+            })?;
             loss_sum += f64::from(loss) * idx.len() as f64;
             correct += c;
             seen += idx.len();
