@@ -197,6 +197,11 @@ pub struct TrainingConfig {
     /// Early stopping (default none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStoppingSpec>,
+    /// Largest global norm of the batch's mean gradient (over every trainable parameter);
+    /// a larger gradient is scaled down to it before the optimizer (and its weight decay) sees
+    /// it, as mote-core's `Sgd::clip_norm` does (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_norm: Option<f32>,
     /// Seeds initialization, shuffling and dropout (default 0).
     pub seed: u64,
 }
@@ -210,6 +215,7 @@ impl Default for TrainingConfig {
             schedule: ScheduleSpec::default(),
             init: Init::default(),
             early_stopping: None,
+            clip_norm: None,
             seed: 0,
         }
     }
@@ -236,6 +242,11 @@ impl TrainingConfig {
                 .with_momentum(momentum)
                 .with_weight_decay(weight_decay);
             if let Err(e) = sgd.validate() {
+                bail!("training: {e}");
+            }
+        }
+        if let Some(c) = self.clip_norm {
+            if let Err(e) = mote_core::train::Sgd::new(lr).with_clip_norm(c).validate() {
                 bail!("training: {e}");
             }
         }

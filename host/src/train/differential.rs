@@ -679,7 +679,7 @@ fn softmax_cross_entropy_matches_core() {
     assert!(grad[2..].iter().all(|g| g.is_finite()));
 }
 
-/// Two SGD steps (momentum, weight decay, biases not decayed) of the host's engine and of
+/// Two SGD steps (momentum, weight decay, biases not decayed, clipping) of the host's engine and of
 /// mote-core's `Trainer` on the same two-layer network and batch give the same weights: the
 /// host's mean gradient against mote-core's per-sample sum scaled by `1 / batch`.
 #[test]
@@ -697,12 +697,15 @@ fn sgd_steps_match_core_trainer() {
             rng.range(0.0, 0.95),
             rng.range(0.0, 0.1),
         );
+        // Clipping on in half the trials, at norms the gradients exceed about half the time.
+        let clip = (trial % 2 == 1).then(|| rng.range(0.2, 1.5));
+        let clip_line = clip.map_or(String::new(), |c| format!("clip_norm = {c:?}\n"));
         let text = format!(
             "name = \"d\"\ninput = [{inputs}]\nclasses = {classes}\nlayers = [\n\
              {{ type = \"dense\", units = {hidden}, activation = \"relu\" }},\n\
              {{ type = \"dense\", units = {classes} }} ]\n[training]\n\
              optimizer = {{ type = \"sgd\", learning_rate = {lr:?}, momentum = {momentum:?}, \
-             weight_decay = {decay:?} }}\n"
+             weight_decay = {decay:?} }}\n{clip_line}"
         );
         let spec = ModelSpec::parse(&text).unwrap();
         let mut host = Network::new(&spec).unwrap();
@@ -721,15 +724,19 @@ fn sgd_steps_match_core_trainer() {
             host.set_parameter(2 * layer, &params[w]).unwrap();
             host.set_parameter(2 * layer + 1, &params[b]).unwrap();
         }
-        let sgd = Sgd::new(lr)
+        let mut sgd = Sgd::new(lr)
             .with_momentum(momentum)
             .with_weight_decay(decay);
+        if let Some(c) = clip {
+            sgd = sgd.with_clip_norm(c);
+        }
         let plan = TrainingPlan::new(&core_net, sgd).unwrap();
         let mut arena = vec![0u8; plan.bytes() + 3];
         let start = arena.as_ptr().align_offset(4);
         let arena = &mut arena[start..][..plan.bytes()];
         let mut trainer = Trainer::new(&plan, &mut params, arena).unwrap();
-        let mut optimizer = Optimizer::new(&spec.training.optimizer);
+        let mut optimizer =
+            Optimizer::new(&spec.training.optimizer).with_clip_norm(spec.training.clip_norm);
         assert!(matches!(spec.training.optimizer, OptimizerSpec::Sgd { .. }));
         for step in 0..2 {
             let x = uniform(&mut rng, batch * inputs, 2.0);

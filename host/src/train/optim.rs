@@ -1,12 +1,14 @@
 //! Optimizers (SGD with momentum, Adam, RMSProp), learning-rate schedules and early stopping.
 //! Weight initialization (He, Xavier) is drawn when a [`Network`] is built.
 //!
-//! SGD is mote-core's update ([`sgd_update_f32`]): `d = g + weight_decay * w` (weights and
-//! filters only), `v = momentum * v + d`, `w -= lr * v`, with `g` the batch-mean gradient.
-//! Adam and RMSProp add the same L2 term to the gradient.
+//! One step follows mote-core's (`mote_core::train::optim`): `g` is the batch-mean gradient,
+//! scaled down to the clip norm when its global norm exceeds it; SGD is mote-core's update
+//! ([`sgd_update_f32`]): `d = g + weight_decay * w` (weights and filters only),
+//! `v = momentum * v + d`, `w -= lr * v`. Adam and RMSProp add the same L2 term to `g`.
 
 use anyhow::{ensure, Result};
 use mote_core::train::optim::{sgd_update_f32, squared_norm_f32, Update};
+use mote_core::train::Sgd;
 
 use super::config::{EarlyStoppingSpec, OptimizerSpec, ScheduleSpec};
 use super::network::Network;
@@ -20,6 +22,7 @@ pub struct Optimizer {
     /// Second moment (Adam).
     second: Vec<Vec<f32>>,
     steps: u64,
+    clip_norm: Option<f32>,
 }
 
 impl Optimizer {
@@ -30,7 +33,15 @@ impl Optimizer {
             first: Vec::new(),
             second: Vec::new(),
             steps: 0,
+            clip_norm: None,
         }
+    }
+
+    /// The same, clipping the global gradient norm at `clip_norm` (see
+    /// [`TrainingConfig::clip_norm`](super::TrainingConfig::clip_norm)).
+    pub fn with_clip_norm(mut self, clip_norm: Option<f32>) -> Self {
+        self.clip_norm = clip_norm;
+        self
     }
 
     /// Updates every trainable parameter of `net` from its gradient, at learning rate `lr`.
@@ -46,6 +57,11 @@ impl Optimizer {
             }
         });
         ensure!(squares.is_finite(), "the gradient is not finite");
+        let clip = Sgd {
+            clip_norm: self.clip_norm,
+            ..Sgd::new(lr)
+        };
+        let scale = clip.clip_factor(squares.sqrt());
         self.steps += 1;
         let t = self.steps as i32;
         let mut index = 0;
@@ -66,12 +82,12 @@ impl Optimizer {
                     weight_decay,
                     ..
                 } => {
-                    // mote-core's update; the gradient is already the batch mean.
+                    // mote-core's update; the gradient is already the batch mean, so only clipping scales it.
                     let update = Update {
                         learning_rate: lr,
                         momentum,
                         weight_decay: decay(weight_decay),
-                        grad_scale: 1.0,
+                        grad_scale: scale,
                     };
                     sgd_update_f32(&mut p.value, &p.grad, Some(&mut m[..]), &update)
                         .expect("a parameter, its gradient and its velocity have one length");
@@ -97,7 +113,7 @@ impl Optimizer {
                         .zip(m.iter_mut())
                         .zip(v.iter_mut())
                     {
-                        let g = g + wd * *w;
+                        let g = g * scale + wd * *w;
                         *m = beta1 * *m + (1.0 - beta1) * g;
                         *v = beta2 * *v + (1.0 - beta2) * g * g;
                         *w -= lr * (*m / c1) / ((*v / c2).sqrt() + epsilon);
@@ -111,7 +127,7 @@ impl Optimizer {
                 } => {
                     let wd = decay(weight_decay);
                     for ((w, g), s) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
-                        let g = g + wd * *w;
+                        let g = g * scale + wd * *w;
                         *s = rho * *s + (1.0 - rho) * g * g;
                         *w -= lr * g / (s.sqrt() + epsilon);
                     }
