@@ -4,20 +4,21 @@
 //! For every layer type both engines have (dense, conv2d, depthwise conv2d, max and average
 //! pooling, global average pooling, relu / relu6 layers and fused activations, softmax) and
 //! for random shapes, the host's `forward` + `backward` is compared with mote-core's forward
-//! kernel and `*_backward_f32`: outputs, input gradients and parameter gradients. The loss and
-//! one optimizer step are compared end to end on a small network.
+//! kernel and `*_backward_f32`: outputs, input gradients and parameter gradients. The softmax
+//! cross-entropy is compared row by row, and two SGD steps end to end on a small network
+//! against mote-core's `Trainer`.
 //!
 //! # Tolerance
 //!
 //! Both engines compute the same sums of products in different orders (blocked GEMMs against
-//! scalar loops), so they differ by rounding only. An f32 sum of `K` terms is within
-//! `K * eps * S` of the exact sum, `S` the sum of the terms' magnitudes and `eps = 2^-24`
-//! (Higham's `gamma_K` bound), so two such sums are within `2 * K * eps * S`. `S` is computed
-//! per element by running mote-core's own forward or backward pass on the absolute values of
-//! every operand. With `K <= 800` here (the largest reduction is a filter gradient over a
-//! batch's output pixels) that bound is at most `1e-4 * S`, the tolerance used; a wrong or
-//! missing term is typically `S / K >= 1.25e-3 * S`, ten times more, so a real difference
-//! cannot hide in it.
+//! scalar loops), so they differ by rounding only. An f32 sum of `K` rounded products is within
+//! about `K * eps * S` of the exact sum, `S` the sum of the terms' magnitudes and
+//! `eps = 2^-24` (Higham's `gamma_K` bound), so two such sums are within `2 * K * eps * S`. `S`
+//! is computed per element by running mote-core's own forward or backward pass on the absolute
+//! values of every operand. The shapes drawn here keep `K <= 150` (the longest reduction is a
+//! filter gradient over 3 samples of 7x7 output pixels), so that bound is below `2e-5 * S`,
+//! inside the `1e-4 * S` tolerance; a wrong or missing term is of the order of `S / K >=
+//! 6.7e-3 * S`, well outside it.
 //!
 //! Where a pre-activation value is within that tolerance of a kink (0, or 6 for relu6) the two
 //! engines may round it to different sides and take different derivatives; the upstream
@@ -753,8 +754,8 @@ fn sgd_steps_match_core_trainer() {
             for (i, p) in host.parameters().iter().enumerate() {
                 let (w, b) = core_net.param_ranges(i / 2).unwrap();
                 let want = &core_params[if i % 2 == 0 { w } else { b }];
-                // Weights are O(1); the gradients agree to the tolerance above relative to
-                // their magnitude sums (O(batch)), scaled by lr < 1 over two steps.
+                // Weights are O(1) and move by lr < 1 times gradients that agree to rounding
+                // (the bound above, relative to magnitude sums of O(1) mean terms), twice.
                 for (j, (&h, &c)) in p.values.iter().zip(want).enumerate() {
                     assert!(
                         (h - c).abs() <= 1e-5 * (1.0 + c.abs()),
