@@ -42,7 +42,7 @@ use super::Network;
 
 /// See the module documentation.
 const TOL: f64 = 1e-4;
-const TRIALS: usize = 60;
+const TRIALS: usize = 200;
 
 const ACTS: [Activation; 3] = [Activation::None, Activation::Relu, Activation::Relu6];
 
@@ -686,7 +686,7 @@ fn softmax_cross_entropy_matches_core() {
 #[test]
 fn sgd_steps_match_core_trainer() {
     let mut rng = Rng::new(0xd1ff_0007);
-    for trial in 0..10 {
+    for trial in 0..40 {
         let (inputs, hidden, classes, batch) = (
             2 + rng.below(10),
             2 + rng.below(8),
