@@ -25,7 +25,7 @@
 //! | [`conv`] | conv2d backward, any kernel, stride, padding, dilation (1x1 pointwise included) |
 //! | [`depthwise`] | depthwise conv2d backward, any depth multiplier |
 //! | [`pool`] | average, max and global average pooling backward |
-//! | [`activation`] | ReLU / ReLU6 (per value and per slice) forward and backward; softmax backward |
+//! | [`activation`] | ReLU, ReLU6 and their derivatives (per value, per slice); softmax backward |
 //! | [`loss`] | softmax cross-entropy from logits, mean squared error |
 //! | [`optim`] | SGD with momentum, weight decay, gradient-norm clipping; LR schedules |
 //! | [`network`] | a sequential network of trainable and frozen layers |

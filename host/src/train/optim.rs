@@ -57,6 +57,7 @@ impl Optimizer {
             }
         });
         ensure!(squares.is_finite(), "the gradient is not finite");
+        // mote-core's clipping rule (only the clip norm of this `Sgd` is read).
         let clip = Sgd {
             clip_norm: self.clip_norm,
             ..Sgd::new(lr)
@@ -82,7 +83,8 @@ impl Optimizer {
                     weight_decay,
                     ..
                 } => {
-                    // mote-core's update; the gradient is already the batch mean, so only clipping scales it.
+                    // mote-core's update; the gradient is already the batch mean, so only
+                    // clipping scales it.
                     let update = Update {
                         learning_rate: lr,
                         momentum,
