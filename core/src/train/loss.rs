@@ -3,6 +3,10 @@
 //!
 //! A non-finite loss is an [`Error::NonFinite`] and leaves the gradient buffer untouched, so a
 //! bad sample (a NaN from a sensor) cannot reach the weights.
+//!
+//! Losses are per sample: a mini-batch's gradient is the sum of its samples' gradients, which
+//! the optimizer step scales by `1 / batch` (the host's batched trainer divides each row's
+//! gradient by the batch size instead; the same mean).
 
 use super::check_finite;
 use crate::Error;

@@ -12,6 +12,10 @@
 //!   sequence of backward passes followed by one optimizer step; gradients with respect to the
 //!   input are *overwritten*.
 //! - Every function checks its buffers and returns an [`Error`] instead of panicking.
+//! - These functions define the training math. The host's batched trainer (`mote-host`) has its
+//!   own layer loops for speed but calls the activations, their derivatives, the softmax
+//!   cross-entropy and the SGD update from here, and is tested layer by layer against the
+//!   backward passes here.
 //!
 //! # Pieces
 //!
@@ -21,7 +25,7 @@
 //! | [`conv`] | conv2d backward, any kernel, stride, padding, dilation (1x1 pointwise included) |
 //! | [`depthwise`] | depthwise conv2d backward, any depth multiplier |
 //! | [`pool`] | average, max and global average pooling backward |
-//! | [`activation`] | ReLU / ReLU6 forward in place and backward |
+//! | [`activation`] | ReLU, ReLU6 and their derivatives (per value, per slice); softmax backward |
 //! | [`loss`] | softmax cross-entropy from logits, mean squared error |
 //! | [`optim`] | SGD with momentum, weight decay, gradient-norm clipping; LR schedules |
 //! | [`network`] | a sequential network of trainable and frozen layers |
@@ -43,7 +47,7 @@ pub mod trainer;
 #[cfg(test)]
 mod network_tests;
 
-pub use activation::{activation_backward_f32, activation_f32};
+pub use activation::{activation_backward_f32, activation_f32, softmax_backward_f32};
 pub use conv::conv2d_backward_f32;
 pub use dense::dense_backward_f32;
 pub use depthwise::depthwise_conv2d_backward_f32;

@@ -197,6 +197,11 @@ pub struct TrainingConfig {
     /// Early stopping (default none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<EarlyStoppingSpec>,
+    /// Largest global norm of the batch's mean gradient (over every trainable parameter);
+    /// a larger gradient is scaled down to it before the optimizer (and its weight decay) sees
+    /// it, as mote-core's `Sgd::clip_norm` does (default none).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_norm: Option<f32>,
     /// Seeds initialization, shuffling and dropout (default 0).
     pub seed: u64,
 }
@@ -210,6 +215,7 @@ impl Default for TrainingConfig {
             schedule: ScheduleSpec::default(),
             init: Init::default(),
             early_stopping: None,
+            clip_norm: None,
             seed: 0,
         }
     }
@@ -225,9 +231,57 @@ impl TrainingConfig {
         if !(lr.is_finite() && lr > 0.0) {
             bail!("training: the learning rate must be positive, got {lr}");
         }
+        if let OptimizerSpec::Sgd {
+            learning_rate,
+            momentum,
+            weight_decay,
+        } = self.optimizer
+        {
+            // The ranges mote-core's SGD accepts: the same update, so the same limits.
+            let sgd = mote_core::train::Sgd::new(learning_rate)
+                .with_momentum(momentum)
+                .with_weight_decay(weight_decay);
+            if let Err(e) = sgd.validate() {
+                bail!("training: {e}");
+            }
+        }
+        if let Some(c) = self.clip_norm {
+            if let Err(e) = mote_core::train::Sgd::new(lr).with_clip_norm(c).validate() {
+                bail!("training: {e}");
+            }
+        }
         if let ScheduleSpec::Step { every: 0, .. } = self.schedule {
             bail!("training: schedule step needs every >= 1");
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sgd_hyperparameters_have_mote_cores_ranges() {
+        let sgd = |momentum: f32, weight_decay: f32| TrainingConfig {
+            optimizer: OptimizerSpec::Sgd {
+                learning_rate: 0.1,
+                momentum,
+                weight_decay,
+            },
+            ..TrainingConfig::default()
+        };
+        assert!(sgd(0.9, 1e-4).validate().is_ok());
+        assert!(sgd(0.0, 0.0).validate().is_ok());
+        for (m, wd) in [
+            (1.0, 0.0),
+            (-0.1, 0.0),
+            (f32::NAN, 0.0),
+            (0.9, -1e-4),
+            (0.9, f32::INFINITY),
+        ] {
+            let err = sgd(m, wd).validate().unwrap_err().to_string();
+            assert!(err.contains("sgd"), "{m} {wd}: {err}");
+        }
     }
 }

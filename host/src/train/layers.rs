@@ -74,45 +74,31 @@ impl Dropout {
     }
 }
 
-/// Softmax over the last axis: `exp(x - max) / sum`, as mote-core's kernel with beta 1.
+/// Softmax over the last axis: mote-core's kernel with beta 1, `exp(x - max) / sum`.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Softmax {
     out: Option<Vec<f32>>,
 }
 
-/// Softmax of each row of `depth` values, in place.
-pub(crate) fn softmax_rows(data: &mut [f32], depth: usize) {
-    for row in data.chunks_exact_mut(depth) {
-        let max = row.iter().copied().fold(f32::MIN, f32::max);
-        let mut sum = 0.0f32;
-        for v in row.iter_mut() {
-            *v = (*v - max).exp();
-            sum += *v;
-        }
-        row.iter_mut().for_each(|v| *v /= sum);
-    }
-}
-
 impl Softmax {
-    pub fn forward(&mut self, mut x: Tensor, ctx: &mut Ctx) -> Tensor {
-        softmax_rows(&mut x.data, x.shape[2]);
+    pub fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Tensor {
+        let mut y = vec![0.0; x.data.len()];
+        mote_core::ops::softmax::softmax_f32(1.0, &x.data, &mut y, x.shape[2])
+            .expect("softmax rows are whole and non-empty");
         if ctx.train {
-            self.out = Some(x.data.clone());
+            self.out = Some(y.clone());
         }
-        x
+        Tensor { data: y, ..x }
     }
 
-    /// `dx = y * (dy - sum(dy * y))` per row.
+    /// `dx = y * (dy - sum(dy * y))` per row (mote-core's softmax backward).
     pub fn backward(&mut self, mut dy: Tensor) -> Tensor {
         let y = self
             .out
             .take()
             .expect("softmax backward without a training forward");
-        let depth = dy.shape[2];
-        for (d, y) in dy.data.chunks_exact_mut(depth).zip(y.chunks_exact(depth)) {
-            let dot: f32 = d.iter().zip(y).map(|(d, y)| d * y).sum();
-            d.iter_mut().zip(y).for_each(|(d, y)| *d = y * (*d - dot));
-        }
+        mote_core::train::softmax_backward_f32(&y, &mut dy.data, dy.shape[2])
+            .expect("softmax backward on the forward pass's rows");
         dy
     }
 }

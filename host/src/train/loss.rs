@@ -1,11 +1,17 @@
-//! Softmax cross-entropy from logits: stable (log-sum-exp with the row maximum subtracted),
-//! averaged over the batch.
+//! Softmax cross-entropy from logits, averaged over the batch: mote-core's per-sample loss
+//! (stable log-sum-exp with the row maximum subtracted) on each row, its gradient divided by
+//! the batch size.
 
 use anyhow::{bail, Result};
+use mote_core::train::softmax_cross_entropy_f32;
 
 /// Mean cross-entropy of `logits` (`n` rows of `classes`) against `labels`, its gradient with
 /// respect to the logits (`(softmax - onehot) / n`), and how many rows have their largest
 /// logit at the label (ties go to the lowest index).
+///
+/// A row with a non-finite logit (or loss) makes the mean loss NaN and its gradient row NaN,
+/// so the divergence propagates to whoever checks the loss (as mote-core's trainer refuses
+/// such a sample) instead of being hidden.
 pub fn softmax_cross_entropy(
     logits: &[f32],
     labels: &[u32],
@@ -21,7 +27,7 @@ pub fn softmax_cross_entropy(
     if let Some(&bad) = labels.iter().find(|&&l| l as usize >= classes) {
         bail!("label {bad} is out of range for {classes} classes");
     }
-    let n = labels.len().max(1) as f64;
+    let n = labels.len().max(1) as f32;
     let mut grad = vec![0.0f32; logits.len()];
     let mut loss = 0.0f64;
     let mut correct = 0;
@@ -31,18 +37,22 @@ pub fn softmax_cross_entropy(
         .zip(labels)
     {
         let label = label as usize;
-        let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-        let sum: f64 = row.iter().map(|&z| f64::from(z - max).exp()).sum();
-        loss += sum.ln() - f64::from(row[label] - max);
-        for (g, &z) in g.iter_mut().zip(row) {
-            *g = (f64::from(z - max).exp() / sum / n) as f32;
+        match softmax_cross_entropy_f32(row, label, g) {
+            Ok(l) => {
+                loss += f64::from(l);
+                g.iter_mut().for_each(|g| *g /= n);
+            }
+            // The label and lengths were checked above, so this is a non-finite row.
+            Err(_) => {
+                loss = f64::NAN;
+                g.fill(f32::NAN);
+            }
         }
-        g[label] -= (1.0 / n) as f32;
         if argmax(row) == label {
             correct += 1;
         }
     }
-    Ok(((loss / n) as f32, grad, correct))
+    Ok(((loss / f64::from(n)) as f32, grad, correct))
 }
 
 /// Index of the largest value (the first one on ties).

@@ -1,6 +1,13 @@
 //! The host's f32 training engine: Keras-Sequential-like model files ([`ModelSpec`], TOML),
 //! batched NHWC forward and backward passes, optimizers, schedules and the epoch loop.
 //!
+//! mote-core's `train` module is the specification; this engine is batched for speed but
+//! calls mote-core for the element-wise training math (activations and their derivatives,
+//! softmax and its backward pass, the per-sample cross-entropy, gradient-norm clipping and the
+//! SGD update), follows its rules (NaN propagates; a non-finite input, loss or gradient is
+//! refused before any weight changes), and is tested layer by layer against mote-core's
+//! backward passes.
+//!
 //! Every layer computes what mote-core's f32 kernel for it computes (TFLite's geometry,
 //! including asymmetric SAME padding) and keeps its parameters in mote-core's layouts: conv
 //! filters OHWI `[out, kh, kw, in]`, depthwise filters `[1, kh, kw, in * multiplier]` (output
@@ -59,6 +66,8 @@ mod spec;
 mod tensor;
 mod trainer;
 
+#[cfg(test)]
+mod differential;
 #[cfg(test)]
 mod gradcheck;
 

@@ -1,5 +1,14 @@
 //! Optimizers (SGD with momentum, Adam, RMSProp), learning-rate schedules and early stopping.
 //! Weight initialization (He, Xavier) is drawn when a [`Network`] is built.
+//!
+//! One step follows mote-core's (`mote_core::train::optim`): `g` is the batch-mean gradient,
+//! scaled down to the clip norm when its global norm exceeds it; SGD is mote-core's update
+//! ([`sgd_update_f32`]): `d = g + weight_decay * w` (weights and filters only),
+//! `v = momentum * v + d`, `w -= lr * v`. Adam and RMSProp add the same L2 term to `g`.
+
+use anyhow::{ensure, Result};
+use mote_core::train::optim::{sgd_update_f32, squared_norm_f32, Update};
+use mote_core::train::Sgd;
 
 use super::config::{EarlyStoppingSpec, OptimizerSpec, ScheduleSpec};
 use super::network::Network;
@@ -13,6 +22,7 @@ pub struct Optimizer {
     /// Second moment (Adam).
     second: Vec<Vec<f32>>,
     steps: u64,
+    clip_norm: Option<f32>,
 }
 
 impl Optimizer {
@@ -23,11 +33,36 @@ impl Optimizer {
             first: Vec::new(),
             second: Vec::new(),
             steps: 0,
+            clip_norm: None,
         }
     }
 
+    /// The same, clipping the global gradient norm at `clip_norm` (see
+    /// [`TrainingConfig::clip_norm`](super::TrainingConfig::clip_norm)).
+    pub fn with_clip_norm(mut self, clip_norm: Option<f32>) -> Self {
+        self.clip_norm = clip_norm;
+        self
+    }
+
     /// Updates every trainable parameter of `net` from its gradient, at learning rate `lr`.
-    pub fn step(&mut self, net: &mut Network, lr: f32) {
+    ///
+    /// As mote-core's trainer does, a non-finite gradient (the sum of squares over every
+    /// trainable parameter is not finite) refuses the step: nothing is updated, the optimizer's
+    /// state included, and the result is an error.
+    pub fn step(&mut self, net: &mut Network, lr: f32) -> Result<()> {
+        let mut squares = 0.0f32;
+        net.visit_params(&mut |p| {
+            if p.trainable {
+                squares += squared_norm_f32(&p.grad);
+            }
+        });
+        ensure!(squares.is_finite(), "the gradient is not finite");
+        // mote-core's clipping rule (only the clip norm of this `Sgd` is read).
+        let clip = Sgd {
+            clip_norm: self.clip_norm,
+            ..Sgd::new(lr)
+        };
+        let scale = clip.clip_factor(squares.sqrt());
         self.steps += 1;
         let t = self.steps as i32;
         let mut index = 0;
@@ -48,11 +83,16 @@ impl Optimizer {
                     weight_decay,
                     ..
                 } => {
-                    let wd = decay(weight_decay);
-                    for ((w, g), v) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
-                        *v = momentum * *v + g + wd * *w;
-                        *w -= lr * *v;
-                    }
+                    // mote-core's update; the gradient is already the batch mean, so only
+                    // clipping scales it.
+                    let update = Update {
+                        learning_rate: lr,
+                        momentum,
+                        weight_decay: decay(weight_decay),
+                        grad_scale: scale,
+                    };
+                    sgd_update_f32(&mut p.value, &p.grad, Some(&mut m[..]), &update)
+                        .expect("a parameter, its gradient and its velocity have one length");
                 }
                 OptimizerSpec::Adam {
                     beta1,
@@ -75,7 +115,7 @@ impl Optimizer {
                         .zip(m.iter_mut())
                         .zip(v.iter_mut())
                     {
-                        let g = g + wd * *w;
+                        let g = g * scale + wd * *w;
                         *m = beta1 * *m + (1.0 - beta1) * g;
                         *v = beta2 * *v + (1.0 - beta2) * g * g;
                         *w -= lr * (*m / c1) / ((*v / c2).sqrt() + epsilon);
@@ -89,7 +129,7 @@ impl Optimizer {
                 } => {
                     let wd = decay(weight_decay);
                     for ((w, g), s) in p.value.iter_mut().zip(&p.grad).zip(m.iter_mut()) {
-                        let g = g + wd * *w;
+                        let g = g * scale + wd * *w;
                         *s = rho * *s + (1.0 - rho) * g * g;
                         *w -= lr * g / (s.sqrt() + epsilon);
                     }
@@ -97,6 +137,7 @@ impl Optimizer {
             }
             index += 1;
         });
+        Ok(())
     }
 }
 
@@ -229,6 +270,34 @@ mod tests {
         let warm = LrSchedule::new(1.0, &warm, 3);
         assert!((warm.at(0, 1, 4) - 0.5).abs() < 1e-6);
         assert_eq!(warm.at(1, 0, 4), 1.0);
+    }
+
+    #[test]
+    fn a_non_finite_gradient_refuses_the_step_and_touches_nothing() {
+        let text = "name = \"s\"\ninput = [3]\nclasses = 2\n\
+                    layers = [ { type = \"dense\", units = 2 } ]\n\
+                    [training]\noptimizer = { type = \"sgd\", learning_rate = 0.1 }\n";
+        let spec = crate::train::ModelSpec::parse(text).unwrap();
+        let mut net = Network::new(&spec).unwrap();
+        let mut opt = Optimizer::new(&spec.training.optimizer);
+        net.compute_gradients(&[1.0, -2.0, 0.5], &[1], 0).unwrap();
+        let before: Vec<Vec<f32>> = net.parameters().iter().map(|p| p.values.to_vec()).collect();
+        // A finite step moves the weights; the same with one NaN gradient moves nothing.
+        let mut good = net.clone();
+        let mut good_opt = opt.clone();
+        good_opt.step(&mut good, 0.1).unwrap();
+        assert_ne!(good.parameters()[0].values, &before[0][..]);
+        let mut first = true;
+        net.visit_params(&mut |p| {
+            if first {
+                p.grad[1] = f32::NAN;
+                first = false;
+            }
+        });
+        assert!(opt.step(&mut net, 0.1).is_err());
+        let after: Vec<Vec<f32>> = net.parameters().iter().map(|p| p.values.to_vec()).collect();
+        assert_eq!(before, after);
+        assert_eq!(opt.steps, 0);
     }
 
     #[test]

@@ -345,34 +345,20 @@ pub(crate) fn add_column_sums(x: &[f32], cols: usize, g: &mut [f32]) {
 /// The fused activations, as in mote-core.
 pub(crate) use mote_core::ops::Activation as CoreAct;
 
-/// Applies `act` in place.
+/// Applies `act` in place: mote-core's definition (NaN propagates).
+#[inline]
 pub(crate) fn apply_act(act: CoreAct, data: &mut [f32]) {
-    match act {
-        CoreAct::None => {}
-        CoreAct::Relu => data.iter_mut().for_each(|v| *v = v.max(0.0)),
-        CoreAct::Relu6 => data.iter_mut().for_each(|v| *v = v.clamp(0.0, 6.0)),
-    }
+    mote_core::train::activation_f32(act, data);
 }
 
 /// Multiplies `grad` by the derivative of `act`, read from the activation's output `out`
-/// (relu passes where `out > 0`, relu6 where `0 < out < 6`).
+/// (mote-core's definition: relu passes where `out > 0`, relu6 where `0 < out < 6`). `out` may
+/// be empty when `act` is `None` (the layers keep no output then).
+#[inline]
 pub(crate) fn act_backward(act: CoreAct, out: &[f32], grad: &mut [f32]) {
-    match act {
-        CoreAct::None => {}
-        // Bit masks rather than branches: the pattern is as random as the data, and
-        // mispredicted branches made this loop the slowest part of a training step.
-        CoreAct::Relu => {
-            for (g, &y) in grad.iter_mut().zip(out) {
-                let keep = u32::from(y > 0.0).wrapping_neg();
-                *g = f32::from_bits(g.to_bits() & keep);
-            }
-        }
-        CoreAct::Relu6 => {
-            for (g, &y) in grad.iter_mut().zip(out) {
-                let keep = (u32::from(y > 0.0) & u32::from(y < 6.0)).wrapping_neg();
-                *g = f32::from_bits(g.to_bits() & keep);
-            }
-        }
+    if act != CoreAct::None {
+        mote_core::train::activation_backward_f32(act, out, grad)
+            .expect("an activation's output and its gradient have the same length");
     }
 }
 

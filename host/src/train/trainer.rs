@@ -121,6 +121,16 @@ fn check_data(net: &Network, x: &[f32], y: &[u32], what: &str) -> Result<()> {
             net.classes()
         );
     }
+    // As mote-core's trainer refuses a non-finite input: max pooling would otherwise turn a
+    // NaN into a finite value and hide it from the loss.
+    if let Some(i) = x.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{what}: sample {}, value {} is {}",
+            i / len.max(1),
+            i % len.max(1),
+            x[i]
+        );
+    }
     Ok(())
 }
 
@@ -197,7 +207,7 @@ pub fn train(
     let start = Instant::now();
     let (n, len, bs) = (train_y.len(), net.sample_len(), config.batch_size);
     let batches = n.div_ceil(bs);
-    let mut optimizer = Optimizer::new(&config.optimizer);
+    let mut optimizer = Optimizer::new(&config.optimizer).with_clip_norm(config.clip_norm);
     let schedule = LrSchedule::new(
         config.optimizer.learning_rate(),
         &config.schedule,
@@ -234,7 +244,9 @@ pub fn train(
                 loss.is_finite(),
                 "the loss became {loss} at epoch {epoch}, batch {batch}: lower the learning rate"
             );
-            optimizer.step(net, lr);
+            optimizer.step(net, lr).map_err(|e| {
+                anyhow::anyhow!("{e} at epoch {epoch}, batch {batch}: lower the learning rate")
+            })?;
             loss_sum += f64::from(loss) * idx.len() as f64;
             correct += c;
             seen += idx.len();
@@ -391,5 +403,18 @@ mod tests {
             &mut NoCallbacks,
         );
         assert!(format!("{:#}", bad.unwrap_err()).contains("36 values per sample"));
+        let mut nan = x.clone();
+        nan[40] = f32::NAN;
+        let bad = train(
+            &mut net,
+            &nan,
+            &y,
+            &[],
+            &[],
+            &spec.training,
+            &mut NoCallbacks,
+        );
+        let msg = format!("{:#}", bad.unwrap_err());
+        assert!(msg.contains("sample 1, value 4 is NaN"), "{msg}");
     }
 }
