@@ -296,3 +296,89 @@ impl OpRecord {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_header_round_trips() {
+        let header = Header {
+            version: VERSION,
+            blob_len: 0x0102_0304,
+            crc32: 0xDEAD_BEEF,
+            arena_size: 77_777,
+            tensor_count: 300,
+            op_count: 120,
+            input_count: 2,
+            output_count: 3,
+            tensors_offset: 64,
+            ops_offset: 13_264,
+            io_offset: 22_864,
+            data_offset: 22_880,
+            data_len: 1 << 20,
+            arena_lower_bound: 70_000,
+        };
+        let mut bytes = [0u8; HEADER_LEN];
+        header.write(&mut bytes);
+        assert_eq!(&bytes[..4], &MAGIC);
+        assert_eq!(Header::read(&bytes), Some(header));
+        assert_eq!(Header::read(&bytes[..HEADER_LEN - 1]), None);
+    }
+
+    #[test]
+    fn a_tensor_record_round_trips() {
+        for (dtype, storage) in [
+            (DType::I8, Storage::Arena),
+            (DType::I32, Storage::Constant),
+            (DType::F32, Storage::Arena),
+        ] {
+            let record = TensorRecord {
+                dtype,
+                storage,
+                channel_axis: 3,
+                shape: [1, 49, 10, 64],
+                offset: 4096,
+                byte_len: 31_360,
+                scale: 0.0123,
+                zero_point: -17,
+                channel_scales: 1234 * 4,
+                live_from: 5,
+                live_to: 9,
+            };
+            let mut bytes = [0u8; TENSOR_RECORD_LEN];
+            record.write(&mut bytes);
+            assert_eq!(TensorRecord::read(&bytes), Ok(record));
+        }
+        let mut bytes = [0u8; TENSOR_RECORD_LEN];
+        bytes[0] = 9;
+        assert!(TensorRecord::read(&bytes).is_err());
+        assert!(TensorRecord::read(&bytes[..10]).is_err());
+    }
+
+    #[test]
+    fn an_operator_record_round_trips_for_every_opcode() {
+        for (k, &opcode) in OpCode::ALL.iter().enumerate() {
+            let mut params = [0i32; OP_PARAMS];
+            for (i, p) in params.iter_mut().enumerate() {
+                *p = (i as i32 - 5) * 1_000_003 + k as i32;
+            }
+            let record = OpRecord {
+                opcode,
+                flags: OP_FLAG_TRAINABLE,
+                inputs: [3, NO_TENSOR, 7, NO_TENSOR],
+                output: 11,
+                requant_offset: 4096,
+                requant_count: 64,
+                params,
+            };
+            let mut bytes = [0u8; OP_RECORD_LEN];
+            record.write(&mut bytes);
+            assert_eq!(OpRecord::read(&bytes), Ok(record));
+            assert_eq!(OpCode::from_u8(opcode as u8), Some(opcode));
+        }
+        let mut bytes = [0u8; OP_RECORD_LEN];
+        bytes[0] = 0;
+        assert!(OpRecord::read(&bytes).is_err());
+    }
+}

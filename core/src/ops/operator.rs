@@ -279,6 +279,23 @@ macro_rules! operators {
                 }
             }
 
+            /// For operator `op`: decodes `slots` as its parameters and, if they are valid,
+            /// encodes them again. `Some((used, encoded))` with the slots they take.
+            #[cfg(test)]
+            pub(crate) fn params_round_trip(
+                op: OpCode,
+                slots: &[i32; crate::format::OP_PARAMS],
+            ) -> Option<(usize, [i32; crate::format::OP_PARAMS])> {
+                use crate::ops::record::RecordParams;
+                match op {
+                    $(OpCode::$op => {
+                        type P<$lt> = <$($ty)+ as Operator<$lt>>::Params;
+                        let params = P::decode(slots).ok()?;
+                        Some((P::slots(), params.encode()?))
+                    })*
+                }
+            }
+
             /// Adds the optional kernel paths it takes to `paths`.
             pub fn kernel_paths(
                 &self,
@@ -309,5 +326,55 @@ pub(crate) fn run_layer<'a, L: Operator<'a>>(
     match layer.io() {
         Some(io) => layer.run(crate::interpreter::views(arena, model, io)?),
         None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KernelPath;
+    use crate::ops::OpCode;
+
+    /// The features core/Cargo.toml declares with `name = [...]` and those `all-ops` lists.
+    fn manifest_features() -> (Vec<String>, Vec<String>) {
+        let manifest = include_str!("../../Cargo.toml");
+        let features = manifest.split("[features]").nth(1).unwrap_or("");
+        let features = features.split("\n[").next().unwrap_or("");
+        let declared = features
+            .lines()
+            .filter_map(|l| l.split_once(" = ").map(|(name, _)| name.trim().to_string()))
+            .collect();
+        let all_ops = features.split("all-ops = [").nth(1).unwrap_or("");
+        let all_ops = all_ops.split(']').next().unwrap_or("");
+        let listed = all_ops
+            .split(',')
+            .map(|f| f.trim().trim_matches('"').to_string())
+            .filter(|f| !f.is_empty())
+            .collect();
+        (declared, listed)
+    }
+
+    /// The operator list and the kernel paths are the one source of the cargo features: each
+    /// has its feature in core/Cargo.toml and in `all-ops`, and no other op-*/kernel-*
+    /// feature exists.
+    #[test]
+    fn cargo_features_follow_the_operator_list() {
+        let (declared, all_ops) = manifest_features();
+        let mut expected: Vec<&str> = OpCode::ALL.iter().filter_map(|op| op.feature()).collect();
+        expected.extend(KernelPath::ALL.iter().map(|p| p.feature()));
+        expected.sort_unstable();
+        expected.dedup();
+        let mut found: Vec<&str> = declared
+            .iter()
+            .map(String::as_str)
+            .filter(|f| f.starts_with("op-") || f.starts_with("kernel-"))
+            .collect();
+        found.sort_unstable();
+        assert_eq!(found, expected, "op-*/kernel-* features in core/Cargo.toml");
+        for feature in &expected {
+            assert!(
+                all_ops.iter().any(|f| f == feature),
+                "all-ops lacks {feature}"
+            );
+        }
     }
 }

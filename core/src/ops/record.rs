@@ -56,7 +56,7 @@ impl<'r> SlotReader<'r> {
     }
 
     /// The next slot, which must lie in `lo..=hi` (else `placeholder`, latching `what`).
-    #[inline(never)]
+    #[inline(always)]
     pub fn ranged(&mut self, lo: i32, hi: i32, placeholder: i32, what: Why) -> i32 {
         let v = self.take();
         if (lo..=hi).contains(&v) {
@@ -274,5 +274,107 @@ impl RecordParams for NoParams {
     }
     fn read(_: &mut SlotReader<'_>) -> Self {
         NoParams
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ops::{Layer, OpCode};
+
+    /// A small xorshift generator: the slot values are what matters, not their quality.
+    fn next(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
+    }
+
+    /// Mostly small values (where valid parameters live), sometimes extremes.
+    fn slot_value(state: &mut u64) -> i32 {
+        match next(state) % 8 {
+            0 => [i32::MIN, i32::MAX, -129, 128, 0x1_0000, -1][next(state) as usize % 6],
+            1 => (next(state) % 256) as i32 - 128,
+            _ => (next(state) % 5) as i32,
+        }
+    }
+
+    /// Every operator's parameters: whatever the decoder accepts, the encoder writes back
+    /// slot for slot, within the operator's slots, and nothing past them.
+    #[test]
+    fn every_operators_parameters_round_trip() {
+        let mut state = 0x9E37_79B9_7F4A_7C15;
+        for &op in OpCode::ALL {
+            let mut accepted = 0;
+            for _ in 0..20_000 {
+                let mut slots = [0i32; OP_PARAMS];
+                for s in &mut slots[..PARAM_SLOTS] {
+                    *s = slot_value(&mut state);
+                }
+                let Some((used, encoded)) = Layer::params_round_trip(op, &slots) else {
+                    continue;
+                };
+                accepted += 1;
+                assert!(used <= PARAM_SLOTS, "{op:?} takes {used} slots");
+                assert_eq!(encoded[..used], slots[..used], "{op:?}");
+                assert!(encoded[used..].iter().all(|&v| v == 0), "{op:?}");
+            }
+            assert!(accepted > 100, "{op:?}: only {accepted} valid draws");
+        }
+    }
+
+    /// Values out of their range are refused, each with its reason, and the first one wins.
+    #[test]
+    fn out_of_range_slots_are_refused_with_the_first_reason() {
+        use crate::ops::conv2d::Conv2dParams;
+        let mut slots = [0i32; OP_PARAMS];
+        slots[..10].copy_from_slice(&[1, 1, 1, 1, 0, 0, 0, 0, -128, 127]);
+        assert!(Conv2dParams::decode(&slots).is_ok());
+        let mut bad = slots;
+        bad[0] = 0;
+        let why = Conv2dParams::decode(&bad).unwrap_err();
+        assert_eq!(why.text(), Some("stride must be positive"));
+        bad[7] = 1000;
+        let why = Conv2dParams::decode(&bad).unwrap_err();
+        assert_eq!(why.text(), Some("stride must be positive"));
+        let mut empty_clamp = slots;
+        empty_clamp[8] = 5;
+        empty_clamp[9] = 4;
+        let why = Conv2dParams::decode(&empty_clamp).unwrap_err();
+        assert_eq!(why.text(), Some("activation clamp is empty"));
+    }
+
+    /// A value that does not fit its 32-bit slot cannot be written.
+    #[test]
+    fn an_oversized_value_is_not_encoded() {
+        use crate::ops::depthwise_conv2d::DepthwiseConv2dParams;
+        let window = Window {
+            stride_h: 1,
+            stride_w: 1,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: 0,
+            pad_left: 0,
+        };
+        let stage = Int8Stage {
+            input_offset: 0,
+            output_offset: 0,
+            act_min: -128,
+            act_max: 127,
+        };
+        let fits = DepthwiseConv2dParams {
+            window,
+            stage,
+            depth_multiplier: 3,
+        };
+        assert_eq!(
+            DepthwiseConv2dParams::decode(&fits.encode().unwrap()),
+            Ok(fits)
+        );
+        let huge = DepthwiseConv2dParams {
+            depth_multiplier: usize::MAX,
+            ..fits
+        };
+        assert_eq!(huge.encode(), None);
     }
 }
