@@ -142,7 +142,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         }
         for index in 0..end {
             let layer = self.model.layer(index)?;
-            let opcode = self.model.op(index)?.opcode;
+            let opcode = layer.opcode();
             hook.before(index, opcode);
             // By reference: the layer stays in this frame, which every kernel's sits below.
             layer.run(self.arena, &self.model)?;

@@ -240,6 +240,13 @@ macro_rules! operators {
                 }
             }
 
+            /// Its operator.
+            pub fn opcode(&self) -> OpCode {
+                match self {
+                    $(Layer::$op(_) => OpCode::$op,)*
+                }
+            }
+
             /// What it reads and writes in the arena; `None`: nothing to run.
             pub fn io(&self) -> Option<Io> {
                 match self {
