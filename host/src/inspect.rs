@@ -1,6 +1,6 @@
 //! What a model costs: per-layer multiply-accumulates, weights, and arena placement.
 
-use mote_core::format::{OpCode, Storage, NO_TENSOR};
+use mote_core::format::{Storage, NO_TENSOR};
 use mote_core::{Error, Model};
 use std::fmt::Write;
 
@@ -28,20 +28,8 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
             let op = model.op(i)?;
             let out = model.tensor(op.output)?;
             let s = out.shape;
-            let filter = match op.inputs[1] {
-                NO_TENSOR => None,
-                t => Some(model.tensor(t)?),
-            };
-            let macs = match (op.opcode, &filter) {
-                (OpCode::Conv2d, Some(f)) => {
-                    s.elements().unwrap_or(0) * f.shape.h * f.shape.w * f.shape.c
-                }
-                (OpCode::DepthwiseConv2d, Some(f)) => {
-                    s.elements().unwrap_or(0) * f.shape.h * f.shape.w
-                }
-                (OpCode::FullyConnected, Some(f)) => s.elements().unwrap_or(0) * f.shape.c,
-                _ => 0,
-            } as u64;
+            let layer = model.layer(i)?;
+            let macs = layer.macs(model)?;
             let mut weight_bytes = 0;
             for t in op.inputs.iter().filter(|&&t| t != NO_TENSOR) {
                 let t = model.tensor(*t)?;
@@ -55,10 +43,7 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
                 macs,
                 weight_bytes,
                 arena: (out.record.offset as usize, out.record.byte_len as usize),
-                scratch: {
-                    let scratch = model.layer(i)?.scratch();
-                    (scratch.offset, scratch.len)
-                },
+                scratch: (layer.scratch().offset, layer.scratch().len),
             })
         })
         .collect()

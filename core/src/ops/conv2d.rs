@@ -525,6 +525,12 @@ impl<'a> Operator<'a> for Conv2d<'a> {
         Ok(Some(need))
     }
 
+    fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
+        let outputs = model.tensor(self.output)?.shape.elements().unwrap_or(0);
+        let f = self.filter.shape;
+        Ok((outputs as u64) * (f.h * f.w * f.c) as u64)
+    }
+
     fn needs_reference(&self, model: &Model<'a>) -> Result<bool, Error> {
         let need = self.scratch_need(model)?;
         Ok(need.is_none_or(|need| need > self.scratch.len))

@@ -331,6 +331,11 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
         Ok(Some(scratch_bytes(stage, shape, self.bias, self.requant)))
     }
 
+    fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
+        let outputs = model.tensor(self.output)?.shape.elements().unwrap_or(0);
+        Ok((outputs as u64) * self.weights.shape.c as u64)
+    }
+
     fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
         let in_f = self.weights.shape.c;
         let general = fc_fast::takes_general(&self.params.stage, in_f, self.bias, self.requant);

@@ -68,6 +68,11 @@ pub(crate) trait Operator<'a>: Sized + Copy {
         Ok(Some(0))
     }
 
+    /// Multiply-accumulates one run performs (0 for operators without weights).
+    fn macs(&self, _model: &Model<'a>) -> Result<u64, Error> {
+        Ok(0)
+    }
+
     /// Whether the layer runs a reference kernel (see `Model::needs_reference_kernels`).
     fn needs_reference(&self, _model: &Model<'a>) -> Result<bool, Error> {
         Ok(false)
@@ -276,6 +281,13 @@ macro_rules! operators {
             pub fn scratch_need(&self, model: &Model<$lt>) -> Result<Option<usize>, Error> {
                 match self {
                     $(Layer::$op(l) => l.scratch_need(model),)*
+                }
+            }
+
+            /// Multiply-accumulates one run performs (0 for operators without weights).
+            pub fn macs(&self, model: &Model<$lt>) -> Result<u64, Error> {
+                match self {
+                    $(Layer::$op(l) => l.macs(model),)*
                 }
             }
 
