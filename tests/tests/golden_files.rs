@@ -413,6 +413,10 @@ fn cases_cover_the_required_operators_and_options() {
     for op in REQUIRED_OPS {
         assert!(ops.contains(op), "no case covers {op}");
     }
+    // Every operator in mote-core's list has cases too.
+    for op in mote_core::format::OpCode::ALL {
+        assert!(ops.contains(op.name()), "no case covers {}", op.name());
+    }
 
     let all_ops = || {
         cases
