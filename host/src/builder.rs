@@ -9,16 +9,10 @@ use mote_core::format::{
     DType, Header, OpCode, OpRecord, Storage, TensorRecord, CRC_OFFSET, HEADER_LEN, MAX_OP_INPUTS,
     NO_TENSOR, OP_FLAG_TRAINABLE, OP_PARAMS, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
 };
-use mote_core::ops::add::AddParams;
-use mote_core::ops::conv2d::Conv2dParams;
-use mote_core::ops::depthwise_conv2d::DepthwiseConv2dParams;
-use mote_core::ops::fully_connected::FullyConnectedParams;
-use mote_core::ops::mean::{MeanParams, MeanRecordParams};
-use mote_core::ops::pooling::Pool2dParams;
-use mote_core::ops::record::{NoParams, RecordParams, SCRATCH_LEN, SCRATCH_OFFSET};
-use mote_core::ops::relu::ReluParams;
-use mote_core::ops::softmax::SoftmaxParams;
-use mote_core::ops::{Activation, Int8Stage, Padding, Shape4, Window};
+pub use mote_core::ops::lower::TfOptions;
+use mote_core::ops::lower::{LowerError, LowerGraph, Lowering, TensorView};
+use mote_core::ops::record::{SCRATCH_LEN, SCRATCH_OFFSET};
+use mote_core::ops::Shape4;
 use mote_core::quant::QuantizedMultiplier;
 
 /// A tensor's identity in a [`ModelBuilder`].
@@ -72,147 +66,73 @@ pub struct TensorDef {
     pub data: Option<Data>,
 }
 
-/// An operator. Options are named as in TFLite.
+/// An operator in TFLite's vocabulary: which one, its tensors, its options. Its module in
+/// mote-core lowers it to a record ([`mote_core::ops::lower`]).
 #[derive(Debug, Clone, PartialEq)]
-#[allow(missing_docs)] // fields are the operator's usual parameters
-pub enum OpDef {
-    Conv2d {
-        input: TensorId,
-        filter: TensorId,
-        bias: Option<TensorId>,
-        output: TensorId,
-        padding: Padding,
-        stride: (usize, usize),
-        dilation: (usize, usize),
-        activation: Activation,
-    },
-    DepthwiseConv2d {
-        input: TensorId,
-        filter: TensorId,
-        bias: Option<TensorId>,
-        output: TensorId,
-        padding: Padding,
-        stride: (usize, usize),
-        dilation: (usize, usize),
-        depth_multiplier: usize,
-        activation: Activation,
-    },
-    FullyConnected {
-        input: TensorId,
-        weights: TensorId,
-        bias: Option<TensorId>,
-        output: TensorId,
-        activation: Activation,
-    },
-    AveragePool2d {
-        input: TensorId,
-        output: TensorId,
-        padding: Padding,
-        filter: (usize, usize),
-        stride: (usize, usize),
-        activation: Activation,
-    },
-    MaxPool2d {
-        input: TensorId,
-        output: TensorId,
-        padding: Padding,
-        filter: (usize, usize),
-        stride: (usize, usize),
-        activation: Activation,
-    },
-    Add {
-        a: TensorId,
-        b: TensorId,
-        output: TensorId,
-        activation: Activation,
-    },
-    Softmax {
-        input: TensorId,
-        output: TensorId,
-        beta: f32,
-    },
-    Reshape {
-        input: TensorId,
-        output: TensorId,
-    },
-    /// Mean over height and width of an NHWC input.
-    Mean {
-        input: TensorId,
-        output: TensorId,
-        keep_dims: bool,
-    },
-    /// A standalone RELU (`activation: Relu`) or RELU6 (`Relu6`), requantizing.
-    Relu {
-        input: TensorId,
-        output: TensorId,
-        activation: Activation,
-    },
-    Quantize {
-        input: TensorId,
-        output: TensorId,
-    },
-    Dequantize {
-        input: TensorId,
-        output: TensorId,
-    },
+pub struct OpDef {
+    /// The operator.
+    pub op: OpCode,
+    /// Input tensors in TFLite's order; an omitted optional input is `None`.
+    pub inputs: Vec<Option<TensorId>>,
+    /// The output tensor.
+    pub output: TensorId,
+    /// Its options (those it does not read keep their defaults).
+    pub options: TfOptions,
 }
 
 impl OpDef {
-    fn opcode(&self) -> OpCode {
-        match self {
-            OpDef::Conv2d { .. } => OpCode::Conv2d,
-            OpDef::DepthwiseConv2d { .. } => OpCode::DepthwiseConv2d,
-            OpDef::FullyConnected { .. } => OpCode::FullyConnected,
-            OpDef::AveragePool2d { .. } => OpCode::AveragePool2d,
-            OpDef::MaxPool2d { .. } => OpCode::MaxPool2d,
-            OpDef::Add { .. } => OpCode::Add,
-            OpDef::Softmax { .. } => OpCode::Softmax,
-            OpDef::Reshape { .. } => OpCode::Reshape,
-            OpDef::Mean { .. } => OpCode::Mean,
-            OpDef::Relu {
-                activation: Activation::Relu6,
-                ..
-            } => OpCode::Relu6,
-            OpDef::Relu { .. } => OpCode::Relu,
-            OpDef::Quantize { .. } => OpCode::Quantize,
-            OpDef::Dequantize { .. } => OpCode::Dequantize,
+    /// Operator `op` reading `inputs` and writing `output`, with `options`.
+    pub fn new(op: OpCode, inputs: &[TensorId], output: TensorId, options: TfOptions) -> Self {
+        Self {
+            op,
+            inputs: inputs.iter().copied().map(Some).collect(),
+            output,
+            options,
         }
     }
 
-    /// Input tensors in record order (optional ones as `None`) and the output.
-    fn io(&self) -> (Vec<Option<TensorId>>, TensorId) {
-        match *self {
-            OpDef::Conv2d {
-                input,
-                filter,
-                bias,
-                output,
-                ..
-            }
-            | OpDef::DepthwiseConv2d {
-                input,
-                filter,
-                bias,
-                output,
-                ..
-            } => (vec![Some(input), Some(filter), bias], output),
-            OpDef::FullyConnected {
-                input,
-                weights,
-                bias,
-                output,
-                ..
-            } => (vec![Some(input), Some(weights), bias], output),
-            OpDef::Add { a, b, output, .. } => (vec![Some(a), Some(b)], output),
-            OpDef::AveragePool2d { input, output, .. }
-            | OpDef::MaxPool2d { input, output, .. }
-            | OpDef::Softmax { input, output, .. }
-            | OpDef::Reshape { input, output }
-            | OpDef::Mean { input, output, .. }
-            | OpDef::Relu { input, output, .. }
-            | OpDef::Quantize { input, output }
-            | OpDef::Dequantize { input, output } => (vec![Some(input)], output),
-        }
+    /// The same with an optional bias as the third input.
+    pub fn with_bias(mut self, bias: Option<TensorId>) -> Self {
+        self.inputs.push(bias);
+        self
+    }
+}
+
+/// An operator lowered to its record: inputs, parameters, requantization constants.
+struct LoweredOp {
+    opcode: OpCode,
+    inputs: [Option<usize>; MAX_OP_INPUTS],
+    output: TensorId,
+    params: [i32; OP_PARAMS],
+    requant: Vec<QuantizedMultiplier>,
+    trainable: bool,
+}
+
+/// The builder's tensors as mote-core's lowerings see them.
+struct Graph<'b> {
+    tensors: &'b [TensorDef],
+    shapes: &'b [Shape4],
+}
+
+impl LowerGraph for Graph<'_> {
+    fn tensor(&self, id: usize) -> Option<TensorView<'_>> {
+        let t = self.tensors.get(id)?;
+        let (scales, zero_points) = match &t.quant {
+            Some(q) => (&q.scales[..], &q.zero_points[..]),
+            None => (&[][..], &[][..]),
+        };
+        Some(TensorView {
+            dims: &t.shape,
+            shape: *self.shapes.get(id)?,
+            dtype: t.dtype,
+            scales,
+            zero_points,
+            i32_data: match &t.data {
+                Some(Data::I32(v)) => Some(v),
+                _ => None,
+            },
+            constant: t.data.is_some(),
+        })
     }
 }
 
@@ -297,33 +217,35 @@ impl ModelBuilder {
             .iter()
             .map(|t| to_shape4(&t.shape).with_context(|| format!("tensor `{}`", t.name)))
             .collect::<Result<Vec<_>>>()?;
-        for t in &self.tensors {
+        for (id, t) in self.tensors.iter().enumerate() {
             check_data(t)?;
+            if t.quant.is_some() {
+                self.quant(id)?;
+            }
         }
+        let lowered = self.lower(&shapes)?;
 
         // Lifetimes, following the operator order.
-        let n_ops = self.ops.len();
+        let n_ops = lowered.len();
         let mut first = vec![usize::MAX; self.tensors.len()];
         let mut last = vec![0usize; self.tensors.len()];
         for &i in &self.inputs {
             self.check_id(i)?;
             first[i] = 0;
         }
-        for (k, (op, _)) in self.ops.iter().enumerate() {
-            let (ins, out) = op.io();
-            for i in ins.into_iter().flatten() {
-                self.check_id(i)?;
+        for (k, op) in lowered.iter().enumerate() {
+            for i in op.inputs.into_iter().flatten() {
                 if self.tensors[i].data.is_none() {
                     ensure!(
                         first[i] != usize::MAX,
                         "operator {k} ({}) reads `{}` before anything writes it",
-                        op.opcode().name(),
+                        op.opcode.name(),
                         self.tensors[i].name
                     );
                     last[i] = last[i].max(k);
                 }
             }
-            self.check_id(out)?;
+            let out = op.output;
             ensure!(
                 first[out] == usize::MAX,
                 "tensor `{}` is written twice (or is a model input)",
@@ -348,9 +270,9 @@ impl ModelBuilder {
 
         // RESHAPE outputs share their input's buffer: plan each alias group once.
         let mut group: Vec<usize> = (0..self.tensors.len()).collect();
-        for (op, _) in &self.ops {
-            if let OpDef::Reshape { input, output } = *op {
-                group[output] = group[input];
+        for op in &lowered {
+            if let (true, Some(input)) = (op.opcode.aliases_input(), op.inputs[0]) {
+                group[op.output] = group[input];
             }
         }
         let mut buffers = Vec::new();
@@ -407,14 +329,8 @@ impl ModelBuilder {
                 })?);
             }
             let mut op_records = Vec::with_capacity(n_ops);
-            for (k, (op, trainable)) in self.ops.iter().enumerate() {
-                let rec = self
-                    .op_record(op, &shapes, &mut writer)
-                    .with_context(|| format!("operator {k} ({})", op.opcode().name()))?;
-                let mut rec = OpRecord {
-                    flags: if *trainable { OP_FLAG_TRAINABLE } else { 0 },
-                    ..rec
-                };
+            for (k, op) in lowered.iter().enumerate() {
+                let mut rec = op.record(&mut writer);
                 if let Some(slot) = scratch_of[k] {
                     rec.params[SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
                     rec.params[SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
@@ -532,289 +448,77 @@ impl ModelBuilder {
         Ok(q)
     }
 
-    fn per_tensor(&self, id: TensorId) -> Result<(f32, i32)> {
-        let q = self.quant(id)?;
-        ensure!(
-            q.scales.len() == 1,
-            "tensor `{}` must be quantized per tensor",
-            self.tensors[id].name
-        );
-        Ok((q.scales[0], q.zero_points[0]))
-    }
-
-    fn expect_shape(&self, id: TensorId, shapes: &[Shape4], expected: Shape4) -> Result<()> {
-        let actual = shapes[id];
-        ensure!(
-            actual == expected,
-            "output `{}` has shape {:?} but the layer produces {:?}",
-            self.tensors[id].name,
-            [actual.n, actual.h, actual.w, actual.c],
-            [expected.n, expected.h, expected.w, expected.c]
-        );
-        Ok(())
-    }
-
-    /// The int8 output stage of a layer from `input` to `output` with a fused activation.
-    fn int8_stage(&self, input: TensorId, output: TensorId, act: Activation) -> Result<Int8Stage> {
-        let (_, zp_in) = self.per_tensor(input)?;
-        let (s_out, zp_out) = self.per_tensor(output)?;
-        let (act_min, act_max) = act.int8_range(s_out, zp_out);
-        Ok(Int8Stage {
-            input_offset: -zp_in,
-            output_offset: zp_out,
-            act_min,
-            act_max,
-        })
-    }
-
-    /// The window of a `kernel` sliding over `input`, after checking that `output` has the
-    /// size it gives (`channels` output channels).
-    fn window(
-        &self,
-        (input, output): (TensorId, TensorId),
-        shapes: &[Shape4],
-        kernel: (usize, usize),
-        (padding, stride, dilation): (Padding, (usize, usize), (usize, usize)),
-        channels: usize,
-    ) -> Result<Window> {
-        let i = shapes[input];
-        let (window, oh, ow) = Window::for_kernel(i, kernel, padding, stride, dilation)
-            .ok_or_else(|| {
-                anyhow!(
-                    "a {}x{} window does not fit a {}x{} input",
-                    kernel.0,
-                    kernel.1,
-                    i.h,
-                    i.w
-                )
-            })?;
-        self.expect_shape(output, shapes, Shape4::new(i.n, oh, ow, channels))?;
-        Ok(window)
-    }
-
-    /// `s_in * s_w[c] / s_out` in double for each channel (or one for all), as TFLite's
-    /// PopulateConvolutionQuantizationParams.
-    fn channel_requant(
-        &self,
-        (input, weights, output): (TensorId, TensorId, TensorId),
-        channels: usize,
-    ) -> Result<Vec<QuantizedMultiplier>> {
-        let (s_in, _) = self.per_tensor(input)?;
-        let (s_out, _) = self.per_tensor(output)?;
-        let wq = self.quant(weights)?;
-        ensure!(
-            wq.zero_points.iter().all(|&z| z == 0),
-            "weights `{}` must be symmetric (zero point 0)",
-            self.tensors[weights].name
-        );
-        let count = if wq.scales.len() == 1 { 1 } else { channels };
-        ensure!(
-            wq.scales.len() == count,
-            "weights `{}`: {} scales for {channels} channels",
-            self.tensors[weights].name,
-            wq.scales.len()
-        );
-        (0..count)
-            .map(|c| {
-                let real = s_in as f64 * wq.scales[c] as f64 / s_out as f64;
-                QuantizedMultiplier::from_f64(real)
-                    .ok_or_else(|| anyhow!("requantization scale {real} cannot be represented"))
-            })
-            .collect()
-    }
-
-    /// The operator's record parameters (its core module's typed struct, encoded) and its
-    /// requantization constants.
-    fn op_params(
-        &self,
-        op: &OpDef,
-        shapes: &[Shape4],
-    ) -> Result<([i32; OP_PARAMS], Vec<QuantizedMultiplier>)> {
-        let out = op.io().1;
-        Ok(match *op {
-            OpDef::Conv2d {
-                input,
-                filter,
-                padding,
-                stride,
-                dilation,
-                activation,
-                ..
-            } => {
-                let f = shapes[filter];
-                let kernel = (f.h, f.w);
-                let geometry = (padding, stride, dilation);
-                let window = self.window((input, out), shapes, kernel, geometry, f.n)?;
-                let stage = self.int8_stage(input, out, activation)?;
-                let mut requant = self.channel_requant((input, filter, out), f.n)?;
-                if requant.len() == 1 {
-                    requant = vec![requant[0]; f.n];
-                }
-                (encode(&Conv2dParams { window, stage })?, requant)
-            }
-            OpDef::DepthwiseConv2d {
-                input,
-                filter,
-                padding,
-                stride,
-                dilation,
-                depth_multiplier,
-                activation,
-                ..
-            } => {
-                let f = shapes[filter];
-                let kernel = (f.h, f.w);
-                let geometry = (padding, stride, dilation);
-                let window = self.window((input, out), shapes, kernel, geometry, f.c)?;
-                let stage = self.int8_stage(input, out, activation)?;
-                let mut requant = self.channel_requant((input, filter, out), f.c)?;
-                if requant.len() == 1 {
-                    requant = vec![requant[0]; f.c];
-                }
-                let params = DepthwiseConv2dParams {
-                    window,
-                    stage,
-                    depth_multiplier,
-                };
-                (encode(&params)?, requant)
-            }
-            OpDef::FullyConnected {
-                input,
-                weights,
-                activation,
-                ..
-            } => {
-                let stage = self.int8_stage(input, out, activation)?;
-                let wshape = &self.tensors[weights].shape;
-                ensure!(
-                    wshape.len() == 2,
-                    "weights `{}` must be [outputs, inputs]",
-                    self.tensors[weights].name
-                );
-                let requant = self.channel_requant((input, weights, out), wshape[0])?;
-                (encode(&FullyConnectedParams { stage })?, requant)
-            }
-            OpDef::AveragePool2d {
-                input,
-                padding,
-                filter,
-                stride,
-                activation,
-                ..
-            }
-            | OpDef::MaxPool2d {
-                input,
-                padding,
-                filter,
-                stride,
-                activation,
-                ..
-            } => {
-                let geometry = (padding, stride, (1, 1));
-                let channels = shapes[input].c;
-                let window = self.window((input, out), shapes, filter, geometry, channels)?;
-                ensure!(
-                    self.per_tensor(input)? == self.per_tensor(out)?,
-                    "pooling needs the same scale and zero point on input and output"
-                );
-                let params = Pool2dParams {
-                    window,
-                    stage: self.int8_stage(input, out, activation)?,
-                    filter_h: filter.0,
-                    filter_w: filter.1,
-                };
-                (encode(&params)?, Vec::new())
-            }
-            OpDef::Add {
-                a, b, activation, ..
-            } => {
-                let p = AddParams::from_scales(
-                    self.per_tensor(a)?,
-                    self.per_tensor(b)?,
-                    self.per_tensor(out)?,
-                    activation,
-                )
-                .ok_or_else(|| anyhow!("ADD scales out of the representable range"))?;
-                let (record, requant) = p.to_record();
-                (encode(&record)?, requant.to_vec())
-            }
-            OpDef::Softmax { input, beta, .. } => {
-                let (s_in, _) = self.per_tensor(input)?;
-                let p = SoftmaxParams::from_scale(beta, s_in).ok_or_else(|| {
-                    anyhow!("SOFTMAX beta {beta} with input scale {s_in} is out of range")
-                })?;
-                (encode(&p)?, Vec::new())
-            }
-            OpDef::Reshape { input, output } => {
-                ensure!(
-                    shapes[input].elements() == shapes[output].elements(),
-                    "RESHAPE from {:?} to {:?} changes the element count",
-                    self.tensors[input].shape,
-                    self.tensors[output].shape
-                );
-                (encode(&NoParams)?, Vec::new())
-            }
-            OpDef::Mean {
-                input, keep_dims, ..
-            } => {
-                let i = shapes[input];
-                let p = MeanParams::from_scales(
-                    self.per_tensor(input)?,
-                    self.per_tensor(out)?,
-                    i.h * i.w,
-                    keep_dims && self.tensors[input].shape.len() == 4,
-                )
-                .ok_or_else(|| anyhow!("MEAN scales out of the representable range"))?;
-                (encode(&MeanRecordParams { mode: p.mode })?, vec![p.requant])
-            }
-            OpDef::Relu {
-                input, activation, ..
-            } => {
-                let (params, multiplier) =
-                    ReluParams::prepare(self.per_tensor(input)?, self.per_tensor(out)?, activation)
-                        .ok_or_else(|| {
-                            anyhow!(
-                                "{} scales out of the representable range",
-                                op.opcode().name()
-                            )
-                        })?;
-                (encode(&params)?, vec![multiplier])
-            }
-            OpDef::Quantize { .. } | OpDef::Dequantize { .. } => (encode(&NoParams)?, Vec::new()),
-        })
-    }
-
-    fn op_record(&self, op: &OpDef, shapes: &[Shape4], w: &mut Writer) -> Result<OpRecord> {
-        let (ins, out) = op.io();
-        let mut inputs = [NO_TENSOR; MAX_OP_INPUTS];
-        for (slot, id) in inputs.iter_mut().zip(&ins) {
-            if let Some(id) = id {
-                *slot = *id as u16;
-            }
-        }
-        let (params, requant) = self.op_params(op, shapes)?;
-        let (requant_offset, requant_count) = if requant.is_empty() {
-            (0, 0)
-        } else {
-            (w.requant(&requant), requant.len() as u32)
+    /// Lowers every operator with its module in mote-core.
+    fn lower(&self, shapes: &[Shape4]) -> Result<Vec<LoweredOp>> {
+        let graph = Graph {
+            tensors: &self.tensors,
+            shapes,
         };
-        Ok(OpRecord {
-            opcode: op.opcode(),
-            flags: 0,
-            inputs,
-            output: out as u16,
-            requant_offset,
-            requant_count,
-            params,
-        })
+        let mut lowered = Vec::with_capacity(self.ops.len());
+        for (k, (op, trainable)) in self.ops.iter().enumerate() {
+            let mut requant = Vec::new();
+            let mut sink = |q| requant.push(q);
+            let io = (&op.inputs[..], op.output);
+            let done = Lowering::run(op.op, &graph, io, &op.options, &mut sink)
+                .map_err(|e| anyhow!(self.describe(e)))
+                .with_context(|| format!("operator {k} ({})", op.op.name()))?;
+            self.check_id(op.output)?;
+            lowered.push(LoweredOp {
+                opcode: op.op,
+                inputs: done.inputs,
+                output: op.output,
+                params: done.params,
+                requant,
+                trainable: *trainable,
+            });
+        }
+        Ok(lowered)
+    }
+
+    /// A lowering's error with the builder's tensor names.
+    fn describe(&self, e: LowerError) -> String {
+        let name = |id: usize| self.tensors.get(id).map_or("?", |t| t.name.as_str());
+        match e {
+            LowerError::WrongType {
+                tensor,
+                role,
+                expected,
+            } => format!(
+                "{role} `{}` is {:?}; this operator needs {expected:?}",
+                name(tensor),
+                self.tensors.get(tensor).map(|t| t.dtype)
+            ),
+            LowerError::WrongOutputShape { tensor, expected } => format!(
+                "output `{}` has shape {:?} but the layer produces {:?}",
+                name(tensor),
+                self.tensors.get(tensor).map(|t| &t.shape),
+                [expected.n, expected.h, expected.w, expected.c]
+            ),
+            LowerError::Quantization { tensor, what } => {
+                format!("tensor `{}`: {what}", name(tensor))
+            }
+            other => other.to_string(),
+        }
     }
 }
 
-/// A record's parameter slots from an operator's typed parameters.
-fn encode<P: RecordParams>(params: &P) -> Result<[i32; OP_PARAMS]> {
-    params
-        .encode()
-        .ok_or_else(|| anyhow!("an operator parameter does not fit its 32-bit slot"))
+impl LoweredOp {
+    /// The operator's record, its requantization constants written to `w`.
+    fn record(&self, w: &mut Writer) -> OpRecord {
+        let (requant_offset, requant_count) = match self.requant.is_empty() {
+            true => (0, 0),
+            false => (w.requant(&self.requant), self.requant.len() as u32),
+        };
+        OpRecord {
+            opcode: self.opcode,
+            flags: if self.trainable { OP_FLAG_TRAINABLE } else { 0 },
+            inputs: self.inputs.map(|t| t.map_or(NO_TENSOR, |t| t as u16)),
+            output: self.output as u16,
+            requant_offset,
+            requant_count,
+            params: self.params,
+        }
+    }
 }
 
 /// Pads a rank-1..4 shape to NHWC with leading ones.

@@ -2,10 +2,12 @@
 //! parameters (per-channel symmetric weights, per-tensor asymmetric activations, int32 biases),
 //! and write the int8 graph through the model builder.
 
-use crate::builder::{BuiltModel, Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId};
+use crate::builder::{
+    BuiltModel, Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId, TfOptions,
+};
 use crate::float_model::{Activations, FloatLayer, FloatModel};
 use anyhow::{ensure, Result};
-use mote_core::format::DType;
+use mote_core::format::{DType, OpCode};
 use mote_core::ops::{Activation, Padding, Shape4};
 
 /// How activation ranges are chosen from the calibration data.
@@ -206,16 +208,9 @@ impl Emitter<'_> {
                 let b = self.bias(bias, x.q.0, &scales);
                 let q = self.next_range();
                 let out = self.activation(probe.shape, q, false);
-                self.b.op(OpDef::Conv2d {
-                    input: x.id,
-                    filter: w,
-                    bias: Some(b),
-                    output: out.id,
-                    padding: *padding,
-                    stride: *stride,
-                    dilation: *dilation,
-                    activation: *activation,
-                });
+                let options = TfOptions::conv(*padding, *stride, *dilation, *activation);
+                let op = OpDef::new(OpCode::Conv2d, &[x.id, w, b], out.id, options);
+                self.b.op(op);
                 out
             }
             FloatLayer::DepthwiseConv2d {
@@ -225,7 +220,8 @@ impl Emitter<'_> {
                 padding,
                 stride,
                 dilation,
-                depth_multiplier,
+                // The multiplier follows from the filter's and the input's channels.
+                depth_multiplier: _,
                 activation,
             } => {
                 let (w, scales) =
@@ -233,17 +229,9 @@ impl Emitter<'_> {
                 let b = self.bias(bias, x.q.0, &scales);
                 let q = self.next_range();
                 let out = self.activation(probe.shape, q, false);
-                self.b.op(OpDef::DepthwiseConv2d {
-                    input: x.id,
-                    filter: w,
-                    bias: Some(b),
-                    output: out.id,
-                    padding: *padding,
-                    stride: *stride,
-                    dilation: *dilation,
-                    depth_multiplier: *depth_multiplier,
-                    activation: *activation,
-                });
+                let options = TfOptions::conv(*padding, *stride, *dilation, *activation);
+                let op = OpDef::new(OpCode::DepthwiseConv2d, &[x.id, w, b], out.id, options);
+                self.b.op(op);
                 out
             }
             FloatLayer::Dense {
@@ -258,13 +246,9 @@ impl Emitter<'_> {
                 let b = self.bias(bias, x.q.0, &scales);
                 let q = self.next_range();
                 let out = self.activation(probe.shape, q, true);
-                let op = self.b.op(OpDef::FullyConnected {
-                    input: x.id,
-                    weights: w,
-                    bias: Some(b),
-                    output: out.id,
-                    activation: *activation,
-                });
+                let options = TfOptions::fused(*activation);
+                let op = OpDef::new(OpCode::FullyConnected, &[x.id, w, b], out.id, options);
+                let op = self.b.op(op);
                 self.last_dense = Some(op);
                 out
             }
@@ -280,61 +264,37 @@ impl Emitter<'_> {
             } => {
                 self.next_range(); // pooling keeps its input's parameters, as TFLite requires
                 let out = self.activation(probe.shape, x.q, false);
-                let (input, output, padding, filter, stride) =
-                    (x.id, out.id, *padding, *filter, *stride);
-                let activation = Activation::None;
-                self.b.op(if matches!(layer, FloatLayer::AvgPool { .. }) {
-                    OpDef::AveragePool2d {
-                        input,
-                        output,
-                        padding,
-                        filter,
-                        stride,
-                        activation,
-                    }
-                } else {
-                    OpDef::MaxPool2d {
-                        input,
-                        output,
-                        padding,
-                        filter,
-                        stride,
-                        activation,
-                    }
-                });
+                let options = TfOptions::pool(*padding, *filter, *stride, Activation::None);
+                let op = match layer {
+                    FloatLayer::AvgPool { .. } => OpCode::AveragePool2d,
+                    _ => OpCode::MaxPool2d,
+                };
+                self.b.op(OpDef::new(op, &[x.id], out.id, options));
                 out
             }
             FloatLayer::GlobalAvgPool => {
                 self.next_range();
                 let out = self.activation(probe.shape, x.q, false);
                 let hw = (x.shape.h, x.shape.w);
-                self.b.op(OpDef::AveragePool2d {
-                    input: x.id,
-                    output: out.id,
-                    padding: Padding::Valid,
-                    filter: hw,
-                    stride: hw,
-                    activation: Activation::None,
-                });
+                let options = TfOptions::pool(Padding::Valid, hw, hw, Activation::None);
+                self.b
+                    .op(OpDef::new(OpCode::AveragePool2d, &[x.id], out.id, options));
                 out
             }
             FloatLayer::Flatten => {
                 self.next_range();
                 let out = self.activation(probe.shape, x.q, true);
-                self.b.op(OpDef::Reshape {
-                    input: x.id,
-                    output: out.id,
-                });
+                let options = TfOptions::default();
+                self.b
+                    .op(OpDef::new(OpCode::Reshape, &[x.id], out.id, options));
                 out
             }
             FloatLayer::Softmax => {
                 self.next_range();
                 let out = self.activation(probe.shape, (1.0 / 256.0, -128), true);
-                self.b.op(OpDef::Softmax {
-                    input: x.id,
-                    output: out.id,
-                    beta: 1.0,
-                });
+                let options = TfOptions::default();
+                self.b
+                    .op(OpDef::new(OpCode::Softmax, &[x.id], out.id, options));
                 out
             }
             FloatLayer::Residual { layers, activation } => {
@@ -360,12 +320,9 @@ impl Emitter<'_> {
                 );
                 let q = self.next_range();
                 let out = self.activation(x.shape, q, false);
-                self.b.op(OpDef::Add {
-                    a: x.id,
-                    b: y.id,
-                    output: out.id,
-                    activation: *activation,
-                });
+                let options = TfOptions::fused(*activation);
+                self.b
+                    .op(OpDef::new(OpCode::Add, &[x.id, y.id], out.id, options));
                 out
             }
         })

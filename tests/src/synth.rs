@@ -1,9 +1,9 @@
 //! Small synthetic int8 models with seeded random weights, for tests that need a valid model
 //! of a given architecture rather than a trained one.
 
-use mote_core::format::DType;
+use mote_core::format::{DType, OpCode};
 use mote_core::ops::{Activation, Padding};
-use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId};
+use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId, TfOptions};
 
 /// A xorshift32 generator: deterministic, dependency-free.
 #[derive(Debug, Clone)]
@@ -107,60 +107,33 @@ pub fn ds_cnn(
     let filter = s.weights(&[channels, 3, 3, 1], 0);
     let bias = s.bias(channels);
     let mut x = s.activation(&[1, oh, ow, channels], 0.04, -128);
-    s.b.op(OpDef::Conv2d {
-        input,
-        filter,
-        bias: Some(bias),
-        output: x,
-        padding: Padding::Same,
-        stride: (2, 2),
-        dilation: (1, 1),
-        activation: Activation::Relu,
-    });
+    let options = TfOptions::conv(Padding::Same, (2, 2), (1, 1), Activation::Relu);
+    s.b.op(OpDef::new(
+        OpCode::Conv2d,
+        &[input, filter, bias],
+        x,
+        options,
+    ));
     for _ in 0..blocks {
         let filter = s.weights(&[1, 3, 3, channels], 3);
         let bias = s.bias(channels);
         let y = s.activation(&[1, oh, ow, channels], 0.03, -128);
-        s.b.op(OpDef::DepthwiseConv2d {
-            input: x,
-            filter,
-            bias: Some(bias),
-            output: y,
-            padding: Padding::Same,
-            stride: (1, 1),
-            dilation: (1, 1),
-            depth_multiplier: 1,
-            activation: Activation::Relu,
-        });
+        let options = TfOptions::conv(Padding::Same, (1, 1), (1, 1), Activation::Relu);
+        let op = OpDef::new(OpCode::DepthwiseConv2d, &[x, filter, bias], y, options);
+        s.b.op(op);
         let filter = s.weights(&[channels, 1, 1, channels], 0);
         let bias = s.bias(channels);
         let z = s.activation(&[1, oh, ow, channels], 0.03, -128);
-        s.b.op(OpDef::Conv2d {
-            input: y,
-            filter,
-            bias: Some(bias),
-            output: z,
-            padding: Padding::Valid,
-            stride: (1, 1),
-            dilation: (1, 1),
-            activation: Activation::Relu,
-        });
+        let options = TfOptions::conv(Padding::Valid, (1, 1), (1, 1), Activation::Relu);
+        s.b.op(OpDef::new(OpCode::Conv2d, &[y, filter, bias], z, options));
         x = z;
     }
     let pooled = s.activation(&[1, 1, 1, channels], 0.03, -128);
-    s.b.op(OpDef::AveragePool2d {
-        input: x,
-        output: pooled,
-        padding: Padding::Valid,
-        filter: (oh, ow),
-        stride: (oh, ow),
-        activation: Activation::None,
-    });
+    let options = TfOptions::pool(Padding::Valid, (oh, ow), (oh, ow), Activation::None);
+    s.b.op(OpDef::new(OpCode::AveragePool2d, &[x], pooled, options));
     let flat = s.activation(&[1, channels], 0.03, -128);
-    s.b.op(OpDef::Reshape {
-        input: pooled,
-        output: flat,
-    });
+    let options = TfOptions::default();
+    s.b.op(OpDef::new(OpCode::Reshape, &[pooled], flat, options));
     let weights = s.weights(&[classes, channels], 0);
     // Fully connected weights are per-tensor in TFLite's int8 scheme.
     if let Some(q) = &mut s.b.tensors_mut()[weights].quant {
@@ -169,19 +142,17 @@ pub fn ds_cnn(
     }
     let bias = s.bias(classes);
     let logits = s.activation(&[1, classes], 0.1, 5);
-    s.b.op(OpDef::FullyConnected {
-        input: flat,
-        weights,
-        bias: Some(bias),
-        output: logits,
-        activation: Activation::None,
-    });
+    let options = TfOptions::fused(Activation::None);
+    let op = OpDef::new(
+        OpCode::FullyConnected,
+        &[flat, weights, bias],
+        logits,
+        options,
+    );
+    s.b.op(op);
     let probs = s.activation(&[1, classes], 1.0 / 256.0, -128);
-    s.b.op(OpDef::Softmax {
-        input: logits,
-        output: probs,
-        beta: 1.0,
-    });
+    let options = TfOptions::default();
+    s.b.op(OpDef::new(OpCode::Softmax, &[logits], probs, options));
     b.inputs(&[input]);
     b.outputs(&[probs]);
     b

@@ -470,10 +470,11 @@ fn fully_connected_fast_equals_reference() {
 #[test]
 fn assembly_kernels_in_qemu_equal_the_host() {
     use mote_core::format::DType;
+    use mote_core::format::OpCode;
     use mote_core::ops::Activation;
     use mote_core::{Interpreter, Model};
     use mote_host::bench::{run, BenchCase};
-    use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef};
+    use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfOptions};
     use mote_host::AlignedBytes;
 
     if !mote_host::qemu::qemu_available() {
@@ -759,16 +760,14 @@ fn assembly_kernels_in_qemu_equal_the_host() {
                     oc,
                 ];
                 let output = tensor(&mut b, shape, out_q, None);
-                b.op(OpDef::Conv2d {
-                    input,
-                    filter,
-                    bias: Some(bias),
+                let geometry = (padding(same), (stride, stride), (dilation, dilation));
+                let options = TfOptions::conv(geometry.0, geometry.1, geometry.2, activation);
+                b.op(OpDef::new(
+                    OpCode::Conv2d,
+                    &[input, filter, bias],
                     output,
-                    padding: padding(same),
-                    stride: (stride, stride),
-                    dilation: (dilation, dilation),
-                    activation,
-                });
+                    options,
+                ));
                 output
             }
             Op::Depthwise {
@@ -777,19 +776,18 @@ fn assembly_kernels_in_qemu_equal_the_host() {
                 dm,
                 same,
             } => {
+                // The multiplier is not written: lowering derives it from the channels.
+                assert_eq!(oc, c * dm, "{name}: output channels");
                 let shape = vec![1, size(h, same, stride, k), size(w, same, stride, k), oc];
                 let output = tensor(&mut b, shape, out_q, None);
-                b.op(OpDef::DepthwiseConv2d {
-                    input,
-                    filter,
-                    bias: Some(bias),
+                let options = TfOptions::conv(padding(same), (stride, stride), (1, 1), activation);
+                let op = OpDef::new(
+                    OpCode::DepthwiseConv2d,
+                    &[input, filter, bias],
                     output,
-                    padding: padding(same),
-                    stride: (stride, stride),
-                    dilation: (1, 1),
-                    depth_multiplier: dm,
-                    activation,
-                });
+                    options,
+                );
+                b.op(op);
                 output
             }
             Op::Fc => {
@@ -800,17 +798,19 @@ fn assembly_kernels_in_qemu_equal_the_host() {
                     Some(Quantization::per_tensor(in_scale, -7)),
                     None,
                 );
-                b.op(OpDef::Reshape {
-                    input,
-                    output: flat,
-                });
-                b.op(OpDef::FullyConnected {
-                    input: flat,
-                    weights: filter,
-                    bias: Some(bias),
+                b.op(OpDef::new(
+                    OpCode::Reshape,
+                    &[input],
+                    flat,
+                    TfOptions::default(),
+                ));
+                let options = TfOptions::fused(activation);
+                b.op(OpDef::new(
+                    OpCode::FullyConnected,
+                    &[flat, filter, bias],
                     output,
-                    activation,
-                });
+                    options,
+                ));
                 output
             }
         };

@@ -9,6 +9,7 @@
 //! live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last, the slow
 //! way: no scratch memory at all.
 
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
 use super::Activation;
@@ -289,6 +290,35 @@ impl<'a> Operator<'a> for Add {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 2;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let a = cx.int8_io(0)?;
+        let b = cx.input(1)?;
+        cx.typed(b, DType::I8, "input")?;
+        let count = |id| cx.tensor(id).map(|t| t.shape.elements());
+        if count(a)? != count(b)? || count(a)? != count(cx.output())? {
+            return Err(LowerError::Unsupported {
+                what: "ADD with broadcasting is not supported",
+            });
+        }
+        let (s_a, s_b, s_out) = (
+            cx.per_tensor(a)?,
+            cx.per_tensor(b)?,
+            cx.per_tensor(cx.output())?,
+        );
+        let params = AddParams::from_scales(s_a, s_b, s_out, cx.options().activation).ok_or(
+            LowerError::Unsupported {
+                what: "ADD scales out of the representable range",
+            },
+        )?;
+        let (record, requant) = params.to_record();
+        for q in requant {
+            cx.requant(q);
+        }
+        cx.record_input(0, Some(a));
+        cx.record_input(1, Some(b));
+        cx.params(&record)
+    }
 
     fn decode(d: &Decoder<'_, 'a>, record: AddRecordParams) -> Self {
         let a = d.activation(0, DType::I8);

@@ -17,6 +17,7 @@ use core::ops::Range;
 
 use super::conv_gemm;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views};
 use super::record::record_params;
 use super::KernelPath;
@@ -473,6 +474,24 @@ impl<'a> Operator<'a> for Conv2d<'a> {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 3;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let filter = cx.input(1)?;
+        let f = cx.typed(filter, DType::I8, "filter")?.shape;
+        let bias = cx.optional(2)?;
+        if let Some(bias) = bias {
+            cx.typed(bias, DType::I32, "bias")?;
+        }
+        let o = *cx.options();
+        let window = cx.window(input, (f.h, f.w), (o.dilation_h, o.dilation_w), f.n)?;
+        let stage = cx.int8_stage(input, o.activation)?;
+        cx.channel_requant((input, filter), f.n, true)?;
+        cx.record_input(0, Some(input));
+        cx.record_input(1, Some(filter));
+        cx.record_input(2, bias);
+        cx.params(&Conv2dParams { window, stage })
+    }
 
     fn decode(d: &Decoder<'_, 'a>, params: Conv2dParams) -> Self {
         let input = d.activation(0, DType::I8);

@@ -8,6 +8,7 @@
 use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
 use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views};
 use super::record::record_params;
 use super::KernelPath;
@@ -273,6 +274,35 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 3;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let filter = cx.input(1)?;
+        let f = cx.typed(filter, DType::I8, "filter")?.shape;
+        let bias = cx.optional(2)?;
+        if let Some(bias) = bias {
+            cx.typed(bias, DType::I32, "bias")?;
+        }
+        // Derived rather than read: some converters write a wrong multiplier.
+        let in_c = cx.tensor(input)?.shape.c;
+        if in_c == 0 || f.c % in_c != 0 {
+            return Err(LowerError::Unsupported {
+                what: "the filter's channels are not a multiple of the input's",
+            });
+        }
+        let o = *cx.options();
+        let window = cx.window(input, (f.h, f.w), (o.dilation_h, o.dilation_w), f.c)?;
+        let stage = cx.int8_stage(input, o.activation)?;
+        cx.channel_requant((input, filter), f.c, true)?;
+        cx.record_input(0, Some(input));
+        cx.record_input(1, Some(filter));
+        cx.record_input(2, bias);
+        cx.params(&DepthwiseConv2dParams {
+            window,
+            stage,
+            depth_multiplier: f.c / in_c,
+        })
+    }
 
     fn decode(d: &Decoder<'_, 'a>, params: DepthwiseConv2dParams) -> Self {
         let input = d.activation(0, DType::I8);

@@ -6,6 +6,7 @@
 
 use super::conv2d::same;
 use super::fc_fast;
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views};
 use super::record::record_params;
 use super::KernelPath;
@@ -279,6 +280,27 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 3;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let weights = cx.input(1)?;
+        let w = cx.typed(weights, DType::I8, "weights")?;
+        let [outputs, _inputs] = *w.dims else {
+            return Err(LowerError::Unsupported {
+                what: "FULLY_CONNECTED weights must be [outputs, inputs]",
+            });
+        };
+        let bias = cx.optional(2)?;
+        if let Some(bias) = bias {
+            cx.typed(bias, DType::I32, "bias")?;
+        }
+        let stage = cx.int8_stage(input, cx.options().activation)?;
+        cx.channel_requant((input, weights), outputs, false)?;
+        cx.record_input(0, Some(input));
+        cx.record_input(1, Some(weights));
+        cx.record_input(2, bias);
+        cx.params(&FullyConnectedParams { stage })
+    }
 
     fn decode(d: &Decoder<'_, 'a>, params: FullyConnectedParams) -> Self {
         let input = d.activation(0, DType::I8);

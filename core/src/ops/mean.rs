@@ -2,6 +2,7 @@
 //! global average pooling layer. int8 follows TFLite-Micro's three paths exactly; which one
 //! runs depends on `keep_dims` and on whether input and output share quantization.
 
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::{record_params, Field, SlotReader, SlotWriter};
 use super::{Tensor, TensorMut};
@@ -192,6 +193,38 @@ impl<'a> Operator<'a> for Mean {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 1;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let axes = cx.tensor(cx.input(1)?)?;
+        let t = cx.tensor(input)?;
+        let spatial = match axes.i32_data {
+            Some(&[a, b]) if t.dims.len() == 4 => {
+                let mut axes = [a, b].map(|a| i64::from(a).rem_euclid(4));
+                axes.sort_unstable();
+                axes == [1, 2]
+            }
+            _ => false,
+        };
+        if !spatial {
+            return Err(LowerError::Unsupported {
+                what: "MEAN is supported over the height and width of a 4-D input only",
+            });
+        }
+        let keep_dims_4d = cx.options().keep_dims;
+        let params = MeanParams::from_scales(
+            cx.per_tensor(input)?,
+            cx.per_tensor(cx.output())?,
+            t.shape.h * t.shape.w,
+            keep_dims_4d,
+        )
+        .ok_or(LowerError::Unsupported {
+            what: "MEAN scales out of the representable range",
+        })?;
+        cx.requant(params.requant);
+        cx.record_input(0, Some(input));
+        cx.params(&MeanRecordParams { mode: params.mode })
+    }
 
     fn decode(d: &Decoder<'_, 'a>, record: MeanRecordParams) -> Self {
         let input = d.activation(0, DType::I8);

@@ -10,15 +10,13 @@
 //!
 //! # Adding an operator
 //! 1. Write `ops/<name>.rs`: the parameters with `record_params!`, the decoded struct and its
-//!    `Operator` impl (decode checks every value its kernel relies on, so that a model that
-//!    parses cannot fail at invoke), the kernel, and a `prepare` that computes the parameters
-//!    from float quantization as TFLite's Prepare does (the host's builder calls it). See
-//!    [`relu`] for a small one.
+//!    `Operator` impl: `lower` (from TFLite's tensors and options to the record, as TFLite's
+//!    Prepare computes it; the host's builder calls it), `decode` (checks every value its
+//!    kernel relies on, so that a model that parses cannot fail at invoke), `io` and `run`,
+//!    and where they apply its scratch, kernel paths and MACs. See [`relu`] for a small one.
 //! 2. Add one line to the list below (a new opcode byte, the TFLite name, its cargo feature),
 //!    and the feature to `core/Cargo.toml` (a test checks the two agree).
-//! 3. On the host, lower the TFLite operator to it in `host/src/tfgraph.rs` and describe it
-//!    in `host/src/builder.rs`'s `OpDef`.
-//! 4. Golden cases from `tools/goldens` (a test checks that every operator has some).
+//! 3. Golden cases from `tools/goldens` (a test requires cases for every operator listed).
 
 pub mod add;
 pub mod conv2d;
@@ -28,6 +26,7 @@ pub(crate) mod depthwise_fast;
 mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
+pub mod lower;
 pub mod mean;
 pub mod operator;
 pub mod pooling;
@@ -39,6 +38,7 @@ mod simd;
 pub mod softmax;
 
 use crate::model::{Decoder, Model, Scratch};
+use lower::{LowerError, Lowering};
 pub use operator::KernelPath;
 use operator::{operators, run_layer, Io, KernelPaths, Operator};
 

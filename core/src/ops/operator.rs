@@ -4,6 +4,7 @@
 use super::{Tensor, TensorMut};
 use crate::cast::Pod;
 use crate::model::{Decoder, Model, Scratch};
+use crate::ops::lower::{LowerError, Lowering};
 use crate::ops::record::RecordParams;
 use crate::Error;
 
@@ -52,6 +53,13 @@ pub(crate) trait Operator<'a>: Sized + Copy {
     type Out: Pod;
     /// Inputs the record names; the rest must be empty.
     const INPUTS: usize;
+    /// Other TFLite names lowered to this operator.
+    const TFLITE_ALIASES: &'static [&'static str] = &[];
+    /// Whether the output is planned onto the input's bytes (no kernel runs).
+    const ALIASES_INPUT: bool = false;
+
+    /// Lowers a TFLite operator of this kind to its record (mote-host's builder calls it).
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError>;
 
     /// Checks everything the kernel needs against the model's tensors (failures latch in `d`)
     /// and keeps what the kernel needs.
@@ -217,6 +225,33 @@ macro_rules! operators {
                 }
             }
 
+            /// The operator TFLite's builtin `name` lowers to, if mote has it.
+            #[allow(clippy::extra_unused_lifetimes)]
+            pub fn from_tflite<$lt>(name: &str) -> Option<Self> {
+                $(
+                    if name == $name || <$($ty)+ as Operator<$lt>>::TFLITE_ALIASES.contains(&name) {
+                        return Some(OpCode::$op);
+                    }
+                )*
+                None
+            }
+
+            /// Whether its output is planned onto its input's bytes (no kernel runs).
+            #[allow(clippy::extra_unused_lifetimes)]
+            pub fn aliases_input<$lt>(self) -> bool {
+                match self {
+                    $(OpCode::$op => <$($ty)+ as Operator<$lt>>::ALIASES_INPUT,)*
+                }
+            }
+
+            /// Lowers a TFLite operator of this kind (see [`Lowering::run`]).
+            #[allow(clippy::extra_unused_lifetimes)]
+            pub(crate) fn lower<$lt>(self, cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+                match self {
+                    $(OpCode::$op => <$($ty)+ as Operator<$lt>>::lower(cx),)*
+                }
+            }
+
             /// Whether this build of mote-core has the operator's kernel.
             pub const fn is_built(self) -> bool {
                 match self {
@@ -305,7 +340,7 @@ macro_rules! operators {
                 op: OpCode,
                 slots: &[i32; crate::format::OP_PARAMS],
             ) -> Option<(usize, [i32; crate::format::OP_PARAMS])> {
-                use crate::ops::record::RecordParams;
+use crate::ops::record::RecordParams;
                 match op {
                     $(OpCode::$op => {
                         type P<$lt> = <$($ty)+ as Operator<$lt>>::Params;

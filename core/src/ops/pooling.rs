@@ -5,6 +5,7 @@
 //! Pooling does not requantize: TFLite requires the input and output to share scale and zero
 //! point, so the int8 kernels only need the fused activation's clamp.
 
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
 use super::Int8Stage;
@@ -386,6 +387,27 @@ pub struct Pool2d {
 }
 
 impl Pool2d {
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let o = *cx.options();
+        let channels = cx.tensor(input)?.shape.c;
+        let window = cx.window(input, (o.filter_h, o.filter_w), (1, 1), channels)?;
+        if cx.per_tensor(input)? != cx.per_tensor(cx.output())? {
+            return Err(LowerError::Quantization {
+                tensor: cx.output(),
+                what: "pooling needs the same scale and zero point on input and output",
+            });
+        }
+        let stage = cx.int8_stage(input, o.activation)?;
+        cx.record_input(0, Some(input));
+        cx.params(&Pool2dParams {
+            window,
+            stage,
+            filter_h: o.filter_h,
+            filter_w: o.filter_w,
+        })
+    }
+
     fn decode(d: &Decoder<'_, '_>, p: Pool2dParams) -> Self {
         let input = d.activation(0, DType::I8);
         let output = d.output(DType::I8);
@@ -427,6 +449,10 @@ impl<'a> Operator<'a> for AveragePool2d {
     type Out = i8;
     const INPUTS: usize = 1;
 
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        Pool2d::lower(cx)
+    }
+
     fn decode(d: &Decoder<'_, 'a>, params: Pool2dParams) -> Self {
         AveragePool2d(Pool2d::decode(d, params))
     }
@@ -450,6 +476,10 @@ impl<'a> Operator<'a> for MaxPool2d {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 1;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        Pool2d::lower(cx)
+    }
 
     fn decode(d: &Decoder<'_, 'a>, params: Pool2dParams) -> Self {
         MaxPool2d(Pool2d::decode(d, params))

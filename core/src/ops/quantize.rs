@@ -2,6 +2,7 @@
 //!
 //! Both follow TFLite-Micro's reference kernels (`AffineQuantize`, `Dequantize`) bit for bit.
 
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::NoParams;
 use super::round_half_away_f32;
@@ -108,6 +109,14 @@ impl<'a> Operator<'a> for Quantize {
     type Out = i8;
     const INPUTS: usize = 1;
 
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.input(0)?;
+        cx.typed(input, DType::F32, "input")?;
+        cx.typed(cx.output(), DType::I8, "output")?;
+        cx.record_input(0, Some(input));
+        Ok(())
+    }
+
     fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
         let input = d.activation(0, DType::F32);
         let output = d.output(DType::I8);
@@ -151,6 +160,14 @@ impl<'a> Operator<'a> for Dequantize {
     type In = i8;
     type Out = f32;
     const INPUTS: usize = 1;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.input(0)?;
+        cx.typed(input, DType::I8, "input")?;
+        cx.typed(cx.output(), DType::F32, "output")?;
+        cx.record_input(0, Some(input));
+        Ok(())
+    }
 
     fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
         let input = d.activation(0, DType::I8);

@@ -9,6 +9,7 @@
 //! no offsets and that clamp.
 
 use super::fully_connected::requantize;
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
 use super::{Activation, Int8Stage};
@@ -84,6 +85,25 @@ impl<'a> Operator<'a> for Relu {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 1;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let activation = match cx.opcode() {
+            OpCode::Relu6 => Activation::Relu6,
+            _ => Activation::Relu,
+        };
+        let (params, multiplier) = ReluParams::prepare(
+            cx.per_tensor(input)?,
+            cx.per_tensor(cx.output())?,
+            activation,
+        )
+        .ok_or(LowerError::Unsupported {
+            what: "RELU scales out of the representable range",
+        })?;
+        cx.requant(multiplier);
+        cx.record_input(0, Some(input));
+        cx.params(&params)
+    }
 
     fn decode(d: &Decoder<'_, 'a>, params: ReluParams) -> Self {
         let input = d.activation(0, DType::I8);

@@ -1,6 +1,7 @@
 //! RESHAPE (and the SQUEEZE and EXPAND_DIMS converters write): no work at all. The host plans
 //! the output onto the input's bytes, so the output aliases the input.
 
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::NoParams;
 use crate::format::Storage;
@@ -21,6 +22,22 @@ impl<'a> Operator<'a> for Reshape {
     type In = u32;
     type Out = u32;
     const INPUTS: usize = 1;
+    const TFLITE_ALIASES: &'static [&'static str] = &["SQUEEZE", "EXPAND_DIMS"];
+    const ALIASES_INPUT: bool = true;
+
+    /// The new shape is the output tensor's; TFLite's optional shape input adds nothing.
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.input(0)?;
+        let elements = |id| cx.tensor(id).map(|t| t.shape.elements());
+        if elements(input)? != elements(cx.output())? {
+            return Err(LowerError::WrongOutputShape {
+                tensor: cx.output(),
+                expected: cx.tensor(input)?.shape,
+            });
+        }
+        cx.record_input(0, Some(input));
+        Ok(())
+    }
 
     fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
         let input = d.any_tensor(0);

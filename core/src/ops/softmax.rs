@@ -8,6 +8,7 @@
 //! saturation. Plain `+`/`-` of fixed-point values wrap in gemmlowp (C++ signed arithmetic that
 //! never overflows on valid data); they are `wrapping_*` here so hostile data cannot panic.
 
+use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
 use crate::format::DType;
@@ -371,6 +372,17 @@ impl<'a> Operator<'a> for Softmax {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 1;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(0)?;
+        let (s_in, _) = cx.per_tensor(input)?;
+        let params =
+            SoftmaxParams::from_scale(cx.options().beta, s_in).ok_or(LowerError::Unsupported {
+                what: "SOFTMAX's beta and input scale are out of TFLite's range",
+            })?;
+        cx.record_input(0, Some(input));
+        cx.params(&params)
+    }
 
     fn decode(d: &Decoder<'_, 'a>, params: SoftmaxParams) -> Self {
         let input = d.activation(0, DType::I8);
