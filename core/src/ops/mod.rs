@@ -2,7 +2,7 @@
 //!
 //! An operator's module holds its record parameters (a `record_params!` struct: the one
 //! encoding the host's builder writes and the device's decoder reads), its decoded form (a
-//! struct implementing [`Operator`](operator::Operator): the checks that make a parsed model
+//! struct implementing `operator::Operator`: the checks that make a parsed model
 //! safe to run, its scratch sizing, the optional kernel paths it takes, and its run), its int8
 //! kernel (bit-exact with TFLite-Micro's reference kernels) and, where training needs one, its
 //! f32 kernel. Kernels check that every buffer has the length its shape implies and return an

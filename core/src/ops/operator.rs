@@ -1,4 +1,4 @@
-//! What every operator module provides ([`Operator`]) and the macro that turns the one operator
+//! What every operator module provides (`Operator`) and the macro that turns the one operator
 //! list in [`ops`](super) into the opcode, the decoded-layer enum and every dispatch over them.
 
 use super::{Tensor, TensorMut};
