@@ -277,12 +277,9 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
-        let filter = cx.input(1)?;
-        let f = cx.typed(filter, DType::I8, "filter")?.shape;
-        let bias = cx.optional(2)?;
-        if let Some(bias) = bias {
-            cx.typed(bias, DType::I32, "bias")?;
-        }
+        cx.record_input(0, Some(input));
+        let (filter, f, _) = cx.weights_and_bias()?;
+        let f = f.shape;
         // Derived rather than read: some converters write a wrong multiplier.
         let in_c = cx.tensor(input)?.shape.c;
         if in_c == 0 || f.c % in_c != 0 {
@@ -294,9 +291,6 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
         let window = cx.window(input, (f.h, f.w), (o.dilation_h, o.dilation_w), f.c)?;
         let stage = cx.int8_stage(input, o.activation)?;
         cx.channel_requant((input, filter), f.c, true)?;
-        cx.record_input(0, Some(input));
-        cx.record_input(1, Some(filter));
-        cx.record_input(2, bias);
         cx.params(&DepthwiseConv2dParams {
             window,
             stage,

@@ -283,22 +283,15 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
-        let weights = cx.input(1)?;
-        let w = cx.typed(weights, DType::I8, "weights")?;
+        cx.record_input(0, Some(input));
+        let (weights, w, _) = cx.weights_and_bias()?;
         let [outputs, _inputs] = *w.dims else {
             return Err(LowerError::Unsupported {
                 what: "FULLY_CONNECTED weights must be [outputs, inputs]",
             });
         };
-        let bias = cx.optional(2)?;
-        if let Some(bias) = bias {
-            cx.typed(bias, DType::I32, "bias")?;
-        }
         let stage = cx.int8_stage(input, cx.options().activation)?;
         cx.channel_requant((input, weights), outputs, false)?;
-        cx.record_input(0, Some(input));
-        cx.record_input(1, Some(weights));
-        cx.record_input(2, bias);
         cx.params(&FullyConnectedParams { stage })
     }
 

@@ -290,6 +290,22 @@ impl<'g> Lowering<'g> {
         }
     }
 
+    /// A weighted layer's int8 weights (input 1) and optional int32 bias (input 2), recorded
+    /// as the record's inputs 1 and 2: the weights' id and shape, and the bias's id.
+    pub fn weights_and_bias(
+        &mut self,
+    ) -> Result<(usize, TensorView<'g>, Option<usize>), LowerError> {
+        let weights = self.input(1)?;
+        let w = self.typed(weights, DType::I8, "weights")?;
+        let bias = self.optional(2)?;
+        if let Some(bias) = bias {
+            self.typed(bias, DType::I32, "bias")?;
+        }
+        self.record_input(1, Some(weights));
+        self.record_input(2, bias);
+        Ok((weights, w, bias))
+    }
+
     /// Input `slot` and the output, both int8: the usual operator's edges.
     pub fn int8_io(&self, slot: usize) -> Result<usize, LowerError> {
         let input = self.input(slot)?;
