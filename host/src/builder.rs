@@ -711,6 +711,12 @@ impl ModelBuilder {
                 requant = vec![p.input1, p.input2, p.output];
             }
             OpDef::Softmax { input, beta, .. } => {
+                ensure!(
+                    shapes[input].c < 512,
+                    "int8 SOFTMAX over rows of {} values: a row of 512 or more can overflow \
+                     TFLite's sum of exponentials at run time (rows of at most 511 cannot)",
+                    shapes[input].c
+                );
                 let (s_in, _) = self.per_tensor(input)?;
                 let p = SoftmaxParams::from_scale(beta, s_in).ok_or_else(|| {
                     anyhow!("SOFTMAX beta {beta} with input scale {s_in} is out of range")
@@ -909,7 +915,7 @@ fn assemble(
     let mut head = [0u8; HEADER_LEN];
     header.write(&mut head);
     out[..HEADER_LEN].copy_from_slice(&head);
-    let crc = mote_core::crc32::crc32(&out[CRC_OFFSET + 4..]);
+    let crc = mote_core::format::blob_crc(&out);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
     if out.len() < HEADER_LEN {
         bail!("internal: blob shorter than its header");

@@ -646,6 +646,13 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 (-127..=128).contains(&input2_offset) && (0..=20).contains(&left_shift),
                 why!("ADD offsets or shift out of range"),
             );
+            // The kernel's multipliers are all below one (`AddParams::validate`).
+            d.check(
+                [input1, input2, output_requant]
+                    .iter()
+                    .all(|q| q.shift <= 0),
+                why!("ADD multiplier shift must not be positive"),
+            );
             Layer::Add {
                 params: AddParams {
                     input1_offset: stage.input_offset,
@@ -672,9 +679,18 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                 why!("int8 SOFTMAX output must have scale 1/256 and zero point -128"),
             );
             let shift = d.p(param::SOFTMAX_LEFT_SHIFT);
+            // The kernel refuses a negative multiplier; a zero one would flatten every row.
             d.check(
-                (0..=31).contains(&shift) && d.p(param::SOFTMAX_DIFF_MIN) <= 0,
+                (0..=31).contains(&shift)
+                    && d.p(param::SOFTMAX_DIFF_MIN) <= 0
+                    && d.p(param::SOFTMAX_MULTIPLIER) > 0,
                 why!("SOFTMAX parameters out of range"),
+            );
+            // Each exponential is at most one, and TFLite's int8 kernel fails on a row whose
+            // sum reaches 512: a row of 512 equal values would.
+            d.check(
+                input.shape.c < 512,
+                why!("int8 SOFTMAX rows longer than 511 can overflow TFLite's sum"),
             );
             Layer::Softmax {
                 params: SoftmaxParams {
@@ -712,6 +728,15 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
                     && output.shape.c == input.shape.c,
                 why!("MEAN over height and width keeps only batch and channels"),
             );
+            // The kernel sums a plane in i32: up to 2^23 int8 values fit.
+            d.check(
+                input
+                    .shape
+                    .h
+                    .checked_mul(input.shape.w)
+                    .is_some_and(|n| n < 1 << 23),
+                why!("MEAN over too many elements"),
+            );
             let mode = MeanMode::from_i32(d.p(param::MEAN_MODE));
             d.check(mode.is_some(), why!("unknown MEAN mode"));
             let [requant] = d.requant_array::<1>();
@@ -745,6 +770,10 @@ pub(super) fn decode<'a>(model: &Model<'a>, index: u16, op: &OpRecord) -> Result
             let input = d.activation(0, DType::I8);
             let output = d.output(DType::F32);
             d.same_elements(&input, &output);
+            d.check(
+                input.scale() > 0.0,
+                why!("DEQUANTIZE needs a positive input scale"),
+            );
             Layer::Dequantize {
                 scale: input.scale(),
                 zero_point: input.zero_point(),
