@@ -426,9 +426,22 @@ impl<'a> Decoder<'_, 'a> {
         input: Shape4,
         output: Shape4,
     ) {
+        // Checked: on a 32-bit target a kernel or output dimension times a stride or dilation
+        // can overflow (the kernel's own check counts that as a bad shape too).
         let axis = |inp: usize, out: usize, k: usize, stride: usize, dil: usize, pad: usize| {
-            let effective = (k - 1) * dil + 1;
-            pad < effective && out >= 1 && (out - 1) * stride < inp + pad
+            let effective = k
+                .checked_sub(1)
+                .and_then(|k| k.checked_mul(dil))
+                .and_then(|k| k.checked_add(1));
+            let (Some(effective), Some(padded)) = (effective, inp.checked_add(pad)) else {
+                return false;
+            };
+            pad < effective
+                && padded.checked_add(effective).is_some()
+                && out
+                    .checked_sub(1)
+                    .and_then(|o| o.checked_mul(stride))
+                    .is_some_and(|start| start < padded)
         };
         let ok_h = axis(
             input.h,
