@@ -372,8 +372,9 @@ fn parse_scales_to_thousands_of_tensors() {
     let model = Model::parse(aligned.as_slice()).unwrap();
     let took = start.elapsed();
     assert_eq!(model.tensor_count(), 8000);
-    // Pairwise checking took seconds here; the sweep takes milliseconds.
-    assert!(took.as_millis() < 500, "{took:?}");
+    // Linear in the tensors, this is milliseconds; a check of every pair would take seconds.
+    // The bound leaves room for a busy host.
+    assert!(took.as_millis() < 1000, "{took:?}");
 
     // Operator 7000's output moved onto its input's bytes.
     let op = model.op(7000).unwrap();

@@ -653,17 +653,18 @@ impl LiveSet {
 
     /// Drops the tensors whose lifetime ended before `step`.
     fn retire(&mut self, step: u16) {
-        let mut i = 0;
-        while i < self.len {
-            match self.entries.get(i) {
-                Some(e) if e.live_to < step => {
-                    // `i < len`, so `len - 1` is in bounds.
-                    self.len = self.len.saturating_sub(1);
-                    self.entries.swap(i, self.len);
+        // `get`, not indexing: the firmware links no panic path.
+        let mut kept = 0;
+        for i in 0..self.len {
+            let Some(&e) = self.entries.get(i) else { break };
+            if e.live_to >= step {
+                if let Some(slot) = self.entries.get_mut(kept) {
+                    *slot = e;
                 }
-                _ => i += 1,
+                kept += 1;
             }
         }
+        self.len = kept;
     }
 
     /// Adds `t`, born at this step, after checking it shares no bytes with a live tensor
