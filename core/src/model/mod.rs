@@ -48,7 +48,7 @@ impl TensorInfo {
     /// Byte range in the arena (arena tensors only).
     pub fn arena_range(&self) -> core::ops::Range<usize> {
         let start = self.record.offset as usize;
-        start..start.saturating_add(self.record.byte_len as usize)
+        start..start + self.record.byte_len as usize
     }
 }
 
@@ -203,6 +203,14 @@ impl<'a> Model<'a> {
                 what: why!("operator table"),
             })?;
         OpRecord::read(raw).map_err(|what| Error::invalid_operator(index, what))
+    }
+
+    /// The tensor operator `index` writes, read alone (the plan checks ask for nothing else).
+    fn op_output(&self, index: u16) -> Result<u16, Error> {
+        let at = (index < self.header.op_count)
+            .then(|| self.header.ops_offset as usize + index as usize * OP_RECORD_LEN + 12);
+        at.and_then(|at| read_u16(self.bytes, at))
+            .ok_or(Error::invalid_operator(index, why!("index out of range")))
     }
 
     /// The f32 weights and bias of FULLY_CONNECTED operator `index`, dequantized from the
@@ -456,7 +464,7 @@ impl<'a> Model<'a> {
         // the caller (a model input, or one nothing writes).
         let first_output = match h.op_count {
             0 => NO_TENSOR,
-            _ => self.op(0)?.output,
+            _ => self.op_output(0)?,
         };
         for i in 0..h.input_count {
             let t = self.input(i)?;
@@ -526,7 +534,12 @@ impl<'a> Model<'a> {
         }
         // Training dequantizes with these: a NaN or a zero would poison the weights.
         if let Some(scales) = self.channel_scale_data(t)? {
-            if !scales.iter().all(|s| s.is_finite() && *s > 0.0) {
+            // Positive and finite, read from the bits: sign clear, not zero, not all-ones
+            // exponent (one compare per scale).
+            if !scales
+                .iter()
+                .all(|s| (1..0x7F80_0000).contains(&s.to_bits()))
+            {
                 return Err(why!("per-channel scales must be finite and positive"));
             }
         }
@@ -534,8 +547,8 @@ impl<'a> Model<'a> {
     }
 
     /// Checks operator `index` against its tensors' planned lifetimes and decodes it (which
-    /// checks every shape and parameter); returns its kernel's scratch.
-    fn validate_op(&self, index: u16, first_output: u16) -> Result<Scratch, Error> {
+    /// checks every shape and parameter); returns what the plan sweep needs of it.
+    fn validate_op(&self, index: u16, first_output: u16) -> Result<Step, Error> {
         let op = self.op(index)?;
         let bad = |what| Err(Error::invalid_operator(index, what));
         let out = self.tensor(op.output)?;
@@ -550,13 +563,20 @@ impl<'a> Model<'a> {
                 // Written by an earlier operator (its first), or provided by the caller.
                 let from = t.record.live_from;
                 let provided = from == 0 && input != first_output;
-                let written = from < index && self.op(from)?.output == input;
+                let written = from < index && self.op_output(from)? == input;
                 if !(provided || written) || t.record.live_to < index {
                     return bad(why!("reads a tensor outside its planned lifetime"));
                 }
             }
         }
-        self.op_scratch(index)
+        Ok(Step {
+            output: Live::of(&out),
+            alias: match op.opcode {
+                crate::format::OpCode::Reshape => op.inputs[0],
+                _ => NO_TENSOR,
+            },
+            scratch: self.op_scratch(index)?,
+        })
     }
 
     /// The arena bytes operator `index`'s kernel works in (empty if none), from its decoded
@@ -590,8 +610,8 @@ impl<'a> Model<'a> {
                 continue;
             }
             if from == 0 {
-                live.insert(&t, NO_TENSOR)?;
-            } else if from >= h.op_count || self.op(from)?.output != index {
+                live.insert(Live::of(&t), NO_TENSOR)?;
+            } else if from >= h.op_count || self.op_output(from)? != index {
                 return Err(Error::invalid_tensor(
                     index,
                     why!("an arena tensor must be a model input or an operator's output"),
@@ -599,16 +619,11 @@ impl<'a> Model<'a> {
             }
         }
         for index in 0..h.op_count {
-            let scratch = self.validate_op(index, first_output)?;
+            let step = self.validate_op(index, first_output)?;
             live.retire(index);
-            let op = self.op(index)?;
-            let alias = match op.opcode {
-                crate::format::OpCode::Reshape => op.inputs[0],
-                _ => NO_TENSOR,
-            };
-            live.insert(&self.tensor(op.output)?, alias)?;
+            live.insert(step.output, step.alias)?;
             // The kernel writes its scratch while reading the inputs and writing the output.
-            let busy = scratch.range();
+            let busy = step.scratch.range();
             if !busy.is_empty() && live.iter().any(|e| e.overlaps(busy.start, busy.end)) {
                 return Err(Error::invalid_operator(
                     index,
@@ -618,6 +633,16 @@ impl<'a> Model<'a> {
         }
         Ok(())
     }
+}
+
+/// What the plan sweep needs of an operator.
+struct Step {
+    /// The tensor it writes.
+    output: Live,
+    /// The tensor whose bytes the output may share: a RESHAPE's input (else `NO_TENSOR`).
+    alias: u16,
+    /// Its kernel's scratch.
+    scratch: Scratch,
 }
 
 /// The most arena tensors a model may have live at one operator step. Real models keep a
@@ -635,6 +660,16 @@ struct Live {
 }
 
 impl Live {
+    fn of(t: &TensorInfo) -> Self {
+        let r = t.arena_range();
+        Self {
+            start: r.start,
+            end: r.end,
+            live_to: t.record.live_to,
+            index: t.index,
+        }
+    }
+
     fn overlaps(&self, start: usize, end: usize) -> bool {
         self.start < end && start < self.end
     }
@@ -669,11 +704,10 @@ impl LiveSet {
 
     /// Adds `t`, born at this step, after checking it shares no bytes with a live tensor
     /// other than `alias` (a RESHAPE's input, whose bytes its output takes over).
-    fn insert(&mut self, t: &TensorInfo, alias: u16) -> Result<(), Error> {
-        let r = t.arena_range();
+    fn insert(&mut self, t: Live, alias: u16) -> Result<(), Error> {
         if let Some(e) = self
             .iter()
-            .find(|e| e.index != alias && e.overlaps(r.start, r.end))
+            .find(|e| e.index != alias && e.overlaps(t.start, t.end))
         {
             return Err(Error::PlanOverlap {
                 first: e.index,
@@ -683,12 +717,7 @@ impl LiveSet {
         let slot = self.entries.get_mut(self.len).ok_or(Error::BadLayout {
             what: why!("more arena tensors live at one step than the runtime checks (32)"),
         })?;
-        *slot = Live {
-            start: r.start,
-            end: r.end,
-            live_to: t.record.live_to,
-            index: t.index,
-        };
+        *slot = t;
         self.len += 1;
         Ok(())
     }
