@@ -704,6 +704,8 @@ impl LiveSet {
 
     /// Adds `t`, born at this step, after checking it shares no bytes with a live tensor
     /// other than `alias` (a RESHAPE's input, whose bytes its output takes over).
+    // Out of line: two callers, and the parser's flash counts on the device.
+    #[inline(never)]
     fn insert(&mut self, t: Live, alias: u16) -> Result<(), Error> {
         if let Some(e) = self
             .iter()
