@@ -5,14 +5,15 @@
 //! header (64 B) | tensor records (44 B each) | operator records (80 B each)
 //!               | model input/output tensor indices (u16) | constant data (4-aligned)
 //! ```
-//! Little-endian throughout. The CRC-32 covers every byte after the CRC field. Constant data
+//! Little-endian throughout. The CRC-32 ([`blob_crc`]) covers every byte of the blob but its own
+//! field, so a corrupt magic, version or length is caught like any other. Constant data
 //! (weights, biases, requantization constants) is read in place, so every array starts at an
 //! offset aligned to its element size and the blob itself must sit on a 4-byte boundary.
 
 /// The first four bytes of every blob.
 pub const MAGIC: [u8; 4] = *b"MOTE";
 /// The format version this runtime reads and mote-host writes.
-pub const VERSION: u16 = 1;
+pub const VERSION: u16 = 2;
 /// Size of the header.
 pub const HEADER_LEN: usize = 64;
 /// Size of one tensor record.
@@ -25,8 +26,18 @@ pub const MAX_OP_INPUTS: usize = 4;
 pub const NO_TENSOR: u16 = u16::MAX;
 /// Integer parameters an operator record carries.
 pub const OP_PARAMS: usize = 14;
-/// Byte offset of the CRC field; the CRC covers everything after it.
+/// Byte offset of the CRC field; the CRC covers every byte of the blob but these four.
 pub const CRC_OFFSET: usize = 12;
+
+/// The CRC-32 a blob of exactly `blob_len` bytes carries: of `blob[..CRC_OFFSET]` and
+/// `blob[CRC_OFFSET + 4..]`. The builder seals with it and the parser checks with it, so the
+/// two cannot disagree on what is covered.
+pub fn blob_crc(blob: &[u8]) -> u32 {
+    let mut digest = crate::crc32::Crc32::new();
+    digest.update(blob.get(..CRC_OFFSET).unwrap_or(blob));
+    digest.update(blob.get(CRC_OFFSET + 4..).unwrap_or(&[]));
+    digest.finish()
+}
 
 /// Reads a little-endian u16 at `at`, if in bounds.
 pub fn read_u16(bytes: &[u8], at: usize) -> Option<u16> {
@@ -47,7 +58,7 @@ pub struct Header {
     pub version: u16,
     /// Total blob length in bytes.
     pub blob_len: u32,
-    /// CRC-32 of `blob[CRC_OFFSET + 4..blob_len]`.
+    /// [`blob_crc`] of `blob[..blob_len]`.
     pub crc32: u32,
     /// Bytes of arena the interpreter needs: activations and the kernels' scratch.
     pub arena_size: u32,

@@ -670,7 +670,7 @@ fn assemble(
     let mut head = [0u8; HEADER_LEN];
     header.write(&mut head);
     out[..HEADER_LEN].copy_from_slice(&head);
-    let crc = mote_core::crc32::crc32(&out[CRC_OFFSET + 4..]);
+    let crc = mote_core::format::blob_crc(&out);
     out[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
     if out.len() < HEADER_LEN {
         bail!("internal: blob shorter than its header");

@@ -157,3 +157,34 @@ pub fn ds_cnn(
     b.outputs(&[probs]);
     b
 }
+
+/// A long chain of `ops` cheap operators on a 1x2x2x4 input (`ops + 1` tensors): MAX_POOL_2D
+/// 1x1 steps with, every third step, a RESHAPE (its output planned onto its input), for tests
+/// and measurements of how parsing scales with the tensor count.
+pub fn long_chain(ops: usize) -> ModelBuilder {
+    let mut b = ModelBuilder::new();
+    let act = |b: &mut ModelBuilder, i: usize| {
+        b.tensor(TensorDef {
+            name: format!("t{i}"),
+            shape: vec![1, 2, 2, 4],
+            dtype: DType::I8,
+            quant: Some(Quantization::per_tensor(0.05, -3)),
+            data: None,
+        })
+    };
+    let mut x = act(&mut b, 0);
+    b.inputs(&[x]);
+    for i in 1..=ops {
+        let y = act(&mut b, i);
+        b.op(match i % 3 {
+            0 => OpDef::new(OpCode::Reshape, &[x], y, TfOptions::default()),
+            _ => {
+                let options = TfOptions::pool(Padding::Valid, (1, 1), (1, 1), Activation::None);
+                OpDef::new(OpCode::MaxPool2d, &[x], y, options)
+            }
+        });
+        x = y;
+    }
+    b.outputs(&[x]);
+    b
+}

@@ -1,7 +1,7 @@
 //! Whatever bytes `Model::parse` is given, it returns a model or an error, never panics and
 //! never reads out of bounds; a model it accepts can be invoked without panicking.
 
-use mote_core::format::{CRC_OFFSET, HEADER_LEN, TENSOR_RECORD_LEN};
+use mote_core::format::{blob_crc, CRC_OFFSET, HEADER_LEN, TENSOR_RECORD_LEN, VERSION};
 use mote_core::{Error, Interpreter, Model};
 use mote_host::AlignedBytes;
 use mote_tests::synth::{ds_cnn, Rng};
@@ -14,8 +14,11 @@ fn valid_blobs() -> Vec<Vec<u8>> {
     blobs
 }
 
+/// Seals `blob` as the builder does: the CRC of every byte but its own field, up to the blob
+/// length the header declares (or the end of the bytes, if shorter).
 fn reseal(blob: &mut [u8]) {
-    let crc = mote_core::crc32::crc32(&blob[CRC_OFFSET + 4..]);
+    let declared = u32::from_le_bytes(blob[8..12].try_into().unwrap()) as usize;
+    let crc = blob_crc(&blob[..declared.min(blob.len())]);
     blob[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
 }
 
@@ -75,7 +78,7 @@ fn specific_corruptions_get_specific_errors() {
         parse(&version),
         Err(Error::UnsupportedVersion {
             found: 99,
-            supported: 1
+            supported: VERSION
         })
     );
 
@@ -111,6 +114,35 @@ fn specific_corruptions_get_specific_errors() {
         Interpreter::new(model, &mut small),
         Err(Error::BufferTooSmall { .. })
     ));
+}
+
+/// The CRC covers every header byte but its own field (magic, version, header and blob length
+/// included), and a header length other than this version's is refused.
+#[test]
+fn the_crc_covers_the_whole_header() {
+    let blob = valid_blobs().remove(0);
+    let stored = u32::from_le_bytes(blob[CRC_OFFSET..CRC_OFFSET + 4].try_into().unwrap());
+    assert_eq!(blob_crc(&blob), stored);
+    for at in 0..HEADER_LEN {
+        let mut changed = blob.clone();
+        changed[at] ^= 0x10;
+        let covered = !(CRC_OFFSET..CRC_OFFSET + 4).contains(&at);
+        assert_eq!(blob_crc(&changed) != stored, covered, "header byte {at}");
+    }
+    let parse = |b: &[u8]| Model::parse(AlignedBytes::new(b).as_slice()).map(|_| ());
+    let mut header_len = blob.clone();
+    header_len[6] = 48;
+    reseal(&mut header_len);
+    assert!(
+        matches!(parse(&header_len), Err(Error::BadLayout { .. })),
+        "{:?}",
+        parse(&header_len)
+    );
+    // A blob sealed over only the bytes after the CRC field (format version 1) is refused.
+    let mut old_seal = blob.clone();
+    let crc = mote_core::crc32::crc32(&old_seal[CRC_OFFSET + 4..]);
+    old_seal[CRC_OFFSET..CRC_OFFSET + 4].copy_from_slice(&crc.to_le_bytes());
+    assert!(matches!(parse(&old_seal), Err(Error::CrcMismatch { .. })));
 }
 
 fn model_tensors_offset(blob: &[u8]) -> usize {

@@ -8,10 +8,9 @@ pub(crate) use decoder::Decoder;
 pub use decoder::Scratch;
 
 use crate::cast;
-use crate::crc32::crc32;
 use crate::format::{
-    DType, Header, OpRecord, Storage, TensorRecord, CRC_OFFSET, HEADER_LEN, MAGIC, NO_TENSOR,
-    OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
+    blob_crc, read_u16, DType, Header, OpRecord, Storage, TensorRecord, HEADER_LEN, MAGIC,
+    NO_TENSOR, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
 };
 use crate::ops::Shape4;
 use crate::quant::QuantizedMultiplier;
@@ -56,9 +55,12 @@ impl TensorInfo {
 }
 
 impl<'a> Model<'a> {
-    /// Parses and validates a blob: magic, version, CRC-32, every section and tensor in bounds
-    /// and aligned, every operator consistent with its tensors, and a memory plan in which no
-    /// two simultaneously live tensors share bytes. Never panics, whatever the bytes.
+    /// Parses and validates a blob: magic, version, header length, CRC-32, every section and
+    /// tensor in bounds and aligned, every operator consistent with its tensors and its
+    /// parameters within what its kernel takes, and a memory plan in which no two
+    /// simultaneously live tensors (nor an operator's scratch and a tensor live while it runs)
+    /// share bytes, with at most 32 arena tensors live at once. Never panics, whatever the
+    /// bytes; in time linear in the tensor and operator counts.
     pub fn parse(bytes: &'a [u8]) -> Result<Self, Error> {
         if bytes.len() < HEADER_LEN {
             return Err(if bytes.len() >= 4 && bytes[..4] != MAGIC {
@@ -80,6 +82,11 @@ impl<'a> Model<'a> {
                 supported: VERSION,
             });
         }
+        if read_u16(bytes, 6) != Some(HEADER_LEN as u16) {
+            return Err(Error::BadLayout {
+                what: why!("header length differs from this version's"),
+            });
+        }
         let blob_len = header.blob_len as usize;
         if blob_len < HEADER_LEN || blob_len > bytes.len() {
             return Err(Error::Truncated {
@@ -91,7 +98,7 @@ impl<'a> Model<'a> {
             return Err(Error::MisalignedBlob);
         }
         let bytes = &bytes[..blob_len];
-        let computed = crc32(&bytes[CRC_OFFSET + 4..]);
+        let computed = blob_crc(bytes);
         if computed != header.crc32 {
             return Err(Error::CrcMismatch {
                 stored: header.crc32,
@@ -159,11 +166,9 @@ impl<'a> Model<'a> {
     }
 
     fn io_index(&self, slot: usize) -> Result<u16, Error> {
-        crate::format::read_u16(self.bytes, self.header.io_offset as usize + 2 * slot).ok_or(
-            Error::BadLayout {
-                what: why!("input/output list"),
-            },
-        )
+        read_u16(self.bytes, self.header.io_offset as usize + 2 * slot).ok_or(Error::BadLayout {
+            what: why!("input/output list"),
+        })
     }
 
     /// Tensor `index`.
@@ -200,6 +205,14 @@ impl<'a> Model<'a> {
                 what: why!("operator table"),
             })?;
         OpRecord::read(raw).map_err(|what| Error::invalid_operator(index, what))
+    }
+
+    /// The tensor operator `index` writes, read alone (the plan checks ask for nothing else).
+    fn op_output(&self, index: u16) -> Result<u16, Error> {
+        let at = (index < self.header.op_count)
+            .then(|| self.header.ops_offset as usize + index as usize * OP_RECORD_LEN + 12);
+        at.and_then(|at| read_u16(self.bytes, at))
+            .ok_or(Error::invalid_operator(index, why!("index out of range")))
     }
 
     /// The f32 weights and bias of FULLY_CONNECTED operator `index`, dequantized from the
@@ -393,12 +406,18 @@ impl<'a> Model<'a> {
                 ));
             }
         }
+        // The tensor operator 0 writes: every other arena tensor live from step 0 is provided by
+        // the caller (a model input, or one nothing writes).
+        let first_output = match h.op_count {
+            0 => NO_TENSOR,
+            _ => self.op_output(0)?,
+        };
         for i in 0..h.input_count {
             let t = self.input(i)?;
-            if t.record.live_from != 0 {
+            if t.record.live_from != 0 || t.index == first_output {
                 return Err(Error::invalid_tensor(
                     t.index,
-                    why!("a model input must be live from the first operator"),
+                    why!("a model input must be live from the start, and no operator writes it"),
                 ));
             }
         }
@@ -410,10 +429,7 @@ impl<'a> Model<'a> {
                 ));
             }
         }
-        for index in 0..h.op_count {
-            self.validate_op(index)?;
-        }
-        self.validate_plan()
+        self.validate_plan(first_output)
     }
 
     /// What is wrong with tensor `t`, if anything.
@@ -458,11 +474,27 @@ impl<'a> Model<'a> {
                 self.constant_data::<i8>(t)?;
             }
         }
-        self.channel_scale_data(t)?;
+        // Read only where `channel_scales` is set; refused anyway so a record has one form.
+        if r.channel_axis > 3 {
+            return Err(why!("channel axis out of range"));
+        }
+        // Training dequantizes with these: a NaN or a zero would poison the weights.
+        if let Some(scales) = self.channel_scale_data(t)? {
+            // Positive and finite, read from the bits: sign clear, not zero, not all-ones
+            // exponent (one compare per scale).
+            if !scales
+                .iter()
+                .all(|s| (1..0x7F80_0000).contains(&s.to_bits()))
+            {
+                return Err(why!("per-channel scales must be finite and positive"));
+            }
+        }
         Ok(())
     }
 
-    fn validate_op(&self, index: u16) -> Result<(), Error> {
+    /// Checks operator `index` against its tensors' planned lifetimes and decodes it (which
+    /// checks every shape and parameter); returns what the plan sweep needs of it.
+    fn validate_op(&self, index: u16, first_output: u16) -> Result<Step, Error> {
         let op = self.op(index)?;
         let bad = |what| Err(Error::invalid_operator(index, what));
         let out = self.tensor(op.output)?;
@@ -474,84 +506,162 @@ impl<'a> Model<'a> {
         for input in op.inputs.into_iter().filter(|&t| t != NO_TENSOR) {
             let t = self.tensor(input)?;
             if t.record.storage == Storage::Arena {
-                let produced_before = t.record.live_from < index || self.is_model_input(input);
-                if !produced_before || t.record.live_to < index {
+                // Written by an earlier operator (its first), or provided by the caller.
+                let from = t.record.live_from;
+                let provided = from == 0 && input != first_output;
+                let written = from < index && self.op_output(from)? == input;
+                if !(provided || written) || t.record.live_to < index {
                     return bad(why!("reads a tensor outside its planned lifetime"));
                 }
             }
         }
-        // Decoding checks every shape and parameter against the kernels' needs.
-        let scratch = self.layer(index)?.scratch();
-        if scratch.len == 0 {
-            return Ok(());
-        }
-        // The kernel writes its scratch while reading the inputs and writing the output, so
-        // no tensor live during the operator may share those bytes.
-        let busy = scratch.range();
-        for t in 0..self.header.tensor_count {
-            let t = self.tensor(t)?;
-            let live = t.record.live_from <= index && index <= t.record.live_to;
-            let r = t.arena_range();
-            if t.record.storage == Storage::Arena
-                && live
-                && r.start < busy.end
-                && busy.start < r.end
-            {
-                return bad(why!("scratch overlaps a tensor live during the operator"));
-            }
-        }
-        Ok(())
+        Ok(Step {
+            output: Live::of(&out),
+            alias: match op.opcode.aliases_input() {
+                true => op.inputs[0],
+                false => NO_TENSOR,
+            },
+            scratch: self.op_scratch(index)?,
+        })
     }
 
-    /// Whether `tensor` is a model input. Asked only after `validate` read the whole input
-    /// list successfully, so no read here fails.
-    fn is_model_input(&self, tensor: u16) -> bool {
-        (0..self.header.input_count).any(|i| self.io_index(i as usize).ok() == Some(tensor))
+    /// The arena bytes operator `index`'s kernel works in (empty if none), from its decoded
+    /// layer.
+    fn op_scratch(&self, index: u16) -> Result<Scratch, Error> {
+        Ok(self.layer(index)?.scratch())
     }
 
-    /// No two arena tensors whose lifetimes intersect may share bytes, except a RESHAPE's
-    /// output, which is planned onto its input on purpose.
-    fn validate_plan(&self) -> Result<(), Error> {
-        for a in 0..self.header.tensor_count {
-            let ta = self.tensor(a)?;
-            if ta.record.storage != Storage::Arena {
+    /// Validates every operator and the memory plan in one sweep over the operator steps: no
+    /// two arena tensors live at one step share bytes (except a RESHAPE's output, planned onto
+    /// its input on purpose), and no operator's scratch shares bytes with a tensor live while
+    /// it runs. The tensors live at the current step are kept in a fixed array, so the sweep
+    /// needs no heap and costs O(tensors + operators x MAX_LIVE).
+    fn validate_plan(&self, first_output: u16) -> Result<(), Error> {
+        let h = &self.header;
+        let mut live = LiveSet {
+            entries: [Live::default(); MAX_LIVE],
+            len: 0,
+        };
+        // Step 0 starts with what the caller provides; every other arena tensor is born as
+        // the output of the operator its lifetime starts at.
+        for index in 0..h.tensor_count {
+            let t = self.tensor(index)?;
+            let from = t.record.live_from;
+            if t.record.storage != Storage::Arena || index == first_output {
                 continue;
             }
-            for b in a + 1..self.header.tensor_count {
-                let tb = self.tensor(b)?;
-                if tb.record.storage != Storage::Arena {
-                    continue;
-                }
-                let (ra, rb) = (ta.arena_range(), tb.arena_range());
-                let bytes_overlap = ra.start < rb.end && rb.start < ra.end;
-                let live_overlap = ta.record.live_from <= tb.record.live_to
-                    && tb.record.live_from <= ta.record.live_to;
-                if bytes_overlap && live_overlap && !self.is_alias(&ta, &tb) {
-                    return Err(Error::PlanOverlap {
-                        first: a,
-                        second: b,
-                    });
-                }
+            if from == 0 {
+                live.insert(Live::of(&t), NO_TENSOR)?;
+            } else if from >= h.op_count || self.op_output(from)? != index {
+                return Err(Error::invalid_tensor(
+                    index,
+                    why!("an arena tensor must be a model input or an operator's output"),
+                ));
+            }
+        }
+        for index in 0..h.op_count {
+            let step = self.validate_op(index, first_output)?;
+            live.retire(index);
+            live.insert(step.output, step.alias)?;
+            // The kernel writes its scratch while reading the inputs and writing the output.
+            let busy = step.scratch.range();
+            if !busy.is_empty() && live.iter().any(|e| e.overlaps(busy.start, busy.end)) {
+                return Err(Error::invalid_operator(
+                    index,
+                    why!("scratch overlaps a tensor live during the operator"),
+                ));
             }
         }
         Ok(())
     }
+}
 
-    /// Whether one of `a`, `b` is a RESHAPE's output planned onto the other, its input. Asked
-    /// only after every operator record was read successfully, so `op` does not fail here (if
-    /// it did, "no alias" would refuse the model).
-    fn is_alias(&self, a: &TensorInfo, b: &TensorInfo) -> bool {
-        if a.arena_range() != b.arena_range() {
-            return false;
+/// What the plan sweep needs of an operator.
+struct Step {
+    /// The tensor it writes.
+    output: Live,
+    /// The tensor whose bytes the output may share: a RESHAPE's input (else `NO_TENSOR`).
+    alias: u16,
+    /// Its kernel's scratch.
+    scratch: Scratch,
+}
+
+/// The most arena tensors a model may have live at one operator step. Real models keep a
+/// handful (a few more with skip connections or several outputs); the bound keeps the plan
+/// check's memory on the stack.
+const MAX_LIVE: usize = 32;
+
+/// An arena tensor in the plan sweep: its bytes, its last step, its index.
+#[derive(Debug, Clone, Copy, Default)]
+struct Live {
+    start: usize,
+    end: usize,
+    live_to: u16,
+    index: u16,
+}
+
+impl Live {
+    fn of(t: &TensorInfo) -> Self {
+        let r = t.arena_range();
+        Self {
+            start: r.start,
+            end: r.end,
+            live_to: t.record.live_to,
+            index: t.index,
         }
-        [(a, b), (b, a)].into_iter().any(|(src, dst)| {
-            dst.record.live_from < self.header.op_count
-                && !self.is_model_input(dst.index)
-                && self.op(dst.record.live_from).is_ok_and(|op| {
-                    op.opcode == crate::format::OpCode::Reshape
-                        && op.inputs[0] == src.index
-                        && op.output == dst.index
-                })
-        })
+    }
+
+    fn overlaps(&self, start: usize, end: usize) -> bool {
+        self.start < end && start < self.end
+    }
+}
+
+/// The arena tensors live at the sweep's current step, in no order.
+struct LiveSet {
+    entries: [Live; MAX_LIVE],
+    len: usize,
+}
+
+impl LiveSet {
+    fn iter(&self) -> impl Iterator<Item = &Live> {
+        self.entries.iter().take(self.len)
+    }
+
+    /// Drops the tensors whose lifetime ended before `step`.
+    fn retire(&mut self, step: u16) {
+        // `get`, not indexing: the firmware links no panic path.
+        let mut kept = 0;
+        for i in 0..self.len {
+            let Some(&e) = self.entries.get(i) else { break };
+            if e.live_to >= step {
+                if let Some(slot) = self.entries.get_mut(kept) {
+                    *slot = e;
+                }
+                kept += 1;
+            }
+        }
+        self.len = kept;
+    }
+
+    /// Adds `t`, born at this step, after checking it shares no bytes with a live tensor
+    /// other than `alias` (a RESHAPE's input, whose bytes its output takes over).
+    // Out of line: two callers, and the parser's flash counts on the device.
+    #[inline(never)]
+    fn insert(&mut self, t: Live, alias: u16) -> Result<(), Error> {
+        if let Some(e) = self
+            .iter()
+            .find(|e| e.index != alias && e.overlaps(t.start, t.end))
+        {
+            return Err(Error::PlanOverlap {
+                first: e.index,
+                second: t.index,
+            });
+        }
+        let slot = self.entries.get_mut(self.len).ok_or(Error::BadLayout {
+            what: why!("more arena tensors live at one step than the runtime checks (32)"),
+        })?;
+        *slot = t;
+        self.len += 1;
+        Ok(())
     }
 }

@@ -354,6 +354,10 @@ pub fn softmax_f32(
     Ok(())
 }
 
+/// The longest row the int8 kernel takes: its sum of exponentials (each at most 1) must stay
+/// below 512, and a row of 512 equal values reaches it.
+const MAX_ROW: usize = 511;
+
 /// SOFTMAX over the last dimension, decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct Softmax {
@@ -375,6 +379,12 @@ impl<'a> Operator<'a> for Softmax {
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
+        if cx.tensor(input)?.shape.c > MAX_ROW {
+            return Err(LowerError::Unsupported {
+                what: "int8 SOFTMAX over rows of 512 or more values can overflow TFLite's sum \
+                       of exponentials at run time (rows of at most 511 cannot)",
+            });
+        }
         let (s_in, _) = cx.per_tensor(input)?;
         let params =
             SoftmaxParams::from_scale(cx.options().beta, s_in).ok_or(LowerError::Unsupported {
@@ -395,6 +405,10 @@ impl<'a> Operator<'a> for Softmax {
         d.check(
             params.validate().is_ok(),
             why!("SOFTMAX parameters out of range"),
+        );
+        d.check(
+            input.shape.c <= MAX_ROW,
+            why!("int8 SOFTMAX rows longer than 511 can overflow TFLite's sum"),
         );
         Softmax {
             params,
