@@ -61,19 +61,24 @@ impl Window {
     ) -> Option<WindowFit> {
         let rows = Axis::new(padding, input.h, kernel.0, stride.0, dilation.0)?;
         let cols = Axis::new(padding, input.w, kernel.1, stride.1, dilation.1)?;
-        let window = Window {
-            stride_h: stride.0,
-            stride_w: stride.1,
-            dilation_h: dilation.0,
-            dilation_w: dilation.1,
-            pad_top: rows.pad,
-            pad_left: cols.pad,
-        };
         Some(WindowFit {
-            window,
+            window: Window::from_axes(&rows, &cols),
             out_h: rows.output,
             out_w: cols.output,
         })
+    }
+
+    /// The window whose vertical axis is `rows` and horizontal axis `cols` (their strides,
+    /// dilations and padding; the sizes stay with the axes).
+    pub fn from_axes(rows: &Axis, cols: &Axis) -> Self {
+        Window {
+            stride_h: rows.stride,
+            stride_w: cols.stride,
+            dilation_h: rows.dilation,
+            dilation_w: cols.dilation,
+            pad_top: rows.pad,
+            pad_left: cols.pad,
+        }
     }
 
     /// The vertical axis of this window over an input of height `input` giving `output` rows.
@@ -262,6 +267,16 @@ impl Axis {
             }
             _ => 0..0,
         }
+    }
+
+    /// The input position tap `tap` of output `out` reads, or `None` if it falls in the
+    /// padding (or past `usize::MAX`).
+    #[inline]
+    pub fn input_at(&self, out: usize, tap: usize) -> Option<usize> {
+        let padded = out
+            .checked_mul(self.stride)?
+            .checked_add(tap.checked_mul(self.dilation)?)?;
+        padded.checked_sub(self.pad).filter(|&i| i < self.input)
     }
 
     /// The input positions a dense window (dilation 1) at output `out` covers, clipped to the
@@ -496,6 +511,7 @@ mod tests {
         assert_eq!((fit.out_h, fit.out_w), (rows.output, cols.output));
         assert_eq!(fit.window.rows(7, 3, fit.out_h), rows);
         assert_eq!(fit.window.cols(4, 2, fit.out_w), cols);
+        assert_eq!(Window::from_axes(&rows, &cols), fit.window);
         assert_eq!(
             Window::for_kernel(input, (8, 1), Padding::Valid, (1, 1), (1, 1)),
             None

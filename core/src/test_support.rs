@@ -33,6 +33,10 @@ impl Rng {
     pub(crate) fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
         lo + (hi - lo) * (self.next() >> 40) as f64 / (1u64 << 24) as f64
     }
+    /// [`Self::uniform`] in f32 (24 bits: exact).
+    pub(crate) fn uniform_f32(&mut self, lo: f32, hi: f32) -> f32 {
+        lo + (hi - lo) * (self.next() >> 40) as f32 / (1u32 << 24) as f32
+    }
     pub(crate) fn i8s(&mut self, n: usize) -> Vec<i8> {
         (0..n).map(|_| self.int(-128, 127) as i8).collect()
     }
@@ -139,15 +143,6 @@ pub(crate) fn win(stride: (usize, usize), dilation: (usize, usize), pad: (usize,
         pad_top: pad.0,
         pad_left: pad.1,
     }
-}
-
-/// The window whose rows are `y` and columns `x`.
-pub(crate) fn window_of(y: Axis, x: Axis) -> Window {
-    win(
-        (y.stride, x.stride),
-        (y.dilation, x.dilation),
-        (y.pad, x.pad),
-    )
 }
 
 /// One random axis: TFLite SAME or VALID, or any padding and output size the kernels accept.

@@ -3,6 +3,7 @@
 //! has them), precomputes every integer constant the kernels need exactly as TFLite-Micro's
 //! `Prepare` steps do, plans the arena, writes the blob, and parses it back with mote-core.
 
+use crate::float_model::fit_window;
 use crate::planner::{self, Buffer};
 use anyhow::{anyhow, bail, ensure, Context, Result};
 use mote_core::format::{
@@ -13,7 +14,7 @@ use mote_core::format::{
 use mote_core::ops::add::AddParams;
 use mote_core::ops::mean::MeanParams;
 use mote_core::ops::softmax::SoftmaxParams;
-use mote_core::ops::{Activation, Padding, Shape4, Window};
+use mote_core::ops::{Activation, Padding, Shape4};
 use mote_core::quant::QuantizedMultiplier;
 
 /// A tensor's identity in a [`ModelBuilder`].
@@ -565,24 +566,15 @@ impl ModelBuilder {
                       stride: (usize, usize),
                       dilation: (usize, usize)|
          -> Result<(usize, usize)> {
-            let (w, oh, ow) = Window::for_kernel(input, kernel, padding, stride, dilation)
-                .ok_or_else(|| {
-                    anyhow!(
-                        "a {}x{} window does not fit a {}x{} input",
-                        kernel.0,
-                        kernel.1,
-                        input.h,
-                        input.w
-                    )
-                })?;
-            let (pad_top, pad_left) = (w.pad_top, w.pad_left);
+            let fit = fit_window(input, kernel, padding, stride, dilation)?;
+            let (pad_top, pad_left) = (fit.window.pad_top, fit.window.pad_left);
             params[param::STRIDE_H] = stride.0 as i32;
             params[param::STRIDE_W] = stride.1 as i32;
             params[param::DILATION_H] = dilation.0 as i32;
             params[param::DILATION_W] = dilation.1 as i32;
             params[param::PAD_TOP] = pad_top as i32;
             params[param::PAD_LEFT] = pad_left as i32;
-            Ok((oh, ow))
+            Ok((fit.out_h, fit.out_w))
         };
         // s_in * s_w[c] / s_out in double, as TFLite's PopulateConvolutionQuantizationParams.
         let channel_requant = |input: TensorId,

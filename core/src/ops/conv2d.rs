@@ -550,7 +550,13 @@ mod tests {
             }
             let io = (t(&input, is), t(&filter, fs));
             let os = s(n, y.output, x.output, oc);
-            let got = run_i8((window_of(y, x), st), io, bias.as_deref(), &rq, os);
+            let got = run_i8(
+                (Window::from_axes(&y, &x), st),
+                io,
+                bias.as_deref(),
+                &rq,
+                os,
+            );
             assert_eq!(got, Ok(want), "case {case}: {y:?} {x:?}");
         }
     }
@@ -566,7 +572,7 @@ mod tests {
             let clamp = [(-0.5, 0.75), Activation::None.f32_range()][case % 2];
             let os = s(n, y.output, x.output, oc);
             let mut got = vec![0f32; len(os)];
-            let (w, io) = (window_of(y, x), (t(&input, is), t(&filter, fs)));
+            let (w, io) = (Window::from_axes(&y, &x), (t(&input, is), t(&filter, fs)));
             let res = conv2d_f32(&w, clamp, io.0, io.1, Some(&bias), tm(&mut got, os));
             assert_eq!(res, Ok(()));
             let padded = pad_input(&input, is, y, x, 0.0);

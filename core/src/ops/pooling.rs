@@ -409,25 +409,9 @@ mod tests {
 
     use super::*;
     use crate::ops::Padding;
+    use crate::test_support::{s as sh, Rng};
 
     const FULL: (i8, i8) = (i8::MIN, i8::MAX);
-
-    struct XorShift(u32);
-    impl XorShift {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 17;
-            self.0 ^= self.0 << 5;
-            self.0
-        }
-        fn below(&mut self, n: u32) -> usize {
-            (self.next() % n) as usize
-        }
-    }
-
-    fn sh(n: usize, h: usize, w: usize, c: usize) -> Shape4 {
-        Shape4::new(n, h, w, c)
-    }
 
     fn params(f: (usize, usize), stride: (usize, usize), pad: (usize, usize)) -> PoolParams {
         let (stride_h, stride_w, pad_top, pad_left) = (stride.0, stride.1, pad.0, pad.1);
@@ -530,7 +514,7 @@ mod tests {
     }
 
     /// A random SAME or VALID geometry (None when a VALID window does not fit).
-    fn random_geometry(rng: &mut XorShift) -> Option<(PoolParams, Shape4, Shape4)> {
+    fn random_geometry(rng: &mut Rng) -> Option<(PoolParams, Shape4, Shape4)> {
         let is = sh(
             1 + rng.below(2),
             1 + rng.below(7),
@@ -620,7 +604,7 @@ mod tests {
 
     #[test]
     fn int8_pooling_matches_a_naive_reference() {
-        let mut rng = XorShift(0xdead_beef);
+        let mut rng = Rng(0xdead_beef);
         for case in 0..600 {
             let Some((p, is, os)) = random_geometry(&mut rng) else {
                 continue;
@@ -656,7 +640,7 @@ mod tests {
 
     #[test]
     fn f32_pooling_matches_f64() {
-        let mut rng = XorShift(77);
+        let mut rng = Rng(77);
         for _ in 0..600 {
             let Some((p, is, os)) = random_geometry(&mut rng) else {
                 continue;

@@ -144,7 +144,7 @@ pub(crate) mod tests {
     use super::*;
     use crate::geometry::Axis;
     use crate::ops::conv2d::conv2d_f32;
-    use crate::test_support::{all_taps, pad_input, random_axis, s, t, tm, window_of};
+    use crate::test_support::{all_taps, pad_input, random_axis, s, t, tm};
     use crate::train::testutil::*;
     use std::vec::Vec;
 
@@ -184,7 +184,7 @@ pub(crate) mod tests {
             rng.f32s(oc),
         );
         let r = rng.f32s(os.elements().unwrap());
-        let win = window_of(y, x);
+        let win = Window::from_axes(&y, &x);
         let mut out = vec![0.0f32; r.len()];
         let io = (t(&xv, xs), t(&fv, fs));
         conv2d_f32(
@@ -289,24 +289,7 @@ pub(crate) mod tests {
 
     #[test]
     fn only_requested_gradients_are_written() {
-        let win = window_of(
-            Axis {
-                input: 2,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 2,
-            },
-            Axis {
-                input: 1,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 1,
-            },
-        );
+        let win = Window::DENSE;
         let (x, f, g) = ([1.0f32, 2.0], [3.0f32], [1.0f32, -1.0]);
         let mut gb = [10.0f32];
         let grads = Grads {

@@ -94,7 +94,7 @@ mod tests {
     use crate::geometry::Axis;
     use crate::ops::depthwise_conv2d::depthwise_conv2d_f32;
     use crate::ops::Shape4;
-    use crate::test_support::{all_taps, pad_input, random_axis, s, t, tm, window_of};
+    use crate::test_support::{all_taps, pad_input, random_axis, s, t, tm};
     use crate::train::testutil::*;
     use std::vec::Vec;
 
@@ -139,7 +139,7 @@ mod tests {
                 rng.f32s(out_c),
             );
             let r = rng.f32s(os.elements().unwrap());
-            let win = window_of(y, x);
+            let win = Window::from_axes(&y, &x);
             let mut out = vec![0.0f32; r.len()];
             let (ti, tf) = (t(&xv, xs), t(&fv, fs));
             let clamp = (f32::MIN, f32::MAX);
@@ -180,24 +180,7 @@ mod tests {
 
     #[test]
     fn zero_depth_multiplier_is_an_error() {
-        let win = window_of(
-            Axis {
-                input: 1,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 1,
-            },
-            Axis {
-                input: 1,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 1,
-            },
-        );
+        let win = Window::DENSE;
         let one = s(1, 1, 1, 1);
         let r = depthwise_conv2d_backward_f32(
             &win,

@@ -269,14 +269,7 @@ mod tests {
     #[test]
     fn max_pool_routes_ties_to_the_first_maximum() {
         let p = PoolParams {
-            window: Window {
-                stride_h: 1,
-                stride_w: 1,
-                dilation_h: 1,
-                dilation_w: 1,
-                pad_top: 0,
-                pad_left: 0,
-            },
+            window: Window::DENSE,
             filter_h: 2,
             filter_w: 2,
         };
