@@ -210,44 +210,63 @@ impl Axis {
 
     /// Whether `output` follows from the other sizes: nonzero sizes, padding smaller than
     /// the dilated kernel, at least one output and every window starting inside the padded
-    /// input. Passing also bounds every tap position: `input + pad + dilated` fits `usize`.
+    /// input (`(output - 1) * stride < input + pad`). Passing also bounds every tap position:
+    /// `input + pad + dilated` fits `usize`. `false` on overflow.
+    #[inline]
+    pub fn is_consistent(&self) -> bool {
+        // The decoder's path, run for every layer, so it is kept short: one checked step per
+        // size, each overflow ending in `false`.
+        let sizes = [
+            self.kernel,
+            self.stride,
+            self.dilation,
+            self.input,
+            self.output,
+        ];
+        if sizes.contains(&0) {
+            return false;
+        }
+        // `dilated - 1`: the last tap's offset from the first.
+        let Some(span) = (self.kernel - 1).checked_mul(self.dilation) else {
+            return false;
+        };
+        let Some(padded) = self.input.checked_add(self.pad) else {
+            return false;
+        };
+        let Some(last_start) = (self.output - 1).checked_mul(self.stride) else {
+            return false;
+        };
+        // `padded + span < usize::MAX` is `padded + dilated` fitting.
+        self.pad <= span
+            && last_start < padded
+            && padded.checked_add(span).is_some_and(|end| end < usize::MAX)
+    }
+
+    /// [`Self::is_consistent`], or the first rule broken, in [`AxisError`]'s order: what the
+    /// kernels report.
     pub fn check(&self) -> Result<(), AxisError> {
-        match (self.stride, self.dilation, self.kernel) {
+        if self.is_consistent() {
+            return Ok(());
+        }
+        let dilated = match (self.stride, self.dilation, self.kernel) {
             (0, ..) => return Err(AxisError::ZeroStride),
             (_, 0, _) => return Err(AxisError::ZeroDilation),
             (.., 0) => return Err(AxisError::ZeroKernel),
-            _ => {}
-        }
-        let dilated = dilated_kernel(self.kernel, self.dilation).ok_or(AxisError::Overflow)?;
+            _ => dilated_kernel(self.kernel, self.dilation).ok_or(AxisError::Overflow)?,
+        };
         if self.pad >= dilated {
             return Err(AxisError::PadCoversKernel);
         }
         if self.input == 0 {
             return Err(AxisError::ZeroInput);
         }
-        let padded = self
-            .input
-            .checked_add(self.pad)
-            .ok_or(AxisError::Overflow)?;
-        padded.checked_add(dilated).ok_or(AxisError::Overflow)?;
-        // `(output - 1) * stride < input + pad`, by multiplying: the decoder's yes/no path
-        // (is_consistent) then needs no division; only the error's bound divides.
-        let last_start = self
-            .output
-            .checked_sub(1)
-            .map(|o| o.checked_mul(self.stride));
-        match last_start {
-            Some(Some(start)) if start < padded => Ok(()),
-            _ => Err(AxisError::Output {
-                most: padded.div_ceil(self.stride),
+        let padded = self.input.checked_add(self.pad);
+        match padded.and_then(|p| p.checked_add(dilated)) {
+            Some(_) => Err(AxisError::Output {
+                most: self.max_output().ok_or(AxisError::Overflow)?,
             }),
+            None => Err(AxisError::Overflow),
         }
-    }
-
-    /// [`Self::check`] as a yes/no answer (`false` on overflow): what the decoder needs.
-    #[inline]
-    pub fn is_consistent(&self) -> bool {
-        self.check().is_ok()
     }
 
     /// The largest output whose windows all start inside the padded input:
@@ -257,7 +276,9 @@ impl Axis {
         (self.stride != 0).then(|| padded.div_ceil(self.stride))
     }
 
-    /// Kernel taps of output position `out` that land on the input (see [`tap_range`]).
+    /// Kernel taps of output position `out` that land on the input: tap `k` sits at
+    /// `out * stride + k * dilation` in padded coordinates, where the input spans
+    /// `pad..pad + input`. Empty where that would overflow.
     pub fn taps(&self, out: usize) -> Range<usize> {
         // The kernels' form assumes a checked axis; this one must not wrap on any input.
         let start = out.checked_mul(self.stride);
@@ -280,21 +301,26 @@ impl Axis {
     }
 
     /// The input positions a dense window (dilation 1) at output `out` covers, clipped to the
-    /// input: what pooling reduces. For an axis that passed [`Self::check`].
+    /// input: what pooling reduces. Meaningful for an axis that passed [`Self::check`] (and
+    /// `out < output`); any other gives some range rather than a panic.
     pub fn clipped(&self, out: usize) -> Range<usize> {
-        // `out * stride < input + pad` for checked axes: no overflow. Padded coordinates keep
-        // everything nonnegative; the input spans `pad..pad + input` of them.
-        let start = out * self.stride;
+        // Checked axes have `out * stride < input + pad`, so nothing wraps; wrapping is what
+        // the release build's plain arithmetic compiles to, so this costs pooling nothing.
+        // Padded coordinates keep everything nonnegative: the input spans `pad..pad + input`.
+        let start = out.wrapping_mul(self.stride);
         let end = start.saturating_add(self.kernel);
         let lo = start.max(self.pad) - self.pad;
-        let hi = end.min(self.pad + self.input).saturating_sub(self.pad);
+        let hi = end
+            .min(self.pad.wrapping_add(self.input))
+            .saturating_sub(self.pad);
         lo..hi.max(lo)
     }
 }
 
 /// Kernel taps along one axis that land on the input (which spans `pad..pad + input` in padded
 /// coordinates) for a window whose tap 0 is at `start`: tap `k` sits at `start + k * dilation`.
-pub fn tap_range(
+/// The kernels' per-pixel form, for checked axes; [`Axis::taps`] is the one for any input.
+pub(crate) fn tap_range(
     start: usize,
     pad: usize,
     input: usize,
@@ -490,6 +516,22 @@ mod tests {
         };
         assert!(!near.is_consistent());
         assert!(Axis { output: 1, ..near }.is_consistent());
+        let all_max = Axis {
+            input: max,
+            kernel: max,
+            stride: max,
+            dilation: max,
+            pad: max,
+            output: max,
+        };
+        assert!(!all_max.is_consistent());
+        assert!(!Axis {
+            kernel: 0,
+            output: 0,
+            ..all_max
+        }
+        .is_consistent());
+        assert!(!Axis { pad: 0, ..all_max }.is_consistent());
         // Taps of a position past usize::MAX are simply none.
         assert_eq!(
             Axis {

@@ -380,10 +380,7 @@ impl Taps<'_> {
 }
 
 /// Checks one axis by the geometry module's rule, naming a failure as the operator does.
-pub(crate) fn check_axis(
-    axis: Axis,
-    (output_what, pad_what): (crate::Why, crate::Why),
-) -> Result<(), Error> {
+fn check_axis(axis: Axis, (output_what, pad_what): (crate::Why, crate::Why)) -> Result<(), Error> {
     let invalid = |what| Err(Error::InvalidParameter { what });
     match axis.check() {
         Ok(()) => Ok(()),

@@ -157,13 +157,15 @@ fn for_each_window<O>(
     output: &mut TensorMut<O>,
     mut reduce: impl FnMut(Site) -> O,
 ) {
-    let os = output.shape;
-    let (rows, cols) = p.axes(is, os);
+    let (os, w) = (output.shape, &p.window);
     let mut out = output.data.iter_mut();
     for n in 0..os.n {
         for oy in 0..os.h {
+            // Built where used, from `p`'s fields, as the loop always read them.
+            let rows = w.rows(is.h, p.filter_h, os.h);
             let Range { start: y0, end: y1 } = rows.clipped(oy);
             for ox in 0..os.w {
+                let cols = w.cols(is.w, p.filter_w, os.w);
                 let Range { start: x0, end: x1 } = cols.clipped(ox);
                 for c in 0..os.c {
                     let site = Site {
