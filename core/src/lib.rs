@@ -10,12 +10,15 @@ mod error;
 mod cast;
 pub mod crc32;
 pub mod format;
+pub mod geometry;
 pub mod input;
 mod interpreter;
 pub mod model;
 pub mod ops;
 pub mod persist;
 pub mod quant;
+#[cfg(test)]
+pub(crate) mod test_support;
 pub mod train;
 
 pub use error::{Error, Why};

@@ -4,6 +4,7 @@
 //! what is calibrated is exactly what core computes.
 
 use anyhow::{anyhow, bail, ensure, Result};
+use mote_core::geometry::WindowFit;
 use mote_core::ops::pooling::{self, PoolParams};
 use mote_core::ops::{self, Activation, Padding, Shape4, Tensor, TensorMut, Window};
 
@@ -77,13 +78,15 @@ pub struct Activations {
     pub shape: Shape4,
 }
 
-fn window(
+/// The window TFLite places for `kernel` on `input`, and the output size; an error in words
+/// if it does not fit. The builder shares it, so both describe a layer identically.
+pub(crate) fn fit_window(
     input: Shape4,
     kernel: (usize, usize),
     padding: Padding,
     stride: (usize, usize),
     dilation: (usize, usize),
-) -> Result<(Window, usize, usize)> {
+) -> Result<WindowFit> {
     Window::for_kernel(input, kernel, padding, stride, dilation).ok_or_else(|| {
         anyhow!(
             "a {}x{} window does not fit a {}x{} input",
@@ -123,17 +126,17 @@ impl FloatLayer {
                 dilation,
                 activation,
             } => {
-                let (w, oh, ow) = window(
+                let fit = fit_window(
                     s,
                     (filter_shape.h, filter_shape.w),
                     *padding,
                     *stride,
                     *dilation,
                 )?;
-                let shape = Shape4::new(s.n, oh, ow, filter_shape.n);
+                let shape = Shape4::new(s.n, fit.out_h, fit.out_w, filter_shape.n);
                 let mut data = vec![0.0; shape.elements().unwrap_or(0)];
                 ops::conv2d::conv2d_f32(
-                    &w,
+                    &fit.window,
                     activation.f32_range(),
                     input,
                     Tensor {
@@ -159,17 +162,17 @@ impl FloatLayer {
                 depth_multiplier,
                 activation,
             } => {
-                let (w, oh, ow) = window(
+                let fit = fit_window(
                     s,
                     (filter_shape.h, filter_shape.w),
                     *padding,
                     *stride,
                     *dilation,
                 )?;
-                let shape = Shape4::new(s.n, oh, ow, filter_shape.c);
+                let shape = Shape4::new(s.n, fit.out_h, fit.out_w, filter_shape.c);
                 let mut data = vec![0.0; shape.elements().unwrap_or(0)];
                 ops::depthwise_conv2d::depthwise_conv2d_f32(
-                    &w,
+                    &fit.window,
                     *depth_multiplier,
                     activation.f32_range(),
                     input,
@@ -226,13 +229,13 @@ impl FloatLayer {
                 stride,
                 padding,
             } => {
-                let (w, oh, ow) = window(s, *filter, *padding, *stride, (1, 1))?;
+                let fit = fit_window(s, *filter, *padding, *stride, (1, 1))?;
                 let p = PoolParams {
-                    window: w,
+                    window: fit.window,
                     filter_h: filter.0,
                     filter_w: filter.1,
                 };
-                let shape = Shape4::new(s.n, oh, ow, s.c);
+                let shape = Shape4::new(s.n, fit.out_h, fit.out_w, s.c);
                 let mut data = vec![0.0; shape.elements().unwrap_or(0)];
                 let out = TensorMut {
                     data: &mut data,

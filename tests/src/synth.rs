@@ -5,7 +5,7 @@ use mote_core::format::{DType, OpCode};
 use mote_core::ops::{Activation, Padding};
 use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId, TfOptions};
 
-/// A xorshift32 generator: deterministic, dependency-free.
+/// A xorshift32 generator: deterministic, dependency-free; the one the tests in `tests/` share.
 #[derive(Debug, Clone)]
 pub struct Rng(u32);
 
@@ -20,6 +20,28 @@ impl Rng {
         self.0 ^= self.0 >> 17;
         self.0 ^= self.0 << 5;
         self.0
+    }
+    /// The next 64 random bits (two draws).
+    pub fn next_u64(&mut self) -> u64 {
+        (u64::from(self.next_u32()) << 32) | u64::from(self.next_u32())
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn int(&mut self, lo: i64, hi: i64) -> i64 {
+        lo + (self.next_u64() % (hi - lo + 1) as u64) as i64
+    }
+    /// Uniform in `lo..=hi`.
+    pub fn size(&mut self, lo: usize, hi: usize) -> usize {
+        self.int(lo as i64, hi as i64) as usize
+    }
+    /// One of `items`, uniformly.
+    pub fn pick<T: Copy>(&mut self, items: &[T]) -> T {
+        items[self.size(0, items.len() - 1)]
+    }
+    /// Fisher-Yates.
+    pub fn shuffle<T>(&mut self, v: &mut [T]) {
+        for i in (1..v.len()).rev() {
+            v.swap(i, self.size(0, i));
+        }
     }
     /// Uniform in `0..n`.
     pub fn below(&mut self, n: u32) -> u32 {

@@ -301,14 +301,7 @@ fn an_operator_with_several_faults_reports_the_first() {
     // The slot a field of CONV_2D's parameters is written to, found through its encoding.
     let slot_of = |change: fn(&mut Conv2dParams)| {
         let base = Conv2dParams {
-            window: Window {
-                stride_h: 1,
-                stride_w: 1,
-                dilation_h: 1,
-                dilation_w: 1,
-                pad_top: 0,
-                pad_left: 0,
-            },
+            window: Window::DENSE,
             stage: Int8Stage {
                 input_offset: 0,
                 output_offset: 0,

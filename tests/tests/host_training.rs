@@ -5,13 +5,15 @@
 //! Forward agreement bound: max |engine - mote-core| < 1e-4 on random inputs in [-2, 2] with
 //! random weights and biases (the two sum in different orders; the measured worst is printed).
 
+use mote_core::geometry::WindowFit;
 use mote_core::ops::{self, pooling::PoolParams, Activation, Padding, Shape4, Tensor, TensorMut};
 use mote_core::ops::{pooling, Window};
 use mote_core::{Interpreter, Model};
 use mote_host::data::{basic_motions, digits_split, Normalization};
 use mote_host::quantize::{quantize, quantize_input, RangeMethod};
-use mote_host::train::{self, ModelSpec, Network, NoCallbacks, Rng, TrainingConfig};
+use mote_host::train::{self, ModelSpec, Network, NoCallbacks, TrainingConfig};
 use mote_host::AlignedBytes;
+use mote_tests::synth::Rng;
 
 const AGREE: f32 = 1e-4;
 
@@ -21,7 +23,7 @@ fn example(name: &str) -> ModelSpec {
 }
 
 fn random(rng: &mut Rng, n: usize, scale: f32) -> Vec<f32> {
-    (0..n).map(|_| rng.range(-scale, scale)).collect()
+    (0..n).map(|_| rng.f32(-scale, scale)).collect()
 }
 
 /// A one-layer network (plus whatever `extra` layers) on `input`, with random parameters.
@@ -44,22 +46,9 @@ fn window(
     stride: (usize, usize),
     dilation: (usize, usize),
     padding: Padding,
-) -> (Window, usize, usize) {
-    let (oh, pad_top) = padding
-        .output_and_pad(input[0], kernel.0, stride.0, dilation.0)
-        .unwrap();
-    let (ow, pad_left) = padding
-        .output_and_pad(input[1], kernel.1, stride.1, dilation.1)
-        .unwrap();
-    let w = Window {
-        stride_h: stride.0,
-        stride_w: stride.1,
-        dilation_h: dilation.0,
-        dilation_w: dilation.1,
-        pad_top,
-        pad_left,
-    };
-    (w, oh, ow)
+) -> WindowFit {
+    let shape = Shape4::new(1, input[0], input[1], input[2]);
+    Window::for_kernel(shape, kernel, padding, stride, dilation).unwrap()
 }
 
 fn max_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -104,7 +93,11 @@ fn conv2d_and_depthwise_agree_with_mote_core() {
         ([1, 100, 6], 8, (1, 5), (1, 2), (1, 1), "same", "relu"),
     ];
     for (input, filters, k, s, d, p, a) in convs {
-        let (w, oh, ow) = window(input, k, s, d, pad(p));
+        let WindowFit {
+            window: w,
+            out_h: oh,
+            out_w: ow,
+        } = window(input, k, s, d, pad(p));
         let layer = format!(
             "type = \"conv2d\", filters = {filters}, kernel = [{}, {}], stride = [{}, {}], \
              dilation = [{}, {}], padding = \"{p}\", activation = \"{a}\"",
@@ -147,7 +140,11 @@ fn conv2d_and_depthwise_agree_with_mote_core() {
         ([1, 50, 8], 1, (1, 5), (1, 1), (1, 1), "same", "relu"),
     ];
     for (input, m, k, s, d, p, a) in depthwise {
-        let (w, oh, ow) = window(input, k, s, d, pad(p));
+        let WindowFit {
+            window: w,
+            out_h: oh,
+            out_w: ow,
+        } = window(input, k, s, d, pad(p));
         let oc = input[2] * m;
         let layer = format!(
             "type = \"depthwise_conv2d\", depth_multiplier = {m}, kernel = [{}, {}], \
@@ -228,7 +225,11 @@ fn dense_pooling_and_softmax_agree_with_mote_core() {
         ([5, 7, 3], "global_avg_pool", (5, 7), (1, 1), "valid"),
     ];
     for (input, kind, k, s, p) in pools {
-        let (w, oh, ow) = window(input, k, s, (1, 1), pad(p));
+        let WindowFit {
+            window: w,
+            out_h: oh,
+            out_w: ow,
+        } = window(input, k, s, (1, 1), pad(p));
         let layer = if kind == "global_avg_pool" {
             format!("type = \"{kind}\"")
         } else {

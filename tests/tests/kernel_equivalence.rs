@@ -8,12 +8,14 @@
 //! On the host these run the portable versions of `ops::simd`; `qemu_kernels` below runs the
 //! DSP assembly in the emulated Cortex-M4 on models built from the same kind of shapes.
 
+use mote_core::geometry::{dilated_kernel, Axis};
 use mote_core::ops::conv2d::{self, conv2d_i8, conv2d_i8_reference};
 use mote_core::ops::depthwise_conv2d::{self, depthwise_conv2d_i8, depthwise_conv2d_i8_reference};
 use mote_core::ops::fully_connected::{self, fully_connected_i8, fully_connected_i8_reference};
 use mote_core::ops::{Int8Stage, Padding, Shape4, Tensor, TensorMut, Window};
 use mote_core::quant::QuantizedMultiplier;
 use mote_host::AlignedBytes;
+use mote_tests::synth::Rng;
 
 /// A kernel's scratch as the arena hands it over: word-aligned and holding stale bytes, so a
 /// kernel that relied on zeroed scratch would differ from the reference.
@@ -29,49 +31,39 @@ fn used(scratch: &AlignedBytes) -> bool {
     bytes.is_empty() || bytes.iter().any(|&b| b != 0xA5)
 }
 
-/// xorshift64.
-struct Rng(u64);
+/// The random draws the kernel cases need, on the tests' shared generator.
+trait KernelDraws {
+    fn i8s(&mut self, n: usize, zero_point: i8) -> Vec<i8>;
+    fn stage(&mut self) -> Int8Stage;
+    fn requant(&mut self, channels: usize) -> Vec<QuantizedMultiplier>;
+    fn bias(&mut self, n: usize) -> Option<Vec<i32>>;
+}
 
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn int(&mut self, lo: i64, hi: i64) -> i64 {
-        lo + (self.next() % (hi - lo + 1) as u64) as i64
-    }
-    fn size(&mut self, lo: usize, hi: usize) -> usize {
-        self.int(lo as i64, hi as i64) as usize
-    }
-    fn pick<T: Copy>(&mut self, items: &[T]) -> T {
-        items[self.size(0, items.len() - 1)]
-    }
+impl KernelDraws for Rng {
     /// Int8 values: uniform, or squeezed to one end (saturation), or mostly the zero point.
     fn i8s(&mut self, n: usize, zero_point: i8) -> Vec<i8> {
-        let mode = self.next() % 5;
+        let mode = self.next_u32() % 5;
         (0..n)
             .map(|_| match mode {
                 0 => self.pick(&[-128, 127, -127, 126]),
-                1 if self.next() % 2 == 0 => zero_point,
+                1 if self.next_u32() % 2 == 0 => zero_point,
                 _ => self.int(-128, 127) as i8,
             })
             .collect()
     }
     /// Zero points at both extremes often; a ReLU-like, full or random activation range.
     fn stage(&mut self) -> Int8Stage {
-        let input_offset = match self.next() % 4 {
+        let input_offset = match self.next_u32() % 4 {
             0 => 128,
             1 => -127,
             _ => self.int(-127, 128) as i32,
         };
-        let output_offset = match self.next() % 3 {
+        let output_offset = match self.next_u32() % 3 {
             0 => -128,
             _ => self.int(-128, 127) as i32,
         };
         let (a, b) = (self.int(-128, 127) as i8, self.int(-128, 127) as i8);
-        let (act_min, act_max) = match self.next() % 4 {
+        let (act_min, act_max) = match self.next_u32() % 4 {
             0 | 1 => (-128, 127),
             2 => (output_offset as i8, 127),
             _ => (a.min(b), a.max(b)),
@@ -85,9 +77,13 @@ impl Rng {
     }
     /// One multiplier, or one per channel; mostly realistic (2^-12 .. 2^1), some degenerate.
     fn requant(&mut self, channels: usize) -> Vec<QuantizedMultiplier> {
-        let n = if self.next() % 4 == 0 { 1 } else { channels };
+        let n = if self.next_u32() % 4 == 0 {
+            1
+        } else {
+            channels
+        };
         (0..n)
-            .map(|_| match self.next() % 10 {
+            .map(|_| match self.next_u32() % 10 {
                 0 => QuantizedMultiplier {
                     multiplier: 0,
                     shift: 0,
@@ -109,11 +105,11 @@ impl Rng {
     }
     /// Biases: none, small, or the huge ones of dead channels.
     fn bias(&mut self, n: usize) -> Option<Vec<i32>> {
-        match self.next() % 5 {
+        match self.next_u32() % 5 {
             0 => None,
             1 => Some(
                 (0..n)
-                    .map(|_| match self.next() % 3 {
+                    .map(|_| match self.next_u32() % 3 {
                         0 => self.pick(&[1 << 30, -(1 << 30), i32::MAX, i32::MIN]),
                         _ => self.int(-30_000, 30_000) as i32,
                     })
@@ -124,59 +120,27 @@ impl Rng {
     }
 }
 
-/// One spatial axis: SAME, VALID, or any padding and output the kernels accept.
-#[derive(Debug, Clone, Copy)]
-struct Axis {
-    input: usize,
-    kernel: usize,
-    stride: usize,
-    dilation: usize,
-    pad: usize,
-    output: usize,
-}
-
-impl Axis {
-    fn random(rng: &mut Rng, max_input: usize, max_kernel: usize) -> Self {
-        let input = rng.size(1, max_input);
-        let r0 = rng.size(1, max_kernel);
-        let kernel = rng.pick(&[1, 1, 3, 3, 3, r0]);
-        let r0 = rng.size(1, 3);
-        let stride = rng.pick(&[1, 1, 2, r0]);
-        let dilation = rng.pick(&[1, 1, 1, 2]);
-        let eff = (kernel - 1) * dilation + 1;
-        let mode = rng.next() % 4;
-        let padding = if mode == 1 && input >= eff {
-            Padding::Valid
-        } else {
-            Padding::Same
-        };
-        let (mut output, mut pad) = padding
-            .output_and_pad(input, kernel, stride, dilation)
-            .unwrap();
-        if mode == 3 {
-            pad = rng.size(0, eff - 1);
-            output = rng.size(1, (input + pad).div_ceil(stride));
-        }
-        Axis {
-            input,
-            kernel,
-            stride,
-            dilation,
-            pad,
-            output,
-        }
+/// One random spatial axis: SAME, VALID, or any padding and output the kernels accept.
+fn random_axis(rng: &mut Rng, max_input: usize, max_kernel: usize) -> Axis {
+    let input = rng.size(1, max_input);
+    let r0 = rng.size(1, max_kernel);
+    let kernel = rng.pick(&[1, 1, 3, 3, 3, r0]);
+    let r0 = rng.size(1, 3);
+    let stride = rng.pick(&[1, 1, 2, r0]);
+    let dilation = rng.pick(&[1, 1, 1, 2]);
+    let dilated = dilated_kernel(kernel, dilation).unwrap();
+    let mode = rng.next_u32() % 4;
+    let padding = if mode == 1 && input >= dilated {
+        Padding::Valid
+    } else {
+        Padding::Same
+    };
+    let mut axis = Axis::new(padding, input, kernel, stride, dilation).unwrap();
+    if mode == 3 {
+        axis.pad = rng.size(0, dilated - 1);
+        axis.output = rng.size(1, axis.max_output().unwrap());
     }
-}
-
-fn window(y: Axis, x: Axis) -> Window {
-    Window {
-        stride_h: y.stride,
-        stride_w: x.stride,
-        dilation_h: y.dilation,
-        dilation_w: x.dilation,
-        pad_top: y.pad,
-        pad_left: x.pad,
-    }
+    axis
 }
 
 fn elements(s: Shape4) -> usize {
@@ -230,12 +194,12 @@ fn run_conv(
 
 #[test]
 fn conv2d_fast_equals_reference() {
-    let mut rng = Rng(0x1234_5678_9abc_def1);
+    let mut rng = Rng::new(0x9abc_def1);
     let mut outputs = 0;
     // Cases the fast kernel ran (it wrote its scratch), of those that succeeded.
     let (mut fast, mut ok) = (0, 0);
     for case in 0..3000 {
-        let (y, x) = (Axis::random(&mut rng, 9, 5), Axis::random(&mut rng, 9, 5));
+        let (y, x) = (random_axis(&mut rng, 9, 5), random_axis(&mut rng, 9, 5));
         let n = rng.pick(&[1, 1, 1, 2, 3]);
         let r0 = rng.size(1, 40);
         let in_c = rng.pick(&[1, 2, 3, 4, 5, 8, 12, 16, 17, 32, r0]);
@@ -248,7 +212,7 @@ fn conv2d_fast_equals_reference() {
         let input = rng.i8s(elements(is), (-st.input_offset) as i8);
         let filter = rng.i8s(elements(fs), 0);
         let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
-        let w = window(y, x);
+        let w = Window::from_axes(&y, &x);
         let run = run_conv(
             &w,
             &st,
@@ -278,7 +242,7 @@ fn conv2d_fast_equals_reference() {
 /// Long windows (more taps than one column slice holds) and large channel counts.
 #[test]
 fn conv2d_long_windows_equal_reference() {
-    let mut rng = Rng(0x0bad_5eed_0000_0001);
+    let mut rng = Rng::new(0x0bad_5eed);
     for case in 0..60 {
         let (k, in_c) = rng.pick(&[(3, 64), (3, 72), (1, 600), (5, 25), (3, 33), (2, 150)]);
         let (y, x) = (
@@ -315,7 +279,7 @@ fn conv2d_long_windows_equal_reference() {
         let input = rng.i8s(elements(is), (-st.input_offset) as i8);
         let filter = rng.i8s(elements(fs), 0);
         let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
-        let w = window(y, x);
+        let w = Window::from_axes(&y, &x);
         let run = run_conv(
             &w,
             &st,
@@ -335,12 +299,12 @@ fn conv2d_long_windows_equal_reference() {
 
 #[test]
 fn depthwise_fast_equals_reference() {
-    let mut rng = Rng(0xdead_beef_1357_2468);
+    let mut rng = Rng::new(0x1357_2468);
     let mut outputs = 0;
     // Cases the fast kernel ran (it wrote its scratch), of those that succeeded.
     let (mut fast, mut ok) = (0, 0);
     for case in 0..4000 {
-        let (y, x) = (Axis::random(&mut rng, 12, 5), Axis::random(&mut rng, 12, 5));
+        let (y, x) = (random_axis(&mut rng, 12, 5), random_axis(&mut rng, 12, 5));
         let n = rng.pick(&[1, 1, 2]);
         let r0 = rng.size(1, 12);
         let r1 = rng.size(1, 9);
@@ -354,7 +318,7 @@ fn depthwise_fast_equals_reference() {
         let input = rng.i8s(elements(is), (-st.input_offset) as i8);
         let filter = rng.i8s(elements(fs), 0);
         let (bias, rq) = (rng.bias(out_c), rng.requant(out_c));
-        let w = window(y, x);
+        let w = Window::from_axes(&y, &x);
         let (mut got, mut want) = (vec![0i8; elements(os)], vec![1i8; elements(os)]);
         let (i, f) = (
             Tensor {
@@ -405,7 +369,7 @@ fn depthwise_fast_equals_reference() {
 
 #[test]
 fn fully_connected_fast_equals_reference() {
-    let mut rng = Rng(0x5555_aaaa_1234_4321);
+    let mut rng = Rng::new(0x1234_4321);
     // Cases the fast kernel ran (it wrote its scratch), of those that succeeded.
     let (mut fast, mut ok) = (0, 0);
     for case in 0..3000 {
@@ -681,7 +645,7 @@ fn assembly_kernels_in_qemu_equal_the_host() {
             true,
         ),
     ];
-    let mut rng = Rng(0x7e57_0000_0000_0001);
+    let mut rng = Rng::new(0x7e57_0001);
     for (seed, (name, op, [h, w, c], oc, activation, zp, dead)) in cases.into_iter().enumerate() {
         let mut b = ModelBuilder::new();
         let tensor = |b: &mut ModelBuilder, shape: Vec<usize>, quant, data| {
@@ -715,7 +679,7 @@ fn assembly_kernels_in_qemu_equal_the_host() {
             Op::Fc => (vec![oc, c], 0, 1),
         };
         let scales: Vec<f32> = (0..channels)
-            .map(|_| 0.002 + (rng.next() % 1000) as f32 * 2e-5)
+            .map(|_| 0.002 + (rng.next_u32() % 1000) as f32 * 2e-5)
             .collect();
         let n: usize = wshape.iter().product();
         let weights = (0..n).map(|_| rng.int(-128, 127) as i8).collect();
@@ -823,7 +787,7 @@ fn assembly_kernels_in_qemu_equal_the_host() {
             std::fs::write(path, &model).unwrap();
         }
         let in_len = h * w * c;
-        let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next() as u8).collect();
+        let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next_u32() as u8).collect();
         // The host: the same kernels with the portable arithmetic (equal to the reference).
         let blob = AlignedBytes::new(&model);
         let parsed = Model::parse(blob.as_slice()).unwrap();

@@ -270,26 +270,9 @@ impl<'m, 'a> Decoder<'m, 'a> {
         input: Shape4,
         output: Shape4,
     ) {
-        let axis = |inp: usize, out: usize, k: usize, stride: usize, dil: usize, pad: usize| {
-            let effective = (k - 1) * dil + 1;
-            pad < effective && out >= 1 && (out - 1) * stride < inp + pad
-        };
-        let ok_h = axis(
-            input.h,
-            output.h,
-            kernel.0,
-            window.stride_h,
-            window.dilation_h,
-            window.pad_top,
-        );
-        let ok_w = axis(
-            input.w,
-            output.w,
-            kernel.1,
-            window.stride_w,
-            window.dilation_w,
-            window.pad_left,
-        );
+        // Checked arithmetic throughout: these sizes come from the blob, and usize may be 32 bits.
+        let ok_h = window.rows(input.h, kernel.0, output.h).is_consistent();
+        let ok_w = window.cols(input.w, kernel.1, output.w).is_consistent();
         self.check(
             ok_h && ok_w,
             why!("output height/width do not follow from the input, kernel and window"),

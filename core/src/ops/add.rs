@@ -374,18 +374,7 @@ impl<'a> Operator<'a> for Add {
 mod tests {
     use super::*;
 
-    struct XorShift(u32);
-    impl XorShift {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 17;
-            self.0 ^= self.0 << 5;
-            self.0
-        }
-        fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-            lo + (hi - lo) * (self.next() >> 8) as f32 / (1u32 << 24) as f32
-        }
-    }
+    use crate::test_support::Rng;
 
     const fn qm(multiplier: i32, shift: i32) -> QuantizedMultiplier {
         QuantizedMultiplier { multiplier, shift }
@@ -395,11 +384,11 @@ mod tests {
     /// element exactly what the per-element arithmetic gives, aligned or not.
     #[test]
     fn tabled_add_equals_the_per_element_arithmetic() {
-        let mut rng = XorShift(0x5EED_ADD5);
+        let mut rng = Rng(0x5EED_ADD5);
         let mut tested = 0;
         for case in 0..40 {
-            let scale = |rng: &mut XorShift| rng.uniform(0.002, 0.2);
-            let zp = |rng: &mut XorShift| (rng.next() % 256) as i32 - 128;
+            let scale = |rng: &mut Rng| rng.uniform_f32(0.002, 0.2);
+            let zp = |rng: &mut Rng| (rng.next() % 256) as i32 - 128;
             let acts = [Activation::None, Activation::Relu, Activation::Relu6];
             let p = AddParams::from_scales(
                 (scale(&mut rng), zp(&mut rng)),
@@ -491,12 +480,12 @@ mod tests {
 
     #[test]
     fn int8_add_is_within_one_lsb_of_real_arithmetic() {
-        let mut rng = XorShift(0x1234_5678);
+        let mut rng = Rng(0x1234_5678);
         for _ in 0..2_000 {
-            let s1 = rng.uniform(0.001, 1.0);
-            let s2 = rng.uniform(0.001, 1.0);
-            let so = rng.uniform(0.002, 2.0);
-            let z = |r: &mut XorShift| (r.next() % 256) as i32 - 128;
+            let s1 = rng.uniform_f32(0.001, 1.0);
+            let s2 = rng.uniform_f32(0.001, 1.0);
+            let so = rng.uniform_f32(0.002, 2.0);
+            let z = |r: &mut Rng| (r.next() % 256) as i32 - 128;
             let (z1, z2, zo) = (z(&mut rng), z(&mut rng), z(&mut rng));
             let p = AddParams::from_scales((s1, z1), (s2, z2), (so, zo), Activation::None).unwrap();
             let a: Vec<i8> = (0..64).map(|_| rng.next() as i8).collect();
@@ -520,9 +509,9 @@ mod tests {
 
     #[test]
     fn f32_add_matches_f64_and_clamps() {
-        let mut rng = XorShift(99);
-        let a: Vec<f32> = (0..1000).map(|_| rng.uniform(-100.0, 100.0)).collect();
-        let b: Vec<f32> = (0..1000).map(|_| rng.uniform(-100.0, 100.0)).collect();
+        let mut rng = Rng(99);
+        let a: Vec<f32> = (0..1000).map(|_| rng.uniform_f32(-100.0, 100.0)).collect();
+        let b: Vec<f32> = (0..1000).map(|_| rng.uniform_f32(-100.0, 100.0)).collect();
         let mut out = vec![0f32; 1000];
         add_f32(Activation::Relu6.f32_range(), &a, &b, &mut out).unwrap();
         for i in 0..1000 {

@@ -16,14 +16,15 @@
 use core::ops::Range;
 
 use super::conv_gemm;
-use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views};
+use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
 use super::record::record_params;
 use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
 use crate::format::DType;
 use crate::format::OpCode;
+use crate::geometry::{tap_range, Axis, AxisError};
 use crate::model::{Decoder, Model, Scratch};
 use crate::quant::dot_i8;
 use crate::Error;
@@ -288,11 +289,10 @@ impl Geometry {
         (kernel_h, kernel_w): (usize, usize),
         output: Shape4,
     ) -> Result<Self, Error> {
-        let (w, i, o) = (window, input, output);
-        let rows = (w.stride_h, w.dilation_h, w.pad_top);
-        check_axis((names.output_h, names.pad_top), (i.h, kernel_h, o.h), rows)?;
-        let cols = (w.stride_w, w.dilation_w, w.pad_left);
-        check_axis((names.output_w, names.pad_left), (i.w, kernel_w, o.w), cols)?;
+        let rows = window.rows(input.h, kernel_h, output.h);
+        check_axis(rows, (names.output_h, names.pad_top))?;
+        let cols = window.cols(input.w, kernel_w, output.w);
+        check_axis(cols, (names.output_w, names.pad_left))?;
         Ok(Self::decoded(window, input, (kernel_h, kernel_w), output))
     }
 
@@ -385,59 +385,23 @@ impl Taps<'_> {
     }
 }
 
-/// Checks one axis: nonzero sizes, padding smaller than the dilated kernel, output in range.
-fn check_axis(
-    (output_what, pad_what): (crate::Why, crate::Why),
-    (input, kernel, output): (usize, usize, usize),
-    (stride, dilation, pad): (usize, usize, usize),
-) -> Result<(), Error> {
+/// Checks one axis by the geometry module's rule, naming a failure as the operator does.
+fn check_axis(axis: Axis, (output_what, pad_what): (crate::Why, crate::Why)) -> Result<(), Error> {
     let invalid = |what| Err(Error::InvalidParameter { what });
-    match (stride, dilation, kernel, input) {
-        (0, ..) => return invalid(why!("window stride is zero")),
-        (_, 0, ..) => return invalid(why!("window dilation is zero")),
-        (_, _, 0, _) => return invalid(why!("kernel height or width is zero")),
-        (.., 0) => return invalid(why!("input height or width is zero")),
-        _ => {}
-    }
-    let effective = (kernel - 1)
-        .checked_mul(dilation)
-        .and_then(|k| k.checked_add(1))
-        .ok_or(Error::ShapeOverflow)?;
-    if pad >= effective {
-        return invalid(pad_what);
-    }
-    let padded = input.checked_add(pad).ok_or(Error::ShapeOverflow)?;
-    // Every tap position, in padded coordinates, is below this sum: index math cannot overflow.
-    padded.checked_add(effective).ok_or(Error::ShapeOverflow)?;
-    let most = padded.div_ceil(stride);
-    if output == 0 || output > most {
-        return Err(Error::ShapeMismatch {
+    match axis.check() {
+        Ok(()) => Ok(()),
+        Err(AxisError::ZeroStride) => invalid(why!("window stride is zero")),
+        Err(AxisError::ZeroDilation) => invalid(why!("window dilation is zero")),
+        Err(AxisError::ZeroKernel) => invalid(why!("kernel height or width is zero")),
+        Err(AxisError::ZeroInput) => invalid(why!("input height or width is zero")),
+        Err(AxisError::PadCoversKernel) => invalid(pad_what),
+        Err(AxisError::Overflow) => Err(Error::ShapeOverflow),
+        Err(AxisError::Output { most }) => Err(Error::ShapeMismatch {
             what: output_what,
             expected: most,
-            actual: output,
-        });
+            actual: axis.output,
+        }),
     }
-    Ok(())
-}
-
-/// Kernel taps along one axis that land on the input (which spans `pad..pad + input` in padded
-/// coordinates) for a window whose tap 0 is at `start`.
-pub(crate) fn tap_range(
-    start: usize,
-    pad: usize,
-    input: usize,
-    kernel: usize,
-    dilation: usize,
-) -> Range<usize> {
-    let end = pad + input;
-    if start >= end {
-        return 0..0;
-    }
-    // Validated windows have dilation >= 1; `max` keeps a panic path out of the kernels.
-    let dilation = dilation.max(1);
-    let hi = (end - start).div_ceil(dilation).min(kernel);
-    let lo = pad.saturating_sub(start).div_ceil(dilation).min(hi);
-    lo..hi
 }
 
 record_params! {
@@ -569,10 +533,9 @@ impl<'a> Operator<'a> for Conv2d<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::depthwise_conv2d::tests::{all_taps, pad_input, win, Axis, ONE, ZERO};
-    use crate::ops::fully_connected::tests::*;
     use crate::ops::{Activation, Padding};
     use crate::quant::QuantizedMultiplier;
+    use crate::test_support::*;
     use std::vec::Vec;
 
     type Io<'a> = (Tensor<'a, i8>, Tensor<'a, i8>);
@@ -696,7 +659,7 @@ mod tests {
     fn matches_naive_reference_on_random_configs() {
         let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
         for case in 0..600 {
-            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (y, x) = (random_axis(&mut rng), random_axis(&mut rng));
             let (n, ic, oc) = (rng.size(1, 2), rng.size(1, 6), rng.size(1, 5));
             let (is, fs) = (s(n, y.input, x.input, ic), s(oc, y.kernel, x.kernel, ic));
             let (input, filter) = (rng.i8s(len(is)), rng.i8s(len(fs)));
@@ -716,7 +679,13 @@ mod tests {
             }
             let io = (t(&input, is), t(&filter, fs));
             let os = s(n, y.output, x.output, oc);
-            let got = run_i8((Axis::window(y, x), st), io, bias.as_deref(), &rq, os);
+            let got = run_i8(
+                (Window::from_axes(&y, &x), st),
+                io,
+                bias.as_deref(),
+                &rq,
+                os,
+            );
             assert_eq!(got, Ok(want), "case {case}: {y:?} {x:?}");
         }
     }
@@ -725,14 +694,14 @@ mod tests {
     fn f32_matches_f64_reference() {
         let mut rng = Rng(0x2545_f491_4f6c_dd1d);
         for case in 0..200 {
-            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (y, x) = (random_axis(&mut rng), random_axis(&mut rng));
             let (n, ic, oc) = (rng.size(1, 2), rng.size(1, 5), rng.size(1, 4));
             let (is, fs) = (s(n, y.input, x.input, ic), s(oc, y.kernel, x.kernel, ic));
             let (input, filter, bias) = (rng.f32s(len(is)), rng.f32s(len(fs)), rng.f32s(oc));
             let clamp = [(-0.5, 0.75), Activation::None.f32_range()][case % 2];
             let os = s(n, y.output, x.output, oc);
             let mut got = vec![0f32; len(os)];
-            let (w, io) = (Axis::window(y, x), (t(&input, is), t(&filter, fs)));
+            let (w, io) = (Window::from_axes(&y, &x), (t(&input, is), t(&filter, fs)));
             let res = conv2d_f32(&w, clamp, io.0, io.1, Some(&bias), tm(&mut got, os));
             assert_eq!(res, Ok(()));
             let padded = pad_input(&input, is, y, x, 0.0);

@@ -17,10 +17,11 @@
 //! is not whole words, are read from zero-padded copies. Other pairs, and windows longer than
 //! [`MAX_TAPS`] (done in slices, their sums kept per channel), run [`mac_2x2`] from Rust.
 
-use super::conv2d::{tap_range, Geometry};
+use super::conv2d::Geometry;
 use super::fast_requant::max_product;
 use super::simd::{mac_2x2, sxtab16, sxtab16_ror8};
 use super::{Int8Stage, Requant, Shape4, Window};
+use crate::geometry::{dense_tap_range, tap_range};
 use core::ops::Range;
 
 mod direct;
@@ -412,10 +413,10 @@ impl Conv<'_> {
         let (b, oy, ox) = out_pixel(g, pixel);
         let (y0, x0) = (oy * w.stride_h, ox * w.stride_w);
         let ky = match w.dilation_h {
-            1 => dense_range(y0, w.pad_top, g.in_h, g.kernel_h),
+            1 => dense_tap_range(y0, w.pad_top, g.in_h, g.kernel_h),
             d => tap_range(y0, w.pad_top, g.in_h, g.kernel_h, d),
         };
-        let kx = dense_range(x0, w.pad_left, g.in_w, g.kernel_w);
+        let kx = dense_tap_range(x0, w.pad_left, g.in_w, g.kernel_w);
         let (iy, ix) = (y0 + ky.start * w.dilation_h, x0 + kx.start);
         Rect {
             first: ((b * g.in_h + iy - w.pad_top) * g.in_w + ix - w.pad_left) * ic,
@@ -600,18 +601,6 @@ impl Rect {
             tap += self.tap_step;
         }
     }
-}
-
-/// [`tap_range`] for dilation 1: the kernel taps of a window starting at `start` (padded
-/// coordinates) that land on an input spanning `pad..pad + input`.
-#[inline(always)]
-fn dense_range(start: usize, pad: usize, input: usize, kernel: usize) -> Range<usize> {
-    let end = pad + input;
-    if start >= end {
-        return 0..0;
-    }
-    let hi = (end - start).min(kernel);
-    pad.saturating_sub(start).min(hi)..hi
 }
 
 /// Copies a short run (a window row of a few channels) without a `memcpy` call: words, then

@@ -7,9 +7,9 @@
 
 use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
-use super::fully_connected::{check_clamp, check_int8, clamp_f32, requantize};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views};
+use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
 use super::record::record_params;
 use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
@@ -381,114 +381,12 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
-    use crate::ops::fully_connected::tests::*;
     use crate::ops::{Activation, Padding, Shape4};
     use crate::quant::QuantizedMultiplier;
+    use crate::test_support::*;
     use std::vec::Vec;
-
-    pub(crate) const ONE: (usize, usize) = (1, 1);
-    pub(crate) const ZERO: (usize, usize) = (0, 0);
-
-    /// A window from `(height, width)` pairs.
-    pub(crate) fn win(
-        stride: (usize, usize),
-        dilation: (usize, usize),
-        pad: (usize, usize),
-    ) -> Window {
-        let (stride_h, stride_w, dilation_h, dilation_w) =
-            (stride.0, stride.1, dilation.0, dilation.1);
-        Window {
-            stride_h,
-            stride_w,
-            dilation_h,
-            dilation_w,
-            pad_top: pad.0,
-            pad_left: pad.1,
-        }
-    }
-
-    /// One spatial axis of a random convolution.
-    #[derive(Debug, Clone, Copy)]
-    pub(crate) struct Axis {
-        pub(crate) input: usize,
-        pub(crate) kernel: usize,
-        pub(crate) stride: usize,
-        pub(crate) dilation: usize,
-        pub(crate) pad: usize,
-        pub(crate) output: usize,
-    }
-
-    impl Axis {
-        /// TFLite SAME or VALID, or any padding and output size the kernels accept.
-        pub(crate) fn random(rng: &mut Rng) -> Self {
-            let (input, kernel) = (rng.size(1, 7), rng.size(1, 4));
-            let (stride, dilation) = (rng.size(1, 3), rng.size(1, 2));
-            let eff = (kernel - 1) * dilation + 1;
-            let mode = rng.next() % 3;
-            let valid = mode == 1 && input >= eff;
-            let padding = [Padding::Same, Padding::Valid][usize::from(valid)];
-            let (mut output, mut pad) = padding
-                .output_and_pad(input, kernel, stride, dilation)
-                .unwrap();
-            if mode == 2 {
-                pad = rng.size(0, eff - 1);
-                output = rng.size(1, (input + pad).div_ceil(stride));
-            }
-            Axis {
-                input,
-                kernel,
-                stride,
-                dilation,
-                pad,
-                output,
-            }
-        }
-        /// Extent of the explicitly padded input: the input and every window.
-        pub(crate) fn padded(&self) -> usize {
-            let last = (self.output - 1) * self.stride + (self.kernel - 1) * self.dilation + 1;
-            last.max(self.input + self.pad)
-        }
-        pub(crate) fn window(y: Axis, x: Axis) -> Window {
-            win(
-                (y.stride, x.stride),
-                (y.dilation, x.dilation),
-                (y.pad, x.pad),
-            )
-        }
-    }
-
-    /// Copies an NHWC input into a bigger buffer filled with `fill`: padding made explicit.
-    pub(crate) fn pad_input<T: Copy>(data: &[T], s: Shape4, y: Axis, x: Axis, fill: T) -> Vec<T> {
-        let (ph, pw) = (y.padded(), x.padded());
-        let mut out = vec![fill; s.n * ph * pw * s.c];
-        for (i, &v) in data.iter().enumerate() {
-            let (c, px) = (i % s.c, i / s.c);
-            let (b, yy, xx) = (px / (s.h * s.w), px / s.w % s.h, px % s.w);
-            out[((b * ph + yy + y.pad) * pw + xx + x.pad) * s.c + c] = v;
-        }
-        out
-    }
-
-    /// For each output pixel in NHWC order, every tap of its window as
-    /// `(pixel index in the padded input, kernel tap index)`: no bounds, nothing skipped.
-    pub(crate) fn all_taps(n: usize, y: Axis, x: Axis) -> Vec<Vec<(usize, usize)>> {
-        let (ph, pw) = (y.padded(), x.padded());
-        let mut out = Vec::new();
-        for b in 0..n {
-            for (oy, ox) in (0..y.output).flat_map(|oy| (0..x.output).map(move |ox| (oy, ox))) {
-                let taps = (0..y.kernel).flat_map(|ky| (0..x.kernel).map(move |kx| (ky, kx)));
-                let at = |(ky, kx)| {
-                    let py = oy * y.stride + ky * y.dilation;
-                    let px = ox * x.stride + kx * x.dilation;
-                    ((b * ph + py) * pw + px, ky * x.kernel + kx)
-                };
-                out.push(taps.map(at).collect());
-            }
-        }
-        out
-    }
 
     fn run_i8(
         (w, dm, st): (Window, usize, Int8Stage),
@@ -576,7 +474,7 @@ pub(crate) mod tests {
     fn matches_naive_reference_on_random_configs() {
         let mut rng = Rng(0x5eed_0fda_7a01);
         for case in 0..600 {
-            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (y, x) = (random_axis(&mut rng), random_axis(&mut rng));
             let (n, ic, dm) = (rng.size(1, 2), rng.size(1, 7), rng.size(1, 3));
             let oc = ic * dm;
             let (is, fs) = (s(n, y.input, x.input, ic), s(1, y.kernel, x.kernel, oc));
@@ -596,7 +494,13 @@ pub(crate) mod tests {
             }
             let io = (t(&input, is), t(&filter, fs));
             let os = s(n, y.output, x.output, oc);
-            let got = run_i8((Axis::window(y, x), dm, st), io, bias.as_deref(), &rq, os);
+            let got = run_i8(
+                (Window::from_axes(&y, &x), dm, st),
+                io,
+                bias.as_deref(),
+                &rq,
+                os,
+            );
             assert_eq!(got, Ok(want), "case {case}: {y:?} {x:?} dm={dm}");
         }
     }
@@ -605,7 +509,7 @@ pub(crate) mod tests {
     fn f32_matches_f64_reference() {
         let mut rng = Rng(0x0123_4567_89ab_cdef);
         for case in 0..200 {
-            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (y, x) = (random_axis(&mut rng), random_axis(&mut rng));
             let (n, ic, dm) = (rng.size(1, 2), rng.size(1, 5), rng.size(1, 3));
             let oc = ic * dm;
             let (is, fs) = (s(n, y.input, x.input, ic), s(1, y.kernel, x.kernel, oc));
@@ -613,7 +517,7 @@ pub(crate) mod tests {
             let clamp = [(-0.5, 0.75), Activation::None.f32_range()][case % 2];
             let os = s(n, y.output, x.output, oc);
             let mut got = vec![0f32; len(os)];
-            let (w, io) = (Axis::window(y, x), (t(&input, is), t(&filter, fs)));
+            let (w, io) = (Window::from_axes(&y, &x), (t(&input, is), t(&filter, fs)));
             let out = tm(&mut got, os);
             let res = depthwise_conv2d_f32(&w, dm, clamp, io.0, io.1, Some(&bias), out);
             assert_eq!(res, Ok(()));

@@ -18,6 +18,7 @@ use super::simd::{
     gather_words, smlabb, smlatt, sxtab16, sxtab16_ror8, sxtb16, sxtb16_ror8, Dw3x3, Dw3x3Consts,
 };
 use super::{Int8Stage, Requant, Window};
+use crate::geometry::dilated_kernel;
 
 /// Most taps (`kernel_h * kernel_w`) the fast path widens at once.
 const MAX_TAPS: usize = 25;
@@ -54,10 +55,9 @@ pub(crate) fn ring(
     let last = out_w
         .checked_sub(1)?
         .checked_mul(w.stride_w)?
-        .checked_add(kernel_w.checked_sub(1)?.checked_mul(w.dilation_w)?)?
-        + 1;
+        .checked_add(dilated_kernel(kernel_w, w.dilation_w)?)?;
     let width = last.max(w.pad_left.checked_add(in_w)?);
-    let rows = kernel_h.checked_sub(1)?.checked_mul(w.dilation_h)? + 1;
+    let rows = dilated_kernel(kernel_h, w.dilation_h)?;
     let taps = kernel_h.checked_mul(kernel_w)?;
     let fits = rows <= MAX_ROWS && rows.checked_mul(width).is_some_and(|n| n <= RING);
     let applies = depth_multiplier == 1 && channels % 4 == 0 && channels > 0 && taps <= MAX_TAPS;

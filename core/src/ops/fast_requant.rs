@@ -19,7 +19,7 @@
 //! multiplier). Any other channel is [`Kind::Slow`]: the reference function on the exact
 //! accumulator.
 
-use super::fully_connected::requantize;
+use super::output_stage::requantize;
 use super::simd::{smmulr, RequantSsat};
 use super::Int8Stage;
 use crate::quant::QuantizedMultiplier;
@@ -283,8 +283,8 @@ pub(crate) fn channel_stage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::fully_connected::tests::{stage, Rng};
     use crate::ops::simd::requant_ssat;
+    use crate::test_support::{stage, Rng};
 
     #[test]
     fn every_kind_matches_the_reference_stage() {

@@ -1,20 +1,20 @@
 //! FULLY_CONNECTED: `output[b] = weights * input[b] + bias` for each row `b` of the input.
 //!
 //! The int8 kernel reproduces TFLite-Micro's reference `FullyConnected` (per-tensor) and
-//! `FullyConnectedPerChannel` bit for bit. This file also holds the int8 and f32 output stages
-//! the convolutions share.
+//! `FullyConnectedPerChannel` bit for bit.
 
 use super::conv2d::same;
 use super::fc_fast;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views};
+use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
 use super::record::record_params;
 use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut};
 use crate::format::DType;
 use crate::format::OpCode;
 use crate::model::{Decoder, Model, Scratch};
-use crate::quant::{dot_i8, QuantizedMultiplier};
+use crate::quant::dot_i8;
 use crate::Error;
 
 /// Int8 fully connected layer, bit-exact with TFLite-Micro's reference kernels.
@@ -188,66 +188,6 @@ fn check_fc<T>(
     Ok(in_f)
 }
 
-/// Checks an int8 layer's stage and requantization constants for `channels` outputs.
-pub(crate) fn check_int8(
-    stage: &Int8Stage,
-    requant: Requant,
-    channels: usize,
-    requant_what: crate::Why,
-) -> Result<(), Error> {
-    let invalid = |what| Err(Error::InvalidParameter { what });
-    // Zero points are int8, so `-zero_point` lies in -127..=128. This also keeps every
-    // product in the inner loops far from overflowing.
-    if !(-127..=128).contains(&stage.input_offset) {
-        return invalid(why!("int8 input_offset outside -127..=128"));
-    }
-    if !(-128..=127).contains(&stage.output_offset) {
-        return invalid(why!("int8 output_offset outside -128..=127"));
-    }
-    if stage.act_min > stage.act_max {
-        return invalid(why!("int8 activation range is empty (act_min > act_max)"));
-    }
-    if requant.len() != 1 {
-        same(requant_what, channels, requant.len())?;
-    }
-    // `QuantizedMultiplier::from_f64` stays in this range; outside it `apply` is meaningless.
-    if requant.iter().any(|q| !(-31..=30).contains(&q.shift)) {
-        return invalid(why!("requant shift outside -31..=30"));
-    }
-    Ok(())
-}
-
-/// The int8 output stage: requantize, add the output zero point, clamp to the activation.
-#[inline]
-pub(crate) fn requantize(acc: i32, q: QuantizedMultiplier, stage: &Int8Stage) -> i8 {
-    // Wrapping, as the C++ int32 addition behaves; only a saturated `apply` can get near it.
-    let v = q.apply(acc).wrapping_add(stage.output_offset);
-    v.max(i32::from(stage.act_min))
-        .min(i32::from(stage.act_max)) as i8
-}
-
-/// Rejects an empty or NaN f32 clamp range.
-pub(crate) fn check_clamp((lo, hi): (f32, f32)) -> Result<(), Error> {
-    if lo <= hi {
-        Ok(())
-    } else {
-        Err(Error::InvalidParameter {
-            what: why!("f32 clamp range is empty or NaN"),
-        })
-    }
-}
-
-/// `min(max(x, lo), hi)` as C++'s `std::max`/`std::min` compute it, so NaN passes through.
-#[inline]
-pub(crate) fn clamp_f32(x: f32, (lo, hi): (f32, f32)) -> f32 {
-    let x = if x < lo { lo } else { x };
-    if hi < x {
-        hi
-    } else {
-        x
-    }
-}
-
 record_params! {
     /// FULLY_CONNECTED's record parameters.
     pub struct FullyConnectedParams {
@@ -364,121 +304,12 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use super::*;
     use crate::ops::{Activation, Shape4};
+    use crate::quant::QuantizedMultiplier;
+    use crate::test_support::*;
     use std::vec::Vec;
-
-    /// xorshift64: deterministic, dependency-free randomness for the property tests.
-    pub(crate) struct Rng(pub(crate) u64);
-
-    impl Rng {
-        pub(crate) fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-        /// Uniform in `lo..=hi`.
-        pub(crate) fn int(&mut self, lo: i64, hi: i64) -> i64 {
-            lo + (self.next() % (hi - lo + 1) as u64) as i64
-        }
-        pub(crate) fn size(&mut self, lo: usize, hi: usize) -> usize {
-            self.int(lo as i64, hi as i64) as usize
-        }
-        pub(crate) fn i8s(&mut self, n: usize) -> Vec<i8> {
-            (0..n).map(|_| self.int(-128, 127) as i8).collect()
-        }
-        /// Uniform in [-1, 1].
-        pub(crate) fn f32s(&mut self, n: usize) -> Vec<f32> {
-            let unit = |v: i64| v as f32 / (1 << 20) as f32;
-            (0..n).map(|_| unit(self.int(-1 << 20, 1 << 20))).collect()
-        }
-        /// A bias three times in four, large enough to matter.
-        pub(crate) fn bias(&mut self, n: usize) -> Option<Vec<i32>> {
-            let values = (0..n).map(|_| self.int(-20_000, 20_000) as i32).collect();
-            (self.next() % 4 != 0).then_some(values)
-        }
-        /// Random zero points and a full, ReLU-like or arbitrary activation range.
-        pub(crate) fn stage(&mut self) -> Int8Stage {
-            let output_offset = self.int(-128, 127) as i32;
-            let (a, b) = (self.int(-128, 127) as i8, self.int(-128, 127) as i8);
-            let (act_min, act_max) = match self.next() % 3 {
-                0 => (-128, 127),
-                1 => (output_offset as i8, 127),
-                _ => (a.min(b), a.max(b)),
-            };
-            let mut st = stage(self.int(-127, 128) as i32, output_offset);
-            (st.act_min, st.act_max) = (act_min, act_max);
-            st
-        }
-        /// One multiplier per channel, or one shared; real values 2^-16 .. 2^1.
-        pub(crate) fn requant(&mut self, channels: usize) -> Vec<QuantizedMultiplier> {
-            let n = if self.next() % 3 == 0 { 1 } else { channels };
-            let mut one = || q(2f64.powf(self.int(-16_000, 1_000) as f64 / 1000.0));
-            (0..n).map(|_| one()).collect()
-        }
-    }
-
-    /// The int8 output stage on a 64-bit accumulator; only `apply` is shared with the kernels.
-    pub(crate) fn reference_requant(acc: i64, q: QuantizedMultiplier, st: &Int8Stage) -> i8 {
-        let acc = i32::try_from(acc).expect("test accumulators fit in i32");
-        let v = q.apply(acc) + st.output_offset;
-        v.clamp(st.act_min.into(), st.act_max.into()) as i8
-    }
-
-    /// f32 result within 1e-5 of the summed magnitudes of its terms (rounding error bound).
-    pub(crate) fn close(got: f32, want: f64, magnitude: f64) -> bool {
-        (f64::from(got) - want).abs() <= 1e-5 * magnitude + 1e-30
-    }
-
-    pub(crate) fn stage(input_offset: i32, output_offset: i32) -> Int8Stage {
-        Int8Stage {
-            input_offset,
-            output_offset,
-            act_min: -128,
-            act_max: 127,
-        }
-    }
-
-    pub(crate) fn q(real: f64) -> QuantizedMultiplier {
-        QuantizedMultiplier::from_f64(real).unwrap()
-    }
-
-    /// `s` with `c` channels.
-    pub(crate) fn chans(s: Shape4, c: usize) -> Shape4 {
-        Shape4 { c, ..s }
-    }
-
-    /// Elements of a test shape.
-    pub(crate) fn len(s: Shape4) -> usize {
-        s.elements().unwrap()
-    }
-
-    pub(crate) fn s(n: usize, h: usize, w: usize, c: usize) -> Shape4 {
-        Shape4::new(n, h, w, c)
-    }
-
-    pub(crate) fn tm<T>(data: &mut [T], shape: Shape4) -> TensorMut<'_, T> {
-        TensorMut { data, shape }
-    }
-
-    pub(crate) fn t<T>(data: &[T], shape: Shape4) -> Tensor<'_, T> {
-        Tensor { data, shape }
-    }
-
-    pub(crate) fn invalid(what: crate::Why) -> Result<(), Error> {
-        Err(Error::InvalidParameter { what })
-    }
-
-    pub(crate) fn mismatch(what: crate::Why, expected: usize, actual: usize) -> Result<(), Error> {
-        Err(Error::ShapeMismatch {
-            what,
-            expected,
-            actual,
-        })
-    }
-
     fn run_i8(
         (st, rq): (Int8Stage, &[QuantizedMultiplier]),
         (input, weights): (Tensor<i8>, Tensor<i8>),

@@ -356,13 +356,13 @@ impl<'g> Lowering<'g> {
         let o = self.options;
         let i = self.tensor(input)?.shape;
         let stride = (o.stride_h, o.stride_w);
-        let (window, oh, ow) = Window::for_kernel(i, kernel, o.padding, stride, dilation).ok_or(
+        let fit = Window::for_kernel(i, kernel, o.padding, stride, dilation).ok_or(
             LowerError::Unsupported {
                 what: "the window does not fit the input",
             },
         )?;
-        self.expect_output(Shape4::new(i.n, oh, ow, channels))?;
-        Ok(window)
+        self.expect_output(Shape4::new(i.n, fit.out_h, fit.out_w, channels))?;
+        Ok(fit.window)
     }
 
     /// The output must have `shape`.

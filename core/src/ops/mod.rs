@@ -29,6 +29,7 @@ pub mod fully_connected;
 pub mod lower;
 pub mod mean;
 pub mod operator;
+mod output_stage;
 pub mod pooling;
 pub mod quantize;
 pub mod record;
@@ -37,6 +38,8 @@ pub mod reshape;
 mod simd;
 pub mod softmax;
 
+// Window geometry lives in its own module; these paths predate it.
+pub use crate::geometry::{Padding, Window};
 use crate::model::{Decoder, Model, Scratch};
 use lower::{LowerError, Lowering};
 pub use operator::KernelPath;
@@ -135,81 +138,6 @@ pub struct TensorMut<'a, T> {
     pub data: &'a mut [T],
     /// Shape of `data`.
     pub shape: Shape4,
-}
-
-/// Where a sliding window (convolution or pooling) samples its input.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct Window {
-    /// Vertical stride.
-    pub stride_h: usize,
-    /// Horizontal stride.
-    pub stride_w: usize,
-    /// Vertical dilation (1 = dense).
-    pub dilation_h: usize,
-    /// Horizontal dilation (1 = dense).
-    pub dilation_w: usize,
-    /// Rows of implicit zero padding above the input (padding below is implied by the shapes).
-    pub pad_top: usize,
-    /// Columns of implicit zero padding left of the input.
-    pub pad_left: usize,
-}
-
-impl Window {
-    /// The window TFLite's `padding` implies for a `kernel` sliding over `input` with `stride`
-    /// and `dilation`, and the output height and width; `None` if it does not fit.
-    pub fn for_kernel(
-        input: Shape4,
-        kernel: (usize, usize),
-        padding: Padding,
-        stride: (usize, usize),
-        dilation: (usize, usize),
-    ) -> Option<(Self, usize, usize)> {
-        let (oh, pad_top) = padding.output_and_pad(input.h, kernel.0, stride.0, dilation.0)?;
-        let (ow, pad_left) = padding.output_and_pad(input.w, kernel.1, stride.1, dilation.1)?;
-        let window = Window {
-            stride_h: stride.0,
-            stride_w: stride.1,
-            dilation_h: dilation.0,
-            dilation_w: dilation.1,
-            pad_top,
-            pad_left,
-        };
-        Some((window, oh, ow))
-    }
-}
-
-/// TFLite's padding modes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub enum Padding {
-    /// Output size `ceil(in / stride)`; any odd padding goes below/right, as in TFLite.
-    Same,
-    /// No padding: only windows that fit entirely.
-    Valid,
-}
-
-impl Padding {
-    /// Output size and padding before the input along one axis, as TFLite computes them.
-    /// `None` if the window does not fit (VALID) or a parameter is zero.
-    pub fn output_and_pad(
-        self,
-        input: usize,
-        kernel: usize,
-        stride: usize,
-        dilation: usize,
-    ) -> Option<(usize, usize)> {
-        if input == 0 || kernel == 0 || stride == 0 || dilation == 0 {
-            return None;
-        }
-        let effective = (kernel - 1).checked_mul(dilation)?.checked_add(1)?;
-        let output = match self {
-            Padding::Same => input.div_ceil(stride),
-            Padding::Valid => input.checked_sub(effective)? / stride + 1,
-        };
-        let needed = ((output - 1) * stride + effective).saturating_sub(input);
-        Some((output, needed / 2))
-    }
 }
 
 /// The integer side of an int8 layer: zero points and the fused activation's clamp.

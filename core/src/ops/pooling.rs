@@ -9,9 +9,12 @@ use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
 use super::Int8Stage;
+use core::ops::Range;
+
 use super::{Shape4, Tensor, TensorMut, Window};
 use crate::format::DType;
 use crate::format::OpCode;
+use crate::geometry::{Axis, AxisError};
 use crate::model::{Decoder, Scratch};
 use crate::Error;
 
@@ -27,18 +30,22 @@ pub struct PoolParams {
     pub filter_w: usize,
 }
 
+impl PoolParams {
+    /// The window's rows and columns over input `is` giving output `os`.
+    pub(crate) fn axes(&self, is: Shape4, os: Shape4) -> (Axis, Axis) {
+        let w = &self.window;
+        (
+            w.rows(is.h, self.filter_h, os.h),
+            w.cols(is.w, self.filter_w, os.w),
+        )
+    }
+}
+
 /// Parameters that pool each channel over the whole of `input`'s height and width (VALID, one
 /// output pixel): global average pooling is `average_pool2d_*` with these.
 pub fn global_average_pool_params(input: Shape4) -> PoolParams {
     PoolParams {
-        window: Window {
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: 0,
-            pad_left: 0,
-        },
+        window: Window::DENSE,
         filter_h: input.h,
         filter_w: input.w,
     }
@@ -47,19 +54,30 @@ pub fn global_average_pool_params(input: Shape4) -> PoolParams {
 /// One output element's clipped window: input rows `y0..y1`, columns `x0..x1`, of batch `n`
 /// and channel `c`.
 #[derive(Clone, Copy)]
-struct Site {
-    n: usize,
-    c: usize,
-    y0: usize,
-    y1: usize,
-    x0: usize,
-    x1: usize,
+pub(crate) struct Site {
+    pub(crate) n: usize,
+    pub(crate) c: usize,
+    pub(crate) y0: usize,
+    pub(crate) y1: usize,
+    pub(crate) x0: usize,
+    pub(crate) x1: usize,
 }
 
 impl Site {
     /// Number of in-bounds elements: what TFLite divides by.
-    fn count(&self) -> usize {
+    pub(crate) fn count(&self) -> usize {
         (self.y1 - self.y0) * (self.x1 - self.x0)
+    }
+
+    /// Calls `f` with the NHWC index of each in-bounds element, row by row: where the
+    /// backward pass puts its gradients.
+    pub(crate) fn for_each_index(&self, s: Shape4, mut f: impl FnMut(usize)) {
+        for y in self.y0..self.y1 {
+            let row = (self.n * s.h + y) * s.w;
+            for x in self.x0..self.x1 {
+                f((row + x) * s.c + self.c);
+            }
+        }
     }
 
     /// The window's elements, row by row, as the reference loops visit them (the order
@@ -72,29 +90,6 @@ impl Site {
             (x0..x1).filter_map(move |x| data.get((row + x) * shape.c + c).copied())
         })
     }
-}
-
-/// The clipped window along one axis for output index `out`. Works in padded coordinates so
-/// nothing goes negative: the window covers `[out * stride, out * stride + filter)` of the
-/// padded axis, whose real part is `[pad, pad + len)`.
-fn clip(out: usize, stride: usize, filter: usize, pad: usize, len: usize) -> (usize, usize) {
-    // `out * stride < len + pad` was checked, so the product cannot overflow.
-    let start = out * stride;
-    let end = start.saturating_add(filter);
-    let lo = start.max(pad) - pad;
-    let hi = end.min(pad + len).saturating_sub(pad);
-    (lo, hi.max(lo))
-}
-
-/// How many output rows (or columns) can have a window that overlaps the input.
-fn max_outputs(len: usize, pad: usize, stride: usize) -> Result<usize, Error> {
-    if len == 0 {
-        return Ok(0);
-    }
-    let padded = len.checked_add(pad).ok_or(Error::ShapeOverflow)?;
-    // Output `k` overlaps iff k * stride < len + pad (its window starts before the input
-    // ends; `pad < filter` makes it end after the input starts).
-    Ok((padded - 1) / stride + 1)
 }
 
 /// `Err(ShapeMismatch)` unless `actual` is acceptable.
@@ -112,43 +107,53 @@ fn check_dim(what: crate::Why, ok: bool, expected: usize, actual: usize) -> Resu
 
 /// Checks shapes, buffer lengths and parameters shared by every pooling kernel.
 fn validate<I, O>(p: &PoolParams, input: &Tensor<I>, output: &TensorMut<O>) -> Result<(), Error> {
-    let w = &p.window;
-    let rules = [
-        (
-            w.stride_h == 0 || w.stride_w == 0,
-            why!("pool stride (must be >= 1)"),
-        ),
-        (
-            w.dilation_h != 1 || w.dilation_w != 1,
-            why!("pool dilation (must be 1)"),
-        ),
-        (
-            p.filter_h == 0 || p.filter_w == 0,
-            why!("pool filter size (must be >= 1)"),
-        ),
-        // A window starting wholly inside the top/left padding would see no input at all.
-        (
-            w.pad_top >= p.filter_h || w.pad_left >= p.filter_w,
-            why!("pool padding (must be smaller than the filter)"),
-        ),
-    ];
-    if let Some(&(_, what)) = rules.iter().find(|(broken, _)| *broken) {
-        return Err(Error::InvalidParameter { what });
-    }
     input.shape.check_len(input.data.len())?;
     output.shape.check_len(output.data.len())?;
     let (is, os) = (input.shape, output.shape);
     check_dim(why!("pool output batch"), os.n == is.n, is.n, os.n)?;
     check_dim(why!("pool output channels"), os.c == is.c, is.c, os.c)?;
-    if os.elements() == Some(0) {
-        return Ok(());
+    check_window(p, is, os)
+}
+
+/// The pooling window's rules, shared with the backward pass: no dilation, and each axis
+/// consistent by [`Axis::check`] (which admits every SAME and VALID geometry TFLite produces
+/// and rules out empty windows, so averages never divide by 0). An output with no elements
+/// has no windows, so only its parameters are checked.
+pub(crate) fn check_window(p: &PoolParams, is: Shape4, os: Shape4) -> Result<(), Error> {
+    let w = &p.window;
+    if w.dilation_h != 1 || w.dilation_w != 1 {
+        return Err(Error::InvalidParameter {
+            what: why!("pool dilation (must be 1)"),
+        });
     }
-    // Every output pixel must see at least one input pixel (this admits every SAME and VALID
-    // geometry TFLite produces, and rules out empty windows, so averages never divide by 0).
-    let max_h = max_outputs(is.h, w.pad_top, w.stride_h)?;
-    check_dim(why!("pool output height"), os.h <= max_h, max_h, os.h)?;
-    let max_w = max_outputs(is.w, w.pad_left, w.stride_w)?;
-    check_dim(why!("pool output width"), os.w <= max_w, max_w, os.w)
+    let empty = os.elements() == Some(0);
+    let rows = w.rows(is.h, p.filter_h, os.h);
+    check_axis(rows, empty, why!("pool output height"))?;
+    check_axis(
+        w.cols(is.w, p.filter_w, os.w),
+        empty,
+        why!("pool output width"),
+    )
+}
+
+/// One axis of [`check_window`]; `output_what` names a wrong output size.
+fn check_axis(axis: Axis, empty_output: bool, output_what: crate::Why) -> Result<(), Error> {
+    let invalid = |what| Err(Error::InvalidParameter { what });
+    match axis.check() {
+        Ok(()) => Ok(()),
+        Err(AxisError::ZeroStride) => invalid(why!("pool stride (must be >= 1)")),
+        Err(AxisError::ZeroKernel) => invalid(why!("pool filter size (must be >= 1)")),
+        // A window starting wholly inside the top/left padding would see no input at all.
+        Err(AxisError::PadCoversKernel) => {
+            invalid(why!("pool padding (must be smaller than the filter)"))
+        }
+        Err(AxisError::Overflow) => Err(Error::ShapeOverflow),
+        Err(AxisError::ZeroInput | AxisError::Output { .. }) if empty_output => Ok(()),
+        Err(AxisError::ZeroInput) => check_dim(output_what, false, 0, axis.output),
+        Err(AxisError::Output { most }) => check_dim(output_what, false, most, axis.output),
+        // Dilation was checked to be 1.
+        Err(AxisError::ZeroDilation) => invalid(why!("pool dilation (must be 1)")),
+    }
 }
 
 /// Calls `reduce` once per output element, in NHWC order, with its clipped window.
@@ -158,14 +163,16 @@ fn for_each_window<O>(
     output: &mut TensorMut<O>,
     mut reduce: impl FnMut(Site) -> O,
 ) {
-    let os = output.shape;
-    let w = &p.window;
+    let (os, w) = (output.shape, &p.window);
     let mut out = output.data.iter_mut();
     for n in 0..os.n {
         for oy in 0..os.h {
-            let (y0, y1) = clip(oy, w.stride_h, p.filter_h, w.pad_top, is.h);
+            // Built where used, from `p`'s fields, as the loop always read them.
+            let rows = w.rows(is.h, p.filter_h, os.h);
+            let Range { start: y0, end: y1 } = rows.clipped(oy);
             for ox in 0..os.w {
-                let (x0, x1) = clip(ox, w.stride_w, p.filter_w, w.pad_left, is.w);
+                let cols = w.cols(is.w, p.filter_w, os.w);
+                let Range { start: x0, end: x1 } = cols.clipped(ox);
                 for c in 0..os.c {
                     let site = Site {
                         n,
@@ -548,25 +555,9 @@ mod tests {
 
     use super::*;
     use crate::ops::Padding;
+    use crate::test_support::{s as sh, Rng};
 
     const FULL: (i8, i8) = (i8::MIN, i8::MAX);
-
-    struct XorShift(u32);
-    impl XorShift {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 17;
-            self.0 ^= self.0 << 5;
-            self.0
-        }
-        fn below(&mut self, n: u32) -> usize {
-            (self.next() % n) as usize
-        }
-    }
-
-    fn sh(n: usize, h: usize, w: usize, c: usize) -> Shape4 {
-        Shape4::new(n, h, w, c)
-    }
 
     fn params(f: (usize, usize), stride: (usize, usize), pad: (usize, usize)) -> PoolParams {
         let (stride_h, stride_w, pad_top, pad_left) = (stride.0, stride.1, pad.0, pad.1);
@@ -669,7 +660,7 @@ mod tests {
     }
 
     /// A random SAME or VALID geometry (None when a VALID window does not fit).
-    fn random_geometry(rng: &mut XorShift) -> Option<(PoolParams, Shape4, Shape4)> {
+    fn random_geometry(rng: &mut Rng) -> Option<(PoolParams, Shape4, Shape4)> {
         let is = sh(
             1 + rng.below(2),
             1 + rng.below(7),
@@ -759,7 +750,7 @@ mod tests {
 
     #[test]
     fn int8_pooling_matches_a_naive_reference() {
-        let mut rng = XorShift(0xdead_beef);
+        let mut rng = Rng(0xdead_beef);
         for case in 0..600 {
             let Some((p, is, os)) = random_geometry(&mut rng) else {
                 continue;
@@ -795,7 +786,7 @@ mod tests {
 
     #[test]
     fn f32_pooling_matches_f64() {
-        let mut rng = XorShift(77);
+        let mut rng = Rng(77);
         for _ in 0..600 {
             let Some((p, is, os)) = random_geometry(&mut rng) else {
                 continue;

@@ -198,19 +198,7 @@ impl<'a> Operator<'a> for Dequantize {
 mod tests {
     use super::*;
 
-    struct XorShift(u32);
-    impl XorShift {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 17;
-            self.0 ^= self.0 << 5;
-            self.0
-        }
-        /// Uniform in [lo, hi).
-        fn uniform(&mut self, lo: f32, hi: f32) -> f32 {
-            lo + (hi - lo) * (self.next() >> 8) as f32 / (1u32 << 24) as f32
-        }
-    }
+    use crate::test_support::Rng;
 
     #[test]
     fn ties_round_half_away_from_zero() {
@@ -273,11 +261,11 @@ mod tests {
     #[test]
     fn quantize_matches_f64_rounding_off_ties() {
         // Property: away from exact ties, the f32 division rounds to the same integer as f64.
-        let mut rng = XorShift(0x9e37_79b9);
+        let mut rng = Rng(0x9e37_79b9);
         for _ in 0..20_000 {
-            let scale = rng.uniform(0.001, 2.0);
+            let scale = rng.uniform_f32(0.001, 2.0);
             let zp = (rng.next() % 256) as i32 - 128;
-            let x = rng.uniform(-300.0, 300.0);
+            let x = rng.uniform_f32(-300.0, 300.0);
             let exact = f64::from(x) / f64::from(scale);
             if (exact - exact.floor() - 0.5).abs() < 1e-4 {
                 continue; // f32 may fall on either side of a near-tie
@@ -294,13 +282,13 @@ mod tests {
     #[test]
     fn round_trip_error_is_at_most_half_a_step() {
         // Property: in range, dequantize(quantize(x)) is within scale / 2 of x.
-        let mut rng = XorShift(12345);
+        let mut rng = Rng(12345);
         for _ in 0..20_000 {
-            let scale = rng.uniform(0.001, 1.0);
+            let scale = rng.uniform_f32(0.001, 1.0);
             let zp = (rng.next() % 256) as i32 - 128;
             let lo = (-128 - zp) as f32 * scale;
             let hi = (127 - zp) as f32 * scale;
-            let x = rng.uniform(lo, hi);
+            let x = rng.uniform_f32(lo, hi);
             let back = dequantize_one(scale, zp, quantize_one(scale, zp, x));
             assert!(
                 f64::from((back - x).abs()) <= f64::from(scale) * 0.5 * (1.0 + 1e-5),

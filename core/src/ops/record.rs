@@ -348,14 +348,7 @@ mod tests {
     #[test]
     fn an_oversized_value_is_not_encoded() {
         use crate::ops::depthwise_conv2d::DepthwiseConv2dParams;
-        let window = Window {
-            stride_h: 1,
-            stride_w: 1,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: 0,
-            pad_left: 0,
-        };
+        let window = Window::DENSE;
         let stage = Int8Stage {
             input_offset: 0,
             output_offset: 0,

@@ -8,9 +8,9 @@
 //! the output's quantization. Both are one kernel here: RELU6 is the identity multiplier with
 //! no offsets and that clamp.
 
-use super::fully_connected::requantize;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
+use super::output_stage::requantize;
 use super::record::record_params;
 use super::{Activation, Int8Stage};
 use crate::format::{DType, OpCode};

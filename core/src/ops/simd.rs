@@ -449,7 +449,7 @@ pub(crate) fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::fully_connected::tests::Rng;
+    use crate::test_support::Rng;
     use std::vec::Vec;
 
     fn bytes(x: u32) -> [i32; 4] {

@@ -431,18 +431,7 @@ impl<'a> Operator<'a> for Softmax {
 mod tests {
     use super::*;
 
-    struct XorShift(u32);
-    impl XorShift {
-        fn next(&mut self) -> u32 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 17;
-            self.0 ^= self.0 << 5;
-            self.0
-        }
-        fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
-            lo + (hi - lo) * f64::from(self.next() >> 8) / f64::from(1u32 << 24)
-        }
-    }
+    use crate::test_support::Rng;
 
     fn run_i8(beta: f32, scale: f32, input: &[i8], depth: usize) -> Vec<i8> {
         let p = SoftmaxParams::from_scale(beta, scale).unwrap();
@@ -580,7 +569,7 @@ mod tests {
         // Property: against the f64 softmax of the dequantized input, rounded to the 1/256
         // grid, the fixed-point kernel is never off by more than 1 (measured over this run:
         // max error exactly 1 LSB).
-        let mut rng = XorShift(0x5eed);
+        let mut rng = Rng(0x5eed);
         let mut worst = 0i32;
         for _ in 0..3_000 {
             let scale = rng.uniform(0.002, 0.5) as f32;
@@ -616,7 +605,7 @@ mod tests {
         } else {
             1e-5
         };
-        let mut rng = XorShift(4242);
+        let mut rng = Rng(4242);
         for _ in 0..2_000 {
             let depth = 1 + (rng.next() % 30) as usize;
             let beta = rng.uniform(0.1, 3.0) as f32;

@@ -7,9 +7,8 @@
 //!
 //! [`conv2d_f32`]: crate::ops::conv2d::conv2d_f32
 
-use core::ops::Range;
-
 use super::Grads;
+use crate::geometry::tap_range;
 use crate::ops::conv2d::{same, Geometry, WindowNames};
 use crate::ops::{Shape4, Tensor, Window};
 use crate::Error;
@@ -121,12 +120,12 @@ impl TapGeometry {
             let image = b * i.h * i.w;
             for oy in 0..o.h {
                 let y0 = oy * w.stride_h;
-                let ky = taps(y0, w.pad_top, i.h, self.kernel_h, w.dilation_h);
+                let ky = tap_range(y0, w.pad_top, i.h, self.kernel_h, w.dilation_h);
                 for ox in 0..o.w {
                     let x0 = ox * w.stride_w;
-                    let kx = taps(x0, w.pad_left, i.w, self.kernel_w, w.dilation_w);
+                    let kx = tap_range(x0, w.pad_left, i.w, self.kernel_w, w.dilation_w);
                     for ky in ky.clone() {
-                        // In range: `taps` keeps y0 + ky * dilation in pad..pad + in_h.
+                        // In range: `tap_range` keeps y0 + ky * dilation in pad..pad + in_h.
                         let iy = y0 + ky * w.dilation_h - w.pad_top;
                         for kx in kx.clone() {
                             let ix = x0 + kx * w.dilation_w - w.pad_left;
@@ -140,25 +139,12 @@ impl TapGeometry {
     }
 }
 
-/// Kernel taps along one axis that land on the input, which spans `pad..pad + len` in padded
-/// coordinates, for a window whose tap 0 sits at `start`.
-fn taps(start: usize, pad: usize, len: usize, kernel: usize, dilation: usize) -> Range<usize> {
-    let end = pad + len;
-    if start >= end {
-        return 0..0;
-    }
-    // First tap at or past `pad`, first tap at or past `end`.
-    let lo = pad.saturating_sub(start).div_ceil(dilation);
-    let hi = (end - start).div_ceil(dilation).min(kernel);
-    lo.min(hi)..hi
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
+    use crate::geometry::Axis;
     use crate::ops::conv2d::conv2d_f32;
-    use crate::ops::depthwise_conv2d::tests::{all_taps, pad_input, Axis};
-    use crate::ops::fully_connected::tests::{s, t, tm};
+    use crate::test_support::{all_taps, pad_input, random_axis, s, t, tm};
     use crate::train::testutil::*;
     use std::vec::Vec;
 
@@ -198,7 +184,7 @@ pub(crate) mod tests {
             rng.f32s(oc),
         );
         let r = rng.f32s(os.elements().unwrap());
-        let win = Axis::window(y, x);
+        let win = Window::from_axes(&y, &x);
         let mut out = vec![0.0f32; r.len()];
         let io = (t(&xv, xs), t(&fv, fs));
         conv2d_f32(
@@ -240,11 +226,11 @@ pub(crate) mod tests {
     #[test]
     fn gradients_match_finite_differences_on_random_windows() {
         // Random SAME, VALID and arbitrary paddings, strides 1..3, dilations 1..2, kernels
-        // 1..4, batches 1..2 (Axis::random, shared with the forward kernels' tests).
+        // 1..4, batches 1..2 (random_axis, shared with the forward kernels' tests).
         let mut rng = Rng(0xc0_11f2_d0b1);
         let mut worst = 0.0f64;
         for case in 0..150 {
-            let axes = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let axes = (random_axis(&mut rng), random_axis(&mut rng));
             let n = rng.size(1, 2);
             let chans = (rng.size(1, 3), rng.size(1, 3));
             let e = check_case(&mut rng, axes, n, chans);
@@ -303,24 +289,7 @@ pub(crate) mod tests {
 
     #[test]
     fn only_requested_gradients_are_written() {
-        let win = Axis::window(
-            Axis {
-                input: 2,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 2,
-            },
-            Axis {
-                input: 1,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 1,
-            },
-        );
+        let win = Window::DENSE;
         let (x, f, g) = ([1.0f32, 2.0], [3.0f32], [1.0f32, -1.0]);
         let mut gb = [10.0f32];
         let grads = Grads {

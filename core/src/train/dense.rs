@@ -89,7 +89,7 @@ pub fn dense_backward_f32(
 mod tests {
     use super::*;
     use crate::ops::fully_connected::fully_connected_f32;
-    use crate::ops::fully_connected::tests::{s, t, tm};
+    use crate::test_support::{s, t, tm};
     use crate::train::testutil::*;
     use std::vec::Vec;
 

@@ -91,10 +91,10 @@ fn names() -> WindowNames {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::geometry::Axis;
     use crate::ops::depthwise_conv2d::depthwise_conv2d_f32;
-    use crate::ops::depthwise_conv2d::tests::{all_taps, pad_input, Axis};
-    use crate::ops::fully_connected::tests::{s, t, tm};
     use crate::ops::Shape4;
+    use crate::test_support::{all_taps, pad_input, random_axis, s, t, tm};
     use crate::train::testutil::*;
     use std::vec::Vec;
 
@@ -127,7 +127,7 @@ mod tests {
         let mut rng = Rng(0xde_97b0_5e11);
         let mut worst = 0.0f64;
         for case in 0..150 {
-            let (y, x) = (Axis::random(&mut rng), Axis::random(&mut rng));
+            let (y, x) = (random_axis(&mut rng), random_axis(&mut rng));
             let (n, ic, dm) = (rng.size(1, 2), rng.size(1, 3), rng.size(1, 3));
             let out_c = ic * dm;
             let xs = s(n, y.input, x.input, ic);
@@ -139,7 +139,7 @@ mod tests {
                 rng.f32s(out_c),
             );
             let r = rng.f32s(os.elements().unwrap());
-            let win = Axis::window(y, x);
+            let win = Window::from_axes(&y, &x);
             let mut out = vec![0.0f32; r.len()];
             let (ti, tf) = (t(&xv, xs), t(&fv, fs));
             let clamp = (f32::MIN, f32::MAX);
@@ -180,24 +180,7 @@ mod tests {
 
     #[test]
     fn zero_depth_multiplier_is_an_error() {
-        let win = Axis::window(
-            Axis {
-                input: 1,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 1,
-            },
-            Axis {
-                input: 1,
-                kernel: 1,
-                stride: 1,
-                dilation: 1,
-                pad: 0,
-                output: 1,
-            },
-        );
+        let win = Window::DENSE;
         let one = s(1, 1, 1, 1);
         let r = depthwise_conv2d_backward_f32(
             &win,

@@ -116,7 +116,7 @@ pub(crate) mod testutil {
     //! Finite-difference helpers shared by the gradient checks.
     use std::vec::Vec;
 
-    pub(crate) use crate::ops::fully_connected::tests::Rng;
+    pub(crate) use crate::test_support::Rng;
 
     /// Relative error of an analytic gradient against a numeric one, with a floor on the
     /// denominator so that gradients that are zero up to rounding do not divide by ~0.

@@ -8,6 +8,7 @@
 //!
 //! See [`plan`](super::plan) for what the working memory holds.
 
+use crate::geometry::WindowFit;
 use crate::ops::pooling::PoolParams;
 use crate::ops::{Activation, Padding, Shape4, Window};
 use crate::Error;
@@ -244,20 +245,11 @@ pub(crate) struct Resolved {
     pub(crate) bias: usize,
 }
 
-const NO_WINDOW: Window = Window {
-    stride_h: 1,
-    stride_w: 1,
-    dilation_h: 1,
-    dilation_w: 1,
-    pad_top: 0,
-    pad_left: 0,
-};
-
 const EMPTY: Resolved = Resolved {
     input: Shape4::new(0, 0, 0, 0),
     output: Shape4::new(0, 0, 0, 0),
     filter: Shape4::new(0, 0, 0, 0),
-    window: NO_WINDOW,
+    window: Window::DENSE,
     pool: (0, 0),
     param_offset: 0,
     weights: 0,
@@ -300,9 +292,13 @@ fn mul(a: usize, b: usize) -> Result<usize, Error> {
     a.checked_mul(b).ok_or(Error::ShapeOverflow)
 }
 
-/// Output size and padding along one axis, or an error naming the layer kind.
-fn axis(p: Padding, len: usize, k: usize, s: usize, d: usize) -> Result<(usize, usize), Error> {
-    p.output_and_pad(len, k, s, d).map_or_else(
+/// The window of a convolution or pooling layer and its output height and width.
+fn window(
+    input: Shape4,
+    (kernel, stride, dilation): ((usize, usize), (usize, usize), (usize, usize)),
+    padding: Padding,
+) -> Result<WindowFit, Error> {
+    Window::for_kernel(input, kernel, padding, stride, dilation).map_or_else(
         || {
             invalid(why!(
                 "layer window does not fit its input (or a size, stride or dilation is 0)"
@@ -310,25 +306,6 @@ fn axis(p: Padding, len: usize, k: usize, s: usize, d: usize) -> Result<(usize, 
         },
         Ok,
     )
-}
-
-/// The window of a convolution or pooling layer and its output height and width.
-fn window(
-    input: Shape4,
-    (kernel, stride, dilation): ((usize, usize), (usize, usize), (usize, usize)),
-    padding: Padding,
-) -> Result<(Window, usize, usize), Error> {
-    let (oh, pad_top) = axis(padding, input.h, kernel.0, stride.0, dilation.0)?;
-    let (ow, pad_left) = axis(padding, input.w, kernel.1, stride.1, dilation.1)?;
-    let w = Window {
-        stride_h: stride.0,
-        stride_w: stride.1,
-        dilation_h: dilation.0,
-        dilation_w: dilation.1,
-        pad_top,
-        pad_left,
-    };
-    Ok((w, oh, ow))
 }
 
 impl<const N: usize> Network<N> {
@@ -375,12 +352,12 @@ impl<const N: usize> Network<N> {
                     padding,
                     ..
                 } => {
-                    let (w, oh, ow) = window(shape, (kernel, stride, dilation), padding)?;
-                    r.window = w;
+                    let fit = window(shape, (kernel, stride, dilation), padding)?;
+                    r.window = fit.window;
                     r.filter = Shape4::new(filters, kernel.0, kernel.1, shape.c);
                     weights = r.filter.elements().ok_or(Error::ShapeOverflow)?;
                     bias = filters;
-                    out = Shape4::new(1, oh, ow, filters);
+                    out = Shape4::new(1, fit.out_h, fit.out_w, filters);
                 }
                 LayerKind::DepthwiseConv2d {
                     depth_multiplier,
@@ -390,13 +367,13 @@ impl<const N: usize> Network<N> {
                     padding,
                     ..
                 } => {
-                    let (w, oh, ow) = window(shape, (kernel, stride, dilation), padding)?;
+                    let fit = window(shape, (kernel, stride, dilation), padding)?;
                     let out_c = mul(shape.c, depth_multiplier)?;
-                    r.window = w;
+                    r.window = fit.window;
                     r.filter = Shape4::new(1, kernel.0, kernel.1, out_c);
                     weights = r.filter.elements().ok_or(Error::ShapeOverflow)?;
                     bias = out_c;
-                    out = Shape4::new(1, oh, ow, out_c);
+                    out = Shape4::new(1, fit.out_h, fit.out_w, out_c);
                 }
                 LayerKind::AveragePool2d {
                     size,
@@ -408,9 +385,9 @@ impl<const N: usize> Network<N> {
                     stride,
                     padding,
                 } => {
-                    let (w, oh, ow) = window(shape, (size, stride, (1, 1)), padding)?;
-                    (r.window, r.pool) = (w, size);
-                    out = Shape4::new(1, oh, ow, shape.c);
+                    let fit = window(shape, (size, stride, (1, 1)), padding)?;
+                    (r.window, r.pool) = (fit.window, size);
+                    out = Shape4::new(1, fit.out_h, fit.out_w, shape.c);
                 }
                 LayerKind::GlobalAveragePool => {
                     r.pool = (shape.h, shape.w);

@@ -7,8 +7,10 @@
 //!
 //! [`pooling`]: crate::ops::pooling
 
+use core::ops::Range;
+
 use crate::ops::conv2d::same;
-use crate::ops::pooling::PoolParams;
+use crate::ops::pooling::{check_window, PoolParams, Site};
 use crate::ops::{Shape4, Tensor};
 use crate::Error;
 
@@ -91,43 +93,6 @@ pub fn global_average_pool_backward_f32(
     Ok(())
 }
 
-/// One output's clipped window: rows `y0..y1`, columns `x0..x1` of image `n`, channel `c`.
-#[derive(Clone, Copy)]
-struct Site {
-    n: usize,
-    c: usize,
-    y0: usize,
-    y1: usize,
-    x0: usize,
-    x1: usize,
-}
-
-impl Site {
-    fn count(&self) -> usize {
-        (self.y1 - self.y0) * (self.x1 - self.x0)
-    }
-
-    /// Calls `f` with the NHWC index of each in-bounds element, row by row.
-    fn for_each_index(&self, s: Shape4, mut f: impl FnMut(usize)) {
-        for y in self.y0..self.y1 {
-            let row = (self.n * s.h + y) * s.w;
-            for x in self.x0..self.x1 {
-                f((row + x) * s.c + self.c);
-            }
-        }
-    }
-}
-
-/// The window along one axis for output `out`, clipped to the input `[pad, pad + len)` of the
-/// padded axis and shifted back to input coordinates.
-fn clip(out: usize, stride: usize, filter: usize, pad: usize, len: usize) -> (usize, usize) {
-    let start = out * stride;
-    let end = start.saturating_add(filter);
-    let lo = start.max(pad) - pad;
-    let hi = end.min(pad + len).saturating_sub(pad);
-    (lo, hi.max(lo))
-}
-
 /// Calls `f` with each output's window and gradient, in NHWC order.
 fn for_each_window(
     p: &PoolParams,
@@ -135,13 +100,14 @@ fn for_each_window(
     grad_output: Tensor<f32>,
     mut f: impl FnMut(Site, f32),
 ) {
-    let (os, w) = (grad_output.shape, &p.window);
+    let os = grad_output.shape;
+    let (rows, cols) = p.axes(is, os);
     let mut g = grad_output.data.iter();
     for n in 0..os.n {
         for oy in 0..os.h {
-            let (y0, y1) = clip(oy, w.stride_h, p.filter_h, w.pad_top, is.h);
+            let Range { start: y0, end: y1 } = rows.clipped(oy);
             for ox in 0..os.w {
-                let (x0, x1) = clip(ox, w.stride_w, p.filter_w, w.pad_left, is.w);
+                let Range { start: x0, end: x1 } = cols.clipped(ox);
                 for c in 0..os.c {
                     if let Some(&go) = g.next() {
                         let site = Site {
@@ -160,74 +126,27 @@ fn for_each_window(
     }
 }
 
-/// The forward kernels' rules: strides and filter at least 1, no dilation, padding smaller
-/// than the filter, every output window overlapping the input; plus buffer lengths.
+/// The forward kernels' rules (their window check, shared), plus buffer lengths.
 fn validate(
     p: &PoolParams,
     is: Shape4,
     grad_output: &Tensor<f32>,
     grad_input: &[f32],
 ) -> Result<(), Error> {
-    let w = &p.window;
-    let invalid = |what| Err(Error::InvalidParameter { what });
-    if w.stride_h == 0 || w.stride_w == 0 {
-        return invalid(why!("pool stride (must be >= 1)"));
-    }
-    if w.dilation_h != 1 || w.dilation_w != 1 {
-        return invalid(why!("pool dilation (must be 1)"));
-    }
-    if p.filter_h == 0 || p.filter_w == 0 {
-        return invalid(why!("pool filter size (must be >= 1)"));
-    }
-    if w.pad_top >= p.filter_h || w.pad_left >= p.filter_w {
-        return invalid(why!("pool padding (must be smaller than the filter)"));
-    }
     is.check_len(grad_input.len())?;
     grad_output.shape.check_len(grad_output.data.len())?;
     let os = grad_output.shape;
     same(why!("pool output batch"), is.n, os.n)?;
     same(why!("pool output channels"), is.c, os.c)?;
-    if os.elements() == Some(0) {
-        return Ok(());
-    }
-    for (what, len, pad, stride, out) in [
-        (
-            why!("pool output height"),
-            is.h,
-            w.pad_top,
-            w.stride_h,
-            os.h,
-        ),
-        (
-            why!("pool output width"),
-            is.w,
-            w.pad_left,
-            w.stride_w,
-            os.w,
-        ),
-    ] {
-        let most = if len == 0 {
-            0
-        } else {
-            (len.checked_add(pad).ok_or(Error::ShapeOverflow)? - 1) / stride + 1
-        };
-        if out > most {
-            return Err(Error::ShapeMismatch {
-                what,
-                expected: most,
-                actual: out,
-            });
-        }
-    }
-    Ok(())
+    check_window(p, is, os)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::fully_connected::tests::{s, t, tm};
     use crate::ops::pooling::{average_pool2d_f32, global_average_pool_params, max_pool2d_f32};
     use crate::ops::{Padding, Window};
+    use crate::test_support::{s, t, tm};
     use crate::train::testutil::*;
     use std::vec::Vec;
 
@@ -350,14 +269,7 @@ mod tests {
     #[test]
     fn max_pool_routes_ties_to_the_first_maximum() {
         let p = PoolParams {
-            window: Window {
-                stride_h: 1,
-                stride_w: 1,
-                dilation_h: 1,
-                dilation_w: 1,
-                pad_top: 0,
-                pad_left: 0,
-            },
+            window: Window::DENSE,
             filter_h: 2,
             filter_w: 2,
         };

@@ -41,7 +41,7 @@ impl Conv2d {
         filter: Vec<f32>,
         use_bias: bool,
     ) -> Self {
-        let shape = vec![out_c, geom.kh, geom.kw, in_c];
+        let shape = vec![out_c, geom.rows.kernel, geom.cols.kernel, in_c];
         Self {
             geom,
             padding,
@@ -56,17 +56,19 @@ impl Conv2d {
 
     /// Taps per output value.
     fn k(&self) -> usize {
-        self.geom.kh * self.geom.kw * self.in_c
+        self.geom.rows.kernel * self.geom.cols.kernel * self.in_c
     }
 
     /// A 1x1 stride-1 convolution reads its input as the im2col matrix.
     fn is_plain_pointwise(&self) -> bool {
         let g = &self.geom;
-        g.kh == 1 && g.kw == 1 && g.sh == 1 && g.sw == 1 && g.pad_top == 0 && g.pad_left == 0
+        [g.rows, g.cols]
+            .iter()
+            .all(|a| a.kernel == 1 && a.stride == 1 && a.pad == 0)
     }
 
     pub fn out_shape(&self) -> SampleShape {
-        [self.geom.out_h, self.geom.out_w, self.out_c]
+        [self.geom.rows.output, self.geom.cols.output, self.out_c]
     }
 
     fn im2col(&self, x: &Tensor) -> Vec<f32> {
@@ -77,15 +79,15 @@ impl Conv2d {
         col.par_chunks_mut(per.max(1))
             .zip(x.data.par_chunks(x.sample_len().max(1)))
             .for_each(|(col, x)| {
-                for oy in 0..g.out_h {
-                    for ox in 0..g.out_w {
-                        let row = &mut col[(oy * g.out_w + ox) * k..][..k];
-                        for ky in 0..g.kh {
+                for oy in 0..g.rows.output {
+                    for ox in 0..g.cols.output {
+                        let row = &mut col[(oy * g.cols.output + ox) * k..][..k];
+                        for ky in 0..g.rows.kernel {
                             let Some(iy) = g.row(oy, ky) else { continue };
-                            for kx in 0..g.kw {
+                            for kx in 0..g.cols.kernel {
                                 let Some(ix) = g.col(ox, kx) else { continue };
-                                row[(ky * g.kw + kx) * c..][..c]
-                                    .copy_from_slice(&x[(iy * g.in_w + ix) * c..][..c]);
+                                row[(ky * g.cols.kernel + kx) * c..][..c]
+                                    .copy_from_slice(&x[(iy * g.cols.input + ix) * c..][..c]);
                             }
                         }
                     }
@@ -97,20 +99,20 @@ impl Conv2d {
     fn col2im(&self, dcol: &[f32], n: usize) -> Vec<f32> {
         let g = self.geom;
         let (k, c) = (self.k(), self.in_c);
-        let sample = g.in_h * g.in_w * c;
+        let sample = g.rows.input * g.cols.input * c;
         let mut dx = vec![0.0; n * sample];
         dx.par_chunks_mut(sample.max(1))
             .zip(dcol.par_chunks((g.out_pixels() * k).max(1)))
             .for_each(|(dx, dcol)| {
-                for oy in 0..g.out_h {
-                    for ox in 0..g.out_w {
-                        let row = &dcol[(oy * g.out_w + ox) * k..][..k];
-                        for ky in 0..g.kh {
+                for oy in 0..g.rows.output {
+                    for ox in 0..g.cols.output {
+                        let row = &dcol[(oy * g.cols.output + ox) * k..][..k];
+                        for ky in 0..g.rows.kernel {
                             let Some(iy) = g.row(oy, ky) else { continue };
-                            for kx in 0..g.kw {
+                            for kx in 0..g.cols.kernel {
                                 let Some(ix) = g.col(ox, kx) else { continue };
-                                let src = &row[(ky * g.kw + kx) * c..][..c];
-                                let dst = &mut dx[(iy * g.in_w + ix) * c..][..c];
+                                let src = &row[(ky * g.cols.kernel + kx) * c..][..c];
+                                let dst = &mut dx[(iy * g.cols.input + ix) * c..][..c];
                                 dst.iter_mut().zip(src).for_each(|(d, s)| *d += s);
                             }
                         }
@@ -174,7 +176,7 @@ impl Conv2d {
         };
         Tensor {
             n,
-            shape: [self.geom.in_h, self.geom.in_w, self.in_c],
+            shape: [self.geom.rows.input, self.geom.cols.input, self.in_c],
             data,
         }
     }

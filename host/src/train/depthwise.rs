@@ -38,7 +38,12 @@ impl Depthwise {
             in_c,
             multiplier,
             act,
-            filter: Param::trainable("filter", vec![1, geom.kh, geom.kw, oc], filter, true),
+            filter: Param::trainable(
+                "filter",
+                vec![1, geom.rows.kernel, geom.cols.kernel, oc],
+                filter,
+                true,
+            ),
             bias: use_bias.then(|| Param::trainable("bias", vec![oc], vec![0.0; oc], false)),
             cache: None,
         }
@@ -49,7 +54,7 @@ impl Depthwise {
     }
 
     pub fn out_shape(&self) -> SampleShape {
-        [self.geom.out_h, self.geom.out_w, self.out_c()]
+        [self.geom.rows.output, self.geom.cols.output, self.out_c()]
     }
 
     pub fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Tensor {
@@ -63,15 +68,15 @@ impl Depthwise {
             .par_chunks_mut(per)
             .zip(x.data.par_chunks(x.sample_len()))
             .for_each(|(out, x)| {
-                for oy in 0..g.out_h {
-                    for ox in 0..g.out_w {
-                        let acc = &mut out[(oy * g.out_w + ox) * oc..][..oc];
-                        for ky in 0..g.kh {
+                for oy in 0..g.rows.output {
+                    for ox in 0..g.cols.output {
+                        let acc = &mut out[(oy * g.cols.output + ox) * oc..][..oc];
+                        for ky in 0..g.rows.kernel {
                             let Some(iy) = g.row(oy, ky) else { continue };
-                            for kx in 0..g.kw {
+                            for kx in 0..g.cols.kernel {
                                 let Some(ix) = g.col(ox, kx) else { continue };
-                                let xp = &x[(iy * g.in_w + ix) * c..][..c];
-                                let fk = &f[(ky * g.kw + kx) * oc..][..oc];
+                                let xp = &x[(iy * g.cols.input + ix) * c..][..c];
+                                let fk = &f[(ky * g.cols.kernel + kx) * oc..][..oc];
                                 if dm == 1 {
                                     // Indexed over slices of exactly `c`: no bounds checks
                                     // even at opt-level 1, unlike iterator chains.
@@ -132,15 +137,15 @@ impl Depthwise {
             .zip(dz.par_chunks(per_out))
             .map(|((dx, x), dz)| {
                 let mut df = vec![0.0; f.len()];
-                for oy in 0..g.out_h {
-                    for ox in 0..g.out_w {
-                        let d = &dz[(oy * g.out_w + ox) * oc..][..oc];
-                        for ky in 0..g.kh {
+                for oy in 0..g.rows.output {
+                    for ox in 0..g.cols.output {
+                        let d = &dz[(oy * g.cols.output + ox) * oc..][..oc];
+                        for ky in 0..g.rows.kernel {
                             let Some(iy) = g.row(oy, ky) else { continue };
-                            for kx in 0..g.kw {
+                            for kx in 0..g.cols.kernel {
                                 let Some(ix) = g.col(ox, kx) else { continue };
-                                let p = (iy * g.in_w + ix) * c;
-                                let tap = (ky * g.kw + kx) * oc;
+                                let p = (iy * g.cols.input + ix) * c;
+                                let tap = (ky * g.cols.kernel + kx) * oc;
                                 let (xp, dxp) = (&x[p..][..c], &mut dx[p..][..c]);
                                 let (fk, dfk) = (&f[tap..][..oc], &mut df[tap..][..oc]);
                                 if dm == 1 {

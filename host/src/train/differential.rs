@@ -115,12 +115,13 @@ fn windows(
     padding: Padding,
 ) -> Option<(Geom, Window)> {
     let geom = Geom::new(input, kernel, stride, dilation, padding)?;
-    let (window, oh, ow) =
-        Window::for_kernel(shape4(1, input), kernel, padding, stride, dilation).unwrap();
-    assert_eq!((oh, ow), (geom.out_h, geom.out_w), "output size");
+    let fit = Window::for_kernel(shape4(1, input), kernel, padding, stride, dilation).unwrap();
+    let window = fit.window;
+    let output = (geom.rows.output, geom.cols.output);
+    assert_eq!((fit.out_h, fit.out_w), output, "output size");
     assert_eq!(
         (window.pad_top, window.pad_left),
-        (geom.pad_top, geom.pad_left)
+        (geom.rows.pad, geom.cols.pad)
     );
     Some((geom, window))
 }
@@ -314,7 +315,7 @@ fn conv2d_matches_core() {
         let case = random_case(&mut rng, n, input[0] * input[1] * ic, oc * taps * ic, bias);
         let xs = shape4(n, input);
         let fs = Shape4::new(oc, kernel.0, kernel.1, ic);
-        let ys = Shape4::new(n, geom.out_h, geom.out_w, oc);
+        let ys = Shape4::new(n, geom.rows.output, geom.cols.output, oc);
         let fwd = |x: &[f32], w: &[f32], b: Option<&[f32]>, clamp, y: &mut [f32]| {
             let out = TensorMut { data: y, shape: ys };
             conv2d::conv2d_f32(&window, clamp, t(x, xs), t(w, fs), b, out).unwrap();
@@ -390,7 +391,7 @@ fn depthwise_conv2d_matches_core() {
         let case = random_case(&mut rng, n, input[0] * input[1] * ic, taps * oc, bias);
         let xs = shape4(n, input);
         let fs = Shape4::new(1, kernel.0, kernel.1, oc);
-        let ys = Shape4::new(n, geom.out_h, geom.out_w, oc);
+        let ys = Shape4::new(n, geom.rows.output, geom.cols.output, oc);
         let fwd = |x: &[f32], w: &[f32], b: Option<&[f32]>, clamp, y: &mut [f32]| {
             let out = TensorMut { data: y, shape: ys };
             depthwise_conv2d::depthwise_conv2d_f32(&window, dm, clamp, t(x, xs), t(w, fs), b, out)
@@ -496,7 +497,10 @@ fn pooling_matches_core() {
             filter_h: kernel.0,
             filter_w: kernel.1,
         };
-        let (xs, ys) = (shape4(n, input), Shape4::new(n, geom.out_h, geom.out_w, c));
+        let (xs, ys) = (
+            shape4(n, input),
+            Shape4::new(n, geom.rows.output, geom.cols.output, c),
+        );
         // Every other trial draws from five values, so windows hold ties: both engines must
         // route the gradient to the first maximum.
         let x: Vec<f32> = if trial % 2 == 0 {

@@ -186,8 +186,8 @@ fn lower(
             )),
             Node::Pool(p) => {
                 let g = p.geom;
-                let filter = (g.kh, g.kw);
-                let stride = (g.sh, g.sw);
+                let filter = (g.rows.kernel, g.cols.kernel);
+                let stride = (g.rows.stride, g.cols.stride);
                 let padding = match spec {
                     LayerSpec::MaxPool(ps) | LayerSpec::AvgPool(ps) => ps.padding.to_core(),
                     _ => Padding::Valid,
@@ -280,11 +280,11 @@ fn conv_layer(l: &super::conv::Conv2d) -> FloatLayer {
     let g = l.geom;
     FloatLayer::Conv2d {
         filter: l.filter.value.clone(),
-        filter_shape: Shape4::new(l.out_c, g.kh, g.kw, l.in_c),
+        filter_shape: Shape4::new(l.out_c, g.rows.kernel, g.cols.kernel, l.in_c),
         bias: bias_or_zero(&l.bias, l.out_c),
         padding: l.padding,
-        stride: (g.sh, g.sw),
-        dilation: (g.dh, g.dw),
+        stride: (g.rows.stride, g.cols.stride),
+        dilation: (g.rows.dilation, g.cols.dilation),
         activation: l.act,
     }
 }
@@ -294,11 +294,11 @@ fn depthwise_layer(l: &super::depthwise::Depthwise) -> FloatLayer {
     let oc = l.out_c();
     FloatLayer::DepthwiseConv2d {
         filter: l.filter.value.clone(),
-        filter_shape: Shape4::new(1, g.kh, g.kw, oc),
+        filter_shape: Shape4::new(1, g.rows.kernel, g.cols.kernel, oc),
         bias: bias_or_zero(&l.bias, oc),
         padding: l.padding,
-        stride: (g.sh, g.sw),
-        dilation: (g.dh, g.dw),
+        stride: (g.rows.stride, g.cols.stride),
+        dilation: (g.rows.dilation, g.cols.dilation),
         depth_multiplier: l.multiplier,
         activation: l.act,
     }

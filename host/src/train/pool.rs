@@ -1,6 +1,8 @@
 //! max_pool, avg_pool and global_avg_pool. As in mote-core (and TFLite), each window is
 //! clipped to the input: padding is never summed, counted or taken as a maximum.
 
+use std::ops::Range;
+
 use rayon::prelude::*;
 
 use super::tensor::{Ctx, Geom, SampleShape, Tensor};
@@ -33,19 +35,17 @@ impl Pool {
     }
 
     pub fn out_shape(&self) -> SampleShape {
-        [self.geom.out_h, self.geom.out_w, self.channels]
+        [self.geom.rows.output, self.geom.cols.output, self.channels]
     }
 
     fn in_shape(&self) -> SampleShape {
-        [self.geom.in_h, self.geom.in_w, self.channels]
+        [self.geom.rows.input, self.geom.cols.input, self.channels]
     }
 
-    /// The in-bounds window of an output pixel: input rows and columns.
-    fn window(&self, oy: usize, ox: usize) -> (Vec<usize>, Vec<usize>) {
-        let g = &self.geom;
-        let rows = (0..g.kh).filter_map(|k| g.row(oy, k)).collect();
-        let cols = (0..g.kw).filter_map(|k| g.col(ox, k)).collect();
-        (rows, cols)
+    /// The in-bounds window of an output pixel: input rows and columns, clipped as
+    /// mote-core's pooling clips them.
+    fn window(&self, oy: usize, ox: usize) -> (Range<usize>, Range<usize>) {
+        (self.geom.rows.clipped(oy), self.geom.cols.clipped(ox))
     }
 
     pub fn forward(&mut self, x: Tensor, ctx: &mut Ctx) -> Tensor {
@@ -54,8 +54,8 @@ impl Pool {
         let mut out = Tensor::zeros(x.n, self.out_shape());
         let per_out = out.sample_len();
         let mut argmax = vec![0u32; out.data.len()];
-        let windows: Vec<_> = (0..g.out_h)
-            .flat_map(|oy| (0..g.out_w).map(move |ox| (oy, ox)))
+        let windows: Vec<_> = (0..g.rows.output)
+            .flat_map(|oy| (0..g.cols.output).map(move |ox| (oy, ox)))
             .map(|(oy, ox)| self.window(oy, ox))
             .collect();
         let kind = self.kind;
@@ -67,13 +67,13 @@ impl Pool {
                 for (p, (rows, cols)) in windows.iter().enumerate() {
                     for ch in 0..c {
                         let o = p * c + ch;
-                        let at = |y: usize, xx: usize| (y * g.in_w + xx) * c + ch;
+                        let at = |y: usize, xx: usize| (y * g.cols.input + xx) * c + ch;
                         match kind {
                             PoolKind::Avg => {
                                 // Row-major order, as mote-core sums.
                                 let mut sum = 0.0f32;
-                                for &y in rows {
-                                    for &xx in cols {
+                                for y in rows.clone() {
+                                    for xx in cols.clone() {
                                         sum += x[at(y, xx)];
                                     }
                                 }
@@ -82,9 +82,9 @@ impl Pool {
                             PoolKind::Max => {
                                 // mote-core folds f32::MIN with max; the first maximum gets
                                 // the gradient.
-                                let (mut best, mut arg_at) = (f32::MIN, at(rows[0], cols[0]));
-                                for &y in rows {
-                                    for &xx in cols {
+                                let (mut best, mut arg_at) = (f32::MIN, at(rows.start, cols.start));
+                                for y in rows.clone() {
+                                    for xx in cols.clone() {
                                         if x[at(y, xx)] > best {
                                             best = x[at(y, xx)];
                                             arg_at = at(y, xx);
@@ -127,8 +127,8 @@ impl Pool {
                     });
             }
             PoolKind::Avg => {
-                let windows: Vec<_> = (0..g.out_h)
-                    .flat_map(|oy| (0..g.out_w).map(move |ox| (oy, ox)))
+                let windows: Vec<_> = (0..g.rows.output)
+                    .flat_map(|oy| (0..g.cols.output).map(move |ox| (oy, ox)))
                     .map(|(oy, ox)| self.window(oy, ox))
                     .collect();
                 dx.data
@@ -139,9 +139,9 @@ impl Pool {
                             let scale = 1.0 / (rows.len() * cols.len()) as f32;
                             for ch in 0..c {
                                 let d = dy[p * c + ch] * scale;
-                                for &y in rows {
-                                    for &xx in cols {
-                                        dx[(y * g.in_w + xx) * c + ch] += d;
+                                for y in rows.clone() {
+                                    for xx in cols.clone() {
+                                        dx[(y * g.cols.input + xx) * c + ch] += d;
                                     }
                                 }
                             }

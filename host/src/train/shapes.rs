@@ -58,18 +58,18 @@ fn infer_one(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Result<Sa
         LayerSpec::Conv2d(s) => {
             positive("filters", s.filters).map_err(fail)?;
             let g = window(input, s.kernel, s.stride, s.dilation, s.padding).map_err(fail)?;
-            [g.out_h, g.out_w, s.filters]
+            [g.rows.output, g.cols.output, s.filters]
         }
         LayerSpec::DepthwiseConv2d(s) => {
             positive("depth_multiplier", s.depth_multiplier).map_err(fail)?;
             let g = window(input, s.kernel, s.stride, s.dilation, s.padding).map_err(fail)?;
-            [g.out_h, g.out_w, c * s.depth_multiplier]
+            [g.rows.output, g.cols.output, c * s.depth_multiplier]
         }
         LayerSpec::SeparableConv2d(s) => {
             positive("filters", s.filters).map_err(fail)?;
             positive("depth_multiplier", s.depth_multiplier).map_err(fail)?;
             let g = window(input, s.kernel, s.stride, s.dilation, s.padding).map_err(fail)?;
-            [g.out_h, g.out_w, s.filters]
+            [g.rows.output, g.cols.output, s.filters]
         }
         LayerSpec::Dense(s) => {
             positive("units", s.units).map_err(fail)?;
@@ -87,7 +87,7 @@ fn infer_one(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Result<Sa
         }
         LayerSpec::MaxPool(s) | LayerSpec::AvgPool(s) => {
             let g = window(input, s.size, s.stride(), Pair::square(1), s.padding).map_err(fail)?;
-            [g.out_h, g.out_w, c]
+            [g.rows.output, g.cols.output, c]
         }
         LayerSpec::GlobalAvgPool => [1, 1, c],
         LayerSpec::BatchNorm(s) => {

@@ -1,6 +1,7 @@
 //! Batched tensors, parameters, the seeded PRNG, window geometry and the GEMM wrappers the
 //! layers share.
 
+use mote_core::geometry::Axis;
 use mote_core::ops::Padding;
 use rayon::prelude::*;
 
@@ -143,22 +144,15 @@ impl Rng {
     }
 }
 
-/// A sliding window over one sample: what conv, depthwise and pooling layers share. Output
-/// sizes and the padding above/left are TFLite's (via mote-core's `Padding::output_and_pad`).
+/// A sliding window over one sample: what conv, depthwise and pooling layers share. Each
+/// dimension is a mote-core geometry `Axis`, so output sizes, padding and which taps land on
+/// the input are TFLite's, computed by the code the device runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Geom {
-    pub in_h: usize,
-    pub in_w: usize,
-    pub out_h: usize,
-    pub out_w: usize,
-    pub kh: usize,
-    pub kw: usize,
-    pub sh: usize,
-    pub sw: usize,
-    pub dh: usize,
-    pub dw: usize,
-    pub pad_top: usize,
-    pub pad_left: usize,
+    /// Height: input rows, kernel rows, stride, dilation, padding above, output rows.
+    pub rows: Axis,
+    /// Width, likewise (padding on the left).
+    pub cols: Axis,
 }
 
 impl Geom {
@@ -170,43 +164,27 @@ impl Geom {
         dilation: (usize, usize),
         padding: Padding,
     ) -> Option<Self> {
-        let (out_h, pad_top) = padding.output_and_pad(input[0], kernel.0, stride.0, dilation.0)?;
-        let (out_w, pad_left) = padding.output_and_pad(input[1], kernel.1, stride.1, dilation.1)?;
         Some(Self {
-            in_h: input[0],
-            in_w: input[1],
-            out_h,
-            out_w,
-            kh: kernel.0,
-            kw: kernel.1,
-            sh: stride.0,
-            sw: stride.1,
-            dh: dilation.0,
-            dw: dilation.1,
-            pad_top,
-            pad_left,
+            rows: Axis::new(padding, input[0], kernel.0, stride.0, dilation.0)?,
+            cols: Axis::new(padding, input[1], kernel.1, stride.1, dilation.1)?,
         })
     }
 
     /// Input row of kernel row `ky` for output row `oy`, if it lands on the input.
     #[inline]
     pub fn row(&self, oy: usize, ky: usize) -> Option<usize> {
-        (oy * self.sh + ky * self.dh)
-            .checked_sub(self.pad_top)
-            .filter(|&y| y < self.in_h)
+        self.rows.input_at(oy, ky)
     }
 
     /// Input column of kernel column `kx` for output column `ox`, if it lands on the input.
     #[inline]
     pub fn col(&self, ox: usize, kx: usize) -> Option<usize> {
-        (ox * self.sw + kx * self.dw)
-            .checked_sub(self.pad_left)
-            .filter(|&x| x < self.in_w)
+        self.cols.input_at(ox, kx)
     }
 
     /// Output pixels per sample.
     pub fn out_pixels(&self) -> usize {
-        self.out_h * self.out_w
+        self.rows.output * self.cols.output
     }
 }
 
