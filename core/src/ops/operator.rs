@@ -41,9 +41,10 @@ pub struct Views<'x, I, O> {
     pub scratch: &'x mut [u8],
 }
 
-/// Everything the runtime knows about one operator, implemented by its decoded form: the
-/// record's typed parameters, the validation that makes a parsed model safe to run, the
-/// tensors it touches, its kernel, its scratch sizing and the optional kernel paths it takes.
+/// Everything mote knows about one operator, implemented by its decoded form: its lowering from
+/// TFLite, the record's typed parameters, the validation that makes a parsed model safe to run,
+/// the tensors it touches, its kernel, its scratch sizing, its MACs and the optional kernel
+/// paths it takes.
 pub(crate) trait Operator<'a>: Sized + Copy {
     /// The record's parameters (their one encoding: `record_params!`).
     type Params: RecordParams;
