@@ -13,6 +13,9 @@ const EPOCHS: usize = 5;
 const BATCH: usize = 16;
 /// RAM kept free for the stack and everything the firmware itself uses.
 const RESERVED_RAM: usize = 16 * 1024;
+/// An upper bound on one decoded operator's RAM on the device (`Interpreter::DECODED_SLOT`
+/// there; this script runs on the host, where pointers are wider).
+const DECODED_SLOT_BOUND: usize = 128;
 /// Bytes of retained RAM (QEMU) or flash (board) for the two weight slots.
 const STORE_SLOT: usize = 16 * 1024;
 
@@ -132,12 +135,13 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
     } else {
         (0, 0)
     };
-    let needed = arena + train_bytes + 4 * head_params + RESERVED_RAM;
+    let decoded = usize::from(model.op_count()) * DECODED_SLOT_BOUND;
+    let needed = arena + decoded + train_bytes + 4 * head_params + RESERVED_RAM;
     if needed > ram {
         panic!(
             "\n\nthe model in {} does not fit the {board}'s {} KiB of RAM: it needs {arena} B of \
-             arena + {train_bytes} B of training memory + {} B of head weights + {RESERVED_RAM} B \
-             reserved for the stack = {needed} B\n",
+             arena + {decoded} B of decoded operators + {train_bytes} B of training memory + {} B \
+             of head weights + {RESERVED_RAM} B reserved for the stack = {needed} B\n",
             dir.display(),
             ram / 1024,
             4 * head_params
@@ -149,6 +153,10 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
          pub static MODEL: Aligned<[u8; {len}]> = Aligned(*include_bytes!({model_path:?}));\n\
          /// Arena bytes the model needs (planned offline by mote-host).\n\
          pub const ARENA_SIZE: usize = {arena};\n\
+         /// The model's operators (each decoded once, at start-up).\n\
+         pub const OP_COUNT: usize = {op_count};\n\
+         /// The RAM budget's bound on one decoded operator's bytes.\n\
+         pub const DECODED_SLOT_BOUND: usize = {DECODED_SLOT_BOUND};\n\
          /// f32 parameters of the head fine-tuned on the device (0: no fine-tuning set).\n\
          pub const HEAD_PARAMS: usize = {head_params};\n\
          /// Whether the directory has a fine-tuning set.\n\
@@ -164,6 +172,7 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
          pub const BATCH: usize = {BATCH};\n",
         len = bytes.len(),
         slot = STORE_SLOT,
+        op_count = model.op_count(),
     );
     code += &required_features(&model, finetune);
     for name in [

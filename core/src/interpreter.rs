@@ -2,7 +2,7 @@
 
 use crate::cast;
 use crate::format::{DType, OpCode, Storage};
-use crate::model::{Model, TensorInfo};
+use crate::model::{Layer, Model, TensorInfo};
 use crate::ops::operator::{Io, Views};
 use crate::ops::{self, Tensor, TensorMut};
 use crate::Error;
@@ -29,6 +29,8 @@ impl OpHook for () {
 pub struct Interpreter<'m, 'a> {
     model: Model<'m>,
     arena: &'a mut [u8],
+    /// Each operator decoded once (empty: decode each as it runs).
+    decoded: &'a [Option<Layer<'m>>],
 }
 
 impl<'m, 'a> Interpreter<'m, 'a> {
@@ -45,8 +47,40 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 what: why!("the arena must start on a 4-byte boundary"),
             });
         }
-        Ok(Self { model, arena })
+        Ok(Self {
+            model,
+            arena,
+            decoded: &[],
+        })
     }
+
+    /// [`Self::new`], with every operator decoded once, here, into `decoded` (at least
+    /// [`Model::op_count`] slots of [`Self::DECODED_SLOT`] bytes each), as TFLite-Micro's
+    /// Prepare does: invoke then reads them instead of decoding each operator from the blob
+    /// again, which saves its decoding (about a thousand instructions an operator on a
+    /// Cortex-M4) for that RAM.
+    pub fn with_decoded(
+        model: Model<'m>,
+        arena: &'a mut [u8],
+        decoded: &'a mut [Option<Layer<'m>>],
+    ) -> Result<Self, Error> {
+        let (ops, have) = (usize::from(model.op_count()), decoded.len());
+        let Some(slots) = decoded.get_mut(..ops) else {
+            return Err(Error::BufferTooSmall {
+                needed: ops.saturating_mul(Self::DECODED_SLOT),
+                actual: have.saturating_mul(Self::DECODED_SLOT),
+            });
+        };
+        for (index, slot) in (0..model.op_count()).zip(slots.iter_mut()) {
+            *slot = Some(model.layer(index)?);
+        }
+        let mut interpreter = Self::new(model, arena)?;
+        interpreter.decoded = slots;
+        Ok(interpreter)
+    }
+
+    /// Bytes of one slot of [`Self::with_decoded`]'s buffer.
+    pub const DECODED_SLOT: usize = core::mem::size_of::<Option<Layer<'static>>>();
 
     /// The model being run.
     pub fn model(&self) -> &Model<'m> {
@@ -141,7 +175,14 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             return Err(Error::invalid_operator(end, why!("index out of range")));
         }
         for index in 0..end {
-            let layer = self.model.layer(index)?;
+            let decoded;
+            let layer = match self.decoded.get(usize::from(index)) {
+                Some(Some(layer)) => layer,
+                _ => {
+                    decoded = self.model.layer(index)?;
+                    &decoded
+                }
+            };
             let opcode = layer.opcode();
             hook.before(index, opcode);
             // By reference: the layer stays in this frame, which every kernel's sits below.

@@ -19,6 +19,7 @@ mod stack;
 
 use cortex_m_rt::entry;
 use mote_core::format::OpCode;
+use mote_core::model::Layer;
 use mote_core::{Interpreter, Model, OpHook};
 
 /// The arena, in RAM, sized by the build from the model's plan.
@@ -92,10 +93,11 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     let model = Model::parse(&model::MODEL.0)?;
     let parse_cost = meter.since(start);
     defmt::println!(
-        "model bytes={=usize} ops={=u16} arena={=usize} parse={=u64}",
+        "model bytes={=usize} ops={=u16} arena={=usize} decoded={=usize} parse={=u64}",
         model::MODEL.0.len(),
         model.op_count(),
         model.arena_size(),
+        model::OP_COUNT * Interpreter::DECODED_SLOT,
         parse_cost.count
     );
 
@@ -105,7 +107,14 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
             actual: 0,
         });
     };
-    let mut interpreter = Interpreter::new(model, &mut arena.0)?;
+    // Each operator decoded once, here, so that an invoke only runs them.
+    let Some(decoded) = decoded_slots() else {
+        return Err(mote_core::Error::BufferTooSmall {
+            needed: model::OP_COUNT * Interpreter::DECODED_SLOT,
+            actual: 0,
+        });
+    };
+    let mut interpreter = Interpreter::with_decoded(model, &mut arena.0, decoded)?;
     let input_len = interpreter.input_info(0)?.record.byte_len as usize;
     if input_len == 0 || model::TEST_INPUTS.len() % input_len != 0 {
         return Err(mote_core::Error::LengthMismatch {
@@ -162,4 +171,33 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         }
     }
     Ok(())
+}
+
+// The build script's RAM check counts this much for each decoded operator.
+const _: () = assert!(
+    Interpreter::DECODED_SLOT <= model::DECODED_SLOT_BOUND,
+    "a decoded operator outgrew the RAM check's bound in build.rs"
+);
+
+/// The slots the interpreter decodes every operator into, once: a static written in place (a
+/// temporary array built on the stack would stay below `main`'s frame for the whole run).
+/// `None` on a second call.
+fn decoded_slots() -> Option<&'static mut [Option<Layer<'static>>]> {
+    use core::mem::MaybeUninit;
+    use core::sync::atomic::{AtomicBool, Ordering};
+    static TAKEN: AtomicBool = AtomicBool::new(false);
+    static mut SLOTS: MaybeUninit<[Option<Layer<'static>>; model::OP_COUNT]> =
+        MaybeUninit::uninit();
+    if TAKEN.swap(true, Ordering::AcqRel) {
+        return None;
+    }
+    let base = core::ptr::addr_of_mut!(SLOTS).cast::<Option<Layer<'static>>>();
+    for i in 0..model::OP_COUNT {
+        // SAFETY: `i` is within the static's `OP_COUNT` slots, and the flag above lets only
+        // this one call reach them, so nothing else reads or writes them.
+        unsafe { base.add(i).write(None) };
+    }
+    // SAFETY: every slot was just written, the static lives for the whole program, and the
+    // flag makes this the only reference to it.
+    Some(unsafe { core::slice::from_raw_parts_mut(base, model::OP_COUNT) })
 }

@@ -132,9 +132,9 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| model | MACs | instructions | instr/MAC | parse | arena (lower bound) | stack | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena, flash |"
+        "| model | MACs | instructions | instr/MAC | parse | arena (lower bound) | decoded ops | stack | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena, flash |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
     for (r, reference) in results {
         let versus = match reference {
             Some(t) => format!(
@@ -147,7 +147,7 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {} | {} ({}) | {} | {} + {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {} | {} ({}) | {} | {} | {} + {} | {} | {} |",
             r.name,
             r.macs,
             r.instructions,
@@ -155,6 +155,7 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
             r.report.parse_cost,
             r.arena,
             r.arena_lower_bound,
+            r.report.decoded,
             r.stack.map_or("-".into(), |v| v.to_string()),
             r.flash.runtime,
             r.flash.model,

@@ -25,6 +25,8 @@ pub struct FirmwareReport {
     pub ops: usize,
     /// Arena bytes.
     pub arena: usize,
+    /// Bytes of RAM holding the decoded operators (0 if the firmware does not report it).
+    pub decoded: usize,
     /// Cost of parsing and validating the model.
     pub parse_cost: u64,
     /// One entry per input vector, in order.
@@ -69,6 +71,7 @@ impl FirmwareReport {
                 r.model_bytes = number(t, "bytes")?;
                 r.ops = number(t, "ops")?;
                 r.arena = number(t, "arena")?;
+                r.decoded = number(t, "decoded").unwrap_or(0);
                 r.parse_cost = number(t, "parse")?;
             } else if let Some(rest) = t.strip_prefix("output ") {
                 r.inferences

@@ -10,8 +10,15 @@ use mote_tests::lowering::to_graph;
 /// Cases whose operators mote does not implement; each must fail to build with a clear error.
 const UNSUPPORTED: &[(&str, &str)] = &[];
 
+/// How the interpreter gets each operator: decoded as it runs, or decoded once beforehand.
+#[derive(Clone, Copy, Debug)]
+enum Decoding {
+    EachInvoke,
+    Once,
+}
+
 /// Runs every vector of `case`; returns the number of output bytes (or floats) compared.
-fn run_case(case: &GoldenCase) -> Result<usize, String> {
+fn run_case(case: &GoldenCase, decoding: Decoding) -> Result<usize, String> {
     let built = to_graph(case)
         .to_builder()
         .and_then(|b| b.build())
@@ -20,7 +27,12 @@ fn run_case(case: &GoldenCase) -> Result<usize, String> {
     let model = Model::parse(blob.as_slice()).map_err(|e| e.to_string())?;
     let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
     let arena_bytes = arena.as_mut_slice();
-    let mut interpreter = Interpreter::new(model, arena_bytes).map_err(|e| e.to_string())?;
+    let mut slots = vec![None; usize::from(model.op_count())];
+    let mut interpreter = match decoding {
+        Decoding::EachInvoke => Interpreter::new(model, arena_bytes),
+        Decoding::Once => Interpreter::with_decoded(model, arena_bytes, &mut slots),
+    }
+    .map_err(|e| e.to_string())?;
     let mut compared = 0;
     for (v, vector) in case.vectors.iter().enumerate() {
         for i in 0..case.inputs.len() {
@@ -75,12 +87,15 @@ fn every_golden_case_is_bit_exact_with_tflite_micro() {
     assert!(cases.len() >= 60, "only {} golden cases found", cases.len());
     let mut failures = Vec::new();
     let mut compared = 0;
-    for case in &cases {
+    for (case, decoding) in cases
+        .iter()
+        .flat_map(|c| [(c, Decoding::EachInvoke), (c, Decoding::Once)])
+    {
         let expected_error = UNSUPPORTED.iter().find(|(name, _)| *name == case.name);
-        match (run_case(case), expected_error) {
+        match (run_case(case, decoding), expected_error) {
             (Ok(n), None) => compared += n,
             (Err(e), Some((_, msg))) if e.contains(msg) => {}
-            (Err(e), _) => failures.push(format!("{}: {e}", case.name)),
+            (Err(e), _) => failures.push(format!("{} ({decoding:?}): {e}", case.name)),
             (Ok(_), Some(_)) => failures.push(format!("{}: expected to be unsupported", case.name)),
         }
     }
@@ -91,6 +106,33 @@ fn every_golden_case_is_bit_exact_with_tflite_micro() {
         cases.len(),
         failures.join("\n")
     );
-    println!("{} cases, {compared} output values bit-exact", cases.len());
+    println!(
+        "{} cases, {compared} output values bit-exact (each case decoded per invoke, then once)",
+        cases.len()
+    );
     assert!(compared > 1000);
+}
+
+/// Decoding once needs a slot per operator; fewer is an error that says how many bytes.
+#[test]
+fn decoding_once_needs_a_slot_per_operator() {
+    let case = golden::load_all()
+        .into_iter()
+        .find(|c| c.name == "model_ds_cnn")
+        .unwrap();
+    let built = to_graph(&case).to_builder().unwrap().build().unwrap();
+    let blob = AlignedBytes::new(&built.bytes);
+    let model = Model::parse(blob.as_slice()).unwrap();
+    let mut arena = AlignedBytes::zeroed(model.arena_size());
+    let ops = usize::from(model.op_count());
+    let mut slots = vec![None; ops - 1];
+    let e = Interpreter::with_decoded(model, arena.as_mut_slice(), &mut slots).unwrap_err();
+    let slot = Interpreter::DECODED_SLOT;
+    assert_eq!(
+        e,
+        mote_core::Error::BufferTooSmall {
+            needed: ops * slot,
+            actual: (ops - 1) * slot
+        }
+    );
 }
