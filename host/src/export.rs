@@ -76,6 +76,11 @@ pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
     let _ = writeln!(s, "pub const ARENA_SIZE: usize = {};", model.arena_size());
     let _ = writeln!(
         s,
+        "/// Operators: the slots `mote_core::Interpreter::with_decoded` decodes them into."
+    );
+    let _ = writeln!(s, "pub const OP_COUNT: usize = {};", model.op_count());
+    let _ = writeln!(
+        s,
         "/// Input tensor shape (NHWC) and quantization: q = round(x / scale) + zero_point."
     );
     let _ = writeln!(
