@@ -1,5 +1,6 @@
-//! Any bytes (with a valid CRC): `Model::parse` returns a model or an error; an accepted model is invoked on an
-//! arena of the size it declares and must run: a panic, overflow or out-of-bounds access is a
+//! Any bytes (with a valid CRC): `Model::parse` returns a model or an error; an accepted model is
+//! invoked (its operators decoded as they run, or once beforehand) on an arena of the size it
+//! declares and must run: a panic, overflow or out-of-bounds access is a
 //! finding, and so is an error from `invoke` (a model that parses cannot fail on a parameter).
 #![no_main]
 
@@ -28,7 +29,13 @@ fuzz_target!(|data: &[u8]| {
     let mut arena = vec![0u32; model.arena_size().div_ceil(4)];
     // SAFETY: as above, viewing the arena's words as bytes.
     let arena = unsafe { std::slice::from_raw_parts_mut(arena.as_mut_ptr().cast::<u8>(), arena.len() * 4) };
-    let mut interpreter = Interpreter::new(model, arena).expect("an arena of the declared size");
+    // Half the runs decode every operator once beforehand, the other half as each runs.
+    let mut slots = vec![None; usize::from(model.op_count())];
+    let mut interpreter = match data.first().is_some_and(|b| b & 1 == 1) {
+        true => Interpreter::with_decoded(model, arena, &mut slots),
+        false => Interpreter::new(model, arena),
+    }
+    .expect("an arena of the declared size, a slot per operator");
     // Inputs from the fuzzer's bytes too, so the kernels see more than zeros.
     let mut fill = data.iter().rev().copied().cycle();
     for i in 0..model.input_count() {
