@@ -17,7 +17,7 @@ use core::ops::Range;
 
 use super::conv_gemm;
 use super::lower::{LowerError, Lowering};
-use super::operator::{Io, KernelPaths, Operator, Views};
+use super::operator::{Io, KernelPaths, Operator, Views, Weighted};
 use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
 use super::record::record_params;
 use super::KernelPath;
@@ -25,7 +25,7 @@ use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
 use crate::format::DType;
 use crate::format::OpCode;
 use crate::geometry::{tap_range, Axis, AxisError};
-use crate::model::{Decoder, Model, Scratch};
+use crate::model::{Decoder, Model};
 use crate::quant::dot_i8;
 use crate::Error;
 
@@ -414,24 +414,8 @@ record_params! {
     }
 }
 
-/// CONV_2D, decoded: constants borrowed from the blob, activations by tensor index.
-#[derive(Debug, Clone, Copy)]
-pub struct Conv2d<'a> {
-    /// Window and output stage.
-    pub params: Conv2dParams,
-    /// Input tensor.
-    pub input: u16,
-    /// Filter, OHWI.
-    pub filter: Tensor<'a, i8>,
-    /// Bias per output channel.
-    pub bias: Option<&'a [i32]>,
-    /// Requantization per output channel.
-    pub requant: Requant<'a>,
-    /// Output tensor.
-    pub output: u16,
-    /// The kernel's working memory.
-    pub scratch: Scratch,
-}
+/// CONV_2D, decoded.
+pub type Conv2d<'a> = Weighted<'a, Conv2dParams>;
 
 impl<'a> Operator<'a> for Conv2d<'a> {
     type Params = Conv2dParams;
@@ -470,19 +454,19 @@ impl<'a> Operator<'a> for Conv2d<'a> {
             input: input.index,
             bias: d.bias(2, filter.shape.n),
             requant: d.requant(&[filter.shape.n]),
-            filter,
+            weights: filter,
             output: output.index,
             scratch: d.scratch(),
         }
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io::unary(self.input, self.output, self.scratch))
+        Some(Weighted::io(self))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         let p = &self.params;
-        let (filter, bias, requant) = (self.filter, self.bias, self.requant);
+        let (filter, bias, requant) = (self.weights, self.bias, self.requant);
         conv2d_i8_decoded(
             &p.window,
             &p.stage,
@@ -498,13 +482,13 @@ impl<'a> Operator<'a> for Conv2d<'a> {
     fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
         let output = model.tensor(self.output)?.shape;
         let p = &self.params;
-        let need = scratch_bytes(&p.stage, &self.filter, self.bias, self.requant, output);
+        let need = scratch_bytes(&p.stage, &self.weights, self.bias, self.requant, output);
         Ok(Some(need))
     }
 
     fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
         let outputs = model.tensor(self.output)?.shape.elements().unwrap_or(0);
-        let f = self.filter.shape;
+        let f = self.weights.shape;
         Ok((outputs as u64) * (f.h * f.w * f.c) as u64)
     }
 
@@ -515,8 +499,8 @@ impl<'a> Operator<'a> for Conv2d<'a> {
 
     fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
         let output = model.tensor(self.output)?.shape;
-        let (p, f) = (&self.params, self.filter.shape);
-        let layer = (self.filter.data, f);
+        let (p, f) = (&self.params, self.weights.shape);
+        let layer = (self.weights.data, f);
         let (bias, requant) = (self.bias, self.requant);
         let table = conv_gemm::takes_table(&p.stage, layer, bias, requant, output);
         paths.take(KernelPath::ConvTable, table);

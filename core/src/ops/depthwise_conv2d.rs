@@ -8,14 +8,14 @@
 use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
 use super::lower::{LowerError, Lowering};
-use super::operator::{Io, KernelPaths, Operator, Views};
+use super::operator::{Io, KernelPaths, Operator, Views, Weighted};
 use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
 use super::record::record_params;
 use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut, Window};
 use crate::format::DType;
 use crate::format::OpCode;
-use crate::model::{Decoder, Model, Scratch};
+use crate::model::{Decoder, Model};
 use crate::Error;
 
 /// Int8 depthwise convolution, bit-exact with TFLite-Micro's reference
@@ -250,24 +250,8 @@ record_params! {
     }
 }
 
-/// DEPTHWISE_CONV_2D, decoded: constants borrowed from the blob, activations by tensor index.
-#[derive(Debug, Clone, Copy)]
-pub struct DepthwiseConv2d<'a> {
-    /// Window, output stage, multiplier.
-    pub params: DepthwiseConv2dParams,
-    /// Input tensor.
-    pub input: u16,
-    /// Filter, 1 x H x W x (C*M).
-    pub filter: Tensor<'a, i8>,
-    /// Bias per output channel.
-    pub bias: Option<&'a [i32]>,
-    /// Requantization per output channel.
-    pub requant: Requant<'a>,
-    /// Output tensor.
-    pub output: u16,
-    /// The kernel's working memory.
-    pub scratch: Scratch,
-}
+/// DEPTHWISE_CONV_2D, decoded.
+pub type DepthwiseConv2d<'a> = Weighted<'a, DepthwiseConv2dParams>;
 
 impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
     type Params = DepthwiseConv2dParams;
@@ -318,14 +302,14 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
             input: input.index,
             bias: d.bias(2, filter.shape.c),
             requant: d.requant(&[filter.shape.c]),
-            filter,
+            weights: filter,
             output: output.index,
             scratch: d.scratch(),
         }
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io::unary(self.input, self.output, self.scratch))
+        Some(Weighted::io(self))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
@@ -335,7 +319,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
             p.depth_multiplier,
             &p.stage,
             v.inputs[0],
-            self.filter,
+            self.weights,
             self.bias,
             self.requant,
             v.output,
@@ -346,7 +330,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
     fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
         let (input, output) = (model.tensor(self.input)?, model.tensor(self.output)?);
         let p = &self.params;
-        let filter = self.filter.shape;
+        let filter = self.weights.shape;
         let multiplier = p.depth_multiplier;
         Ok(
             match scratch_bytes(&p.window, multiplier, input.shape, filter, output.shape) {
@@ -358,7 +342,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
 
     fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
         let outputs = model.tensor(self.output)?.shape.elements().unwrap_or(0);
-        let f = self.filter.shape;
+        let f = self.weights.shape;
         Ok((outputs as u64) * (f.h * f.w) as u64)
     }
 
@@ -369,7 +353,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
 
     fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
         let fast = self.scratch_need(model)?.is_some();
-        let (p, f) = (&self.params, self.filter.shape);
+        let (p, f) = (&self.params, self.weights.shape);
         let kernel = (f.h, f.w);
         let general = depthwise_fast::takes_general(&p.window, kernel, &p.stage, fast);
         paths.take(KernelPath::DepthwiseGeneral, general);

@@ -6,14 +6,14 @@
 use super::conv2d::same;
 use super::fc_fast;
 use super::lower::{LowerError, Lowering};
-use super::operator::{Io, KernelPaths, Operator, Views};
+use super::operator::{Io, KernelPaths, Operator, Views, Weighted};
 use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
 use super::record::record_params;
 use super::KernelPath;
 use super::{Int8Stage, Requant, Shape4, Tensor, TensorMut};
 use crate::format::DType;
 use crate::format::OpCode;
-use crate::model::{Decoder, Model, Scratch};
+use crate::model::{Decoder, Model};
 use crate::quant::dot_i8;
 use crate::Error;
 
@@ -196,24 +196,8 @@ record_params! {
     }
 }
 
-/// FULLY_CONNECTED, decoded: constants borrowed from the blob, activations by tensor index.
-#[derive(Debug, Clone, Copy)]
-pub struct FullyConnected<'a> {
-    /// Output stage.
-    pub params: FullyConnectedParams,
-    /// Input tensor.
-    pub input: u16,
-    /// Weights, out x in.
-    pub weights: Tensor<'a, i8>,
-    /// Bias per output.
-    pub bias: Option<&'a [i32]>,
-    /// One (per-tensor) or one per output.
-    pub requant: Requant<'a>,
-    /// Output tensor.
-    pub output: u16,
-    /// The kernel's working memory.
-    pub scratch: Scratch,
-}
+/// FULLY_CONNECTED, decoded.
+pub type FullyConnected<'a> = Weighted<'a, FullyConnectedParams>;
 
 impl<'a> Operator<'a> for FullyConnected<'a> {
     type Params = FullyConnectedParams;
@@ -264,7 +248,7 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io::unary(self.input, self.output, self.scratch))
+        Some(Weighted::io(self))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {

@@ -1,7 +1,7 @@
 //! What every operator module provides (`Operator`) and the macro that turns the one operator
 //! list in [`ops`](super) into the opcode, the decoded-layer enum and every dispatch over them.
 
-use super::{Tensor, TensorMut};
+use super::{Requant, Tensor, TensorMut};
 use crate::cast::Pod;
 use crate::model::{Decoder, Model, Scratch};
 use crate::ops::lower::{LowerError, Lowering};
@@ -27,6 +27,35 @@ impl Io {
             output,
             scratch,
         }
+    }
+}
+
+/// A layer with int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED), decoded:
+/// constants borrowed from the blob, activations by tensor index. `P` is the operator's record
+/// parameters.
+#[derive(Debug, Clone, Copy)]
+pub struct Weighted<'a, P> {
+    /// Window (convolutions) and output stage.
+    pub params: P,
+    /// Input tensor.
+    pub input: u16,
+    /// Weights: OHWI (CONV_2D), 1 x H x W x (C*M) (DEPTHWISE_CONV_2D), out x in
+    /// (FULLY_CONNECTED).
+    pub weights: Tensor<'a, i8>,
+    /// Bias per output channel.
+    pub bias: Option<&'a [i32]>,
+    /// Requantization per output channel (FULLY_CONNECTED: or one for all).
+    pub requant: Requant<'a>,
+    /// Output tensor.
+    pub output: u16,
+    /// The kernel's working memory.
+    pub scratch: Scratch,
+}
+
+impl<P> Weighted<'_, P> {
+    /// Its arena tensors: one input, the output, the scratch.
+    pub fn io(&self) -> Io {
+        Io::unary(self.input, self.output, self.scratch)
     }
 }
 
