@@ -56,9 +56,8 @@ impl<'m, 'a> Interpreter<'m, 'a> {
 
     /// [`Self::new`], with every operator decoded once, here, into `decoded` (at least
     /// [`Model::op_count`] slots of [`Self::DECODED_SLOT`] bytes each), as TFLite-Micro's
-    /// Prepare does: invoke then reads them instead of decoding each operator from the blob
-    /// again, which saves its decoding (about a thousand instructions an operator on a
-    /// Cortex-M4) for that RAM.
+    /// Prepare does: invoke then reads them instead of decoding every operator from the blob
+    /// again on every run, for that RAM.
     pub fn with_decoded(
         model: Model<'m>,
         arena: &'a mut [u8],

@@ -462,7 +462,6 @@ impl ModelBuilder {
             let done = Lowering::run(op.op, &graph, io, &op.options, &mut sink)
                 .map_err(|e| anyhow!(self.describe(e)))
                 .with_context(|| format!("operator {k} ({})", op.op.name()))?;
-            self.check_id(op.output)?;
             lowered.push(LoweredOp {
                 opcode: op.op,
                 inputs: done.inputs,

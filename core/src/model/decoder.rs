@@ -1,7 +1,7 @@
 //! The toolkit every operator's decoder uses: reading an operator record's tensors, constants
 //! and parameters against the model, checking each, and latching the first failure.
-//! `Model::parse` decodes each operator once to validate it; the interpreter decodes again as
-//! it runs (a few dozen instructions per operator).
+//! `Model::parse` decodes each operator to validate it; an interpreter decodes each again, once
+//! (`Interpreter::with_decoded`) or as it runs (`Interpreter::new`).
 
 use super::{Model, TensorInfo};
 use crate::format::{DType, OpCode, OpRecord, Storage, TensorRecord, NO_TENSOR};
@@ -29,8 +29,8 @@ impl Scratch {
 }
 
 /// Checks an operator record field by field. A failed check is latched (the first one wins)
-/// and the helper goes on with a harmless placeholder, so [`decode`] tests for failure once,
-/// at the end, instead of unwinding a `Result` after every step: on the device that is a
+/// and the helper goes on with a harmless placeholder, so `Layer::decode` tests for failure
+/// once, at the end, instead of unwinding a `Result` after every step: on the device that is a
 /// kilobyte less of flash, and a valid model (the only kind that reaches an invoke) never
 /// pays for the placeholders. The helpers several arms call are `#[inline(never)]`: inlined,
 /// they made `decode` 2.4 KB larger.
@@ -43,7 +43,7 @@ pub(crate) struct Decoder<'m, 'a> {
 
 /// What a failed tensor lookup leaves behind: one element of every dimension, so the checks
 /// after it still compute without overflow (and fail or pass harmlessly).
-pub(crate) const PLACEHOLDER_TENSOR: TensorInfo = TensorInfo {
+const PLACEHOLDER_TENSOR: TensorInfo = TensorInfo {
     index: NO_TENSOR,
     record: TensorRecord {
         dtype: DType::I8,
@@ -104,14 +104,22 @@ impl<'m, 'a> Decoder<'m, 'a> {
         L::decode(self, params)
     }
 
-    /// The operator's input `slot` as an arena tensor of any type, or the output for
-    /// `usize::MAX` (for operators that only alias their input).
+    /// The operator's input `slot` as a tensor of any type and storage, or the output for
+    /// `usize::MAX`.
+    #[inline(never)]
     pub(crate) fn any_tensor(&self, slot: usize) -> TensorInfo {
         let index = match slot {
             usize::MAX => self.op.output,
             _ => self.op.inputs[slot],
         };
-        self.take(self.model.tensor(index), PLACEHOLDER_TENSOR)
+        let found = match index {
+            NO_TENSOR => Err(Error::invalid_operator(
+                self.index,
+                why!("a required input is missing"),
+            )),
+            _ => self.model.tensor(index),
+        };
+        self.take(found, PLACEHOLDER_TENSOR)
     }
 
     /// Latches `e` unless an earlier check already failed.
@@ -157,20 +165,10 @@ impl<'m, 'a> Decoder<'m, 'a> {
         }
     }
 
+    /// [`Self::any_tensor`], which must have `dtype` and `storage`.
     #[inline(never)]
     pub(crate) fn tensor(&self, slot: usize, dtype: DType, storage: Storage) -> TensorInfo {
-        let index = match slot {
-            usize::MAX => self.op.output,
-            _ => self.op.inputs[slot],
-        };
-        let found = match index {
-            NO_TENSOR => Err(Error::invalid_operator(
-                self.index,
-                why!("a required input is missing"),
-            )),
-            _ => self.model.tensor(index),
-        };
-        let t = self.take(found, PLACEHOLDER_TENSOR);
+        let t = self.any_tensor(slot);
         self.check(
             t.record.dtype == dtype,
             why!("tensor has the wrong element type"),

@@ -521,14 +521,9 @@ impl<'a> Model<'a> {
                 true => op.inputs[0],
                 false => NO_TENSOR,
             },
-            scratch: self.op_scratch(index)?,
+            // Decoding checks every shape and parameter against what its kernel needs.
+            scratch: self.layer(index)?.scratch(),
         })
-    }
-
-    /// The arena bytes operator `index`'s kernel works in (empty if none), from its decoded
-    /// layer.
-    fn op_scratch(&self, index: u16) -> Result<Scratch, Error> {
-        Ok(self.layer(index)?.scratch())
     }
 
     /// Validates every operator and the memory plan in one sweep over the operator steps: no

@@ -315,8 +315,6 @@ impl<'a> Operator<'a> for Add {
         for q in requant {
             cx.requant(q);
         }
-        cx.record_input(0, Some(a));
-        cx.record_input(1, Some(b));
         cx.params(&record)
     }
 

@@ -425,8 +425,7 @@ impl<'a> Operator<'a> for Conv2d<'a> {
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
-        cx.record_input(0, Some(input));
-        let (filter, f, _) = cx.weights_and_bias()?;
+        let (filter, f) = cx.weights()?;
         let f = f.shape;
         let o = *cx.options();
         let window = cx.window(input, (f.h, f.w), (o.dilation_h, o.dilation_w), f.n)?;

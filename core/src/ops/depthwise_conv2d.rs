@@ -261,8 +261,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
-        cx.record_input(0, Some(input));
-        let (filter, f, _) = cx.weights_and_bias()?;
+        let (filter, f) = cx.weights()?;
         let f = f.shape;
         // Derived rather than read: some converters write a wrong multiplier.
         let in_c = cx.tensor(input)?.shape.c;

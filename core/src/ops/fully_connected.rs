@@ -207,8 +207,7 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
-        cx.record_input(0, Some(input));
-        let (weights, w, _) = cx.weights_and_bias()?;
+        let (weights, w) = cx.weights()?;
         let [outputs, _inputs] = *w.dims else {
             return Err(LowerError::Unsupported {
                 what: "FULLY_CONNECTED weights must be [outputs, inputs]",

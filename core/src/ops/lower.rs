@@ -123,6 +123,11 @@ pub enum LowerError {
         /// Input slot.
         slot: usize,
     },
+    /// The output (or another tensor the operator names) does not exist.
+    NoTensor {
+        /// The tensor id.
+        tensor: usize,
+    },
     /// A tensor has the wrong element type for its role.
     WrongType {
         /// The tensor.
@@ -157,6 +162,7 @@ impl fmt::Display for LowerError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             LowerError::MissingInput { slot } => write!(f, "input {slot} is missing"),
+            LowerError::NoTensor { tensor } => write!(f, "tensor {tensor} does not exist"),
             LowerError::WrongType {
                 tensor,
                 role,
@@ -180,7 +186,6 @@ pub struct Lowering<'g> {
     inputs: &'g [Option<usize>],
     output: usize,
     options: &'g TfOptions,
-    record_inputs: [Option<usize>; MAX_OP_INPUTS],
     params: [i32; OP_PARAMS],
     requant: &'g mut dyn FnMut(QuantizedMultiplier),
 }
@@ -195,8 +200,8 @@ impl fmt::Debug for Lowering<'_> {
     }
 }
 
-/// What a lowering wrote: the record's inputs and parameters (its requantization constants
-/// went to the sink).
+/// What a lowering wrote: the record's inputs (the operator's first TFLite inputs, as many as
+/// its record takes) and parameters (its requantization constants went to the sink).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Lowered {
     /// The record's inputs, in its order.
@@ -215,19 +220,29 @@ impl<'g> Lowering<'g> {
         options: &'g TfOptions,
         requant: &'g mut dyn FnMut(QuantizedMultiplier),
     ) -> Result<Lowered, LowerError> {
+        if graph.tensor(output).is_none() {
+            return Err(LowerError::NoTensor { tensor: output });
+        }
         let mut cx = Lowering {
             graph,
             opcode,
             inputs,
             output,
             options,
-            record_inputs: [None; MAX_OP_INPUTS],
             params: [0; OP_PARAMS],
             requant,
         };
         opcode.lower(&mut cx)?;
+        // The record keeps the first inputs; TFLite's further ones (a RESHAPE's shape, a
+        // MEAN's axes) are constants the lowering has read.
+        let mut record_inputs = [None; MAX_OP_INPUTS];
+        for (slot, kept) in record_inputs.iter_mut().enumerate() {
+            if slot < opcode.record_inputs() {
+                *kept = cx.optional(slot)?;
+            }
+        }
         Ok(Lowered {
-            inputs: cx.record_inputs,
+            inputs: record_inputs,
             params: cx.params,
         })
     }
@@ -269,7 +284,7 @@ impl<'g> Lowering<'g> {
     pub fn tensor(&self, id: usize) -> Result<TensorView<'g>, LowerError> {
         self.graph
             .tensor(id)
-            .ok_or(LowerError::MissingInput { slot: id })
+            .ok_or(LowerError::NoTensor { tensor: id })
     }
 
     /// Tensor `id`, which must have type `dtype` in its `role`.
@@ -290,20 +305,15 @@ impl<'g> Lowering<'g> {
         }
     }
 
-    /// A weighted layer's int8 weights (input 1) and optional int32 bias (input 2), recorded
-    /// as the record's inputs 1 and 2: the weights' id and shape, and the bias's id.
-    pub fn weights_and_bias(
-        &mut self,
-    ) -> Result<(usize, TensorView<'g>, Option<usize>), LowerError> {
+    /// A weighted layer's int8 weights (input 1), after checking its optional int32 bias
+    /// (input 2): the weights' id and view.
+    pub fn weights(&self) -> Result<(usize, TensorView<'g>), LowerError> {
         let weights = self.input(1)?;
         let w = self.typed(weights, DType::I8, "weights")?;
-        let bias = self.optional(2)?;
-        if let Some(bias) = bias {
+        if let Some(bias) = self.optional(2)? {
             self.typed(bias, DType::I32, "bias")?;
         }
-        self.record_input(1, Some(weights));
-        self.record_input(2, bias);
-        Ok((weights, w, bias))
+        Ok((weights, w))
     }
 
     /// Input `slot` and the output, both int8: the usual operator's edges.
@@ -411,13 +421,6 @@ impl<'g> Lowering<'g> {
             }
         }
         Ok(())
-    }
-
-    /// The record's input `slot` is tensor `id` (`None`: omitted).
-    pub fn record_input(&mut self, slot: usize, id: Option<usize>) {
-        if let Some(s) = self.record_inputs.get_mut(slot) {
-            *s = id;
-        }
     }
 
     /// The record's parameters.

@@ -222,7 +222,6 @@ impl<'a> Operator<'a> for Mean {
             what: "MEAN scales out of the representable range",
         })?;
         cx.requant(params.requant);
-        cx.record_input(0, Some(input));
         cx.params(&MeanRecordParams { mode: params.mode })
     }
 

@@ -266,6 +266,14 @@ macro_rules! operators {
                 None
             }
 
+            /// Inputs its record names.
+            #[allow(clippy::extra_unused_lifetimes)]
+            pub(crate) fn record_inputs<$lt>(self) -> usize {
+                match self {
+                    $(OpCode::$op => <$($ty)+ as Operator<$lt>>::INPUTS,)*
+                }
+            }
+
             /// Whether its output is planned onto its input's bytes (no kernel runs).
             #[allow(clippy::extra_unused_lifetimes)]
             pub fn aliases_input<$lt>(self) -> bool {

@@ -406,7 +406,6 @@ impl Pool2d {
             });
         }
         let stage = cx.int8_stage(input, o.activation)?;
-        cx.record_input(0, Some(input));
         cx.params(&Pool2dParams {
             window,
             stage,

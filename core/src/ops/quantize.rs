@@ -113,7 +113,6 @@ impl<'a> Operator<'a> for Quantize {
         let input = cx.input(0)?;
         cx.typed(input, DType::F32, "input")?;
         cx.typed(cx.output(), DType::I8, "output")?;
-        cx.record_input(0, Some(input));
         Ok(())
     }
 
@@ -165,7 +164,6 @@ impl<'a> Operator<'a> for Dequantize {
         let input = cx.input(0)?;
         cx.typed(input, DType::I8, "input")?;
         cx.typed(cx.output(), DType::F32, "output")?;
-        cx.record_input(0, Some(input));
         Ok(())
     }
 

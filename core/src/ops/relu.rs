@@ -101,7 +101,6 @@ impl<'a> Operator<'a> for Relu {
             what: "RELU scales out of the representable range",
         })?;
         cx.requant(multiplier);
-        cx.record_input(0, Some(input));
         cx.params(&params)
     }
 

@@ -35,7 +35,6 @@ impl<'a> Operator<'a> for Reshape {
                 expected: cx.tensor(input)?.shape,
             });
         }
-        cx.record_input(0, Some(input));
         Ok(())
     }
 

@@ -390,7 +390,6 @@ impl<'a> Operator<'a> for Softmax {
             SoftmaxParams::from_scale(cx.options().beta, s_in).ok_or(LowerError::Unsupported {
                 what: "SOFTMAX's beta and input scale are out of TFLite's range",
             })?;
-        cx.record_input(0, Some(input));
         cx.params(&params)
     }
 
