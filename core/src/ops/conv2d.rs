@@ -448,15 +448,9 @@ impl<'a> Operator<'a> for Conv2d<'a> {
         );
         let kernel = (filter.shape.h, filter.shape.w);
         d.check_spatial(&params.window, kernel, input.shape, output.shape);
-        Conv2d {
-            params,
-            input: input.index,
-            bias: d.bias(2, filter.shape.n),
-            requant: d.requant(&[filter.shape.n]),
-            weights: filter,
-            output: output.index,
-            scratch: d.scratch(),
-        }
+        let channels = filter.shape.n;
+        let tensors = (input.index, filter, output.index);
+        Weighted::decoded(d, params, tensors, &[channels])
     }
 
     fn io(&self) -> Option<Io> {
@@ -492,8 +486,7 @@ impl<'a> Operator<'a> for Conv2d<'a> {
     }
 
     fn needs_reference(&self, model: &Model<'a>) -> Result<bool, Error> {
-        let need = self.scratch_need(model)?;
-        Ok(need.is_none_or(|need| need > self.scratch.len))
+        Ok(self.runs_reference(self.scratch_need(model)?))
     }
 
     fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {

@@ -296,15 +296,9 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
         );
         let kernel = (filter.shape.h, filter.shape.w);
         d.check_spatial(&params.window, kernel, input.shape, output.shape);
-        DepthwiseConv2d {
-            params,
-            input: input.index,
-            bias: d.bias(2, filter.shape.c),
-            requant: d.requant(&[filter.shape.c]),
-            weights: filter,
-            output: output.index,
-            scratch: d.scratch(),
-        }
+        let channels = filter.shape.c;
+        let tensors = (input.index, filter, output.index);
+        Weighted::decoded(d, params, tensors, &[channels])
     }
 
     fn io(&self) -> Option<Io> {
@@ -346,8 +340,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
     }
 
     fn needs_reference(&self, model: &Model<'a>) -> Result<bool, Error> {
-        let need = self.scratch_need(model)?;
-        Ok(need.is_none_or(|need| need > self.scratch.len))
+        Ok(self.runs_reference(self.scratch_need(model)?))
     }
 
     fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {

@@ -235,15 +235,9 @@ impl<'a> Operator<'a> for FullyConnected<'a> {
                 && output.shape.elements() == rows.checked_mul(outputs),
             why!("input, weights and output sizes do not match"),
         );
-        FullyConnected {
-            params,
-            input: input.index,
-            bias: d.bias(2, outputs),
-            requant: d.requant(&[1, outputs]),
-            weights,
-            output: output.index,
-            scratch: d.scratch(),
-        }
+        // One multiplier for all outputs, or one each.
+        let tensors = (input.index, weights, output.index);
+        Weighted::decoded(d, params, tensors, &[1, outputs])
     }
 
     fn io(&self) -> Option<Io> {

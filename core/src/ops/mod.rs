@@ -55,9 +55,9 @@ operators! { 'a;
     3 => FullyConnected(fully_connected::FullyConnected<'a>), "FULLY_CONNECTED",
         feature "op-fully-connected";
     /// Average pooling (incl. global).
-    4 => AveragePool2d(pooling::AveragePool2d), "AVERAGE_POOL_2D", feature "op-avg-pool";
+    4 => AveragePool2d(pooling::Pool2d), "AVERAGE_POOL_2D", feature "op-avg-pool";
     /// Max pooling.
-    5 => MaxPool2d(pooling::MaxPool2d), "MAX_POOL_2D", feature "op-max-pool";
+    5 => MaxPool2d(pooling::Pool2d), "MAX_POOL_2D", feature "op-max-pool";
     /// Element-wise addition.
     6 => Add(add::Add), "ADD", feature "op-add";
     /// Softmax over the last dimension.

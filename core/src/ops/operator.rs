@@ -52,10 +52,37 @@ pub struct Weighted<'a, P> {
     pub scratch: Scratch,
 }
 
-impl<P> Weighted<'_, P> {
+impl<'a, P> Weighted<'a, P> {
+    /// What its decoder keeps, once it checked the shapes: the bias and requantization
+    /// constants are read here, `requant_counts` being how many of those it may have (the
+    /// last, its output channels, is also the bias's length).
+    pub(crate) fn decoded(
+        d: &Decoder<'_, 'a>,
+        params: P,
+        (input, weights, output): (u16, Tensor<'a, i8>, u16),
+        requant_counts: &[usize],
+    ) -> Self {
+        let channels = requant_counts.last().copied().unwrap_or(0);
+        Weighted {
+            params,
+            input,
+            weights,
+            bias: d.bias(2, channels),
+            requant: d.requant(requant_counts),
+            output,
+            scratch: d.scratch(),
+        }
+    }
+
     /// Its arena tensors: one input, the output, the scratch.
     pub fn io(&self) -> Io {
         Io::unary(self.input, self.output, self.scratch)
+    }
+
+    /// Whether it runs its reference kernel: no fast kernel takes it (`need` is `None`), or
+    /// less scratch was planned than the fast kernel needs.
+    pub(crate) fn runs_reference(&self, need: Option<usize>) -> bool {
+        need.is_none_or(|need| need > self.scratch.len)
     }
 }
 

@@ -378,9 +378,11 @@ record_params! {
     }
 }
 
-/// A pooling layer, decoded.
+/// AVERAGE_POOL_2D or MAX_POOL_2D, decoded (they differ only in what a window computes).
 #[derive(Debug, Clone, Copy)]
 pub struct Pool2d {
+    /// MAX_POOL_2D (else AVERAGE_POOL_2D).
+    pub max: bool,
     /// Window and filter size.
     pub pool: PoolParams,
     /// Clamp low.
@@ -393,7 +395,12 @@ pub struct Pool2d {
     pub output: u16,
 }
 
-impl Pool2d {
+impl<'a> Operator<'a> for Pool2d {
+    type Params = Pool2dParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 1;
+
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.int8_io(0)?;
         let o = *cx.options();
@@ -414,7 +421,7 @@ impl Pool2d {
         })
     }
 
-    fn decode(d: &Decoder<'_, '_>, p: Pool2dParams) -> Self {
+    fn decode(d: &Decoder<'_, 'a>, p: Pool2dParams) -> Self {
         let input = d.activation(0, DType::I8);
         let output = d.output(DType::I8);
         d.check(
@@ -428,6 +435,7 @@ impl Pool2d {
         let kernel = (p.filter_h, p.filter_w);
         d.check_spatial(&p.window, kernel, input.shape, output.shape);
         Pool2d {
+            max: d.opcode() == OpCode::MaxPool2d,
             pool: PoolParams {
                 window: p.window,
                 filter_h: p.filter_h,
@@ -443,61 +451,13 @@ impl Pool2d {
     fn io(&self) -> Option<Io> {
         Some(Io::unary(self.input, self.output, Scratch::default()))
     }
-}
-
-/// AVERAGE_POOL_2D, decoded.
-#[derive(Debug, Clone, Copy)]
-pub struct AveragePool2d(pub Pool2d);
-
-impl<'a> Operator<'a> for AveragePool2d {
-    type Params = Pool2dParams;
-    type In = i8;
-    type Out = i8;
-    const INPUTS: usize = 1;
-
-    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        Pool2d::lower(cx)
-    }
-
-    fn decode(d: &Decoder<'_, 'a>, params: Pool2dParams) -> Self {
-        AveragePool2d(Pool2d::decode(d, params))
-    }
-
-    fn io(&self) -> Option<Io> {
-        self.0.io()
-    }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
-        let p = &self.0;
-        average_pool2d_i8_decoded(&p.pool, p.act_min, p.act_max, v.inputs[0], v.output)
-    }
-}
-
-/// MAX_POOL_2D, decoded.
-#[derive(Debug, Clone, Copy)]
-pub struct MaxPool2d(pub Pool2d);
-
-impl<'a> Operator<'a> for MaxPool2d {
-    type Params = Pool2dParams;
-    type In = i8;
-    type Out = i8;
-    const INPUTS: usize = 1;
-
-    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        Pool2d::lower(cx)
-    }
-
-    fn decode(d: &Decoder<'_, 'a>, params: Pool2dParams) -> Self {
-        MaxPool2d(Pool2d::decode(d, params))
-    }
-
-    fn io(&self) -> Option<Io> {
-        self.0.io()
-    }
-
-    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
-        let p = &self.0;
-        max_pool2d_i8_decoded(&p.pool, p.act_min, p.act_max, v.inputs[0], v.output)
+        let (p, lo, hi) = (&self.pool, self.act_min, self.act_max);
+        match self.max {
+            true => max_pool2d_i8_decoded(p, lo, hi, v.inputs[0], v.output),
+            false => average_pool2d_i8_decoded(p, lo, hi, v.inputs[0], v.output),
+        }
     }
 }
 
