@@ -296,24 +296,19 @@ fn operator_scratch_is_planned_checked_and_optional() {
 #[test]
 fn an_operator_with_several_faults_reports_the_first() {
     use mote_core::ops::conv2d::Conv2dParams;
-    use mote_core::ops::record::{RecordParams, SCRATCH_LEN};
+    use mote_core::ops::record::SCRATCH_LEN;
     use mote_core::ops::{Int8Stage, Window};
     // The slot a field of CONV_2D's parameters is written to, found through its encoding.
-    let slot_of = |change: fn(&mut Conv2dParams)| {
-        let base = Conv2dParams {
-            window: Window::DENSE,
-            stage: Int8Stage {
-                input_offset: 0,
-                output_offset: 0,
-                act_min: -128,
-                act_max: 127,
-            },
-        };
-        let mut changed = base;
-        change(&mut changed);
-        let (a, b) = (base.encode().unwrap(), changed.encode().unwrap());
-        (0..a.len()).find(|&i| a[i] != b[i]).unwrap()
+    let base = Conv2dParams {
+        window: Window::DENSE,
+        stage: Int8Stage {
+            input_offset: 0,
+            output_offset: 0,
+            act_min: -128,
+            act_max: 127,
+        },
     };
+    let slot_of = |change: fn(&mut Conv2dParams)| mote_tests::param_slot(base, change);
     let blob = valid_blobs().remove(1);
     let (conv, param_at) = first_conv_and_params(&blob);
     let with = |faults: &[(usize, i32)]| {

@@ -255,7 +255,6 @@ fn with_word(blob: &[u8], at: usize, v: u32) -> Vec<u8> {
 /// Each parameter a kernel would refuse at invoke is refused at parse instead.
 #[test]
 fn what_a_kernel_refuses_parse_refuses() {
-    use mote_core::ops::record::RecordParams;
     use mote_core::ops::softmax::SoftmaxParams;
     let refused_op = |b: &[u8]| matches!(parse(b), Err(Error::InvalidOperator { .. }));
 
@@ -264,16 +263,7 @@ fn what_a_kernel_refuses_parse_refuses() {
     parse(&softmax).unwrap();
     // The multiplier's slot, found through SOFTMAX's one encoding.
     let p = SoftmaxParams::from_scale(1.0, 0.1).unwrap();
-    let (a, b) = (
-        p.encode().unwrap(),
-        SoftmaxParams {
-            input_multiplier: p.input_multiplier - 1,
-            ..p
-        }
-        .encode()
-        .unwrap(),
-    );
-    let slot = (0..a.len()).find(|&i| a[i] != b[i]).unwrap();
+    let slot = mote_tests::param_slot(p, |p| p.input_multiplier -= 1);
     let multiplier = op_param(&softmax, 0, slot);
     for m in [-1i32, 0, i32::MIN] {
         assert!(
