@@ -1,6 +1,8 @@
 //! Reinterpreting byte buffers as typed slices without copying: the one place where mote-core
 //! turns `[u8]` (a flash-resident blob, the caller's arena) into `[i8]`, `[i32]` or `[f32]`.
 
+use crate::format::DType;
+
 #[cfg(target_endian = "big")]
 compile_error!("mote's blob and arena are little-endian; big-endian targets are not supported");
 
@@ -8,9 +10,13 @@ compile_error!("mote's blob and arena are little-endian; big-endian targets are 
 ///
 /// # Safety
 /// Implement only for types with no invalid bit patterns and no padding bytes.
-pub(crate) unsafe trait Pod: Copy {}
+pub unsafe trait Pod: Copy {}
 // SAFETY: integers and floats accept every bit pattern and have no padding.
 unsafe impl Pod for i8 {}
+// SAFETY: as above.
+unsafe impl Pod for u8 {}
+// SAFETY: as above.
+unsafe impl Pod for i16 {}
 // SAFETY: as above.
 unsafe impl Pod for i32 {}
 // SAFETY: as above.
@@ -27,6 +33,28 @@ unsafe impl Pod for [i32; 2] {}
 unsafe impl Pod for [u8; 2] {}
 // SAFETY: `#[repr(C)]` pair of i32: no padding, every bit pattern valid.
 unsafe impl Pod for crate::quant::QuantizedMultiplier {}
+
+/// The element types a model's tensors have, each with its [`DType`].
+pub trait Element: Pod {
+    /// Its type in the blob.
+    const DTYPE: DType;
+}
+
+impl Element for i8 {
+    const DTYPE: DType = DType::I8;
+}
+impl Element for u8 {
+    const DTYPE: DType = DType::U8;
+}
+impl Element for i16 {
+    const DTYPE: DType = DType::I16;
+}
+impl Element for i32 {
+    const DTYPE: DType = DType::I32;
+}
+impl Element for f32 {
+    const DTYPE: DType = DType::F32;
+}
 
 /// Views `bytes` as `[T]`, or `None` if it is misaligned for `T` or not a whole number of `T`s.
 pub(crate) fn slice<T: Pod>(bytes: &[u8]) -> Option<&[T]> {

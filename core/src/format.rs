@@ -140,6 +140,10 @@ pub enum DType {
     I32 = 1,
     /// 32-bit float (model edges, trainable layers).
     F32 = 2,
+    /// Unsigned 8-bit (quantized model edges: camera pixels, older converters).
+    U8 = 3,
+    /// Signed 16-bit (quantized state and audio edges).
+    I16 = 4,
 }
 
 impl DType {
@@ -149,6 +153,8 @@ impl DType {
             0 => Some(DType::I8),
             1 => Some(DType::I32),
             2 => Some(DType::F32),
+            3 => Some(DType::U8),
+            4 => Some(DType::I16),
             _ => None,
         }
     }
@@ -156,7 +162,8 @@ impl DType {
     /// Bytes per element.
     pub const fn size(self) -> usize {
         match self {
-            DType::I8 => 1,
+            DType::I8 | DType::U8 => 1,
+            DType::I16 => 2,
             DType::I32 | DType::F32 => 4,
         }
     }

@@ -1,6 +1,6 @@
 //! Running a [`Model`] over a caller-owned arena: no heap, no allocation, no panics.
 
-use crate::cast;
+use crate::cast::{self, Element};
 use crate::format::{DType, OpCode, Storage};
 use crate::model::{Layer, Model, TensorInfo};
 use crate::ops::operator::{Io, Views};
@@ -96,28 +96,50 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         self.model.output(i)
     }
 
+    /// Model input `i` as `T` (its element type: `i8`, `u8`, `i16`, `i32` or `f32`), to fill
+    /// before [`invoke`](Self::invoke).
+    pub fn input<T: Element>(&mut self, i: u16) -> Result<&mut [T], Error> {
+        let t = self.model.input(i)?;
+        self.view_mut(&t, T::DTYPE)
+    }
+
+    /// Model output `i` as `T` (its element type).
+    pub fn output<T: Element>(&self, i: u16) -> Result<&[T], Error> {
+        let t = self.model.output(i)?;
+        self.view(&t, T::DTYPE)
+    }
+
+    /// Model input `i`'s bytes, whatever its type (elements little-endian, as the arena holds
+    /// them).
+    pub fn input_bytes(&mut self, i: u16) -> Result<&mut [u8], Error> {
+        let t = self.model.input(i)?;
+        self.view_mut(&t, t.dtype())
+    }
+
+    /// Model output `i`'s bytes, whatever its type.
+    pub fn output_bytes(&self, i: u16) -> Result<&[u8], Error> {
+        let t = self.model.output(i)?;
+        self.view(&t, t.dtype())
+    }
+
     /// Model input `i` as int8, to fill before [`invoke`](Self::invoke).
     pub fn input_i8(&mut self, i: u16) -> Result<&mut [i8], Error> {
-        let t = self.model.input(i)?;
-        self.view_mut(&t, DType::I8)
+        self.input(i)
     }
 
     /// Model input `i` as f32 (models that start with QUANTIZE).
     pub fn input_f32(&mut self, i: u16) -> Result<&mut [f32], Error> {
-        let t = self.model.input(i)?;
-        self.view_mut(&t, DType::F32)
+        self.input(i)
     }
 
     /// Model output `i` as int8.
     pub fn output_i8(&self, i: u16) -> Result<&[i8], Error> {
-        let t = self.model.output(i)?;
-        self.view(&t, DType::I8)
+        self.output(i)
     }
 
     /// Model output `i` as f32 (models that end with DEQUANTIZE).
     pub fn output_f32(&self, i: u16) -> Result<&[f32], Error> {
-        let t = self.model.output(i)?;
-        self.view(&t, DType::F32)
+        self.output(i)
     }
 
     /// Any arena tensor's current bytes as int8 (for inspection and on-device training).
@@ -246,7 +268,7 @@ pub(crate) fn views<'x, I: cast::Pod, O: cast::Pod>(
         data: &[][..],
         shape: ops::Shape4::default(),
     };
-    let mut views = [empty, empty];
+    let mut views = [empty; crate::format::MAX_OP_INPUTS];
     for (view, index) in views.iter_mut().zip(inputs) {
         if let Some(index) = index {
             let info = model.tensor(index)?;

@@ -21,6 +21,7 @@ pub mod quant;
 pub(crate) mod test_support;
 pub mod train;
 
+pub use cast::Element;
 pub use error::{Error, Why};
 pub use interpreter::{Interpreter, OpHook};
 pub use model::{Model, TensorInfo};

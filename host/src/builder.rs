@@ -49,6 +49,10 @@ pub enum Data {
     I32(Vec<i32>),
     /// f32 elements.
     F32(Vec<f32>),
+    /// uint8 elements.
+    U8(Vec<u8>),
+    /// int16 elements.
+    I16(Vec<i16>),
 }
 
 /// A tensor: an activation (no data) or a constant.
@@ -547,6 +551,8 @@ fn check_data(t: &TensorDef) -> Result<()> {
         Data::I8(v) => (v.len(), DType::I8),
         Data::I32(v) => (v.len(), DType::I32),
         Data::F32(v) => (v.len(), DType::F32),
+        Data::U8(v) => (v.len(), DType::U8),
+        Data::I16(v) => (v.len(), DType::I16),
     };
     ensure!(
         dtype == t.dtype,
@@ -594,6 +600,8 @@ impl Writer {
             Data::I8(v) => self.push(v.iter().map(|&x| x as u8)),
             Data::I32(v) => self.push(v.iter().flat_map(|x| x.to_le_bytes())),
             Data::F32(v) => self.push(v.iter().flat_map(|x| x.to_le_bytes())),
+            Data::U8(v) => self.push(v.iter().copied()),
+            Data::I16(v) => self.push(v.iter().flat_map(|x| x.to_le_bytes())),
         }
     }
     fn f32s(&mut self, v: &[f32]) -> u32 {

@@ -43,6 +43,10 @@ pub enum DType {
     Int32,
     /// IEEE single precision (float model inputs/outputs).
     Float32,
+    /// Unsigned 8-bit integer (quantized model edges).
+    Uint8,
+    /// Signed 16-bit integer (quantized state, audio edges).
+    Int16,
 }
 
 /// A tensor as stored in the `.tflite` file.
@@ -130,28 +134,56 @@ pub fn load_case(name: &str) -> GoldenCase {
     load(&goldens_dir().join(format!("{name}.json")))
 }
 
-/// Converts numbers to `i8`, failing on a fraction or a value out of range.
-pub fn to_i8(values: &[Number]) -> Result<Vec<i8>, String> {
+/// Converts numbers to the integer type `T`, failing on a fraction or a value out of range.
+fn to_int<T: TryFrom<i64>>(values: &[Number], what: &str) -> Result<Vec<T>, String> {
     values
         .iter()
         .map(|n| {
             n.as_i64()
-                .and_then(|v| i8::try_from(v).ok())
-                .ok_or_else(|| format!("{n} is not an int8"))
+                .and_then(|v| T::try_from(v).ok())
+                .ok_or_else(|| format!("{n} is not an {what}"))
         })
         .collect()
 }
 
+/// Converts numbers to `i8`, failing on a fraction or a value out of range.
+pub fn to_i8(values: &[Number]) -> Result<Vec<i8>, String> {
+    to_int(values, "int8")
+}
+
 /// Converts numbers to `i32`, failing on a fraction or a value out of range.
 pub fn to_i32(values: &[Number]) -> Result<Vec<i32>, String> {
-    values
-        .iter()
-        .map(|n| {
-            n.as_i64()
-                .and_then(|v| i32::try_from(v).ok())
-                .ok_or_else(|| format!("{n} is not an int32"))
-        })
-        .collect()
+    to_int(values, "int32")
+}
+
+/// Converts numbers to `u8`, failing on a fraction or a value out of range.
+pub fn to_u8(values: &[Number]) -> Result<Vec<u8>, String> {
+    to_int(values, "uint8")
+}
+
+/// Converts numbers to `i16`, failing on a fraction or a value out of range.
+pub fn to_i16(values: &[Number]) -> Result<Vec<i16>, String> {
+    to_int(values, "int16")
+}
+
+/// The bytes a tensor of `dtype` holding `values` has in mote's arena (little-endian).
+pub fn to_le_bytes(values: &[Number], dtype: DType) -> Result<Vec<u8>, String> {
+    Ok(match dtype {
+        DType::Int8 => to_i8(values)?.iter().map(|&v| v as u8).collect(),
+        DType::Uint8 => to_u8(values)?,
+        DType::Int16 => to_i16(values)?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::Int32 => to_i32(values)?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+        DType::Float32 => to_f32(values)?
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect(),
+    })
 }
 
 /// Converts numbers to `f32`, failing unless each is a float32 value (up to the few double ulps
@@ -177,6 +209,8 @@ pub fn check_dtype(values: &[Number], dtype: DType) -> Result<(), String> {
         DType::Int8 => to_i8(values).map(drop),
         DType::Int32 => to_i32(values).map(drop),
         DType::Float32 => to_f32(values).map(drop),
+        DType::Uint8 => to_u8(values).map(drop),
+        DType::Int16 => to_i16(values).map(drop),
     }
 }
 
@@ -237,6 +271,16 @@ impl GoldenTensor {
     /// Constant int32 contents (biases, shapes, axes); panics if absent or of another type.
     pub fn data_i32(&self) -> Vec<i32> {
         to_i32(self.constant(DType::Int32)).unwrap_or_else(|e| panic!("tensor {}: {e}", self.name))
+    }
+
+    /// Constant uint8 contents; panics if absent or of another type.
+    pub fn data_u8(&self) -> Vec<u8> {
+        to_u8(self.constant(DType::Uint8)).unwrap_or_else(|e| panic!("tensor {}: {e}", self.name))
+    }
+
+    /// Constant int16 contents; panics if absent or of another type.
+    pub fn data_i16(&self) -> Vec<i16> {
+        to_i16(self.constant(DType::Int16)).unwrap_or_else(|e| panic!("tensor {}: {e}", self.name))
     }
 
     /// Constant float32 contents; panics if absent or of another type.

@@ -18,6 +18,8 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
                 golden::DType::Int8 => DType::I8,
                 golden::DType::Int32 => DType::I32,
                 golden::DType::Float32 => DType::F32,
+                golden::DType::Uint8 => DType::U8,
+                golden::DType::Int16 => DType::I16,
             };
             let quant = t.is_quantized().then(|| Quantization {
                 scales: t.scale.clone(),
@@ -28,6 +30,8 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
                 DType::I8 => Data::I8(t.data_i8()),
                 DType::I32 => Data::I32(t.data_i32()),
                 DType::F32 => Data::F32(t.data_f32()),
+                DType::U8 => Data::U8(t.data_u8()),
+                DType::I16 => Data::I16(t.data_i16()),
             });
             TfTensor {
                 name: t.name.clone(),

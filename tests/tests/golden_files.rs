@@ -231,6 +231,19 @@ fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
             );
         }
         DType::Float32 => assert!(!t.is_quantized(), "{what}: quantized float tensor"),
+        DType::Uint8 => {
+            assert!(
+                t.is_quantized(),
+                "{what}: uint8 tensor without quantization"
+            );
+            for &z in &t.zero_point {
+                assert!((0..=255).contains(&z), "{what}: zero point {z}");
+            }
+        }
+        DType::Int16 => assert!(
+            t.is_quantized(),
+            "{what}: int16 tensor without quantization"
+        ),
     }
 }
 

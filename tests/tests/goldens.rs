@@ -36,46 +36,27 @@ fn run_case(case: &GoldenCase, decoding: Decoding) -> Result<usize, String> {
     let mut compared = 0;
     for (v, vector) in case.vectors.iter().enumerate() {
         for i in 0..case.inputs.len() {
-            match case.input_tensor(i).dtype {
-                golden::DType::Float32 => interpreter
-                    .input_f32(i as u16)
-                    .map_err(|e| e.to_string())?
-                    .copy_from_slice(&golden::to_f32(&vector.inputs[i])?),
-                _ => interpreter
-                    .input_i8(i as u16)
-                    .map_err(|e| e.to_string())?
-                    .copy_from_slice(&golden::to_i8(&vector.inputs[i])?),
-            }
+            let bytes = golden::to_le_bytes(&vector.inputs[i], case.input_tensor(i).dtype)?;
+            interpreter
+                .input_bytes(i as u16)
+                .map_err(|e| e.to_string())?
+                .copy_from_slice(&bytes);
         }
         interpreter
             .invoke()
             .map_err(|e| format!("vector {v}: {e}"))?;
         for o in 0..case.outputs.len() {
-            match case.output_tensor(o).dtype {
-                golden::DType::Float32 => {
-                    let got = interpreter
-                        .output_f32(o as u16)
-                        .map_err(|e| e.to_string())?;
-                    let want = golden::to_f32(&vector.outputs[o])?;
-                    let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
-                    if bits(got) != bits(&want) {
-                        return Err(format!(
-                            "vector {v} output {o}: got {got:?}, TFLite-Micro {want:?}"
-                        ));
-                    }
-                    compared += got.len();
-                }
-                _ => {
-                    let got = interpreter.output_i8(o as u16).map_err(|e| e.to_string())?;
-                    let want = golden::to_i8(&vector.outputs[o])?;
-                    if got != want.as_slice() {
-                        return Err(format!(
-                            "vector {v} output {o}: got {got:?}, TFLite-Micro {want:?}"
-                        ));
-                    }
-                    compared += got.len();
-                }
+            let dtype = case.output_tensor(o).dtype;
+            let got = interpreter
+                .output_bytes(o as u16)
+                .map_err(|e| e.to_string())?;
+            let want = golden::to_le_bytes(&vector.outputs[o], dtype)?;
+            if got != want.as_slice() {
+                return Err(format!(
+                    "vector {v} output {o} ({dtype:?}): got bytes {got:?}, TFLite-Micro {want:?}"
+                ));
             }
+            compared += case.output_tensor(o).elements();
         }
     }
     Ok(compared)

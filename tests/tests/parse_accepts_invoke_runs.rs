@@ -154,7 +154,11 @@ fn fill_inputs(interpreter: &mut Interpreter, rng: &mut Rng) {
                     *x = f32::from(next(k)) * 0.37;
                 }
             }
-            DType::I32 => {}
+            _ => {
+                for (k, x) in interpreter.input_bytes(i).unwrap().iter_mut().enumerate() {
+                    *x = next(k) as u8;
+                }
+            }
         }
     }
 }

@@ -352,7 +352,7 @@ impl<'a> Operator<'a> for Add {
 
     fn io(&self) -> Option<Io> {
         Some(Io {
-            inputs: [Some(self.a), Some(self.b)],
+            inputs: [Some(self.a), Some(self.b), None, None],
             output: self.output,
             scratch: Scratch::default(),
         })

@@ -3,6 +3,7 @@
 
 use super::{Requant, Tensor, TensorMut};
 use crate::cast::Pod;
+use crate::format::MAX_OP_INPUTS;
 use crate::model::{Decoder, Model, Scratch};
 use crate::ops::lower::{LowerError, Lowering};
 use crate::ops::record::RecordParams;
@@ -11,8 +12,8 @@ use crate::Error;
 /// The arena tensors an operator reads and writes while it runs.
 #[derive(Debug, Clone, Copy)]
 pub struct Io {
-    /// Up to two activation inputs.
-    pub inputs: [Option<u16>; 2],
+    /// Up to four activation inputs.
+    pub inputs: [Option<u16>; MAX_OP_INPUTS],
     /// The output.
     pub output: u16,
     /// The kernel's working memory.
@@ -23,7 +24,7 @@ impl Io {
     /// One input, one output, maybe scratch.
     pub fn unary(input: u16, output: u16, scratch: Scratch) -> Self {
         Self {
-            inputs: [Some(input), None],
+            inputs: [Some(input), None, None, None],
             output,
             scratch,
         }
@@ -90,7 +91,7 @@ impl<'a, P> Weighted<'a, P> {
 #[derive(Debug)]
 pub struct Views<'x, I, O> {
     /// The inputs [`Io::inputs`] names (empty where it names none).
-    pub inputs: [Tensor<'x, I>; 2],
+    pub inputs: [Tensor<'x, I>; MAX_OP_INPUTS],
     /// The output.
     pub output: TensorMut<'x, O>,
     /// The scratch (empty if none was planned).

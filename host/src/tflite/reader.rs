@@ -91,6 +91,8 @@ mod tensor_type {
     pub const FLOAT32: i8 = 0;
     pub const INT32: i8 = 2;
     pub const INT8: i8 = 9;
+    pub const UINT8: i8 = 3;
+    pub const INT16: i8 = 7;
 }
 
 /// Ranks above this are refused before their dimensions are read.
@@ -446,8 +448,10 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
         tensor_type::INT8 => DType::I8,
         tensor_type::INT32 => DType::I32,
         tensor_type::FLOAT32 => DType::F32,
+        tensor_type::UINT8 => DType::U8,
+        tensor_type::INT16 => DType::I16,
         other => bail!(
-            "type {} is not supported (mote has INT8, INT32 and FLOAT32)",
+            "type {} is not supported (mote has INT8, UINT8, INT16, INT32 and FLOAT32)",
             names::tensor_type(other)
         ),
     };
@@ -502,6 +506,13 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
             );
             Some(match dtype {
                 DType::I8 => Data::I8(bytes.iter().map(|&b| b as i8).collect()),
+                DType::U8 => Data::U8(bytes.to_vec()),
+                DType::I16 => Data::I16(
+                    bytes
+                        .chunks_exact(2)
+                        .map(|c| i16::from_le_bytes([c[0], c[1]]))
+                        .collect(),
+                ),
                 DType::I32 => Data::I32(
                     bytes
                         .chunks_exact(4)
