@@ -8,6 +8,7 @@ pub mod export;
 pub mod firmware;
 pub mod float_model;
 pub mod inspect;
+pub mod passes;
 pub mod planner;
 pub mod plot;
 pub mod qemu;

@@ -72,9 +72,13 @@ pub fn parse_padding(name: &str) -> Result<Padding> {
 }
 
 impl TfGraph {
-    /// Lowers the graph onto a [`ModelBuilder`], operator by operator; an unsupported operator
-    /// or option is an error that names it.
+    /// Lowers the graph onto a [`ModelBuilder`], operator by operator, after the graph passes
+    /// (see [`crate::passes`]); an unsupported operator or option is an error that names it.
     pub fn to_builder(&self) -> Result<ModelBuilder> {
+        crate::passes::simplify(self)?.lower_all()
+    }
+
+    fn lower_all(&self) -> Result<ModelBuilder> {
         let mut b = ModelBuilder::new();
         for t in &self.tensors {
             b.tensor(TensorDef {
