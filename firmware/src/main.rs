@@ -115,33 +115,36 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         });
     };
     let mut interpreter = Interpreter::with_decoded(model, &mut arena.0, decoded)?;
-    let input_len = interpreter.input_info(0)?.record.byte_len as usize;
-    if input_len == 0 || model::TEST_INPUTS.len() % input_len != 0 {
+    let vector_len = input_bytes(&interpreter)?;
+    if vector_len == 0 || model::TEST_INPUTS.len() % vector_len != 0 {
         return Err(mote_core::Error::LengthMismatch {
-            expected: input_len,
+            expected: vector_len,
             actual: model::TEST_INPUTS.len(),
         });
     }
 
     let mut hits = 0;
-    for (vector, input) in model::TEST_INPUTS.chunks_exact(input_len).enumerate() {
-        for (dst, &src) in interpreter.input_i8(0)?.iter_mut().zip(input) {
-            *dst = src as i8;
-        }
+    for (vector, input) in model::TEST_INPUTS.chunks_exact(vector_len).enumerate() {
+        fill_inputs(&mut interpreter, input)?;
         let start = meter.now();
         interpreter.invoke()?;
         let total = meter.since(start);
-        let output = interpreter.output_i8(0)?;
+        for o in 0..interpreter.model().output_count() {
+            let bytes = interpreter.output_bytes(o)?;
+            defmt::println!("output {=usize} {=u16} {=[u8]}", vector, o, bytes);
+        }
         defmt::println!(
-            "output {=usize} {} {=u64} {=istr}",
+            "invoke {=usize} {=u64} {=istr}",
             vector,
-            output,
             total.count,
             total.unit.name()
         );
-        let predicted = finetune::argmax(output);
-        hits +=
-            usize::from(model::TEST_LABELS.get(vector).map(|&y| usize::from(y)) == Some(predicted));
+        // Accuracy is for classifiers with an int8 output.
+        if let Ok(output) = interpreter.output_i8(0) {
+            let predicted = finetune::argmax(output);
+            let label = model::TEST_LABELS.get(vector).map(|&y| usize::from(y));
+            hits += usize::from(label == Some(predicted));
+        }
     }
     if !model::TEST_LABELS.is_empty() {
         defmt::println!(
@@ -200,4 +203,33 @@ fn decoded_slots() -> Option<&'static mut [Option<Layer<'static>>]> {
     // SAFETY: every slot was just written, the static lives for the whole program, and the
     // flag makes this the only reference to it.
     Some(unsafe { core::slice::from_raw_parts_mut(base, model::OP_COUNT) })
+}
+
+/// Bytes of one input vector: every model input's, in order.
+fn input_bytes(interpreter: &Interpreter<'_, '_>) -> Result<usize, mote_core::Error> {
+    let model = interpreter.model();
+    (0..model.input_count()).try_fold(0usize, |sum, i| {
+        let len = model.input(i)?.record.byte_len as usize;
+        sum.checked_add(len).ok_or(mote_core::Error::ShapeOverflow)
+    })
+}
+
+/// Copies one input vector into the model's inputs, in order, each raw in its own type.
+fn fill_inputs(
+    interpreter: &mut Interpreter<'_, '_>,
+    vector: &[u8],
+) -> Result<(), mote_core::Error> {
+    let mut rest = vector;
+    for i in 0..interpreter.model().input_count() {
+        let slot = interpreter.input_bytes(i)?;
+        let (head, tail) =
+            rest.split_at_checked(slot.len())
+                .ok_or(mote_core::Error::LengthMismatch {
+                    expected: slot.len(),
+                    actual: rest.len(),
+                })?;
+        slot.copy_from_slice(head);
+        rest = tail;
+    }
+    Ok(())
 }

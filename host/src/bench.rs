@@ -6,6 +6,7 @@ use crate::qemu::run_elf;
 use crate::report::{flash_use, FirmwareReport, FlashUse};
 use crate::AlignedBytes;
 use anyhow::{bail, Context, Result};
+use mote_core::format::DType;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -170,9 +171,23 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
     s
 }
 
-/// The input TFLite-Micro's published figures were measured with: `x[i] = (i * 7 % 256) - 128`.
-pub fn reference_input(len: usize) -> Vec<u8> {
-    (0..len).map(|i| ((i * 7) % 256) as u8 ^ 0x80).collect()
+/// One input vector for every input of `model`: element `i` of each is
+/// `p = (i * 7 % 256) - 128` (the input TFLite-Micro's published figures were measured with,
+/// for int8) in the input's own type: `p + 128` for uint8, `p / 32` for float32.
+pub fn reference_vector(model: &mote_core::Model) -> Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    for k in 0..model.input_count() {
+        let t = model.input(k).map_err(anyhow::Error::msg)?;
+        let pattern = (0..t.shape.elements().unwrap_or(0)).map(|i| ((i * 7) % 256) as i32 - 128);
+        match t.dtype() {
+            DType::I8 => bytes.extend(pattern.map(|p| p as u8)),
+            DType::U8 => bytes.extend(pattern.map(|p| (p + 128) as u8)),
+            DType::I16 => bytes.extend(pattern.flat_map(|p| (p as i16).to_le_bytes())),
+            DType::I32 => bytes.extend(pattern.flat_map(|p| p.to_le_bytes())),
+            DType::F32 => bytes.extend(pattern.flat_map(|p| (p as f32 / 32.0).to_le_bytes())),
+        }
+    }
+    Ok(bytes)
 }
 
 /// TFLite-Micro + CMSIS-NN on QEMU mps2-an386, measured with the same method (SysTick x 40
@@ -220,7 +235,7 @@ pub fn mlperf_suite(
         let golden_in = std::fs::read(dir.join(format!("golden/{golden}_in.i8")))?;
         let golden_out = std::fs::read(dir.join(format!("golden/{golden}_out_tflm.i8")))?;
         let n = check_vectors.min(golden_in.len() / in_len);
-        let mut inputs = reference_input(in_len);
+        let mut inputs = reference_vector(&parsed)?;
         inputs.extend_from_slice(&golden_in[..n * in_len]);
         suite.push((
             BenchCase {

@@ -98,9 +98,13 @@ enum Commands {
     Bench {
         /// `.mote` models (default: the firmware's demo model).
         models: Vec<PathBuf>,
-        /// Raw int8 input vectors for the models (default: `x[i] = (i*7 % 256) - 128`).
+        /// Raw input vectors for the models, laid out as `mote infer` reads them (default: `x[i] = (i*7 % 256) - 128`).
         #[arg(long)]
         input: Option<PathBuf>,
+        /// The outputs the input vectors must give (e.g. TFLite-Micro's), laid out as `mote
+        /// infer` writes them; the table's `bit-exact` column says whether the device gave them.
+        #[arg(long, requires = "input")]
+        expected: Option<PathBuf>,
         /// Also print each model's per-layer profile.
         #[arg(long)]
         layers: bool,
@@ -110,6 +114,7 @@ enum Commands {
         train: Option<PathBuf>,
     },
     /// Convert an int8 `.tflite` model into a `.mote` model.
+    #[command(after_help = import_help())]
     Import {
         /// The `.tflite` file.
         model: PathBuf,
@@ -117,15 +122,16 @@ enum Commands {
         #[arg(short, long)]
         output: PathBuf,
     },
-    /// Run raw int8 input vectors (back to back) through a `.mote` or `.tflite` model on the
-    /// host and write the raw int8 outputs (back to back).
+    /// Run raw input vectors (back to back) through a `.mote` or `.tflite` model on the host
+    /// and write the raw outputs (back to back).
     Infer {
         /// The model.
         model: PathBuf,
-        /// Input vectors.
+        /// Input vectors: each is the model's inputs in order, each raw in its own type
+        /// (int8, uint8, int16, int32 or float32, little-endian), back to back.
         #[arg(long)]
         input: PathBuf,
-        /// Where to write the outputs.
+        /// Where to write the outputs, laid out like the inputs.
         #[arg(long)]
         output: PathBuf,
     },
@@ -224,6 +230,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
         Commands::Bench {
             models,
             input,
+            expected,
             layers,
             train,
         } => {
@@ -240,7 +247,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if models.is_empty() {
                 // The demo model and the four MLPerf Tiny models with their golden vectors.
                 let demo = root.join("firmware/models/demo/model.mote");
-                suite.push((bench_case(&demo, input.as_deref())?, None));
+                suite.push((bench_case(&demo, input.as_deref(), None)?, None));
                 suite.extend(mote_host::bench::mlperf_suite(
                     &root.join("tests/mlperf"),
                     2,
@@ -249,7 +256,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 for path in &models {
                     let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned());
                     let reference = stem.as_deref().and_then(mote_host::bench::tflm_reference);
-                    suite.push((bench_case(path, input.as_deref())?, reference));
+                    let case = bench_case(path, input.as_deref(), expected.as_deref())?;
+                    suite.push((case, reference));
                 }
             }
             let mut results = Vec::new();
@@ -362,6 +370,7 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>> {
 fn bench_case(
     path: &std::path::Path,
     input: Option<&std::path::Path>,
+    expected: Option<&std::path::Path>,
 ) -> Result<mote_host::bench::BenchCase> {
     let bytes = read(path)?;
     let model = if mote_host::tflite::is_tflite(&bytes) {
@@ -374,10 +383,9 @@ fn bench_case(
     let aligned = mote_host::AlignedBytes::new(&model);
     let parsed = mote_core::Model::parse(aligned.as_slice())
         .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", path.display()))?;
-    let input_len = parsed.input(0).map_err(anyhow::Error::msg)?.record.byte_len as usize;
     let inputs = match input {
         Some(p) => read(p)?,
-        None => mote_host::bench::reference_input(input_len),
+        None => mote_host::bench::reference_vector(&parsed)?,
     };
     // `dir/model.mote` is named after its directory.
     let named = if path.file_stem().is_some_and(|s| s == "model") {
@@ -392,7 +400,7 @@ fn bench_case(
         name,
         model,
         inputs,
-        expected: None,
+        expected: expected.map(read).transpose()?,
     })
 }
 
@@ -441,7 +449,7 @@ fn model_dir(path: &std::path::Path) -> Result<PathBuf> {
         }
         return Ok(path.to_path_buf());
     }
-    let case = bench_case(path, None)?;
+    let case = bench_case(path, None, None)?;
     let dir = std::env::temp_dir().join(format!("mote-deploy-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("model.mote"), &case.model)?;
@@ -458,4 +466,10 @@ fn parse_shift(s: &str) -> Result<(f32, f32), String> {
         g.trim().parse().map_err(|e| format!("{e}"))?,
         o.trim().parse().map_err(|e| format!("{e}"))?,
     ))
+}
+
+/// The operators `mote import` takes, for its help.
+fn import_help() -> String {
+    let names = mote_host::tflite::supported_operators();
+    format!("Operators ({}): {}", names.len(), names.join(", "))
 }

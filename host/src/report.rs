@@ -8,8 +8,8 @@ use std::path::Path;
 /// One inference as the firmware printed it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Inference {
-    /// The output tensor's bytes.
-    pub output: Vec<i8>,
+    /// Every output tensor's bytes, in output order, back to back.
+    pub output: Vec<u8>,
     /// Its cost in the board's unit.
     pub cost: u64,
 }
@@ -63,6 +63,7 @@ impl FirmwareReport {
     /// Parses the firmware's log lines.
     pub fn from_log(log: &[LogLine]) -> Result<Self> {
         let mut r = FirmwareReport::default();
+        let mut pending = Vec::new();
         for line in log {
             let t = line.text.as_str();
             if let Some(rest) = t.strip_prefix("cost unit ") {
@@ -74,8 +75,12 @@ impl FirmwareReport {
                 r.decoded = number(t, "decoded").unwrap_or(0);
                 r.parse_cost = number(t, "parse")?;
             } else if let Some(rest) = t.strip_prefix("output ") {
-                r.inferences
-                    .push(parse_output(rest).with_context(|| format!("in `{t}`"))?);
+                let bytes = parse_output(rest).with_context(|| format!("in `{t}`"))?;
+                pending.extend(bytes);
+            } else if let Some(rest) = t.strip_prefix("invoke ") {
+                let cost = parse_cost(rest).with_context(|| format!("in `{t}`"))?;
+                let output = std::mem::take(&mut pending);
+                r.inferences.push(Inference { output, cost });
             } else if let Some(rest) = t.strip_prefix("layer ") {
                 let w: Vec<&str> = rest.split_whitespace().collect();
                 let (op, cost, stack) = match w.as_slice() {
@@ -99,24 +104,31 @@ impl FirmwareReport {
     pub fn output_bytes(&self) -> Vec<u8> {
         self.inferences
             .iter()
-            .flat_map(|i| i.output.iter().map(|&v| v as u8))
+            .flat_map(|i| i.output.iter().copied())
             .collect()
     }
 }
 
-/// `3 [-86, -83] 415200 instructions` -> output and cost.
-fn parse_output(rest: &str) -> Result<Inference> {
-    let (_, rest) = rest.split_once(' ').context("no output values")?;
-    let (values, rest) = rest
-        .strip_prefix('[')
-        .and_then(|r| r.split_once(']'))
+/// `3 0 [170, 173]` (vector, output index, bytes) -> the bytes.
+fn parse_output(rest: &str) -> Result<Vec<u8>> {
+    let (_, values) = rest
+        .split_once('[')
+        .and_then(|(head, r)| Some((head, r.split_once(']')?.0)))
         .context("no [values]")?;
-    let output = values
+    if values.trim().is_empty() {
+        return Ok(Vec::new());
+    }
+    Ok(values
         .split(',')
-        .map(|v| v.trim().parse::<i8>())
-        .collect::<Result<Vec<_>, _>>()?;
-    let cost = rest.split_whitespace().next().context("no cost")?.parse()?;
-    Ok(Inference { output, cost })
+        .map(|v| v.trim().parse::<u8>())
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// `3 415200 instructions` (vector, cost, unit) -> the cost.
+fn parse_cost(rest: &str) -> Result<u64> {
+    let mut words = rest.split_whitespace();
+    let cost = words.nth(1).context("no cost")?;
+    Ok(cost.parse()?)
 }
 
 /// Flash bytes of a firmware ELF, split into the model (and its test inputs) and the rest.

@@ -294,6 +294,14 @@ macro_rules! operators {
                 None
             }
 
+            /// The other TFLite names lowered to it.
+            #[allow(clippy::extra_unused_lifetimes)]
+            pub fn tflite_aliases<$lt>(self) -> &'static [&'static str] {
+                match self {
+                    $(OpCode::$op => <$($ty)+ as Operator<$lt>>::TFLITE_ALIASES,)*
+                }
+            }
+
             /// Inputs its record names.
             #[allow(clippy::extra_unused_lifetimes)]
             pub(crate) fn record_inputs<$lt>(self) -> usize {

@@ -46,7 +46,7 @@ pub fn run(out: &Path, epochs: Option<usize>) -> Result<()> {
     )?;
     let mut lines = Vec::new();
     let run = mote_host::qemu::run_elf(&elf, Duration::from_secs(600), |line| {
-        if !line.text.starts_with("output ") {
+        if !line.text.starts_with("output ") && !line.text.starts_with("invoke ") {
             println!("  device | {line}");
         }
         lines.push(line.text.clone());
@@ -78,7 +78,7 @@ pub fn run(out: &Path, epochs: Option<usize>) -> Result<()> {
             "accuracy restored ",
         ),
         ("device: fine-tuning", "finetune "),
-        ("device: one inference", "output 0 "),
+        ("device: one inference", "invoke 0 "),
         ("device: stack peak", "stack peak "),
     ] {
         if let Some(v) = field(&lines, prefix) {

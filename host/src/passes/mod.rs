@@ -16,6 +16,14 @@ type Pass = fn(&mut TfGraph) -> Result<()>;
 /// Every pass, in the order they run.
 const PASSES: &[(&str, Pass)] = &[];
 
+/// Operators the passes rewrite into others (or fold away), which need no module of their own.
+pub const REWRITTEN: &[&str] = &[];
+
+/// Whether the passes take operators named `name` (see [`REWRITTEN`]).
+pub fn rewrites(name: &str) -> bool {
+    REWRITTEN.contains(&name)
+}
+
 /// The graph after every pass.
 pub fn simplify(graph: &TfGraph) -> Result<TfGraph> {
     let mut graph = graph.clone();

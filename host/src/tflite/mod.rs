@@ -13,7 +13,7 @@ use crate::builder::{BuiltModel, ModelBuilder};
 use crate::tfgraph::TfGraph;
 use crate::AlignedBytes;
 use anyhow::{anyhow, bail, ensure, Context, Result};
-use mote_core::format::{DType, MAGIC};
+use mote_core::format::{DType, OpCode, MAGIC};
 use mote_core::{Interpreter, Model, TensorInfo};
 
 /// Whether `bytes` looks like a `.tflite` file (a flatbuffer with TFLite's `TFL3` identifier).
@@ -41,30 +41,82 @@ pub fn read_tflite(bytes: &[u8]) -> Result<TfGraph> {
     reader::read(bytes)
 }
 
-/// Lowers a graph read from a `.tflite` file onto a [`ModelBuilder`]; an operator mote lacks
-/// is reported as `operator <index>: <NAME> v<version> is not supported by mote`.
+/// Lowers a graph read from a `.tflite` file onto a [`ModelBuilder`]. Operators mote lacks
+/// are all named at once, with how many of each the model has.
 pub fn lower(graph: &TfGraph) -> Result<ModelBuilder> {
-    graph.to_builder().map_err(|e| {
-        // `to_builder` names the failing operator in its outermost context; when the cause is
-        // that mote has no such operator, say it in one line.
-        let outer = e.to_string();
-        let cause = e.root_cause().to_string();
-        graph
-            .operators
-            .iter()
-            .enumerate()
-            .find(|(k, op)| {
-                outer == format!("operator {k} ({} v{})", op.name, op.version)
-                    && cause == format!("operator {} is not supported by mote", op.name)
-            })
-            .map_or(e, |(k, op)| {
-                anyhow!(
-                    "operator {k}: {} v{} is not supported by mote",
-                    op.name,
-                    op.version
-                )
-            })
+    let simplified = crate::passes::simplify(graph)?;
+    let lacking = lacking_operators(&simplified.operators);
+    ensure!(lacking.is_empty(), "{}", lacking_message(&lacking, &[]));
+    if let Some((k, op)) = first_hybrid(&simplified) {
+        bail!(
+            "operator {k} ({}) multiplies float32 activations by int8 weights: this is a hybrid \
+             (dynamic-range) model, which TFLite-Micro cannot run either. Convert it with \
+             full-integer quantization: `converter.optimizations = [tf.lite.Optimize.DEFAULT]`, \
+             a `representative_dataset`, and `converter.target_spec.supported_ops = \
+             [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]`",
+            op.name
+        );
+    }
+    graph.to_builder()
+}
+
+/// The first operator that takes a float32 activation and int8 constant weights.
+fn first_hybrid(graph: &TfGraph) -> Option<(usize, &crate::tfgraph::TfOperator)> {
+    let tensor = |op: &crate::tfgraph::TfOperator, slot: usize| {
+        let id = (*op.inputs.get(slot)?)?;
+        graph.tensors.get(id)
+    };
+    graph.operators.iter().enumerate().find(|(_, op)| {
+        let float_activation =
+            tensor(op, 0).is_some_and(|t| t.data.is_none() && t.dtype == DType::F32);
+        let int8_weights = tensor(op, 1).is_some_and(|t| t.data.is_some() && t.dtype == DType::I8);
+        float_activation && int8_weights
     })
+}
+
+/// Every TFLite builtin operator name the importer takes, sorted.
+pub fn supported_operators() -> Vec<&'static str> {
+    let mut names: Vec<&str> = OpCode::ALL
+        .iter()
+        .flat_map(|op| std::iter::once(op.name()).chain(op.tflite_aliases().iter().copied()))
+        .chain(crate::passes::REWRITTEN.iter().copied())
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The operators mote has no counterpart for (after the graph passes), with their counts.
+pub(crate) fn lacking_operators(ops: &[crate::tfgraph::TfOperator]) -> Vec<(String, usize)> {
+    reader::count(
+        ops.iter()
+            .filter(|op| {
+                OpCode::from_tflite(&op.name).is_none() && !crate::passes::rewrites(&op.name)
+            })
+            .map(|op| op.name.clone()),
+    )
+}
+
+/// One message naming every operator and tensor type mote lacks.
+pub(crate) fn lacking_message(ops: &[(String, usize)], types: &[(String, usize)]) -> String {
+    let list = |items: &[(String, usize)], unit: &str| {
+        items
+            .iter()
+            .map(|(name, n)| format!("{name} ({n} {unit}{})", if *n == 1 { "" } else { "s" }))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let mut parts = Vec::new();
+    if !ops.is_empty() {
+        parts.push(format!("operators {}", list(ops, "use")));
+    }
+    if !types.is_empty() {
+        parts.push(format!("tensor types {}", list(types, "tensor")));
+    }
+    format!(
+        "mote does not support {} in this model (`mote import --help` lists what it does)",
+        parts.join("; and ")
+    )
 }
 
 /// Reads a `.tflite` file, lowers it and builds the `.mote` blob (constants precomputed, arena
@@ -74,9 +126,10 @@ pub fn import_tflite(bytes: &[u8]) -> Result<BuiltModel> {
     lower(&graph)?.build()
 }
 
-/// Runs int8 vectors through a model given as a `.mote` blob or a `.tflite` file (told apart
+/// Runs input vectors through a model given as a `.mote` blob or a `.tflite` file (told apart
 /// by their magic numbers). `input` holds the vectors back to back, each the model's inputs'
-/// bytes in input order; the result holds the outputs the same way, one vector after another
+/// bytes in input order, each in its own type (little-endian: int8, uint8, int16, int32 or
+/// float32); the result holds the outputs the same way, one vector after another
 /// (the layout of the MLPerf Tiny golden files).
 pub fn infer(model_bytes: &[u8], input: &[u8]) -> Result<Vec<u8>> {
     let blob = if is_mote(model_bytes) {
@@ -88,10 +141,10 @@ pub fn infer(model_bytes: &[u8], input: &[u8]) -> Result<Vec<u8>> {
     };
     let model = Model::parse(blob.as_slice()).map_err(|e| anyhow!("invalid .mote blob: {e}"))?;
     let in_sizes = (0..model.input_count())
-        .map(|i| int8_bytes(model.input(i), "input", i))
+        .map(|i| edge_bytes(model.input(i), "input", i))
         .collect::<Result<Vec<_>>>()?;
     let out_sizes = (0..model.output_count())
-        .map(|i| int8_bytes(model.output(i), "output", i))
+        .map(|i| edge_bytes(model.output(i), "output", i))
         .collect::<Result<Vec<_>>>()?;
     let vector_len: usize = in_sizes.iter().sum();
     ensure!(vector_len > 0, "the model has no input bytes");
@@ -110,12 +163,10 @@ pub fn infer(model_bytes: &[u8], input: &[u8]) -> Result<Vec<u8>> {
     for (v, vector) in input.chunks_exact(vector_len).enumerate() {
         let mut at = 0;
         for (i, &size) in in_sizes.iter().enumerate() {
-            let slot = interpreter
-                .input_i8(i as u16)
-                .map_err(|e| anyhow!("model input {i}: {e}"))?;
-            for (dst, &src) in slot.iter_mut().zip(&vector[at..at + size]) {
-                *dst = src as i8;
-            }
+            interpreter
+                .input_bytes(i as u16)
+                .map_err(|e| anyhow!("model input {i}: {e}"))?
+                .copy_from_slice(&vector[at..at + size]);
             at += size;
         }
         interpreter
@@ -124,21 +175,16 @@ pub fn infer(model_bytes: &[u8], input: &[u8]) -> Result<Vec<u8>> {
             .with_context(|| format!("vector {v}"))?;
         for o in 0..out_sizes.len() {
             let got = interpreter
-                .output_i8(o as u16)
+                .output_bytes(o as u16)
                 .map_err(|e| anyhow!("model output {o}: {e}"))?;
-            out.extend(got.iter().map(|&x| x as u8));
+            out.extend_from_slice(got);
         }
     }
     Ok(out)
 }
 
-/// The byte size of a model input or output, which must be int8.
-fn int8_bytes(t: Result<TensorInfo, mote_core::Error>, what: &str, i: u16) -> Result<usize> {
+/// The byte size of a model input or output (any element type).
+fn edge_bytes(t: Result<TensorInfo, mote_core::Error>, what: &str, i: u16) -> Result<usize> {
     let t = t.map_err(|e| anyhow!("model {what} {i}: {e}"))?;
-    ensure!(
-        t.dtype() == DType::I8,
-        "model {what} {i} is {:?}; only int8 vectors can be run",
-        t.dtype()
-    );
     Ok(t.arena_range().len())
 }

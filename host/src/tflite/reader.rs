@@ -236,6 +236,20 @@ pub(crate) fn read(bytes: &[u8]) -> Result<TfGraph> {
         }
     }
 
+    let lacking_types = count(first_use.iter().enumerate().filter_map(|(i, used)| {
+        used.as_ref()?;
+        let code = tensors
+            .table(i)
+            .ok()?
+            .i8(tensor::TYPE, tensor_type::FLOAT32)
+            .ok()?;
+        dtype(code).is_none().then(|| names::tensor_type(code))
+    }));
+    if !lacking_types.is_empty() {
+        let ops = super::lacking_operators(&operators);
+        bail!("{}", super::lacking_message(&ops, &lacking_types));
+    }
+
     let mut renumber = vec![usize::MAX; n_tensors];
     let mut graph_tensors = Vec::new();
     for (i, used) in first_use.iter().enumerate() {
@@ -441,20 +455,39 @@ fn positive(v: i32, what: &str) -> Result<usize> {
         .ok_or_else(|| anyhow!("{what} is {v}; it must be at least 1"))
 }
 
-fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Result<TfTensor> {
-    let name = String::from_utf8_lossy(t.string(tensor::NAME)?.unwrap_or_default()).into_owned();
-    let type_code = t.i8(tensor::TYPE, tensor_type::FLOAT32)?;
-    let dtype = match type_code {
+/// mote's element type for a TFLite tensor type code, if it has one.
+fn dtype(code: i8) -> Option<DType> {
+    Some(match code {
         tensor_type::INT8 => DType::I8,
         tensor_type::INT32 => DType::I32,
         tensor_type::FLOAT32 => DType::F32,
         tensor_type::UINT8 => DType::U8,
         tensor_type::INT16 => DType::I16,
-        other => bail!(
+        _ => return None,
+    })
+}
+
+/// How often each name occurs, in order of first occurrence.
+pub(crate) fn count(names: impl Iterator<Item = String>) -> Vec<(String, usize)> {
+    let mut counts: Vec<(String, usize)> = Vec::new();
+    for name in names {
+        match counts.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((name, 1)),
+        }
+    }
+    counts
+}
+
+fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Result<TfTensor> {
+    let name = String::from_utf8_lossy(t.string(tensor::NAME)?.unwrap_or_default()).into_owned();
+    let type_code = t.i8(tensor::TYPE, tensor_type::FLOAT32)?;
+    let dtype = dtype(type_code).ok_or_else(|| {
+        anyhow!(
             "type {} is not supported (mote has INT8, UINT8, INT16, INT32 and FLOAT32)",
-            names::tensor_type(other)
-        ),
-    };
+            names::tensor_type(type_code)
+        )
+    })?;
     ensure!(
         t.table(tensor::SPARSITY)?.is_none(),
         "sparse tensors are not supported"
@@ -595,7 +628,9 @@ fn quantization_params(q: Table, rank: usize, budget: &mut Budget) -> Result<Opt
             i32::try_from(z).map_err(|_| anyhow!("zero point {z} does not fit 32 bits"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let axis = if scales.len() > 1 {
+    // A rank-1 tensor has one dimension to be per-channel along, whatever the file says: old
+    // converters wrote the weights' axis (3) on biases, and TFLite-Micro ignores it there.
+    let axis = if scales.len() > 1 && rank > 1 {
         let dim = q.i32(quantization::QUANTIZED_DIMENSION, 0)?;
         usize::try_from(dim)
             .ok()
