@@ -38,9 +38,6 @@ fn floats(v: &[f32]) -> String {
 pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
     let aligned = crate::AlignedBytes::new(&q.built.bytes);
     let model = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
-    let input = model.input(0).map_err(anyhow::Error::msg)?;
-    let output = model.output(0).map_err(anyhow::Error::msg)?;
-    let shape = |s: mote_core::ops::Shape4| format!("[{}, {}, {}, {}]", s.n, s.h, s.w, s.c);
     let mut s = String::new();
     let _ = writeln!(
         s,
@@ -79,36 +76,7 @@ pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
         "/// Operators: the slots `mote_core::Interpreter::with_decoded` decodes them into."
     );
     let _ = writeln!(s, "pub const OP_COUNT: usize = {};", model.op_count());
-    let _ = writeln!(
-        s,
-        "/// Input tensor shape (NHWC) and quantization: q = round(x / scale) + zero_point."
-    );
-    let _ = writeln!(
-        s,
-        "pub const INPUT_SHAPE: [usize; 4] = {};",
-        shape(input.shape)
-    );
-    let _ = writeln!(s, "pub const INPUT_SCALE: f32 = {:?};", input.scale());
-    let _ = writeln!(
-        s,
-        "pub const INPUT_ZERO_POINT: i32 = {};",
-        input.zero_point()
-    );
-    let _ = writeln!(
-        s,
-        "/// Output tensor shape and quantization: x = scale * (q - zero_point)."
-    );
-    let _ = writeln!(
-        s,
-        "pub const OUTPUT_SHAPE: [usize; 4] = {};",
-        shape(output.shape)
-    );
-    let _ = writeln!(s, "pub const OUTPUT_SCALE: f32 = {:?};", output.scale());
-    let _ = writeln!(
-        s,
-        "pub const OUTPUT_ZERO_POINT: i32 = {};",
-        output.zero_point()
-    );
+    edges(&mut s, &model)?;
     let names = info
         .class_names
         .iter()
@@ -140,6 +108,54 @@ pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
         );
     }
     Ok(s)
+}
+
+/// Every model input and output: element type, shape, quantization and bytes.
+fn edges(s: &mut String, model: &mote_core::Model) -> Result<()> {
+    let _ = writeln!(
+        s,
+        "/// A model input or output: element type, shape (NHWC; lower ranks right-aligned), \
+         quantization (real = scale * (q - zero_point); scale 0 if not quantized) and bytes."
+    );
+    let _ = writeln!(
+        s,
+        "#[derive(Debug, Clone, Copy, PartialEq, Eq)]\npub enum MoteElement {{ I8, U8, I16, I32, F32 }}\n\n\
+         #[derive(Debug, Clone, Copy)]\npub struct MoteEdge {{\n    pub element: MoteElement,\n    \
+         pub shape: [usize; 4],\n    pub scale: f32,\n    pub zero_point: i32,\n    pub bytes: usize,\n}}\n"
+    );
+    let edge = |t: mote_core::TensorInfo| {
+        let sh = t.shape;
+        format!(
+            "    MoteEdge {{ element: MoteElement::{:?}, shape: [{}, {}, {}, {}], \
+             scale: {:?}, zero_point: {}, bytes: {} }},",
+            t.dtype(),
+            sh.n,
+            sh.h,
+            sh.w,
+            sh.c,
+            t.scale(),
+            t.zero_point(),
+            t.record.byte_len
+        )
+    };
+    for (name, count, get) in [
+        ("INPUTS", model.input_count(), &|i| model.input(i) as _),
+        ("OUTPUTS", model.output_count(), &|i| model.output(i) as _),
+    ]
+        as [(
+            &str,
+            u16,
+            &dyn Fn(u16) -> Result<mote_core::TensorInfo, mote_core::Error>,
+        ); 2]
+    {
+        let _ = writeln!(s, "/// The model's {}, in order.", name.to_lowercase());
+        let _ = writeln!(s, "pub const {name}: [MoteEdge; {count}] = [");
+        for i in 0..count {
+            let _ = writeln!(s, "{}", edge(get(i).map_err(anyhow::Error::msg)?));
+        }
+        let _ = writeln!(s, "];");
+    }
+    Ok(())
 }
 
 fn write_set(dir: &Path, name: &str, q: &Quantized, set: &LabelledSet<'_>) -> Result<()> {

@@ -16,12 +16,13 @@ fn generated_rust_compiles_and_matches_the_model() {
         "pub const ARENA_SIZE: usize = {};",
         model.arena_size()
     )));
-    assert!(code.contains("pub const INPUT_SHAPE: [usize; 4] = [1, 1, 1, 64];"));
-    assert!(code.contains("pub const OUTPUT_SHAPE: [usize; 4] = [1, 1, 1, 10];"));
+    let (in_scale, in_zero) = demo.quantized.input;
     assert!(code.contains(&format!(
-        "pub const INPUT_ZERO_POINT: i32 = {};",
-        demo.quantized.input.1
+        "pub const INPUTS: [MoteEdge; 1] = [\n    MoteEdge {{ element: MoteElement::I8, \
+         shape: [1, 1, 1, 64], scale: {in_scale:?}, zero_point: {in_zero}, bytes: 64 }},\n];"
     )));
+    assert!(code.contains("pub const OUTPUTS: [MoteEdge; 1]"));
+    assert!(code.contains("shape: [1, 1, 1, 10]"));
     assert!(code.contains(
         r#"pub const CLASS_NAMES: [&str; 10] = ["0", "1", "2", "3", "4", "5", "6", "7", "8", "9"];"#
     ));
@@ -41,7 +42,7 @@ fn generated_rust_compiles_and_matches_the_model() {
     std::fs::write(
         &check,
         "include!(\"model.rs\");\nfn main() { assert_eq!(MODEL.0.len(), std::fs::read(\"model.mote\").unwrap().len()); \
-         assert_eq!(CLASS_NAMES.len(), 10); let _ = (ARENA_SIZE, INPUT_SCALE, OUTPUT_SCALE, OUTPUT_ZERO_POINT); }\n",
+         assert_eq!(CLASS_NAMES.len(), 10); assert_eq!(INPUTS[0].bytes, 64); assert_eq!(OUTPUTS[0].element, MoteElement::I8); let _ = ARENA_SIZE; }\n",
     )
     .unwrap();
     let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
