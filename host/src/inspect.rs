@@ -49,7 +49,34 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
         .collect()
 }
 
-/// A printable per-layer table with totals.
+/// One line per model input and output: type, shape, quantization and arena bytes.
+fn edges(s: &mut String, model: &Model<'_>) -> Result<(), Error> {
+    let inputs = (0..model.input_count()).map(|i| ("input", i, model.input(i)));
+    let outputs = (0..model.output_count()).map(|i| ("output", i, model.output(i)));
+    for (what, i, t) in inputs.chain(outputs) {
+        let t = t?;
+        let sh = t.shape;
+        let quant = match t.scale() {
+            0.0 => String::new(),
+            scale => format!(", scale {scale:e}, zero point {}", t.zero_point()),
+        };
+        let range = t.arena_range();
+        let _ = writeln!(
+            s,
+            "{what} {i}: {:?} [{}, {}, {}, {}]{quant}, arena {}+{}",
+            t.dtype(),
+            sh.n,
+            sh.h,
+            sh.w,
+            sh.c,
+            range.start,
+            range.len()
+        );
+    }
+    Ok(())
+}
+
+/// A printable per-layer table with the model's inputs and outputs and totals.
 pub fn table(model: &Model<'_>) -> Result<String, Error> {
     let layers = layers(model)?;
     let mut s = String::new();
@@ -71,6 +98,7 @@ pub fn table(model: &Model<'_>) -> Result<String, Error> {
             l.op, shape, l.macs, l.weight_bytes, arena, scratch
         );
     }
+    edges(&mut s, model)?;
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
     let weights: usize = layers.iter().map(|l| l.weight_bytes).sum();
     let _ = writeln!(

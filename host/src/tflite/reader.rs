@@ -490,7 +490,8 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
     })?;
     ensure!(
         t.table(tensor::SPARSITY)?.is_none(),
-        "sparse tensors are not supported"
+        "the tensor is stored sparse (the converter's `EXPERIMENTAL_SPARSITY` optimization), \
+         which TFLite-Micro cannot run either: convert without it"
     );
 
     let dims = t.vector(tensor::SHAPE, 4)?;
