@@ -59,8 +59,16 @@ impl Window {
         stride: (usize, usize),
         dilation: (usize, usize),
     ) -> Option<WindowFit> {
-        let rows = Axis::new(padding, input.h, kernel.0, stride.0, dilation.0)?;
-        let cols = Axis::new(padding, input.w, kernel.1, stride.1, dilation.1)?;
+        let (rows, cols) = match padding {
+            Padding::Explicit { h, w } => (
+                Axis::explicit(h, input.h, kernel.0, stride.0, dilation.0)?,
+                Axis::explicit(w, input.w, kernel.1, stride.1, dilation.1)?,
+            ),
+            _ => (
+                Axis::new(padding, input.h, kernel.0, stride.0, dilation.0)?,
+                Axis::new(padding, input.w, kernel.1, stride.1, dilation.1)?,
+            ),
+        };
         Some(WindowFit {
             window: Window::from_axes(&rows, &cols),
             out_h: rows.output,
@@ -114,11 +122,21 @@ pub enum Padding {
     Same,
     /// No padding: only windows that fit entirely.
     Valid,
+    /// Given amounts `(before, after)` along the height and the width: a VALID window over
+    /// the input padded with its zero point (what folding a PAD into a convolution gives).
+    /// Each amount must be smaller than the dilated kernel.
+    Explicit {
+        /// Rows above and below.
+        h: (usize, usize),
+        /// Columns left and right.
+        w: (usize, usize),
+    },
 }
 
 impl Padding {
     /// Output size and padding before the input along one axis, as TFLite computes them.
-    /// `None` if the window does not fit (VALID), a parameter is zero, or a size overflows.
+    /// `None` if the window does not fit (VALID), a parameter is zero, or a size overflows;
+    /// always for `Explicit`, whose amounts differ by axis (see [`Window::for_kernel`]).
     pub fn output_and_pad(
         self,
         input: usize,
@@ -196,6 +214,7 @@ impl Axis {
         let output = match padding {
             Padding::Same => input.div_ceil(stride),
             Padding::Valid => input.checked_sub(dilated)? / stride + 1,
+            Padding::Explicit { .. } => return None,
         };
         let covered = (output - 1).checked_mul(stride)?.checked_add(dilated)?;
         Some(Self {
@@ -206,6 +225,35 @@ impl Axis {
             pad: covered.saturating_sub(input) / 2,
             output,
         })
+    }
+
+    /// A VALID window over the input with `(before, after)` padding: `None` unless both are
+    /// smaller than the dilated kernel (so every window sees some input and the axis is
+    /// consistent), a parameter is zero, or a size overflows.
+    pub fn explicit(
+        (before, after): (usize, usize),
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<Self> {
+        if input == 0 || stride == 0 || dilation == 0 {
+            return None;
+        }
+        let dilated = dilated_kernel(kernel, dilation)?;
+        if before >= dilated || after >= dilated {
+            return None;
+        }
+        let padded = input.checked_add(before)?.checked_add(after)?;
+        let axis = Self {
+            input,
+            kernel,
+            stride,
+            dilation,
+            pad: before,
+            output: padded.checked_sub(dilated)? / stride + 1,
+        };
+        axis.is_consistent().then_some(axis)
     }
 
     /// Whether `output` follows from the other sizes: nonzero sizes, padding smaller than

@@ -19,6 +19,7 @@
 //! 3. Golden cases from `tools/goldens` (a test requires cases for every operator listed).
 
 pub mod add;
+pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
 pub mod depthwise_conv2d;
@@ -30,6 +31,7 @@ pub mod lower;
 pub mod mean;
 pub mod operator;
 mod output_stage;
+pub mod pad;
 pub mod pooling;
 pub mod quantize;
 pub mod record;
@@ -37,6 +39,7 @@ pub mod relu;
 pub mod reshape;
 mod simd;
 pub mod softmax;
+pub mod transpose;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -74,6 +77,13 @@ operators! { 'a;
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
     13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+    /// Constant padding (PAD, and PADV2 with a constant value).
+    14 => Pad(pad::Pad), "PAD", feature "op-pad";
+    /// Axis permutation of rank <= 4.
+    15 => Transpose(transpose::Transpose), "TRANSPOSE", feature "op-transpose";
+    /// Concatenation of up to 4 inputs along one axis (PACK lowers to it too).
+    16 => Concatenation(concatenation::Concatenation), "CONCATENATION",
+        feature "op-concatenation";
 }
 
 use crate::quant::QuantizedMultiplier;

@@ -10,11 +10,19 @@
 use crate::tfgraph::TfGraph;
 use anyhow::Result;
 
+mod concat_split;
+mod pack;
+mod pad_fold;
+
 /// A rewrite of the graph in place.
 type Pass = fn(&mut TfGraph) -> Result<()>;
 
 /// Every pass, in the order they run.
-const PASSES: &[(&str, Pass)] = &[];
+const PASSES: &[(&str, Pass)] = &[
+    ("pack", pack::run),
+    ("concat_split", concat_split::run),
+    ("pad_fold", pad_fold::run),
+];
 
 /// The graph after every pass.
 pub fn simplify(graph: &TfGraph) -> Result<TfGraph> {
