@@ -417,18 +417,18 @@ for (name, shape, make, batch, note) in [
 
 case(
     "padfold_zeropad_conv_valid",
-    "Keras ZeroPadding2D(1) + Conv2D 3x3 VALID: the PAD folds into the convolution's explicit padding (bit-exact with the PAD run).",
-    [(6, 6, 3)], chain(lambda x: L.ZeroPadding2D(1)(x), conv(4, 3, pad="valid", act="relu")),
+    "Keras ZeroPadding2D(1) + Conv2D 5x5 VALID (not SAME's padding of 2, so the converter keeps the PAD): mote folds it into the convolution's explicit padding.",
+    [(7, 7, 3)], chain(lambda x: L.ZeroPadding2D(1)(x), conv(4, 5, pad="valid", act="relu")),
 )
 case(
     "padfold_asym_conv_s2",
-    "PAD (1,1) rows and (0,1) columns before a 3x3 stride-2 VALID CONV_2D, as PyTorch exports pad before strided convolutions: folded.",
-    [(7, 8, 3)], chain(lambda x: L.ZeroPadding2D(((1, 1), (0, 1)))(x), conv(5, 3, s=2, pad="valid")),
+    "PAD (1,1) rows and (0,1) columns on an 8x7 input before a 3x3 stride-2 VALID CONV_2D (SAME would pad (0,1) and (1,1)), as PyTorch exports strided convolutions: folded.",
+    [(8, 7, 3)], chain(lambda x: L.ZeroPadding2D(((1, 1), (0, 1)))(x), conv(5, 3, s=2, pad="valid")),
 )
 case(
     "padfold_asym_dwconv_s2",
-    "PAD (0,1) rows and (1,1) columns before a 3x3 stride-2 VALID DEPTHWISE_CONV_2D (multiplier 2): folded.",
-    [(8, 7, 4)], chain(lambda x: L.ZeroPadding2D(((0, 1), (1, 1)))(x), dw(3, s=2, pad="valid", m=2, act="relu6")),
+    "PAD (1,0) rows and (2,1) columns before a 3x3 stride-2 VALID DEPTHWISE_CONV_2D (multiplier 2): folded.",
+    [(8, 7, 4)], chain(lambda x: L.ZeroPadding2D(((1, 0), (2, 1)))(x), dw(3, s=2, pad="valid", m=2, act="relu6")),
 )
 case(
     "padfold_not_into_maxpool",

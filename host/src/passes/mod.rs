@@ -32,3 +32,39 @@ pub fn simplify(graph: &TfGraph) -> Result<TfGraph> {
     }
     Ok(graph)
 }
+
+/// Drops the tensors no operator or graph edge names any more (what a fold leaves behind: an
+/// orphaned activation would still be given a record, and a constant its bytes), renumbering
+/// the rest.
+pub(crate) fn drop_unused_tensors(graph: &mut TfGraph) {
+    let mut used = vec![false; graph.tensors.len()];
+    let named = graph.operators.iter().flat_map(|op| {
+        let inputs = op.inputs.iter().flatten();
+        inputs.chain(&op.outputs)
+    });
+    for &t in named.chain(&graph.inputs).chain(&graph.outputs) {
+        if let Some(u) = used.get_mut(t) {
+            *u = true;
+        }
+    }
+    let mut new_id = vec![usize::MAX; used.len()];
+    let mut kept = 0;
+    for (id, &u) in used.iter().enumerate() {
+        if u {
+            new_id[id] = kept;
+            kept += 1;
+        }
+    }
+    let mut k = 0;
+    graph.tensors.retain(|_| {
+        k += 1;
+        used[k - 1]
+    });
+    let renumber = |t: &mut usize| *t = new_id.get(*t).copied().unwrap_or(*t);
+    for op in &mut graph.operators {
+        op.inputs.iter_mut().flatten().for_each(renumber);
+        op.outputs.iter_mut().for_each(renumber);
+    }
+    graph.inputs.iter_mut().for_each(renumber);
+    graph.outputs.iter_mut().for_each(renumber);
+}
