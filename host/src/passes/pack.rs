@@ -23,8 +23,14 @@ pub(crate) fn run(graph: &mut TfGraph) -> Result<()> {
             "PACK axis {axis} is out of range for a rank-{rank} output"
         );
         let axis = axis.rem_euclid(rank as i64) as usize;
-        let mut views = Vec::with_capacity(op.inputs.len());
-        for &input in &op.inputs {
+        let mut views: Vec<Option<usize>> = Vec::with_capacity(op.inputs.len());
+        for (k, &input) in op.inputs.iter().enumerate() {
+            // An input stacked again reads the view made for it (two views of one tensor
+            // would be two aliases live at once).
+            if let Some(j) = op.inputs[..k].iter().position(|&i| i == input) {
+                views.push(views[j]);
+                continue;
+            }
             let Some(x) = input.and_then(|i| graph.tensors.get(i)).cloned() else {
                 bail!("PACK input missing");
             };
