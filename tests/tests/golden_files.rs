@@ -48,6 +48,9 @@ const CASES: &[&str] = &[
     "conv2d_saturate",
     "conv2d_tiny_multiplier",
     "conv2d_tiny_scales",
+    "depth_to_space_b2",
+    "depth_to_space_b2_c1",
+    "depth_to_space_b3_batch2",
     "dwconv_1x3_valid_s2_m2_relu",
     "dwconv_3x1_same_s1_m1_none",
     "dwconv_3x3_same_dil2_m1_relu6",
@@ -137,6 +140,7 @@ const REQUIRED_OPS: &[&str] = &[
     "TRANSPOSE",
     "CONCATENATION",
     "PACK",
+    "DEPTH_TO_SPACE",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -158,6 +162,7 @@ const KNOWN_OPS: &[&str] = &[
     "TRANSPOSE",
     "CONCATENATION",
     "PACK",
+    "DEPTH_TO_SPACE",
     "MEAN",
 ];
 
@@ -413,6 +418,7 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             activation();
             assert!(op.option_i64("axis").is_some(), "{what}: axis");
         }
+        "DEPTH_TO_SPACE" => positive("block_size"),
         "PACK" => {
             assert!(op.option_i64("axis").is_some(), "{what}: axis");
             let count = op.option_u64("values_count");

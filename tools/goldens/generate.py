@@ -475,6 +475,29 @@ for (name, shapes, make, batch, note) in [
 ]:
     case(name, f"PACK: {note}.", shapes, make, batch=batch, random_vectors=3)
 
+# --- DEPTH_TO_SPACE --------------------------------------------------------------------------
+
+
+class DepthToSpace(L.Layer):
+    def __init__(self, block, **kw):
+        super().__init__(**kw)
+        self.block = block
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, self.block)
+
+    def compute_output_shape(self, s):
+        b = self.block
+        return (s[0], s[1] * b, s[2] * b, s[3] // (b * b))
+
+
+for (name, shape, block, batch, note) in [
+    ("depth_to_space_b2", (3, 4, 8), 2, 1, "block 2: [1,3,4,8] -> [1,6,8,2]"),
+    ("depth_to_space_b3_batch2", (2, 3, 18), 3, 2, "block 3 on a batch of 2: [2,2,3,18] -> [2,6,9,2]"),
+    ("depth_to_space_b2_c1", (4, 4, 4), 2, 1, "block 2 down to one channel: [1,4,4,4] -> [1,8,8,1]"),
+]:
+    case(name, f"DEPTH_TO_SPACE: {note}.", [shape], (lambda b: lambda x: DepthToSpace(b)(x))(block), batch=batch)
+
 # --- small models ----------------------------------------------------------------------------
 
 
@@ -1166,6 +1189,12 @@ class Reference:
 
     def op_pack(self, op, args, in_t, out_t, ts):
         return np.stack(args, axis=op["options"]["axis"])
+
+    def op_depth_to_space(self, op, args, in_t, out_t, ts):
+        b = op["options"]["block_size"]
+        n, h, w, c = args[0].shape
+        x = args[0].reshape(n, h, w, b, b, c // (b * b))
+        return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * b, w * b, c // (b * b))
 
     def op_reshape(self, op, args, in_t, out_t, ts):
         return args[0].reshape(out_t["shape"])

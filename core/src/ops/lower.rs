@@ -26,6 +26,8 @@ pub struct TfOptions {
     pub keep_dims: bool,
     // CONCATENATION and PACK.
     pub axis: i32,
+    // DEPTH_TO_SPACE.
+    pub block_size: usize,
 }
 
 impl Default for TfOptions {
@@ -42,6 +44,7 @@ impl Default for TfOptions {
             beta: 1.0,
             keep_dims: false,
             axis: 0,
+            block_size: 1,
         }
     }
 }

@@ -22,6 +22,7 @@ pub mod add;
 pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
+pub mod depth_to_space;
 pub mod depthwise_conv2d;
 pub(crate) mod depthwise_fast;
 mod fast_requant;
@@ -84,6 +85,9 @@ operators! { 'a;
     /// Concatenation of up to 4 inputs along one axis (PACK lowers to it too).
     16 => Concatenation(concatenation::Concatenation), "CONCATENATION",
         feature "op-concatenation";
+    /// Channels rearranged into square spatial blocks.
+    17 => DepthToSpace(depth_to_space::DepthToSpace), "DEPTH_TO_SPACE",
+        feature "op-depth-to-space";
 }
 
 use crate::quant::QuantizedMultiplier;

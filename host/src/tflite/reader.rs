@@ -89,6 +89,7 @@ mod options {
     pub const TRANSPOSE: u8 = 26;
     pub const PADV2: u8 = 43;
     pub const PACK: u8 = 59;
+    pub const DEPTH_TO_SPACE: u8 = 94;
 }
 
 /// `enum TensorType` codes mote has.
@@ -428,6 +429,11 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
             // values_count (field 0) repeats the number of inputs.
             if let Some(t) = table(options::PACK, "PackOptions", false)? {
                 o.axis = t.i32(1, 0)?;
+            }
+        }
+        "DEPTH_TO_SPACE" => {
+            if let Some(t) = table(options::DEPTH_TO_SPACE, "DepthToSpaceOptions", true)? {
+                o.block_size = positive(t.i32(0, 0)?, "block_size")?;
             }
         }
         // PadOptions, PadV2Options and TransposeOptions have no fields.
