@@ -88,7 +88,7 @@ impl<'a> Operator<'a> for Concatenation {
         let quant = cx.per_tensor(cx.output())?;
         let mut shapes = [Shape4::default(); MAX_OP_INPUTS];
         let mut count = 0;
-        for slot in 0..MAX_OP_INPUTS {
+        for (slot, shape) in shapes.iter_mut().enumerate() {
             let Some(id) = cx.optional(slot)? else { break };
             let t = cx.typed(id, DType::I8, "input")?;
             if t.constant {
@@ -103,7 +103,7 @@ impl<'a> Operator<'a> for Concatenation {
                     what: "CONCATENATION inputs must be quantized like the output (TFLite-Micro)",
                 });
             }
-            shapes[slot] = t.shape;
+            *shape = t.shape;
             count += 1;
         }
         if cx.optional(count)?.is_some() || count == 0 {
@@ -126,13 +126,13 @@ impl<'a> Operator<'a> for Concatenation {
         let mut inputs = [None; MAX_OP_INPUTS];
         let mut shapes = [Shape4::default(); MAX_OP_INPUTS];
         let mut count = 0;
-        for slot in 0..MAX_OP_INPUTS {
+        for (slot, (input, shape)) in inputs.iter_mut().zip(&mut shapes).enumerate() {
             if !d.has_input(slot) {
                 break;
             }
             let t = d.activation(slot, DType::I8);
-            inputs[slot] = Some(t.index);
-            shapes[slot] = t.shape;
+            *input = Some(t.index);
+            *shape = t.shape;
             count += 1;
         }
         d.check(
