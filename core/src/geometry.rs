@@ -592,6 +592,61 @@ mod tests {
         assert_eq!(Axis { input: max, ..base }.taps(0), 0..0);
     }
 
+    /// Explicit padding with SAME's amounts is SAME's axis; with VALID's (none) VALID's; and
+    /// every explicit axis is consistent, or refused.
+    #[test]
+    fn explicit_padding_agrees_with_same_and_valid() {
+        for input in 1..10usize {
+            for (kernel, stride, dilation) in
+                (1..5).flat_map(|k| (1..4).flat_map(move |s| (1..3).map(move |d| (k, s, d))))
+            {
+                let dilated = dilated_kernel(kernel, dilation).unwrap();
+                let same = Axis::new(Padding::Same, input, kernel, stride, dilation).unwrap();
+                let total = ((same.output - 1) * stride + dilated).saturating_sub(input);
+                let amounts = (same.pad, total - same.pad);
+                if amounts.1 < dilated {
+                    let explicit = Axis::explicit(amounts, input, kernel, stride, dilation);
+                    assert_eq!(explicit, Some(same), "{input} {kernel} {stride} {dilation}");
+                }
+                let valid = Axis::new(Padding::Valid, input, kernel, stride, dilation);
+                assert_eq!(
+                    Axis::explicit((0, 0), input, kernel, stride, dilation),
+                    valid
+                );
+                for before in 0..dilated + 1 {
+                    for after in 0..dilated + 1 {
+                        let e = Axis::explicit((before, after), input, kernel, stride, dilation);
+                        if before >= dilated || after >= dilated {
+                            assert_eq!(e, None);
+                        } else if let Some(e) = e {
+                            assert!(e.is_consistent());
+                            let padded = input + before + after;
+                            assert_eq!(e.output, (padded - dilated) / stride + 1);
+                        } else {
+                            assert!(input + before + after < dilated);
+                        }
+                    }
+                }
+            }
+        }
+        let explicit = Padding::Explicit {
+            h: (1, 1),
+            w: (0, 1),
+        };
+        let fit = Window::for_kernel(Shape4::new(1, 8, 7, 3), (3, 3), explicit, (2, 2), (1, 1));
+        let fit = fit.unwrap();
+        assert_eq!(
+            (
+                fit.out_h,
+                fit.out_w,
+                fit.window.pad_top,
+                fit.window.pad_left
+            ),
+            (4, 3, 1, 0)
+        );
+        assert_eq!(explicit.output_and_pad(8, 3, 2, 1), None);
+    }
+
     #[test]
     fn window_for_kernel_places_both_axes() {
         let input = Shape4::new(1, 7, 4, 3);
