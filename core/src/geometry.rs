@@ -59,8 +59,16 @@ impl Window {
         stride: (usize, usize),
         dilation: (usize, usize),
     ) -> Option<WindowFit> {
-        let rows = Axis::new(padding, input.h, kernel.0, stride.0, dilation.0)?;
-        let cols = Axis::new(padding, input.w, kernel.1, stride.1, dilation.1)?;
+        let (rows, cols) = match padding {
+            Padding::Explicit { h, w } => (
+                Axis::explicit(h, input.h, kernel.0, stride.0, dilation.0)?,
+                Axis::explicit(w, input.w, kernel.1, stride.1, dilation.1)?,
+            ),
+            _ => (
+                Axis::new(padding, input.h, kernel.0, stride.0, dilation.0)?,
+                Axis::new(padding, input.w, kernel.1, stride.1, dilation.1)?,
+            ),
+        };
         Some(WindowFit {
             window: Window::from_axes(&rows, &cols),
             out_h: rows.output,
@@ -114,11 +122,21 @@ pub enum Padding {
     Same,
     /// No padding: only windows that fit entirely.
     Valid,
+    /// Given amounts `(before, after)` along the height and the width: a VALID window over
+    /// the input padded with its zero point (what folding a PAD into a convolution gives).
+    /// Each amount must be smaller than the dilated kernel.
+    Explicit {
+        /// Rows above and below.
+        h: (usize, usize),
+        /// Columns left and right.
+        w: (usize, usize),
+    },
 }
 
 impl Padding {
     /// Output size and padding before the input along one axis, as TFLite computes them.
-    /// `None` if the window does not fit (VALID), a parameter is zero, or a size overflows.
+    /// `None` if the window does not fit (VALID), a parameter is zero, or a size overflows;
+    /// always for `Explicit`, whose amounts differ by axis (see [`Window::for_kernel`]).
     pub fn output_and_pad(
         self,
         input: usize,
@@ -196,6 +214,7 @@ impl Axis {
         let output = match padding {
             Padding::Same => input.div_ceil(stride),
             Padding::Valid => input.checked_sub(dilated)? / stride + 1,
+            Padding::Explicit { .. } => return None,
         };
         let covered = (output - 1).checked_mul(stride)?.checked_add(dilated)?;
         Some(Self {
@@ -206,6 +225,35 @@ impl Axis {
             pad: covered.saturating_sub(input) / 2,
             output,
         })
+    }
+
+    /// A VALID window over the input with `(before, after)` padding: `None` unless both are
+    /// smaller than the dilated kernel (so every window sees some input and the axis is
+    /// consistent), a parameter is zero, or a size overflows.
+    pub fn explicit(
+        (before, after): (usize, usize),
+        input: usize,
+        kernel: usize,
+        stride: usize,
+        dilation: usize,
+    ) -> Option<Self> {
+        if input == 0 || stride == 0 || dilation == 0 {
+            return None;
+        }
+        let dilated = dilated_kernel(kernel, dilation)?;
+        if before >= dilated || after >= dilated {
+            return None;
+        }
+        let padded = input.checked_add(before)?.checked_add(after)?;
+        let axis = Self {
+            input,
+            kernel,
+            stride,
+            dilation,
+            pad: before,
+            output: padded.checked_sub(dilated)? / stride + 1,
+        };
+        axis.is_consistent().then_some(axis)
     }
 
     /// Whether `output` follows from the other sizes: nonzero sizes, padding smaller than
@@ -542,6 +590,61 @@ mod tests {
             0..0
         );
         assert_eq!(Axis { input: max, ..base }.taps(0), 0..0);
+    }
+
+    /// Explicit padding with SAME's amounts is SAME's axis; with VALID's (none) VALID's; and
+    /// every explicit axis is consistent, or refused.
+    #[test]
+    fn explicit_padding_agrees_with_same_and_valid() {
+        for input in 1..10usize {
+            for (kernel, stride, dilation) in
+                (1..5).flat_map(|k| (1..4).flat_map(move |s| (1..3).map(move |d| (k, s, d))))
+            {
+                let dilated = dilated_kernel(kernel, dilation).unwrap();
+                let same = Axis::new(Padding::Same, input, kernel, stride, dilation).unwrap();
+                let total = ((same.output - 1) * stride + dilated).saturating_sub(input);
+                let amounts = (same.pad, total - same.pad);
+                if amounts.1 < dilated {
+                    let explicit = Axis::explicit(amounts, input, kernel, stride, dilation);
+                    assert_eq!(explicit, Some(same), "{input} {kernel} {stride} {dilation}");
+                }
+                let valid = Axis::new(Padding::Valid, input, kernel, stride, dilation);
+                assert_eq!(
+                    Axis::explicit((0, 0), input, kernel, stride, dilation),
+                    valid
+                );
+                for before in 0..dilated + 1 {
+                    for after in 0..dilated + 1 {
+                        let e = Axis::explicit((before, after), input, kernel, stride, dilation);
+                        if before >= dilated || after >= dilated {
+                            assert_eq!(e, None);
+                        } else if let Some(e) = e {
+                            assert!(e.is_consistent());
+                            let padded = input + before + after;
+                            assert_eq!(e.output, (padded - dilated) / stride + 1);
+                        } else {
+                            assert!(input + before + after < dilated);
+                        }
+                    }
+                }
+            }
+        }
+        let explicit = Padding::Explicit {
+            h: (1, 1),
+            w: (0, 1),
+        };
+        let fit = Window::for_kernel(Shape4::new(1, 8, 7, 3), (3, 3), explicit, (2, 2), (1, 1));
+        let fit = fit.unwrap();
+        assert_eq!(
+            (
+                fit.out_h,
+                fit.out_w,
+                fit.window.pad_top,
+                fit.window.pad_left
+            ),
+            (4, 3, 1, 0)
+        );
+        assert_eq!(explicit.output_and_pad(8, 3, 2, 1), None);
     }
 
     #[test]

@@ -135,6 +135,10 @@ impl LowerGraph for Graph<'_> {
                 Some(Data::I32(v)) => Some(v),
                 _ => None,
             },
+            i8_data: match &t.data {
+                Some(Data::I8(v)) => Some(v),
+                _ => None,
+            },
             constant: t.data.is_some(),
         })
     }

@@ -62,6 +62,8 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.filter_w = num("filter_width", 1);
             o.beta = op.option_f32("beta").unwrap_or(1.0);
             o.keep_dims = op.option_bool("keep_dims").unwrap_or(false);
+            o.axis = op.option_i64("axis").unwrap_or(0) as i32;
+            o.block_size = num("block_size", 1);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -15,6 +15,13 @@ const CASES: &[&str] = &[
     "avgpool_3x3_same_s1",
     "avgpool_3x3_same_s2",
     "avgpool_global_5x7",
+    "concat_7_inputs_split",
+    "concat_batch_axis0",
+    "concat_channels",
+    "concat_height_3_inputs",
+    "concat_rank2_negative_axis",
+    "concat_rank3_axis1",
+    "concat_width_4_inputs",
     "conv2d_1x1_same_s2_relu",
     "conv2d_1x1_valid_1x1_image_relu6",
     "conv2d_1x1_valid_s1_none",
@@ -41,6 +48,9 @@ const CASES: &[&str] = &[
     "conv2d_saturate",
     "conv2d_tiny_multiplier",
     "conv2d_tiny_scales",
+    "depth_to_space_b2",
+    "depth_to_space_b2_c1",
+    "depth_to_space_b3_batch2",
     "dwconv_1x3_valid_s2_m2_relu",
     "dwconv_3x1_same_s1_m1_none",
     "dwconv_3x3_same_dil2_m1_relu6",
@@ -75,6 +85,20 @@ const CASES: &[&str] = &[
     "mean_global_average_pooling",
     "model_ds_cnn",
     "model_residual_block",
+    "pack_axis0",
+    "pack_axis1_6_inputs",
+    "pack_axis_last",
+    "pad_batch_and_channels",
+    "pad_big",
+    "pad_rank2",
+    "pad_rank3_all_axes",
+    "pad_zeropad2d_asym",
+    "padfold_asym_conv_s2",
+    "padfold_asym_dwconv_s2",
+    "padfold_not_into_maxpool",
+    "padfold_zeropad_conv_valid",
+    "padv2_value_channels",
+    "padv2_value_rank3",
     "relu6_narrow",
     "relu6_standalone",
     "relu_asym_range",
@@ -90,6 +114,11 @@ const CASES: &[&str] = &[
     "softmax_10_range8",
     "softmax_3_asym",
     "softmax_4d_2x3x5",
+    "transpose_batch_moves",
+    "transpose_nchw_to_nhwc",
+    "transpose_nhwc_to_nchw",
+    "transpose_rank2",
+    "transpose_rank3",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -106,6 +135,12 @@ const REQUIRED_OPS: &[&str] = &[
     "DEQUANTIZE",
     "RELU",
     "RELU6",
+    "PAD",
+    "PADV2",
+    "TRANSPOSE",
+    "CONCATENATION",
+    "PACK",
+    "DEPTH_TO_SPACE",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -122,6 +157,12 @@ const KNOWN_OPS: &[&str] = &[
     "DEQUANTIZE",
     "RELU",
     "RELU6",
+    "PAD",
+    "PADV2",
+    "TRANSPOSE",
+    "CONCATENATION",
+    "PACK",
+    "DEPTH_TO_SPACE",
     "MEAN",
 ];
 
@@ -176,7 +217,9 @@ fn files_stay_small() {
     assert!(total <= MAX_TOTAL_BYTES, "goldens total {total} bytes");
 }
 
-fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
+/// `weights`: an int8 constant read as weights (anything but PADV2's value), which the
+/// converter quantizes symmetrically.
+fn check_tensor(case: &str, index: usize, t: &GoldenTensor, weights: bool) {
     let what = format!("{case}: tensor {index} ({})", t.name);
     if let Some(data) = &t.data {
         assert_eq!(
@@ -213,7 +256,7 @@ fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
             for &z in &t.zero_point {
                 assert!((-128..=127).contains(&z), "{what}: zero point {z}");
             }
-            if t.data.is_some() {
+            if t.data.is_some() && weights {
                 assert!(
                     t.zero_point.iter().all(|&z| z == 0),
                     "{what}: weights must be symmetric"
@@ -251,8 +294,14 @@ fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
 fn tensors_are_consistent() {
     for case in cases() {
         assert!(!case.tensors.is_empty(), "{}: no tensors", case.name);
+        let pad_values: Vec<i64> = case
+            .operators
+            .iter()
+            .filter(|op| op.op == "PADV2")
+            .filter_map(|op| op.inputs.get(2).copied())
+            .collect();
         for (i, t) in case.tensors.iter().enumerate() {
-            check_tensor(&case.name, i, t);
+            check_tensor(&case.name, i, t, !pad_values.contains(&(i as i64)));
         }
     }
 }
@@ -359,6 +408,21 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
         "RELU" | "RELU6" => {
             assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
             assert!(op.inputs.len() == 1, "{what}: expects one input");
+        }
+        "PAD" | "PADV2" | "TRANSPOSE" => {
+            assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
+            let inputs = if op.op == "PADV2" { 3 } else { 2 };
+            assert!(op.inputs.len() == inputs, "{what}: expects {inputs} inputs");
+        }
+        "CONCATENATION" => {
+            activation();
+            assert!(op.option_i64("axis").is_some(), "{what}: axis");
+        }
+        "DEPTH_TO_SPACE" => positive("block_size"),
+        "PACK" => {
+            assert!(op.option_i64("axis").is_some(), "{what}: axis");
+            let count = op.option_u64("values_count");
+            assert_eq!(count, Some(op.inputs.len() as u64), "{what}: values_count");
         }
         _ => {}
     }

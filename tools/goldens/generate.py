@@ -397,6 +397,107 @@ case(
     [(6, 6, 3)], dw(3, m=2, act="relu"), ranges=[(-300.0, 900.0)], kernel_gain=20.0, bias_amp=50.0,
 )
 
+# --- PAD / PADV2 (and PAD folded into the convolution after it) ------------------------------
+
+
+def kpad(pads, value=0.0):
+    return lambda x: keras.ops.pad(x, pads, constant_values=value)
+
+
+for (name, shape, make, batch, note) in [
+    ("pad_zeropad2d_asym", (5, 4, 3), lambda x: L.ZeroPadding2D(((1, 2), (0, 3)))(x), 1, "Keras ZeroPadding2D ((1,2),(0,3)) on [1,5,4,3]: asymmetric height and width padding with the zero point"),
+    ("pad_batch_and_channels", (3, 4, 5), kpad([[1, 2], [0, 0], [0, 0], [2, 1]]), 1, "padding on the batch (1 before, 2 after) and channel (2 before, 1 after) axes of a rank-4 tensor"),
+    ("pad_rank2", (8,), kpad([[0, 0], [3, 5]]), 1, "rank-2 [1,8] input padded 3 before and 5 after on its last axis"),
+    ("pad_rank3_all_axes", (4, 6), kpad([[1, 0], [2, 1], [0, 3]]), 1, "rank-3 [1,4,6] input padded on every axis"),
+    ("pad_big", (2, 2, 1), lambda x: L.ZeroPadding2D(6)(x), 1, "2x2 image padded by 6 on each side (most of the output is padding)"),
+    ("padv2_value_rank3", (4, 6), kpad([[0, 0], [2, 1], [1, 3]], 0.5), 1, "PADV2: constant 0.5 (not the zero point) on a rank-3 [1,4,6] input"),
+    ("padv2_value_channels", (3, 3, 4), kpad([[0, 0], [1, 1], [0, 2], [3, 0]], -0.75), 2, "PADV2: constant -0.75 on height, width and channels of a batch of 2"),
+]:
+    case(name, f"{'PADV2' if name.startswith('padv2') else 'PAD'}: {note}.", [shape], make, batch=batch)
+
+case(
+    "padfold_zeropad_conv_valid",
+    "Keras ZeroPadding2D(1) + Conv2D 5x5 VALID (not SAME's padding of 2, so the converter keeps the PAD): mote folds it into the convolution's explicit padding.",
+    [(7, 7, 3)], chain(lambda x: L.ZeroPadding2D(1)(x), conv(4, 5, pad="valid", act="relu")),
+)
+case(
+    "padfold_asym_conv_s2",
+    "PAD (1,1) rows and (0,1) columns on an 8x7 input before a 3x3 stride-2 VALID CONV_2D (SAME would pad (0,1) and (1,1)), as PyTorch exports strided convolutions: folded.",
+    [(8, 7, 3)], chain(lambda x: L.ZeroPadding2D(((1, 1), (0, 1)))(x), conv(5, 3, s=2, pad="valid")),
+)
+case(
+    "padfold_asym_dwconv_s2",
+    "PAD (1,0) rows and (2,1) columns before a 3x3 stride-2 VALID DEPTHWISE_CONV_2D (multiplier 2): folded.",
+    [(8, 7, 4)], chain(lambda x: L.ZeroPadding2D(((1, 0), (2, 1)))(x), dw(3, s=2, pad="valid", m=2, act="relu6")),
+)
+case(
+    "padfold_not_into_maxpool",
+    "PAD before MAX_POOL_2D: not folded (pooling skips padded cells rather than reading the zero point), so the PAD runs.",
+    [(6, 6, 2)], chain(lambda x: L.ZeroPadding2D(1)(x), lambda x: L.MaxPooling2D(3, strides=2)(x)),
+)
+
+# --- TRANSPOSE -------------------------------------------------------------------------------
+for (name, shape, perm, batch, note) in [
+    ("transpose_nhwc_to_nchw", (4, 5, 3), [0, 3, 1, 2], 1, "[1,4,5,3] -> [1,3,4,5] (NHWC to NCHW)"),
+    ("transpose_nchw_to_nhwc", (3, 4, 5), [0, 2, 3, 1], 1, "[1,3,4,5] -> [1,4,5,3] (NCHW to NHWC)"),
+    ("transpose_batch_moves", (3, 2, 4), [3, 1, 0, 2], 2, "batch of 2, perm [3,1,0,2]: the batch axis moves"),
+    ("transpose_rank3", (4, 6), [0, 2, 1], 1, "rank-3 [1,4,6] -> [1,6,4]"),
+    ("transpose_rank2", (6,), [1, 0], 3, "rank-2 [3,6] -> [6,3]"),
+]:
+    case(name, f"TRANSPOSE: {note}.", [shape], (lambda perm: lambda x: keras.ops.transpose(x, perm))(perm), batch=batch)
+
+# --- CONCATENATION / PACK --------------------------------------------------------------------
+
+
+def concat(axis):
+    return lambda *xs: L.Concatenate(axis=axis)(list(xs))
+
+
+def stack(axis):
+    return lambda *xs: keras.ops.stack(list(xs), axis=axis)
+
+
+for (name, shapes, make, batch, note) in [
+    ("concat_channels", [(4, 4, 3), (4, 4, 5)], concat(-1), 1, "two [1,4,4,*] inputs along the channels (axis -1)"),
+    ("concat_height_3_inputs", [(2, 4, 3), (3, 4, 3), (1, 4, 3)], concat(1), 1, "three inputs along the height (axis 1)"),
+    ("concat_width_4_inputs", [(3, 1, 2), (3, 2, 2), (3, 3, 2), (3, 1, 2)], concat(2), 1, "four inputs (a full record) along the width (axis 2)"),
+    ("concat_batch_axis0", [(3, 3, 2), (3, 3, 2)], concat(0), 1, "along the batch axis (axis 0): two [1,3,3,2] into [2,3,3,2]"),
+    ("concat_rank2_negative_axis", [(5,), (7,)], concat(-1), 1, "rank-2 [1,5] and [1,7] along axis -1"),
+    ("concat_rank3_axis1", [(2, 6), (3, 6)], concat(1), 2, "rank-3 inputs of a batch of 2 along axis 1"),
+    ("concat_7_inputs_split", [(3, 3, 1), (3, 3, 2), (3, 3, 1), (3, 3, 3), (3, 3, 1), (3, 3, 2), (3, 3, 1)], concat(-1), 1, "seven inputs along the channels: mote splits it into a chain of at most 4-input concatenations"),
+]:
+    case(name, f"CONCATENATION: {note}.", shapes, make, batch=batch, random_vectors=3)
+
+for (name, shapes, make, batch, note) in [
+    ("pack_axis0", [(4, 3), (4, 3)], stack(0), 1, "two rank-3 [1,4,3] inputs stacked along a new axis 0: [2,1,4,3]"),
+    ("pack_axis_last", [(5,), (5,), (5,)], stack(-1), 1, "three rank-2 [1,5] inputs stacked along a new last axis: [1,5,3]"),
+    ("pack_axis1_6_inputs", [(2, 3)] * 6, stack(1), 1, "six rank-3 [1,2,3] inputs along a new axis 1 (split into a chain)"),
+]:
+    case(name, f"PACK: {note}.", shapes, make, batch=batch, random_vectors=3)
+
+# --- DEPTH_TO_SPACE --------------------------------------------------------------------------
+
+
+class DepthToSpace(L.Layer):
+    def __init__(self, block, **kw):
+        super().__init__(**kw)
+        self.block = block
+
+    def call(self, x):
+        return tf.nn.depth_to_space(x, self.block)
+
+    def compute_output_shape(self, s):
+        b = self.block
+        return (s[0], s[1] * b, s[2] * b, s[3] // (b * b))
+
+
+for (name, shape, block, batch, note) in [
+    ("depth_to_space_b2", (3, 4, 8), 2, 1, "block 2: [1,3,4,8] -> [1,6,8,2]"),
+    ("depth_to_space_b3_batch2", (2, 3, 18), 3, 2, "block 3 on a batch of 2: [2,2,3,18] -> [2,6,9,2]"),
+    ("depth_to_space_b2_c1", (4, 4, 4), 2, 1, "block 2 down to one channel: [1,4,4,4] -> [1,8,8,1]"),
+]:
+    case(name, f"DEPTH_TO_SPACE: {note}.", [shape], (lambda b: lambda x: DepthToSpace(b)(x))(block), batch=batch)
+
 # --- small models ----------------------------------------------------------------------------
 
 
@@ -569,6 +670,18 @@ def options_of(op_name: str, opts) -> dict:
         return {"new_shape": [int(v) for v in (opts.newShape if opts.newShape is not None else [])]}
     if op_name == "MEAN":
         return {"keep_dims": bool(opts.keepDims)}
+    if op_name in ("PAD", "PADV2", "TRANSPOSE"):
+        # PadOptions, PadV2Options and TransposeOptions have no fields.
+        return {}
+    if op_name == "CONCATENATION":
+        return {
+            "axis": int(opts.axis),
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+        }
+    if op_name == "PACK":
+        return {"values_count": int(opts.valuesCount), "axis": int(opts.axis)}
+    if op_name == "DEPTH_TO_SPACE":
+        return {"block_size": int(opts.blockSize)}
     if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
         need(opts is None, f"({op_name} takes none)")
         return {}
@@ -1055,6 +1168,33 @@ class Reference:
         zp, s_in = in_t["zero_point"][0], in_t["scale"][0]
         six = min(127, max(-128, zp + round_half_away(float(np.float32(6.0) / np.float32(s_in)))))
         return np.clip(args[0].astype(np.int64), zp, six).astype(np.int8)
+
+    def op_pad(self, op, args, in_t, out_t, ts):
+        # Raw codes moved; the border is the output's zero point (PAD) or PADV2's raw constant.
+        value = out_t["zero_point"][0] if len(args) < 3 else int(args[2].reshape(-1)[0])
+        pads = args[1].reshape(-1, 2)
+        return np.pad(args[0], [tuple(p) for p in pads], constant_values=value).astype(np.int8)
+
+    op_padv2 = op_pad
+
+    def op_transpose(self, op, args, in_t, out_t, ts):
+        return np.transpose(args[0], [int(p) for p in args[1]])
+
+    def op_concatenation(self, op, args, in_t, out_t, ts):
+        # TFLM refuses inputs quantized unlike the output, and copies raw codes.
+        for t in ts:
+            if (t["scale"], t["zero_point"]) != (out_t["scale"], out_t["zero_point"]):
+                raise NotImplementedError("CONCATENATION input quantized unlike the output")
+        return np.concatenate(args, axis=op["options"]["axis"])
+
+    def op_pack(self, op, args, in_t, out_t, ts):
+        return np.stack(args, axis=op["options"]["axis"])
+
+    def op_depth_to_space(self, op, args, in_t, out_t, ts):
+        b = op["options"]["block_size"]
+        n, h, w, c = args[0].shape
+        x = args[0].reshape(n, h, w, b, b, c // (b * b))
+        return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * b, w * b, c // (b * b))
 
     def op_reshape(self, op, args, in_t, out_t, ts):
         return args[0].reshape(out_t["shape"])

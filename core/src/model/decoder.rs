@@ -122,6 +122,12 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.take(found, PLACEHOLDER_TENSOR)
     }
 
+    /// Whether the record names a tensor in input `slot` (operators with a variable input
+    /// count: CONCATENATION).
+    pub(crate) fn has_input(&self, slot: usize) -> bool {
+        self.op.inputs.get(slot).is_some_and(|&t| t != NO_TENSOR)
+    }
+
     /// Latches `e` unless an earlier check already failed.
     #[cold]
     #[inline(never)]

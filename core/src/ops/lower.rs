@@ -24,6 +24,10 @@ pub struct TfOptions {
     pub activation: Activation,
     pub beta: f32,
     pub keep_dims: bool,
+    // CONCATENATION and PACK.
+    pub axis: i32,
+    // DEPTH_TO_SPACE.
+    pub block_size: usize,
 }
 
 impl Default for TfOptions {
@@ -39,6 +43,8 @@ impl Default for TfOptions {
             activation: Activation::None,
             beta: 1.0,
             keep_dims: false,
+            axis: 0,
+            block_size: 1,
         }
     }
 }
@@ -104,6 +110,8 @@ pub struct TensorView<'g> {
     pub zero_points: &'g [i32],
     /// The elements of an int32 constant (shapes, axes).
     pub i32_data: Option<&'g [i32]>,
+    /// The elements of an int8 constant (PADV2's value).
+    pub i8_data: Option<&'g [i8]>,
     /// Whether it is a constant.
     pub constant: bool,
 }

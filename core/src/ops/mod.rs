@@ -19,8 +19,10 @@
 //! 3. Golden cases from `tools/goldens` (a test requires cases for every operator listed).
 
 pub mod add;
+pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
+pub mod depth_to_space;
 pub mod depthwise_conv2d;
 pub(crate) mod depthwise_fast;
 mod fast_requant;
@@ -30,6 +32,7 @@ pub mod lower;
 pub mod mean;
 pub mod operator;
 mod output_stage;
+pub mod pad;
 pub mod pooling;
 pub mod quantize;
 pub mod record;
@@ -37,6 +40,7 @@ pub mod relu;
 pub mod reshape;
 mod simd;
 pub mod softmax;
+pub mod transpose;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -74,6 +78,16 @@ operators! { 'a;
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
     13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+    /// Constant padding (PAD, and PADV2 with a constant value).
+    14 => Pad(pad::Pad), "PAD", feature "op-pad";
+    /// Axis permutation of rank <= 4.
+    15 => Transpose(transpose::Transpose), "TRANSPOSE", feature "op-transpose";
+    /// Concatenation of up to 4 inputs along one axis (PACK lowers to it too).
+    16 => Concatenation(concatenation::Concatenation), "CONCATENATION",
+        feature "op-concatenation";
+    /// Channels rearranged into square spatial blocks.
+    17 => DepthToSpace(depth_to_space::DepthToSpace), "DEPTH_TO_SPACE",
+        feature "op-depth-to-space";
 }
 
 use crate::quant::QuantizedMultiplier;

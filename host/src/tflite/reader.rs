@@ -84,6 +84,12 @@ mod options {
     pub const ADD: u8 = 11;
     pub const RESHAPE: u8 = 17;
     pub const REDUCER: u8 = 27;
+    pub const CONCATENATION: u8 = 10;
+    pub const PAD: u8 = 22;
+    pub const TRANSPOSE: u8 = 26;
+    pub const PADV2: u8 = 43;
+    pub const PACK: u8 = 59;
+    pub const DEPTH_TO_SPACE: u8 = 94;
 }
 
 /// `enum TensorType` codes mote has.
@@ -426,6 +432,33 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
             if let Some(t) = table(options::REDUCER, "ReducerOptions", false)? {
                 o.keep_dims = t.bool(0, false)?;
             }
+        }
+        "CONCATENATION" => {
+            if let Some(t) = table(options::CONCATENATION, "ConcatenationOptions", false)? {
+                o.axis = t.i32(0, 0)?;
+                o.activation = activation(t.u8(1, 0)?)?;
+            }
+        }
+        "PACK" => {
+            // values_count (field 0) repeats the number of inputs.
+            if let Some(t) = table(options::PACK, "PackOptions", false)? {
+                o.axis = t.i32(1, 0)?;
+            }
+        }
+        "DEPTH_TO_SPACE" => {
+            if let Some(t) = table(options::DEPTH_TO_SPACE, "DepthToSpaceOptions", true)? {
+                o.block_size = positive(t.i32(0, 0)?, "block_size")?;
+            }
+        }
+        // PadOptions, PadV2Options and TransposeOptions have no fields.
+        "PAD" => {
+            table(options::PAD, "PadOptions", false)?;
+        }
+        "PADV2" => {
+            table(options::PADV2, "PadV2Options", false)?;
+        }
+        "TRANSPOSE" => {
+            table(options::TRANSPOSE, "TransposeOptions", false)?;
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.
         "RESHAPE" => {
