@@ -306,6 +306,11 @@ impl GoldenOperator {
         self.options.get(key).and_then(Value::as_u64)
     }
 
+    /// A signed integer option such as an `axis` or a mask.
+    pub fn option_i64(&self, key: &str) -> Option<i64> {
+        self.options.get(key).and_then(Value::as_i64)
+    }
+
     /// A boolean option such as `keep_num_dims`.
     pub fn option_bool(&self, key: &str) -> Option<bool> {
         self.options.get(key).and_then(Value::as_bool)

@@ -37,6 +37,7 @@ pub mod relu;
 pub mod reshape;
 mod simd;
 pub mod softmax;
+pub mod strided_slice;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -74,6 +75,11 @@ operators! { 'a;
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
     13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+    /// A strided box of the input (also what SPLIT, SPLIT_V and UNPACK become).
+    22 => StridedSlice(strided_slice::StridedSlice), "STRIDED_SLICE",
+        feature "op-strided-slice";
+    /// A box of the input: STRIDED_SLICE with unit strides.
+    23 => Slice(strided_slice::StridedSlice), "SLICE", feature "op-strided-slice";
 }
 
 use crate::quant::QuantizedMultiplier;
