@@ -99,7 +99,7 @@ fn fold(graph: &TfGraph, op: &TfOperator) -> Result<Option<Vec<i64>>> {
                 .collect::<Vec<_>>();
             interleave(&v, &inners)
         }
-        "GATHER" if o.batch_dims == 0 && same_quant_of(&inputs[0], out) && v.len() == 2 => {
+        "GATHER" if o.batch_dims == 0 && inputs[0].quant == out.quant && v.len() == 2 => {
             gather(&v[0], dims, &v[1], axis(o.axis.into(), dims.len())?)?
         }
         "ADD" | "SUB" | "MUL" if plain && out.dtype == DType::I32 && v.len() == 2 => {
@@ -121,10 +121,6 @@ fn fold(graph: &TfGraph, op: &TfOperator) -> Result<Option<Vec<i64>>> {
         out.shape
     );
     Ok(Some(result))
-}
-
-fn same_quant_of(a: &TfTensor, b: &TfTensor) -> bool {
-    a.quant == b.quant
 }
 
 fn integer(dtype: DType) -> bool {
