@@ -8,10 +8,7 @@ use mote_tests::golden::{self, GoldenCase};
 use mote_tests::lowering::to_graph;
 
 /// Cases whose operators mote does not implement; each must fail to build with a clear error.
-const UNSUPPORTED: &[(&str, &str)] = &[(
-    "dilated_conv_same_s2b",
-    "TFLite-Micro pads SPACE_TO_BATCH_ND with 0",
-)];
+const UNSUPPORTED: &[(&str, &str)] = &[];
 
 /// How the interpreter gets each operator: decoded as it runs, or decoded once beforehand.
 #[derive(Clone, Copy, Debug)]

@@ -439,10 +439,22 @@ case(
     [(5, 5, 2)], chain(conv(3, 3, act="relu"), lambda x: L.Flatten()(x), dense(4)), batch=None,
 )
 for (name, shape, make, note) in [
-    ("dilated_conv_same_s2b", (9, 9, 3), conv(4, 3, pad="same", dil=2, bias=False), "Conv2D 3x3 dilation 2 SAME, no bias, batch_size=None: the converter writes SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND (with a bias it adds a broadcast ADD after). TFLite-Micro pads with 0, not the input zero point (-1): mote refuses the fold"),
+    ("dilated_conv_same_s2b", (9, 9, 3), conv(4, 3, pad="same", dil=2, bias=False), "Conv2D 3x3 dilation 2 SAME, no bias, batch_size=None: the converter writes SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND (with a bias it adds a broadcast ADD after). TFLite-Micro pads with 0, not the input zero point (-1), so the three operators run unfolded"),
     ("dilated_conv_valid_s2b", (10, 9, 2), conv(3, 3, pad="valid", dil=2, bias=False), "Conv2D 3x3 dilation 2 VALID, no bias, batch_size=None, on a 10x9 input"),
 ]:
     case(name, f"{note}.", [shape], make, batch=None)
+
+
+case(
+    "space_to_batch_pad_2x3",
+    "SPACE_TO_BATCH_ND alone: tf.space_to_batch with block [2,3] and paddings [[1,2],[0,1]] on [1,5,5,2] (6 batches of 4x2); TFLite-Micro pads with 0.",
+    [(5, 5, 2)], lam(lambda t: tf.space_to_batch(t, [2, 3], [[1, 2], [0, 1]])),
+)
+case(
+    "batch_to_space_crop_2x2",
+    "BATCH_TO_SPACE_ND alone: tf.batch_to_space with block [2,2] and crops [[0,1],[1,0]] on a batch of 4 [3,3,2] images -> [1,5,5,2].",
+    [(3, 3, 2)], lam(lambda t: tf.batch_to_space(t, [2, 2], [[0, 1], [1, 0]])), batch=4,
+)
 
 
 def zero_centred(shape):

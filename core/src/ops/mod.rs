@@ -37,6 +37,7 @@ pub mod relu;
 pub mod reshape;
 mod simd;
 pub mod softmax;
+pub mod space_batch;
 pub mod strided_slice;
 
 // Window geometry lives in its own module; these paths predate it.
@@ -80,6 +81,12 @@ operators! { 'a;
         feature "op-strided-slice";
     /// A box of the input: STRIDED_SLICE with unit strides.
     23 => Slice(strided_slice::StridedSlice), "SLICE", feature "op-strided-slice";
+    /// Spatial blocks into the batch, padded (what the `dilated_conv` pass cannot fold).
+    24 => SpaceToBatchNd(space_batch::SpaceBatch), "SPACE_TO_BATCH_ND",
+        feature "op-space-batch";
+    /// The batch's blocks back into space, cropped.
+    25 => BatchToSpaceNd(space_batch::SpaceBatch), "BATCH_TO_SPACE_ND",
+        feature "op-space-batch";
 }
 
 use crate::quant::QuantizedMultiplier;
