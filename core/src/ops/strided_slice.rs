@@ -335,6 +335,7 @@ impl<'a> Operator<'a> for StridedSlice {
             base = base.saturating_add((walk.start[k] as usize).saturating_mul(pitch[k]));
             step[k] = (walk.stride[k] as isize).saturating_mul(pitch[k] as isize);
         }
+        let (step, count) = merge_runs(step, count, element);
         StridedSlice {
             base,
             step,
@@ -370,6 +371,27 @@ fn counts(shrink: i32, out: Shape4) -> Option<[usize; 4]> {
         }
     }
     Some(counts)
+}
+
+/// Outer axes whose elements continue the inner run (a slice of whole rows or images) folded
+/// into it, so the kernel copies longer runs.
+fn merge_runs(
+    mut step: [isize; 4],
+    mut count: [usize; 4],
+    element: usize,
+) -> ([isize; 4], [usize; 4]) {
+    if step[3] != element as isize {
+        return (step, count);
+    }
+    for k in (0..3).rev() {
+        let run = count[3].saturating_mul(element);
+        if count[k] > 1 && step[k] != run as isize {
+            break;
+        }
+        count[3] = count[3].saturating_mul(count[k]);
+        (count[k], step[k]) = (1, 0);
+    }
+    (step, count)
 }
 
 /// Whether `count` steps of `stride` from `start` stay inside `0..size`.
@@ -559,6 +581,19 @@ mod tests {
         // Wrong lengths and walks outside the input are errors, not panics.
         assert!(strided_slice(&layer(dims, axes, 1), &input, &mut [0u8; 5]).is_err());
         assert!(strided_slice(&layer(dims, axes, 1), &input[..50], &mut out).is_err());
+    }
+
+    /// Whole rows join the channel run; a gap or a reversed axis stops the merge.
+    #[test]
+    fn contiguous_axes_merge_into_one_run() {
+        // Rows 1..3 of a [1, 4, 5, 3] image: one run of 2 * 5 * 3 elements.
+        let (step, count) = merge_runs([60, 15, 3, 1], [1, 2, 5, 3], 1);
+        assert_eq!((step, count), ([0, 0, 0, 1], [1, 1, 1, 30]));
+        // Columns 1..3 only: the rows stay apart.
+        assert_eq!(merge_runs([60, 15, 3, 1], [1, 4, 2, 3], 1).1, [1, 4, 1, 6]);
+        // Every other channel: nothing merges.
+        assert_eq!(merge_runs([60, 15, 6, 2], [1, 4, 5, 2], 2).1, [1, 4, 5, 2]);
+        assert_eq!(merge_runs([60, 15, -3, 1], [1, 4, 5, 3], 1).1, [1, 4, 5, 3]);
     }
 
     #[test]
