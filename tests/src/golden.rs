@@ -306,7 +306,7 @@ impl GoldenOperator {
         self.options.get(key).and_then(Value::as_u64)
     }
 
-    /// A signed integer option such as CONCATENATION's `axis`.
+    /// A signed integer option such as an `axis` or a mask.
     pub fn option_i64(&self, key: &str) -> Option<i64> {
         self.options.get(key).and_then(Value::as_i64)
     }

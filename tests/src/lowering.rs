@@ -62,8 +62,18 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.filter_w = num("filter_width", 1);
             o.beta = op.option_f32("beta").unwrap_or(1.0);
             o.keep_dims = op.option_bool("keep_dims").unwrap_or(false);
-            o.axis = op.option_i64("axis").unwrap_or(0) as i32;
             o.block_size = num("block_size", 1);
+            // STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK.
+            let int = |k: &str| op.option_i64(k).map_or(0, |v| v as i32);
+            o.begin_mask = int("begin_mask");
+            o.end_mask = int("end_mask");
+            o.ellipsis_mask = int("ellipsis_mask");
+            o.new_axis_mask = int("new_axis_mask");
+            o.shrink_axis_mask = int("shrink_axis_mask");
+            o.offset = op.option_bool("offset").unwrap_or(false);
+            o.num_splits = num("num_splits", 0);
+            o.num = num("num", num("values_count", 0));
+            o.axis = int("axis");
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -11,6 +11,7 @@ const CASES: &[&str] = &[
     "add_two_scales_none",
     "add_two_scales_relu",
     "avgpool_2x2_valid_s2",
+    "batch_to_space_crop_2x2",
     "avgpool_2x3_valid_s1_relu",
     "avgpool_3x3_same_s1",
     "avgpool_3x3_same_s2",
@@ -51,6 +52,10 @@ const CASES: &[&str] = &[
     "depth_to_space_b2",
     "depth_to_space_b2_c1",
     "depth_to_space_b3_batch2",
+    "dilated_conv_same_s2b",
+    "dilated_conv_valid_s2b",
+    "dilated_conv_same_s2b_zp0",
+    "dilated_dwconv_same_s2b_zp0",
     "dwconv_1x3_valid_s2_m2_relu",
     "dwconv_3x1_same_s1_m1_none",
     "dwconv_3x3_same_dil2_m1_relu6",
@@ -108,6 +113,10 @@ const CASES: &[&str] = &[
     "relu_standalone_4x4x3",
     "reshape_4x4x3_to_6x8",
     "reshape_flatten_4x4x3",
+    "shape_flatten_dense_dynamic_batch",
+    "shape_reshape_dynamic_batch",
+    "slice_2d",
+    "slice_4d_size_to_end",
     "softmax_10_range0p1",
     "softmax_10_range1",
     "softmax_10_range32",
@@ -119,6 +128,17 @@ const CASES: &[&str] = &[
     "transpose_nhwc_to_nchw",
     "transpose_rank2",
     "transpose_rank3",
+    "space_to_batch_pad_2x3",
+    "split_channels_3",
+    "split_v_minus_one",
+    "split_width_2",
+    "strided_slice_2d_negative_end",
+    "strided_slice_2d_shrink_last",
+    "strided_slice_3d_negative",
+    "strided_slice_4d_channel_step",
+    "strided_slice_4d_shrink",
+    "strided_slice_4d_step2_reverse",
+    "unpack_axis1",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -141,9 +161,17 @@ const REQUIRED_OPS: &[&str] = &[
     "CONCATENATION",
     "PACK",
     "DEPTH_TO_SPACE",
+    "STRIDED_SLICE",
+    "SLICE",
+    "SPLIT",
+    "SPLIT_V",
+    "UNPACK",
+    "SHAPE",
+    "SPACE_TO_BATCH_ND",
+    "BATCH_TO_SPACE_ND",
 ];
 
-/// Operators a case may contain (the required ones plus MEAN).
+/// Operators a case may contain (the required ones plus MEAN, and PACK in shape chains).
 const KNOWN_OPS: &[&str] = &[
     "CONV_2D",
     "DEPTHWISE_CONV_2D",
@@ -164,6 +192,14 @@ const KNOWN_OPS: &[&str] = &[
     "PACK",
     "DEPTH_TO_SPACE",
     "MEAN",
+    "STRIDED_SLICE",
+    "SLICE",
+    "SPLIT",
+    "SPLIT_V",
+    "UNPACK",
+    "SHAPE",
+    "SPACE_TO_BATCH_ND",
+    "BATCH_TO_SPACE_ND",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;
@@ -219,7 +255,15 @@ fn files_stay_small() {
 
 /// `weights`: an int8 constant read as weights (anything but PADV2's value), which the
 /// converter quantizes symmetrically.
-fn check_tensor(case: &str, index: usize, t: &GoldenTensor, weights: bool) {
+/// `shape_arithmetic`: the case has a SHAPE, whose int32 results feed
+/// other operators.
+fn check_tensor(
+    case: &str,
+    index: usize,
+    t: &GoldenTensor,
+    weights: bool,
+    shape_arithmetic: bool,
+) {
     let what = format!("{case}: tensor {index} ({})", t.name);
     if let Some(data) = &t.data {
         assert_eq!(
@@ -264,9 +308,10 @@ fn check_tensor(case: &str, index: usize, t: &GoldenTensor, weights: bool) {
             }
         }
         DType::Int32 => {
+            // Shape arithmetic after a SHAPE is the one int32 computation (mote folds it).
             assert!(
-                t.data.is_some(),
-                "{what}: int32 activations are not expected"
+                t.data.is_some() || shape_arithmetic,
+                "{what}: int32 activations are not expected outside shape arithmetic"
             );
             assert!(
                 t.zero_point.iter().all(|&z| z == 0),
@@ -300,8 +345,10 @@ fn tensors_are_consistent() {
             .filter(|op| op.op == "PADV2")
             .filter_map(|op| op.inputs.get(2).copied())
             .collect();
+        let shape_arithmetic = case.operators.iter().any(|op| op.op == "SHAPE");
         for (i, t) in case.tensors.iter().enumerate() {
-            check_tensor(&case.name, i, t, !pad_values.contains(&(i as i64)));
+            let weights = !pad_values.contains(&(i as i64));
+            check_tensor(&case.name, i, t, weights, shape_arithmetic);
         }
     }
 }
@@ -405,6 +452,29 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             assert!(beta.is_some_and(|b| b > 0.0), "{what}: beta {beta:?}");
         }
         "MEAN" => assert!(op.option_bool("keep_dims").is_some(), "{what}: keep_dims"),
+        "STRIDED_SLICE" => {
+            for key in ["begin_mask", "end_mask", "ellipsis_mask", "new_axis_mask"] {
+                assert!(op.option_i64(key).is_some(), "{what}: {key}");
+            }
+            assert!(
+                op.option_i64("shrink_axis_mask").is_some(),
+                "{what}: shrink"
+            );
+            assert!(op.option_bool("offset").is_some(), "{what}: offset");
+            assert!(
+                op.inputs.len() == 4,
+                "{what}: expects input, begin, end, strides"
+            );
+        }
+        "SPLIT" | "SPLIT_V" => {
+            let n = op.option_u64("num_splits");
+            assert_eq!(n, Some(op.outputs.len() as u64), "{what}: num_splits");
+        }
+        "UNPACK" => {
+            let n = op.option_u64("num");
+            assert_eq!(n, Some(op.outputs.len() as u64), "{what}: num");
+            assert!(op.option_i64("axis").is_some(), "{what}: axis");
+        }
         "RELU" | "RELU6" => {
             assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
             assert!(op.inputs.len() == 1, "{what}: expects one input");

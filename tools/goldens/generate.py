@@ -38,6 +38,7 @@ from typing import Callable, Optional
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ["TF_ENABLE_ONEDNN_OPTS"] = "0"
 
+import flatbuffers  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
@@ -65,7 +66,7 @@ class Spec:
     description: str
     inputs: list  # per input, its shape without the batch dimension
     make: Callable  # keras input tensors -> output tensor
-    batch: int = 1
+    batch: Optional[int] = 1  # None: a dynamic batch (converted as 1)
     ranges: Optional[list] = None  # per input (lo, hi) of the representative dataset
     kernel_gain: float = 1.0  # kernels ~ U(-a, a) with a = gain * sqrt(3 / fan_in)
     bias_amp: float = 0.3  # biases ~ U(-bias_amp, bias_amp)
@@ -497,6 +498,81 @@ for (name, shape, block, batch, note) in [
     ("depth_to_space_b2_c1", (4, 4, 4), 2, 1, "block 2 down to one channel: [1,4,4,4] -> [1,8,8,1]"),
 ]:
     case(name, f"DEPTH_TO_SPACE: {note}.", [shape], (lambda b: lambda x: DepthToSpace(b)(x))(block), batch=batch)
+# --- STRIDED_SLICE, SLICE, SPLIT, SPLIT_V, UNPACK --------------------------------------------
+
+
+def lam(f):
+    return lambda x: L.Lambda(f)(x)
+
+
+for (name, shape, f, note) in [
+    ("strided_slice_4d_step2_reverse", (6, 6, 3), lambda t: t[:, 1:5:2, ::-1, :], "x[:, 1:5:2, ::-1, :]: stride 2 on height, a reversed width (begin/end masks with a negative stride)"),
+    ("strided_slice_4d_shrink", (6, 6, 3), lambda t: t[:, 2, :, 1:], "x[:, 2, :, 1:]: shrink_axis_mask drops the height (output rank 3)"),
+    ("strided_slice_4d_channel_step", (4, 5, 6), lambda t: t[:, :, 1:, 1::2], "x[:, :, 1:, 1::2]: every other channel (no contiguous inner run)"),
+    ("strided_slice_3d_negative", (5, 8), lambda t: t[:, -1:0:-2, -7:-1], "rank 3, x[:, -1:0:-2, -7:-1]: negative indices and a negative stride"),
+    ("strided_slice_2d_negative_end", (20,), lambda t: t[:, 3:-2:3], "rank 2, x[:, 3:-2:3]: a negative end, stride 3"),
+    ("strided_slice_2d_shrink_last", (5, 7), lambda t: t[:, :, -1], "rank 3 to rank 2, x[:, :, -1]: a shrunk last axis with a negative index"),
+    ("slice_4d_size_to_end", (6, 6, 3), lambda t: tf.slice(t, [0, 1, 2, 0], [1, 3, -1, 2]), "tf.slice begin [0,1,2,0] size [1,3,-1,2] (-1: to the end)"),
+    ("slice_2d", (10,), lambda t: tf.slice(t, [0, 3], [1, 5]), "rank 2, tf.slice begin [0,3] size [1,5]"),
+]:
+    op = "SLICE" if name.startswith("slice") else "STRIDED_SLICE"
+    case(name, f"{op}: {note}.", [shape], lam(f))
+
+for (name, shape, f, note) in [
+    ("split_channels_3", (4, 4, 6), lambda t: tf.split(t, 3, axis=-1), "three equal parts along the channels; the model has three outputs"),
+    ("split_width_2", (3, 6, 2), lambda t: tf.split(t, 2, axis=2), "two equal parts along the width"),
+    ("split_v_minus_one", (4, 7, 3), lambda t: tf.split(t, [2, -1, 3], axis=2), "SPLIT_V sizes [2,-1,3] along the width (-1: what is left)"),
+    ("unpack_axis1", (3, 4, 2), lambda t: tf.unstack(t, axis=1), "UNPACK along axis 1 of [1,3,4,2]: three [1,4,2] outputs"),
+]:
+    op = "SPLIT_V" if name.startswith("split_v") else name.split("_")[0].upper()
+    case(name, f"{op}: {note}.", [shape], lam(f))
+
+# --- static SHAPE chains and dilated convolutions (Keras models with a dynamic batch) --------
+case(
+    "shape_reshape_dynamic_batch",
+    "Keras Reshape((6,8)) with batch_size=None: the converter computes the new shape at run time, SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE (folded to a constant).",
+    [(4, 4, 3)], lambda x: L.Reshape((6, 8))(x), batch=None,
+)
+case(
+    "shape_flatten_dense_dynamic_batch",
+    "CONV_2D -> Flatten -> Dense with batch_size=None: the Flatten's shape chain (SHAPE -> STRIDED_SLICE -> PACK -> RESHAPE) between two weighted layers.",
+    [(5, 5, 2)], chain(conv(3, 3, act="relu"), lambda x: L.Flatten()(x), dense(4)), batch=None,
+)
+for (name, shape, make, note) in [
+    ("dilated_conv_same_s2b", (9, 9, 3), conv(4, 3, pad="same", dil=2, bias=False), "Conv2D 3x3 dilation 2 SAME, no bias, batch_size=None: the converter writes SPACE_TO_BATCH_ND -> CONV_2D -> BATCH_TO_SPACE_ND (with a bias it adds a broadcast ADD after). TFLite-Micro pads with 0, not the input zero point (-1), so the three operators run unfolded"),
+    ("dilated_conv_valid_s2b", (10, 9, 2), conv(3, 3, pad="valid", dil=2, bias=False), "Conv2D 3x3 dilation 2 VALID, no bias, batch_size=None, on a 10x9 input"),
+]:
+    case(name, f"{note}.", [shape], make, batch=None)
+
+
+case(
+    "space_to_batch_pad_2x3",
+    "SPACE_TO_BATCH_ND alone: tf.space_to_batch with block [2,3] and paddings [[1,2],[0,1]] on [1,5,5,2] (6 batches of 4x2); TFLite-Micro pads with 0.",
+    [(5, 5, 2)], lam(lambda t: tf.space_to_batch(t, [2, 3], [[1, 2], [0, 1]])),
+)
+case(
+    "batch_to_space_crop_2x2",
+    "BATCH_TO_SPACE_ND alone: tf.batch_to_space with block [2,2] and crops [[0,1],[1,0]] on a batch of 4 [3,3,2] images -> [1,5,5,2].",
+    [(3, 3, 2)], lam(lambda t: tf.batch_to_space(t, [2, 2], [[0, 1], [1, 0]])), batch=4,
+)
+
+
+def zero_centred(shape):
+    """Samples that reach exactly [-128/127, 1]: the calibrated zero point is 0."""
+
+    def rep(rng):
+        x = rng.uniform(-1.0, 1.0, (1,) + shape).astype(np.float32)
+        x.reshape(-1)[:2] = [-128.0 / 127.0, 1.0]
+        return [x]
+
+    return rep
+
+
+for (name, shape, make, note) in [
+    ("dilated_conv_same_s2b_zp0", (9, 9, 3), conv(4, 3, pad="same", dil=2, bias=False), "Conv2D 3x3 dilation 2 SAME, no bias, batch_size=None, input zero point 0: SPACE_TO_BATCH_ND's zero padding is the convolution's"),
+    ("dilated_dwconv_same_s2b_zp0", (8, 8, 4), dw(3, pad="same", dil=2, bias=False), "DepthwiseConv2D 3x3 dilation 2 SAME, no bias, batch_size=None, input zero point 0: SPACE_TO_BATCH_ND -> DEPTHWISE_CONV_2D -> BATCH_TO_SPACE_ND"),
+]:
+    case(name, f"{note}.", [shape], make, batch=None, rep=zero_centred(shape))
 
 # --- small models ----------------------------------------------------------------------------
 
@@ -577,11 +653,33 @@ def representative(spec: Spec):
                 yield spec.rep(rng)
             else:
                 yield [
-                    rng.uniform(lo, hi, (spec.batch,) + tuple(s)).astype(np.float32)
+                    rng.uniform(lo, hi, (spec.batch or 1,) + tuple(s)).astype(np.float32)
                     for s, (lo, hi) in zip(spec.inputs, spec.input_ranges())
                 ]
 
     return gen
+
+
+def static_shapes(model_bytes: bytes) -> bytes:
+    """A model with a dynamic batch keeps the shapes its converter guessed for batch 1 inside the
+    graph (SPACE_TO_BATCH_ND's output claims batch 1 where it makes 4); TFLite-Micro does not
+    resize, so the intermediate shapes are set to those TFLite infers for batch 1, and their
+    signatures dropped."""
+    interp = tf.lite.Interpreter(model_content=model_bytes)
+    interp.allocate_tensors()
+    shapes = {d["index"]: [int(v) for v in d["shape"]] for d in interp.get_tensor_details()}
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_bytes, 0))
+    changed = False
+    for i, t in enumerate(model.subgraphs[0].tensors):
+        if i in shapes and t.shape is not None and shapes[i] != [int(v) for v in t.shape]:
+            t.shape = np.array(shapes[i], np.int32)
+            t.shapeSignature = None
+            changed = True
+    if not changed:
+        return model_bytes
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
 
 
 def convert(spec: Spec, model: keras.Model) -> bytes:
@@ -595,7 +693,8 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
     # The default (False) quantizes dense layers per output channel.
     conv_._experimental_disable_per_channel_quantization_for_dense_layers = spec.per_tensor_fc
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras export prints its signature
-        return conv_.convert()
+        converted = conv_.convert()
+    return static_shapes(converted) if spec.batch is None else converted
 
 
 # ---------------------------------------------------------------------------------------------
@@ -682,6 +781,24 @@ def options_of(op_name: str, opts) -> dict:
         return {"values_count": int(opts.valuesCount), "axis": int(opts.axis)}
     if op_name == "DEPTH_TO_SPACE":
         return {"block_size": int(opts.blockSize)}
+    if op_name == "STRIDED_SLICE":
+        return {
+            "begin_mask": opts.beginMask,
+            "end_mask": opts.endMask,
+            "ellipsis_mask": opts.ellipsisMask,
+            "new_axis_mask": opts.newAxisMask,
+            "shrink_axis_mask": opts.shrinkAxisMask,
+            "offset": bool(opts.offset),
+        }
+    if op_name in ("SPLIT", "SPLIT_V"):
+        return {"num_splits": opts.numSplits}
+    if op_name == "UNPACK":
+        return {"num": opts.num, "axis": opts.axis}
+    if op_name == "SHAPE":
+        need(opts is None or opts.outType == fb.TensorType.INT32, "out_type")
+        return {}
+    if op_name in ("SLICE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
+        return {}
     if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
         need(opts is None, f"({op_name} takes none)")
         return {}
@@ -1000,7 +1117,11 @@ class Reference:
             fn = getattr(self, "op_" + op["op"].lower(), None)
             if fn is None:
                 return None
-            vals[op["outputs"][0]] = fn(op, args, in_t, out_t, [T[i] if i >= 0 else None for i in op["inputs"]])
+            got = fn(op, args, in_t, out_t, [T[i] if i >= 0 else None for i in op["inputs"]])
+            if isinstance(got, list):  # several outputs
+                vals.update(zip(op["outputs"], got))
+            else:
+                vals[op["outputs"][0]] = got
         return [vals[i] for i in self.case["outputs"]]
 
     def requant(self, acc, ms, es, out_t, act):
@@ -1208,6 +1329,60 @@ class Reference:
     def op_dequantize(self, op, args, in_t, out_t, ts):
         d = args[0].astype(np.float64) - in_t["zero_point"][0]
         return (d * in_t["scale"][0]).astype(np.float32)
+
+    # Slicing (raw copies: input and output quantization play no part).
+
+    def op_strided_slice(self, op, args, in_t, out_t, ts):
+        o = op["options"]
+        if o["ellipsis_mask"] or o["new_axis_mask"] or o["offset"]:
+            raise NotImplementedError("masks TFLM ignores")
+        x = args[0]
+        index = []
+        for k, (b, e, s) in enumerate(zip(args[1], args[2], args[3])):
+            b = None if o["begin_mask"] >> k & 1 else int(b)
+            e = None if o["end_mask"] >> k & 1 else int(e)
+            index.append(b if o["shrink_axis_mask"] >> k & 1 else slice(b, e, int(s)))
+        return x[tuple(index)].reshape(out_t["shape"])
+
+    def op_slice(self, op, args, in_t, out_t, ts):
+        x = args[0]
+        index = tuple(slice(int(b), None if s == -1 else int(b) + int(s)) for b, s in zip(args[1], args[2]))
+        return x[index]
+
+    def op_split(self, op, args, in_t, out_t, ts):
+        return list(np.split(args[1], op["options"]["num_splits"], axis=int(args[0].reshape(-1)[0])))
+
+    def op_split_v(self, op, args, in_t, out_t, ts):
+        x, sizes, axis = args[0], [int(v) for v in args[1]], int(args[2].reshape(-1)[0])
+        if -1 in sizes:
+            sizes[sizes.index(-1)] = x.shape[axis] - (sum(sizes) + 1)
+        return list(np.split(x, np.cumsum(sizes)[:-1], axis=axis))
+
+    def op_unpack(self, op, args, in_t, out_t, ts):
+        axis = op["options"]["axis"]
+        return [np.take(args[0], k, axis=axis) for k in range(args[0].shape[axis])]
+
+    def op_shape(self, op, args, in_t, out_t, ts):
+        return np.array(in_t["shape"], np.int32)
+
+    def op_pack(self, op, args, in_t, out_t, ts):
+        return np.stack(args, axis=op["options"]["axis"])
+
+    def op_space_to_batch_nd(self, op, args, in_t, out_t, ts):
+        (bh, bw), pads = [int(v) for v in args[1]], args[2].reshape(2, 2)
+        # The pinned TFLite-Micro pads with 0, not the zero point.
+        x = np.pad(args[0], ((0, 0), tuple(pads[0]), tuple(pads[1]), (0, 0)), constant_values=0)
+        n, h, w, c = x.shape
+        x = x.reshape(n, h // bh, bh, w // bw, bw, c).transpose(2, 4, 0, 1, 3, 5)
+        return x.reshape(bh * bw * n, h // bh, w // bw, c)
+
+    def op_batch_to_space_nd(self, op, args, in_t, out_t, ts):
+        (bh, bw), crops = [int(v) for v in args[1]], args[2].reshape(2, 2)
+        x = args[0]
+        nb, h, w, c = x.shape
+        n = nb // (bh * bw)
+        x = x.reshape(bh, bw, n, h, w, c).transpose(2, 3, 0, 4, 1, 5).reshape(n, h * bh, w * bw, c)
+        return x[:, crops[0][0]:h * bh - crops[0][1], crops[1][0]:w * bw - crops[1][1], :]
 
 
 def crosscheck(case_: dict, vectors: list, tflm_outputs: list) -> dict:

@@ -24,10 +24,22 @@ pub struct TfOptions {
     pub activation: Activation,
     pub beta: f32,
     pub keep_dims: bool,
-    // CONCATENATION and PACK.
-    pub axis: i32,
     // DEPTH_TO_SPACE.
     pub block_size: usize,
+    // STRIDED_SLICE, SLICE, SPLIT, SPLIT_V, UNPACK, PACK, CONCATENATION, GATHER (the last
+    // ones only as the constant folding and split passes read them).
+    pub begin_mask: i32,
+    pub end_mask: i32,
+    pub ellipsis_mask: i32,
+    pub new_axis_mask: i32,
+    pub shrink_axis_mask: i32,
+    pub offset: bool,
+    pub num_splits: usize,
+    /// UNPACK's `num`, PACK's `values_count`.
+    pub num: usize,
+    /// UNPACK's, PACK's, CONCATENATION's and GATHER's `axis`.
+    pub axis: i32,
+    pub batch_dims: i32,
 }
 
 impl Default for TfOptions {
@@ -43,8 +55,17 @@ impl Default for TfOptions {
             activation: Activation::None,
             beta: 1.0,
             keep_dims: false,
-            axis: 0,
             block_size: 1,
+            begin_mask: 0,
+            end_mask: 0,
+            ellipsis_mask: 0,
+            new_axis_mask: 0,
+            shrink_axis_mask: 0,
+            offset: false,
+            num_splits: 0,
+            num: 0,
+            axis: 0,
+            batch_dims: 0,
         }
     }
 }

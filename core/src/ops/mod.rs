@@ -41,6 +41,8 @@ pub mod reshape;
 mod simd;
 pub mod softmax;
 pub mod transpose;
+pub mod space_batch;
+pub mod strided_slice;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -88,6 +90,17 @@ operators! { 'a;
     /// Channels rearranged into square spatial blocks.
     17 => DepthToSpace(depth_to_space::DepthToSpace), "DEPTH_TO_SPACE",
         feature "op-depth-to-space";
+    /// A strided box of the input (also what SPLIT, SPLIT_V and UNPACK become).
+    22 => StridedSlice(strided_slice::StridedSlice), "STRIDED_SLICE",
+        feature "op-strided-slice";
+    /// A box of the input: STRIDED_SLICE with unit strides.
+    23 => Slice(strided_slice::StridedSlice), "SLICE", feature "op-strided-slice";
+    /// Spatial blocks into the batch, padded (what the `dilated_conv` pass cannot fold).
+    24 => SpaceToBatchNd(space_batch::SpaceBatch), "SPACE_TO_BATCH_ND",
+        feature "op-space-batch";
+    /// The batch's blocks back into space, cropped.
+    25 => BatchToSpaceNd(space_batch::SpaceBatch), "BATCH_TO_SPACE_ND",
+        feature "op-space-batch";
 }
 
 use crate::quant::QuantizedMultiplier;

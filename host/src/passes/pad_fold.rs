@@ -11,7 +11,7 @@ use anyhow::Result;
 use mote_core::ops::{Padding, Shape4, Window};
 
 pub(crate) fn run(graph: &mut TfGraph) -> Result<()> {
-    let (mut k, mut folded) = (0, false);
+    let mut k = 0;
     while k < graph.operators.len() {
         match foldable(graph, k) {
             Some((consumer, input, padding)) => {
@@ -19,13 +19,9 @@ pub(crate) fn run(graph: &mut TfGraph) -> Result<()> {
                 conv.inputs[0] = Some(input);
                 conv.options.padding = padding;
                 graph.operators.remove(k);
-                folded = true;
             }
             None => k += 1,
         }
-    }
-    if folded {
-        super::drop_unused_tensors(graph);
     }
     Ok(())
 }

@@ -88,8 +88,14 @@ mod options {
     pub const PAD: u8 = 22;
     pub const TRANSPOSE: u8 = 26;
     pub const PADV2: u8 = 43;
-    pub const PACK: u8 = 59;
     pub const DEPTH_TO_SPACE: u8 = 94;
+    pub const GATHER: u8 = 23;
+    pub const STRIDED_SLICE: u8 = 32;
+    pub const SPLIT: u8 = 35;
+    pub const SHAPE: u8 = 55;
+    pub const PACK: u8 = 59;
+    pub const UNPACK: u8 = 64;
+    pub const SPLIT_V: u8 = 79;
 }
 
 /// `enum TensorType` codes mote has.
@@ -433,16 +439,39 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 o.keep_dims = t.bool(0, false)?;
             }
         }
+        "STRIDED_SLICE" => {
+            if let Some(t) = table(options::STRIDED_SLICE, "StridedSliceOptions", false)? {
+                o.begin_mask = t.i32(0, 0)?;
+                o.end_mask = t.i32(1, 0)?;
+                o.ellipsis_mask = t.i32(2, 0)?;
+                o.new_axis_mask = t.i32(3, 0)?;
+                o.shrink_axis_mask = t.i32(4, 0)?;
+                o.offset = t.bool(5, false)?;
+            }
+        }
+        "SPLIT" | "SPLIT_V" => {
+            let (member, what) = match name {
+                "SPLIT" => (options::SPLIT, "SplitOptions"),
+                _ => (options::SPLIT_V, "SplitVOptions"),
+            };
+            if let Some(t) = table(member, what, false)? {
+                o.num_splits = non_negative(t.i32(0, 0)?, "num_splits")?;
+            }
+        }
+        "UNPACK" | "PACK" => {
+            let (member, what) = match name {
+                "UNPACK" => (options::UNPACK, "UnpackOptions"),
+                _ => (options::PACK, "PackOptions"),
+            };
+            if let Some(t) = table(member, what, false)? {
+                o.num = non_negative(t.i32(0, 0)?, "num")?;
+                o.axis = t.i32(1, 0)?;
+            }
+        }
         "CONCATENATION" => {
             if let Some(t) = table(options::CONCATENATION, "ConcatenationOptions", false)? {
                 o.axis = t.i32(0, 0)?;
                 o.activation = activation(t.u8(1, 0)?)?;
-            }
-        }
-        "PACK" => {
-            // values_count (field 0) repeats the number of inputs.
-            if let Some(t) = table(options::PACK, "PackOptions", false)? {
-                o.axis = t.i32(1, 0)?;
             }
         }
         "DEPTH_TO_SPACE" => {
@@ -459,6 +488,22 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
         }
         "TRANSPOSE" => {
             table(options::TRANSPOSE, "TransposeOptions", false)?;
+        }
+        "GATHER" => {
+            if let Some(t) = table(options::GATHER, "GatherOptions", false)? {
+                o.axis = t.i32(0, 0)?;
+                o.batch_dims = t.i32(1, 0)?;
+            }
+        }
+        "SHAPE" => {
+            if let Some(t) = table(options::SHAPE, "ShapeOptions", false)? {
+                let out_type = t.i8(0, tensor_type::INT32)?;
+                ensure!(
+                    out_type == tensor_type::INT32,
+                    "SHAPE out_type {} is not supported (INT32 is)",
+                    names::tensor_type(out_type)
+                );
+            }
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.
         "RESHAPE" => {
@@ -479,6 +524,10 @@ fn padding(code: i8) -> Result<Padding> {
 
 fn activation(code: u8) -> Result<mote_core::ops::Activation> {
     parse_activation(&names::activation(code))
+}
+
+fn non_negative(v: i32, what: &str) -> Result<usize> {
+    usize::try_from(v).map_err(|_| anyhow!("{what} is {v}; it must not be negative"))
 }
 
 fn positive(v: i32, what: &str) -> Result<usize> {
