@@ -19,6 +19,7 @@
 //! 3. Golden cases from `tools/goldens` (a test requires cases for every operator listed).
 
 pub mod add;
+pub mod broadcast;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
 pub mod depthwise_conv2d;
@@ -27,7 +28,9 @@ mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod lower;
+pub mod maximum_minimum;
 pub mod mean;
+pub mod mul;
 pub mod operator;
 mod output_stage;
 pub mod pooling;
@@ -37,6 +40,8 @@ pub mod relu;
 pub mod reshape;
 mod simd;
 pub mod softmax;
+pub mod squared_difference;
+pub mod sub;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -59,7 +64,7 @@ operators! { 'a;
     /// Max pooling.
     5 => MaxPool2d(pooling::Pool2d), "MAX_POOL_2D", feature "op-max-pool";
     /// Element-wise addition.
-    6 => Add(add::Add), "ADD", feature "op-add";
+    6 => Add(add::Add<'a>), "ADD", feature "op-add";
     /// Softmax over the last dimension.
     7 => Softmax(softmax::Softmax), "SOFTMAX", feature "op-softmax";
     /// Reshape: the output aliases the input's bytes.
@@ -74,6 +79,17 @@ operators! { 'a;
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
     13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+    /// Element-wise subtraction.
+    30 => Sub(sub::Sub<'a>), "SUB", feature "op-sub";
+    /// Element-wise multiplication.
+    31 => Mul(mul::Mul<'a>), "MUL", feature "op-mul";
+    /// (x - y)^2, element-wise.
+    32 => SquaredDifference(squared_difference::SquaredDifference<'a>), "SQUARED_DIFFERENCE",
+        feature "op-squared-difference";
+    /// Element-wise maximum.
+    33 => Maximum(maximum_minimum::MaximumMinimum<'a>), "MAXIMUM", feature "op-maximum-minimum";
+    /// Element-wise minimum.
+    34 => Minimum(maximum_minimum::MaximumMinimum<'a>), "MINIMUM", feature "op-maximum-minimum";
 }
 
 use crate::quant::QuantizedMultiplier;
