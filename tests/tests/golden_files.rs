@@ -7,6 +7,12 @@ use std::collections::BTreeSet;
 
 /// Every case `tools/goldens/generate.py` writes; a missing file fails `every_case_is_present`.
 const CASES: &[&str] = &[
+    "add_bcast_channel_relu",
+    "add_bcast_rank2_scalar",
+    "add_bcast_rank3",
+    "add_bcast_rows_none",
+    "add_const_bias_relu6",
+    "add_const_scalar",
     "add_flat_same_range_relu6",
     "add_two_scales_none",
     "add_two_scales_relu",
@@ -68,13 +74,25 @@ const CASES: &[&str] = &[
     "float_io_conv_3x3_relu",
     "float_io_fc_12x6",
     "float_io_softmax",
+    "maximum_bcast_channel",
+    "maximum_const_scalar",
+    "maximum_same_shape",
     "maxpool_2x2_valid_s2",
     "maxpool_2x2_valid_s3_relu6",
     "maxpool_3x3_same_s1_c1",
     "maxpool_3x3_same_s2",
     "mean_global_average_pooling",
+    "minimum_bcast_rows",
+    "minimum_const_channel",
+    "minimum_rank2",
     "model_ds_cnn",
     "model_residual_block",
+    "mul_bcast_channel_relu",
+    "mul_bcast_rank3",
+    "mul_bcast_rows_relu6",
+    "mul_const_channel_relu6",
+    "mul_const_scalar",
+    "mul_same_shape_none",
     "relu6_narrow",
     "relu6_standalone",
     "relu_asym_range",
@@ -90,6 +108,14 @@ const CASES: &[&str] = &[
     "softmax_10_range8",
     "softmax_3_asym",
     "softmax_4d_2x3x5",
+    "squared_difference_bcast_channel",
+    "squared_difference_const",
+    "squared_difference_same_shape",
+    "sub_bcast_channel_none",
+    "sub_bcast_rows_relu6",
+    "sub_const_channel_relu",
+    "sub_const_from_scalar",
+    "sub_same_shape_relu",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -106,6 +132,11 @@ const REQUIRED_OPS: &[&str] = &[
     "DEQUANTIZE",
     "RELU",
     "RELU6",
+    "SUB",
+    "MUL",
+    "SQUARED_DIFFERENCE",
+    "MAXIMUM",
+    "MINIMUM",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -123,6 +154,11 @@ const KNOWN_OPS: &[&str] = &[
     "RELU",
     "RELU6",
     "MEAN",
+    "SUB",
+    "MUL",
+    "SQUARED_DIFFERENCE",
+    "MAXIMUM",
+    "MINIMUM",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;
@@ -176,7 +212,13 @@ fn files_stay_small() {
     assert!(total <= MAX_TOTAL_BYTES, "goldens total {total} bytes");
 }
 
-fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
+fn check_tensor(case: &GoldenCase, index: usize, t: &GoldenTensor) {
+    // Int8 constants are symmetric weights, except the operands of element-wise operators.
+    let elementwise = ["ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM"];
+    let operand = case.operators.iter().any(|op| {
+        elementwise.contains(&op.op.as_str()) && op.inputs.iter().any(|&i| i == index as i64)
+    });
+    let case = &case.name;
     let what = format!("{case}: tensor {index} ({})", t.name);
     if let Some(data) = &t.data {
         assert_eq!(
@@ -213,7 +255,7 @@ fn check_tensor(case: &str, index: usize, t: &GoldenTensor) {
             for &z in &t.zero_point {
                 assert!((-128..=127).contains(&z), "{what}: zero point {z}");
             }
-            if t.data.is_some() {
+            if t.data.is_some() && !operand {
                 assert!(
                     t.zero_point.iter().all(|&z| z == 0),
                     "{what}: weights must be symmetric"
@@ -252,7 +294,7 @@ fn tensors_are_consistent() {
     for case in cases() {
         assert!(!case.tensors.is_empty(), "{}: no tensors", case.name);
         for (i, t) in case.tensors.iter().enumerate() {
-            check_tensor(&case.name, i, t);
+            check_tensor(&case, i, t);
         }
     }
 }
@@ -350,7 +392,11 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
                 positive(key);
             }
         }
-        "ADD" => activation(),
+        "ADD" | "SUB" | "MUL" => activation(),
+        "SQUARED_DIFFERENCE" | "MAXIMUM" | "MINIMUM" => {
+            assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
+            assert!(op.inputs.len() == 2, "{what}: expects two inputs");
+        }
         "SOFTMAX" => {
             let beta = op.option_f32("beta");
             assert!(beta.is_some_and(|b| b > 0.0), "{what}: beta {beta:?}");
