@@ -214,10 +214,18 @@ fn files_stay_small() {
 
 fn check_tensor(case: &GoldenCase, index: usize, t: &GoldenTensor) {
     // Int8 constants are symmetric weights, except the operands of element-wise operators.
-    let elementwise = ["ADD", "SUB", "MUL", "SQUARED_DIFFERENCE", "MAXIMUM", "MINIMUM"];
-    let operand = case.operators.iter().any(|op| {
-        elementwise.contains(&op.op.as_str()) && op.inputs.iter().any(|&i| i == index as i64)
-    });
+    let elementwise = [
+        "ADD",
+        "SUB",
+        "MUL",
+        "SQUARED_DIFFERENCE",
+        "MAXIMUM",
+        "MINIMUM",
+    ];
+    let operand = case
+        .operators
+        .iter()
+        .any(|op| elementwise.contains(&op.op.as_str()) && op.inputs.contains(&(index as i64)));
     let case = &case.name;
     let what = format!("{case}: tensor {index} ({})", t.name);
     if let Some(data) = &t.data {
