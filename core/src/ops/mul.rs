@@ -5,9 +5,11 @@
 //! double, `QuantizeMultiplier`: it may exceed 1) and clamped to the fused activation's range.
 
 use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
+use super::simd::smmulr;
 use super::{Activation, Int8Stage};
 use crate::format::OpCode;
 use crate::model::Decoder;
@@ -54,25 +56,67 @@ impl MulParams {
     }
 }
 
-/// MUL's arithmetic: offsets, multiplier, clamp.
+/// MUL's arithmetic: offsets, multiplier, clamp, and the fast output stage they allow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Product {
     /// The record's parameters.
     pub params: MulParams,
     /// `s1 * s2 / s_out`.
     pub multiplier: QuantizedMultiplier,
+    /// The output stage for products of int8 values with these offsets (`fast_requant`).
+    fast: ChannelStage,
+}
+
+impl Product {
+    /// The arithmetic for these parameters (input offsets of int8 zero points, checked by the
+    /// decoder).
+    pub fn new(params: MulParams, multiplier: QuantizedMultiplier) -> Self {
+        let widest = |offset: i32| {
+            u64::from(
+                (offset - 128)
+                    .unsigned_abs()
+                    .max((offset + 127).unsigned_abs()),
+            )
+        };
+        let max_product = widest(params.stage.input_offset) * widest(params.input2_offset);
+        Self {
+            params,
+            multiplier,
+            fast: ChannelStage::new(0, multiplier, &params.stage, max_product),
+        }
+    }
+
+    /// The product of the offset inputs.
+    #[inline(always)]
+    fn product(&self, x: i8, y: i8) -> i32 {
+        let s = &self.params;
+        (i32::from(x) + s.stage.input_offset) * (i32::from(y) + s.input2_offset)
+    }
 }
 
 impl Binary for Product {
     #[inline(always)]
     fn one(&self, x: i8, y: i8) -> i8 {
         let s = &self.params.stage;
-        let product = (i32::from(x) + s.input_offset) * (i32::from(y) + self.params.input2_offset);
-        let raw = self
-            .multiplier
-            .apply(product)
-            .saturating_add(s.output_offset);
+        let raw = self.multiplier.apply(self.product(x, y));
+        let raw = raw.saturating_add(s.output_offset);
         raw.clamp(i32::from(s.act_min), i32::from(s.act_max)) as i8
+    }
+
+    fn vv(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
+        let s = &self.params.stage;
+        let Some((left, mult, add, right)) = self.fast.fast_parts() else {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = self.one(x, y);
+            }
+            return;
+        };
+        let neg = -i32::from(right > 0);
+        let (lo, hi) = (i32::from(s.act_min), i32::from(s.act_max));
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+            let y = smmulr(self.product(x, y) << left, mult);
+            *o = ((y + ((y >> 31) & neg) + add) >> right).clamp(lo, hi) as i8;
+        }
     }
 }
 
@@ -115,7 +159,7 @@ impl<'a> Operator<'a> for Mul<'a> {
         );
         let [multiplier] = d.requant_array::<1>();
         Mul {
-            arith: Product { params, multiplier },
+            arith: Product::new(params, multiplier),
             tensors,
         }
     }
@@ -135,10 +179,11 @@ mod tests {
     use super::*;
     use crate::ops::broadcast::tests::check_against_naive;
     use crate::test_support::Rng;
+    use std::vec::Vec;
 
     fn product(s1: f32, z1: i32, s2: f32, z2: i32, so: f32, zo: i32, a: Activation) -> Product {
         let (params, multiplier) = MulParams::prepare((s1, z1), (s2, z2), (so, zo), a).unwrap();
-        Product { params, multiplier }
+        Product::new(params, multiplier)
     }
 
     #[test]
@@ -153,6 +198,40 @@ mod tests {
             let p = product(s1, z1, s2, z2, so, zo, acts[case % 3]);
             check_against_naive(&p, &mut rng, 12);
         }
+    }
+
+    /// The fast output stage of [`Binary::vv`] gives the reference on every pair of int8
+    /// values, over random parameters with extreme scales and zero points.
+    #[test]
+    fn fast_stage_equals_the_reference_on_every_pair() {
+        let mut rng = Rng(0x3017_0002);
+        let xs: Vec<i8> = (0..65_536).map(|i| (i & 0xFF) as u8 as i8).collect();
+        let ys: Vec<i8> = (0..65_536).map(|i| (i >> 8) as u8 as i8).collect();
+        let mut out = vec![0i8; 65_536];
+        let mut fast = 0;
+        for case in 0..400 {
+            let scale = |rng: &mut Rng| 10f32.powf(rng.uniform_f32(-6.0, 3.0));
+            let zp = |rng: &mut Rng| match rng.next() % 3 {
+                0 => [-128, 127, 0][(rng.next() % 3) as usize],
+                _ => (rng.next() % 256) as i32 - 128,
+            };
+            let acts = [Activation::None, Activation::Relu, Activation::Relu6];
+            let Some((params, m)) = MulParams::prepare(
+                (scale(&mut rng), zp(&mut rng)),
+                (scale(&mut rng), zp(&mut rng)),
+                (scale(&mut rng), zp(&mut rng)),
+                acts[case % 3],
+            ) else {
+                continue;
+            };
+            let p = Product::new(params, m);
+            fast += usize::from(p.fast.fast_parts().is_some());
+            p.vv(&xs, &ys, &mut out);
+            for ((&o, &x), &y) in out.iter().zip(&xs).zip(&ys) {
+                assert_eq!(o, p.one(x, y), "{p:?} x {x} y {y}");
+            }
+        }
+        assert!(fast > 200, "only {fast} cases took the fast stage");
     }
 
     #[test]
