@@ -15,7 +15,7 @@
 
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Views};
-use super::Shape4;
+use super::{Shape4, Tensor};
 use crate::format::{DType, Storage};
 use crate::model::{Decoder, Scratch};
 use crate::Error;
@@ -29,12 +29,14 @@ const TABLE_FROM: usize = 512;
 pub enum Operand<'a> {
     /// Arena tensor index.
     Arena(u16),
-    /// Constant elements.
-    Constant(&'a [i8]),
+    /// Constant elements and their dimensions (NHWC), kept small: a decoded layer's size is
+    /// every layer's RAM.
+    Constant(&'a [i8], [u16; 4]),
 }
 
 impl<'a> Operand<'a> {
-    /// Input `slot` of the operator `d` decodes: int8, an activation or a constant.
+    /// Input `slot` of the operator `d` decodes: int8, an activation or a constant; and its
+    /// shape.
     pub(crate) fn decode(d: &Decoder<'_, 'a>, slot: usize) -> (Self, Shape4) {
         let t = d.any_tensor(slot);
         d.check(
@@ -42,7 +44,14 @@ impl<'a> Operand<'a> {
             why!("tensor has the wrong element type"),
         );
         let operand = match t.record.storage {
-            Storage::Constant => Operand::Constant(d.weights(slot).data),
+            Storage::Constant => {
+                let dims = dims(t.shape).map(|v| u16::try_from(v).unwrap_or(0));
+                d.check(
+                    dims.iter().all(|&v| v > 0),
+                    why!("a constant operand's dimension is 0 or above 65535"),
+                );
+                Operand::Constant(d.weights(slot).data, dims)
+            }
             _ => Operand::Arena(d.activation(slot, DType::I8).index),
         };
         (operand, t.shape)
@@ -52,23 +61,28 @@ impl<'a> Operand<'a> {
     pub fn arena(&self) -> Option<u16> {
         match self {
             Operand::Arena(index) => Some(*index),
-            Operand::Constant(_) => None,
+            Operand::Constant(..) => None,
         }
     }
 
-    /// Its elements: the constant's, or `view` (the arena input the interpreter borrowed).
-    pub fn data<'x>(&self, view: &'x [i8]) -> &'x [i8]
+    /// Its elements and shape: the constant's, or `view` (the arena input the interpreter
+    /// borrowed).
+    pub fn tensor<'x>(&self, view: Tensor<'x, i8>) -> Tensor<'x, i8>
     where
         'a: 'x,
     {
         match self {
             Operand::Arena(_) => view,
-            Operand::Constant(data) => data,
+            Operand::Constant(data, [n, h, w, c]) => Tensor {
+                data,
+                shape: Shape4::new((*n).into(), (*h).into(), (*w).into(), (*c).into()),
+            },
         }
     }
 }
 
-/// A binary operator's tensors, decoded: its two operands, its output and the walk over them.
+/// A binary operator's tensors, decoded: its two operands and its output. (The walk over
+/// them is rebuilt from their shapes at each run: it is larger than they are.)
 #[derive(Debug, Clone, Copy)]
 pub struct BinaryIo<'a> {
     /// Input 1.
@@ -77,8 +91,6 @@ pub struct BinaryIo<'a> {
     pub b: Operand<'a>,
     /// Output tensor.
     pub output: u16,
-    /// How outputs find their inputs.
-    pub walk: Broadcast,
 }
 
 impl<'a> BinaryIo<'a> {
@@ -88,16 +100,14 @@ impl<'a> BinaryIo<'a> {
         let (a, sa) = Operand::decode(d, 0);
         let (b, sb) = Operand::decode(d, 1);
         let output = d.output(DType::I8);
-        let walk = Broadcast::new(sa, sb, output.shape);
         d.check(
-            walk.is_some(),
+            Broadcast::new(sa, sb, output.shape).is_some(),
             why!("output shape is not the inputs' broadcast shape"),
         );
         Self {
             a,
             b,
             output: output.index,
-            walk: walk.unwrap_or(Broadcast::UNIT),
         }
     }
 
@@ -112,9 +122,13 @@ impl<'a> BinaryIo<'a> {
 
     /// Runs `op` over the views the interpreter borrowed.
     pub(crate) fn run<B: Binary>(&self, op: &B, v: Views<'_, i8, i8>) -> Result<(), Error> {
-        let a = self.a.data(v.inputs[0].data);
-        let b = self.b.data(v.inputs[1].data);
-        self.walk.run(op, a, b, v.output.data)
+        let a = self.a.tensor(v.inputs[0]);
+        let b = self.b.tensor(v.inputs[1]);
+        let walk =
+            Broadcast::new(a.shape, b.shape, v.output.shape).ok_or(Error::InvalidParameter {
+                what: why!("output shape is not the inputs' broadcast shape"),
+            })?;
+        walk.run(op, a.data, b.data, v.output.data)
     }
 }
 
@@ -182,13 +196,6 @@ fn strides(s: Shape4) -> [usize; 4] {
 }
 
 impl Broadcast {
-    /// One element of each.
-    const UNIT: Self = Self {
-        outer: [UNIT; 3],
-        run: UNIT,
-        lens: [1; 3],
-    };
-
     /// The output shape TFLite broadcasts `a` and `b` to, or `None` if a dimension differs
     /// without being 1 (or is 0).
     pub fn output_shape(a: Shape4, b: Shape4) -> Option<Shape4> {
