@@ -7,6 +7,12 @@ use std::collections::BTreeSet;
 
 /// Every case `tools/goldens/generate.py` writes; a missing file fails `every_case_is_present`.
 const CASES: &[&str] = &[
+    "add_bcast_channel_relu",
+    "add_bcast_rank2_scalar",
+    "add_bcast_rank3",
+    "add_bcast_rows_none",
+    "add_const_bias_relu6",
+    "add_const_scalar",
     "add_flat_same_range_relu6",
     "add_two_scales_none",
     "add_two_scales_relu",
@@ -83,11 +89,17 @@ const CASES: &[&str] = &[
     "float_io_conv_3x3_relu",
     "float_io_fc_12x6",
     "float_io_softmax",
+    "maximum_bcast_channel",
+    "maximum_const_scalar",
+    "maximum_same_shape",
     "maxpool_2x2_valid_s2",
     "maxpool_2x2_valid_s3_relu6",
     "maxpool_3x3_same_s1_c1",
     "maxpool_3x3_same_s2",
     "mean_global_average_pooling",
+    "minimum_bcast_rows",
+    "minimum_const_channel",
+    "minimum_rank2",
     "model_ds_cnn",
     "model_residual_block",
     "pack_axis0",
@@ -104,6 +116,12 @@ const CASES: &[&str] = &[
     "padfold_zeropad_conv_valid",
     "padv2_value_channels",
     "padv2_value_rank3",
+    "mul_bcast_channel_relu",
+    "mul_bcast_rank3",
+    "mul_bcast_rows_relu6",
+    "mul_const_channel_relu6",
+    "mul_const_scalar",
+    "mul_same_shape_none",
     "relu6_narrow",
     "relu6_standalone",
     "relu_asym_range",
@@ -139,6 +157,14 @@ const CASES: &[&str] = &[
     "strided_slice_4d_shrink",
     "strided_slice_4d_step2_reverse",
     "unpack_axis1",
+    "squared_difference_bcast_channel",
+    "squared_difference_const",
+    "squared_difference_same_shape",
+    "sub_bcast_channel_none",
+    "sub_bcast_rows_relu6",
+    "sub_const_channel_relu",
+    "sub_const_from_scalar",
+    "sub_same_shape_relu",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -169,6 +195,11 @@ const REQUIRED_OPS: &[&str] = &[
     "SHAPE",
     "SPACE_TO_BATCH_ND",
     "BATCH_TO_SPACE_ND",
+    "SUB",
+    "MUL",
+    "SQUARED_DIFFERENCE",
+    "MAXIMUM",
+    "MINIMUM",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN, and PACK in shape chains).
@@ -200,6 +231,11 @@ const KNOWN_OPS: &[&str] = &[
     "SHAPE",
     "SPACE_TO_BATCH_ND",
     "BATCH_TO_SPACE_ND",
+    "SUB",
+    "MUL",
+    "SQUARED_DIFFERENCE",
+    "MAXIMUM",
+    "MINIMUM",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;
@@ -253,17 +289,30 @@ fn files_stay_small() {
     assert!(total <= MAX_TOTAL_BYTES, "goldens total {total} bytes");
 }
 
-/// `weights`: an int8 constant read as weights (anything but PADV2's value), which the
-/// converter quantizes symmetrically.
-/// `shape_arithmetic`: the case has a SHAPE, whose int32 results feed
-/// other operators.
-fn check_tensor(
-    case: &str,
-    index: usize,
-    t: &GoldenTensor,
-    weights: bool,
-    shape_arithmetic: bool,
-) {
+/// Whether int8 constant `index` of `case` is read as weights, which the converter quantizes
+/// symmetrically: not an element-wise operator's operand, nor PADV2's pad value.
+fn is_weights(case: &GoldenCase, index: usize) -> bool {
+    let elementwise = [
+        "ADD",
+        "SUB",
+        "MUL",
+        "SQUARED_DIFFERENCE",
+        "MAXIMUM",
+        "MINIMUM",
+    ];
+    let index = index as i64;
+    !case.operators.iter().any(|op| {
+        let operand = elementwise.contains(&op.op.as_str()) && op.inputs.contains(&index);
+        let pad_value = op.op == "PADV2" && op.inputs.get(2) == Some(&index);
+        operand || pad_value
+    })
+}
+
+fn check_tensor(case: &GoldenCase, index: usize, t: &GoldenTensor) {
+    let weights = is_weights(case, index);
+    // Shape arithmetic after a SHAPE is the one int32 computation (mote folds it).
+    let shape_arithmetic = case.operators.iter().any(|op| op.op == "SHAPE");
+    let case = &case.name;
     let what = format!("{case}: tensor {index} ({})", t.name);
     if let Some(data) = &t.data {
         assert_eq!(
@@ -308,7 +357,6 @@ fn check_tensor(
             }
         }
         DType::Int32 => {
-            // Shape arithmetic after a SHAPE is the one int32 computation (mote folds it).
             assert!(
                 t.data.is_some() || shape_arithmetic,
                 "{what}: int32 activations are not expected outside shape arithmetic"
@@ -339,16 +387,8 @@ fn check_tensor(
 fn tensors_are_consistent() {
     for case in cases() {
         assert!(!case.tensors.is_empty(), "{}: no tensors", case.name);
-        let pad_values: Vec<i64> = case
-            .operators
-            .iter()
-            .filter(|op| op.op == "PADV2")
-            .filter_map(|op| op.inputs.get(2).copied())
-            .collect();
-        let shape_arithmetic = case.operators.iter().any(|op| op.op == "SHAPE");
         for (i, t) in case.tensors.iter().enumerate() {
-            let weights = !pad_values.contains(&(i as i64));
-            check_tensor(&case.name, i, t, weights, shape_arithmetic);
+            check_tensor(&case, i, t);
         }
     }
 }
@@ -446,7 +486,11 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
                 positive(key);
             }
         }
-        "ADD" => activation(),
+        "ADD" | "SUB" | "MUL" => activation(),
+        "SQUARED_DIFFERENCE" | "MAXIMUM" | "MINIMUM" => {
+            assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
+            assert!(op.inputs.len() == 2, "{what}: expects two inputs");
+        }
         "SOFTMAX" => {
             let beta = op.option_f32("beta");
             assert!(beta.is_some_and(|b| b > 0.0), "{what}: beta {beta:?}");

@@ -76,6 +76,9 @@ class Spec:
     float_io: bool = False  # float32 model inputs/outputs (QUANTIZE/DEQUANTIZE at the edges)
     random_vectors: int = 4
     expect: tuple = ()  # properties asserted on the result, see check_expectations()
+    # Feed the calibrator dicts keyed by input name: it takes a list in the subgraph's input
+    # order, which need not be the Keras inputs' (the older two-input cases keep the list).
+    rep_by_name: bool = False
 
     def input_ranges(self):
         return self.ranges or [(-1.0, 1.0)] * len(self.inputs)
@@ -250,6 +253,86 @@ case(
     [(16,), (16,)], lambda a, b: L.ReLU(max_value=6.0)(L.Add()([a, b])),
     ranges=[(-6.0, 6.0), (-6.0, 6.0)], random_vectors=3,
 )
+
+# --- Binary element-wise operators with broadcasting and constant operands ------------------
+K = keras.ops
+
+
+def const(values):
+    """A float32 constant operand (the converter stores it as an int8 tensor of its own)."""
+    return np.asarray(values, np.float32)
+
+
+def ramp(n, lo, hi):
+    return const(np.linspace(lo, hi, n))
+
+
+def sqdiff(a, b):
+    """SQUARED_DIFFERENCE (Keras has no op for it: a Lambda around TensorFlow's)."""
+    if isinstance(b, np.ndarray):
+        return L.Lambda(lambda t: tf.math.squared_difference(t, b))(a)
+    return L.Lambda(lambda t: tf.math.squared_difference(t[0], t[1]))([a, b])
+
+
+for (name, note, shapes, make, ranges) in [
+    ("add_bcast_channel_relu", "[1,4,4,8] + [1,1,1,8] (a per-channel activation), fused RELU",
+     [(4, 4, 8), (1, 1, 8)], lambda a, b: L.ReLU()(K.add(a, b)), [(-1.0, 1.0), (-2.0, 0.5)]),
+    ("add_bcast_rows_none", "[1,4,4,8] + [1,4,1,8] (one channel vector per row)",
+     [(4, 4, 8), (4, 1, 8)], lambda a, b: K.add(a, b), [(-1.0, 1.0), (-8.0, 8.0)]),
+    ("add_bcast_rank3", "rank 3: [1,6,5] + [1,1,5], fused RELU6",
+     [(6, 5), (1, 5)], lambda a, b: L.ReLU(max_value=6.0)(K.add(a, b)), [(-6.0, 6.0), (-1.0, 3.0)]),
+    ("add_bcast_rank2_scalar", "rank 2: [1,12] + [1,1] (a scalar activation)",
+     [(12,), (1,)], lambda a, b: K.add(a, b), [(-1.0, 1.0), (-0.1, 0.1)]),
+    ("sub_bcast_channel_none", "SUB [1,4,4,8] - [1,1,1,8], inputs of different scales",
+     [(4, 4, 8), (1, 1, 8)], lambda a, b: K.subtract(a, b), [(-1.0, 1.0), (-4.0, 4.0)]),
+    ("sub_same_shape_relu", "SUB of two [1,5,5,3] inputs with a fused RELU",
+     [(5, 5, 3), (5, 5, 3)], lambda a, b: L.ReLU()(K.subtract(a, b)), [(-2.0, 1.0), (-0.25, 0.5)]),
+    ("sub_bcast_rows_relu6", "SUB [1,1,4,1] - [1,3,4,6] broadcasting both ways, fused RELU6",
+     [(1, 4, 1), (3, 4, 6)], lambda a, b: L.ReLU(max_value=6.0)(K.subtract(a, b)), [(-8.0, 8.0), (-3.0, 3.0)]),
+    ("mul_same_shape_none", "MUL of two [1,4,4,3] inputs of different scales",
+     [(4, 4, 3), (4, 4, 3)], lambda a, b: K.multiply(a, b), [(-1.0, 1.0), (-8.0, 8.0)]),
+    ("mul_bcast_channel_relu", "MUL [1,4,4,8] * [1,1,1,8], fused RELU",
+     [(4, 4, 8), (1, 1, 8)], lambda a, b: L.ReLU()(K.multiply(a, b)), [(-1.0, 1.0), (0.0, 2.0)]),
+    ("mul_bcast_rows_relu6", "MUL [1,4,4,8] * [1,4,1,1], fused RELU6",
+     [(4, 4, 8), (4, 1, 1)], lambda a, b: L.ReLU(max_value=6.0)(K.multiply(a, b)), [(-4.0, 4.0), (-2.0, 3.0)]),
+    ("mul_bcast_rank3", "rank 3: MUL [1,6,5] * [1,6,1]",
+     [(6, 5), (6, 1)], lambda a, b: K.multiply(a, b), [(-1.0, 1.0), (-1.0, 1.0)]),
+    ("squared_difference_same_shape", "SQUARED_DIFFERENCE of two [1,4,4,3] inputs of different scales",
+     [(4, 4, 3), (4, 4, 3)], sqdiff, [(-1.0, 1.0), (-3.0, 3.0)]),
+    ("squared_difference_bcast_channel", "SQUARED_DIFFERENCE [1,4,4,8] and [1,1,1,8]",
+     [(4, 4, 8), (1, 1, 8)], sqdiff, [(-2.0, 2.0), (-1.0, 1.0)]),
+    ("maximum_same_shape", "MAXIMUM of two [1,4,4,3] inputs (same range: one quantization)",
+     [(4, 4, 3), (4, 4, 3)], lambda a, b: K.maximum(a, b), [(-2.0, 2.0), (-2.0, 2.0)]),
+    ("maximum_bcast_channel", "MAXIMUM [1,4,4,8] and [1,1,1,8]",
+     [(4, 4, 8), (1, 1, 8)], lambda a, b: K.maximum(a, b), [(-1.0, 1.0), (-1.0, 1.0)]),
+    ("minimum_bcast_rows", "MINIMUM [1,4,4,8] and [1,4,1,1]",
+     [(4, 4, 8), (4, 1, 1)], lambda a, b: K.minimum(a, b), [(-3.0, 3.0), (-3.0, 3.0)]),
+    ("minimum_rank2", "rank 2: MINIMUM [1,12] and [1,12]",
+     [(12,), (12,)], lambda a, b: K.minimum(a, b), [(-1.0, 1.0), (-1.0, 1.0)]),
+]:
+    case(name, f"{note}.", shapes, make, ranges=ranges, random_vectors=3, rep_by_name=True)
+
+for (name, note, shape, make, rng_range) in [
+    ("add_const_bias_relu6", "ADD x + bias[c] with a constant [8] bias operand, fused RELU6",
+     (4, 4, 8), lambda x: L.ReLU(max_value=6.0)(K.add(x, ramp(8, -0.9, 1.7))), (-1.0, 5.0)),
+    ("add_const_scalar", "ADD of a constant scalar (x + 0.75) on [1,6,6,3]",
+     (6, 6, 3), lambda x: K.add(x, const(0.75)), (-1.0, 1.0)),
+    ("sub_const_channel_relu", "SUB x - c[c] with a constant [8] operand, fused RELU",
+     (4, 4, 8), lambda x: L.ReLU()(K.subtract(x, ramp(8, -0.5, 0.5))), (-1.0, 1.0)),
+    ("sub_const_from_scalar", "SUB 0.3 - x: the constant is input 1, a scalar",
+     (4, 4, 3), lambda x: K.subtract(const(0.3), x), (-1.0, 1.0)),
+    ("mul_const_scalar", "MUL x * 1.7 (a constant scalar operand)",
+     (6, 6, 3), lambda x: K.multiply(x, const(1.7)), (-1.0, 1.0)),
+    ("mul_const_channel_relu6", "MUL x * scale[c] with a constant [8] operand, fused RELU6",
+     (4, 4, 8), lambda x: L.ReLU(max_value=6.0)(K.multiply(x, ramp(8, -3.0, 5.0))), (-2.0, 2.0)),
+    ("squared_difference_const", "SQUARED_DIFFERENCE of x and a constant [8] operand",
+     (4, 4, 8), lambda x: sqdiff(x, ramp(8, -1.0, 1.0)), (-1.0, 1.0)),
+    ("maximum_const_scalar", "MAXIMUM of x and a constant scalar 0.25",
+     (4, 4, 3), lambda x: K.maximum(x, const(0.25)), (-1.0, 1.0)),
+    ("minimum_const_channel", "MINIMUM of x and a constant [8] operand",
+     (4, 4, 8), lambda x: K.minimum(x, ramp(8, -0.5, 0.8)), (-1.0, 1.0)),
+]:
+    case(name, f"{note}.", [shape], make, ranges=[rng_range])
 
 # --- SOFTMAX ---------------------------------------------------------------------------------
 for (name, shape, rng_range, note) in [
@@ -644,7 +727,7 @@ def build_model(spec: Spec) -> keras.Model:
     return model
 
 
-def representative(spec: Spec):
+def representative(spec: Spec, names: list):
     rng = np.random.default_rng(seed_of(spec.name, "representative"))
 
     def gen():
@@ -652,10 +735,11 @@ def representative(spec: Spec):
             if spec.rep:
                 yield spec.rep(rng)
             else:
-                yield [
+                sample = [
                     rng.uniform(lo, hi, (spec.batch or 1,) + tuple(s)).astype(np.float32)
                     for s, (lo, hi) in zip(spec.inputs, spec.input_ranges())
                 ]
+                yield dict(zip(names, sample)) if spec.rep_by_name else sample
 
     return gen
 
@@ -685,7 +769,7 @@ def static_shapes(model_bytes: bytes) -> bytes:
 def convert(spec: Spec, model: keras.Model) -> bytes:
     conv_ = tf.lite.TFLiteConverter.from_keras_model(model)
     conv_.optimizations = [tf.lite.Optimize.DEFAULT]
-    conv_.representative_dataset = representative(spec)
+    conv_.representative_dataset = representative(spec, [t.name for t in model.inputs])
     conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
     if not spec.float_io:
         conv_.inference_input_type = tf.int8
@@ -758,9 +842,11 @@ def options_of(op_name: str, opts) -> dict:
             "filter_height": opts.filterHeight,
             "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
         }
-    if op_name == "ADD":
-        # pot_scale_int16 only matters for int16 activations.
+    if op_name in ("ADD", "SUB", "MUL"):
+        # pot_scale_int16 (ADD, SUB) only matters for int16 activations.
         return {"fused_activation_function": ACTIVATION[opts.fusedActivationFunction]}
+    if op_name in ("MAXIMUM", "MINIMUM", "SQUARED_DIFFERENCE"):
+        return {}  # their options tables have no fields
     if op_name == "SOFTMAX":
         return {"beta": f32(opts.beta)}
     if op_name == "RESHAPE":
@@ -1217,6 +1303,50 @@ class Reference:
         total = self.mul(a, m1, e1) + self.mul(b, m2, e2)
         lo, hi = act_range(op["options"]["fused_activation_function"], so, out_t["zero_point"][0])
         return np.clip(self.mul(total, mo, eo) + out_t["zero_point"][0], lo, hi).astype(np.int8)
+
+    def op_sub(self, op, args, in_t, out_t, ts):
+        # TFLM's SUB prepares its multipliers in float32 (ADD uses double).
+        f = np.float32
+        s1, s2, so = f(ts[0]["scale"][0]), f(ts[1]["scale"][0]), f(out_t["scale"][0])
+        left = 20
+        twice_max = f(2.0) * max(s1, s2)
+        m1, e1 = quantize_multiplier(float(s1 / twice_max))
+        m2, e2 = quantize_multiplier(float(s2 / twice_max))
+        mo, eo = quantize_multiplier(float(twice_max / (f(1 << left) * so)))
+        a = (args[0].astype(np.int64) - ts[0]["zero_point"][0]) << left
+        b = (args[1].astype(np.int64) - ts[1]["zero_point"][0]) << left
+        a, b = np.broadcast_arrays(a, b)
+        total = self.mul(a, m1, e1) - self.mul(b, m2, e2)
+        lo, hi = act_range(op["options"]["fused_activation_function"], float(so), out_t["zero_point"][0])
+        return np.clip(self.mul(total, mo, eo) + out_t["zero_point"][0], lo, hi).astype(np.int8)
+
+    def op_mul(self, op, args, in_t, out_t, ts):
+        s1, s2, so = ts[0]["scale"][0], ts[1]["scale"][0], out_t["scale"][0]
+        m, e = quantize_multiplier(s1 * s2 / so)
+        a = args[0].astype(np.int64) - ts[0]["zero_point"][0]
+        b = args[1].astype(np.int64) - ts[1]["zero_point"][0]
+        lo, hi = act_range(op["options"]["fused_activation_function"], so, out_t["zero_point"][0])
+        return np.clip(self.mul(a * b, m, e) + out_t["zero_point"][0], lo, hi).astype(np.int8)
+
+    def op_squared_difference(self, op, args, in_t, out_t, ts):
+        s1, s2, so = ts[0]["scale"][0], ts[1]["scale"][0], out_t["scale"][0]
+        left = 7
+        twice_max = 2.0 * max(s1, s2)
+        m1, e1 = quantize_multiplier(s1 / twice_max)
+        m2, e2 = quantize_multiplier(s2 / twice_max)
+        # TFLM multiplies the output scale by 2^14 in float32.
+        mo, eo = quantize_multiplier(twice_max * twice_max / float(np.float32(1 << (2 * left)) * np.float32(so)))
+        a = (args[0].astype(np.int64) - ts[0]["zero_point"][0]) << left
+        b = (args[1].astype(np.int64) - ts[1]["zero_point"][0]) << left
+        a, b = np.broadcast_arrays(a, b)
+        d = self.mul(a, m1, e1) - self.mul(b, m2, e2)
+        return np.clip(self.mul(d * d, mo, eo) + out_t["zero_point"][0], -128, 127).astype(np.int8)
+
+    def op_maximum(self, op, args, in_t, out_t, ts):
+        return np.maximum(args[0], args[1]).astype(np.int8)
+
+    def op_minimum(self, op, args, in_t, out_t, ts):
+        return np.minimum(args[0], args[1]).astype(np.int8)
 
     def op_mean(self, op, args, in_t, out_t, ts):
         axes = sorted(int(a) % len(in_t["shape"]) for a in args[1].reshape(-1))

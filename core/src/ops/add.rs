@@ -1,22 +1,25 @@
-//! ADD of two same-shape tensors (no broadcasting), int8 and f32.
+//! ADD, int8 with TFLite's broadcasting, and f32 (same shapes).
 //!
 //! The int8 kernel is TFLite-Micro's `reference_integer_ops::AddFunc`: both inputs are moved to
 //! a common scale with 20 bits of headroom, added in int32, and the sum is requantized to the
-//! output scale. Every rounding step is TFLite's, so results match it bit for bit.
+//! output scale. Every rounding step is TFLite's, so results match it bit for bit. SUB
+//! (`super::sub`) is the same arithmetic with the second input's value negated.
 //!
-//! Each input's rescaled value depends on its int8 value alone, so a long ADD first tabulates
-//! both rescalings (2 x 256 words) and then only requantizes the sum per element. The tables
-//! live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last, the slow
-//! way: no scratch memory at all.
+//! Each input's rescaled value depends on its int8 value alone, so a long same-shape ADD first
+//! tabulates both rescalings (2 x 256 words) and then only requantizes the sum per element. The
+//! tables live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last,
+//! the slow way: no scratch memory at all. Broadcast runs go through `super::broadcast`.
 
+use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
+use super::simd::smmulr;
 use super::Activation;
 use super::Int8Stage;
-use crate::format::DType;
 use crate::format::OpCode;
-use crate::model::{Decoder, Scratch};
+use crate::model::Decoder;
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
@@ -103,7 +106,7 @@ impl AddParams {
 
     /// Refuses hand-made parameters under which the int32 arithmetic could overflow or a
     /// shift could go out of range (everything `from_scales` returns passes).
-    fn validate(&self) -> Result<(), Error> {
+    pub(crate) fn validate(&self) -> Result<(), Error> {
         // |x + offset| <= 256, and 256 << 22 = 2^30 still leaves room for the sum of two.
         let offset_ok = |o: i32| (-128..=128).contains(&o);
         if !(offset_ok(self.input1_offset) && offset_ok(self.input2_offset)) {
@@ -145,22 +148,25 @@ impl AddParams {
 
     /// Input 1's value on the common scale.
     #[inline(always)]
-    fn rescaled1(&self, x: i8) -> i32 {
+    pub(crate) fn rescaled1(&self, x: i8) -> i32 {
         let shifted = (self.input1_offset + i32::from(x)) << self.left_shift;
         self.input1.apply(shifted)
     }
 
     /// Input 2's value on the common scale.
     #[inline(always)]
-    fn rescaled2(&self, y: i8) -> i32 {
+    pub(crate) fn rescaled2(&self, y: i8) -> i32 {
         let shifted = (self.input2_offset + i32::from(y)) << self.left_shift;
         self.input2.apply(shifted)
     }
 
     /// The sum of the rescaled inputs, requantized to the output and clamped.
     #[inline(always)]
-    fn finish(&self, raw_sum: i32) -> i8 {
-        let raw_output = self.output.apply(raw_sum) + self.output_offset;
+    pub(crate) fn finish(&self, raw_sum: i32) -> i8 {
+        let raw_output = self
+            .output
+            .apply(raw_sum)
+            .saturating_add(self.output_offset);
         raw_output.clamp(i32::from(self.act_min), i32::from(self.act_max)) as i8
     }
 }
@@ -182,26 +188,34 @@ fn check_lengths(a: usize, b: usize, out: usize) -> Result<(), Error> {
 }
 
 /// int8 ADD of two same-length tensors, bit-exact with TFLite-Micro's reference kernel.
-// Not inlined into the interpreter: its frame would add to every other operator's.
-#[inline(never)]
 pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), Error> {
     super::built(OpCode::Add)?;
     check_lengths(a.len(), b.len(), out.len())?;
     p.validate()?;
-    let slow = match out.len() >= TABLE_FROM {
-        true => add_tabled(p, a, b, out),
-        false => out.len(),
-    };
-    for ((o, &x), &y) in out[..slow].iter_mut().zip(a).zip(b) {
-        *o = p.add_one(x, y);
-    }
+    let slow = p.whole(a, b, out);
+    p.vv(&a[..slow], &b[..slow], &mut out[..slow]);
     Ok(())
 }
 
-/// Writes outputs `TABLE_BYTES..` from the two rescaling tables, built in the output's first
-/// bytes, and returns how many leading outputs are left to compute the slow way (all of them
-/// if the output is not word-aligned).
-fn add_tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
+impl Binary for AddParams {
+    #[inline(always)]
+    fn one(&self, x: i8, y: i8) -> i8 {
+        self.add_one(x, y)
+    }
+
+    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
+        tabled(self, a, b, out, false)
+    }
+}
+
+/// For long outputs of same-shape inputs: writes outputs `TABLE_BYTES..` from the two
+/// rescaling tables (input 2's negated if `negate`: SUB), built in the output's first bytes,
+/// and returns how many leading outputs are left to compute the slow way (all of them if the
+/// output is short or not word-aligned).
+pub(crate) fn tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8], negate: bool) -> usize {
+    if out.len() < TABLE_FROM || a.len() != out.len() || b.len() != out.len() {
+        return out.len();
+    }
     let (head, tail) = out.split_at_mut(TABLE_BYTES);
     let Some((t1, t2)) =
         crate::cast::i8_as_i32_mut(head).and_then(|t| t.split_first_chunk_mut::<256>())
@@ -213,11 +227,41 @@ fn add_tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
     };
     // Indexed by the int8 value's bits: 0..=127, then -128..=-1.
     for (v, (r1, r2)) in (0..=255u8).zip(t1.iter_mut().zip(t2.iter_mut())) {
-        (*r1, *r2) = (p.rescaled1(v as i8), p.rescaled2(v as i8));
+        let y = p.rescaled2(v as i8);
+        (*r1, *r2) = (
+            p.rescaled1(v as i8),
+            if negate { y.wrapping_neg() } else { y },
+        );
     }
     let ins = a.iter().zip(b).skip(TABLE_BYTES);
+    let widest = |t: &[i32; 256]| t.iter().map(|v| u64::from(v.unsigned_abs())).max();
+    let max_sum = widest(t1).unwrap_or(0) + widest(t2).unwrap_or(0);
+    let stage = Int8Stage {
+        input_offset: 0,
+        output_offset: p.output_offset,
+        act_min: p.act_min,
+        act_max: p.act_max,
+    };
+    let fast = ChannelStage::new(0, p.output, &stage, max_sum).fast_parts();
+    let Some((left, mult, add, right)) = fast else {
+        for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
+            *o = p.finish(t1[usize::from(x as u8)].wrapping_add(t2[usize::from(y as u8)]));
+        }
+        return TABLE_BYTES;
+    };
+    // The fast output stage (`fast_requant`): the tables hold the rescaled values already
+    // shifted left by its `left`, which its bound on the sum keeps exact.
+    for t in [&mut *t1, &mut *t2] {
+        for v in t.iter_mut() {
+            *v <<= left;
+        }
+    }
+    let neg = -i32::from(right > 0);
+    let (lo, hi) = (i32::from(p.act_min), i32::from(p.act_max));
     for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
-        *o = p.finish(t1[usize::from(x as u8)] + t2[usize::from(y as u8)]);
+        let acc = t1[usize::from(x as u8)] + t2[usize::from(y as u8)];
+        let y = smmulr(acc, mult);
+        *o = ((y + ((y >> 31) & neg) + add) >> right).clamp(lo, hi) as i8;
     }
     TABLE_BYTES
 }
@@ -274,97 +318,79 @@ impl AddParams {
 
 /// ADD, decoded.
 #[derive(Debug, Clone, Copy)]
-pub struct Add {
+pub struct Add<'a> {
     /// Offsets, multipliers, clamp.
     pub params: AddParams,
-    /// First input.
-    pub a: u16,
-    /// Second input.
-    pub b: u16,
-    /// Output tensor.
-    pub output: u16,
+    /// Inputs, output and the broadcast walk.
+    pub tensors: BinaryIo<'a>,
 }
 
-impl<'a> Operator<'a> for Add {
-    type Params = AddRecordParams;
-    type In = i8;
-    type Out = i8;
-    const INPUTS: usize = 2;
-
-    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let a = cx.int8_io(0)?;
-        let b = cx.input(1)?;
-        cx.typed(b, DType::I8, "input")?;
-        let count = |id| cx.tensor(id).map(|t| t.shape.elements());
-        if count(a)? != count(b)? || count(a)? != count(cx.output())? {
-            return Err(LowerError::Unsupported {
-                what: "ADD with broadcasting is not supported",
-            });
-        }
-        let (s_a, s_b, s_out) = (
-            cx.per_tensor(a)?,
-            cx.per_tensor(b)?,
-            cx.per_tensor(cx.output())?,
-        );
-        let params = AddParams::from_scales(s_a, s_b, s_out, cx.options().activation).ok_or(
-            LowerError::Unsupported {
-                what: "ADD scales out of the representable range",
-            },
-        )?;
-        let (record, requant) = params.to_record();
-        for q in requant {
-            cx.requant(q);
-        }
-        cx.params(&record)
-    }
-
-    fn decode(d: &Decoder<'_, 'a>, record: AddRecordParams) -> Self {
-        let a = d.activation(0, DType::I8);
-        let b = d.activation(1, DType::I8);
-        let output = d.output(DType::I8);
-        d.check(
-            a.shape == b.shape && a.shape == output.shape,
-            why!("ADD needs inputs and output of one shape"),
-        );
-        let [input1, input2, output_requant] = d.requant_array::<3>();
-        let params = AddParams {
+impl AddParams {
+    /// The parameters a record holds: its slots and its three requantization constants.
+    pub(crate) fn from_record(
+        record: &AddRecordParams,
+        [input1, input2, output]: [QuantizedMultiplier; 3],
+    ) -> Self {
+        AddParams {
             input1_offset: record.stage.input_offset,
             input2_offset: record.input2_offset,
             output_offset: record.stage.output_offset,
             left_shift: record.left_shift,
             input1,
             input2,
-            output: output_requant,
+            output,
             act_min: record.stage.act_min,
             act_max: record.stage.act_max,
-        };
+        }
+    }
+
+    /// Writes the record's parameters and requantization constants.
+    pub(crate) fn lower_to(&self, cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let (record, requant) = self.to_record();
+        for q in requant {
+            cx.requant(q);
+        }
+        cx.params(&record)
+    }
+}
+
+impl<'a> Operator<'a> for Add<'a> {
+    type Params = AddRecordParams;
+    type In = i8;
+    type Out = i8;
+    const INPUTS: usize = 2;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let (a, b) = lower_binary(cx)?;
+        let (s_a, s_b, s_out) = (
+            cx.per_tensor(a)?,
+            cx.per_tensor(b)?,
+            cx.per_tensor(cx.output())?,
+        );
+        AddParams::from_scales(s_a, s_b, s_out, cx.options().activation)
+            .ok_or(LowerError::Unsupported {
+                what: "ADD scales out of the representable range",
+            })?
+            .lower_to(cx)
+    }
+
+    fn decode(d: &Decoder<'_, 'a>, record: AddRecordParams) -> Self {
+        let tensors = BinaryIo::decode(d);
+        let params = AddParams::from_record(&record, d.requant_array::<3>());
         d.check(
             params.validate().is_ok(),
             why!("ADD offsets, shift or multipliers out of range"),
         );
-        Add {
-            params,
-            a: a.index,
-            b: b.index,
-            output: output.index,
-        }
+        Add { params, tensors }
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io {
-            inputs: [Some(self.a), Some(self.b), None, None],
-            output: self.output,
-            scratch: Scratch::default(),
-        })
+        Some(self.tensors.io())
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
-        add_i8(
-            &self.params,
-            v.inputs[0].data,
-            v.inputs[1].data,
-            v.output.data,
-        )
+        super::built(OpCode::Add)?;
+        self.tensors.run(&self.params, v)
     }
 }
 
@@ -411,6 +437,85 @@ mod tests {
             tested += 1;
         }
         assert!(tested >= 30, "only {tested} cases had valid parameters");
+    }
+
+    /// Broadcast runs, per-channel and scalar tables and the tabled same-shape path give
+    /// exactly the per-element arithmetic, over random parameters.
+    #[test]
+    fn broadcast_paths_equal_the_per_element_arithmetic() {
+        let mut rng = Rng(0xADD_B40D);
+        for case in 0..60 {
+            let Some(p) = random_params(&mut rng, case) else {
+                continue;
+            };
+            crate::ops::broadcast::tests::check_against_naive(&p, &mut rng, 12);
+        }
+    }
+
+    /// Random valid parameters: scales over four decades, any zero points, every activation.
+    pub(crate) fn random_params(rng: &mut Rng, case: usize) -> Option<AddParams> {
+        let scale = |rng: &mut Rng| 10f32.powf(rng.uniform_f32(-4.0, 0.5));
+        let zp = |rng: &mut Rng| match rng.next() % 4 {
+            0 => -128,
+            1 => 127,
+            _ => (rng.next() % 256) as i32 - 128,
+        };
+        let acts = [Activation::None, Activation::Relu, Activation::Relu6];
+        AddParams::from_scales(
+            (scale(rng), zp(rng)),
+            (scale(rng), zp(rng)),
+            (scale(rng), zp(rng)),
+            acts[case % 3],
+        )
+    }
+
+    /// The tabled path with its fast output stage gives the per-element arithmetic on every
+    /// pair of int8 values, over random parameters with extreme scales and zero points.
+    #[test]
+    fn tabled_fast_stage_equals_the_reference_on_every_pair() {
+        let mut rng = Rng(0xADD_0FA5);
+        let len = TABLE_BYTES + 65_536;
+        let xs: Vec<i8> = (0..len).map(|i| (i & 0xFF) as u8 as i8).collect();
+        let ys: Vec<i8> = (0..len)
+            .map(|i| ((i >> 8) ^ (i >> 16)) as u8 as i8)
+            .collect();
+        let mut words = std::vec![0u32; len / 4];
+        let (mut tested, mut fast) = (0, 0);
+        for case in 0..600 {
+            let scale = |rng: &mut Rng| 10f32.powf(rng.uniform_f32(-6.0, 3.0));
+            let zp = |rng: &mut Rng| match rng.next() % 3 {
+                0 => [-128, 127, 0][(rng.next() % 3) as usize],
+                _ => (rng.next() % 256) as i32 - 128,
+            };
+            let acts = [Activation::None, Activation::Relu, Activation::Relu6];
+            let (s1, z1, s2, z2) = (scale(&mut rng), zp(&mut rng), scale(&mut rng), zp(&mut rng));
+            // Every other case: equal input scales (ties are exact there).
+            let s2 = if case % 2 == 0 { s1 } else { s2 };
+            let so = s1.max(s2) * 10f32.powf(rng.uniform_f32(-1.5, 2.0));
+            let out_q = (so, zp(&mut rng));
+            let Some(p) = AddParams::from_scales((s1, z1), (s2, z2), out_q, acts[case % 3]) else {
+                continue;
+            };
+            fast += usize::from(p.output.shift >= -21);
+            let out =
+                crate::cast::slice_mut::<i8>(crate::cast::words_as_bytes_mut(&mut words)).unwrap();
+            for negate in [false, true] {
+                assert_eq!(tabled(&p, &xs, &ys, out, negate), TABLE_BYTES);
+                for i in TABLE_BYTES..len {
+                    let (x, y) = (xs[i], ys[i]);
+                    let want = match negate {
+                        false => p.add_one(x, y),
+                        true => p.finish(p.rescaled1(x) - p.rescaled2(y)),
+                    };
+                    assert_eq!(out[i], want, "{p:?} x {x} y {y} negate {negate}");
+                }
+            }
+            tested += 1;
+        }
+        assert!(
+            tested > 400 && fast > 300,
+            "{tested} valid cases, {fast} fast"
+        );
     }
 
     #[test]

@@ -157,6 +157,18 @@ impl ChannelStage {
         (y + ((y >> 31) & neg) + self.add) >> self.right
     }
 
+    /// A [`Kind::Fast`] stage's constants `(left, mult, add, right)`: the output before the
+    /// clamp is `(y + ((y >> 31) & -[right > 0]) + add) >> right` with
+    /// `y = smmulr(acc << left, mult)`. `None` for other kinds.
+    pub(crate) fn fast_parts(&self) -> Option<(u32, i32, i32, u32)> {
+        (self.kind() == Kind::Fast).then_some((
+            self.left.into(),
+            self.mult,
+            self.add,
+            self.right.into(),
+        ))
+    }
+
     /// The bound on `|bias|` below which this [`Kind::Fast`] stage, computed for some bias,
     /// is also the stage of a channel with that bias (and the same multiplier and sum bound):
     /// where the fast stage's bound holds. Zero for other kinds.

@@ -20,6 +20,7 @@
 
 pub mod add;
 pub mod concatenation;
+pub mod broadcast;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
 pub mod depth_to_space;
@@ -29,7 +30,9 @@ mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod lower;
+pub mod maximum_minimum;
 pub mod mean;
+pub mod mul;
 pub mod operator;
 mod output_stage;
 pub mod pad;
@@ -43,6 +46,8 @@ pub mod softmax;
 pub mod transpose;
 pub mod space_batch;
 pub mod strided_slice;
+pub mod squared_difference;
+pub mod sub;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -65,7 +70,7 @@ operators! { 'a;
     /// Max pooling.
     5 => MaxPool2d(pooling::Pool2d), "MAX_POOL_2D", feature "op-max-pool";
     /// Element-wise addition.
-    6 => Add(add::Add), "ADD", feature "op-add";
+    6 => Add(add::Add<'a>), "ADD", feature "op-add";
     /// Softmax over the last dimension.
     7 => Softmax(softmax::Softmax), "SOFTMAX", feature "op-softmax";
     /// Reshape: the output aliases the input's bytes.
@@ -101,6 +106,17 @@ operators! { 'a;
     /// The batch's blocks back into space, cropped.
     25 => BatchToSpaceNd(space_batch::SpaceBatch), "BATCH_TO_SPACE_ND",
         feature "op-space-batch";
+    /// Element-wise subtraction.
+    30 => Sub(sub::Sub<'a>), "SUB", feature "op-sub";
+    /// Element-wise multiplication.
+    31 => Mul(mul::Mul<'a>), "MUL", feature "op-mul";
+    /// (x - y)^2, element-wise.
+    32 => SquaredDifference(squared_difference::SquaredDifference<'a>), "SQUARED_DIFFERENCE",
+        feature "op-squared-difference";
+    /// Element-wise maximum.
+    33 => Maximum(maximum_minimum::MaximumMinimum<'a>), "MAXIMUM", feature "op-maximum-minimum";
+    /// Element-wise minimum.
+    34 => Minimum(maximum_minimum::MaximumMinimum<'a>), "MINIMUM", feature "op-maximum-minimum";
 }
 
 use crate::quant::QuantizedMultiplier;

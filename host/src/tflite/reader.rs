@@ -83,6 +83,7 @@ mod options {
     pub const SOFTMAX: u8 = 9;
     pub const ADD: u8 = 11;
     pub const RESHAPE: u8 = 17;
+    pub const MUL: u8 = 21;
     pub const REDUCER: u8 = 27;
     pub const CONCATENATION: u8 = 10;
     pub const PAD: u8 = 22;
@@ -96,6 +97,7 @@ mod options {
     pub const PACK: u8 = 59;
     pub const UNPACK: u8 = 64;
     pub const SPLIT_V: u8 = 79;
+    pub const SUB: u8 = 28;
 }
 
 /// `enum TensorType` codes mote has.
@@ -427,6 +429,18 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 o.activation = activation(t.u8(0, 0)?)?;
             }
         }
+        // SubOptions' pot_scale_int16 (field 1) only matters for int16 activations.
+        "SUB" => {
+            if let Some(t) = table(options::SUB, "SubOptions", false)? {
+                o.activation = activation(t.u8(0, 0)?)?;
+            }
+        }
+        "MUL" => {
+            if let Some(t) = table(options::MUL, "MulOptions", false)? {
+                o.activation = activation(t.u8(0, 0)?)?;
+            }
+        }
+        // MaximumMinimumOptions and SquaredDifferenceOptions have no fields.
         "SOFTMAX" => {
             // TFLite reads an absent beta (or absent options) as 0.
             o.beta = match table(options::SOFTMAX, "SoftmaxOptions", false)? {
