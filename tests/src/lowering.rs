@@ -62,6 +62,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.filter_w = num("filter_width", 1);
             o.beta = op.option_f32("beta").unwrap_or(1.0);
             o.keep_dims = op.option_bool("keep_dims").unwrap_or(false);
+            o.alpha = op.option_f32("alpha").unwrap_or(0.0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -68,6 +68,16 @@ const CASES: &[&str] = &[
     "float_io_conv_3x3_relu",
     "float_io_fc_12x6",
     "float_io_softmax",
+    "hard_swish_narrow",
+    "hard_swish_range4",
+    "hard_swish_wide_asym",
+    "leaky_relu_0",
+    "leaky_relu_0p1",
+    "leaky_relu_0p3_asym",
+    "leaky_relu_2p5",
+    "logistic_narrow",
+    "logistic_range4",
+    "logistic_wide_asym",
     "maxpool_2x2_valid_s2",
     "maxpool_2x2_valid_s3_relu6",
     "maxpool_3x3_same_s1_c1",
@@ -90,6 +100,9 @@ const CASES: &[&str] = &[
     "softmax_10_range8",
     "softmax_3_asym",
     "softmax_4d_2x3x5",
+    "tanh_narrow",
+    "tanh_range3",
+    "tanh_wide_asym",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -106,6 +119,10 @@ const REQUIRED_OPS: &[&str] = &[
     "DEQUANTIZE",
     "RELU",
     "RELU6",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "LEAKY_RELU",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -123,6 +140,10 @@ const KNOWN_OPS: &[&str] = &[
     "RELU",
     "RELU6",
     "MEAN",
+    "LOGISTIC",
+    "TANH",
+    "HARD_SWISH",
+    "LEAKY_RELU",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;

@@ -74,6 +74,8 @@ class Spec:
     per_tensor_fc: bool = False  # FULLY_CONNECTED weights per tensor instead of per channel
     float_io: bool = False  # float32 model inputs/outputs (QUANTIZE/DEQUANTIZE at the edges)
     random_vectors: int = 4
+    sweep: bool = False  # add one vector holding every int8 code (-128..127, repeated)
+    uint8_io: bool = False  # uint8 model input and output (QUANTIZE to/from int8 at the edges)
     expect: tuple = ()  # properties asserted on the result, see check_expectations()
 
     def input_ranges(self):
@@ -310,6 +312,30 @@ case(
     [(20,)], lambda x: L.ReLU(max_value=6.0)(x), ranges=[(-1.0, 2.0)],
 )
 
+# --- LOGISTIC / TANH / HARD_SWISH / LEAKY_RELU (int8 tables) ---------------------------------
+# Each has a vector holding all 256 input codes, so the whole table is checked.
+for (name, op, act, shape, rng_range, note) in [
+    ("logistic_range4", "LOGISTIC", "sigmoid", (4, 4, 16), (-4.0, 4.0), "[1,4,4,16] input calibrated to +-4"),
+    ("logistic_wide_asym", "LOGISTIC", "sigmoid", (256,), (-10.0, 25.0), "[1,256] input calibrated to [-10,25]: both ends saturate"),
+    ("logistic_narrow", "LOGISTIC", "sigmoid", (8, 32), (-0.5, 0.25), "[1,8,32] input calibrated to [-0.5,0.25]: a small input scale"),
+    ("tanh_range3", "TANH", "tanh", (4, 4, 16), (-3.0, 3.0), "[1,4,4,16] input calibrated to +-3"),
+    ("tanh_wide_asym", "TANH", "tanh", (256,), (-6.0, 20.0), "[1,256] input calibrated to [-6,20]: both ends saturate"),
+    ("tanh_narrow", "TANH", "tanh", (8, 32), (-0.2, 0.3), "[1,8,32] input calibrated to [-0.2,0.3]: a small input scale"),
+    ("hard_swish_range4", "HARD_SWISH", "hard_swish", (4, 4, 16), (-4.0, 4.0), "[1,4,4,16] input calibrated to +-4"),
+    ("hard_swish_wide_asym", "HARD_SWISH", "hard_swish", (256,), (-8.0, 30.0), "[1,256] input calibrated to [-8,30]"),
+    ("hard_swish_narrow", "HARD_SWISH", "hard_swish", (8, 32), (-0.5, 1.0), "[1,8,32] input calibrated to [-0.5,1]: reluish multiplier below one"),
+]:
+    case(name, f"{op}: {note}; one vector holds every int8 code.", [shape],
+         (lambda a: lambda x: L.Activation(a)(x))(act), ranges=[rng_range], sweep=True)
+for (name, alpha, shape, rng_range, note) in [
+    ("leaky_relu_0p1", 0.1, (4, 4, 16), (-4.0, 4.0), "alpha 0.1, [1,4,4,16] input calibrated to +-4"),
+    ("leaky_relu_0p3_asym", 0.3, (256,), (-1.0, 10.0), "alpha 0.3, [1,256] input calibrated to [-1,10]"),
+    ("leaky_relu_2p5", 2.5, (8, 32), (-2.0, 2.0), "alpha 2.5 (above one), [1,8,32] input calibrated to +-2"),
+    ("leaky_relu_0", 0.0, (256,), (-3.0, 3.0), "alpha 0, [1,256] input calibrated to +-3"),
+]:
+    case(name, f"LEAKY_RELU: {note}; one vector holds every int8 code.", [shape],
+         (lambda a: lambda x: L.LeakyReLU(negative_slope=a)(x))(alpha), ranges=[rng_range], sweep=True)
+
 # --- QUANTIZE / DEQUANTIZE -------------------------------------------------------------------
 case(
     "float_io_fc_12x6",
@@ -488,7 +514,10 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
     conv_.optimizations = [tf.lite.Optimize.DEFAULT]
     conv_.representative_dataset = representative(spec)
     conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not spec.float_io:
+    if spec.uint8_io:
+        conv_.inference_input_type = tf.uint8
+        conv_.inference_output_type = tf.uint8
+    elif not spec.float_io:
         conv_.inference_input_type = tf.int8
         conv_.inference_output_type = tf.int8
     # The default (False) quantizes dense layers per output channel.
@@ -502,8 +531,11 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-TYPE_NAMES = {fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32"}
-NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32}
+TYPE_NAMES = {
+    fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32",
+    fb.TensorType.UINT8: "uint8",
+}
+NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
 PADDING = {fb.Padding.SAME: "SAME", fb.Padding.VALID: "VALID"}
 ACTIVATION = {
     fb.ActivationFunctionType.NONE: "NONE",
@@ -569,6 +601,12 @@ def options_of(op_name: str, opts) -> dict:
         return {"new_shape": [int(v) for v in (opts.newShape if opts.newShape is not None else [])]}
     if op_name == "MEAN":
         return {"keep_dims": bool(opts.keepDims)}
+    if op_name in ("SUM", "REDUCE_MAX"):
+        return {"keep_dims": bool(opts.keepDims)}
+    if op_name == "LEAKY_RELU":
+        return {"alpha": f32(opts.alpha)}
+    if op_name in ("LOGISTIC", "TANH", "HARD_SWISH", "PRELU"):
+        return {}
     if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
         need(opts is None, f"({op_name} takes none)")
         return {}
@@ -659,6 +697,8 @@ def make_vectors(spec: Spec, graph: dict) -> list:
         for t in ins:
             if t["dtype"] == "int8":
                 row.append(rng.integers(-128, 128, t["shape"], dtype=np.int8))
+            elif t["dtype"] == "uint8":
+                row.append(rng.integers(0, 256, t["shape"], dtype=np.uint8))
             elif t["dtype"] == "float32":
                 lo, hi = spec.input_ranges()[len(row)]
                 span = hi - lo
@@ -666,7 +706,12 @@ def make_vectors(spec: Spec, graph: dict) -> list:
             else:
                 raise ValueError("int32 model input")
         vectors.append(row)
-    if all(t["dtype"] == "int8" for t in ins):
+    if spec.sweep:
+        vectors.append([np.resize(np.arange(-128, 128, dtype=np.int8), t["shape"]) for t in ins])
+    if all(t["dtype"] == "uint8" for t in ins):
+        for v in (0, 255):
+            vectors.append([np.full(t["shape"], v, np.uint8) for t in ins])
+    elif all(t["dtype"] == "int8" for t in ins):
         corners = [(-128,) * len(ins), (127,) * len(ins)]
         if len(ins) == 2:
             corners += [(127, -128), (-128, 127)]

@@ -27,6 +27,7 @@ mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod lower;
+pub mod lut;
 pub mod mean;
 pub mod operator;
 mod output_stage;
@@ -74,6 +75,14 @@ operators! { 'a;
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
     13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+    /// 1 / (1 + exp(-x)), int8 by a 256-entry table.
+    38 => Logistic(lut::Lut<'a>), "LOGISTIC", feature "op-logistic";
+    /// tanh(x), int8 by a 256-entry table.
+    39 => Tanh(lut::Lut<'a>), "TANH", feature "op-tanh";
+    /// x * relu6(x + 3) / 6, int8 by a 256-entry table.
+    40 => HardSwish(lut::Lut<'a>), "HARD_SWISH", feature "op-hard-swish";
+    /// x, or alpha * x below zero, int8 by a 256-entry table.
+    41 => LeakyRelu(lut::Lut<'a>), "LEAKY_RELU", feature "op-leaky-relu";
 }
 
 use crate::quant::QuantizedMultiplier;

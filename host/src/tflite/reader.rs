@@ -84,6 +84,7 @@ mod options {
     pub const ADD: u8 = 11;
     pub const RESHAPE: u8 = 17;
     pub const REDUCER: u8 = 27;
+    pub const LEAKY_RELU: u8 = 75;
 }
 
 /// `enum TensorType` codes mote has.
@@ -408,10 +409,17 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 None => 0.0,
             };
         }
-        "MEAN" => {
+        "MEAN" | "SUM" | "REDUCE_MAX" => {
             if let Some(t) = table(options::REDUCER, "ReducerOptions", false)? {
                 o.keep_dims = t.bool(0, false)?;
             }
+        }
+        "LEAKY_RELU" => {
+            // TFLite reads absent options as alpha 0.
+            o.alpha = match table(options::LEAKY_RELU, "LeakyReluOptions", false)? {
+                Some(t) => t.f32(0, 0.0)?,
+                None => 0.0,
+            };
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.
         "RESHAPE" => {
