@@ -103,6 +103,9 @@ const CASES: &[&str] = &[
     "tanh_narrow",
     "tanh_range3",
     "tanh_wide_asym",
+    "uint8_io_conv_3x3_relu",
+    "uint8_io_fc_12x6",
+    "uint8_io_logistic_asym",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.

@@ -353,6 +353,22 @@ case(
     [(6,)], lambda x: L.Softmax()(x), float_io=True, ranges=[(-5.0, 5.0)],
 )
 
+case(
+    "uint8_io_fc_12x6",
+    "uint8 model edges (inference_input_type = inference_output_type = uint8): QUANTIZE uint8->int8 -> FULLY_CONNECTED -> QUANTIZE int8->uint8.",
+    [(12,)], dense(6), uint8_io=True, ranges=[(-2.0, 2.0)],
+)
+case(
+    "uint8_io_logistic_asym",
+    "uint8 model edges around a LOGISTIC on an asymmetric [-1,6] input range; one vector holds every uint8 code.",
+    [(16, 16)], lambda x: L.Activation("sigmoid")(x), uint8_io=True, ranges=[(-1.0, 6.0)], sweep=True,
+)
+case(
+    "uint8_io_conv_3x3_relu",
+    "uint8 model edges: QUANTIZE uint8->int8 -> CONV_2D 3x3 SAME RELU -> QUANTIZE int8->uint8 on a [0,4] input range.",
+    [(5, 5, 2)], conv(4, 3, act="relu"), uint8_io=True, ranges=[(0.0, 4.0)],
+)
+
 # --- saturation and extreme scales -----------------------------------------------------------
 
 
@@ -707,7 +723,9 @@ def make_vectors(spec: Spec, graph: dict) -> list:
                 raise ValueError("int32 model input")
         vectors.append(row)
     if spec.sweep:
-        vectors.append([np.resize(np.arange(-128, 128, dtype=np.int8), t["shape"]) for t in ins])
+        vectors.append([
+            np.resize(np.arange(-128, 128).astype(NP_TYPES[t["dtype"]]), t["shape"]) for t in ins
+        ])
     if all(t["dtype"] == "uint8" for t in ins):
         for v in (0, 255):
             vectors.append([np.full(t["shape"], v, np.uint8) for t in ins])
@@ -1105,6 +1123,13 @@ class Reference:
         return args[0].reshape(out_t["shape"])
 
     def op_quantize(self, op, args, in_t, out_t, ts):
+        if in_t["dtype"] in ("int8", "uint8"):
+            # Requantize: (x - zp_in) * M(s_in / s_out) + zp_out, clamped to the output type.
+            m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
+            acc = args[0].astype(np.int64) - in_t["zero_point"][0]
+            y = self.mul(acc, np.array([m], np.int64), np.array([e], np.int64)) + out_t["zero_point"][0]
+            lo, hi = (-128, 127) if out_t["dtype"] == "int8" else (0, 255)
+            return np.clip(y, lo, hi).astype(NP_TYPES[out_t["dtype"]])
         x = args[0].astype(np.float32)
         scale = np.float32(out_t["scale"][0])
         q = np.vectorize(lambda v: round_half_away(float(v)))(x / scale) + out_t["zero_point"][0]

@@ -65,9 +65,9 @@ operators! { 'a;
     7 => Softmax(softmax::Softmax), "SOFTMAX", feature "op-softmax";
     /// Reshape: the output aliases the input's bytes.
     8 => Reshape(reshape::Reshape), "RESHAPE";
-    /// f32 -> int8 at the model's input.
-    9 => Quantize(quantize::Quantize), "QUANTIZE", feature "op-quantize";
-    /// int8 -> f32 at the model's output.
+    /// f32 -> int8 at the model's input; int8 <-> uint8 and int8 -> int8 requantization.
+    9 => Quantize(quantize::Quantize<'a>), "QUANTIZE", feature "op-quantize";
+    /// int8 or uint8 -> f32 at the model's output.
     10 => Dequantize(quantize::Dequantize), "DEQUANTIZE", feature "op-dequantize";
     /// Mean over height and width (global average pooling as converters write it).
     11 => Mean(mean::Mean), "MEAN", feature "op-mean";
