@@ -82,9 +82,22 @@ const CASES: &[&str] = &[
     "maxpool_2x2_valid_s3_relu6",
     "maxpool_3x3_same_s1_c1",
     "maxpool_3x3_same_s2",
+    "mean_all_batch2",
+    "mean_axes12",
+    "mean_axes12_keep",
+    "mean_axes12_same_quantization",
+    "mean_axis1_keep",
+    "mean_axis2",
+    "mean_axis3_keep",
+    "mean_axis_neg1_neg3",
     "mean_global_average_pooling",
     "model_ds_cnn",
     "model_residual_block",
+    "reduce_max_all_batch2",
+    "reduce_max_axes12",
+    "reduce_max_axis1_keep",
+    "reduce_max_axis2",
+    "reduce_max_axis3_keep",
     "relu6_narrow",
     "relu6_standalone",
     "relu_asym_range",
@@ -100,6 +113,11 @@ const CASES: &[&str] = &[
     "softmax_10_range8",
     "softmax_3_asym",
     "softmax_4d_2x3x5",
+    "sum_all_batch2_keep",
+    "sum_axes12_keep",
+    "sum_axis1",
+    "sum_axis2_keep",
+    "sum_axis3",
     "tanh_narrow",
     "tanh_range3",
     "tanh_wide_asym",
@@ -126,6 +144,8 @@ const REQUIRED_OPS: &[&str] = &[
     "TANH",
     "HARD_SWISH",
     "LEAKY_RELU",
+    "SUM",
+    "REDUCE_MAX",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -147,6 +167,8 @@ const KNOWN_OPS: &[&str] = &[
     "TANH",
     "HARD_SWISH",
     "LEAKY_RELU",
+    "SUM",
+    "REDUCE_MAX",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;

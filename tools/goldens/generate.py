@@ -76,6 +76,7 @@ class Spec:
     random_vectors: int = 4
     sweep: bool = False  # add one vector holding every int8 code (-128..127, repeated)
     uint8_io: bool = False  # uint8 model input and output (QUANTIZE to/from int8 at the edges)
+    patch: Optional[Callable] = None  # (fb.ModelT) -> None, edits the converted model
     expect: tuple = ()  # properties asserted on the result, see check_expectations()
 
     def input_ranges(self):
@@ -336,6 +337,51 @@ for (name, alpha, shape, rng_range, note) in [
     case(name, f"LEAKY_RELU: {note}; one vector holds every int8 code.", [shape],
          (lambda a: lambda x: L.LeakyReLU(negative_slope=a)(x))(alpha), ranges=[rng_range], sweep=True)
 
+# --- MEAN / SUM / REDUCE_MAX over any axes ---------------------------------------------------
+REDUCERS = {"MEAN": keras.ops.mean, "SUM": keras.ops.sum, "REDUCE_MAX": keras.ops.max}
+for (op, tag, axes, keep, batch, rng_range) in [
+    ("MEAN", "axis1_keep", [1], True, 1, (-1.0, 1.0)),
+    ("MEAN", "axis2", [2], False, 1, (-2.0, 1.0)),
+    ("MEAN", "axes12_keep", [1, 2], True, 1, (-1.0, 3.0)),
+    ("MEAN", "axes12", [1, 2], False, 1, (-4.0, 4.0)),
+    ("MEAN", "axis3_keep", [3], True, 1, (-1.0, 1.0)),
+    ("MEAN", "axis_neg1_neg3", [-1, -3], False, 1, (-3.0, 1.0)),
+    ("MEAN", "all_batch2", [0, 1, 2, 3], False, 2, (-1.0, 2.0)),
+    ("SUM", "axis1", [1], False, 1, (-1.0, 1.0)),
+    ("SUM", "axis2_keep", [2], True, 1, (-0.5, 2.0)),
+    ("SUM", "axes12_keep", [1, 2], True, 1, (-1.0, 1.0)),
+    ("SUM", "axis3", [3], False, 1, (-2.0, 2.0)),
+    ("SUM", "all_batch2_keep", [0, 1, 2, 3], True, 2, (-1.0, 1.0)),
+    ("REDUCE_MAX", "axis1_keep", [1], True, 1, (-1.0, 1.0)),
+    ("REDUCE_MAX", "axis2", [2], False, 1, (-3.0, 1.0)),
+    ("REDUCE_MAX", "axes12", [1, 2], False, 1, (-1.0, 5.0)),
+    ("REDUCE_MAX", "axis3_keep", [3], True, 1, (-1.0, 1.0)),
+    ("REDUCE_MAX", "all_batch2", [0, 1, 2, 3], False, 2, (-2.0, 2.0)),
+]:
+    case(
+        f"{op.lower()}_{tag}",
+        f"{op}: [{batch},4,6,8] input calibrated to {list(rng_range)}, axes {axes}, keep_dims {keep}.",
+        [(4, 6, 8)], (lambda f, a, k: lambda x: f(x, axis=a, keepdims=k))(REDUCERS[op], axes, keep),
+        batch=batch, ranges=[rng_range],
+    )
+
+
+
+def output_takes_input_quantization(model):
+    """The only operator's output gets its input's scale and zero point."""
+    sg = model.subgraphs[0]
+    op = sg.operators[0]
+    src, dst = sg.tensors[op.inputs[0]].quantization, sg.tensors[op.outputs[0]].quantization
+    dst.scale, dst.zeroPoint = list(src.scale), list(src.zeroPoint)
+
+
+case(
+    "mean_axes12_same_quantization",
+    "MEAN: [1,4,6,8] input calibrated to [-2,2], axes [1, 2], keep_dims False; the output's quantization is edited to the input's (TFLM still requantizes with 1/count folded in: no truncating mean).",
+    [(4, 6, 8)], lambda x: keras.ops.mean(x, axis=[1, 2], keepdims=False),
+    ranges=[(-2.0, 2.0)], patch=output_takes_input_quantization,
+)
+
 # --- QUANTIZE / DEQUANTIZE -------------------------------------------------------------------
 case(
     "float_io_fc_12x6",
@@ -539,7 +585,16 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
     # The default (False) quantizes dense layers per output channel.
     conv_._experimental_disable_per_channel_quantization_for_dense_layers = spec.per_tensor_fc
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras export prints its signature
-        return conv_.convert()
+        model_bytes = conv_.convert()
+    if spec.patch is None:
+        return model_bytes
+    import flatbuffers
+
+    obj = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_bytes, 0))
+    spec.patch(obj)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1047,28 +1102,33 @@ class Reference:
         lo, hi = act_range(op["options"]["fused_activation_function"], so, out_t["zero_point"][0])
         return np.clip(self.mul(total, mo, eo) + out_t["zero_point"][0], lo, hi).astype(np.int8)
 
-    def op_mean(self, op, args, in_t, out_t, ts):
-        axes = sorted(int(a) % len(in_t["shape"]) for a in args[1].reshape(-1))
+    def reduce_axes(self, args, in_t):
+        axes = sorted(set(int(a) % len(in_t["shape"]) for a in args[1].reshape(-1)))
         x = args[0].astype(np.int64)
-        count = int(np.prod([x.shape[a] for a in axes]))
-        s_in, s_out = in_t["scale"][0], out_t["scale"][0]
-        zp_in, zp_out = in_t["zero_point"][0], out_t["zero_point"][0]
-        if op["options"]["keep_dims"] and len(x.shape) == 4 and axes == [1, 2]:
-            # The 4-D spatial mean: multiply, then divide by the count with rounding.
-            m, e = quantize_multiplier(s_in / s_out)
-            acc = self.mul((x - zp_in).sum(axis=(1, 2)), m, e)
-            acc = np.where(acc > 0, trunc_div(acc + count // 2, count), trunc_div(acc - count // 2, count))
-        elif zp_in == zp_out and s_in == s_out:
-            acc = trunc_div(x.sum(axis=tuple(axes)), count)  # raw sums, truncating division
-        else:
-            # The general path folds 1/count into the multiplier.
-            m, e = quantize_multiplier(s_in / s_out)
-            shift = min(count.bit_length() - 1, 32, 31 + e)
-            m = (m << shift) // count
-            e -= shift
-            acc = self.mul(x.sum(axis=tuple(axes)) - zp_in * count, m, e)
-        y = np.clip(acc + zp_out, -128, 127).astype(np.int8)
+        return x, tuple(axes), int(np.prod([x.shape[a] for a in axes]))
+
+    def op_mean(self, op, args, in_t, out_t, ts):
+        # QuantizedMeanOrSum for every axis set and quantization: 1/count folded into the
+        # multiplier s_in / s_out, applied to the centred sum.
+        x, axes, count = self.reduce_axes(args, in_t)
+        m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
+        shift = min(count.bit_length() - 1, 32, 31 + e)
+        m = (m << shift) // count
+        e -= shift
+        acc = self.mul(x.sum(axis=axes) - in_t["zero_point"][0] * count, m, e)
+        y = np.clip(acc + out_t["zero_point"][0], -128, 127).astype(np.int8)
         return y.reshape(out_t["shape"])
+
+    def op_sum(self, op, args, in_t, out_t, ts):
+        x, axes, count = self.reduce_axes(args, in_t)
+        m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
+        acc = self.mul(x.sum(axis=axes) - in_t["zero_point"][0] * count, m, e)
+        y = np.clip(acc + out_t["zero_point"][0], -128, 127).astype(np.int8)
+        return y.reshape(out_t["shape"])
+
+    def op_reduce_max(self, op, args, in_t, out_t, ts):
+        x, axes, _ = self.reduce_axes(args, in_t)
+        return x.max(axis=axes).astype(np.int8).reshape(out_t["shape"])
 
     def op_softmax(self, op, args, in_t, out_t, ts):
         if out_t["zero_point"] != [-128] or out_t["scale"] != [1.0 / 256]:

@@ -28,12 +28,12 @@ pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod lower;
 pub mod lut;
-pub mod mean;
 pub mod operator;
 mod output_stage;
 pub mod pooling;
 pub mod quantize;
 pub mod record;
+pub mod reduce;
 pub mod relu;
 pub mod reshape;
 mod simd;
@@ -69,8 +69,8 @@ operators! { 'a;
     9 => Quantize(quantize::Quantize<'a>), "QUANTIZE", feature "op-quantize";
     /// int8 or uint8 -> f32 at the model's output.
     10 => Dequantize(quantize::Dequantize), "DEQUANTIZE", feature "op-dequantize";
-    /// Mean over height and width (global average pooling as converters write it).
-    11 => Mean(mean::Mean), "MEAN", feature "op-mean";
+    /// Mean over any axes (global average pooling as converters write it, and more).
+    11 => Mean(reduce::Reduce), "MEAN", feature "op-mean";
     /// max(x, 0), requantized: a ReLU no earlier operator absorbed.
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
@@ -83,6 +83,10 @@ operators! { 'a;
     40 => HardSwish(lut::Lut<'a>), "HARD_SWISH", feature "op-hard-swish";
     /// x, or alpha * x below zero, int8 by a 256-entry table.
     41 => LeakyRelu(lut::Lut<'a>), "LEAKY_RELU", feature "op-leaky-relu";
+    /// Maximum over any axes.
+    43 => ReduceMax(reduce::Reduce), "REDUCE_MAX", feature "op-reduce-max";
+    /// Sum over any axes, requantized.
+    44 => Sum(reduce::Reduce), "SUM", feature "op-sum";
 }
 
 use crate::quant::QuantizedMultiplier;
