@@ -93,6 +93,10 @@ const CASES: &[&str] = &[
     "mean_global_average_pooling",
     "model_ds_cnn",
     "model_residual_block",
+    "prelu_per_channel",
+    "prelu_per_pixel",
+    "prelu_rank2",
+    "prelu_shared",
     "reduce_max_all_batch2",
     "reduce_max_axes12",
     "reduce_max_axis1_keep",
@@ -146,6 +150,7 @@ const REQUIRED_OPS: &[&str] = &[
     "LEAKY_RELU",
     "SUM",
     "REDUCE_MAX",
+    "PRELU",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN).
@@ -169,6 +174,7 @@ const KNOWN_OPS: &[&str] = &[
     "LEAKY_RELU",
     "SUM",
     "REDUCE_MAX",
+    "PRELU",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;

@@ -337,6 +337,30 @@ for (name, alpha, shape, rng_range, note) in [
     case(name, f"LEAKY_RELU: {note}; one vector holds every int8 code.", [shape],
          (lambda a: lambda x: L.LeakyReLU(negative_slope=a)(x))(alpha), ranges=[rng_range], sweep=True)
 
+# --- PRELU -----------------------------------------------------------------------------------
+
+
+def prelu_alphas(lo, hi):
+    def set_weights(model, rng):
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights([rng.uniform(lo, hi, w.shape).astype(np.float32) for w in layer.weights])
+
+    return set_weights
+
+
+for (name, shape, shared, alphas, rng_range, note) in [
+    ("prelu_per_channel", (4, 4, 8), [1, 2], (-0.5, 0.8), (-2.0, 2.0), "alpha per channel (shared over height and width) in [-0.5,0.8]"),
+    ("prelu_shared", (4, 4, 8), [1, 2, 3], (0.2, 0.2001), (-3.0, 1.0), "one alpha (~0.2) shared over the whole input"),
+    ("prelu_per_pixel", (3, 5, 4), None, (0.0, 2.0), (-1.0, 4.0), "one alpha per element in [0,2]"),
+    ("prelu_rank2", (16,), None, (-1.0, 1.0), (-1.0, 1.0), "[1,16] input, one alpha per feature in [-1,1]"),
+]:
+    case(
+        name, f"PRELU: {note}; input calibrated to {list(rng_range)}.", [shape],
+        (lambda sh: lambda x: L.PReLU(shared_axes=sh)(x))(shared),
+        ranges=[rng_range], set_weights=prelu_alphas(*alphas),
+    )
+
 # --- MEAN / SUM / REDUCE_MAX over any axes ---------------------------------------------------
 REDUCERS = {"MEAN": keras.ops.mean, "SUM": keras.ops.sum, "REDUCE_MAX": keras.ops.max}
 for (op, tag, axes, keep, batch, rng_range) in [

@@ -31,6 +31,7 @@ pub mod lut;
 pub mod operator;
 mod output_stage;
 pub mod pooling;
+pub mod prelu;
 pub mod quantize;
 pub mod record;
 pub mod reduce;
@@ -83,6 +84,8 @@ operators! { 'a;
     40 => HardSwish(lut::Lut<'a>), "HARD_SWISH", feature "op-hard-swish";
     /// x, or alpha * x below zero, int8 by a 256-entry table.
     41 => LeakyRelu(lut::Lut<'a>), "LEAKY_RELU", feature "op-leaky-relu";
+    /// x, or alpha * x below zero, with a constant alpha broadcast over the input.
+    42 => Prelu(prelu::Prelu<'a>), "PRELU", feature "op-prelu";
     /// Maximum over any axes.
     43 => ReduceMax(reduce::Reduce), "REDUCE_MAX", feature "op-reduce-max";
     /// Sum over any axes, requantized.
