@@ -112,7 +112,7 @@ pub struct Reduce {
     pub mode: ReduceMode,
     /// Reduced NHWC positions (bit k: position k).
     pub axes: u8,
-    /// The requantization (identity for REDUCE_MAX and same-quantization MEAN).
+    /// The requantization (identity for REDUCE_MAX).
     pub requant: QuantizedMultiplier,
     /// Input zero point.
     pub input_zero_point: i32,

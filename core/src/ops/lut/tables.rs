@@ -345,8 +345,8 @@ mod tests {
     #[test]
     fn requantize_shifts_int8_to_uint8_by_128() {
         let t = requantize(((0.1, -3), true), ((0.1, 125), false)).unwrap();
-        for b in 0..256usize {
-            assert_eq!(t[b], (b as u8) ^ 0x80);
+        for (b, &out) in t.iter().enumerate() {
+            assert_eq!(out, (b as u8) ^ 0x80);
         }
     }
 }
