@@ -97,6 +97,7 @@ const CASES: &[&str] = &[
     "prelu_per_pixel",
     "prelu_rank2",
     "prelu_shared",
+    "quantize_int8_to_int8_fc",
     "reduce_max_all_batch2",
     "reduce_max_axes12",
     "reduce_max_axis1_keep",

@@ -439,6 +439,24 @@ case(
     [(5, 5, 2)], conv(4, 3, act="relu"), uint8_io=True, ranges=[(0.0, 4.0)],
 )
 
+
+
+def int8_input_rescaled(model):
+    """The uint8 model input becomes int8 with another scale and zero point, so the first
+    QUANTIZE requantizes int8 -> int8."""
+    sg = model.subgraphs[0]
+    t = sg.tensors[sg.inputs[0]]
+    t.type = fb.TensorType.INT8
+    t.quantization.scale = [float(np.float32(t.quantization.scale[0] * 1.37))]
+    t.quantization.zeroPoint = [-20]
+
+
+case(
+    "quantize_int8_to_int8_fc",
+    "QUANTIZE int8->int8 (a requantization, multiplier ~1.37) -> FULLY_CONNECTED 256->4 -> QUANTIZE int8->uint8: a uint8_io model whose input is edited to int8 with scale x1.37 and zero point -20; one vector holds every int8 code.",
+    [(256,)], dense(4), uint8_io=True, ranges=[(-2.0, 2.0)], patch=int8_input_rescaled, sweep=True,
+)
+
 # --- saturation and extreme scales -----------------------------------------------------------
 
 
