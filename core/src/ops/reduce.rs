@@ -283,32 +283,70 @@ pub fn reduce_i8(
         .ok_or(Error::InvalidParameter {
             what: why!("reduction over too many (or no) elements"),
         })?;
-    let strides = [shape.h * shape.w * shape.c, shape.w * shape.c, shape.c, 1];
-    let max = layer.mode == ReduceMode::Max;
+    match layer.mode {
+        ReduceMode::Max => fold::<true>(layer, input, shape, output, count),
+        _ => fold::<false>(layer, input, shape, output, count),
+    }
+}
+
+/// Channels accumulated side by side when they are kept (a stack buffer, no scratch).
+const LANES: usize = 64;
+
+/// [`reduce_i8`]'s loops, for a max (`MAX`) or a sum. Each group of outputs (one when the
+/// channels are reduced, up to [`LANES`] channels when they are kept) folds the rows of its
+/// box; a row is contiguous input.
+fn fold<const MAX: bool>(
+    layer: &Reduce,
+    input: &[i8],
+    shape: Shape4,
+    output: &mut [i8],
+    count: i32,
+) -> Result<(), Error> {
+    let (kept, reduced) = split(shape, layer.axes);
+    let strides = [shape.h * shape.w * shape.c, shape.w * shape.c, shape.c];
+    let channels_reduced = reduced[3] > 1 || kept[3] == 1;
+    let step = |a: i32, x: &i8| match MAX {
+        true => a.max(i32::from(*x)),
+        false => a + i32::from(*x),
+    };
+    let init = if MAX { i32::from(i8::MIN) } else { 0 };
     let mut out = output.iter_mut();
     for o0 in 0..kept[0] {
         for o1 in 0..kept[1] {
             for o2 in 0..kept[2] {
-                for o3 in 0..kept[3] {
-                    let base = o0 * strides[0] + o1 * strides[1] + o2 * strides[2] + o3;
-                    let mut acc = if max { i32::from(i8::MIN) } else { 0 };
+                let base = o0 * strides[0] + o1 * strides[1] + o2 * strides[2];
+                let mut c0 = 0;
+                while c0 < kept[3] {
+                    let lanes = match channels_reduced {
+                        true => 1,
+                        false => (kept[3] - c0).min(LANES),
+                    };
+                    let mut acc = [init; LANES];
+                    let acc = &mut acc[..lanes];
                     for j0 in 0..reduced[0] {
                         for j1 in 0..reduced[1] {
                             for j2 in 0..reduced[2] {
+                                let start =
+                                    base + j0 * strides[0] + j1 * strides[1] + j2 * strides[2] + c0;
+                                let len = if channels_reduced { reduced[3] } else { lanes };
                                 let row =
-                                    base + j0 * strides[0] + j1 * strides[1] + j2 * strides[2];
-                                let row = input
-                                    .get(row..row + reduced[3])
-                                    .ok_or(Error::ShapeOverflow)?;
-                                acc = match max {
-                                    true => row.iter().fold(acc, |a, &x| a.max(i32::from(x))),
-                                    false => row.iter().fold(acc, |a, &x| a + i32::from(x)),
-                                };
+                                    input.get(start..start + len).ok_or(Error::ShapeOverflow)?;
+                                match channels_reduced {
+                                    true => acc[0] = row.iter().fold(acc[0], step),
+                                    false => {
+                                        for (a, x) in acc.iter_mut().zip(row) {
+                                            *a = step(*a, x);
+                                        }
+                                    }
+                                }
                             }
                         }
                     }
-                    let slot = out.next().ok_or(Error::ShapeOverflow)?;
-                    *slot = layer.finish(acc, count).clamp(-128, 127) as i8;
+                    for &a in acc.iter() {
+                        let slot = out.next().ok_or(Error::ShapeOverflow)?;
+                        *slot = layer.finish(a, count).clamp(-128, 127) as i8;
+                    }
+                    c0 += lanes;
                 }
             }
         }
@@ -380,6 +418,44 @@ mod tests {
         reduce_i8(&l, &input, shape, &mut out).unwrap();
         assert_eq!(out, [-4 - 20 + 5, -128, 11 - 20 + 5]);
         assert!(ReduceMode::prepare(OpCode::ReduceMax, (0.1, 5), (0.2, 5), 4).is_none());
+    }
+
+    /// More kept channels than one stack block holds, against a plain per-output fold.
+    #[test]
+    fn kept_channels_beyond_one_block_match_a_plain_fold() {
+        let shape = Shape4::new(2, 3, 2, 70);
+        let input: Vec<i8> = (0..840).map(|i| ((i * 37) % 256) as u8 as i8).collect();
+        for (op, axes) in [(OpCode::ReduceMax, 0b0110u8), (OpCode::Sum, 0b0011)] {
+            let l = layer(op, (0.1, 2), (0.1, 2), shape, axes);
+            let (kept, reduced) = split(shape, axes);
+            let mut out = vec![0i8; kept.iter().product()];
+            reduce_i8(&l, &input, shape, &mut out).unwrap();
+            let at = |n: usize, h: usize, w: usize, c: usize| input[((n * 3 + h) * 2 + w) * 70 + c];
+            let mut k = 0;
+            for n in 0..kept[0] {
+                for h in 0..kept[1] {
+                    for w in 0..kept[2] {
+                        for c in 0..kept[3] {
+                            let mut values = Vec::new();
+                            for j0 in 0..reduced[0] {
+                                for j1 in 0..reduced[1] {
+                                    for j2 in 0..reduced[2] {
+                                        values.push(i32::from(at(n + j0, h + j1, w + j2, c)));
+                                    }
+                                }
+                            }
+                            let acc = match op {
+                                OpCode::ReduceMax => values.iter().copied().max().unwrap(),
+                                _ => values.iter().sum(),
+                            };
+                            let want = l.finish(acc, values.len() as i32).clamp(-128, 127);
+                            assert_eq!(i32::from(out[k]), want, "{op:?} output {k}");
+                            k += 1;
+                        }
+                    }
+                }
+            }
+        }
     }
 
     #[test]
