@@ -91,7 +91,7 @@ pub fn rounding_divide_by_pot(x: i32, exponent: i32) -> i32 {
 }
 
 /// Splits `x > 0` into a mantissa in `[0.5, 1)` and an exponent, like C's `frexp`.
-fn frexp(x: f64) -> (f64, i32) {
+pub(crate) fn frexp(x: f64) -> (f64, i32) {
     let bits = x.to_bits();
     let exp_bits = ((bits >> 52) & 0x7ff) as i32;
     if exp_bits == 0 {
@@ -104,7 +104,7 @@ fn frexp(x: f64) -> (f64, i32) {
 }
 
 /// Rounds half away from zero without std.
-fn libm_round(x: f64) -> f64 {
+pub(crate) fn libm_round(x: f64) -> f64 {
     let t = x as i64 as f64; // truncation; |x| < 2^32 here
     let diff = x - t;
     if diff >= 0.5 {

@@ -10,7 +10,7 @@ use mote_core::format::{
     NO_TENSOR, OP_FLAG_TRAINABLE, OP_PARAMS, OP_RECORD_LEN, TENSOR_RECORD_LEN, VERSION,
 };
 pub use mote_core::ops::lower::TfOptions;
-use mote_core::ops::lower::{LowerError, LowerGraph, Lowering, TensorView};
+use mote_core::ops::lower::{LowerError, LowerGraph, LowerSink, Lowering, TensorView};
 use mote_core::ops::record::{SCRATCH_LEN, SCRATCH_OFFSET};
 use mote_core::ops::Shape4;
 use mote_core::quant::QuantizedMultiplier;
@@ -110,6 +110,33 @@ struct LoweredOp {
     params: [i32; OP_PARAMS],
     requant: Vec<QuantizedMultiplier>,
     trainable: bool,
+}
+
+/// Where one operator's lowering puts its constants.
+struct Sink<'b> {
+    tensors: &'b [TensorDef],
+    /// Constant tensors computed by the lowerings so far, not yet in the graph.
+    added: &'b mut Vec<Vec<u8>>,
+    requant: Vec<QuantizedMultiplier>,
+}
+
+impl LowerSink for Sink<'_> {
+    fn requant(&mut self, q: QuantizedMultiplier) {
+        self.requant.push(q);
+    }
+
+    fn constant_u8(&mut self, bytes: &[u8]) -> usize {
+        let same = |t: &TensorDef| matches!(&t.data, Some(Data::U8(v)) if v[..] == *bytes);
+        if let Some(id) = self.tensors.iter().position(same) {
+            return id;
+        }
+        let pending = self.added.iter().position(|v| v[..] == *bytes);
+        let k = pending.unwrap_or_else(|| {
+            self.added.push(bytes.to_vec());
+            self.added.len() - 1
+        });
+        self.tensors.len() + k
+    }
 }
 
 /// The builder's tensors as mote-core's lowerings see them.
@@ -231,7 +258,22 @@ impl ModelBuilder {
                 self.quant(id)?;
             }
         }
-        let lowered = self.lower(&shapes)?;
+        let (lowered, added) = self.lower(&shapes)?;
+        if !added.is_empty() {
+            // Lookup tables the lowerings computed: built again with them as constants, which
+            // the second lowering finds and shares.
+            let mut full = self.clone();
+            for (k, bytes) in added.into_iter().enumerate() {
+                full.tensor(TensorDef {
+                    name: format!("computed_table_{k}"),
+                    shape: vec![bytes.len()],
+                    dtype: DType::U8,
+                    quant: None,
+                    data: Some(Data::U8(bytes)),
+                });
+            }
+            return full.build();
+        }
 
         // Lifetimes, following the operator order.
         let n_ops = lowered.len();
@@ -456,16 +498,21 @@ impl ModelBuilder {
         Ok(q)
     }
 
-    /// Lowers every operator with its module in mote-core.
-    fn lower(&self, shapes: &[Shape4]) -> Result<Vec<LoweredOp>> {
+    /// Lowers every operator with its module in mote-core; also the constant tensors the
+    /// lowerings computed that the graph does not have yet (their ids follow its tensors').
+    fn lower(&self, shapes: &[Shape4]) -> Result<(Vec<LoweredOp>, Vec<Vec<u8>>)> {
         let graph = Graph {
             tensors: &self.tensors,
             shapes,
         };
         let mut lowered = Vec::with_capacity(self.ops.len());
+        let mut added = Vec::new();
         for (k, (op, trainable)) in self.ops.iter().enumerate() {
-            let mut requant = Vec::new();
-            let mut sink = |q| requant.push(q);
+            let mut sink = Sink {
+                tensors: &self.tensors,
+                added: &mut added,
+                requant: Vec::new(),
+            };
             let io = (&op.inputs[..], op.output);
             let done = Lowering::run(op.op, &graph, io, &op.options, &mut sink)
                 .map_err(|e| anyhow!(self.describe(e)))
@@ -475,11 +522,11 @@ impl ModelBuilder {
                 inputs: done.inputs,
                 output: op.output,
                 params: done.params,
-                requant,
+                requant: sink.requant,
                 trainable: *trainable,
             });
         }
-        Ok(lowered)
+        Ok((lowered, added))
     }
 
     /// A lowering's error with the builder's tensor names.

@@ -74,6 +74,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.num_splits = num("num_splits", 0);
             o.num = num("num", num("values_count", 0));
             o.axis = int("axis");
+            o.alpha = op.option_f32("alpha").unwrap_or(0.0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -75,6 +75,9 @@ class Spec:
     per_tensor_fc: bool = False  # FULLY_CONNECTED weights per tensor instead of per channel
     float_io: bool = False  # float32 model inputs/outputs (QUANTIZE/DEQUANTIZE at the edges)
     random_vectors: int = 4
+    sweep: bool = False  # add one vector holding every int8 code (-128..127, repeated)
+    uint8_io: bool = False  # uint8 model input and output (QUANTIZE to/from int8 at the edges)
+    patch: Optional[Callable] = None  # (fb.ModelT) -> None, edits the converted model
     expect: tuple = ()  # properties asserted on the result, see check_expectations()
     # Feed the calibrator dicts keyed by input name: it takes a list in the subgraph's input
     # order, which need not be the Keras inputs' (the older two-input cases keep the list).
@@ -394,6 +397,99 @@ case(
     [(20,)], lambda x: L.ReLU(max_value=6.0)(x), ranges=[(-1.0, 2.0)],
 )
 
+# --- LOGISTIC / TANH / HARD_SWISH / LEAKY_RELU (int8 tables) ---------------------------------
+# Each has a vector holding all 256 input codes, so the whole table is checked.
+for (name, op, act, shape, rng_range, note) in [
+    ("logistic_range4", "LOGISTIC", "sigmoid", (4, 4, 16), (-4.0, 4.0), "[1,4,4,16] input calibrated to +-4"),
+    ("logistic_wide_asym", "LOGISTIC", "sigmoid", (256,), (-10.0, 25.0), "[1,256] input calibrated to [-10,25]: both ends saturate"),
+    ("logistic_narrow", "LOGISTIC", "sigmoid", (8, 32), (-0.5, 0.25), "[1,8,32] input calibrated to [-0.5,0.25]: a small input scale"),
+    ("tanh_range3", "TANH", "tanh", (4, 4, 16), (-3.0, 3.0), "[1,4,4,16] input calibrated to +-3"),
+    ("tanh_wide_asym", "TANH", "tanh", (256,), (-6.0, 20.0), "[1,256] input calibrated to [-6,20]: both ends saturate"),
+    ("tanh_narrow", "TANH", "tanh", (8, 32), (-0.2, 0.3), "[1,8,32] input calibrated to [-0.2,0.3]: a small input scale"),
+    ("hard_swish_range4", "HARD_SWISH", "hard_swish", (4, 4, 16), (-4.0, 4.0), "[1,4,4,16] input calibrated to +-4"),
+    ("hard_swish_wide_asym", "HARD_SWISH", "hard_swish", (256,), (-8.0, 30.0), "[1,256] input calibrated to [-8,30]"),
+    ("hard_swish_narrow", "HARD_SWISH", "hard_swish", (8, 32), (-0.5, 1.0), "[1,8,32] input calibrated to [-0.5,1]: reluish multiplier below one"),
+]:
+    case(name, f"{op}: {note}; one vector holds every int8 code.", [shape],
+         (lambda a: lambda x: L.Activation(a)(x))(act), ranges=[rng_range], sweep=True)
+for (name, alpha, shape, rng_range, note) in [
+    ("leaky_relu_0p1", 0.1, (4, 4, 16), (-4.0, 4.0), "alpha 0.1, [1,4,4,16] input calibrated to +-4"),
+    ("leaky_relu_0p3_asym", 0.3, (256,), (-1.0, 10.0), "alpha 0.3, [1,256] input calibrated to [-1,10]"),
+    ("leaky_relu_2p5", 2.5, (8, 32), (-2.0, 2.0), "alpha 2.5 (above one), [1,8,32] input calibrated to +-2"),
+    ("leaky_relu_0", 0.0, (256,), (-3.0, 3.0), "alpha 0, [1,256] input calibrated to +-3"),
+]:
+    case(name, f"LEAKY_RELU: {note}; one vector holds every int8 code.", [shape],
+         (lambda a: lambda x: L.LeakyReLU(negative_slope=a)(x))(alpha), ranges=[rng_range], sweep=True)
+
+# --- PRELU -----------------------------------------------------------------------------------
+
+
+def prelu_alphas(lo, hi):
+    def set_weights(model, rng):
+        for layer in model.layers:
+            if layer.weights:
+                layer.set_weights([rng.uniform(lo, hi, w.shape).astype(np.float32) for w in layer.weights])
+
+    return set_weights
+
+
+for (name, shape, shared, alphas, rng_range, note) in [
+    ("prelu_per_channel", (4, 4, 8), [1, 2], (-0.5, 0.8), (-2.0, 2.0), "alpha per channel (shared over height and width) in [-0.5,0.8]"),
+    ("prelu_shared", (4, 4, 8), [1, 2, 3], (0.2, 0.2001), (-3.0, 1.0), "one alpha (~0.2) shared over the whole input"),
+    ("prelu_per_pixel", (3, 5, 4), None, (0.0, 2.0), (-1.0, 4.0), "one alpha per element in [0,2]"),
+    ("prelu_rank2", (16,), None, (-1.0, 1.0), (-1.0, 1.0), "[1,16] input, one alpha per feature in [-1,1]"),
+]:
+    case(
+        name, f"PRELU: {note}; input calibrated to {list(rng_range)}.", [shape],
+        (lambda sh: lambda x: L.PReLU(shared_axes=sh)(x))(shared),
+        ranges=[rng_range], set_weights=prelu_alphas(*alphas),
+    )
+
+# --- MEAN / SUM / REDUCE_MAX over any axes ---------------------------------------------------
+REDUCERS = {"MEAN": keras.ops.mean, "SUM": keras.ops.sum, "REDUCE_MAX": keras.ops.max}
+for (op, tag, axes, keep, batch, rng_range) in [
+    ("MEAN", "axis1_keep", [1], True, 1, (-1.0, 1.0)),
+    ("MEAN", "axis2", [2], False, 1, (-2.0, 1.0)),
+    ("MEAN", "axes12_keep", [1, 2], True, 1, (-1.0, 3.0)),
+    ("MEAN", "axes12", [1, 2], False, 1, (-4.0, 4.0)),
+    ("MEAN", "axis3_keep", [3], True, 1, (-1.0, 1.0)),
+    ("MEAN", "axis_neg1_neg3", [-1, -3], False, 1, (-3.0, 1.0)),
+    ("MEAN", "all_batch2", [0, 1, 2, 3], False, 2, (-1.0, 2.0)),
+    ("SUM", "axis1", [1], False, 1, (-1.0, 1.0)),
+    ("SUM", "axis2_keep", [2], True, 1, (-0.5, 2.0)),
+    ("SUM", "axes12_keep", [1, 2], True, 1, (-1.0, 1.0)),
+    ("SUM", "axis3", [3], False, 1, (-2.0, 2.0)),
+    ("SUM", "all_batch2_keep", [0, 1, 2, 3], True, 2, (-1.0, 1.0)),
+    ("REDUCE_MAX", "axis1_keep", [1], True, 1, (-1.0, 1.0)),
+    ("REDUCE_MAX", "axis2", [2], False, 1, (-3.0, 1.0)),
+    ("REDUCE_MAX", "axes12", [1, 2], False, 1, (-1.0, 5.0)),
+    ("REDUCE_MAX", "axis3_keep", [3], True, 1, (-1.0, 1.0)),
+    ("REDUCE_MAX", "all_batch2", [0, 1, 2, 3], False, 2, (-2.0, 2.0)),
+]:
+    case(
+        f"{op.lower()}_{tag}",
+        f"{op}: [{batch},4,6,8] input calibrated to {list(rng_range)}, axes {axes}, keep_dims {keep}.",
+        [(4, 6, 8)], (lambda f, a, k: lambda x: f(x, axis=a, keepdims=k))(REDUCERS[op], axes, keep),
+        batch=batch, ranges=[rng_range],
+    )
+
+
+
+def output_takes_input_quantization(model):
+    """The only operator's output gets its input's scale and zero point."""
+    sg = model.subgraphs[0]
+    op = sg.operators[0]
+    src, dst = sg.tensors[op.inputs[0]].quantization, sg.tensors[op.outputs[0]].quantization
+    dst.scale, dst.zeroPoint = list(src.scale), list(src.zeroPoint)
+
+
+case(
+    "mean_axes12_same_quantization",
+    "MEAN: [1,4,6,8] input calibrated to [-2,2], axes [1, 2], keep_dims False; the output's quantization is edited to the input's (TFLM still requantizes with 1/count folded in: no truncating mean).",
+    [(4, 6, 8)], lambda x: keras.ops.mean(x, axis=[1, 2], keepdims=False),
+    ranges=[(-2.0, 2.0)], patch=output_takes_input_quantization,
+)
+
 # --- QUANTIZE / DEQUANTIZE -------------------------------------------------------------------
 case(
     "float_io_fc_12x6",
@@ -409,6 +505,40 @@ case(
     "float_io_softmax",
     "float32 model edges: QUANTIZE -> SOFTMAX -> DEQUANTIZE.",
     [(6,)], lambda x: L.Softmax()(x), float_io=True, ranges=[(-5.0, 5.0)],
+)
+
+case(
+    "uint8_io_fc_12x6",
+    "uint8 model edges (inference_input_type = inference_output_type = uint8): QUANTIZE uint8->int8 -> FULLY_CONNECTED -> QUANTIZE int8->uint8.",
+    [(12,)], dense(6), uint8_io=True, ranges=[(-2.0, 2.0)],
+)
+case(
+    "uint8_io_logistic_asym",
+    "uint8 model edges around a LOGISTIC on an asymmetric [-1,6] input range; one vector holds every uint8 code.",
+    [(16, 16)], lambda x: L.Activation("sigmoid")(x), uint8_io=True, ranges=[(-1.0, 6.0)], sweep=True,
+)
+case(
+    "uint8_io_conv_3x3_relu",
+    "uint8 model edges: QUANTIZE uint8->int8 -> CONV_2D 3x3 SAME RELU -> QUANTIZE int8->uint8 on a [0,4] input range.",
+    [(5, 5, 2)], conv(4, 3, act="relu"), uint8_io=True, ranges=[(0.0, 4.0)],
+)
+
+
+
+def int8_input_rescaled(model):
+    """The uint8 model input becomes int8 with another scale and zero point, so the first
+    QUANTIZE requantizes int8 -> int8."""
+    sg = model.subgraphs[0]
+    t = sg.tensors[sg.inputs[0]]
+    t.type = fb.TensorType.INT8
+    t.quantization.scale = [float(np.float32(t.quantization.scale[0] * 1.37))]
+    t.quantization.zeroPoint = [-20]
+
+
+case(
+    "quantize_int8_to_int8_fc",
+    "QUANTIZE int8->int8 (a requantization, multiplier ~1.37) -> FULLY_CONNECTED 256->4 -> QUANTIZE int8->uint8: a uint8_io model whose input is edited to int8 with scale x1.37 and zero point -20; one vector holds every int8 code.",
+    [(256,)], dense(4), uint8_io=True, ranges=[(-2.0, 2.0)], patch=int8_input_rescaled, sweep=True,
 )
 
 # --- saturation and extreme scales -----------------------------------------------------------
@@ -771,14 +901,27 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
     conv_.optimizations = [tf.lite.Optimize.DEFAULT]
     conv_.representative_dataset = representative(spec, [t.name for t in model.inputs])
     conv_.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    if not spec.float_io:
+    if spec.uint8_io:
+        conv_.inference_input_type = tf.uint8
+        conv_.inference_output_type = tf.uint8
+    elif not spec.float_io:
         conv_.inference_input_type = tf.int8
         conv_.inference_output_type = tf.int8
     # The default (False) quantizes dense layers per output channel.
     conv_._experimental_disable_per_channel_quantization_for_dense_layers = spec.per_tensor_fc
     with contextlib.redirect_stdout(io.StringIO()):  # the Keras export prints its signature
-        converted = conv_.convert()
-    return static_shapes(converted) if spec.batch is None else converted
+        model_bytes = conv_.convert()
+    if spec.batch is None:
+        model_bytes = static_shapes(model_bytes)
+    if spec.patch is None:
+        return model_bytes
+    import flatbuffers
+
+    obj = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_bytes, 0))
+    spec.patch(obj)
+    builder = flatbuffers.Builder(1024)
+    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -786,8 +929,11 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
-TYPE_NAMES = {fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32"}
-NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32}
+TYPE_NAMES = {
+    fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32",
+    fb.TensorType.UINT8: "uint8",
+}
+NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
 PADDING = {fb.Padding.SAME: "SAME", fb.Padding.VALID: "VALID"}
 ACTIVATION = {
     fb.ActivationFunctionType.NONE: "NONE",
@@ -885,6 +1031,12 @@ def options_of(op_name: str, opts) -> dict:
         return {}
     if op_name in ("SLICE", "SPACE_TO_BATCH_ND", "BATCH_TO_SPACE_ND"):
         return {}
+    if op_name in ("SUM", "REDUCE_MAX"):
+        return {"keep_dims": bool(opts.keepDims)}
+    if op_name == "LEAKY_RELU":
+        return {"alpha": f32(opts.alpha)}
+    if op_name in ("LOGISTIC", "TANH", "HARD_SWISH", "PRELU"):
+        return {}
     if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
         need(opts is None, f"({op_name} takes none)")
         return {}
@@ -975,6 +1127,8 @@ def make_vectors(spec: Spec, graph: dict) -> list:
         for t in ins:
             if t["dtype"] == "int8":
                 row.append(rng.integers(-128, 128, t["shape"], dtype=np.int8))
+            elif t["dtype"] == "uint8":
+                row.append(rng.integers(0, 256, t["shape"], dtype=np.uint8))
             elif t["dtype"] == "float32":
                 lo, hi = spec.input_ranges()[len(row)]
                 span = hi - lo
@@ -982,7 +1136,14 @@ def make_vectors(spec: Spec, graph: dict) -> list:
             else:
                 raise ValueError("int32 model input")
         vectors.append(row)
-    if all(t["dtype"] == "int8" for t in ins):
+    if spec.sweep:
+        vectors.append([
+            np.resize(np.arange(-128, 128).astype(NP_TYPES[t["dtype"]]), t["shape"]) for t in ins
+        ])
+    if all(t["dtype"] == "uint8" for t in ins):
+        for v in (0, 255):
+            vectors.append([np.full(t["shape"], v, np.uint8) for t in ins])
+    elif all(t["dtype"] == "int8" for t in ins):
         corners = [(-128,) * len(ins), (127,) * len(ins)]
         if len(ins) == 2:
             corners += [(127, -128), (-128, 127)]
@@ -1348,28 +1509,33 @@ class Reference:
     def op_minimum(self, op, args, in_t, out_t, ts):
         return np.minimum(args[0], args[1]).astype(np.int8)
 
-    def op_mean(self, op, args, in_t, out_t, ts):
-        axes = sorted(int(a) % len(in_t["shape"]) for a in args[1].reshape(-1))
+    def reduce_axes(self, args, in_t):
+        axes = sorted(set(int(a) % len(in_t["shape"]) for a in args[1].reshape(-1)))
         x = args[0].astype(np.int64)
-        count = int(np.prod([x.shape[a] for a in axes]))
-        s_in, s_out = in_t["scale"][0], out_t["scale"][0]
-        zp_in, zp_out = in_t["zero_point"][0], out_t["zero_point"][0]
-        if op["options"]["keep_dims"] and len(x.shape) == 4 and axes == [1, 2]:
-            # The 4-D spatial mean: multiply, then divide by the count with rounding.
-            m, e = quantize_multiplier(s_in / s_out)
-            acc = self.mul((x - zp_in).sum(axis=(1, 2)), m, e)
-            acc = np.where(acc > 0, trunc_div(acc + count // 2, count), trunc_div(acc - count // 2, count))
-        elif zp_in == zp_out and s_in == s_out:
-            acc = trunc_div(x.sum(axis=tuple(axes)), count)  # raw sums, truncating division
-        else:
-            # The general path folds 1/count into the multiplier.
-            m, e = quantize_multiplier(s_in / s_out)
-            shift = min(count.bit_length() - 1, 32, 31 + e)
-            m = (m << shift) // count
-            e -= shift
-            acc = self.mul(x.sum(axis=tuple(axes)) - zp_in * count, m, e)
-        y = np.clip(acc + zp_out, -128, 127).astype(np.int8)
+        return x, tuple(axes), int(np.prod([x.shape[a] for a in axes]))
+
+    def op_mean(self, op, args, in_t, out_t, ts):
+        # QuantizedMeanOrSum for every axis set and quantization: 1/count folded into the
+        # multiplier s_in / s_out, applied to the centred sum.
+        x, axes, count = self.reduce_axes(args, in_t)
+        m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
+        shift = min(count.bit_length() - 1, 32, 31 + e)
+        m = (m << shift) // count
+        e -= shift
+        acc = self.mul(x.sum(axis=axes) - in_t["zero_point"][0] * count, m, e)
+        y = np.clip(acc + out_t["zero_point"][0], -128, 127).astype(np.int8)
         return y.reshape(out_t["shape"])
+
+    def op_sum(self, op, args, in_t, out_t, ts):
+        x, axes, count = self.reduce_axes(args, in_t)
+        m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
+        acc = self.mul(x.sum(axis=axes) - in_t["zero_point"][0] * count, m, e)
+        y = np.clip(acc + out_t["zero_point"][0], -128, 127).astype(np.int8)
+        return y.reshape(out_t["shape"])
+
+    def op_reduce_max(self, op, args, in_t, out_t, ts):
+        x, axes, _ = self.reduce_axes(args, in_t)
+        return x.max(axis=axes).astype(np.int8).reshape(out_t["shape"])
 
     def op_softmax(self, op, args, in_t, out_t, ts):
         if out_t["zero_point"] != [-128] or out_t["scale"] != [1.0 / 256]:
@@ -1451,6 +1617,13 @@ class Reference:
         return args[0].reshape(out_t["shape"])
 
     def op_quantize(self, op, args, in_t, out_t, ts):
+        if in_t["dtype"] in ("int8", "uint8"):
+            # Requantize: (x - zp_in) * M(s_in / s_out) + zp_out, clamped to the output type.
+            m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
+            acc = args[0].astype(np.int64) - in_t["zero_point"][0]
+            y = self.mul(acc, np.array([m], np.int64), np.array([e], np.int64)) + out_t["zero_point"][0]
+            lo, hi = (-128, 127) if out_t["dtype"] == "int8" else (0, 255)
+            return np.clip(y, lo, hi).astype(NP_TYPES[out_t["dtype"]])
         x = args[0].astype(np.float32)
         scale = np.float32(out_t["scale"][0])
         q = np.vectorize(lambda v: round_half_away(float(v)))(x / scale) + out_t["zero_point"][0]

@@ -203,6 +203,21 @@ impl<'m, 'a> Decoder<'m, 'a> {
         }
     }
 
+    /// A lookup table: constant uint8 input `slot` of exactly 256 entries.
+    #[inline(never)]
+    pub(crate) fn table(&self, slot: usize) -> &'a [u8; 256] {
+        static PLACEHOLDER: [u8; 256] = [0; 256];
+        let t = self.tensor(slot, DType::U8, Storage::Constant);
+        let data: &'a [u8] = self.take(self.model.constant(&t), &[]);
+        match data.try_into() {
+            Ok(table) => table,
+            Err(_) => {
+                self.reject(why!("a lookup table must have 256 entries"));
+                &PLACEHOLDER
+            }
+        }
+    }
+
     #[inline(never)]
     pub(crate) fn bias(&self, slot: usize, channels: usize) -> Option<&'a [i32]> {
         if self.op.inputs[slot] == NO_TENSOR {

@@ -40,6 +40,8 @@ pub struct TfOptions {
     /// UNPACK's, PACK's, CONCATENATION's and GATHER's `axis`.
     pub axis: i32,
     pub batch_dims: i32,
+    // LEAKY_RELU.
+    pub alpha: f32,
 }
 
 impl Default for TfOptions {
@@ -66,6 +68,7 @@ impl Default for TfOptions {
             num: 0,
             axis: 0,
             batch_dims: 0,
+            alpha: 0.0,
         }
     }
 }
@@ -208,6 +211,15 @@ impl fmt::Display for LowerError {
     }
 }
 
+/// Where a lowering's constants go (mote-host's builder implements it).
+pub trait LowerSink {
+    /// Appends a requantization constant to the record's.
+    fn requant(&mut self, q: QuantizedMultiplier);
+    /// A constant uint8 tensor holding `bytes` (a lookup table the lowering computed), added
+    /// to the model or shared with an identical one: its id.
+    fn constant_u8(&mut self, bytes: &[u8]) -> usize;
+}
+
 /// One operator being lowered: what the graph says of it, and the record being written.
 pub struct Lowering<'g> {
     graph: &'g dyn LowerGraph,
@@ -216,7 +228,9 @@ pub struct Lowering<'g> {
     output: usize,
     options: &'g TfOptions,
     params: [i32; OP_PARAMS],
-    requant: &'g mut dyn FnMut(QuantizedMultiplier),
+    sink: &'g mut dyn LowerSink,
+    /// Record inputs the lowering set itself (constants it computed), by slot.
+    computed: [Option<usize>; MAX_OP_INPUTS],
 }
 
 impl fmt::Debug for Lowering<'_> {
@@ -241,13 +255,14 @@ pub struct Lowered {
 
 impl<'g> Lowering<'g> {
     /// Lowers `opcode` reading `inputs` (TFLite's order), writing `output`, with `options`;
-    /// each requantization constant goes to `requant`, in record order.
+    /// each requantization constant and computed constant tensor goes to `sink`, in record
+    /// order.
     pub fn run(
         opcode: OpCode,
         graph: &'g dyn LowerGraph,
         (inputs, output): (&'g [Option<usize>], usize),
         options: &'g TfOptions,
-        requant: &'g mut dyn FnMut(QuantizedMultiplier),
+        sink: &'g mut dyn LowerSink,
     ) -> Result<Lowered, LowerError> {
         if graph.tensor(output).is_none() {
             return Err(LowerError::NoTensor { tensor: output });
@@ -259,14 +274,16 @@ impl<'g> Lowering<'g> {
             output,
             options,
             params: [0; OP_PARAMS],
-            requant,
+            sink,
+            computed: [None; MAX_OP_INPUTS],
         };
         opcode.lower(&mut cx)?;
         // The record keeps the first inputs; TFLite's further ones (a RESHAPE's shape, a
-        // MEAN's axes) are constants the lowering has read.
-        let mut record_inputs = [None; MAX_OP_INPUTS];
+        // MEAN's axes) are constants the lowering has read. A slot the lowering filled with a
+        // constant it computed keeps that.
+        let mut record_inputs = cx.computed;
         for (slot, kept) in record_inputs.iter_mut().enumerate() {
-            if slot < opcode.record_inputs() {
+            if slot < opcode.record_inputs() && kept.is_none() {
                 *kept = cx.optional(slot)?;
             }
         }
@@ -462,6 +479,21 @@ impl<'g> Lowering<'g> {
 
     /// Appends a requantization constant.
     pub fn requant(&mut self, q: QuantizedMultiplier) {
-        (self.requant)(q);
+        self.sink.requant(q);
+    }
+
+    /// Record input `slot` becomes a constant uint8 tensor of `bytes` (a 256-entry lookup
+    /// table computed here, once, instead of by the device's kernel).
+    pub fn computed_input(&mut self, slot: usize, bytes: &[u8]) -> Result<(), LowerError> {
+        let id = self.sink.constant_u8(bytes);
+        match self.computed.get_mut(slot) {
+            Some(kept) => {
+                *kept = Some(id);
+                Ok(())
+            }
+            None => Err(LowerError::Unsupported {
+                what: "a computed input past the record's inputs",
+            }),
+        }
     }
 }

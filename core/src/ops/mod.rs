@@ -19,8 +19,8 @@
 //! 3. Golden cases from `tools/goldens` (a test requires cases for every operator listed).
 
 pub mod add;
-pub mod concatenation;
 pub mod broadcast;
+pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
 pub mod depth_to_space;
@@ -30,24 +30,26 @@ mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod lower;
+pub mod lut;
 pub mod maximum_minimum;
-pub mod mean;
 pub mod mul;
 pub mod operator;
 mod output_stage;
 pub mod pad;
 pub mod pooling;
+pub mod prelu;
 pub mod quantize;
 pub mod record;
+pub mod reduce;
 pub mod relu;
 pub mod reshape;
 mod simd;
 pub mod softmax;
-pub mod transpose;
 pub mod space_batch;
-pub mod strided_slice;
 pub mod squared_difference;
+pub mod strided_slice;
 pub mod sub;
+pub mod transpose;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -75,12 +77,12 @@ operators! { 'a;
     7 => Softmax(softmax::Softmax), "SOFTMAX", feature "op-softmax";
     /// Reshape: the output aliases the input's bytes.
     8 => Reshape(reshape::Reshape), "RESHAPE";
-    /// f32 -> int8 at the model's input.
-    9 => Quantize(quantize::Quantize), "QUANTIZE", feature "op-quantize";
-    /// int8 -> f32 at the model's output.
+    /// f32 -> int8 at the model's input; int8 <-> uint8 and int8 -> int8 requantization.
+    9 => Quantize(quantize::Quantize<'a>), "QUANTIZE", feature "op-quantize";
+    /// int8 or uint8 -> f32 at the model's output.
     10 => Dequantize(quantize::Dequantize), "DEQUANTIZE", feature "op-dequantize";
-    /// Mean over height and width (global average pooling as converters write it).
-    11 => Mean(mean::Mean), "MEAN", feature "op-mean";
+    /// Mean over any axes (global average pooling as converters write it, and more).
+    11 => Mean(reduce::Reduce), "MEAN", feature "op-mean";
     /// max(x, 0), requantized: a ReLU no earlier operator absorbed.
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
@@ -117,6 +119,20 @@ operators! { 'a;
     33 => Maximum(maximum_minimum::MaximumMinimum<'a>), "MAXIMUM", feature "op-maximum-minimum";
     /// Element-wise minimum.
     34 => Minimum(maximum_minimum::MaximumMinimum<'a>), "MINIMUM", feature "op-maximum-minimum";
+    /// 1 / (1 + exp(-x)), int8 by a 256-entry table.
+    38 => Logistic(lut::Lut<'a>), "LOGISTIC", feature "op-logistic";
+    /// tanh(x), int8 by a 256-entry table.
+    39 => Tanh(lut::Lut<'a>), "TANH", feature "op-tanh";
+    /// x * relu6(x + 3) / 6, int8 by a 256-entry table.
+    40 => HardSwish(lut::Lut<'a>), "HARD_SWISH", feature "op-hard-swish";
+    /// x, or alpha * x below zero, int8 by a 256-entry table.
+    41 => LeakyRelu(lut::Lut<'a>), "LEAKY_RELU", feature "op-leaky-relu";
+    /// x, or alpha * x below zero, with a constant alpha broadcast over the input.
+    42 => Prelu(prelu::Prelu<'a>), "PRELU", feature "op-prelu";
+    /// Maximum over any axes.
+    43 => ReduceMax(reduce::Reduce), "REDUCE_MAX", feature "op-reduce-max";
+    /// Sum over any axes, requantized.
+    44 => Sum(reduce::Reduce), "SUM", feature "op-sum";
 }
 
 use crate::quant::QuantizedMultiplier;

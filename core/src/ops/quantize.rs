@@ -1,8 +1,12 @@
-//! QUANTIZE (f32 -> int8) and DEQUANTIZE (int8 -> f32): the edges of an int8 model.
+//! QUANTIZE (f32 -> int8, and between int8 and uint8) and DEQUANTIZE (int8 or uint8 -> f32):
+//! the edges of an int8 model.
 //!
-//! Both follow TFLite-Micro's reference kernels (`AffineQuantize`, `Dequantize`) bit for bit.
+//! Both follow TFLite-Micro's reference kernels (`AffineQuantize`, `Requantize`, `Dequantize`)
+//! bit for bit. A requantization between 8-bit types is a 256-entry table computed at lowering
+//! ([`lut`](super::lut)).
 
 use super::lower::{LowerError, Lowering};
+use super::lut::{lookup, tables, TABLE_LEN};
 use super::operator::{Io, Operator, Views};
 use super::record::NoParams;
 use super::round_half_away_f32;
@@ -90,43 +94,95 @@ pub fn dequantize_i8_f32(
     Ok(())
 }
 
-/// QUANTIZE f32 -> int8, decoded (its parameters are the output tensor's).
+/// What a QUANTIZE computes.
 #[derive(Debug, Clone, Copy)]
-pub struct Quantize {
-    /// Output scale.
-    pub scale: f32,
-    /// Output zero point.
-    pub zero_point: i32,
-    /// Input tensor (f32).
+pub enum QuantizeKind<'a> {
+    /// f32 -> int8 with the output's scale and zero point.
+    FromF32 {
+        /// Output scale.
+        scale: f32,
+        /// Output zero point.
+        zero_point: i32,
+    },
+    /// Between 8-bit types (int8 -> int8, int8 -> uint8, uint8 -> int8): TFLite's `Requantize`,
+    /// tabulated at lowering.
+    Table(&'a [u8; TABLE_LEN]),
+}
+
+/// QUANTIZE, decoded: f32 -> int8, or a requantization between 8-bit types.
+#[derive(Debug, Clone, Copy)]
+pub struct Quantize<'a> {
+    /// Its arithmetic.
+    pub kind: QuantizeKind<'a>,
+    /// Input tensor.
     pub input: u16,
-    /// Output tensor (int8).
+    /// Output tensor.
     pub output: u16,
 }
 
-impl<'a> Operator<'a> for Quantize {
+/// Whether TFLite-Micro's QUANTIZE requantizes `input` to `output` (both 8-bit).
+fn requantizes(input: DType, output: DType) -> bool {
+    matches!(
+        (input, output),
+        (DType::I8, DType::I8) | (DType::I8, DType::U8) | (DType::U8, DType::I8)
+    )
+}
+
+impl<'a> Operator<'a> for Quantize<'a> {
     type Params = NoParams;
-    type In = f32;
-    type Out = i8;
-    const INPUTS: usize = 1;
+    type In = u8;
+    type Out = u8;
+    const INPUTS: usize = 2;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.input(0)?;
-        cx.typed(input, DType::F32, "input")?;
-        cx.typed(cx.output(), DType::I8, "output")?;
-        Ok(())
+        let (from, to) = (cx.tensor(input)?.dtype, cx.tensor(cx.output())?.dtype);
+        if from == DType::F32 {
+            cx.typed(cx.output(), DType::I8, "output")?;
+            return Ok(());
+        }
+        if !requantizes(from, to) {
+            return Err(LowerError::Unsupported {
+                what: "QUANTIZE is supported from f32 to int8 and between int8 and uint8",
+            });
+        }
+        let table = tables::requantize(
+            (cx.per_tensor(input)?, from == DType::I8),
+            (cx.per_tensor(cx.output())?, to == DType::I8),
+        )
+        .ok_or(LowerError::Unsupported {
+            what: "QUANTIZE scales out of the representable range",
+        })?;
+        cx.computed_input(1, &table)
     }
 
     fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
-        let input = d.activation(0, DType::F32);
-        let output = d.output(DType::I8);
+        let from = d.any_tensor(0).record.dtype;
+        let to = d.any_tensor(usize::MAX).record.dtype;
+        let (input, output) = (d.activation(0, from), d.output(to));
         d.same_elements(&input, &output);
-        d.check(
-            check_scale(output.scale()).is_ok(),
-            why!("QUANTIZE needs a positive output scale"),
-        );
+        let kind = match from {
+            DType::F32 => {
+                d.check(to == DType::I8, why!("QUANTIZE from f32 writes int8"));
+                d.check(
+                    check_scale(output.scale()).is_ok(),
+                    why!("QUANTIZE needs a positive output scale"),
+                );
+                QuantizeKind::FromF32 {
+                    scale: output.scale(),
+                    zero_point: output.zero_point(),
+                }
+            }
+            _ => {
+                d.check(
+                    requantizes(from, to),
+                    why!("QUANTIZE between these types is not supported"),
+                );
+                QuantizeKind::Table(d.table(1))
+            }
+        };
         Quantize {
-            scale: output.scale(),
-            zero_point: output.zero_point(),
+            kind,
             input: input.index,
             output: output.index,
         }
@@ -136,19 +192,34 @@ impl<'a> Operator<'a> for Quantize {
         Some(Io::unary(self.input, self.output, Scratch::default()))
     }
 
-    fn run(&self, v: Views<'_, f32, i8>) -> Result<(), Error> {
-        quantize_f32_i8(self.scale, self.zero_point, v.inputs[0].data, v.output.data)
+    fn run(&self, v: Views<'_, u8, u8>) -> Result<(), Error> {
+        let (input, output) = (v.inputs[0].data, v.output.data);
+        match self.kind {
+            QuantizeKind::FromF32 { scale, zero_point } => {
+                let input = crate::cast::slice::<f32>(input).ok_or(MISALIGNED)?;
+                let output = crate::cast::slice_mut::<i8>(output).ok_or(MISALIGNED)?;
+                quantize_f32_i8(scale, zero_point, input, output)
+            }
+            QuantizeKind::Table(table) => lookup(table, input, output),
+        }
     }
 }
 
-/// DEQUANTIZE int8 -> f32, decoded (its parameters are the input tensor's).
+/// An f32 tensor not on a 4-byte boundary (the planner aligns every tensor).
+const MISALIGNED: Error = Error::BadLayout {
+    what: why!("f32 tensor misaligned in the arena"),
+};
+
+/// DEQUANTIZE int8 or uint8 -> f32, decoded (its parameters are the input tensor's).
 #[derive(Debug, Clone, Copy)]
 pub struct Dequantize {
     /// Input scale.
     pub scale: f32,
     /// Input zero point.
     pub zero_point: i32,
-    /// Input tensor (int8).
+    /// Whether the input is uint8 (else int8).
+    pub unsigned: bool,
+    /// Input tensor.
     pub input: u16,
     /// Output tensor (f32).
     pub output: u16,
@@ -156,19 +227,22 @@ pub struct Dequantize {
 
 impl<'a> Operator<'a> for Dequantize {
     type Params = NoParams;
-    type In = i8;
-    type Out = f32;
+    type In = u8;
+    type Out = u8;
     const INPUTS: usize = 1;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let input = cx.input(0)?;
-        cx.typed(input, DType::I8, "input")?;
+        if cx.tensor(input)?.dtype != DType::U8 {
+            cx.typed(input, DType::I8, "input")?;
+        }
         cx.typed(cx.output(), DType::F32, "output")?;
         Ok(())
     }
 
     fn decode(d: &Decoder<'_, 'a>, _: NoParams) -> Self {
-        let input = d.activation(0, DType::I8);
+        let unsigned = d.any_tensor(0).record.dtype == DType::U8;
+        let input = d.activation(0, if unsigned { DType::U8 } else { DType::I8 });
         let output = d.output(DType::F32);
         d.same_elements(&input, &output);
         d.check(
@@ -178,6 +252,7 @@ impl<'a> Operator<'a> for Dequantize {
         Dequantize {
             scale: input.scale(),
             zero_point: input.zero_point(),
+            unsigned,
             input: input.index,
             output: output.index,
         }
@@ -187,9 +262,36 @@ impl<'a> Operator<'a> for Dequantize {
         Some(Io::unary(self.input, self.output, Scratch::default()))
     }
 
-    fn run(&self, v: Views<'_, i8, f32>) -> Result<(), Error> {
-        dequantize_i8_f32(self.scale, self.zero_point, v.inputs[0].data, v.output.data)
+    fn run(&self, v: Views<'_, u8, u8>) -> Result<(), Error> {
+        let output = crate::cast::slice_mut::<f32>(v.output.data).ok_or(MISALIGNED)?;
+        let input = v.inputs[0].data;
+        match self.unsigned {
+            true => dequantize_u8_f32(self.scale, self.zero_point, input, output),
+            false => {
+                let input = crate::cast::slice::<i8>(input).ok_or(MISALIGNED)?;
+                dequantize_i8_f32(self.scale, self.zero_point, input, output)
+            }
+        }
     }
+}
+
+/// Dequantizes a uint8 `input` into `output` (same length), as TFLite's DEQUANTIZE does.
+#[inline(never)]
+pub fn dequantize_u8_f32(
+    scale: f32,
+    zero_point: i32,
+    input: &[u8],
+    output: &mut [f32],
+) -> Result<(), Error> {
+    super::built(OpCode::Dequantize)?;
+    check_scale(scale)?;
+    check_same_len(input.len(), output.len())?;
+    for (o, &q) in output.iter_mut().zip(input) {
+        // Exact in f64, rounded once to f32 as TFLite's f32 product is.
+        let centered = i64::from(q) - i64::from(zero_point);
+        *o = (f64::from(scale) * centered as f64) as f32;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -197,6 +299,17 @@ mod tests {
     use super::*;
 
     use crate::test_support::Rng;
+
+    #[test]
+    fn uint8_dequantizes_like_int8_shifted_by_128() {
+        let codes: Vec<u8> = (0..=255).collect();
+        let signed: Vec<i8> = codes.iter().map(|&c| (c ^ 0x80) as i8).collect();
+        let (mut a, mut b) = (vec![0f32; 256], vec![0f32; 256]);
+        dequantize_u8_f32(0.037, 131, &codes, &mut a).unwrap();
+        dequantize_i8_f32(0.037, 3, &signed, &mut b).unwrap();
+        assert_eq!(a, b);
+        assert!(dequantize_u8_f32(0.0, 0, &codes, &mut a).is_err());
+    }
 
     #[test]
     fn ties_round_half_away_from_zero() {

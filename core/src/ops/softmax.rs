@@ -155,12 +155,19 @@ fn exp_on_interval_between_negative_one_quarter_and_0_excl(a: i32) -> i32 {
 }
 
 /// `exp(a)` for a Q5.26 `a <= 0`, as Q0.31 (gemmlowp's `exp_on_negative_values` with five
-/// integer bits). The fraction modulo 1/4 goes through the polynomial; each set bit of the
-/// rest multiplies in a precomputed `exp(-2^k)`.
+/// integer bits).
 fn exp_on_negative_values(a: i32) -> i32 {
-    const FRACTIONAL_BITS: i32 = 31 - DIFF_INTEGER_BITS;
-    const ONE_QUARTER: i32 = 1 << (FRACTIONAL_BITS - 2);
-    // exp(-2^k) in Q0.31 for k = -2..=4; k = 5 would need a sixth integer bit.
+    exp_on_negative_values_q::<DIFF_INTEGER_BITS>(a)
+}
+
+/// `exp(a)` for an `a <= 0` with `BITS` integer bits (at most 5), as Q0.31: gemmlowp's
+/// `exp_on_negative_values`. The fraction modulo 1/4 goes through the polynomial; each set
+/// bit of the rest multiplies in a precomputed `exp(-2^k)`.
+pub(crate) fn exp_on_negative_values_q<const BITS: i32>(a: i32) -> i32 {
+    const { assert!(BITS >= 0 && BITS <= 5) };
+    let fractional_bits = 31 - BITS;
+    let one_quarter = 1 << (fractional_bits - 2);
+    // exp(-2^k) in Q0.31 for k = -2..=4; gemmlowp takes those with k < BITS.
     const BARREL: [(i32, i32); 7] = [
         (-2, 1_672_461_947),
         (-1, 1_302_514_674),
@@ -170,15 +177,15 @@ fn exp_on_negative_values(a: i32) -> i32 {
         (3, 720_401),
         (4, 242),
     ];
-    let a_mod_quarter_minus_one_quarter = (a & (ONE_QUARTER - 1)) - ONE_QUARTER;
-    // Q5.26 -> Q0.31: the value is in [-1/4, 0), so the saturating shift is exact.
+    let a_mod_quarter_minus_one_quarter = (a & (one_quarter - 1)) - one_quarter;
+    // Rescaled to Q0.31: the value is in [-1/4, 0), so the saturating shift is exact.
     let mut result = exp_on_interval_between_negative_one_quarter_and_0_excl(saturating_shl(
         a_mod_quarter_minus_one_quarter,
-        DIFF_INTEGER_BITS as u32,
+        BITS as u32,
     ));
     let remainder = a_mod_quarter_minus_one_quarter.wrapping_sub(a);
     for (k, factor) in BARREL {
-        if remainder & (1 << (FRACTIONAL_BITS + k)) != 0 {
+        if k < BITS && remainder & (1 << (fractional_bits + k)) != 0 {
             result = mul(result, factor);
         }
     }
@@ -189,13 +196,28 @@ fn exp_on_negative_values(a: i32) -> i32 {
     result
 }
 
-/// `1 / (1 + a)` for a Q0.31 `a` in `[0, 1)`, as Q0.31: three Newton-Raphson steps in Q2.29
-/// from the 48/17 - 32/17 * d starting point (gemmlowp's `one_over_one_plus_x_for_x_in_0_1`).
-fn one_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
+/// `1 / (1 + a)` for a Q0.31 `a` in `[0, 1)`, as Q0.31 (gemmlowp's
+/// `one_over_one_plus_x_for_x_in_0_1`).
+pub(crate) fn one_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
+    // x approximates 2 / (1 + a) in Q2.29; halving and returning to Q0.31 is a shift of 1.
+    saturating_shl(two_over_one_plus_x(a), 1)
+}
+
+/// `(1 - a) / (1 + a)` for a Q0.31 `a` in `[0, 1)`, as Q0.31 (gemmlowp's
+/// `one_minus_x_over_one_plus_x_for_x_in_0_1`): `2 / (1 + a) - 1`.
+pub(crate) fn one_minus_x_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
+    saturating_shl(two_over_one_plus_x(a).wrapping_sub(ONE_Q2_29), 2)
+}
+
+/// One in Q2.29.
+const ONE_Q2_29: i32 = 1 << 29;
+
+/// `2 / (1 + a)` for a Q0.31 `a` in `[0, 1)`, as Q2.29: three Newton-Raphson steps from the
+/// 48/17 - 32/17 * d starting point, `d = (1 + a) / 2`.
+fn two_over_one_plus_x(a: i32) -> i32 {
     const FORTY_EIGHT_OVER_SEVENTEEN: i32 = 1_515_870_810; // Q2.29
     const MINUS_THIRTY_TWO_OVER_SEVENTEEN: i32 = -1_010_580_540; // Q2.29
-    const ONE_Q2_29: i32 = 1 << 29;
-    // RoundingHalfSum(a, One): (a + 1) / 2 with gemmlowp's rounding, in Q0.31.
+                                                                 // RoundingHalfSum(a, One): (a + 1) / 2 with gemmlowp's rounding, in Q0.31.
     let sum = i64::from(a) + i64::from(i32::MAX);
     let half_denominator = ((sum + if sum >= 0 { 1 } else { -1 }) / 2) as i32;
     let mut x = FORTY_EIGHT_OVER_SEVENTEEN
@@ -206,8 +228,7 @@ fn one_over_one_plus_x_for_x_in_0_1(a: i32) -> i32 {
         // Q2.29 * Q2.29 = Q4.27, back to Q2.29 with a saturating shift.
         x = x.wrapping_add(saturating_shl(mul(x, one_minus), 2));
     }
-    // x approximates 2 / (1 + a) in Q2.29; halving and returning to Q0.31 is a shift of 1.
-    saturating_shl(x, 1)
+    x
 }
 
 /// TFLite's `GetReciprocal` for a positive Q12.19 sum: a Q0.31 `scale` and `bits_over_unit`

@@ -98,6 +98,7 @@ mod options {
     pub const UNPACK: u8 = 64;
     pub const SPLIT_V: u8 = 79;
     pub const SUB: u8 = 28;
+    pub const LEAKY_RELU: u8 = 75;
 }
 
 /// `enum TensorType` codes mote has.
@@ -448,7 +449,7 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 None => 0.0,
             };
         }
-        "MEAN" => {
+        "MEAN" | "SUM" | "REDUCE_MAX" => {
             if let Some(t) = table(options::REDUCER, "ReducerOptions", false)? {
                 o.keep_dims = t.bool(0, false)?;
             }
@@ -518,6 +519,13 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                     names::tensor_type(out_type)
                 );
             }
+        }
+        "LEAKY_RELU" => {
+            // TFLite reads absent options as alpha 0.
+            o.alpha = match table(options::LEAKY_RELU, "LeakyReluOptions", false)? {
+                Some(t) => t.f32(0, 0.0)?,
+                None => 0.0,
+            };
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.
         "RESHAPE" => {
