@@ -62,6 +62,9 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.filter_w = num("filter_width", 1);
             o.beta = op.option_f32("beta").unwrap_or(1.0);
             o.keep_dims = op.option_bool("keep_dims").unwrap_or(false);
+            o.align_corners = op.option_bool("align_corners").unwrap_or(false);
+            o.half_pixel_centers = op.option_bool("half_pixel_centers").unwrap_or(false);
+            o.block_size = num("block_size", 0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -41,6 +41,8 @@ const CASES: &[&str] = &[
     "conv2d_saturate",
     "conv2d_tiny_multiplier",
     "conv2d_tiny_scales",
+    "depth_to_space_block2",
+    "depth_to_space_block3_batch2",
     "dwconv_1x3_valid_s2_m2_relu",
     "dwconv_3x1_same_s1_m1_none",
     "dwconv_3x3_same_dil2_m1_relu6",
@@ -84,12 +86,35 @@ const CASES: &[&str] = &[
     "relu_standalone_4x4x3",
     "reshape_4x4x3_to_6x8",
     "reshape_flatten_4x4x3",
+    "resize_bilinear_5to7_align_corners",
+    "resize_bilinear_5to7_half_pixel",
+    "resize_bilinear_5to7_v1",
+    "resize_bilinear_7to5_resizing_layer",
+    "resize_bilinear_7to5_v1",
+    "resize_bilinear_7x5_to_5x8_align_corners_batch2",
+    "resize_bilinear_upsampling2d_x2",
+    "resize_nearest_5to7_half_pixel",
+    "resize_nearest_5to7_v1",
+    "resize_nearest_5x4_to_7x9_align_corners_batch2",
+    "resize_nearest_7to5_align_corners",
+    "resize_nearest_7to5_half_pixel",
+    "resize_nearest_up2_half_pixel",
     "softmax_10_range0p1",
     "softmax_10_range1",
     "softmax_10_range32",
     "softmax_10_range8",
     "softmax_3_asym",
     "softmax_4d_2x3x5",
+    "space_to_depth_block2",
+    "space_to_depth_block3_batch2",
+    "tconv_2x2_same_s2_nobias",
+    "tconv_2x2_valid_s2",
+    "tconv_3x2_valid_s3x1",
+    "tconv_3x3_same_s1",
+    "tconv_3x3_same_s2",
+    "tconv_3x3_same_s2_patched_relu",
+    "tconv_3x3_valid_s2_relu",
+    "tconv_4x4_same_s2_relu6",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -123,6 +148,11 @@ const KNOWN_OPS: &[&str] = &[
     "RELU",
     "RELU6",
     "MEAN",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "RESIZE_BILINEAR",
+    "TRANSPOSE_CONV",
+    "DEPTH_TO_SPACE",
+    "SPACE_TO_DEPTH",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;
@@ -356,6 +386,23 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             assert!(beta.is_some_and(|b| b > 0.0), "{what}: beta {beta:?}");
         }
         "MEAN" => assert!(op.option_bool("keep_dims").is_some(), "{what}: keep_dims"),
+        "RESIZE_NEAREST_NEIGHBOR" | "RESIZE_BILINEAR" => {
+            for key in ["align_corners", "half_pixel_centers"] {
+                assert!(op.option_bool(key).is_some(), "{what}: {key}");
+            }
+            assert!(op.inputs.len() == 2, "{what}: expects input, size");
+        }
+        "TRANSPOSE_CONV" => {
+            padding();
+            activation();
+            positive("stride_w");
+            positive("stride_h");
+            assert!(
+                matches!(op.inputs.len(), 3 | 4),
+                "{what}: expects output shape, weights, input, maybe bias"
+            );
+        }
+        "DEPTH_TO_SPACE" | "SPACE_TO_DEPTH" => positive("block_size"),
         "RELU" | "RELU6" => {
             assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
             assert!(op.inputs.len() == 1, "{what}: expects one input");

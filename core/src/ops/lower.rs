@@ -24,6 +24,10 @@ pub struct TfOptions {
     pub activation: Activation,
     pub beta: f32,
     pub keep_dims: bool,
+    // RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR; DEPTH_TO_SPACE, SPACE_TO_DEPTH.
+    pub align_corners: bool,
+    pub half_pixel_centers: bool,
+    pub block_size: usize,
 }
 
 impl Default for TfOptions {
@@ -39,6 +43,9 @@ impl Default for TfOptions {
             activation: Activation::None,
             beta: 1.0,
             keep_dims: false,
+            align_corners: false,
+            half_pixel_centers: false,
+            block_size: 0,
         }
     }
 }

@@ -35,8 +35,11 @@ pub mod quantize;
 pub mod record;
 pub mod relu;
 pub mod reshape;
+pub mod resize;
 mod simd;
 pub mod softmax;
+pub mod space_depth;
+pub mod transpose_conv;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -74,6 +77,18 @@ operators! { 'a;
     12 => Relu(relu::Relu), "RELU", feature "op-relu";
     /// min(max(x, 0), 6), requantized.
     13 => Relu6(relu::Relu), "RELU6", feature "op-relu";
+    /// Nearest-neighbour resize of height and width.
+    48 => ResizeNearestNeighbor(resize::Resize), "RESIZE_NEAREST_NEIGHBOR",
+        feature "op-resize-nearest";
+    /// Bilinear resize of height and width.
+    49 => ResizeBilinear(resize::Resize), "RESIZE_BILINEAR", feature "op-resize-bilinear";
+    /// Transposed 2-D convolution (Keras Conv2DTranspose).
+    50 => TransposeConv(transpose_conv::TransposeConv<'a>), "TRANSPOSE_CONV",
+        feature "op-transpose-conv";
+    /// Blocks of channels to blocks of pixels.
+    51 => DepthToSpace(space_depth::SpaceDepth), "DEPTH_TO_SPACE", feature "op-depth-to-space";
+    /// Blocks of pixels to blocks of channels.
+    52 => SpaceToDepth(space_depth::SpaceDepth), "SPACE_TO_DEPTH", feature "op-space-to-depth";
 }
 
 use crate::quant::QuantizedMultiplier;

@@ -84,6 +84,12 @@ mod options {
     pub const ADD: u8 = 11;
     pub const RESHAPE: u8 = 17;
     pub const REDUCER: u8 = 27;
+    // RESIZE_*, TRANSPOSE_CONV, DEPTH_TO_SPACE, SPACE_TO_DEPTH.
+    pub const RESIZE_BILINEAR: u8 = 15;
+    pub const SPACE_TO_DEPTH: u8 = 19;
+    pub const TRANSPOSE_CONV: u8 = 49;
+    pub const RESIZE_NEAREST_NEIGHBOR: u8 = 74;
+    pub const DEPTH_TO_SPACE: u8 = 94;
 }
 
 /// `enum TensorType` codes mote has.
@@ -411,6 +417,43 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
         "MEAN" => {
             if let Some(t) = table(options::REDUCER, "ReducerOptions", false)? {
                 o.keep_dims = t.bool(0, false)?;
+            }
+        }
+        // Fields 0 and 1 of ResizeBilinearOptions are the deprecated new_height/new_width.
+        "RESIZE_BILINEAR" => {
+            if let Some(t) = table(options::RESIZE_BILINEAR, "ResizeBilinearOptions", false)? {
+                o.align_corners = t.bool(2, false)?;
+                o.half_pixel_centers = t.bool(3, false)?;
+            }
+        }
+        "RESIZE_NEAREST_NEIGHBOR" => {
+            let what = "ResizeNearestNeighborOptions";
+            if let Some(t) = table(options::RESIZE_NEAREST_NEIGHBOR, what, false)? {
+                o.align_corners = t.bool(0, false)?;
+                o.half_pixel_centers = t.bool(1, false)?;
+            }
+        }
+        "TRANSPOSE_CONV" => {
+            if let Some(t) = table(options::TRANSPOSE_CONV, "TransposeConvOptions", true)? {
+                o.padding = padding(t.i8(0, 0)?)?;
+                o.stride_w = positive(t.i32(1, 0)?, "stride_w")?;
+                o.stride_h = positive(t.i32(2, 0)?, "stride_h")?;
+                o.activation = activation(t.u8(3, 0)?)?;
+                let bias_type = t.i8(4, 0)?;
+                ensure!(
+                    bias_type == 0 || bias_type == tensor_type::INT32,
+                    "quantized_bias_type {} is not supported (INT32 is)",
+                    names::tensor_type(bias_type)
+                );
+            }
+        }
+        "DEPTH_TO_SPACE" | "SPACE_TO_DEPTH" => {
+            let (member, what) = match name {
+                "DEPTH_TO_SPACE" => (options::DEPTH_TO_SPACE, "DepthToSpaceOptions"),
+                _ => (options::SPACE_TO_DEPTH, "SpaceToDepthOptions"),
+            };
+            if let Some(t) = table(member, what, true)? {
+                o.block_size = positive(t.i32(0, 0)?, "block_size")?;
             }
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.

@@ -1,0 +1,398 @@
+//! TRANSPOSE_CONV: the transposed 2-D convolution Keras' Conv2DTranspose converts to, int8 with
+//! per-channel weights, bit-exact with TFLite-Micro's `reference_integer_ops::TransposeConv`.
+//!
+//! TFLite-Micro scatters: each input pixel adds its products with every filter tap into an
+//! int32 accumulator the size of the output, then each accumulator is requantized. mote
+//! gathers instead: each output pixel sums the products that land on it, then requantizes.
+//! Both sum the same int32 products with wrapping adds, which do not depend on the order, so
+//! the outputs are the same, without TFLite-Micro's 4-bytes-per-output scratch.
+//!
+//! Input `(iy, ix)` and filter tap `(ky, kx)` land on output `(iy * stride_h - pad_top + ky,
+//! ix * stride_w - pad_left + kx)`; the paddings are TFLite's `ComputePaddingHeightWidth` with
+//! the output's size in the role of a convolution's input.
+
+use super::lower::{LowerError, Lowering};
+use super::operator::{Io, Operator, Views};
+use super::output_stage::{check_int8, requantize};
+use super::record::record_params;
+use super::{Int8Stage, Padding, Requant, Shape4, Tensor, TensorMut, Window};
+use crate::format::{DType, OpCode, Storage};
+use crate::model::{Decoder, Model, Scratch};
+use crate::{Error, Why};
+
+record_params! {
+    /// TRANSPOSE_CONV's record parameters; one requantization constant per output channel.
+    pub struct TransposeConvParams {
+        /// Strides and the padding above and left of the output (dilations are 1).
+        pub window: Window,
+        /// Zero points and the fused activation's clamp.
+        pub stage: Int8Stage,
+    }
+}
+
+/// TRANSPOSE_CONV, decoded: constants borrowed from the blob, activations by tensor index.
+#[derive(Debug, Clone, Copy)]
+pub struct TransposeConv<'a> {
+    /// Window and output stage.
+    pub params: TransposeConvParams,
+    /// Input tensor.
+    pub input: u16,
+    /// Weights, OHWI.
+    pub weights: Tensor<'a, i8>,
+    /// Bias per output channel.
+    pub bias: Option<&'a [i32]>,
+    /// Requantization per output channel.
+    pub requant: Requant<'a>,
+    /// Output tensor.
+    pub output: u16,
+}
+
+/// TFLite's padding before the input along one axis (`ComputePaddingWithOffset`) for a kernel
+/// of `kernel` taps over `size` with `stride`, computed in C's int arithmetic.
+pub fn tflite_padding(padding: Padding, size: usize, kernel: usize, stride: usize) -> usize {
+    let (size, kernel, stride) = (size as i64, kernel as i64, stride.max(1) as i64);
+    let out = match padding {
+        Padding::Same => (size + stride - 1) / stride,
+        Padding::Valid => (size + stride - kernel) / stride,
+    };
+    ((out - 1) * stride + kernel - size).max(0) as usize / 2
+}
+
+/// Whether the shapes and window make a transposed convolution the kernel can run.
+pub fn check(window: &Window, input: Shape4, filter: Shape4, output: Shape4) -> Result<(), Why> {
+    if filter.c != input.c {
+        return Err(why!(
+            "filter input channels differ from the input's channels"
+        ));
+    }
+    if filter.n != output.c {
+        return Err(why!(
+            "filter output channels differ from the output's channels"
+        ));
+    }
+    if input.n != output.n {
+        return Err(why!("batch of input and output differ"));
+    }
+    if window.dilation_h != 1 || window.dilation_w != 1 {
+        return Err(why!("TRANSPOSE_CONV has no dilation"));
+    }
+    let fits = output.h.checked_add(window.pad_top).is_some()
+        && output.w.checked_add(window.pad_left).is_some();
+    match fits {
+        true => Ok(()),
+        false => Err(why!("TRANSPOSE_CONV output too large")),
+    }
+}
+
+impl<'a> Operator<'a> for TransposeConv<'a> {
+    type Params = TransposeConvParams;
+    type In = i8;
+    type Out = i8;
+    /// TFLite's order: the output shape, the weights, the input, the bias.
+    const INPUTS: usize = 4;
+
+    fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
+        let input = cx.int8_io(2)?;
+        let filter = cx.input(1)?;
+        let f = cx.typed(filter, DType::I8, "weights")?;
+        if let Some(bias) = cx.optional(3)? {
+            cx.typed(bias, DType::I32, "bias")?;
+        }
+        let i = cx.tensor(input)?;
+        let out = cx.tensor(cx.output())?;
+        let unsupported = |what| Err(LowerError::Unsupported { what });
+        if i.dims.len() != 4 || f.dims.len() != 4 || out.dims.len() != 4 {
+            return unsupported("TRANSPOSE_CONV takes 4-D input, weights and output");
+        }
+        let shape = cx.tensor(cx.input(0)?)?.i32_data;
+        let dims = out.dims.iter().map(|&d| i64::try_from(d).unwrap_or(-1));
+        if !shape.is_some_and(|s| s.iter().map(|&d| i64::from(d)).eq(dims)) {
+            return unsupported(
+                "TRANSPOSE_CONV's output shape must be a constant equal to the output's",
+            );
+        }
+        let (f, o) = (f.shape, out.shape);
+        cx.expect_output(Shape4::new(i.shape.n, o.h, o.w, f.n))?;
+        let opts = *cx.options();
+        let window = Window {
+            stride_h: opts.stride_h,
+            stride_w: opts.stride_w,
+            dilation_h: 1,
+            dilation_w: 1,
+            pad_top: tflite_padding(opts.padding, o.h, f.h, opts.stride_h),
+            pad_left: tflite_padding(opts.padding, o.w, f.w, opts.stride_w),
+        };
+        check(&window, i.shape, f, o).map_err(|why| LowerError::Unsupported {
+            what: why.text().unwrap_or("unsupported TRANSPOSE_CONV"),
+        })?;
+        let stage = cx.int8_stage(input, opts.activation)?;
+        cx.channel_requant((input, filter), f.n, true)?;
+        cx.params(&TransposeConvParams { window, stage })
+    }
+
+    fn decode(d: &Decoder<'_, 'a>, params: TransposeConvParams) -> Self {
+        // The output shape (input 0) only repeats the output tensor's, as the lowering checked.
+        d.tensor(0, DType::I32, Storage::Constant);
+        let filter = d.weights(1);
+        let input = d.activation(2, DType::I8);
+        let output = d.output(DType::I8);
+        if let Err(why) = check(&params.window, input.shape, filter.shape, output.shape) {
+            d.reject(why);
+        }
+        let channels = filter.shape.n;
+        TransposeConv {
+            params,
+            input: input.index,
+            weights: filter,
+            bias: d.bias(3, channels),
+            requant: d.requant(&[channels]),
+            output: output.index,
+        }
+    }
+
+    fn io(&self) -> Option<Io> {
+        Some(Io::unary(self.input, self.output, Scratch::default()))
+    }
+
+    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
+        let p = &self.params;
+        let (weights, bias, requant) = (self.weights, self.bias, self.requant);
+        transpose_conv_i8(
+            &p.window,
+            &p.stage,
+            v.inputs[0],
+            weights,
+            bias,
+            requant,
+            v.output,
+        )
+    }
+
+    fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
+        let inputs = model.tensor(self.input)?.shape.elements().unwrap_or(0);
+        let f = self.weights.shape;
+        Ok(inputs as u64 * (f.h * f.w * f.n) as u64)
+    }
+}
+
+/// The filter taps `(k, input index)` along one axis that land on output position `at`.
+fn taps(
+    at: usize,
+    pad: usize,
+    stride: usize,
+    kernel: usize,
+    input: usize,
+) -> impl Iterator<Item = (usize, usize)> + Clone {
+    let t = at + pad;
+    (t % stride..kernel.min(t + 1))
+        .step_by(stride)
+        .map(move |k| (k, (t - k) / stride))
+        .filter(move |&(_, i)| i < input)
+}
+
+/// The int8 kernel. `filter` is OHWI with zero point 0; `requant` holds one constant per
+/// output channel (or one for all). Each output is
+/// `clamp(requant[oc].apply(sum((input + input_offset) * filter) + bias[oc]) + output_offset)`.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
+pub fn transpose_conv_i8(
+    window: &Window,
+    stage: &Int8Stage,
+    input: Tensor<i8>,
+    filter: Tensor<i8>,
+    bias: Option<&[i32]>,
+    requant: Requant,
+    output: TensorMut<i8>,
+) -> Result<(), Error> {
+    super::built(OpCode::TransposeConv)?;
+    let (i, f, o) = (input.shape, filter.shape, output.shape);
+    i.check_len(input.data.len())?;
+    f.check_len(filter.data.len())?;
+    o.check_len(output.data.len())?;
+    check(window, i, f, o).map_err(|what| Error::InvalidParameter { what })?;
+    check_int8(stage, requant, o.c, why!("transpose conv requant length"))?;
+    if bias.is_some_and(|b| b.len() != o.c) {
+        return Err(Error::InvalidParameter {
+            what: why!("transpose conv bias length"),
+        });
+    }
+    if output.data.is_empty() || requant.is_empty() {
+        return Ok(());
+    }
+    let per_filter = f.h * f.w * i.c;
+    let mut pixels = output.data.chunks_exact_mut(o.c);
+    for b in 0..o.n {
+        let image = b * i.h;
+        for oy in 0..o.h {
+            let rows = taps(oy, window.pad_top, window.stride_h, f.h, i.h);
+            for ox in 0..o.w {
+                let cols = taps(ox, window.pad_left, window.stride_w, f.w, i.w);
+                let Some(pixel) = pixels.next() else {
+                    return Ok(());
+                };
+                let channels = pixel.iter_mut().zip(requant.iter().cycle());
+                for (oc, (out, q)) in channels.enumerate() {
+                    let w = &filter.data[oc * per_filter..][..per_filter];
+                    let mut acc = 0i32;
+                    for (ky, iy) in rows.clone() {
+                        for (kx, ix) in cols.clone() {
+                            let x = &input.data[((image + iy) * i.w + ix) * i.c..][..i.c];
+                            let k = &w[(ky * f.w + kx) * i.c..][..i.c];
+                            for (&x, &k) in x.iter().zip(k) {
+                                let v = (i32::from(x) + stage.input_offset) * i32::from(k);
+                                acc = acc.wrapping_add(v);
+                            }
+                        }
+                    }
+                    let acc = acc.wrapping_add(bias.map_or(0, |b| b[oc]));
+                    *out = requantize(acc, *q, stage);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::quant::QuantizedMultiplier;
+    use crate::test_support::*;
+    use std::vec::Vec;
+
+    /// TFLite-Micro's scatter into a whole-output int32 accumulator, then requantization.
+    #[allow(clippy::too_many_arguments)]
+    fn scatter_reference(
+        w: &Window,
+        st: &Int8Stage,
+        x: &[i8],
+        is: Shape4,
+        k: &[i8],
+        fs: Shape4,
+        bias: Option<&[i32]>,
+        rq: &[QuantizedMultiplier],
+        os: Shape4,
+    ) -> Vec<i8> {
+        let mut acc = vec![0i64; len(os)];
+        for b in 0..is.n {
+            for iy in 0..is.h {
+                for ix in 0..is.w {
+                    for ic in 0..is.c {
+                        for ky in 0..fs.h {
+                            for kx in 0..fs.w {
+                                let oy = (iy * w.stride_h + ky) as i64 - w.pad_top as i64;
+                                let ox = (ix * w.stride_w + kx) as i64 - w.pad_left as i64;
+                                if oy < 0 || ox < 0 || oy >= os.h as i64 || ox >= os.w as i64 {
+                                    continue;
+                                }
+                                for oc in 0..fs.n {
+                                    let v = i64::from(x[((b * is.h + iy) * is.w + ix) * is.c + ic])
+                                        + i64::from(st.input_offset);
+                                    let f =
+                                        i64::from(k[((oc * fs.h + ky) * fs.w + kx) * fs.c + ic]);
+                                    let at =
+                                        ((b * os.h + oy as usize) * os.w + ox as usize) * os.c + oc;
+                                    acc[at] += v * f;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        acc.iter()
+            .enumerate()
+            .map(|(at, &a)| {
+                let oc = at % os.c;
+                let a = a + bias.map_or(0, |b| i64::from(b[oc]));
+                reference_requant(a, rq[oc % rq.len()], st)
+            })
+            .collect()
+    }
+
+    #[test]
+    fn matches_the_scatter_reference() {
+        let mut rng = Rng(0x7c0_5eed);
+        for case in 0..300 {
+            let (stride_h, stride_w) = (rng.size(1, 3), rng.size(1, 3));
+            let (kh, kw) = (rng.size(1, 4), rng.size(1, 4));
+            let (n, ic, oc) = (rng.size(1, 2), rng.size(1, 4), rng.size(1, 4));
+            let is = s(n, rng.size(1, 5), rng.size(1, 5), ic);
+            let padding = [Padding::Same, Padding::Valid][rng.below(2)];
+            // Keras' output sizes, sometimes one more or less (TFLite takes any).
+            let side = |i: usize, k: usize, s: usize| match padding {
+                Padding::Same => i * s,
+                Padding::Valid => i * s + k.saturating_sub(s),
+            };
+            let jitter = |v: usize, r: &mut Rng| (v + r.below(3)).saturating_sub(1).max(1);
+            let os = s(
+                n,
+                jitter(side(is.h, kh, stride_h), &mut rng),
+                jitter(side(is.w, kw, stride_w), &mut rng),
+                oc,
+            );
+            let fs = s(oc, kh, kw, ic);
+            let w = Window {
+                stride_h,
+                stride_w,
+                dilation_h: 1,
+                dilation_w: 1,
+                pad_top: tflite_padding(padding, os.h, kh, stride_h),
+                pad_left: tflite_padding(padding, os.w, kw, stride_w),
+            };
+            let (x, k) = (rng.i8s(len(is)), rng.i8s(len(fs)));
+            let (st, bias, rq) = (rng.stage(), rng.bias(oc), rng.requant(oc));
+            let want = scatter_reference(&w, &st, &x, is, &k, fs, bias.as_deref(), &rq, os);
+            let mut got = vec![0i8; len(os)];
+            let r = transpose_conv_i8(
+                &w,
+                &st,
+                t(&x, is),
+                t(&k, fs),
+                bias.as_deref(),
+                &rq,
+                tm(&mut got, os),
+            );
+            assert_eq!(r, Ok(()), "case {case}");
+            assert_eq!(got, want, "case {case}: {w:?} {is:?} {fs:?} {os:?}");
+        }
+    }
+
+    #[test]
+    fn paddings_follow_tflite() {
+        // Keras SAME, stride 2, 3x3 onto 8: a convolution over 8 gives 4, covering 9: pad 0.
+        assert_eq!(tflite_padding(Padding::Same, 8, 3, 2), 0);
+        // 4x4 kernel, stride 2 onto 8: covers 10, pad 1.
+        assert_eq!(tflite_padding(Padding::Same, 8, 4, 2), 1);
+        // VALID never pads, whatever the sizes.
+        assert_eq!(tflite_padding(Padding::Valid, 9, 3, 2), 0);
+        assert_eq!(tflite_padding(Padding::Valid, 1, 5, 1), 0);
+    }
+
+    #[test]
+    fn refuses_inconsistent_shapes() {
+        let w = win((2, 2), ONE, ZERO);
+        assert!(check(&w, s(1, 2, 2, 3), s(4, 3, 3, 3), s(1, 4, 4, 4)).is_ok());
+        assert!(check(&w, s(1, 2, 2, 3), s(4, 3, 3, 2), s(1, 4, 4, 4)).is_err());
+        assert!(check(&w, s(1, 2, 2, 3), s(4, 3, 3, 3), s(1, 4, 4, 5)).is_err());
+        assert!(check(&w, s(1, 2, 2, 3), s(4, 3, 3, 3), s(2, 4, 4, 4)).is_err());
+        assert!(check(
+            &win((2, 2), (2, 1), ZERO),
+            s(1, 2, 2, 3),
+            s(4, 3, 3, 3),
+            s(1, 4, 4, 4)
+        )
+        .is_err());
+        let mut out = [0i8; 4];
+        let r = transpose_conv_i8(
+            &w,
+            &stage(0, 0),
+            t(&[0; 3], s(1, 1, 1, 3)),
+            t(&[0; 3], s(1, 1, 1, 3)),
+            Some(&[0, 0]),
+            &[q(1.0)],
+            tm(&mut out, s(1, 2, 2, 1)),
+        );
+        assert!(r.is_err());
+    }
+}
