@@ -192,7 +192,7 @@ mod tests {
 
     #[test]
     fn round_trips_and_matches_tflite_order() {
-        let mut rng = Rng(0xd2_5d_0001);
+        let mut rng = Rng(0xd25d_0001);
         for _ in 0..100 {
             let block = rng.size(1, 3);
             let deep = s(

@@ -312,7 +312,7 @@ mod tests {
 
     #[test]
     fn matches_the_scatter_reference() {
-        let mut rng = Rng(0x7c0_5eed);
+        let mut rng = Rng(0x07c0_5eed);
         for case in 0..300 {
             let (stride_h, stride_w) = (rng.size(1, 3), rng.size(1, 3));
             let (kh, kw) = (rng.size(1, 4), rng.size(1, 4));
