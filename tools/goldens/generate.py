@@ -1203,6 +1203,8 @@ class Reference:
         at = lambda ys, xs: x[:, ys][:, :, xs]  # noqa: E731
         total = (at(y0, x0) * (1024 - dy) * (1024 - dx) + at(y1, x0) * dy * (1024 - dx)
                  + at(y0, x1) * (1024 - dy) * dx + at(y1, x1) * dy * dx)
+        if self.mul is mul_single_rounding:  # TFLITE_SINGLE_ROUNDING's `>> 20`
+            return ((total + (1 << 19)) >> 20).astype(np.int8)
         rounded = np.where(total > 0, total + (1 << 19), total - (1 << 19))
         return trunc_div(rounded, 1 << 20).astype(np.int8)
 
