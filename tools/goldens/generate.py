@@ -495,6 +495,30 @@ def residual(x):
     return L.ReLU()(L.Add()([x, y]))
 
 
+def decoder(x):
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.UpSampling2D(2, interpolation="bilinear")(x)
+    return L.Conv2D(2, 1)(x)
+
+
+def subpixel(x):
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)
+    x = L.Conv2D(3, 3, padding="same")(x)
+    return L.Lambda(lambda t: tf.image.resize(t, (7, 7), method="nearest"))(x)
+
+
+case(
+    "model_decoder_upsample",
+    "Encoder-decoder on 8x8x2: CONV_2D 3x3 stride 2 RELU -> TRANSPOSE_CONV 3x3 stride 2 RELU -> RESIZE_BILINEAR x2 (UpSampling2D) -> 1x1 CONV_2D.",
+    [(8, 8, 2)], decoder,
+)
+case(
+    "model_subpixel_resize",
+    "Sub-pixel upscaling on 4x4x1: CONV_2D 3x3 -> DEPTH_TO_SPACE 2 -> CONV_2D 3x3 -> RESIZE_NEAREST_NEIGHBOR 8x8 -> 7x7.",
+    [(4, 4, 1)], subpixel,
+)
 case(
     "model_ds_cnn",
     "Depthwise-separable CNN on 8x8x1: CONV_2D 3x3 -> DEPTHWISE_CONV_2D 3x3 -> 1x1 CONV_2D -> AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX.",
