@@ -56,7 +56,7 @@ impl ResizeMode {
     /// copies, of `input` rows (at least 1).
     pub fn nearest(self, at: usize, input: usize, out: usize) -> usize {
         let scale = match self.align_corners && out > 1 {
-            true => (input - 1) as f32 / (out - 1) as f32,
+            true => input.saturating_sub(1) as f32 / (out - 1) as f32,
             false => input as f32 / out as f32,
         };
         let offset = if self.half_pixel_centers { 0.5 } else { 0.0 };
@@ -266,6 +266,9 @@ pub fn resize_i8(
     output.shape.check_len(output.data.len())?;
     check(bilinear, mode, input.shape, output.shape)
         .map_err(|what| Error::InvalidParameter { what })?;
+    if output.data.is_empty() {
+        return Ok(()); // no batch or no channels
+    }
     let words = output.shape.w * table_words(bilinear);
     let table = cast::take_mut::<u32>(&mut scratch, words);
     match bilinear {
@@ -581,6 +584,9 @@ mod tests {
         assert!(!bad(true, MODES[2], s(1, 1, 1, 1), s(1, 1, 1100, 1)));
         assert!(bad(true, MODES[2], s(1, 1, 1, 1), s(1, 1, 1600, 1)));
         let mut out = [0i8; 4];
+        let empty = s(1, 2, 2, 0);
+        let r = resize_i8(true, MODES[0], t(&[], empty), tm(&mut [], empty), &mut []);
+        assert_eq!(r, Ok(()));
         let r = resize_i8(
             false,
             MODES[0],

@@ -219,6 +219,9 @@ mod tests {
         assert!(output_shape(false, 2, s(1, 3, 2, 6)).is_err());
         assert!(output_shape(true, 0, s(1, 2, 2, 4)).is_err());
         assert!(output_shape(true, usize::MAX, s(1, 2, 2, 4)).is_err());
+        let empty = s(1, 2, 2, 0);
+        let r = space_depth_i8(true, 2, t(&[], empty), tm(&mut [], s(1, 4, 4, 0)));
+        assert_eq!(r, Ok(()));
         let mut out = [0i8; 8];
         let r = space_depth_i8(
             true,

@@ -76,6 +76,9 @@ pub fn check(window: &Window, input: Shape4, filter: Shape4, output: Shape4) -> 
     if window.dilation_h != 1 || window.dilation_w != 1 {
         return Err(why!("TRANSPOSE_CONV has no dilation"));
     }
+    if window.stride_h == 0 || window.stride_w == 0 {
+        return Err(why!("window stride is zero"));
+    }
     let fits = output.h.checked_add(window.pad_top).is_some()
         && output.w.checked_add(window.pad_left).is_some();
     match fits {
@@ -175,19 +178,42 @@ impl<'a> Operator<'a> for TransposeConv<'a> {
     }
 }
 
-/// The filter taps `(k, input index)` along one axis that land on output position `at`.
-fn taps(
-    at: usize,
-    pad: usize,
-    stride: usize,
-    kernel: usize,
-    input: usize,
-) -> impl Iterator<Item = (usize, usize)> + Clone {
-    let t = at + pad;
-    (t % stride..kernel.min(t + 1))
-        .step_by(stride)
-        .map(move |k| (k, (t - k) / stride))
-        .filter(move |&(_, i)| i < input)
+/// The filter taps along one axis that land on one output position: taps `first_k + j *
+/// stride` read inputs `first_i - j`, for `j` in `0..count`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Taps {
+    first_k: usize,
+    first_i: usize,
+    count: usize,
+}
+
+impl Taps {
+    /// The taps of a `kernel` with `stride` over `input` that land on output `at`, `pad`
+    /// being the padding before the input (no overflow: the decoder checked `at + pad`).
+    fn new(at: usize, pad: usize, stride: usize, kernel: usize, input: usize) -> Self {
+        let (t, stride) = (at + pad, stride.max(1));
+        let (k0, i0) = (t % stride, t / stride);
+        let Some(last) = input.checked_sub(1) else {
+            return Taps {
+                first_k: 0,
+                first_i: 0,
+                count: 0,
+            };
+        };
+        // Tap k0 + j * stride reads input i0 - j: it must be at most `last` and at least 0.
+        let skip = i0.saturating_sub(last);
+        let end = kernel.saturating_sub(k0).div_ceil(stride).min(i0 + 1);
+        Taps {
+            first_k: k0 + skip * stride,
+            first_i: i0.saturating_sub(skip),
+            count: end.saturating_sub(skip),
+        }
+    }
+
+    /// `(tap, input index)` pairs.
+    fn iter(self, stride: usize) -> impl Iterator<Item = (usize, usize)> {
+        (0..self.count).map(move |j| (self.first_k + j * stride, self.first_i - j))
+    }
 }
 
 /// The int8 kernel. `filter` is OHWI with zero point 0; `requant` holds one constant per
@@ -224,9 +250,9 @@ pub fn transpose_conv_i8(
     for b in 0..o.n {
         let image = b * i.h;
         for oy in 0..o.h {
-            let rows = taps(oy, window.pad_top, window.stride_h, f.h, i.h);
+            let rows = Taps::new(oy, window.pad_top, window.stride_h, f.h, i.h);
             for ox in 0..o.w {
-                let cols = taps(ox, window.pad_left, window.stride_w, f.w, i.w);
+                let cols = Taps::new(ox, window.pad_left, window.stride_w, f.w, i.w);
                 let Some(pixel) = pixels.next() else {
                     return Ok(());
                 };
@@ -234,8 +260,8 @@ pub fn transpose_conv_i8(
                 for (oc, (out, q)) in channels.enumerate() {
                     let w = &filter.data[oc * per_filter..][..per_filter];
                     let mut acc = 0i32;
-                    for (ky, iy) in rows.clone() {
-                        for (kx, ix) in cols.clone() {
+                    for (ky, iy) in rows.iter(window.stride_h) {
+                        for (kx, ix) in cols.iter(window.stride_w) {
                             let x = &input.data[((image + iy) * i.w + ix) * i.c..][..i.c];
                             let k = &w[(ky * f.w + kx) * i.c..][..i.c];
                             for (&x, &k) in x.iter().zip(k) {
@@ -359,6 +385,28 @@ mod tests {
     }
 
     #[test]
+    fn taps_are_the_ones_that_land() {
+        for (pad, stride, kernel, input) in [(0, 1, 3, 4), (1, 2, 3, 4), (2, 3, 5, 2), (0, 2, 1, 3)]
+        {
+            for at in 0..12usize {
+                let want: Vec<(usize, usize)> = (0..kernel)
+                    .filter_map(|k| {
+                        let t = (at + pad).checked_sub(k)?;
+                        (t % stride == 0 && t / stride < input).then_some((k, t / stride))
+                    })
+                    .collect();
+                let got: Vec<_> = Taps::new(at, pad, stride, kernel, input)
+                    .iter(stride)
+                    .collect();
+                assert_eq!(
+                    got, want,
+                    "at {at} pad {pad} stride {stride} kernel {kernel}"
+                );
+            }
+        }
+    }
+
+    #[test]
     fn paddings_follow_tflite() {
         // Keras SAME, stride 2, 3x3 onto 8: a convolution over 8 gives 4, covering 9: pad 0.
         assert_eq!(tflite_padding(Padding::Same, 8, 3, 2), 0);
@@ -383,6 +431,28 @@ mod tests {
             s(1, 4, 4, 4)
         )
         .is_err());
+        // No input pixels or no channels: only the bias lands (or nothing at all).
+        let mut out = [0i8; 2];
+        let r = transpose_conv_i8(
+            &w,
+            &stage(0, 0),
+            t(&[], s(1, 0, 2, 1)),
+            t(&[2], s(1, 1, 1, 1)),
+            Some(&[3]),
+            &[q(1.0)],
+            tm(&mut out, s(1, 1, 2, 1)),
+        );
+        assert_eq!((r, out), (Ok(()), [3, 3]));
+        let r = transpose_conv_i8(
+            &w,
+            &stage(0, 0),
+            t(&[], s(1, 2, 2, 0)),
+            t(&[], s(0, 1, 1, 0)),
+            None,
+            &[],
+            tm(&mut [], s(1, 4, 4, 0)),
+        );
+        assert_eq!(r, Ok(()));
         let mut out = [0i8; 4];
         let r = transpose_conv_i8(
             &w,
