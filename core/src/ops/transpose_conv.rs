@@ -11,7 +11,7 @@
 //! ix * stride_w - pad_left + kx)`; the paddings are TFLite's `ComputePaddingHeightWidth` with
 //! the output's size in the role of a convolution's input.
 
-use super::lower::{LowerError, Lowering};
+use super::lower::{LowerError, Lowering, TfOptions};
 use super::operator::{Io, Operator, Views};
 use super::output_stage::{check_int8, requantize};
 use super::record::record_params;
@@ -117,14 +117,7 @@ impl<'a> Operator<'a> for TransposeConv<'a> {
         let (f, o) = (f.shape, out.shape);
         cx.expect_output(Shape4::new(i.shape.n, o.h, o.w, f.n))?;
         let opts = *cx.options();
-        let window = Window {
-            stride_h: opts.stride_h,
-            stride_w: opts.stride_w,
-            dilation_h: 1,
-            dilation_w: 1,
-            pad_top: tflite_padding(opts.padding, o.h, f.h, opts.stride_h),
-            pad_left: tflite_padding(opts.padding, o.w, f.w, opts.stride_w),
-        };
+        let window = lowered_window(cx.options(), f, o)?;
         check(&window, i.shape, f, o).map_err(|why| LowerError::Unsupported {
             what: why.text().unwrap_or("unsupported TRANSPOSE_CONV"),
         })?;
@@ -175,6 +168,28 @@ impl<'a> Operator<'a> for TransposeConv<'a> {
         let inputs = model.tensor(self.input)?.shape.elements().unwrap_or(0);
         let f = self.weights.shape;
         Ok(inputs as u64 * (f.h * f.w * f.n) as u64)
+    }
+}
+
+/// The window TFLite-Micro's Prepare computes from the options, for filter `f` and output `o`.
+fn lowered_window(opts: &TfOptions, f: Shape4, o: Shape4) -> Result<Window, LowerError> {
+    let window = Window {
+        stride_h: opts.stride_h,
+        stride_w: opts.stride_w,
+        dilation_h: 1,
+        dilation_w: 1,
+        pad_top: tflite_padding(opts.padding, o.h, f.h, opts.stride_h),
+        pad_left: tflite_padding(opts.padding, o.w, f.w, opts.stride_w),
+    };
+    let w = &window;
+    match [w.stride_h, w.stride_w, w.pad_top, w.pad_left]
+        .iter()
+        .all(|&v| v <= 0xFFFF)
+    {
+        true => Ok(window),
+        false => Err(LowerError::Unsupported {
+            what: "TRANSPOSE_CONV strides and paddings above 65535",
+        }),
     }
 }
 
