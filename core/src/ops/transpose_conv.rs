@@ -15,7 +15,9 @@ use super::lower::{LowerError, Lowering, TfOptions};
 use super::operator::{Io, Operator, Views};
 use super::output_stage::{check_int8, requantize};
 use super::record::record_params;
+use super::simd;
 use super::{Int8Stage, Padding, Requant, Shape4, Tensor, TensorMut, Window};
+use crate::cast;
 use crate::format::{DType, OpCode, Storage};
 use crate::model::{Decoder, Model, Scratch};
 use crate::{Error, Why};
@@ -45,6 +47,8 @@ pub struct TransposeConv<'a> {
     pub requant: Requant<'a>,
     /// Output tensor.
     pub output: u16,
+    /// The fast path's working memory.
+    pub scratch: Scratch,
 }
 
 /// TFLite's padding before the input along one axis (`ComputePaddingWithOffset`) for a kernel
@@ -143,25 +147,26 @@ impl<'a> Operator<'a> for TransposeConv<'a> {
             bias: d.bias(3, channels),
             requant: d.requant(&[channels]),
             output: output.index,
+            scratch: d.scratch(),
         }
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io::unary(self.input, self.output, Scratch::default()))
+        Some(Io::unary(self.input, self.output, self.scratch))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         let p = &self.params;
         let (weights, bias, requant) = (self.weights, self.bias, self.requant);
+        let (input, output, scratch) = (v.inputs[0], v.output, v.scratch);
         transpose_conv_i8(
-            &p.window,
-            &p.stage,
-            v.inputs[0],
-            weights,
-            bias,
-            requant,
-            v.output,
+            &p.window, &p.stage, input, weights, bias, requant, output, scratch,
         )
+    }
+
+    fn scratch_need(&self, _: &Model<'a>) -> Result<Option<usize>, Error> {
+        let f = self.weights.shape;
+        Ok(Some(scratch_bytes(f.c, f.n)))
     }
 
     fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
@@ -231,11 +236,20 @@ impl Taps {
     }
 }
 
+/// Scratch bytes the fast path needs for `in_c` input and `out_c` output channels: one output
+/// pixel's int32 sums and one input pixel's whole words widened to q15.
+pub fn scratch_bytes(in_c: usize, out_c: usize) -> usize {
+    (out_c * 4).next_multiple_of(8) + (in_c / 4) * 8
+}
+
 /// The int8 kernel. `filter` is OHWI with zero point 0; `requant` holds one constant per
 /// output channel (or one for all). Each output is
 /// `clamp(requant[oc].apply(sum((input + input_offset) * filter) + bias[oc]) + output_offset)`.
+/// With [`scratch_bytes`] of word-aligned `scratch` it runs four output channels at a time in
+/// DSP instructions; with less, one product at a time (the same outputs).
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
+#[allow(clippy::too_many_arguments)]
 pub fn transpose_conv_i8(
     window: &Window,
     stage: &Int8Stage,
@@ -244,6 +258,7 @@ pub fn transpose_conv_i8(
     bias: Option<&[i32]>,
     requant: Requant,
     output: TensorMut<i8>,
+    mut scratch: &mut [u8],
 ) -> Result<(), Error> {
     super::built(OpCode::TransposeConv)?;
     let (i, f, o) = (input.shape, filter.shape, output.shape);
@@ -260,38 +275,138 @@ pub fn transpose_conv_i8(
     if output.data.is_empty() || requant.is_empty() {
         return Ok(());
     }
-    let per_filter = f.h * f.w * i.c;
-    let mut pixels = output.data.chunks_exact_mut(o.c);
-    for b in 0..o.n {
-        let image = b * i.h;
-        for oy in 0..o.h {
-            let rows = Taps::new(oy, window.pad_top, window.stride_h, f.h, i.h);
-            for ox in 0..o.w {
-                let cols = Taps::new(ox, window.pad_left, window.stride_w, f.w, i.w);
-                let Some(pixel) = pixels.next() else {
-                    return Ok(());
-                };
-                let channels = pixel.iter_mut().zip(requant.iter().cycle());
-                for (oc, (out, q)) in channels.enumerate() {
-                    let w = &filter.data[oc * per_filter..][..per_filter];
-                    let mut acc = 0i32;
-                    for (ky, iy) in rows.iter(window.stride_h) {
-                        for (kx, ix) in cols.iter(window.stride_w) {
-                            let x = &input.data[((image + iy) * i.w + ix) * i.c..][..i.c];
-                            let k = &w[(ky * f.w + kx) * i.c..][..i.c];
-                            for (&x, &k) in x.iter().zip(k) {
-                                let v = (i32::from(x) + stage.input_offset) * i32::from(k);
-                                acc = acc.wrapping_add(v);
-                            }
-                        }
-                    }
-                    let acc = acc.wrapping_add(bias.map_or(0, |b| b[oc]));
-                    *out = requantize(acc, *q, stage);
+    let k = Kernel {
+        window,
+        stage,
+        input,
+        filter,
+        bias,
+        requant,
+    };
+    let acc = cast::take_mut::<i32>(&mut scratch, o.c);
+    let col = cast::take_mut::<[u32; 2]>(&mut scratch, i.c / 4);
+    match (acc, col) {
+        (Some(acc), Some(col)) => k.run(output, |x, w, out| k.gather_simd(x, w, out, acc, col)),
+        _ => k.run(output, |x, w, out| k.gather(x, w, out)),
+    }
+    Ok(())
+}
+
+/// A checked layer's arguments.
+struct Kernel<'k> {
+    window: &'k Window,
+    stage: &'k Int8Stage,
+    input: Tensor<'k, i8>,
+    filter: Tensor<'k, i8>,
+    bias: Option<&'k [i32]>,
+    requant: Requant<'k>,
+}
+
+impl Kernel<'_> {
+    /// Calls `pixel(rows, cols, out)` for each output pixel with the taps that land on it.
+    fn run(&self, output: TensorMut<i8>, mut pixel: impl FnMut(usize, (Taps, Taps), &mut [i8])) {
+        let (i, f, o, w) = (
+            self.input.shape,
+            self.filter.shape,
+            output.shape,
+            self.window,
+        );
+        let mut pixels = output.data.chunks_exact_mut(o.c);
+        for b in 0..o.n {
+            for oy in 0..o.h {
+                let rows = Taps::new(oy, w.pad_top, w.stride_h, f.h, i.h);
+                for ox in 0..o.w {
+                    let cols = Taps::new(ox, w.pad_left, w.stride_w, f.w, i.w);
+                    let Some(out) = pixels.next() else {
+                        return;
+                    };
+                    pixel(b * i.h, (rows, cols), out);
                 }
             }
         }
     }
-    Ok(())
+
+    /// `(input pixel offset, filter tap offset)` in elements for each tap of a pixel.
+    fn taps(
+        &self,
+        image: usize,
+        (rows, cols): (Taps, Taps),
+    ) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (i, f, w) = (self.input.shape, self.filter.shape, self.window);
+        rows.iter(w.stride_h).flat_map(move |(ky, iy)| {
+            cols.iter(w.stride_w)
+                .map(move |(kx, ix)| (((image + iy) * i.w + ix) * i.c, (ky * f.w + kx) * i.c))
+        })
+    }
+
+    /// One output pixel, one product at a time.
+    fn gather(&self, image: usize, taps: (Taps, Taps), out: &mut [i8]) {
+        let (c, per_filter) = (self.input.shape.c, self.filter.data.len() / out.len());
+        let channels = out.iter_mut().zip(self.requant.iter().cycle());
+        for (oc, (out, q)) in channels.enumerate() {
+            let w = &self.filter.data[oc * per_filter..][..per_filter];
+            let mut acc = self.bias.map_or(0, |b| b[oc]);
+            for (x, k) in self.taps(image, taps) {
+                acc = acc.wrapping_add(self.dot(&self.input.data[x..][..c], &w[k..][..c]));
+            }
+            *out = requantize(acc, *q, self.stage);
+        }
+    }
+
+    /// One output pixel: each tap's input widened once, then four output channels at a time.
+    fn gather_simd(
+        &self,
+        image: usize,
+        taps: (Taps, Taps),
+        out: &mut [i8],
+        acc: &mut [i32],
+        col: &mut [[u32; 2]],
+    ) {
+        let (c, body) = (self.input.shape.c, col.len() * 4);
+        let per_filter = self.filter.data.len() / out.len();
+        let off2 = (self.stage.input_offset as u16 as u32) * 0x1_0001;
+        for (oc, a) in acc.iter_mut().enumerate() {
+            *a = self.bias.map_or(0, |b| b[oc]);
+        }
+        for (x, k) in self.taps(image, taps) {
+            let x = &self.input.data[x..][..c];
+            for (g, word) in col.iter_mut().zip(x.chunks_exact(4)) {
+                let w = u32::from_le_bytes([
+                    word[0] as u8,
+                    word[1] as u8,
+                    word[2] as u8,
+                    word[3] as u8,
+                ]);
+                *g = [simd::sxtab16(off2, w), simd::sxtab16_ror8(off2, w)];
+            }
+            let done = acc.len() / 4 * 4;
+            for (q, a) in acc.chunks_exact_mut(4).enumerate() {
+                let w = &self.filter.data[4 * q * per_filter + k..];
+                let sums = simd::mac_1x4(col, w, per_filter, [a[0], a[1], a[2], a[3]]);
+                a.copy_from_slice(&sums);
+            }
+            for (oc, a) in acc.iter_mut().enumerate() {
+                let w = &self.filter.data[oc * per_filter + k..][..c];
+                let from = if oc < done { body } else { 0 };
+                *a = a.wrapping_add(self.dot(&x[from..], &w[from..]));
+            }
+        }
+        for ((out, a), q) in out
+            .iter_mut()
+            .zip(acc.iter())
+            .zip(self.requant.iter().cycle())
+        {
+            *out = requantize(*a, *q, self.stage);
+        }
+    }
+
+    /// `sum((x + input_offset) * w)`, wrapping.
+    #[inline(always)]
+    fn dot(&self, x: &[i8], w: &[i8]) -> i32 {
+        x.iter().zip(w).fold(0i32, |acc, (&x, &w)| {
+            acc.wrapping_add((i32::from(x) + self.stage.input_offset) * i32::from(w))
+        })
+    }
 }
 
 #[cfg(test)]
@@ -357,7 +472,7 @@ mod tests {
         for case in 0..300 {
             let (stride_h, stride_w) = (rng.size(1, 3), rng.size(1, 3));
             let (kh, kw) = (rng.size(1, 4), rng.size(1, 4));
-            let (n, ic, oc) = (rng.size(1, 2), rng.size(1, 4), rng.size(1, 4));
+            let (n, ic, oc) = (rng.size(1, 2), rng.size(1, 9), rng.size(1, 9));
             let is = s(n, rng.size(1, 5), rng.size(1, 5), ic);
             let padding = [Padding::Same, Padding::Valid][rng.below(2)];
             // Keras' output sizes, sometimes one more or less (TFLite takes any).
@@ -384,18 +499,15 @@ mod tests {
             let (x, k) = (rng.i8s(len(is)), rng.i8s(len(fs)));
             let (st, bias, rq) = (rng.stage(), rng.bias(oc), rng.requant(oc));
             let want = scatter_reference(&w, &st, &x, is, &k, fs, bias.as_deref(), &rq, os);
-            let mut got = vec![0i8; len(os)];
-            let r = transpose_conv_i8(
-                &w,
-                &st,
-                t(&x, is),
-                t(&k, fs),
-                bias.as_deref(),
-                &rq,
-                tm(&mut got, os),
-            );
-            assert_eq!(r, Ok(()), "case {case}");
-            assert_eq!(got, want, "case {case}: {w:?} {is:?} {fs:?} {os:?}");
+            for fast in [false, true] {
+                let mut words = vec![0u32; if fast { scratch_bytes(ic, oc) / 4 } else { 0 }];
+                let scratch = crate::cast::words_as_bytes_mut(&mut words);
+                let mut got = vec![0i8; len(os)];
+                let (x, k, b) = (t(&x, is), t(&k, fs), bias.as_deref());
+                let r = transpose_conv_i8(&w, &st, x, k, b, &rq, tm(&mut got, os), scratch);
+                assert_eq!(r, Ok(()), "case {case}");
+                assert_eq!(got, want, "case {case} {fast}: {w:?} {is:?} {fs:?} {os:?}");
+            }
         }
     }
 
@@ -456,6 +568,7 @@ mod tests {
             Some(&[3]),
             &[q(1.0)],
             tm(&mut out, s(1, 1, 2, 1)),
+            &mut [],
         );
         assert_eq!((r, out), (Ok(()), [3, 3]));
         let r = transpose_conv_i8(
@@ -466,6 +579,7 @@ mod tests {
             None,
             &[],
             tm(&mut [], s(1, 4, 4, 0)),
+            &mut [],
         );
         assert_eq!(r, Ok(()));
         let mut out = [0i8; 4];
@@ -477,6 +591,7 @@ mod tests {
             Some(&[0, 0]),
             &[q(1.0)],
             tm(&mut out, s(1, 2, 2, 1)),
+            &mut [],
         );
         assert!(r.is_err());
     }
