@@ -62,7 +62,6 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.filter_w = num("filter_width", 1);
             o.beta = op.option_f32("beta").unwrap_or(1.0);
             o.keep_dims = op.option_bool("keep_dims").unwrap_or(false);
-            o.block_size = num("block_size", 1);
             // STRIDED_SLICE, SPLIT, SPLIT_V, UNPACK, PACK.
             let int = |k: &str| op.option_i64(k).map_or(0, |v| v as i32);
             o.begin_mask = int("begin_mask");
@@ -75,6 +74,9 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.num = num("num", num("values_count", 0));
             o.axis = int("axis");
             o.alpha = op.option_f32("alpha").unwrap_or(0.0);
+            o.align_corners = op.option_bool("align_corners").unwrap_or(false);
+            o.half_pixel_centers = op.option_bool("half_pixel_centers").unwrap_or(false);
+            o.block_size = num("block_size", 0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -62,6 +62,8 @@ const CASES: &[&str] = &[
     "dilated_conv_valid_s2b",
     "dilated_conv_same_s2b_zp0",
     "dilated_dwconv_same_s2b_zp0",
+    "depth_to_space_block2",
+    "depth_to_space_block3_batch2",
     "dwconv_1x3_valid_s2_m2_relu",
     "dwconv_3x1_same_s1_m1_none",
     "dwconv_3x3_same_dil2_m1_relu6",
@@ -150,6 +152,8 @@ const CASES: &[&str] = &[
     "reduce_max_axis1_keep",
     "reduce_max_axis2",
     "reduce_max_axis3_keep",
+    "model_decoder_upsample",
+    "model_subpixel_resize",
     "relu6_narrow",
     "relu6_standalone",
     "relu_asym_range",
@@ -163,6 +167,19 @@ const CASES: &[&str] = &[
     "shape_reshape_dynamic_batch",
     "slice_2d",
     "slice_4d_size_to_end",
+    "resize_bilinear_5to7_align_corners",
+    "resize_bilinear_5to7_half_pixel",
+    "resize_bilinear_5to7_v1",
+    "resize_bilinear_7to5_resizing_layer",
+    "resize_bilinear_7to5_v1",
+    "resize_bilinear_7x5_to_5x8_align_corners_batch2",
+    "resize_bilinear_upsampling2d_x2",
+    "resize_nearest_5to7_half_pixel",
+    "resize_nearest_5to7_v1",
+    "resize_nearest_5x4_to_7x9_align_corners_batch2",
+    "resize_nearest_7to5_align_corners",
+    "resize_nearest_7to5_half_pixel",
+    "resize_nearest_up2_half_pixel",
     "softmax_10_range0p1",
     "softmax_10_range1",
     "softmax_10_range32",
@@ -204,6 +221,16 @@ const CASES: &[&str] = &[
     "uint8_io_conv_3x3_relu",
     "uint8_io_fc_12x6",
     "uint8_io_logistic_asym",
+    "space_to_depth_block2",
+    "space_to_depth_block3_batch2",
+    "tconv_2x2_same_s2_nobias",
+    "tconv_2x2_valid_s2",
+    "tconv_3x2_valid_s3x1",
+    "tconv_3x3_same_s1",
+    "tconv_3x3_same_s2",
+    "tconv_3x3_same_s2_patched_relu",
+    "tconv_3x3_valid_s2_relu",
+    "tconv_4x4_same_s2_relu6",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -289,6 +316,10 @@ const KNOWN_OPS: &[&str] = &[
     "SUM",
     "REDUCE_MAX",
     "PRELU",
+    "RESIZE_NEAREST_NEIGHBOR",
+    "RESIZE_BILINEAR",
+    "TRANSPOSE_CONV",
+    "SPACE_TO_DEPTH",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;
@@ -572,6 +603,23 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             assert_eq!(n, Some(op.outputs.len() as u64), "{what}: num");
             assert!(op.option_i64("axis").is_some(), "{what}: axis");
         }
+        "RESIZE_NEAREST_NEIGHBOR" | "RESIZE_BILINEAR" => {
+            for key in ["align_corners", "half_pixel_centers"] {
+                assert!(op.option_bool(key).is_some(), "{what}: {key}");
+            }
+            assert!(op.inputs.len() == 2, "{what}: expects input, size");
+        }
+        "TRANSPOSE_CONV" => {
+            padding();
+            activation();
+            positive("stride_w");
+            positive("stride_h");
+            assert!(
+                matches!(op.inputs.len(), 3 | 4),
+                "{what}: expects output shape, weights, input, maybe bias"
+            );
+        }
+        "DEPTH_TO_SPACE" | "SPACE_TO_DEPTH" => positive("block_size"),
         "RELU" | "RELU6" => {
             assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
             assert!(op.inputs.len() == 1, "{what}: expects one input");

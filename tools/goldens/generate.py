@@ -786,6 +786,83 @@ for (name, shape, make, note) in [
     ("dilated_dwconv_same_s2b_zp0", (8, 8, 4), dw(3, pad="same", dil=2, bias=False), "DepthwiseConv2D 3x3 dilation 2 SAME, no bias, batch_size=None, input zero point 0: SPACE_TO_BATCH_ND -> DEPTHWISE_CONV_2D -> BATCH_TO_SPACE_ND"),
 ]:
     case(name, f"{note}.", [shape], make, batch=None, rep=zero_centred(shape))
+# --- RESIZE_NEAREST_NEIGHBOR / RESIZE_BILINEAR -----------------------------------------------
+
+
+def resize_v2(size, method):
+    return lambda x: L.Lambda(lambda t: tf.image.resize(t, size, method=method))(x)
+
+
+def resize_v1(size, method, align_corners=False):
+    fn = {
+        "nearest": tf.compat.v1.image.resize_nearest_neighbor,
+        "bilinear": tf.compat.v1.image.resize_bilinear,
+    }[method]
+    return lambda x: L.Lambda(lambda t: fn(t, size, align_corners=align_corners))(x)
+
+
+for (name, shape, make, batch, note) in [
+    ("resize_nearest_up2_half_pixel", (4, 4, 3), resize_v2((8, 8), "nearest"), 1, "tf.image.resize nearest 4x4 -> 8x8 (half_pixel_centers)"),
+    ("resize_nearest_5to7_half_pixel", (5, 5, 2), resize_v2((7, 7), "nearest"), 1, "tf.image.resize nearest 5x5 -> 7x7: non-integer scale, half_pixel_centers"),
+    ("resize_nearest_7to5_half_pixel", (7, 7, 2), resize_v2((5, 5), "nearest"), 1, "tf.image.resize nearest 7x7 -> 5x5 (downscale), half_pixel_centers"),
+    ("resize_nearest_5to7_v1", (5, 5, 2), resize_v1((7, 7), "nearest"), 1, "tf.compat.v1 resize_nearest_neighbor 5x5 -> 7x7, no options (floor of x * 5/7)"),
+    ("resize_nearest_7to5_align_corners", (7, 7, 3), resize_v1((5, 5), "nearest", True), 1, "tf.compat.v1 resize_nearest_neighbor 7x7 -> 5x5, align_corners (rounds x * 1.5 half away from zero)"),
+    ("resize_nearest_5x4_to_7x9_align_corners_batch2", (5, 4, 2), resize_v1((7, 9), "nearest", True), 2, "align_corners, non-square 5x4 -> 7x9, batch 2"),
+    ("resize_bilinear_upsampling2d_x2", (4, 4, 3), lambda x: L.UpSampling2D(2, interpolation="bilinear")(x), 1, "Keras UpSampling2D(2, bilinear): 4x4 -> 8x8, half_pixel_centers"),
+    ("resize_bilinear_5to7_half_pixel", (5, 5, 2), resize_v2((7, 7), "bilinear"), 1, "tf.image.resize bilinear 5x5 -> 7x7, half_pixel_centers (Q10 scale 731)"),
+    ("resize_bilinear_7to5_resizing_layer", (7, 7, 2), lambda x: L.Resizing(5, 5, interpolation="bilinear")(x), 1, "Keras Resizing 7x7 -> 5x5 (downscale), half_pixel_centers"),
+    ("resize_bilinear_5to7_v1", (5, 5, 2), resize_v1((7, 7), "bilinear"), 1, "tf.compat.v1 resize_bilinear 5x5 -> 7x7, no options"),
+    ("resize_bilinear_7to5_v1", (7, 7, 3), resize_v1((5, 5), "bilinear"), 1, "tf.compat.v1 resize_bilinear 7x7 -> 5x5, no options"),
+    ("resize_bilinear_5to7_align_corners", (5, 5, 2), resize_v1((7, 7), "bilinear", True), 1, "tf.compat.v1 resize_bilinear 5x5 -> 7x7, align_corners"),
+    ("resize_bilinear_7x5_to_5x8_align_corners_batch2", (7, 5, 2), resize_v1((5, 8), "bilinear", True), 2, "align_corners, 7x5 -> 5x8 (down one axis, up the other), batch 2"),
+]:
+    op = "RESIZE_BILINEAR" if "bilinear" in name else "RESIZE_NEAREST_NEIGHBOR"
+    case(name, f"{op}: {note}.", [shape], make, batch=batch)
+
+# --- TRANSPOSE_CONV --------------------------------------------------------------------------
+
+
+def tconv(filters, k, s, pad, act=None, bias=True):
+    return lambda x: L.Conv2DTranspose(filters, k, strides=s, padding=pad, activation=act, use_bias=bias)(x)
+
+
+def fused_activation(act):
+    """Sets every operator's fused activation: one the calibrated output range does not hide."""
+
+    def patch(model):
+        for op in model.subgraphs[0].operators:
+            op.builtinOptions.fusedActivationFunction = act
+
+    return patch
+
+
+for (name, shape, filters, k, s, pad, act, bias, note) in [
+    ("tconv_3x3_same_s2", (4, 4, 3), 5, 3, 2, "same", None, True, "3x3 stride 2 SAME: 4x4x3 -> 8x8x5"),
+    ("tconv_3x3_valid_s2_relu", (4, 4, 3), 5, 3, 2, "valid", "relu", True, "3x3 stride 2 VALID: 4x4 -> 9x9, fused RELU"),
+    ("tconv_2x2_same_s2_nobias", (5, 3, 4), 3, 2, 2, "same", None, False, "2x2 stride 2 SAME without bias (3 inputs): 5x3 -> 10x6"),
+    ("tconv_2x2_valid_s2", (3, 4, 2), 4, 2, 2, "valid", None, True, "2x2 stride 2 VALID: every output from one input pixel"),
+    ("tconv_4x4_same_s2_relu6", (3, 3, 3), 4, 4, 2, "same", "relu6", True, "even 4x4 kernel stride 2 SAME (padding 1), fused RELU6"),
+    ("tconv_3x3_same_s1", (5, 5, 4), 3, 3, 1, "same", None, True, "3x3 stride 1 SAME (padding 1 each side)"),
+    ("tconv_3x2_valid_s3x1", (3, 4, 2), 3, (3, 2), (3, 1), "valid", None, True, "non-square 3x2 kernel, strides 3 and 1, VALID"),
+]:
+    case(name, f"TRANSPOSE_CONV: {note}.", [shape], tconv(filters, k, s, pad, act, bias))
+
+case(
+    "tconv_3x3_same_s2_patched_relu",
+    "TRANSPOSE_CONV 3x3 stride 2 SAME converted without activation, then given a fused RELU by editing the flatbuffer: the output zero point is not -128, so TFLite-Micro's clamp shows.",
+    [(4, 4, 2)], tconv(3, 3, 2, "same"), patch=fused_activation(fb.ActivationFunctionType.RELU),
+)
+
+# --- DEPTH_TO_SPACE / SPACE_TO_DEPTH ---------------------------------------------------------
+for (name, shape, fn, block, batch, note) in [
+    ("depth_to_space_block2", (3, 3, 8), tf.nn.depth_to_space, 2, 1, "block 2: 3x3x8 -> 6x6x2"),
+    ("depth_to_space_block3_batch2", (2, 3, 18), tf.nn.depth_to_space, 3, 2, "block 3: 2x3x18 -> 6x9x2, batch 2"),
+    ("space_to_depth_block2", (4, 6, 3), tf.nn.space_to_depth, 2, 1, "block 2: 4x6x3 -> 2x3x12"),
+    ("space_to_depth_block3_batch2", (6, 3, 2), tf.nn.space_to_depth, 3, 2, "block 3: 6x3x2 -> 2x1x18, batch 2"),
+]:
+    op = "DEPTH_TO_SPACE" if fn is tf.nn.depth_to_space else "SPACE_TO_DEPTH"
+    case(name, f"{op}: {note}.", [shape],
+         lambda x, fn=fn, block=block: L.Lambda(lambda t: fn(t, block))(x), batch=batch)
 
 # --- small models ----------------------------------------------------------------------------
 
@@ -806,6 +883,30 @@ def residual(x):
     return L.ReLU()(L.Add()([x, y]))
 
 
+def decoder(x):
+    x = L.Conv2D(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.Conv2DTranspose(4, 3, strides=2, padding="same", activation="relu")(x)
+    x = L.UpSampling2D(2, interpolation="bilinear")(x)
+    return L.Conv2D(2, 1)(x)
+
+
+def subpixel(x):
+    x = L.Conv2D(8, 3, padding="same", activation="relu")(x)
+    x = L.Lambda(lambda t: tf.nn.depth_to_space(t, 2))(x)
+    x = L.Conv2D(3, 3, padding="same")(x)
+    return L.Lambda(lambda t: tf.image.resize(t, (7, 7), method="nearest"))(x)
+
+
+case(
+    "model_decoder_upsample",
+    "Encoder-decoder on 8x8x2: CONV_2D 3x3 stride 2 RELU -> TRANSPOSE_CONV 3x3 stride 2 RELU -> RESIZE_BILINEAR x2 (UpSampling2D) -> 1x1 CONV_2D.",
+    [(8, 8, 2)], decoder,
+)
+case(
+    "model_subpixel_resize",
+    "Sub-pixel upscaling on 4x4x1: CONV_2D 3x3 -> DEPTH_TO_SPACE 2 -> CONV_2D 3x3 -> RESIZE_NEAREST_NEIGHBOR 8x8 -> 7x7.",
+    [(4, 4, 1)], subpixel,
+)
 case(
     "model_ds_cnn",
     "Depthwise-separable CNN on 8x8x1: CONV_2D 3x3 -> DEPTHWISE_CONV_2D 3x3 -> 1x1 CONV_2D -> AVERAGE_POOL_2D -> RESHAPE -> FULLY_CONNECTED -> SOFTMAX.",
@@ -894,6 +995,13 @@ def static_shapes(model_bytes: bytes) -> bytes:
     b = flatbuffers.Builder(0)
     b.Finish(model.Pack(b), file_identifier=b"TFL3")
     return bytes(b.Output())
+def patch_model(model_bytes: bytes, patch: Callable) -> bytes:
+    """The model with `patch` applied to its object form: options no converter writes."""
+    model = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_bytes, 0))
+    patch(model)
+    builder = flatbuffers.Builder(0)
+    builder.Finish(model.Pack(builder), file_identifier=b"TFL3")
+    return bytes(builder.Output())
 
 
 def convert(spec: Spec, model: keras.Model) -> bytes:
@@ -913,15 +1021,9 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
         model_bytes = conv_.convert()
     if spec.batch is None:
         model_bytes = static_shapes(model_bytes)
-    if spec.patch is None:
-        return model_bytes
-    import flatbuffers
-
-    obj = fb.ModelT.InitFromObj(fb.Model.GetRootAsModel(model_bytes, 0))
-    spec.patch(obj)
-    builder = flatbuffers.Builder(1024)
-    builder.Finish(obj.Pack(builder), file_identifier=b"TFL3")
-    return bytes(builder.Output())
+    if spec.patch is not None:
+        model_bytes = patch_model(model_bytes, spec.patch)
+    return model_bytes
 
 
 # ---------------------------------------------------------------------------------------------
@@ -1037,6 +1139,21 @@ def options_of(op_name: str, opts) -> dict:
         return {"alpha": f32(opts.alpha)}
     if op_name in ("LOGISTIC", "TANH", "HARD_SWISH", "PRELU"):
         return {}
+    if op_name in ("RESIZE_NEAREST_NEIGHBOR", "RESIZE_BILINEAR"):
+        return {
+            "align_corners": bool(opts.alignCorners),
+            "half_pixel_centers": bool(opts.halfPixelCenters),
+        }
+    if op_name == "TRANSPOSE_CONV":
+        need(opts.quantizedBiasType == 0, "quantized_bias_type")
+        return {
+            "padding": PADDING[opts.padding],
+            "stride_w": opts.strideW,
+            "stride_h": opts.strideH,
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+        }
+    if op_name in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
+        return {"block_size": opts.blockSize}
     if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
         need(opts is None, f"({op_name} takes none)")
         return {}
@@ -1606,12 +1723,93 @@ class Reference:
 
     def op_pack(self, op, args, in_t, out_t, ts):
         return np.stack(args, axis=op["options"]["axis"])
+    def op_resize_nearest_neighbor(self, op, args, in_t, out_t, ts):
+        # TFLite's GetNearestNeighbor: float32 scale and position, then floor, or with
+        # align_corners round half away from zero (exact in float64), clamped to the input.
+        x = args[0]
+        ac, hp = op["options"]["align_corners"], op["options"]["half_pixel_centers"]
+
+        def sources(n_in, n_out):
+            if ac and n_out > 1:
+                scale = np.float32(n_in - 1) / np.float32(n_out - 1)
+            else:
+                scale = np.float32(n_in) / np.float32(n_out)
+            pos = (np.arange(n_out).astype(np.float32) + np.float32(0.5 if hp else 0.0)) * scale
+            pos = pos.astype(np.float64)
+            i = np.floor(pos + 0.5) if ac else np.floor(pos)
+            return np.clip(i.astype(np.int64), 0, n_in - 1)
+
+        oh, ow = (int(v) for v in args[1].reshape(-1))
+        return x[:, sources(x.shape[1], oh)][:, :, sources(x.shape[2], ow)]
+
+    def op_resize_bilinear(self, op, args, in_t, out_t, ts):
+        # ResizeBilinearInteger: Q10 scale and positions, Q20 sums rounded half away from zero.
+        x = args[0].astype(np.int64)
+        ac, hp = op["options"]["align_corners"], op["options"]["half_pixel_centers"]
+
+        def lerp(n_in, n_out):
+            if ac and n_out > 1:
+                scale = ((1 << 10) * (n_in - 1) + (n_out - 1) // 2) // (n_out - 1)
+            else:
+                scale = ((1 << 10) * n_in + n_out // 2) // n_out
+            v = np.arange(n_out, dtype=np.int64)
+            pos = v * scale + scale // 2 - (1 << 9) if hp else v * scale
+            lo = np.maximum(trunc_div(pos, 1 << 10), 0)
+            hi = np.minimum(trunc_div(pos + (1 << 10) - 1, 1 << 10), n_in - 1)
+            return lo, hi, pos - (1 << 10) * lo
+
+        oh, ow = (int(v) for v in args[1].reshape(-1))
+        y0, y1, dy = lerp(x.shape[1], oh)
+        x0, x1, dx = lerp(x.shape[2], ow)
+        dy, dx = dy[None, :, None, None], dx[None, None, :, None]
+        at = lambda ys, xs: x[:, ys][:, :, xs]  # noqa: E731
+        total = (at(y0, x0) * (1024 - dy) * (1024 - dx) + at(y1, x0) * dy * (1024 - dx)
+                 + at(y0, x1) * (1024 - dy) * dx + at(y1, x1) * dy * dx)
+        if self.mul is mul_single_rounding:  # TFLITE_SINGLE_ROUNDING's `>> 20`
+            return ((total + (1 << 19)) >> 20).astype(np.int8)
+        rounded = np.where(total > 0, total + (1 << 19), total - (1 << 19))
+        return trunc_div(rounded, 1 << 20).astype(np.int8)
+
+    def op_transpose_conv(self, op, args, in_t, out_t, ts):
+        # Inputs: output shape, OHWI weights, input, optional bias. Each input pixel's products
+        # land at (iy * stride - pad + ky, ix * stride - pad + kx); TFLite's padding treats
+        # the output's size as a convolution's input size.
+        o = op["options"]
+        w, x_t = args[1].astype(np.int64), ts[2]
+        x = args[2].astype(np.int64) - x_t["zero_point"][0]
+        n, ih, iw, _ = x.shape
+        oc, kh, kw, _ = w.shape
+        oh, ow = out_t["shape"][1], out_t["shape"][2]
+
+        def pad(size, k, s):
+            out = (size + s - 1) // s if o["padding"] == "SAME" else (size + s - k) // s
+            return max(0, (out - 1) * s + k - size) // 2
+
+        ph, pw = pad(oh, kh, o["stride_h"]), pad(ow, kw, o["stride_w"])
+        acc = np.zeros((n, oh, ow, oc), np.int64)
+        for ky in range(kh):
+            for kx in range(kw):
+                oy = np.arange(ih) * o["stride_h"] - ph + ky
+                ox = np.arange(iw) * o["stride_w"] - pw + kx
+                my, mx = np.nonzero((oy >= 0) & (oy < oh))[0], np.nonzero((ox >= 0) & (ox < ow))[0]
+                part = np.einsum("nhwc,oc->nhwo", x[:, my][:, :, mx], w[:, ky, kx, :])
+                acc[np.ix_(range(n), oy[my], ox[mx], range(oc))] += part
+        if len(args) > 3 and args[3] is not None:
+            acc += args[3].astype(np.int64)
+        ms, es = self.multipliers(x_t["scale"][0], ts[1]["scale"], out_t["scale"][0])
+        return self.requant(acc, ms, es, out_t, o["fused_activation_function"])
 
     def op_depth_to_space(self, op, args, in_t, out_t, ts):
         b = op["options"]["block_size"]
         n, h, w, c = args[0].shape
-        x = args[0].reshape(n, h, w, b, b, c // (b * b))
-        return x.transpose(0, 1, 3, 2, 4, 5).reshape(n, h * b, w * b, c // (b * b))
+        y = args[0].reshape(n, h, w, b, b, c // (b * b)).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(n, h * b, w * b, c // (b * b))
+
+    def op_space_to_depth(self, op, args, in_t, out_t, ts):
+        b = op["options"]["block_size"]
+        n, h, w, c = args[0].shape
+        y = args[0].reshape(n, h // b, b, w // b, b, c).transpose(0, 1, 3, 2, 4, 5)
+        return y.reshape(n, h // b, w // b, b * b * c)
 
     def op_reshape(self, op, args, in_t, out_t, ts):
         return args[0].reshape(out_t["shape"])

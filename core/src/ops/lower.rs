@@ -24,8 +24,6 @@ pub struct TfOptions {
     pub activation: Activation,
     pub beta: f32,
     pub keep_dims: bool,
-    // DEPTH_TO_SPACE.
-    pub block_size: usize,
     // STRIDED_SLICE, SLICE, SPLIT, SPLIT_V, UNPACK, PACK, CONCATENATION, GATHER (the last
     // ones only as the constant folding and split passes read them).
     pub begin_mask: i32,
@@ -42,6 +40,10 @@ pub struct TfOptions {
     pub batch_dims: i32,
     // LEAKY_RELU.
     pub alpha: f32,
+    // RESIZE_NEAREST_NEIGHBOR, RESIZE_BILINEAR; DEPTH_TO_SPACE, SPACE_TO_DEPTH.
+    pub align_corners: bool,
+    pub half_pixel_centers: bool,
+    pub block_size: usize,
 }
 
 impl Default for TfOptions {
@@ -57,7 +59,6 @@ impl Default for TfOptions {
             activation: Activation::None,
             beta: 1.0,
             keep_dims: false,
-            block_size: 1,
             begin_mask: 0,
             end_mask: 0,
             ellipsis_mask: 0,
@@ -69,6 +70,9 @@ impl Default for TfOptions {
             axis: 0,
             batch_dims: 0,
             alpha: 0.0,
+            align_corners: false,
+            half_pixel_centers: false,
+            block_size: 0,
         }
     }
 }

@@ -23,7 +23,6 @@ pub mod broadcast;
 pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
-pub mod depth_to_space;
 pub mod depthwise_conv2d;
 pub(crate) mod depthwise_fast;
 mod fast_requant;
@@ -43,6 +42,7 @@ pub mod record;
 pub mod reduce;
 pub mod relu;
 pub mod reshape;
+pub mod resize;
 mod simd;
 pub mod softmax;
 pub mod space_batch;
@@ -50,6 +50,8 @@ pub mod squared_difference;
 pub mod strided_slice;
 pub mod sub;
 pub mod transpose;
+pub mod space_depth;
+pub mod transpose_conv;
 
 // Window geometry lives in its own module; these paths predate it.
 pub use crate::geometry::{Padding, Window};
@@ -94,9 +96,6 @@ operators! { 'a;
     /// Concatenation of up to 4 inputs along one axis (PACK lowers to it too).
     16 => Concatenation(concatenation::Concatenation), "CONCATENATION",
         feature "op-concatenation";
-    /// Channels rearranged into square spatial blocks.
-    17 => DepthToSpace(depth_to_space::DepthToSpace), "DEPTH_TO_SPACE",
-        feature "op-depth-to-space";
     /// A strided box of the input (also what SPLIT, SPLIT_V and UNPACK become).
     22 => StridedSlice(strided_slice::StridedSlice), "STRIDED_SLICE",
         feature "op-strided-slice";
@@ -133,6 +132,18 @@ operators! { 'a;
     43 => ReduceMax(reduce::Reduce), "REDUCE_MAX", feature "op-reduce-max";
     /// Sum over any axes, requantized.
     44 => Sum(reduce::Reduce), "SUM", feature "op-sum";
+    /// Nearest-neighbour resize of height and width.
+    48 => ResizeNearestNeighbor(resize::Resize), "RESIZE_NEAREST_NEIGHBOR",
+        feature "op-resize-nearest";
+    /// Bilinear resize of height and width.
+    49 => ResizeBilinear(resize::Resize), "RESIZE_BILINEAR", feature "op-resize-bilinear";
+    /// Transposed 2-D convolution (Keras Conv2DTranspose).
+    50 => TransposeConv(transpose_conv::TransposeConv<'a>), "TRANSPOSE_CONV",
+        feature "op-transpose-conv";
+    /// Blocks of channels to blocks of pixels.
+    51 => DepthToSpace(space_depth::SpaceDepth), "DEPTH_TO_SPACE", feature "op-depth-to-space";
+    /// Blocks of pixels to blocks of channels.
+    52 => SpaceToDepth(space_depth::SpaceDepth), "SPACE_TO_DEPTH", feature "op-space-to-depth";
 }
 
 use crate::quant::QuantizedMultiplier;

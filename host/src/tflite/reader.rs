@@ -89,7 +89,6 @@ mod options {
     pub const PAD: u8 = 22;
     pub const TRANSPOSE: u8 = 26;
     pub const PADV2: u8 = 43;
-    pub const DEPTH_TO_SPACE: u8 = 94;
     pub const GATHER: u8 = 23;
     pub const STRIDED_SLICE: u8 = 32;
     pub const SPLIT: u8 = 35;
@@ -99,6 +98,12 @@ mod options {
     pub const SPLIT_V: u8 = 79;
     pub const SUB: u8 = 28;
     pub const LEAKY_RELU: u8 = 75;
+    // RESIZE_*, TRANSPOSE_CONV, DEPTH_TO_SPACE, SPACE_TO_DEPTH.
+    pub const RESIZE_BILINEAR: u8 = 15;
+    pub const SPACE_TO_DEPTH: u8 = 19;
+    pub const TRANSPOSE_CONV: u8 = 49;
+    pub const RESIZE_NEAREST_NEIGHBOR: u8 = 74;
+    pub const DEPTH_TO_SPACE: u8 = 94;
 }
 
 /// `enum TensorType` codes mote has.
@@ -489,11 +494,6 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 o.activation = activation(t.u8(1, 0)?)?;
             }
         }
-        "DEPTH_TO_SPACE" => {
-            if let Some(t) = table(options::DEPTH_TO_SPACE, "DepthToSpaceOptions", true)? {
-                o.block_size = positive(t.i32(0, 0)?, "block_size")?;
-            }
-        }
         // PadOptions, PadV2Options and TransposeOptions have no fields.
         "PAD" => {
             table(options::PAD, "PadOptions", false)?;
@@ -526,6 +526,43 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 Some(t) => t.f32(0, 0.0)?,
                 None => 0.0,
             };
+        }
+        // Fields 0 and 1 of ResizeBilinearOptions are the deprecated new_height/new_width.
+        "RESIZE_BILINEAR" => {
+            if let Some(t) = table(options::RESIZE_BILINEAR, "ResizeBilinearOptions", false)? {
+                o.align_corners = t.bool(2, false)?;
+                o.half_pixel_centers = t.bool(3, false)?;
+            }
+        }
+        "RESIZE_NEAREST_NEIGHBOR" => {
+            let what = "ResizeNearestNeighborOptions";
+            if let Some(t) = table(options::RESIZE_NEAREST_NEIGHBOR, what, false)? {
+                o.align_corners = t.bool(0, false)?;
+                o.half_pixel_centers = t.bool(1, false)?;
+            }
+        }
+        "TRANSPOSE_CONV" => {
+            if let Some(t) = table(options::TRANSPOSE_CONV, "TransposeConvOptions", true)? {
+                o.padding = padding(t.i8(0, 0)?)?;
+                o.stride_w = positive(t.i32(1, 0)?, "stride_w")?;
+                o.stride_h = positive(t.i32(2, 0)?, "stride_h")?;
+                o.activation = activation(t.u8(3, 0)?)?;
+                let bias_type = t.i8(4, 0)?;
+                ensure!(
+                    bias_type == 0 || bias_type == tensor_type::INT32,
+                    "quantized_bias_type {} is not supported (INT32 is)",
+                    names::tensor_type(bias_type)
+                );
+            }
+        }
+        "DEPTH_TO_SPACE" | "SPACE_TO_DEPTH" => {
+            let (member, what) = match name {
+                "DEPTH_TO_SPACE" => (options::DEPTH_TO_SPACE, "DepthToSpaceOptions"),
+                _ => (options::SPACE_TO_DEPTH, "SpaceToDepthOptions"),
+            };
+            if let Some(t) = table(member, what, true)? {
+                o.block_size = positive(t.i32(0, 0)?, "block_size")?;
+            }
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.
         "RESHAPE" => {
