@@ -44,7 +44,10 @@ fn main() {
     // Identical functions share one copy (e.g. __aeabi_memclr4/8): less flash; nothing in the
     // firmware compares function addresses.
     println!("cargo:rustc-link-arg-bins=--icf=all");
-    embed_model(&out, ram, board);
+    // QEMU's model goes to the board's 16 MiB PSRAM (as to a board's external QSPI flash), so
+    // that models larger than the 4 MiB code memory run.
+    let section = if qemu { "#[link_section = \".model\"]\n" } else { "" };
+    embed_model(&out, ram, board, section);
 }
 
 /// Compile-time checks that this build of mote-core has every operator and kernel path the
@@ -100,7 +103,7 @@ fn read(path: &Path) -> Vec<u8> {
 /// `test_inputs.i8`, optionally `test_labels.u8`, and optionally a fine-tuning set:
 /// `finetune_inputs.i8`, `finetune_labels.u8`, `finetune_test_inputs.i8`,
 /// `finetune_test_labels.u8`.
-fn embed_model(out: &Path, ram: usize, board: &str) {
+fn embed_model(out: &Path, ram: usize, board: &str, section: &str) {
     println!("cargo:rerun-if-env-changed=MOTE_MODEL_DIR");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     // Cargo runs this script in firmware/; a relative directory means one relative to the
@@ -150,7 +153,7 @@ fn embed_model(out: &Path, ram: usize, board: &str) {
 
     let mut code = format!(
         "/// The model's bytes.\n\
-         pub static MODEL: Aligned<[u8; {len}]> = Aligned(*include_bytes!({model_path:?}));\n\
+         {section}pub static MODEL: Aligned<[u8; {len}]> = Aligned(*include_bytes!({model_path:?}));\n\
          /// Arena bytes the model needs (planned offline by mote-host).\n\
          pub const ARENA_SIZE: usize = {arena};\n\
          /// The model's operators (each decoded once, at start-up).\n\

@@ -49,6 +49,7 @@ const MODELS: &[&str] = &[
     "tflm_hello_world_int8",
     "tflm_micro_speech_quantized",
     "tflm_person_detect",
+    "tflm_pytorch_mobilenet_v2_quantized",
     "tflm_simple_add_model",
 ];
 

@@ -196,8 +196,8 @@ impl<'a> Operator<'a> for Quantize<'a> {
         let (input, output) = (v.inputs[0].data, v.output.data);
         match self.kind {
             QuantizeKind::FromF32 { scale, zero_point } => {
-                let input = crate::cast::slice::<f32>(input).ok_or(MISALIGNED)?;
-                let output = crate::cast::slice_mut::<i8>(output).ok_or(MISALIGNED)?;
+                let input = crate::cast::slice::<f32>(input).ok_or_else(misaligned)?;
+                let output = crate::cast::slice_mut::<i8>(output).ok_or_else(misaligned)?;
                 quantize_f32_i8(scale, zero_point, input, output)
             }
             QuantizeKind::Table(table) => lookup(table, input, output),
@@ -206,9 +206,11 @@ impl<'a> Operator<'a> for Quantize<'a> {
 }
 
 /// An f32 tensor not on a 4-byte boundary (the planner aligns every tensor).
-const MISALIGNED: Error = Error::BadLayout {
-    what: why!("f32 tensor misaligned in the arena"),
-};
+fn misaligned() -> Error {
+    Error::BadLayout {
+        what: why!("f32 tensor misaligned in the arena"),
+    }
+}
 
 /// DEQUANTIZE int8 or uint8 -> f32, decoded (its parameters are the input tensor's).
 #[derive(Debug, Clone, Copy)]
@@ -263,12 +265,12 @@ impl<'a> Operator<'a> for Dequantize {
     }
 
     fn run(&self, v: Views<'_, u8, u8>) -> Result<(), Error> {
-        let output = crate::cast::slice_mut::<f32>(v.output.data).ok_or(MISALIGNED)?;
+        let output = crate::cast::slice_mut::<f32>(v.output.data).ok_or_else(misaligned)?;
         let input = v.inputs[0].data;
         match self.unsigned {
             true => dequantize_u8_f32(self.scale, self.zero_point, input, output),
             false => {
-                let input = crate::cast::slice::<i8>(input).ok_or(MISALIGNED)?;
+                let input = crate::cast::slice::<i8>(input).ok_or_else(misaligned)?;
                 dequantize_i8_f32(self.scale, self.zero_point, input, output)
             }
         }
