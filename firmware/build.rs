@@ -46,7 +46,11 @@ fn main() {
     println!("cargo:rustc-link-arg-bins=--icf=all");
     // QEMU's model goes to the board's 16 MiB PSRAM (as to a board's external QSPI flash), so
     // that models larger than the 4 MiB code memory run.
-    let section = if qemu { "#[link_section = \".model\"]\n" } else { "" };
+    let section = if qemu {
+        "#[link_section = \".model\"]\n"
+    } else {
+        ""
+    };
     embed_model(&out, ram, board, section);
 }
 

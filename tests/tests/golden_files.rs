@@ -633,7 +633,6 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             activation();
             assert!(op.option_i64("axis").is_some(), "{what}: axis");
         }
-        "DEPTH_TO_SPACE" => positive("block_size"),
         "PACK" => {
             assert!(op.option_i64("axis").is_some(), "{what}: axis");
             let count = op.option_u64("values_count");

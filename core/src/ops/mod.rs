@@ -46,11 +46,11 @@ pub mod resize;
 mod simd;
 pub mod softmax;
 pub mod space_batch;
+pub mod space_depth;
 pub mod squared_difference;
 pub mod strided_slice;
 pub mod sub;
 pub mod transpose;
-pub mod space_depth;
 pub mod transpose_conv;
 
 // Window geometry lives in its own module; these paths predate it.

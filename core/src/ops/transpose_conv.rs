@@ -54,7 +54,12 @@ pub struct TransposeConv<'a> {
 /// TFLite's padding before the input along one axis (`ComputePaddingWithOffset`) for a kernel
 /// of `kernel` taps over `size` with `stride`, computed in C's int arithmetic. `None` for
 /// explicit padding, which TFLite's TRANSPOSE_CONV does not have.
-pub fn tflite_padding(padding: Padding, size: usize, kernel: usize, stride: usize) -> Option<usize> {
+pub fn tflite_padding(
+    padding: Padding,
+    size: usize,
+    kernel: usize,
+    stride: usize,
+) -> Option<usize> {
     let (size, kernel, stride) = (size as i64, kernel as i64, stride.max(1) as i64);
     let out = match padding {
         Padding::Same => (size + stride - 1) / stride,
