@@ -68,14 +68,15 @@ pub struct Product {
 }
 
 impl Product {
-    /// The arithmetic for these parameters (input offsets of int8 zero points, checked by the
-    /// decoder).
+    /// The arithmetic for these parameters. The decoder checks the offsets are int8 zero
+    /// points, but builds this before its checks are read: nothing here may overflow.
     pub fn new(params: MulParams, multiplier: QuantizedMultiplier) -> Self {
         let widest = |offset: i32| {
             u64::from(
-                (offset - 128)
+                offset
+                    .saturating_sub(128)
                     .unsigned_abs()
-                    .max((offset + 127).unsigned_abs()),
+                    .max(offset.saturating_add(127).unsigned_abs()),
             )
         };
         let max_product = widest(params.stage.input_offset) * widest(params.input2_offset);
