@@ -231,6 +231,8 @@ const CASES: &[&str] = &[
     "tconv_3x3_same_s2_patched_relu",
     "tconv_3x3_valid_s2_relu",
     "tconv_4x4_same_s2_relu6",
+    "squeeze_axis2_relu",
+    "expand_dims_axis2_relu",
 ];
 
 /// Operators the engine must match bit for bit; each must appear in some case.
@@ -273,6 +275,8 @@ const REQUIRED_OPS: &[&str] = &[
     "SUM",
     "REDUCE_MAX",
     "PRELU",
+    "SQUEEZE",
+    "EXPAND_DIMS",
 ];
 
 /// Operators a case may contain (the required ones plus MEAN, and PACK in shape chains).
@@ -320,6 +324,8 @@ const KNOWN_OPS: &[&str] = &[
     "RESIZE_BILINEAR",
     "TRANSPOSE_CONV",
     "SPACE_TO_DEPTH",
+    "SQUEEZE",
+    "EXPAND_DIMS",
 ];
 
 const MAX_FILE_BYTES: u64 = 300_000;

@@ -111,6 +111,10 @@ def dense(units, act=None, bias=True):
     return lambda x: L.Dense(units, activation=act, use_bias=bias)(x)
 
 
+def lam(f):
+    return lambda x: L.Lambda(f)(x)
+
+
 def chain(*fs):
     def run(x):
         for f in fs:
@@ -358,6 +362,52 @@ case(
     "reshape_4x4x3_to_6x8",
     "RESHAPE: [1,4,4,3] to [1,6,8].",
     [(4, 4, 3)], lambda x: L.Reshape((6, 8))(x),
+)
+
+# --- SQUEEZE / EXPAND_DIMS (the converter writes RESHAPE for both; patched to the real ops) --
+
+
+def reshape_becomes(builtin, axis):
+    """The model's RESHAPE becomes SQUEEZE (squeeze_dims [axis], one input) or EXPAND_DIMS (the
+    shape constant rewritten to the int32 axis), which other converters and older TFLite
+    versions write and TFLite-Micro runs."""
+
+    def patch(model):
+        sg = model.subgraphs[0]
+        code = fb.OperatorCodeT()
+        code.builtinCode = code.deprecatedBuiltinCode = builtin
+        code.version = 1
+        model.operatorCodes.append(code)
+        for op in sg.operators:
+            if model.operatorCodes[op.opcodeIndex].builtinCode != fb.BuiltinOperator.RESHAPE:
+                continue
+            op.opcodeIndex = len(model.operatorCodes) - 1
+            if builtin == fb.BuiltinOperator.SQUEEZE:
+                op.inputs = op.inputs[:1]
+                op.builtinOptionsType = fb.BuiltinOptions.SqueezeOptions
+                op.builtinOptions = fb.SqueezeOptionsT()
+                op.builtinOptions.squeezeDims = [axis]
+            else:
+                shape = sg.tensors[op.inputs[1]]
+                shape.shape = np.array([1], np.int32)
+                model.buffers[shape.buffer].data = np.frombuffer(np.array([axis], np.int32).tobytes(), np.uint8)
+                op.builtinOptionsType = fb.BuiltinOptions.ExpandDimsOptions
+                op.builtinOptions = fb.ExpandDimsOptionsT()
+
+    return patch
+
+
+case(
+    "squeeze_axis2_relu",
+    "SQUEEZE: [1,4,1,6] -> [1,4,6] (squeeze_dims [2]) after a RELU (tf.squeeze, written by the converter as RESHAPE and patched to SQUEEZE).",
+    [(4, 1, 6)], chain(lambda x: L.ReLU()(x), lam(lambda t: tf.squeeze(t, axis=2))),
+    patch=reshape_becomes(fb.BuiltinOperator.SQUEEZE, 2),
+)
+case(
+    "expand_dims_axis2_relu",
+    "EXPAND_DIMS: [1,4,6] -> [1,4,1,6] (axis 2 as an int32 constant) after a RELU (tf.expand_dims, written as RESHAPE and patched to EXPAND_DIMS).",
+    [(4, 6)], chain(lambda x: L.ReLU()(x), lam(lambda t: tf.expand_dims(t, axis=2))),
+    patch=reshape_becomes(fb.BuiltinOperator.EXPAND_DIMS, 2),
 )
 
 # --- RELU / RELU6 (standalone: a ReLU after conv, FC, pooling or ADD is fused instead) --------
@@ -712,10 +762,6 @@ for (name, shape, block, batch, note) in [
 ]:
     case(name, f"DEPTH_TO_SPACE: {note}.", [shape], (lambda b: lambda x: DepthToSpace(b)(x))(block), batch=batch)
 # --- STRIDED_SLICE, SLICE, SPLIT, SPLIT_V, UNPACK --------------------------------------------
-
-
-def lam(f):
-    return lambda x: L.Lambda(f)(x)
 
 
 for (name, shape, f, note) in [
@@ -1097,6 +1143,10 @@ def options_of(op_name: str, opts) -> dict:
         return {}  # their options tables have no fields
     if op_name == "SOFTMAX":
         return {"beta": f32(opts.beta)}
+    if op_name == "SQUEEZE":
+        return {"squeeze_dims": [int(v) for v in (opts.squeezeDims if opts.squeezeDims is not None else [])]}
+    if op_name == "EXPAND_DIMS":
+        return {}  # the axis is the int32 constant second input
     if op_name == "RESHAPE":
         if opts is None:
             return {}
@@ -1813,6 +1863,9 @@ class Reference:
 
     def op_reshape(self, op, args, in_t, out_t, ts):
         return args[0].reshape(out_t["shape"])
+
+    op_squeeze = op_reshape
+    op_expand_dims = op_reshape
 
     def op_quantize(self, op, args, in_t, out_t, ts):
         if in_t["dtype"] in ("int8", "uint8"):
