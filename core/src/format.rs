@@ -167,6 +167,17 @@ impl DType {
             DType::I32 | DType::F32 => 4,
         }
     }
+
+    /// Its name in messages: `int8`, `uint8`, `int16`, `int32`, `float32`.
+    pub const fn name(self) -> &'static str {
+        match self {
+            DType::I8 => "int8",
+            DType::U8 => "uint8",
+            DType::I16 => "int16",
+            DType::I32 => "int32",
+            DType::F32 => "float32",
+        }
+    }
 }
 
 /// Where a tensor's bytes live.

@@ -538,9 +538,10 @@ impl ModelBuilder {
                 role,
                 expected,
             } => format!(
-                "{role} `{}` is {:?}; this operator needs {expected:?}",
+                "{role} `{}` is {}; this operator needs {}",
                 name(tensor),
-                self.tensors.get(tensor).map(|t| t.dtype)
+                self.tensors.get(tensor).map_or("?", |t| t.dtype.name()),
+                expected.name()
             ),
             LowerError::WrongOutputShape { tensor, expected } => format!(
                 "output `{}` has shape {:?} but the layer produces {:?}",

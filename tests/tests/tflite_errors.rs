@@ -179,7 +179,7 @@ fn wrong_schema_version_is_an_error() {
 }
 
 #[test]
-fn an_unsupported_operator_is_named_with_its_version() {
+fn an_unsupported_operator_is_named_with_its_count() {
     // KWS's operator 9 is AVERAGE_POOL_2D v2 (operator code 2, the one-byte field only);
     // make it L2_POOL_2D (12), which mote lacks.
     let mut bytes = kws();
@@ -191,7 +191,8 @@ fn an_unsupported_operator_is_named_with_its_version() {
     bytes[at] = 12;
     assert_eq!(
         import_error(&bytes),
-        "operator 9: L2_POOL_2D v2 is not supported by mote"
+        "mote does not support operators L2_POOL_2D (1 use) in this model \
+         (`mote import --help` lists what it does)"
     );
     let graph = read_tflite(&bytes).unwrap();
     assert_eq!(graph.operators[9].name, "L2_POOL_2D");
@@ -220,13 +221,15 @@ fn the_builtin_code_is_the_larger_of_its_two_fields() {
     bytes[new..new + 4].copy_from_slice(&150i32.to_le_bytes());
     assert_eq!(
         import_error(&bytes),
-        "operator 14: GELU v4 is not supported by mote"
+        "mote does not support operators GELU (1 use) in this model \
+         (`mote import --help` lists what it does)"
     );
     // Codes past the names mote knows are named by number.
     bytes[new..new + 4].copy_from_slice(&4000i32.to_le_bytes());
     assert_eq!(
         import_error(&bytes),
-        "operator 14: BUILTIN_4000 v4 is not supported by mote"
+        "mote does not support operators BUILTIN_4000 (1 use) in this model \
+         (`mote import --help` lists what it does)"
     );
 }
 
@@ -285,7 +288,8 @@ fn an_unsupported_fused_activation_is_named() {
 
 #[test]
 fn an_unsupported_tensor_type_names_the_tensor() {
-    // KWS's input (tensor 0) is INT8 (9); make it UINT8 (3).
+    // KWS's input (tensor 0) is INT8 (9); make it UINT8 (3): a type mote has, but not one
+    // CONV_2D takes.
     let mut bytes = kws();
     let nav = Nav(&bytes);
     let at = nav.field(nav.tensor(0), 1).unwrap();
@@ -293,17 +297,17 @@ fn an_unsupported_tensor_type_names_the_tensor() {
     bytes[at] = 3;
     assert_eq!(
         import_error(&bytes),
-        "tensor 0 `input_1` (subgraph input 0): type UINT8 is not supported \
-         (mote has INT8, INT32 and FLOAT32)"
+        "operator 0 (CONV_2D): input `input_1` is uint8; this operator needs int8"
     );
-    // A weight: the error names its first user.
+    // A weight of a type mote lacks (FLOAT16, 1): the error names its first user.
     let mut bytes = kws();
     let at = Nav(&bytes).field(Nav(&bytes).tensor(17), 1).unwrap();
-    bytes[at] = 7;
+    bytes[at] = 1;
     assert_eq!(
         import_error(&bytes),
-        "tensor 17 `functional_1/conv2d/Conv2D` (input 1 of operator 0, CONV_2D v3): \
-         type INT16 is not supported (mote has INT8, INT32 and FLOAT32)"
+        "mote does not support tensor types FLOAT16 (1 tensor) in this model (`mote import \
+         --help` lists what it does); the first is tensor 17 `functional_1/conv2d/Conv2D` \
+         (input 1 of operator 0, CONV_2D v3)"
     );
 }
 

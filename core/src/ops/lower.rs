@@ -203,7 +203,7 @@ impl fmt::Display for LowerError {
                 tensor,
                 role,
                 expected,
-            } => write!(f, "{role} (tensor {tensor}) must be {expected:?}"),
+            } => write!(f, "{role} (tensor {tensor}) must be {}", expected.name()),
             LowerError::WrongOutputShape { tensor, expected } => write!(
                 f,
                 "output (tensor {tensor}) must have the shape the layer produces, {:?}",

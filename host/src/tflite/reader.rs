@@ -256,18 +256,37 @@ pub(crate) fn read(bytes: &[u8]) -> Result<TfGraph> {
         }
     }
 
-    let lacking_types = count(first_use.iter().enumerate().filter_map(|(i, used)| {
-        used.as_ref()?;
+    // " `name`" of tensor i, for messages ("" if it has none).
+    let label = |i: usize| {
+        tensors
+            .table(i)
+            .and_then(|t| t.string(tensor::NAME))
+            .ok()
+            .flatten()
+            .map(|n| format!(" `{}`", String::from_utf8_lossy(n)))
+            .unwrap_or_default()
+    };
+    let lacking_type = |i: usize| {
         let code = tensors
             .table(i)
             .ok()?
             .i8(tensor::TYPE, tensor_type::FLOAT32)
             .ok()?;
         dtype(code).is_none().then(|| names::tensor_type(code))
-    }));
-    if !lacking_types.is_empty() {
+    };
+    let lacking: Vec<(usize, String)> = (0..n_tensors)
+        .filter(|&i| first_use[i].is_some())
+        .filter_map(|i| Some((i, lacking_type(i)?)))
+        .collect();
+    let lacking_types = count(lacking.iter().map(|(_, name)| name.clone()));
+    if let Some((first, _)) = lacking.first() {
         let ops = super::lacking_operators(&operators);
-        bail!("{}", super::lacking_message(&ops, &lacking_types));
+        let used = first_use[*first].as_deref().unwrap_or("unused");
+        let message = super::lacking_message(&ops, &lacking_types);
+        bail!(
+            "{message}; the first is tensor {first}{} ({used})",
+            label(*first)
+        );
     }
 
     let mut renumber = vec![usize::MAX; n_tensors];
@@ -277,16 +296,7 @@ pub(crate) fn read(bytes: &[u8]) -> Result<TfGraph> {
         let t = tensors
             .table(i)
             .and_then(|t| decode_tensor(buf, t, buffers, &mut budget))
-            .with_context(|| {
-                let name = tensors
-                    .table(i)
-                    .and_then(|t| t.string(tensor::NAME))
-                    .ok()
-                    .flatten()
-                    .map(|n| format!(" `{}`", String::from_utf8_lossy(n)))
-                    .unwrap_or_default();
-                format!("tensor {i}{name} ({used})")
-            })?;
+            .with_context(|| format!("tensor {i}{} ({used})", label(i)))?;
         renumber[i] = graph_tensors.len();
         graph_tensors.push(t);
     }
