@@ -364,7 +364,9 @@ macro_rules! operators {
             /// What it reads and writes in the arena; `None`: nothing to run.
             pub fn io(&self) -> Option<Io> {
                 match self {
-                    $(Layer::$op(l) => Operator::io(l),)*
+                    $(Layer::$op(l) if OpCode::$op.is_built() => Operator::io(l),)*
+                    #[allow(unreachable_patterns)]
+                    _ => None,
                 }
             }
 
@@ -389,21 +391,27 @@ macro_rules! operators {
             /// Scratch bytes its fast kernel wants; `None` if no fast kernel takes it.
             pub fn scratch_need(&self, model: &Model<$lt>) -> Result<Option<usize>, Error> {
                 match self {
-                    $(Layer::$op(l) => l.scratch_need(model),)*
+                    $(Layer::$op(l) if OpCode::$op.is_built() => l.scratch_need(model),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Ok(None),
                 }
             }
 
             /// Multiply-accumulates one run performs (0 for operators without weights).
             pub fn macs(&self, model: &Model<$lt>) -> Result<u64, Error> {
                 match self {
-                    $(Layer::$op(l) => l.macs(model),)*
+                    $(Layer::$op(l) if OpCode::$op.is_built() => l.macs(model),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Ok(0),
                 }
             }
 
             /// Whether it runs a reference kernel.
             pub fn needs_reference(&self, model: &Model<$lt>) -> Result<bool, Error> {
                 match self {
-                    $(Layer::$op(l) => l.needs_reference(model),)*
+                    $(Layer::$op(l) if OpCode::$op.is_built() => l.needs_reference(model),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Ok(false),
                 }
             }
 
@@ -431,7 +439,9 @@ use crate::ops::record::RecordParams;
                 paths: &mut KernelPaths,
             ) -> Result<(), Error> {
                 match self {
-                    $(Layer::$op(l) => l.kernel_paths(model, paths),)*
+                    $(Layer::$op(l) if OpCode::$op.is_built() => l.kernel_paths(model, paths),)*
+                    #[allow(unreachable_patterns)]
+                    _ => Ok(()),
                 }
             }
         }
@@ -444,8 +454,9 @@ use crate::ops::record::RecordParams;
 
 pub(crate) use operators;
 
-/// Borrows `layer`'s tensors from the arena and runs its kernel.
-#[inline(always)]
+/// Borrows `layer`'s tensors from the arena and runs its kernel. Not inlined into the dispatch
+/// over every operator, whose frame would otherwise be the largest kernel's for every layer.
+#[inline(never)]
 pub(crate) fn run_layer<'a, L: Operator<'a>>(
     layer: &L,
     arena: &mut [u8],
