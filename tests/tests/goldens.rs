@@ -23,6 +23,11 @@ fn run_case(case: &GoldenCase, decoding: Decoding) -> Result<usize, String> {
         .to_builder()
         .and_then(|b| b.build())
         .map_err(|e| format!("{e:#}"))?;
+    // `MOTE_FUZZ_SEEDS=dir` keeps each case's model there: seeds for fuzz/ (see its README).
+    if let Some(dir) = std::env::var_os("MOTE_FUZZ_SEEDS") {
+        let path = std::path::Path::new(&dir).join(format!("golden-{}.mote", case.name));
+        std::fs::write(path, &built.bytes).map_err(|e| e.to_string())?;
+    }
     let blob = AlignedBytes::new(&built.bytes);
     let model = Model::parse(blob.as_slice()).map_err(|e| e.to_string())?;
     let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
