@@ -8,7 +8,9 @@
 //! the output's quantization. Both are one kernel here: RELU6 is the identity multiplier with
 //! no offsets and that clamp.
 
+use super::bytes::lookup;
 use super::lower::{LowerError, Lowering};
+use super::lut::TABLE_LEN;
 use super::operator::{Io, Operator, Views};
 use super::output_stage::requantize;
 use super::record::record_params;
@@ -126,7 +128,8 @@ impl<'a> Operator<'a> for Relu {
     }
 }
 
-/// The int8 kernel over same-length slices, bit-exact with TFLite-Micro's.
+/// The int8 kernel over same-length slices, bit-exact with TFLite-Micro's. A long input goes
+/// through a table of the 256 possible outputs, built here with the same arithmetic.
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
 pub fn relu_i8(layer: &Relu, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
@@ -137,11 +140,34 @@ pub fn relu_i8(layer: &Relu, input: &[i8], output: &mut [i8]) -> Result<(), Erro
             actual: output.len(),
         });
     }
-    let stage = &layer.stage;
-    for (out, &x) in output.iter_mut().zip(input) {
-        *out = requantize(i32::from(x) + stage.input_offset, layer.multiplier, stage);
+    if input.len() < TABLE_FROM {
+        for (out, &x) in output.iter_mut().zip(input) {
+            *out = layer.apply(x);
+        }
+        return Ok(());
     }
+    let mut table = [0i8; TABLE_LEN];
+    for (b, t) in (0..=u8::MAX).zip(&mut table) {
+        *t = layer.apply(b as i8);
+    }
+    lookup(&table, input, output);
     Ok(())
+}
+
+/// The input length from which building the table (one requantization per entry) pays: a
+/// lookup costs about a tenth of a requantization.
+const TABLE_FROM: usize = 2 * TABLE_LEN;
+
+impl Relu {
+    /// One output, TFLite-Micro's arithmetic.
+    #[inline(always)]
+    fn apply(&self, x: i8) -> i8 {
+        requantize(
+            i32::from(x) + self.stage.input_offset,
+            self.multiplier,
+            &self.stage,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +224,43 @@ mod tests {
             let six = (input.1 + (6.0 / input.0).round() as i32).min(127);
             for (x, y) in (-128..=127).zip(run(&l)) {
                 assert_eq!(i32::from(y), x.clamp(input.1, six), "x = {x}");
+            }
+        }
+    }
+
+    /// The table path (long inputs) against the direct one (short inputs, checked against the
+    /// formula above), over random scales, zero points and both activations.
+    #[test]
+    fn table_path_matches_the_direct_one() {
+        let mut rng = crate::test_support::Rng(0x7E1);
+        let xs: Vec<i8> = (0..3 * TABLE_FROM + 7)
+            .map(|k| (k * 37 + 11) as i8)
+            .collect();
+        for case in 0..300 {
+            let mut scale = || {
+                2f32.powi((rng.next() % 40) as i32 - 25)
+                    * (1.0 + rng.next() as f32 / u64::MAX as f32)
+            };
+            let (s_in, s_out) = (scale(), scale());
+            let zp = |r: u64| (r % 256) as i32 - 128;
+            let (z_in, z_out) = (zp(rng.next()), zp(rng.next()));
+            let act = [Activation::Relu, Activation::Relu6][case % 2];
+            let Some((params, multiplier)) = ReluParams::prepare((s_in, z_in), (s_out, z_out), act)
+            else {
+                continue;
+            };
+            let l = Relu {
+                stage: params.stage,
+                multiplier,
+                input: 0,
+                output: 1,
+            };
+            let mut long = vec![0i8; xs.len()];
+            relu_i8(&l, &xs, &mut long).unwrap();
+            for (chunk, want) in xs.chunks(TABLE_FROM - 1).zip(long.chunks(TABLE_FROM - 1)) {
+                let mut short = vec![0i8; chunk.len()];
+                relu_i8(&l, chunk, &mut short).unwrap();
+                assert_eq!(short, want, "case {case}: {s_in} {z_in} {s_out} {z_out}");
             }
         }
     }
