@@ -7,6 +7,8 @@
 //! turn the loop back into one call to those byte loops (it only does so when one store covers
 //! a whole iteration).
 
+use core::mem::take;
+
 /// An 8-bit element type: int8 or uint8 codes, moved as raw bytes.
 pub trait Byte: Copy {
     /// The code's bits.
@@ -73,7 +75,29 @@ pub fn copy<T: Byte>(dst: &mut [T], src: &[T]) {
         put(d, 8, c);
         put(d, 12, e);
     }
-    for (d, s) in to.into_remainder().iter_mut().zip(from.remainder()) {
+    let (dst, src) = (to.into_remainder(), from.remainder());
+    if !dst.is_empty() {
+        copy_short(dst, src);
+    }
+}
+
+/// The tail of [`copy`] (under a block): a word pair, a word, then bytes, as far as they go.
+/// Out of line, so that the loops calling [`copy`] on whole blocks stay small.
+#[inline(never)]
+fn copy_short<T: Byte>(dst: &mut [T], src: &[T]) {
+    let (mut dst, mut src) = (dst, src);
+    if dst.len() >= 8 && src.len() >= 8 {
+        let ((d, dst_rest), (s, src_rest)) = (take(&mut dst).split_at_mut(8), src.split_at(8));
+        put(d, 0, word(s, 0));
+        put(d, 4, word(s, 4));
+        (dst, src) = (dst_rest, src_rest);
+    }
+    if dst.len() >= 4 && src.len() >= 4 {
+        let ((d, dst_rest), (s, src_rest)) = (take(&mut dst).split_at_mut(4), src.split_at(4));
+        put(d, 0, word(s, 0));
+        (dst, src) = (dst_rest, src_rest);
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
         *d = *s;
     }
 }
@@ -89,7 +113,21 @@ pub fn fill<T: Byte>(dst: &mut [T], value: T) {
         put(d, 8, w);
         put(d, 12, w);
     }
-    to.into_remainder().fill(value);
+    let mut rest = to.into_remainder();
+    if rest.len() >= 8 {
+        let (d, tail) = take(&mut rest).split_at_mut(8);
+        put(d, 0, w);
+        put(d, 4, w);
+        rest = tail;
+    }
+    if rest.len() >= 4 {
+        let (d, tail) = take(&mut rest).split_at_mut(4);
+        put(d, 0, w);
+        rest = tail;
+    }
+    for d in rest {
+        *d = value;
+    }
 }
 
 /// `output[i] = table[input[i]]` over the shorter of the two, four bytes per word.
