@@ -214,10 +214,14 @@ impl Prelu<'_> {
             return;
         };
         let neg = -i32::from(right > 0);
+        // `acc` runs through `((x - zero) * factor) << left`, which the bound keeps exact.
+        let step = factor << left;
+        let mut acc = (codes.start - zero) * step;
         for x in codes {
-            let y = smmulr(((x - zero) * factor) << left, mult);
+            let y = smmulr(acc, mult);
             let out = (y + ((y >> 31) & neg) + add) >> right;
             table[(x & 0xFF) as usize] = out.clamp(-128, 127) as i8;
+            acc = acc.wrapping_add(step);
         }
     }
 }
