@@ -1,7 +1,9 @@
 //! PRELU int8: `x` where the input is at or above its zero point, `alpha * x` below, with a
 //! constant `alpha` tensor broadcast over the input (one per channel, or one for all), as
 //! TFLite-Micro's `BroadcastPrelu4DSlow`: two requantizations, `s_in / s_out` for the
-//! identity side and `s_in * s_alpha / s_out` for the product side.
+//! identity side and `s_in * s_alpha / s_out` for the product side. With an alpha per channel
+//! (or one for all) over enough pixels, the kernel maps each channel through a 256-entry table
+//! of its outputs, built with the same arithmetic.
 
 use super::bytes::lookup;
 use super::fast_requant::ChannelStage;

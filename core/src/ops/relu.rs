@@ -6,7 +6,7 @@
 //! multiplier `s_in / s_out` applied like every other requantization. Its RELU6 does not: it
 //! clamps the input's codes to `[zp_in, zp_in + round(6 / s_in)]` (within int8) and never reads
 //! the output's quantization. Both are one kernel here: RELU6 is the identity multiplier with
-//! no offsets and that clamp.
+//! no offsets and that clamp. A long input goes through a 256-entry table of the outputs.
 
 use super::bytes::lookup;
 use super::fast_requant::ChannelStage;
