@@ -196,14 +196,18 @@ pub fn concatenation_i8(
     if total == 0 {
         return Ok(());
     }
-    for (o, dst) in output.data.chunks_exact_mut(total).enumerate() {
-        let mut rest = dst;
-        for (x, &run) in inputs.iter().zip(&g.runs) {
-            // `run <= rest.len()` and `(o + 1) * run <= x.data.len()`: checked above.
-            let (to, tail) = rest.split_at_mut(run);
-            to.copy_from_slice(&x.data[o * run..(o + 1) * run]);
-            rest = tail;
+    // Input by input: its runs land `total` apart, from its offset in the first position.
+    let mut offset = 0;
+    for (x, &run) in inputs.iter().zip(&g.runs) {
+        let Some(dst) = output.data.get_mut(offset..).filter(|_| run > 0) else {
+            continue;
+        };
+        // Each chunk of `dst` but the last holds `total >= run` bytes, the last `total -
+        // offset >= run`; `copy` writes the run's length.
+        for (to, from) in dst.chunks_mut(total).zip(x.data.chunks_exact(run)) {
+            super::bytes::copy(to, from);
         }
+        offset += run;
     }
     Ok(())
 }

@@ -113,9 +113,7 @@ pub fn lookup(table: &[u8; TABLE_LEN], input: &[u8], output: &mut [u8]) -> Resul
             actual: output.len(),
         });
     }
-    for (out, &x) in output.iter_mut().zip(input) {
-        *out = table[usize::from(x)];
-    }
+    super::bytes::lookup(table, input, output);
     Ok(())
 }
 

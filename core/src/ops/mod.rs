@@ -20,6 +20,7 @@
 
 pub mod add;
 pub mod broadcast;
+pub(crate) mod bytes;
 pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;

@@ -3,6 +3,7 @@
 //! output's zero point, PADV2's the raw code of its constant third input. The amounts before
 //! each axis are the record's; those after follow from the shapes.
 
+use super::bytes::{copy, fill};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
@@ -186,7 +187,7 @@ pub fn pad_i8(g: &PadGeometry, input: Tensor<i8>, output: TensorMut<i8>) -> Resu
         return Ok(());
     }
     if in_row == 0 || i.h == 0 || i.n == 0 {
-        output.data.fill(v);
+        fill(output.data, v);
         return Ok(());
     }
     let (b, pixel_c) = (g.before, o.c);
@@ -195,15 +196,15 @@ pub fn pad_i8(g: &PadGeometry, input: Tensor<i8>, output: TensorMut<i8>) -> Resu
         let (n, h) = (k / o.h, k % o.h);
         let inside = (b.n..b.n + i.n).contains(&n) && (b.h..b.h + i.h).contains(&h);
         let Some(from) = inside.then(|| src.next()).flatten() else {
-            row.fill(v);
+            fill(row, v);
             continue;
         };
         let (left, rest) = row.split_at_mut(b.w * pixel_c);
         let (mid, right) = rest.split_at_mut(i.w * pixel_c);
-        left.fill(v);
-        right.fill(v);
+        fill(left, v);
+        fill(right, v);
         if pixel_c == i.c {
-            mid.copy_from_slice(from);
+            copy(mid, from);
             continue;
         }
         for (px, x) in mid.chunks_exact_mut(pixel_c).zip(from.chunks_exact(i.c)) {

@@ -1,11 +1,17 @@
 //! PRELU int8: `x` where the input is at or above its zero point, `alpha * x` below, with a
 //! constant `alpha` tensor broadcast over the input (one per channel, or one for all), as
 //! TFLite-Micro's `BroadcastPrelu4DSlow`: two requantizations, `s_in / s_out` for the
-//! identity side and `s_in * s_alpha / s_out` for the product side.
+//! identity side and `s_in * s_alpha / s_out` for the product side. With an alpha per channel
+//! (or one for all) over enough pixels, the kernel maps each channel through a 256-entry table
+//! of its outputs, built with the same arithmetic.
 
+use super::bytes::lookup;
+use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
+use super::lut::TABLE_LEN;
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
+use super::simd::smmulr;
 use super::{Int8Stage, Shape4, Tensor};
 use crate::format::DType;
 use crate::model::{Decoder, Scratch};
@@ -149,6 +155,15 @@ pub fn prelu_i8(layer: &Prelu, input: Tensor<i8>, output: &mut [i8]) -> Result<(
             what: why!("PRELU alpha does not broadcast over the input"),
         });
     }
+    match prelu_by_tables(layer, input.data, output, s) {
+        true => Ok(()),
+        false => prelu_direct(layer, input, output),
+    }
+}
+
+/// The kernel element by element, for any broadcast of alpha (checked by the caller).
+fn prelu_direct(layer: &Prelu, input: Tensor<i8>, output: &mut [i8]) -> Result<(), Error> {
+    let (s, a) = (input.shape, layer.alpha.shape);
     // Alpha's strides, 0 along the dimensions it broadcasts.
     let step = |dim: usize, stride: usize| if dim == 1 { 0 } else { stride };
     let (sa_n, sa_h) = (step(a.n, a.h * a.w * a.c), step(a.h, a.w * a.c));
@@ -178,6 +193,96 @@ pub fn prelu_i8(layer: &Prelu, input: Tensor<i8>, output: &mut [i8]) -> Result<(
     Ok(())
 }
 
+/// Pixels per alpha value from which the table path pays: a table costs about as much as a few
+/// dozen elements of the direct path.
+const TABLE_FROM: usize = 64;
+
+impl Prelu<'_> {
+    /// Fills `table[b]` with the output for input code `b as i8` on one side of the zero point:
+    /// at or above it (the identity side) for `alpha` `None`, else below it, the side of that
+    /// alpha code. `fast` is the side's fast output stage, if its bound holds.
+    fn fill_side(&self, table: &mut [i8; TABLE_LEN], fast: Fast, alpha: Option<i8>) {
+        // The side's codes x: x + input_offset >= 0, or < 0 (the offset lies in -127..=128,
+        // checked by the caller), and the factor of x + input_offset.
+        let zero = -self.params.stage.input_offset;
+        let (codes, factor) = match alpha {
+            None => (zero..128, 1),
+            Some(a) => (-128..zero, i32::from(a) + self.params.alpha_offset),
+        };
+        let Some((left, mult, add, right)) = fast else {
+            for x in codes {
+                table[(x & 0xFF) as usize] = self.apply(x as i8, alpha.unwrap_or(0));
+            }
+            return;
+        };
+        let neg = -i32::from(right > 0);
+        // `acc` runs through `((x - zero) * factor) << left`, which the bound keeps exact.
+        let step = factor << left;
+        let mut acc = (codes.start - zero) * step;
+        for x in codes {
+            let y = smmulr(acc, mult);
+            let out = (y + ((y >> 31) & neg) + add) >> right;
+            table[(x & 0xFF) as usize] = out.clamp(-128, 127) as i8;
+            acc = acc.wrapping_add(step);
+        }
+    }
+}
+
+/// A fast output stage's constants `(left, mult, add, right)` ([`ChannelStage::fast_parts`]).
+type Fast = Option<(u32, i32, i32, u32)>;
+
+/// `output[k] = table[input[k]]` for the elements `k` of channel `c < channels`.
+fn map_channel(
+    table: &[i8; TABLE_LEN],
+    input: &[i8],
+    output: &mut [i8],
+    c: usize,
+    channels: usize,
+) {
+    let t = |x: i8| table[usize::from(x as u8)];
+    // Four pixels per iteration, then one at a time.
+    let mut to = output.chunks_exact_mut(4 * channels);
+    let mut from = input.chunks_exact(4 * channels);
+    for (o, x) in (&mut to).zip(&mut from) {
+        for k in [c, c + channels, c + 2 * channels, c + 3 * channels] {
+            o[k] = t(x[k]);
+        }
+    }
+    let to = to.into_remainder().chunks_exact_mut(channels);
+    for (o, x) in to.zip(from.remainder().chunks_exact(channels)) {
+        o[c] = t(x[c]);
+    }
+}
+
+/// The kernel through a 256-entry table per alpha value, for an alpha per channel or one for
+/// all over enough pixels; `false` (nothing written) for any other case. The identity side is
+/// shared; each channel's table gets its own alpha side, then maps that channel's elements.
+fn prelu_by_tables(layer: &Prelu, input: &[i8], output: &mut [i8], s: Shape4) -> bool {
+    let (a, alpha) = (layer.alpha.shape, layer.alpha.data);
+    let per_channel = a.n == 1 && a.h == 1 && a.w == 1 && (a.c == 1 || a.c == s.c);
+    let pixels = input.len() / alpha.len().max(1);
+    let offset_ok = (-127..=128).contains(&layer.params.stage.input_offset);
+    if !per_channel || pixels < TABLE_FROM || !offset_ok || alpha.is_empty() {
+        return false;
+    }
+    // |x + input_offset| <= 255 and |alpha + alpha_offset| <= 255: products below 2^16.
+    let stage = &layer.params.stage;
+    let fast = layer
+        .multipliers
+        .map(|q| ChannelStage::new(0, q, stage, 1 << 16).fast_parts());
+    let mut table = [0i8; TABLE_LEN];
+    layer.fill_side(&mut table, fast[0], None);
+    let channels = alpha.len();
+    for (c, &alpha_c) in alpha.iter().enumerate() {
+        layer.fill_side(&mut table, fast[1], Some(alpha_c));
+        match channels {
+            1 => lookup(&table, input, output),
+            _ => map_channel(&table, input, output, c, channels),
+        }
+    }
+    true
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -203,6 +308,39 @@ mod tests {
             },
             input: 0,
             output: 1,
+        }
+    }
+
+    /// The table path against the direct one (checked against the formula above): random
+    /// offsets, multipliers (including ones the fast output stage refuses), alphas per
+    /// channel and shared, every input code.
+    #[test]
+    fn table_path_matches_the_direct_one() {
+        let mut rng = crate::test_support::Rng(0x93E1);
+        let code = |rng: &mut crate::test_support::Rng| (rng.next() % 256) as u8 as i8;
+        for case in 0..400 {
+            let c = [1, 3, 8, 16][case % 4];
+            let shape = Shape4::new(1, 9, 8, c);
+            let alpha: Vec<i8> = (0..[1, c][case / 4 % 2]).map(|_| code(&mut rng)).collect();
+            let alpha_shape = Shape4::new(1, 1, 1, alpha.len());
+            let mut l = layer(&alpha, alpha_shape);
+            let offset = |r: u64| (r % 256) as i32 - 127;
+            l.params.stage.input_offset = offset(rng.next());
+            l.params.stage.output_offset = offset(rng.next()) - 1;
+            l.params.alpha_offset = offset(rng.next());
+            let mut real = || 2f64.powi((rng.next() % 30) as i32 - 22) * 1.7;
+            l.multipliers = [real(), real()].map(|r| QuantizedMultiplier::from_f64(r).unwrap());
+            let x: Vec<i8> = (0..shape.elements().unwrap())
+                .map(|_| code(&mut rng))
+                .collect();
+            let (mut fast, mut direct) = (vec![0i8; x.len()], vec![0i8; x.len()]);
+            assert!(prelu_by_tables(&l, &x, &mut fast, shape), "case {case}");
+            prelu_direct(&l, Tensor { data: &x, shape }, &mut direct).unwrap();
+            assert_eq!(
+                fast, direct,
+                "case {case}: {:?} {:?}",
+                l.params, l.multipliers
+            );
         }
     }
 

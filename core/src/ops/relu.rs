@@ -6,12 +6,16 @@
 //! multiplier `s_in / s_out` applied like every other requantization. Its RELU6 does not: it
 //! clamps the input's codes to `[zp_in, zp_in + round(6 / s_in)]` (within int8) and never reads
 //! the output's quantization. Both are one kernel here: RELU6 is the identity multiplier with
-//! no offsets and that clamp.
+//! no offsets and that clamp. A long input goes through a 256-entry table of the outputs.
 
+use super::bytes::lookup;
+use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
+use super::lut::TABLE_LEN;
 use super::operator::{Io, Operator, Views};
 use super::output_stage::requantize;
 use super::record::record_params;
+use super::simd::smmulr;
 use super::{Activation, Int8Stage};
 use crate::format::{DType, OpCode};
 use crate::model::{Decoder, Scratch};
@@ -126,7 +130,8 @@ impl<'a> Operator<'a> for Relu {
     }
 }
 
-/// The int8 kernel over same-length slices, bit-exact with TFLite-Micro's.
+/// The int8 kernel over same-length slices, bit-exact with TFLite-Micro's. A long input goes
+/// through a table of the 256 possible outputs, built here with the same arithmetic.
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
 pub fn relu_i8(layer: &Relu, input: &[i8], output: &mut [i8]) -> Result<(), Error> {
@@ -137,11 +142,55 @@ pub fn relu_i8(layer: &Relu, input: &[i8], output: &mut [i8]) -> Result<(), Erro
             actual: output.len(),
         });
     }
-    let stage = &layer.stage;
-    for (out, &x) in output.iter_mut().zip(input) {
-        *out = requantize(i32::from(x) + stage.input_offset, layer.multiplier, stage);
+    if input.len() < TABLE_FROM {
+        for (out, &x) in output.iter_mut().zip(input) {
+            *out = layer.apply(x);
+        }
+        return Ok(());
     }
+    lookup(&layer.table(), input, output);
     Ok(())
+}
+
+/// The input length from which building the table pays: its 256 entries cost about what as
+/// many elements of the direct loop do, and a lookup a tenth of one.
+const TABLE_FROM: usize = TABLE_LEN;
+
+impl Relu {
+    /// The output for every input code `b as i8` at `table[b]`: through the fast output stage
+    /// where its bound holds (inputs minus an int8 zero point lie within 255 of zero), else
+    /// TFLite-Micro's arithmetic.
+    fn table(&self) -> [i8; TABLE_LEN] {
+        let stage = &self.stage;
+        let mut table = [0i8; TABLE_LEN];
+        let fast = match (-127..=128).contains(&stage.input_offset) {
+            true => ChannelStage::new(0, self.multiplier, stage, 255).fast_parts(),
+            false => None,
+        };
+        let Some((left, mult, add, right)) = fast else {
+            for (b, t) in (0..=u8::MAX).zip(&mut table) {
+                *t = self.apply(b as i8);
+            }
+            return table;
+        };
+        let neg = -i32::from(right > 0);
+        let (lo, hi) = (i32::from(stage.act_min), i32::from(stage.act_max));
+        for (b, t) in (0..=u8::MAX).zip(&mut table) {
+            let y = smmulr((i32::from(b as i8) + stage.input_offset) << left, mult);
+            *t = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
+        }
+        table
+    }
+
+    /// One output, TFLite-Micro's arithmetic.
+    #[inline(always)]
+    fn apply(&self, x: i8) -> i8 {
+        requantize(
+            i32::from(x) + self.stage.input_offset,
+            self.multiplier,
+            &self.stage,
+        )
+    }
 }
 
 #[cfg(test)]
@@ -198,6 +247,43 @@ mod tests {
             let six = (input.1 + (6.0 / input.0).round() as i32).min(127);
             for (x, y) in (-128..=127).zip(run(&l)) {
                 assert_eq!(i32::from(y), x.clamp(input.1, six), "x = {x}");
+            }
+        }
+    }
+
+    /// The table path (long inputs) against the direct one (short inputs, checked against the
+    /// formula above), over random scales, zero points and both activations.
+    #[test]
+    fn table_path_matches_the_direct_one() {
+        let mut rng = crate::test_support::Rng(0x7E1);
+        let xs: Vec<i8> = (0..3 * TABLE_FROM + 7)
+            .map(|k| (k * 37 + 11) as i8)
+            .collect();
+        for case in 0..300 {
+            let mut scale = || {
+                2f32.powi((rng.next() % 40) as i32 - 25)
+                    * (1.0 + rng.next() as f32 / u64::MAX as f32)
+            };
+            let (s_in, s_out) = (scale(), scale());
+            let zp = |r: u64| (r % 256) as i32 - 128;
+            let (z_in, z_out) = (zp(rng.next()), zp(rng.next()));
+            let act = [Activation::Relu, Activation::Relu6][case % 2];
+            let Some((params, multiplier)) = ReluParams::prepare((s_in, z_in), (s_out, z_out), act)
+            else {
+                continue;
+            };
+            let l = Relu {
+                stage: params.stage,
+                multiplier,
+                input: 0,
+                output: 1,
+            };
+            let mut long = vec![0i8; xs.len()];
+            relu_i8(&l, &xs, &mut long).unwrap();
+            for (chunk, want) in xs.chunks(TABLE_FROM - 1).zip(long.chunks(TABLE_FROM - 1)) {
+                let mut short = vec![0i8; chunk.len()];
+                relu_i8(&l, chunk, &mut short).unwrap();
+                assert_eq!(short, want, "case {case}: {s_in} {z_in} {s_out} {z_out}");
             }
         }
     }

@@ -304,7 +304,7 @@ fn nearest_i8(
             let (done, rest) = out.split_at_mut(y * row_out);
             let dst = &mut rest[..row_out];
             if previous == Some(from) {
-                dst.copy_from_slice(&done[(y - 1) * row_out..]);
+                super::bytes::copy(dst, &done[(y - 1) * row_out..]);
                 continue;
             }
             previous = Some(from);
@@ -316,7 +316,7 @@ fn nearest_i8(
                 };
                 match c {
                     1 => pixel[0] = src[at],
-                    _ => pixel.copy_from_slice(&src[at..at + c]),
+                    _ => super::bytes::copy(pixel, &src[at..at + c]),
                 }
             }
         }

@@ -219,9 +219,9 @@ pub fn space_batch(layer: &SpaceBatch, input: &[u8], output: &mut [u8]) -> Resul
                 match from {
                     Some((b, y, x)) => {
                         let at = ((b * i.h + y) * i.w + x) * run;
-                        out.copy_from_slice(input.get(at..at + run).ok_or_else(outside)?);
+                        super::bytes::copy(out, input.get(at..at + run).ok_or_else(outside)?);
                     }
-                    None => out.fill(p.pad as u8),
+                    None => super::bytes::fill(out, p.pad as u8),
                 }
             }
         }

@@ -3,6 +3,7 @@
 //! deep side is channel `k` of pixel `(dy, dx)` of the block). Pure copies of int8 codes, whose
 //! input and output share their quantization (the lowering checks it).
 
+use super::bytes::copy;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
@@ -141,30 +142,40 @@ pub fn space_depth_i8(
         true => (input.shape, output.shape.c),
         false => (output.shape, input.shape.c),
     };
-    if run == 0 {
+    if run == 0 || block == 0 || deep.w == 0 {
         return Ok(());
     }
-    let shallow_row = deep.w * block * run;
-    let mut deep_at = 0;
-    for b in 0..deep.n {
-        for y in 0..deep.h {
-            for x in 0..deep.w {
-                for dy in 0..block {
-                    let row = (b * deep.h * block + y * block + dy) * shallow_row;
-                    let at = row + x * block * run;
-                    let len = block * run;
-                    match to_space {
-                        true => output.data[at..at + len]
-                            .copy_from_slice(&input.data[deep_at..deep_at + len]),
-                        false => output.data[deep_at..deep_at + len]
-                            .copy_from_slice(&input.data[at..at + len]),
-                    }
-                    deep_at += len;
-                }
+    let len = block * run;
+    match to_space {
+        true => to_shallow(input.data, output.data, deep.w, block, len),
+        false => to_deep(input.data, output.data, deep.w, block, len),
+    }
+    Ok(())
+}
+
+/// DEPTH_TO_SPACE's moves: each deep row of `w` pixels (`block` pieces of `len` bytes each)
+/// spreads over `block` shallow rows, shallow row `dy` taking piece `dy` of every pixel in turn.
+fn to_shallow(deep: &[i8], shallow: &mut [i8], w: usize, block: usize, len: usize) {
+    let rows = deep.chunks_exact(w * block * len);
+    for (d, s) in rows.zip(shallow.chunks_exact_mut(w * block * len)) {
+        for (dy, s_row) in s.chunks_exact_mut(w * len).enumerate() {
+            for (piece, pixel) in s_row.chunks_exact_mut(len).zip(d.chunks_exact(block * len)) {
+                copy(piece, pixel.get(dy * len..).unwrap_or_default());
             }
         }
     }
-    Ok(())
+}
+
+/// SPACE_TO_DEPTH's moves, the reverse of [`to_shallow`]'s.
+fn to_deep(shallow: &[i8], deep: &mut [i8], w: usize, block: usize, len: usize) {
+    let rows = deep.chunks_exact_mut(w * block * len);
+    for (d, s) in rows.zip(shallow.chunks_exact(w * block * len)) {
+        for (dy, s_row) in s.chunks_exact(w * len).enumerate() {
+            for (piece, pixel) in s_row.chunks_exact(len).zip(d.chunks_exact_mut(block * len)) {
+                copy(pixel.get_mut(dy * len..).unwrap_or_default(), piece);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

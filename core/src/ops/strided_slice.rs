@@ -441,7 +441,7 @@ pub fn strided_slice(layer: &StridedSlice, input: &[u8], output: &mut [u8]) -> R
                 let row = rows.next().ok_or_else(outside)?;
                 let from = usize::try_from(at).map_err(|_| outside())?;
                 if contiguous {
-                    row.copy_from_slice(input.get(from..from + run).ok_or_else(outside)?);
+                    super::bytes::copy(row, input.get(from..from + run).ok_or_else(outside)?);
                 } else {
                     copy_strided(input, from as isize, sc, row, e).ok_or_else(outside)?;
                 }
@@ -465,7 +465,7 @@ fn copy_strided(input: &[u8], from: isize, step: isize, row: &mut [u8], e: usize
     } else {
         for out in row.chunks_exact_mut(e) {
             let i = usize::try_from(at).ok()?;
-            out.copy_from_slice(input.get(i..i + e)?);
+            super::bytes::copy(out, input.get(i..i + e)?);
             at = at.wrapping_add(step);
         }
     }

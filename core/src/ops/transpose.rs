@@ -163,7 +163,7 @@ pub fn transpose_i8(perm: Perm, input: Tensor<i8>, output: TensorMut<i8>) -> Res
                 };
                 if s3 == 1 {
                     let src = src.get(..row.len()).ok_or(Error::ShapeOverflow)?;
-                    row.copy_from_slice(src);
+                    super::bytes::copy(row, src);
                 } else {
                     for (y, &x) in row.iter_mut().zip(src.iter().step_by(s3)) {
                         *y = x;
