@@ -10,17 +10,17 @@
 //! tables live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last,
 //! the slow way: no scratch memory at all. Broadcast runs go through `super::broadcast`.
 
+use super::binary_fast::{add_tabled, clamp, Stage};
 use super::broadcast::{lower_binary, Binary, BinaryIo};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
-use super::simd::smmulr;
 use super::Activation;
 use super::Int8Stage;
 use crate::format::OpCode;
-use crate::model::Decoder;
-use crate::quant::QuantizedMultiplier;
+use crate::model::{Decoder, Model};
+use crate::quant::{rounding_divide_by_pot, QuantizedMultiplier};
 use crate::Error;
 
 /// Integer parameters of an int8 ADD, as TFLite-Micro's `CalculateOpDataAdd` prepares them.
@@ -52,8 +52,12 @@ const INT8_LEFT_SHIFT: i32 = 20;
 
 /// Output bytes that hold the two rescaling tables while the rest of the output is written.
 const TABLE_BYTES: usize = 2 * 256 * 4;
-/// Outputs from which tabulating pays: building the tables costs about 512 elements' work.
+/// Outputs from which tabulating in the output pays: building the tables costs about 512
+/// elements' work, and the first `TABLE_BYTES` outputs are computed the slow way.
 const TABLE_FROM: usize = 2 * TABLE_BYTES;
+/// Outputs from which tabulating in planned scratch pays (each element is then computed in a
+/// tenth of the per-element arithmetic's time).
+pub(crate) const SCRATCH_FROM: usize = 1024;
 
 /// TFLite's `QuantizeMultiplierSmallerThanOneExp`: `QuantizeMultiplier` restricted to
 /// multipliers in (0, 1) whose encoding needs no left shift (TFLite aborts otherwise).
@@ -192,7 +196,7 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), E
     super::built(OpCode::Add)?;
     check_lengths(a.len(), b.len(), out.len())?;
     p.validate()?;
-    let slow = p.whole(a, b, out);
+    let slow = p.whole(a, b, out, &mut []);
     p.vv(&a[..slow], &b[..slow], &mut out[..slow]);
     Ok(())
 }
@@ -203,39 +207,88 @@ impl Binary for AddParams {
         self.add_one(x, y)
     }
 
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
-        tabled(self, a, b, out, false)
+    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], scratch: &mut [u8]) -> usize {
+        tabled(self, a, b, out, false, scratch)
     }
+}
+
+/// The scratch ADD and SUB want: room for the two tables if the inputs have the output's
+/// shape and it is long enough to pay, else none.
+pub(crate) fn table_scratch(io: &BinaryIo<'_>, model: &Model<'_>) -> Result<usize, Error> {
+    let len = io.one_run_len(model)?;
+    Ok(if len.is_some_and(|n| n >= SCRATCH_FROM) {
+        TABLE_BYTES
+    } else {
+        0
+    })
 }
 
 /// For long outputs of same-shape inputs: writes outputs `TABLE_BYTES..` from the two
 /// rescaling tables (input 2's negated if `negate`: SUB), built in the output's first bytes,
 /// and returns how many leading outputs are left to compute the slow way (all of them if the
 /// output is short or not word-aligned).
-pub(crate) fn tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8], negate: bool) -> usize {
-    if out.len() < TABLE_FROM || a.len() != out.len() || b.len() != out.len() {
+pub(crate) fn tabled(
+    p: &AddParams,
+    a: &[i8],
+    b: &[i8],
+    out: &mut [i8],
+    negate: bool,
+    scratch: &mut [u8],
+) -> usize {
+    if a.len() != out.len() || b.len() != out.len() {
+        return out.len();
+    }
+    let planned = scratch
+        .get_mut(..TABLE_BYTES)
+        .and_then(crate::cast::slice_mut::<i32>)
+        .and_then(|t| t.first_chunk_mut::<512>());
+    if let Some(t) = planned.filter(|_| out.len() >= SCRATCH_FROM) {
+        fill_tables(p, t, negate);
+        run_tabled(p, t, a, b, out);
+        return 0;
+    }
+    if out.len() < TABLE_FROM {
         return out.len();
     }
     let (head, tail) = out.split_at_mut(TABLE_BYTES);
-    let Some((t1, t2)) =
-        crate::cast::i8_as_i32_mut(head).and_then(|t| t.split_first_chunk_mut::<256>())
-    else {
+    let Some(t) = crate::cast::i8_as_i32_mut(head).and_then(|t| t.first_chunk_mut::<512>()) else {
         return out.len();
     };
-    let Some(t2) = t2.first_chunk_mut::<256>() else {
-        return out.len();
-    };
-    // Indexed by the int8 value's bits: 0..=127, then -128..=-1.
-    for (v, (r1, r2)) in (0..=255u8).zip(t1.iter_mut().zip(t2.iter_mut())) {
-        let y = p.rescaled2(v as i8);
-        (*r1, *r2) = (
-            p.rescaled1(v as i8),
-            if negate { y.wrapping_neg() } else { y },
-        );
+    fill_tables(p, t, negate);
+    run_tabled(p, t, &a[TABLE_BYTES..], &b[TABLE_BYTES..], tail);
+    TABLE_BYTES
+}
+
+/// Input 1's rescaled values, then input 2's (negated if `negate`: SUB), each indexed by the
+/// int8 value's bits: 0..=127, then -128..=-1.
+fn fill_tables(p: &AddParams, t: &mut [i32; 512], negate: bool) {
+    let (t1, t2) = t.split_at_mut(256);
+    rescale_all(p.input1_offset, p.input1, p.left_shift, t1, false);
+    rescale_all(p.input2_offset, p.input2, p.left_shift, t2, negate);
+}
+
+/// `t[v as u8] = ±rdbp(srdhm((v + offset) << left, q), -q.shift)` for every int8 `v`: what
+/// [`AddParams::rescaled1`] computes, stepping through the products instead of multiplying
+/// each. With `a = k << left`, `srdhm(a, m) = floor((a * m + 2^30) / 2^31)` exactly (the
+/// saturating case needs `m = i32::MIN`, which `validate` refuses).
+fn rescale_all(offset: i32, q: QuantizedMultiplier, left: i32, t: &mut [i32], negate: bool) {
+    let step = i64::from(q.multiplier) << (left & 31);
+    let mut x = i64::from(offset - 128) * step + (1 << 30);
+    for v in -128..=127i8 {
+        let r = rounding_divide_by_pot((x >> 31) as i32, -q.shift);
+        if let Some(slot) = t.get_mut(usize::from(v as u8)) {
+            *slot = if negate { r.wrapping_neg() } else { r };
+        }
+        x += step;
     }
-    let ins = a.iter().zip(b).skip(TABLE_BYTES);
-    let widest = |t: &[i32; 256]| t.iter().map(|v| u64::from(v.unsigned_abs())).max();
-    let max_sum = widest(t1).unwrap_or(0) + widest(t2).unwrap_or(0);
+}
+
+/// `out[i] = finish(t1[a[i]] + t2[b[i]])` for the tables [`fill_tables`] wrote (which it may
+/// rescale).
+fn run_tabled(p: &AddParams, t: &mut [i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
+    // Each table is monotonic in the int8 value: its widest entries are at -128 and 127.
+    let widest = |lo: i32, hi: i32| u64::from(lo.unsigned_abs().max(hi.unsigned_abs()));
+    let max_sum = widest(t[128], t[127]) + widest(t[384], t[383]);
     let stage = Int8Stage {
         input_offset: 0,
         output_offset: p.output_offset,
@@ -243,27 +296,20 @@ pub(crate) fn tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8], negate: 
         act_max: p.act_max,
     };
     let fast = ChannelStage::new(0, p.output, &stage, max_sum).fast_parts();
-    let Some((left, mult, add, right)) = fast else {
-        for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
+    let Some((left, mult, add, right)) = fast.filter(|f| f.3 >= 1) else {
+        let (t1, t2) = t.split_at(256);
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = p.finish(t1[usize::from(x as u8)].wrapping_add(t2[usize::from(y as u8)]));
         }
-        return TABLE_BYTES;
+        return;
     };
     // The fast output stage (`fast_requant`): the tables hold the rescaled values already
     // shifted left by its `left`, which its bound on the sum keeps exact.
-    for t in [&mut *t1, &mut *t2] {
-        for v in t.iter_mut() {
-            *v <<= left;
-        }
+    for v in t.iter_mut() {
+        *v <<= left;
     }
-    let neg = -i32::from(right > 0);
-    let (lo, hi) = (i32::from(p.act_min), i32::from(p.act_max));
-    for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
-        let acc = t1[usize::from(x as u8)] + t2[usize::from(y as u8)];
-        let y = smmulr(acc, mult);
-        *o = ((y + ((y >> 31) & neg) + add) >> right).clamp(lo, hi) as i8;
-    }
-    TABLE_BYTES
+    add_tabled(t, Stage { mult, add, right }, a, b, out);
+    clamp(out, p.act_min, p.act_max);
 }
 
 /// f32 ADD of two same-length tensors, clamped to `clamp = (min, max)` (the fused activation's
@@ -388,6 +434,10 @@ impl<'a> Operator<'a> for Add<'a> {
         Some(self.tensors.io())
     }
 
+    fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
+        Ok(Some(table_scratch(&self.tensors, model)?))
+    }
+
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         super::built(OpCode::Add)?;
         self.tensors.run(&self.params, v)
@@ -402,6 +452,40 @@ mod tests {
 
     const fn qm(multiplier: i32, shift: i32) -> QuantizedMultiplier {
         QuantizedMultiplier { multiplier, shift }
+    }
+
+    /// The stepped table fill gives exactly the per-element rescaling, for any parameters
+    /// `validate` accepts (including the widest left shift and extreme multipliers).
+    #[test]
+    fn table_fill_equals_the_rescaling() {
+        let mut rng = Rng(0x7AB1_E5ED);
+        for case in 0..3000 {
+            let multiplier = match case % 4 {
+                0 => i32::MAX,
+                1 => 1 << 30,
+                _ => (rng.next() as u32 >> 1) as i32,
+            };
+            let q = qm(multiplier, -((rng.next() % 32) as i32));
+            let offset = (rng.next() % 257) as i32 - 128;
+            let left = [20, 22, 0][case % 3];
+            let p = AddParams {
+                input1_offset: offset,
+                input2_offset: -offset,
+                left_shift: left,
+                input1: q,
+                input2: q,
+                ..AddParams::from_scales((1.0, 0), (1.0, 0), (1.0, 0), Activation::None).unwrap()
+            };
+            p.validate().unwrap();
+            let mut t = [0i32; 512];
+            fill_tables(&p, &mut t, case % 2 == 0);
+            for v in -128..=127i8 {
+                let i = usize::from(v as u8);
+                let y = p.rescaled2(v);
+                assert_eq!(t[i], p.rescaled1(v), "{p:?} {v}");
+                assert_eq!(t[256 + i], if case % 2 == 0 { -y } else { y }, "{p:?} {v}");
+            }
+        }
     }
 
     /// The tabled path (long outputs, tables in the output's own first bytes) gives every
@@ -499,9 +583,16 @@ mod tests {
             fast += usize::from(p.output.shift >= -21);
             let out =
                 crate::cast::slice_mut::<i8>(crate::cast::words_as_bytes_mut(&mut words)).unwrap();
-            for negate in [false, true] {
-                assert_eq!(tabled(&p, &xs, &ys, out, negate), TABLE_BYTES);
-                for i in TABLE_BYTES..len {
+            // Tables in the output's head, and in planned scratch (every output fast).
+            let mut scratch = [0u32; 512];
+            let planned = crate::cast::words_as_bytes_mut(&mut scratch);
+            for (negate, tables) in [(false, 0), (true, 0), (false, 1), (true, 1)] {
+                let (scratch, from) = match tables {
+                    0 => (&mut [][..], TABLE_BYTES),
+                    _ => (&mut planned[..], 0),
+                };
+                assert_eq!(tabled(&p, &xs, &ys, out, negate, scratch), from);
+                for i in from..len {
                     let (x, y) = (xs[i], ys[i]);
                     let want = match negate {
                         false => p.add_one(x, y),

@@ -17,7 +17,7 @@ use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Views};
 use super::{Shape4, Tensor};
 use crate::format::{DType, Storage};
-use crate::model::{Decoder, Scratch};
+use crate::model::{Decoder, Model, Scratch};
 use crate::Error;
 
 /// Elements from which a run repeating one input is tabulated (building a table costs about
@@ -91,6 +91,8 @@ pub struct BinaryIo<'a> {
     pub b: Operand<'a>,
     /// Output tensor.
     pub output: u16,
+    /// Planned scratch (the operator's `scratch_need`; empty for most).
+    pub scratch: Scratch,
 }
 
 impl<'a> BinaryIo<'a> {
@@ -108,6 +110,7 @@ impl<'a> BinaryIo<'a> {
             a,
             b,
             output: output.index,
+            scratch: d.scratch(),
         }
     }
 
@@ -116,8 +119,26 @@ impl<'a> BinaryIo<'a> {
         Io {
             inputs: [self.a.arena(), self.b.arena(), None, None],
             output: self.output,
-            scratch: Scratch::default(),
+            scratch: self.scratch,
         }
+    }
+
+    /// The output's length if the whole output is one run along which both inputs advance
+    /// (same-shape inputs), else `None`.
+    pub(crate) fn one_run_len(&self, model: &Model<'_>) -> Result<Option<usize>, Error> {
+        let shape = |o: &Operand<'_>| -> Result<Shape4, Error> {
+            Ok(match o {
+                Operand::Arena(i) => model.tensor(*i)?.shape,
+                Operand::Constant(_, [n, h, w, c]) => {
+                    Shape4::new((*n).into(), (*h).into(), (*w).into(), (*c).into())
+                }
+            })
+        };
+        let out = model.tensor(self.output)?.shape;
+        let walk = Broadcast::new(shape(&self.a)?, shape(&self.b)?, out);
+        Ok(walk
+            .filter(|w| w.outer.iter().all(|d| d.size == 1) && (w.run.a, w.run.b) == (1, 1))
+            .map(|w| w.run.size))
     }
 
     /// Runs `op` over the views the interpreter borrowed.
@@ -128,7 +149,7 @@ impl<'a> BinaryIo<'a> {
             Broadcast::new(a.shape, b.shape, v.output.shape).ok_or(Error::InvalidParameter {
                 what: why!("output shape is not the inputs' broadcast shape"),
             })?;
-        walk.run(op, a.data, b.data, v.output.data)
+        walk.run(op, a.data, b.data, v.output.data, v.scratch)
     }
 }
 
@@ -256,13 +277,14 @@ impl Broadcast {
         })
     }
 
-    /// Runs `op` over the whole output.
+    /// Runs `op` over the whole output; `scratch` is the operator's planned scratch.
     pub(crate) fn run<B: Binary>(
         &self,
         op: &B,
         a: &[i8],
         b: &[i8],
         out: &mut [i8],
+        scratch: &mut [u8],
     ) -> Result<(), Error> {
         for (len, expected) in [a.len(), b.len(), out.len()].into_iter().zip(self.lens) {
             if len != expected {
@@ -275,7 +297,7 @@ impl Broadcast {
         let run = self.run;
         let single = self.outer.iter().all(|d| d.size == 1);
         if single && run.a == 1 && run.b == 1 {
-            let rest = op.whole(a, b, out);
+            let rest = op.whole(a, b, out, scratch);
             return self.range(op, a, b, out, rest);
         }
         if let Some(()) = self.per_channel(op, a, b, out) {
@@ -394,8 +416,9 @@ pub(crate) trait Binary {
     }
 
     /// Same-shape inputs (the whole output is one run): an operator's faster path may compute
-    /// a tail of the output and return how many leading elements it left to [`Self::vv`].
-    fn whole(&self, _a: &[i8], _b: &[i8], out: &mut [i8]) -> usize {
+    /// a tail of the output, using the planned `scratch`, and return how many leading elements
+    /// it left to [`Self::vv`].
+    fn whole(&self, _a: &[i8], _b: &[i8], out: &mut [i8], _scratch: &mut [u8]) -> usize {
         out.len()
     }
 }
@@ -479,7 +502,7 @@ pub(crate) mod tests {
             let want = naive(op, sa, &a, sb, &b);
             let mut got = std::vec![0i8; want.len()];
             let walk = Broadcast::new(sa, sb, so).unwrap();
-            walk.run(op, &a, &b, &mut got).unwrap();
+            walk.run(op, &a, &b, &mut got, &mut []).unwrap();
             assert_eq!(got, want, "{sa:?} {sb:?}");
         }
     }
@@ -571,7 +594,11 @@ pub(crate) mod tests {
         );
         let walk = Broadcast::new(s(1, 1, 1, 4), s(1, 1, 1, 1), s(1, 1, 1, 4)).unwrap();
         let mut out = [0i8; 4];
-        assert!(walk.run(&Pair, &[1, 2, 3], &[1], &mut out).is_err());
-        assert!(walk.run(&Pair, &[1, 2, 3, 4], &[1, 2], &mut out).is_err());
+        assert!(walk
+            .run(&Pair, &[1, 2, 3], &[1], &mut out, &mut [])
+            .is_err());
+        assert!(walk
+            .run(&Pair, &[1, 2, 3, 4], &[1, 2], &mut out, &mut [])
+            .is_err());
     }
 }

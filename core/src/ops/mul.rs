@@ -4,6 +4,7 @@
 //! (at most 2^16 in magnitude) is requantized by one multiplier `s1 * s2 / s_out` (computed in
 //! double, `QuantizeMultiplier`: it may exceed 1) and clamped to the fused activation's range.
 
+use super::binary_fast::{self, MulStage, Stage};
 use super::broadcast::{lower_binary, Binary, BinaryIo};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
@@ -111,6 +112,16 @@ impl Binary for Product {
             }
             return;
         };
+        if left == 1 && right >= 1 {
+            let m = MulStage {
+                oa: s.input_offset,
+                ob: self.params.input2_offset,
+                stage: Stage { mult, add, right },
+            };
+            binary_fast::mul(m, a, b, out);
+            binary_fast::clamp(out, s.act_min, s.act_max);
+            return;
+        }
         let neg = -i32::from(right > 0);
         let (lo, hi) = (i32::from(s.act_min), i32::from(s.act_max));
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
