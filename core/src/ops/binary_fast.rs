@@ -274,3 +274,62 @@ fn clamp_words(out: &mut [i8], lo: i8, hi: i8) -> usize {
 fn clamp_words(_: &mut [i8], _: i8, _: i8) -> usize {
     0
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Rng;
+
+    /// `fast_requant`'s stage with the nudge from `y`, then the clamp.
+    fn with_y_nudge(v: i32, s: Stage) -> i8 {
+        let y = smmulr(v, s.mult);
+        ((y + (y >> 31) + s.add) >> s.right).clamp(-128, 127) as i8
+    }
+
+    /// Taking the nudge from the multiplied value instead of the product changes no output,
+    /// for every multiplier (also below 2^30), shift and zero point, on values around zero
+    /// and at the ends of the stage's range.
+    #[test]
+    fn nudge_from_the_value_equals_the_nudge_from_the_product() {
+        let mut rng = Rng(0x4D0D_6E01);
+        for case in 0..4000 {
+            let right = 1 + (rng.next() % 21) as u32;
+            let zp = (rng.next() % 256) as i32 - 128;
+            let mult = match case % 3 {
+                0 => 1 << 30,
+                1 => (rng.next() as u32 >> 1) as i32,
+                _ => (1 << 30) + (rng.next() as u32 >> 2) as i32,
+            };
+            let s = Stage {
+                mult,
+                add: (1 << (right - 1)) + (zp << right),
+                right,
+            };
+            for v in (-300..300).chain([-(1 << 30), (1 << 30) - 2]) {
+                let v = v * 2
+                    + if case % 7 == 0 {
+                        0
+                    } else {
+                        (rng.next() % 2) as i32 * 2
+                    };
+                assert_eq!(s.out(v), with_y_nudge(v, s), "{s:?} v {v}");
+            }
+            let v = ((rng.next() as u32) >> 1) as i32 - (1 << 30);
+            assert_eq!(s.out(v), with_y_nudge(v, s), "{s:?} v {v}");
+        }
+    }
+
+    #[test]
+    fn clamp_limits_every_byte() {
+        let mut rng = Rng(0xC1A3_0001);
+        for len in [0, 1, 3, 4, 7, 64, 67] {
+            let values: std::vec::Vec<i8> = (0..len).map(|_| rng.next() as i8).collect();
+            for (lo, hi) in [(-128, 127), (0, 127), (-20, 100), (5, 5), (-128, -100)] {
+                let mut out = values.clone();
+                clamp(&mut out, lo, hi);
+                let want: std::vec::Vec<i8> = values.iter().map(|v| (*v).clamp(lo, hi)).collect();
+                assert_eq!(out, want);
+            }
+        }
+    }
+}
