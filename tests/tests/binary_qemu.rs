@@ -1,6 +1,7 @@
 //! The same-shape ADD, SUB and MUL assembly loops (`core/src/ops/binary_fast.rs`) in the
 //! emulated Cortex-M4: those operators on one input and random constant operands of its shape
-//! (each layer's output a model output, so that no error is hidden by a later layer), every activation, extreme zero points and scales, lengths that are and are not
+//! (each layer's output a model output, so that no error is hidden by a later layer), the
+//! input's shape, per channel (either operand) or a scalar, every activation, extreme zero points and scales, lengths that are and are not
 //! multiples of four, long and short, run by the firmware in QEMU, must print exactly what the
 //! host computes (the portable formulas, which the core's tests compare with the reference on
 //! every pair of int8 values).
@@ -13,15 +14,28 @@ use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfO
 use mote_host::AlignedBytes;
 use mote_tests::synth::Rng;
 
-/// One link of a chain: the operator, its constant's `(scale, zero point)`, its output's, and
-/// its fused activation.
+/// One layer: the operator, its constant's `(scale, zero point)`, its output's, and its fused
+/// activation.
 type Link = (OpCode, (f32, i32), (f32, i32), Activation);
+
+/// How a layer's constant is shaped and placed.
+#[derive(Clone, Copy)]
+enum Form {
+    /// The input's shape, second operand.
+    Same,
+    /// One value per channel (`[C]`), second operand.
+    Channels,
+    /// One value per channel, first operand.
+    ChannelsFirst,
+    /// One value (`[1]`), second operand.
+    Scalar,
+}
 
 /// A model with outputs `op1(x, c1)`, `op2(x, c2)`, ... for the input `x` quantized as
 /// `input`.
-fn parallel(shape: &[usize], input: (f32, i32), links: &[Link], rng: &mut Rng) -> Vec<u8> {
+fn parallel(shape: &[usize], input: (f32, i32), links: &[(Link, Form)], rng: &mut Rng) -> Vec<u8> {
     let mut b = ModelBuilder::new();
-    let tensor = |b: &mut ModelBuilder, (scale, zp): (f32, i32), data| {
+    let tensor = |b: &mut ModelBuilder, shape: &[usize], (scale, zp): (f32, i32), data| {
         b.tensor(TensorDef {
             name: format!("t{}", b.tensors().len()),
             shape: shape.to_vec(),
@@ -30,14 +44,23 @@ fn parallel(shape: &[usize], input: (f32, i32), links: &[Link], rng: &mut Rng) -
             data,
         })
     };
-    let x = tensor(&mut b, input, None);
-    let n: usize = shape.iter().product();
+    let x = tensor(&mut b, shape, input, None);
     let mut outputs = Vec::new();
-    for &(op, constant, output, activation) in links {
+    for &((op, constant, output, activation), form) in links {
+        let c_shape = match form {
+            Form::Same => shape.to_vec(),
+            Form::Channels | Form::ChannelsFirst => vec![shape[shape.len() - 1]],
+            Form::Scalar => vec![1],
+        };
+        let n: usize = c_shape.iter().product();
         let values = (0..n).map(|_| rng.int(-128, 127) as i8).collect();
-        let c = tensor(&mut b, constant, Some(Data::I8(values)));
-        let out = tensor(&mut b, output, None);
-        b.op(OpDef::new(op, &[x, c], out, TfOptions::fused(activation)));
+        let c = tensor(&mut b, &c_shape, constant, Some(Data::I8(values)));
+        let out = tensor(&mut b, shape, output, None);
+        let ins = match form {
+            Form::ChannelsFirst => [c, x],
+            _ => [x, c],
+        };
+        b.op(OpDef::new(op, &ins, out, TfOptions::fused(activation)));
         outputs.push(out);
     }
     b.inputs(&[x]);
@@ -67,14 +90,26 @@ fn binary_loops_in_qemu_equal_the_host() {
         (Add, (0.05, -128), (0.01, 0), Linear),
         (Mul, (0.4, 5), (0.03, -128), Relu6),
     ];
-    let shapes: [&[usize]; 4] = [
+    let shapes: [&[usize]; 5] = [
         &[1, 24, 24, 8],
         &[1, 1, 1, 1031],
         &[1, 3, 5, 7],
-        &[1, 2, 40, 13],
+        &[1, 8, 9, 20],
+        &[1, 7, 9, 18],
+    ];
+    let forms = [
+        Form::Same,
+        Form::Channels,
+        Form::ChannelsFirst,
+        Form::Scalar,
     ];
     let mut rng = Rng::new(0xB1_0A5E);
-    for (i, shape) in shapes.into_iter().enumerate() {
+    for (i, (shape, form)) in shapes
+        .into_iter()
+        .flat_map(|s| forms.map(|f| (s, f)))
+        .enumerate()
+    {
+        let links: Vec<(Link, Form)> = links.iter().map(|&l| (l, form)).collect();
         let model = parallel(shape, (0.0625, -7), &links, &mut rng);
         let in_len: usize = shape.iter().product();
         let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next_u32() as u8).collect();

@@ -11,7 +11,7 @@
 //! the slow way: no scratch memory at all. Broadcast runs go through `super::broadcast`.
 
 use super::binary_fast::{add_tabled, clamp, Stage};
-use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::broadcast::{lower_binary, Binary, BinaryIo, Broadcast, FAST_RUN};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
@@ -22,6 +22,8 @@ use crate::format::OpCode;
 use crate::model::{Decoder, Model};
 use crate::quant::{rounding_divide_by_pot, QuantizedMultiplier};
 use crate::Error;
+
+type Res = Result<(), Error>;
 
 /// Integer parameters of an int8 ADD, as TFLite-Micro's `CalculateOpDataAdd` prepares them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -207,55 +209,57 @@ impl Binary for AddParams {
         self.add_one(x, y)
     }
 
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], scratch: &mut [u8]) -> usize {
-        tabled(self, a, b, out, false, scratch)
+    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
+        tabled(self, a, b, out, false)
+    }
+
+    fn run_walk(&self, run: (&Broadcast, &[i8], &[i8], &mut [i8]), scratch: &mut [u8]) -> Res {
+        run_tables(self, self, false, run, scratch)
     }
 }
 
-/// The scratch ADD and SUB want: room for the two tables if the inputs have the output's
-/// shape and it is long enough to pay, else none.
+/// The scratch ADD and SUB want: room for the two tables if the output is long enough to
+/// pay and made of runs along which both inputs advance (same shapes, or a per-channel
+/// operand of enough channels), else none.
 pub(crate) fn table_scratch(io: &BinaryIo<'_>, model: &Model<'_>) -> Result<usize, Error> {
-    let len = io.one_run_len(model)?;
-    Ok(if len.is_some_and(|n| n >= SCRATCH_FROM) {
-        TABLE_BYTES
-    } else {
-        0
-    })
+    let walk = io.walk(model)?;
+    let tables = walk.is_some_and(|w| w.output_len() >= SCRATCH_FROM && w.runs_both(FAST_RUN));
+    Ok(if tables { TABLE_BYTES } else { 0 })
 }
 
-/// For long outputs of same-shape inputs: writes outputs `TABLE_BYTES..` from the two
-/// rescaling tables (input 2's negated if `negate`: SUB), built in the output's first bytes,
-/// and returns how many leading outputs are left to compute the slow way (all of them if the
-/// output is short or not word-aligned).
-pub(crate) fn tabled(
+/// Runs ADD (`negate` false, `op` its parameters) or SUB over `walk`: from the two tables in
+/// `scratch` if [`table_scratch`] planned them, else as `op` does without.
+pub(crate) fn run_tables<B: Binary>(
     p: &AddParams,
-    a: &[i8],
-    b: &[i8],
-    out: &mut [i8],
+    op: &B,
     negate: bool,
+    (walk, a, b, out): (&Broadcast, &[i8], &[i8], &mut [i8]),
     scratch: &mut [u8],
-) -> usize {
-    if a.len() != out.len() || b.len() != out.len() {
-        return out.len();
-    }
+) -> Result<(), Error> {
     let planned = scratch
         .get_mut(..TABLE_BYTES)
         .and_then(crate::cast::slice_mut::<i32>)
-        .and_then(|t| t.first_chunk_mut::<512>());
-    if let Some(t) = planned.filter(|_| out.len() >= SCRATCH_FROM) {
-        fill_tables(p, t, negate);
-        run_tabled(p, t, a, b, out);
-        return 0;
+        .and_then(|t| t.first_chunk_mut::<512>())
+        .filter(|_| out.len() >= SCRATCH_FROM && walk.runs_both(FAST_RUN));
+    match planned {
+        Some(t) => walk.run(&Tabled::new(p, t, negate), a, b, out, &mut []),
+        None => walk.run(op, a, b, out, &mut []),
     }
-    if out.len() < TABLE_FROM {
+}
+
+/// For long outputs of same-shape inputs without planned scratch: writes outputs
+/// `TABLE_BYTES..` from the two rescaling tables (input 2's negated if `negate`: SUB), built
+/// in the output's first bytes, and returns how many leading outputs are left to compute the
+/// slow way (all of them if the output is short or not word-aligned).
+pub(crate) fn tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8], negate: bool) -> usize {
+    if out.len() < TABLE_FROM || a.len() != out.len() || b.len() != out.len() {
         return out.len();
     }
     let (head, tail) = out.split_at_mut(TABLE_BYTES);
     let Some(t) = crate::cast::i8_as_i32_mut(head).and_then(|t| t.first_chunk_mut::<512>()) else {
         return out.len();
     };
-    fill_tables(p, t, negate);
-    run_tabled(p, t, &a[TABLE_BYTES..], &b[TABLE_BYTES..], tail);
+    Tabled::new(p, t, negate).vv(&a[TABLE_BYTES..], &b[TABLE_BYTES..], tail);
     TABLE_BYTES
 }
 
@@ -283,33 +287,73 @@ fn rescale_all(offset: i32, q: QuantizedMultiplier, left: i32, t: &mut [i32], ne
     }
 }
 
-/// `out[i] = finish(t1[a[i]] + t2[b[i]])` for the tables [`fill_tables`] wrote (which it may
-/// rescale).
-fn run_tabled(p: &AddParams, t: &mut [i32; 512], a: &[i8], b: &[i8], out: &mut [i8]) {
-    // Each table is monotonic in the int8 value: its widest entries are at -128 and 127.
-    let widest = |lo: i32, hi: i32| u64::from(lo.unsigned_abs().max(hi.unsigned_abs()));
-    let max_sum = widest(t[128], t[127]) + widest(t[384], t[383]);
-    let stage = Int8Stage {
-        input_offset: 0,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
-    let fast = ChannelStage::new(0, p.output, &stage, max_sum).fast_parts();
-    let Some((left, mult, add, right)) = fast.filter(|f| f.3 >= 1) else {
-        let (t1, t2) = t.split_at(256);
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
-            *o = p.finish(t1[usize::from(x as u8)].wrapping_add(t2[usize::from(y as u8)]));
-        }
-        return;
-    };
-    // The fast output stage (`fast_requant`): the tables hold the rescaled values already
-    // shifted left by its `left`, which its bound on the sum keeps exact.
-    for v in t.iter_mut() {
-        *v <<= left;
+/// ADD's (or SUB's) arithmetic from its two rescaling tables: `finish(t1[x] + t2[y])`, with
+/// the fast output stage (`fast_requant`) where its bound on the sum holds.
+pub(crate) struct Tabled<'t> {
+    p: &'t AddParams,
+    t: &'t [i32; 512],
+    /// The fast stage; the tables then hold the rescaled values shifted left by its `left`,
+    /// which its bound on the sum keeps exact.
+    stage: Option<Stage>,
+}
+
+impl<'t> Tabled<'t> {
+    /// Fills `t` (see [`fill_tables`]) and picks the output stage.
+    fn new(p: &'t AddParams, t: &'t mut [i32; 512], negate: bool) -> Self {
+        fill_tables(p, t, negate);
+        // Each table is monotonic in the int8 value: its widest entries are at -128 and 127.
+        let widest = |lo: i32, hi: i32| u64::from(lo.unsigned_abs().max(hi.unsigned_abs()));
+        let max_sum = widest(t[128], t[127]) + widest(t[384], t[383]);
+        let stage = Int8Stage {
+            input_offset: 0,
+            output_offset: p.output_offset,
+            act_min: p.act_min,
+            act_max: p.act_max,
+        };
+        let fast = ChannelStage::new(0, p.output, &stage, max_sum).fast_parts();
+        let stage = fast.filter(|f| f.3 >= 1).map(|(left, mult, add, right)| {
+            for v in t.iter_mut() {
+                *v <<= left;
+            }
+            Stage { mult, add, right }
+        });
+        Tabled { p, t, stage }
     }
-    add_tabled(t, Stage { mult, add, right }, a, b, out);
-    clamp(out, p.act_min, p.act_max);
+}
+
+impl Binary for Tabled<'_> {
+    #[inline(always)]
+    fn one(&self, x: i8, y: i8) -> i8 {
+        let v = self.t[usize::from(x as u8)].wrapping_add(self.t[256 + usize::from(y as u8)]);
+        match self.stage {
+            Some(s) => s.out(v).clamp(self.p.act_min, self.p.act_max),
+            None => self.p.finish(v),
+        }
+    }
+
+    fn vv(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
+        let Some(stage) = self.stage else {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = self.one(x, y);
+            }
+            return;
+        };
+        add_tabled(self.t, stage, (a, b), out, out.len());
+        clamp(out, self.p.act_min, self.p.act_max);
+    }
+
+    fn rows(&self, a: &[i8], b: &[i8], out: &mut [i8], row: usize) -> bool {
+        let Some(stage) = self.stage else {
+            return false;
+        };
+        add_tabled(self.t, stage, (a, b), out, row);
+        clamp(out, self.p.act_min, self.p.act_max);
+        true
+    }
+
+    fn fast_runs(&self, len: usize) -> bool {
+        self.stage.is_some() && len >= FAST_RUN
+    }
 }
 
 /// f32 ADD of two same-length tensors, clamped to `clamp = (min, max)` (the fused activation's
@@ -536,6 +580,34 @@ mod tests {
         }
     }
 
+    /// The tables' arithmetic gives ADD's and SUB's on every pair of int8 values, and their
+    /// loops (same shapes, per-channel operands walked run by run, scalars) give the
+    /// per-element arithmetic.
+    #[test]
+    fn tables_equal_the_reference_on_every_pair_and_walk() {
+        let mut rng = Rng(0x7AB_1E55);
+        let mut fast = 0;
+        for case in 0..80 {
+            let Some(p) = random_params(&mut rng, case) else {
+                continue;
+            };
+            for negate in [false, true] {
+                let mut t = [0i32; 512];
+                let tab = Tabled::new(&p, &mut t, negate);
+                fast += usize::from(tab.stage.is_some());
+                let sub = crate::ops::sub::Difference(p);
+                for x in -128..=127i8 {
+                    for y in -128..=127i8 {
+                        let want = if negate { sub.one(x, y) } else { p.one(x, y) };
+                        assert_eq!(tab.one(x, y), want, "{p:?} {x} {y} {negate}");
+                    }
+                }
+                crate::ops::broadcast::tests::check_against_naive(&tab, &mut rng, 14);
+            }
+        }
+        assert!(fast > 60, "only {fast} tables took the fast stage");
+    }
+
     /// Random valid parameters: scales over four decades, any zero points, every activation.
     pub(crate) fn random_params(rng: &mut Rng, case: usize) -> Option<AddParams> {
         let scale = |rng: &mut Rng| 10f32.powf(rng.uniform_f32(-4.0, 0.5));
@@ -587,11 +659,25 @@ mod tests {
             let mut scratch = [0u32; 512];
             let planned = crate::cast::words_as_bytes_mut(&mut scratch);
             for (negate, tables) in [(false, 0), (true, 0), (false, 1), (true, 1)] {
-                let (scratch, from) = match tables {
-                    0 => (&mut [][..], TABLE_BYTES),
-                    _ => (&mut planned[..], 0),
+                let from = match tables {
+                    0 => {
+                        assert_eq!(tabled(&p, &xs, &ys, out, negate), TABLE_BYTES);
+                        TABLE_BYTES
+                    }
+                    _ => {
+                        let s = crate::ops::Shape4::new(1, 1, 1, len);
+                        let walk = Broadcast::new(s, s, s).unwrap();
+                        let run = (&walk, &xs[..], &ys[..], &mut out[..]);
+                        match negate {
+                            false => run_tables(&p, &p, false, run, planned).unwrap(),
+                            true => {
+                                let d = crate::ops::sub::Difference(p);
+                                run_tables(&p, &d, true, run, planned).unwrap()
+                            }
+                        }
+                        0
+                    }
                 };
-                assert_eq!(tabled(&p, &xs, &ys, out, negate, scratch), from);
                 for i in from..len {
                     let (x, y) = (xs[i], ys[i]);
                     let want = match negate {

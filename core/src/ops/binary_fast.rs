@@ -39,25 +39,58 @@ impl Stage {
 }
 
 /// `out[i] = stage(t[a[i]] + t[256 + b[i]])` (tables indexed by the int8 value's bits), for
-/// ADD and SUB from their two rescaling tables. The caller guarantees `stage.right >= 1` and
-/// that no sum of two entries overflows.
-pub(crate) fn add_tabled(t: &[i32; 512], stage: Stage, a: &[i8], b: &[i8], out: &mut [i8]) {
-    let n = out.len().min(a.len()).min(b.len());
-    let done = add_tabled_words(t, stage, &a[..n], &b[..n], &mut out[..n]);
+/// ADD and SUB from their two rescaling tables, over `out` in rows of `row` elements: each
+/// input is either as long as `out` (it advances) or one row long (it repeats every row: a
+/// per-channel operand). The caller guarantees `stage.right >= 1` and that no sum of two
+/// entries overflows; other lengths write nothing.
+pub(crate) fn add_tabled(
+    t: &[i32; 512],
+    stage: Stage,
+    (a, b): (&[i8], &[i8]),
+    out: &mut [i8],
+    row: usize,
+) {
+    let n = out.len();
+    let fits = |len: usize| len == n || len == row;
+    if row == 0 || n % row != 0 || !fits(a.len()) || !fits(b.len()) {
+        return;
+    }
+    let same = a.len() == n && b.len() == n;
+    // Same shapes: one row of the leading multiple of four, the rest element by element.
+    let (row, done) = match same {
+        true => (n & !3, n & !3),
+        false => (row, n),
+    };
+    let words = row % 4 == 0 && add_tabled_words(t, stage, (a, b), &mut out[..done], row);
     let (t1, t2) = t.split_at(256);
-    for ((o, &x), &y) in out[done..n].iter_mut().zip(&a[done..n]).zip(&b[done..n]) {
+    let from = if words { done } else { 0 };
+    for (i, o) in out.iter_mut().enumerate().skip(from) {
+        let (x, y) = (a[i % a.len()], b[i % b.len()]);
         *o = stage.out(t1[usize::from(x as u8)].wrapping_add(t2[usize::from(y as u8)]));
     }
 }
 
-/// The assembly part of [`add_tabled`]: the leading multiple of four elements of same-length
-/// slices. Returns how many it wrote.
+/// The assembly part of [`add_tabled`]: rows of a multiple of four elements. Returns whether
+/// it ran.
 #[cfg(mote_dsp)]
-fn add_tabled_words(t: &[i32; 512], stage: Stage, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
-    let n = out.len() & !3;
-    if n == 0 || a.len() < n || b.len() < n || stage.right == 0 {
-        return 0;
+fn add_tabled_words(
+    t: &[i32; 512],
+    stage: Stage,
+    (a, b): (&[i8], &[i8]),
+    out: &mut [i8],
+    row: usize,
+) -> bool {
+    let n = out.len();
+    let rewind = |len: usize| if len == row && n > row { row } else { 0 };
+    let advances = |len: usize| len >= n || len == row;
+    if n == 0 || row == 0 || n % row != 0 || stage.right == 0 || !advances(a.len()) {
+        return false;
     }
+    if !advances(b.len()) {
+        return false;
+    }
+    // Rewinds of each input at a row's end (its row length if it repeats), and the row length.
+    let rows = [rewind(a.len()), rewind(b.len()), row];
     // One element: two bytes, their table entries, the output stage, one byte out.
     macro_rules! element {
         () => {
@@ -73,19 +106,36 @@ fn add_tabled_words(t: &[i32; 512], stage: Stage, a: &[i8], b: &[i8], out: &mut 
              strb r12, [r2], #1"
         };
     }
-    // SAFETY: r0/r1 read `n` bytes of `a`/`b` (both at least `n` long), r2 writes `n` bytes
-    // of `out`, stopping when it reaches r3 = `out + n`, a non-zero multiple of 4 away. The
-    // table reads index 256 words from r4 and from r5 = r4 + 1024 with a byte (0..=255): all
-    // inside the 512-word table. Only the named registers and the flags are changed.
+    // SAFETY: r2 writes the `n` bytes of `out` row by row (`row` bytes, a non-zero multiple of
+    // 4, until lr), stopping at r3 = `out + n`, a multiple of `row` away. r0/r1 read a byte of
+    // `a`/`b` per output byte, and at each row's end step back by their rewind: an input as
+    // long as `out` never steps back, one a row long steps back to its start, so every read
+    // is inside its slice. The table reads index 256 words from r4 and from r5 = r4 + 1024
+    // with a byte (0..=255): inside the 512-word table. r6 and r7 (not allowed as operands)
+    // are saved and restored, and so is the stack pointer; the other registers changed are
+    // named.
     unsafe {
         asm!(
+            "push {{r6, r7}}",
+            "ldrd r6, r7, [r11]",
+            "ldr r11, [r11, #8]",
+            "push {{r11}}",
             "1:",
+            "ldr lr, [sp]",
+            "add lr, lr, r2",
+            "2:",
             element!(),
             element!(),
             element!(),
             element!(),
+            "cmp r2, lr",
+            "bne 2b",
+            "sub r0, r0, r6",
+            "sub r1, r1, r7",
             "cmp r2, r3",
             "bne 1b",
+            "add sp, #4",
+            "pop {{r6, r7}}",
             inout("r0") a.as_ptr() => _,
             inout("r1") b.as_ptr() => _,
             inout("r2") out.as_mut_ptr() => _,
@@ -95,17 +145,17 @@ fn add_tabled_words(t: &[i32; 512], stage: Stage, a: &[i8], b: &[i8], out: &mut 
             in("r8") stage.mult,
             in("r9") stage.add,
             in("r10") stage.right,
-            out("r11") _,
+            inout("r11") rows.as_ptr() => _,
             out("r12") _,
-            options(nostack),
+            out("lr") _,
         );
     }
-    n
+    true
 }
 
 #[cfg(not(mote_dsp))]
-fn add_tabled_words(_: &[i32; 512], _: Stage, _: &[i8], _: &[i8], _: &mut [i8]) -> usize {
-    0
+fn add_tabled_words(_: &[i32; 512], _: Stage, _: (&[i8], &[i8]), _: &mut [i8], _: usize) -> bool {
+    false
 }
 
 /// The offsets and stage of a same-shape int8 MUL whose multiplier is below one half (its
@@ -272,6 +322,62 @@ fn clamp_words(out: &mut [i8], lo: i8, hi: i8) -> usize {
 
 #[cfg(not(mote_dsp))]
 fn clamp_words(_: &mut [i8], _: i8, _: i8) -> usize {
+    0
+}
+
+/// `out[i] = table[xs[i] as u8]` for same-length slices.
+pub(crate) fn lookup(table: &[i8; 256], xs: &[i8], out: &mut [i8]) {
+    let n = out.len().min(xs.len());
+    let done = lookup_words(table, &xs[..n], &mut out[..n]);
+    for (o, &x) in out[done..n].iter_mut().zip(&xs[done..n]) {
+        *o = table[usize::from(x as u8)];
+    }
+}
+
+/// The assembly part of [`lookup`]: the leading multiple of eight elements. Returns how many
+/// it wrote.
+#[cfg(mote_dsp)]
+fn lookup_words(table: &[i8; 256], xs: &[i8], out: &mut [i8]) -> usize {
+    let n = out.len() & !7;
+    if n == 0 || xs.len() < n {
+        return 0;
+    }
+    macro_rules! element {
+        () => {
+            "ldrb r12, [r0], #1
+             ldrb r12, [r2, r12]
+             strb r12, [r1], #1"
+        };
+    }
+    // SAFETY: r0 reads `n` bytes of `xs`, r1 writes `n` bytes of `out`, stopping at r3 =
+    // `out + n`, a non-zero multiple of 8 away; the table read is at a byte (0..=255) from
+    // the start of the 256-byte table. Only the named registers and the flags change.
+    unsafe {
+        asm!(
+            "1:",
+            element!(),
+            element!(),
+            element!(),
+            element!(),
+            element!(),
+            element!(),
+            element!(),
+            element!(),
+            "cmp r1, r3",
+            "bne 1b",
+            inout("r0") xs.as_ptr() => _,
+            inout("r1") out.as_mut_ptr() => _,
+            in("r2") table.as_ptr(),
+            in("r3") out.as_mut_ptr().add(n),
+            out("r12") _,
+            options(nostack),
+        );
+    }
+    n
+}
+
+#[cfg(not(mote_dsp))]
+fn lookup_words(_: &[i8; 256], _: &[i8], _: &mut [i8]) -> usize {
     0
 }
 

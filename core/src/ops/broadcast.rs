@@ -24,6 +24,10 @@ use crate::Error;
 /// 256 elements' work).
 const TABLE_FROM: usize = 512;
 
+/// Run length from which an operator's fast loop over runs of both inputs beats tabulating a
+/// per-channel operand channel by channel (see [`Binary::fast_runs`]).
+pub(crate) const FAST_RUN: usize = 16;
+
 /// One input of a binary operator: an activation in the arena, or a constant in the blob.
 #[derive(Debug, Clone, Copy)]
 pub enum Operand<'a> {
@@ -123,9 +127,8 @@ impl<'a> BinaryIo<'a> {
         }
     }
 
-    /// The output's length if the whole output is one run along which both inputs advance
-    /// (same-shape inputs), else `None`.
-    pub(crate) fn one_run_len(&self, model: &Model<'_>) -> Result<Option<usize>, Error> {
+    /// The walk over its tensors' shapes in `model` (`None` if they do not broadcast).
+    pub(crate) fn walk(&self, model: &Model<'_>) -> Result<Option<Broadcast>, Error> {
         let shape = |o: &Operand<'_>| -> Result<Shape4, Error> {
             Ok(match o {
                 Operand::Arena(i) => model.tensor(*i)?.shape,
@@ -135,10 +138,7 @@ impl<'a> BinaryIo<'a> {
             })
         };
         let out = model.tensor(self.output)?.shape;
-        let walk = Broadcast::new(shape(&self.a)?, shape(&self.b)?, out);
-        Ok(walk
-            .filter(|w| w.outer.iter().all(|d| d.size == 1) && (w.run.a, w.run.b) == (1, 1))
-            .map(|w| w.run.size))
+        Ok(Broadcast::new(shape(&self.a)?, shape(&self.b)?, out))
     }
 
     /// Runs `op` over the views the interpreter borrowed.
@@ -149,7 +149,7 @@ impl<'a> BinaryIo<'a> {
             Broadcast::new(a.shape, b.shape, v.output.shape).ok_or(Error::InvalidParameter {
                 what: why!("output shape is not the inputs' broadcast shape"),
             })?;
-        walk.run(op, a.data, b.data, v.output.data, v.scratch)
+        op.run_walk((&walk, a.data, b.data, v.output.data), v.scratch)
     }
 }
 
@@ -277,6 +277,17 @@ impl Broadcast {
         })
     }
 
+    /// Elements of the output.
+    pub(crate) fn output_len(&self) -> usize {
+        self.lens[2]
+    }
+
+    /// Whether the walk is made of runs of at least `min` elements along which both inputs
+    /// advance (same shapes, or a per-channel operand with at least `min` channels).
+    pub(crate) fn runs_both(&self, min: usize) -> bool {
+        (self.run.a, self.run.b) == (1, 1) && self.run.size >= min
+    }
+
     /// Runs `op` over the whole output; `scratch` is the operator's planned scratch.
     pub(crate) fn run<B: Binary>(
         &self,
@@ -300,7 +311,12 @@ impl Broadcast {
             let rest = op.whole(a, b, out, scratch);
             return self.range(op, a, b, out, rest);
         }
-        if let Some(()) = self.per_channel(op, a, b, out) {
+        if op.fast_runs(run.size) {
+            let rows = self.per_channel_form(a, b, out).is_some();
+            if rows && op.rows(a, b, out, run.size) {
+                return Ok(());
+            }
+        } else if self.per_channel(op, a, b, out).is_some() {
             return Ok(());
         }
         self.range(op, a, b, out, out.len())
@@ -336,8 +352,8 @@ impl Broadcast {
                     let (x, y) = (a.get(at_a).ok_or(bad)?, b.get(at_b).ok_or(bad)?);
                     match (run.a, run.b) {
                         (1, 1) => op.vv(a_run, b_run, o),
-                        (1, _) => repeat(op, a_run.iter(), *y, false, o.iter_mut()),
-                        (_, 1) => repeat(op, b_run.iter(), *x, true, o.iter_mut()),
+                        (1, _) => repeat_run(op, a_run, *y, false, o),
+                        (_, 1) => repeat_run(op, b_run, *x, true, o),
                         _ => o.fill(op.one(*x, *y)),
                     }
                     start += len;
@@ -351,19 +367,11 @@ impl Broadcast {
     /// output): channel by channel, each channel's table serving every position. `None` (and
     /// nothing written) if the layer is not of that form or too short to pay.
     fn per_channel<B: Binary>(&self, op: &B, a: &[i8], b: &[i8], out: &mut [i8]) -> Option<()> {
-        let [d0, d1, outer] = self.outer;
-        let (run, channels) = (self.run, self.run.size);
-        if d0.size != 1 || d1.size != 1 || run.a != 1 || run.b != 1 || outer.size < TABLE_FROM {
+        if self.outer[2].size < TABLE_FROM {
             return None;
         }
-        let (full, repeated, swapped) = match (outer.a, outer.b) {
-            (0, s) if s == channels => (b, a, true),
-            (s, 0) if s == channels => (a, b, false),
-            _ => return None,
-        };
-        if repeated.len() != channels || full.len() != out.len() {
-            return None;
-        }
+        let channels = self.run.size;
+        let (full, repeated, swapped) = self.per_channel_form(a, b, out)?;
         for (c, &y) in repeated.iter().enumerate() {
             let xs = full.get(c..)?.iter().step_by(channels);
             let os = out.get_mut(c..)?.iter_mut().step_by(channels);
@@ -371,6 +379,46 @@ impl Broadcast {
         }
         Some(())
     }
+}
+
+impl Broadcast {
+    /// If one input is `[C]` repeated over positions and the other the whole output (checked
+    /// against the slices' lengths): `(full, repeated, swapped)`, `swapped` if the repeated one
+    /// is input 1.
+    fn per_channel_form<'s>(
+        &self,
+        a: &'s [i8],
+        b: &'s [i8],
+        out: &[i8],
+    ) -> Option<(&'s [i8], &'s [i8], bool)> {
+        let [d0, d1, outer] = self.outer;
+        let (run, channels) = (self.run, self.run.size);
+        if d0.size != 1 || d1.size != 1 || run.a != 1 || run.b != 1 {
+            return None;
+        }
+        let (full, repeated, swapped) = match (outer.a, outer.b) {
+            (0, s) if s == channels => (b, a, true),
+            (s, 0) if s == channels => (a, b, false),
+            _ => return None,
+        };
+        (repeated.len() == channels && full.len() == out.len()).then_some((full, repeated, swapped))
+    }
+}
+
+/// [`repeat`] for a contiguous run: its table lookups are the assembly loop of
+/// `binary_fast::lookup` where there is one.
+fn repeat_run<B: Binary>(op: &B, xs: &[i8], y: i8, swapped: bool, out: &mut [i8]) {
+    if xs.len() < TABLE_FROM {
+        return repeat(op, xs.iter(), y, swapped, out.iter_mut());
+    }
+    let mut table = [0i8; 256];
+    for (t, v) in table.iter_mut().zip(0..=255u8) {
+        *t = match swapped {
+            false => op.one(v as i8, y),
+            true => op.one(y, v as i8),
+        };
+    }
+    super::binary_fast::lookup(&table, xs, out);
 }
 
 /// `out[i] = op(xs[i], y)` (or `op(y, xs[i])` if `swapped`): tabulated when long.
@@ -413,6 +461,32 @@ pub(crate) trait Binary {
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             *o = self.one(x, y);
         }
+    }
+
+    /// Whether [`Self::vv`] on runs of `len` elements is fast enough that a per-channel operand
+    /// is best walked run by run (one run per position) rather than tabulated per channel.
+    fn fast_runs(&self, _len: usize) -> bool {
+        false
+    }
+
+    /// A per-channel operand: `out` in rows of `row` elements, each input either as long as
+    /// `out` or one row long (repeated every row). An operator with a loop for it runs it and
+    /// returns `true`; `false` (the default) leaves `out` to the runs.
+    fn rows(&self, _a: &[i8], _b: &[i8], _out: &mut [i8], _row: usize) -> bool {
+        false
+    }
+
+    /// Runs the whole `walk` over inputs `a`, `b` and the output `out`, given the operator's
+    /// planned scratch: an operator may first prepare something there (ADD's tables).
+    fn run_walk(
+        &self,
+        (walk, a, b, out): (&Broadcast, &[i8], &[i8], &mut [i8]),
+        scratch: &mut [u8],
+    ) -> Result<(), Error>
+    where
+        Self: Sized,
+    {
+        walk.run(self, a, b, out, scratch)
     }
 
     /// Same-shape inputs (the whole output is one run): an operator's faster path may compute
@@ -486,6 +560,9 @@ pub(crate) mod tests {
             (Shape4::new(2, 40, 40, 3), Shape4::new(2, 40, 40, 3)),
             (Shape4::new(1, 1, 700, 1), Shape4::new(1, 1, 700, 1)),
             (Shape4::new(1, 1, 1, 1), Shape4::new(1, 1, 1, 1)),
+            (Shape4::new(1, 6, 6, 32), Shape4::new(1, 1, 1, 32)),
+            (Shape4::new(1, 1, 1, 20), Shape4::new(1, 5, 7, 20)),
+            (Shape4::new(1, 1, 1, 1), Shape4::new(1, 1, 1, 1027)),
         ];
         for case in 0..cases {
             let (sa, sb) = match specials.get(case) {
