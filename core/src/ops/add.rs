@@ -5,10 +5,12 @@
 //! output scale. Every rounding step is TFLite's, so results match it bit for bit. SUB
 //! (`super::sub`) is the same arithmetic with the second input's value negated.
 //!
-//! Each input's rescaled value depends on its int8 value alone, so a long same-shape ADD first
-//! tabulates both rescalings (2 x 256 words) and then only requantizes the sum per element. The
-//! tables live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last,
-//! the slow way: no scratch memory at all. Broadcast runs go through `super::broadcast`.
+//! Each input's rescaled value depends on its int8 value alone, so a long ADD whose runs advance
+//! through both inputs (same shapes, or a per-channel operand) first tabulates both rescalings
+//! (2 x 256 words, `Tabled`) and then only requantizes the sum per element, in the assembly
+//! loop of `super::binary_fast`. The tables live in the layer's planned scratch (2 KB); a
+//! same-shape layer without it keeps them in the first `TABLE_BYTES` of its output, which are
+//! computed last, the slow way. Other broadcasts go through `super::broadcast`.
 
 use super::binary_fast::{add_tabled, clamp, Stage};
 use super::broadcast::{lower_binary, Binary, BinaryIo, Broadcast, FAST_RUN};
@@ -241,10 +243,12 @@ pub(crate) fn run_tables<B: Binary>(
         .and_then(crate::cast::slice_mut::<i32>)
         .and_then(|t| t.first_chunk_mut::<512>())
         .filter(|_| out.len() >= SCRATCH_FROM && walk.runs_both(FAST_RUN));
-    match planned {
-        Some(t) => walk.run(&Tabled::new(p, t, negate), a, b, out, &mut []),
-        None => walk.run(op, a, b, out, &mut []),
+    if let Some((t, row)) = planned.zip(walk.rows_of(a, b, out)) {
+        if Tabled::new(p, t, negate).rows(a, b, out, row) {
+            return Ok(());
+        }
     }
+    walk.run(op, a, b, out, &mut [])
 }
 
 /// For long outputs of same-shape inputs without planned scratch: writes outputs

@@ -11,7 +11,9 @@
 //! An input repeated over a long run is a function of the other input's int8 value alone: its
 //! 256 outputs are tabulated once and the run becomes a table lookup per element, exact by
 //! construction. A per-channel operand (`x * scale[c]`) is walked channel by channel so that
-//! each channel's table serves every position.
+//! each channel's table serves every position, unless the operator has a fast loop over rows
+//! of channels ([`Binary::fast_runs`], [`Binary::rows`]: ADD, SUB and MUL), which computes each
+//! element in fewer instructions than a table costs to build per channel.
 
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Views};
@@ -382,6 +384,17 @@ impl Broadcast {
 }
 
 impl Broadcast {
+    /// The row length if the output is rows along which both inputs advance, each input
+    /// either the whole output or one row repeated (same shapes: one row; a per-channel
+    /// operand: rows of its channels). `None` for other walks or mismatched slices.
+    pub(crate) fn rows_of(&self, a: &[i8], b: &[i8], out: &[i8]) -> Option<usize> {
+        let one_run = self.outer.iter().all(|d| d.size == 1) && (self.run.a, self.run.b) == (1, 1);
+        if one_run && a.len() == out.len() && b.len() == out.len() {
+            return Some(out.len());
+        }
+        self.per_channel_form(a, b, out).map(|_| self.run.size)
+    }
+
     /// If one input is `[C]` repeated over positions and the other the whole output (checked
     /// against the slices' lengths): `(full, repeated, swapped)`, `swapped` if the repeated one
     /// is input 1.
@@ -411,14 +424,21 @@ fn repeat_run<B: Binary>(op: &B, xs: &[i8], y: i8, swapped: bool, out: &mut [i8]
     if xs.len() < TABLE_FROM {
         return repeat(op, xs.iter(), y, swapped, out.iter_mut());
     }
-    let mut table = [0i8; 256];
+    let mut t = [0i8; 256];
+    table(op, y, swapped, &mut t);
+    super::binary_fast::lookup(&t, xs, out);
+}
+
+/// `table` = `op(x, y)` (or `op(y, x)` if `swapped`) for every int8 `x`, indexed by its bits: 0..=127,
+/// then -128..=-1. Out of line: one copy of the operator's arithmetic serves every caller.
+#[inline(never)]
+fn table<B: Binary>(op: &B, y: i8, swapped: bool, table: &mut [i8; 256]) {
     for (t, v) in table.iter_mut().zip(0..=255u8) {
         *t = match swapped {
             false => op.one(v as i8, y),
             true => op.one(y, v as i8),
         };
     }
-    super::binary_fast::lookup(&table, xs, out);
 }
 
 /// `out[i] = op(xs[i], y)` (or `op(y, xs[i])` if `swapped`): tabulated when long.
@@ -439,13 +459,10 @@ fn repeat<'x, 'o, B: Binary>(
         }
         return;
     }
-    // Indexed by the int8 value's bits: 0..=127, then -128..=-1.
-    let mut table = [0i8; 256];
-    for (t, v) in table.iter_mut().zip(0..=255u8) {
-        *t = f(v as i8);
-    }
+    let mut t = [0i8; 256];
+    table(op, y, swapped, &mut t);
     for (o, &x) in out.zip(xs) {
-        *o = table[usize::from(x as u8)];
+        *o = t[usize::from(x as u8)];
     }
 }
 
