@@ -5,23 +5,27 @@
 //! output scale. Every rounding step is TFLite's, so results match it bit for bit. SUB
 //! (`super::sub`) is the same arithmetic with the second input's value negated.
 //!
-//! Each input's rescaled value depends on its int8 value alone, so a long same-shape ADD first
-//! tabulates both rescalings (2 x 256 words) and then only requantizes the sum per element. The
-//! tables live in the first `TABLE_BYTES` (2 KB) of the output itself, which are computed last,
-//! the slow way: no scratch memory at all. Broadcast runs go through `super::broadcast`.
+//! Each input's rescaled value depends on its int8 value alone, so a long ADD whose runs advance
+//! through both inputs (same shapes, or a per-channel operand) first tabulates both rescalings
+//! (2 x 256 words, `Tabled`) and then only requantizes the sum per element, in the assembly
+//! loop of `super::binary_fast`. The tables live in the layer's planned scratch (2 KB); a
+//! same-shape layer without it keeps them in the first `TABLE_BYTES` of its output, which are
+//! computed last, the slow way. Other broadcasts go through `super::broadcast`.
 
-use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::binary_fast::{add_tabled, clamp, Stage};
+use super::broadcast::{lower_binary, Binary, BinaryIo, Broadcast, FAST_RUN};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
-use super::simd::smmulr;
 use super::Activation;
 use super::Int8Stage;
 use crate::format::OpCode;
-use crate::model::Decoder;
-use crate::quant::QuantizedMultiplier;
+use crate::model::{Decoder, Model};
+use crate::quant::{rounding_divide_by_pot, QuantizedMultiplier};
 use crate::Error;
+
+type Res = Result<(), Error>;
 
 /// Integer parameters of an int8 ADD, as TFLite-Micro's `CalculateOpDataAdd` prepares them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,8 +56,12 @@ const INT8_LEFT_SHIFT: i32 = 20;
 
 /// Output bytes that hold the two rescaling tables while the rest of the output is written.
 const TABLE_BYTES: usize = 2 * 256 * 4;
-/// Outputs from which tabulating pays: building the tables costs about 512 elements' work.
+/// Outputs from which tabulating in the output pays: building the tables costs about 512
+/// elements' work, and the first `TABLE_BYTES` outputs are computed the slow way.
 const TABLE_FROM: usize = 2 * TABLE_BYTES;
+/// Outputs from which tabulating in planned scratch pays (each element is then computed in a
+/// tenth of the per-element arithmetic's time).
+pub(crate) const SCRATCH_FROM: usize = 1024;
 
 /// TFLite's `QuantizeMultiplierSmallerThanOneExp`: `QuantizeMultiplier` restricted to
 /// multipliers in (0, 1) whose encoding needs no left shift (TFLite aborts otherwise).
@@ -192,7 +200,7 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), E
     super::built(OpCode::Add)?;
     check_lengths(a.len(), b.len(), out.len())?;
     p.validate()?;
-    let slow = p.whole(a, b, out);
+    let slow = p.whole(a, b, out, &mut []);
     p.vv(&a[..slow], &b[..slow], &mut out[..slow]);
     Ok(())
 }
@@ -203,67 +211,153 @@ impl Binary for AddParams {
         self.add_one(x, y)
     }
 
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
+    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
         tabled(self, a, b, out, false)
+    }
+
+    fn run_walk(&self, run: (&Broadcast, &[i8], &[i8], &mut [i8]), scratch: &mut [u8]) -> Res {
+        run_tables(self, self, false, run, scratch)
     }
 }
 
-/// For long outputs of same-shape inputs: writes outputs `TABLE_BYTES..` from the two
-/// rescaling tables (input 2's negated if `negate`: SUB), built in the output's first bytes,
-/// and returns how many leading outputs are left to compute the slow way (all of them if the
-/// output is short or not word-aligned).
+/// The scratch ADD and SUB want: room for the two tables if the output is long enough to
+/// pay and made of runs along which both inputs advance (same shapes, or a per-channel
+/// operand of enough channels), else none.
+pub(crate) fn table_scratch(io: &BinaryIo<'_>, model: &Model<'_>) -> Result<usize, Error> {
+    let walk = io.walk(model)?;
+    let tables = walk.is_some_and(|w| w.output_len() >= SCRATCH_FROM && w.runs_both(FAST_RUN));
+    Ok(if tables { TABLE_BYTES } else { 0 })
+}
+
+/// Runs ADD (`negate` false, `op` its parameters) or SUB over `walk`: from the two tables in
+/// `scratch` if [`table_scratch`] planned them, else as `op` does without.
+pub(crate) fn run_tables<B: Binary>(
+    p: &AddParams,
+    op: &B,
+    negate: bool,
+    (walk, a, b, out): (&Broadcast, &[i8], &[i8], &mut [i8]),
+    scratch: &mut [u8],
+) -> Result<(), Error> {
+    let planned = scratch
+        .get_mut(..TABLE_BYTES)
+        .and_then(crate::cast::slice_mut::<i32>)
+        .and_then(|t| t.first_chunk_mut::<512>())
+        .filter(|_| out.len() >= SCRATCH_FROM && walk.runs_both(FAST_RUN));
+    if let Some((t, row)) = planned.zip(walk.rows_of(a, b, out)) {
+        if Tabled::new(p, t, negate).rows(a, b, out, row) {
+            return Ok(());
+        }
+    }
+    walk.run(op, a, b, out, &mut [])
+}
+
+/// For long outputs of same-shape inputs without planned scratch: writes outputs
+/// `TABLE_BYTES..` from the two rescaling tables (input 2's negated if `negate`: SUB), built
+/// in the output's first bytes, and returns how many leading outputs are left to compute the
+/// slow way (all of them if the output is short or not word-aligned).
 pub(crate) fn tabled(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8], negate: bool) -> usize {
     if out.len() < TABLE_FROM || a.len() != out.len() || b.len() != out.len() {
         return out.len();
     }
     let (head, tail) = out.split_at_mut(TABLE_BYTES);
-    let Some((t1, t2)) =
-        crate::cast::i8_as_i32_mut(head).and_then(|t| t.split_first_chunk_mut::<256>())
-    else {
+    let Some(t) = crate::cast::i8_as_i32_mut(head).and_then(|t| t.first_chunk_mut::<512>()) else {
         return out.len();
     };
-    let Some(t2) = t2.first_chunk_mut::<256>() else {
-        return out.len();
-    };
-    // Indexed by the int8 value's bits: 0..=127, then -128..=-1.
-    for (v, (r1, r2)) in (0..=255u8).zip(t1.iter_mut().zip(t2.iter_mut())) {
-        let y = p.rescaled2(v as i8);
-        (*r1, *r2) = (
-            p.rescaled1(v as i8),
-            if negate { y.wrapping_neg() } else { y },
-        );
-    }
-    let ins = a.iter().zip(b).skip(TABLE_BYTES);
-    let widest = |t: &[i32; 256]| t.iter().map(|v| u64::from(v.unsigned_abs())).max();
-    let max_sum = widest(t1).unwrap_or(0) + widest(t2).unwrap_or(0);
-    let stage = Int8Stage {
-        input_offset: 0,
-        output_offset: p.output_offset,
-        act_min: p.act_min,
-        act_max: p.act_max,
-    };
-    let fast = ChannelStage::new(0, p.output, &stage, max_sum).fast_parts();
-    let Some((left, mult, add, right)) = fast else {
-        for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
-            *o = p.finish(t1[usize::from(x as u8)].wrapping_add(t2[usize::from(y as u8)]));
-        }
-        return TABLE_BYTES;
-    };
-    // The fast output stage (`fast_requant`): the tables hold the rescaled values already
-    // shifted left by its `left`, which its bound on the sum keeps exact.
-    for t in [&mut *t1, &mut *t2] {
-        for v in t.iter_mut() {
-            *v <<= left;
-        }
-    }
-    let neg = -i32::from(right > 0);
-    let (lo, hi) = (i32::from(p.act_min), i32::from(p.act_max));
-    for (o, (&x, &y)) in tail.iter_mut().zip(ins) {
-        let acc = t1[usize::from(x as u8)] + t2[usize::from(y as u8)];
-        let y = smmulr(acc, mult);
-        *o = ((y + ((y >> 31) & neg) + add) >> right).clamp(lo, hi) as i8;
-    }
+    Tabled::new(p, t, negate).vv(&a[TABLE_BYTES..], &b[TABLE_BYTES..], tail);
     TABLE_BYTES
+}
+
+/// Input 1's rescaled values, then input 2's (negated if `negate`: SUB), each indexed by the
+/// int8 value's bits: 0..=127, then -128..=-1.
+fn fill_tables(p: &AddParams, t: &mut [i32; 512], negate: bool) {
+    let (t1, t2) = t.split_at_mut(256);
+    rescale_all(p.input1_offset, p.input1, p.left_shift, t1, false);
+    rescale_all(p.input2_offset, p.input2, p.left_shift, t2, negate);
+}
+
+/// `t[v as u8] = ±rdbp(srdhm((v + offset) << left, q), -q.shift)` for every int8 `v`: what
+/// [`AddParams::rescaled1`] computes, stepping through the products instead of multiplying
+/// each. With `a = k << left`, `srdhm(a, m) = floor((a * m + 2^30) / 2^31)` exactly (the
+/// saturating case needs `m = i32::MIN`, which `validate` refuses).
+fn rescale_all(offset: i32, q: QuantizedMultiplier, left: i32, t: &mut [i32], negate: bool) {
+    let step = i64::from(q.multiplier) << (left & 31);
+    let mut x = i64::from(offset - 128) * step + (1 << 30);
+    for v in -128..=127i8 {
+        let r = rounding_divide_by_pot((x >> 31) as i32, -q.shift);
+        if let Some(slot) = t.get_mut(usize::from(v as u8)) {
+            *slot = if negate { r.wrapping_neg() } else { r };
+        }
+        x += step;
+    }
+}
+
+/// ADD's (or SUB's) arithmetic from its two rescaling tables: `finish(t1[x] + t2[y])`, with
+/// the fast output stage (`fast_requant`) where its bound on the sum holds.
+pub(crate) struct Tabled<'t> {
+    p: &'t AddParams,
+    t: &'t [i32; 512],
+    /// The fast stage; the tables then hold the rescaled values shifted left by its `left`,
+    /// which its bound on the sum keeps exact.
+    stage: Option<Stage>,
+}
+
+impl<'t> Tabled<'t> {
+    /// Fills `t` (see [`fill_tables`]) and picks the output stage.
+    fn new(p: &'t AddParams, t: &'t mut [i32; 512], negate: bool) -> Self {
+        fill_tables(p, t, negate);
+        // Each table is monotonic in the int8 value: its widest entries are at -128 and 127.
+        let widest = |lo: i32, hi: i32| u64::from(lo.unsigned_abs().max(hi.unsigned_abs()));
+        let max_sum = widest(t[128], t[127]) + widest(t[384], t[383]);
+        let stage = Int8Stage {
+            input_offset: 0,
+            output_offset: p.output_offset,
+            act_min: p.act_min,
+            act_max: p.act_max,
+        };
+        let fast = ChannelStage::new(0, p.output, &stage, max_sum).fast_parts();
+        let stage = fast.filter(|f| f.3 >= 1).map(|(left, mult, add, right)| {
+            for v in t.iter_mut() {
+                *v <<= left;
+            }
+            Stage { mult, add, right }
+        });
+        Tabled { p, t, stage }
+    }
+}
+
+impl Binary for Tabled<'_> {
+    #[inline(always)]
+    fn one(&self, x: i8, y: i8) -> i8 {
+        let v = self.t[usize::from(x as u8)].wrapping_add(self.t[256 + usize::from(y as u8)]);
+        match self.stage {
+            Some(s) => s.out(v).clamp(self.p.act_min, self.p.act_max),
+            None => self.p.finish(v),
+        }
+    }
+
+    fn vv(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
+        let Some(stage) = self.stage else {
+            for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                *o = self.one(x, y);
+            }
+            return;
+        };
+        add_tabled(self.t, stage, (a, b), out, out.len());
+        clamp(out, self.p.act_min, self.p.act_max);
+    }
+
+    fn rows(&self, a: &[i8], b: &[i8], out: &mut [i8], row: usize) -> bool {
+        let Some(stage) = self.stage else {
+            return false;
+        };
+        add_tabled(self.t, stage, (a, b), out, row);
+        clamp(out, self.p.act_min, self.p.act_max);
+        true
+    }
+
+    fn fast_runs(&self, len: usize) -> bool {
+        self.stage.is_some() && len >= FAST_RUN
+    }
 }
 
 /// f32 ADD of two same-length tensors, clamped to `clamp = (min, max)` (the fused activation's
@@ -388,6 +482,10 @@ impl<'a> Operator<'a> for Add<'a> {
         Some(self.tensors.io())
     }
 
+    fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
+        Ok(Some(table_scratch(&self.tensors, model)?))
+    }
+
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         super::built(OpCode::Add)?;
         self.tensors.run(&self.params, v)
@@ -402,6 +500,40 @@ mod tests {
 
     const fn qm(multiplier: i32, shift: i32) -> QuantizedMultiplier {
         QuantizedMultiplier { multiplier, shift }
+    }
+
+    /// The stepped table fill gives exactly the per-element rescaling, for any parameters
+    /// `validate` accepts (including the widest left shift and extreme multipliers).
+    #[test]
+    fn table_fill_equals_the_rescaling() {
+        let mut rng = Rng(0x7AB1_E5ED);
+        for case in 0..3000 {
+            let multiplier = match case % 4 {
+                0 => i32::MAX,
+                1 => 1 << 30,
+                _ => (rng.next() as u32 >> 1) as i32,
+            };
+            let q = qm(multiplier, -((rng.next() % 32) as i32));
+            let offset = (rng.next() % 257) as i32 - 128;
+            let left = [20, 22, 0][case % 3];
+            let p = AddParams {
+                input1_offset: offset,
+                input2_offset: -offset,
+                left_shift: left,
+                input1: q,
+                input2: q,
+                ..AddParams::from_scales((1.0, 0), (1.0, 0), (1.0, 0), Activation::None).unwrap()
+            };
+            p.validate().unwrap();
+            let mut t = [0i32; 512];
+            fill_tables(&p, &mut t, case % 2 == 0);
+            for v in -128..=127i8 {
+                let i = usize::from(v as u8);
+                let y = p.rescaled2(v);
+                assert_eq!(t[i], p.rescaled1(v), "{p:?} {v}");
+                assert_eq!(t[256 + i], if case % 2 == 0 { -y } else { y }, "{p:?} {v}");
+            }
+        }
     }
 
     /// The tabled path (long outputs, tables in the output's own first bytes) gives every
@@ -452,6 +584,34 @@ mod tests {
         }
     }
 
+    /// The tables' arithmetic gives ADD's and SUB's on every pair of int8 values, and their
+    /// loops (same shapes, per-channel operands walked run by run, scalars) give the
+    /// per-element arithmetic.
+    #[test]
+    fn tables_equal_the_reference_on_every_pair_and_walk() {
+        let mut rng = Rng(0x7AB_1E55);
+        let mut fast = 0;
+        for case in 0..80 {
+            let Some(p) = random_params(&mut rng, case) else {
+                continue;
+            };
+            for negate in [false, true] {
+                let mut t = [0i32; 512];
+                let tab = Tabled::new(&p, &mut t, negate);
+                fast += usize::from(tab.stage.is_some());
+                let sub = crate::ops::sub::Difference(p);
+                for x in -128..=127i8 {
+                    for y in -128..=127i8 {
+                        let want = if negate { sub.one(x, y) } else { p.one(x, y) };
+                        assert_eq!(tab.one(x, y), want, "{p:?} {x} {y} {negate}");
+                    }
+                }
+                crate::ops::broadcast::tests::check_against_naive(&tab, &mut rng, 14);
+            }
+        }
+        assert!(fast > 60, "only {fast} tables took the fast stage");
+    }
+
     /// Random valid parameters: scales over four decades, any zero points, every activation.
     pub(crate) fn random_params(rng: &mut Rng, case: usize) -> Option<AddParams> {
         let scale = |rng: &mut Rng| 10f32.powf(rng.uniform_f32(-4.0, 0.5));
@@ -499,9 +659,30 @@ mod tests {
             fast += usize::from(p.output.shift >= -21);
             let out =
                 crate::cast::slice_mut::<i8>(crate::cast::words_as_bytes_mut(&mut words)).unwrap();
-            for negate in [false, true] {
-                assert_eq!(tabled(&p, &xs, &ys, out, negate), TABLE_BYTES);
-                for i in TABLE_BYTES..len {
+            // Tables in the output's head, and in planned scratch (every output fast).
+            let mut scratch = [0u32; 512];
+            let planned = crate::cast::words_as_bytes_mut(&mut scratch);
+            for (negate, tables) in [(false, 0), (true, 0), (false, 1), (true, 1)] {
+                let from = match tables {
+                    0 => {
+                        assert_eq!(tabled(&p, &xs, &ys, out, negate), TABLE_BYTES);
+                        TABLE_BYTES
+                    }
+                    _ => {
+                        let s = crate::ops::Shape4::new(1, 1, 1, len);
+                        let walk = Broadcast::new(s, s, s).unwrap();
+                        let run = (&walk, &xs[..], &ys[..], &mut out[..]);
+                        match negate {
+                            false => run_tables(&p, &p, false, run, planned).unwrap(),
+                            true => {
+                                let d = crate::ops::sub::Difference(p);
+                                run_tables(&p, &d, true, run, planned).unwrap()
+                            }
+                        }
+                        0
+                    }
+                };
+                for i in from..len {
                     let (x, y) = (xs[i], ys[i]);
                     let want = match negate {
                         false => p.add_one(x, y),

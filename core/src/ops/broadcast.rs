@@ -11,18 +11,24 @@
 //! An input repeated over a long run is a function of the other input's int8 value alone: its
 //! 256 outputs are tabulated once and the run becomes a table lookup per element, exact by
 //! construction. A per-channel operand (`x * scale[c]`) is walked channel by channel so that
-//! each channel's table serves every position.
+//! each channel's table serves every position, unless the operator has a fast loop over rows
+//! of channels ([`Binary::fast_runs`], [`Binary::rows`]: ADD, SUB and MUL), which computes each
+//! element in fewer instructions than a table costs to build per channel.
 
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Views};
 use super::{Shape4, Tensor};
 use crate::format::{DType, Storage};
-use crate::model::{Decoder, Scratch};
+use crate::model::{Decoder, Model, Scratch};
 use crate::Error;
 
 /// Elements from which a run repeating one input is tabulated (building a table costs about
 /// 256 elements' work).
 const TABLE_FROM: usize = 512;
+
+/// Run length from which an operator's fast loop over runs of both inputs beats tabulating a
+/// per-channel operand channel by channel (see [`Binary::fast_runs`]).
+pub(crate) const FAST_RUN: usize = 16;
 
 /// One input of a binary operator: an activation in the arena, or a constant in the blob.
 #[derive(Debug, Clone, Copy)]
@@ -91,6 +97,8 @@ pub struct BinaryIo<'a> {
     pub b: Operand<'a>,
     /// Output tensor.
     pub output: u16,
+    /// Planned scratch (the operator's `scratch_need`; empty for most).
+    pub scratch: Scratch,
 }
 
 impl<'a> BinaryIo<'a> {
@@ -108,6 +116,7 @@ impl<'a> BinaryIo<'a> {
             a,
             b,
             output: output.index,
+            scratch: d.scratch(),
         }
     }
 
@@ -116,8 +125,22 @@ impl<'a> BinaryIo<'a> {
         Io {
             inputs: [self.a.arena(), self.b.arena(), None, None],
             output: self.output,
-            scratch: Scratch::default(),
+            scratch: self.scratch,
         }
+    }
+
+    /// The walk over its tensors' shapes in `model` (`None` if they do not broadcast).
+    pub(crate) fn walk(&self, model: &Model<'_>) -> Result<Option<Broadcast>, Error> {
+        let shape = |o: &Operand<'_>| -> Result<Shape4, Error> {
+            Ok(match o {
+                Operand::Arena(i) => model.tensor(*i)?.shape,
+                Operand::Constant(_, [n, h, w, c]) => {
+                    Shape4::new((*n).into(), (*h).into(), (*w).into(), (*c).into())
+                }
+            })
+        };
+        let out = model.tensor(self.output)?.shape;
+        Ok(Broadcast::new(shape(&self.a)?, shape(&self.b)?, out))
     }
 
     /// Runs `op` over the views the interpreter borrowed.
@@ -128,7 +151,7 @@ impl<'a> BinaryIo<'a> {
             Broadcast::new(a.shape, b.shape, v.output.shape).ok_or(Error::InvalidParameter {
                 what: why!("output shape is not the inputs' broadcast shape"),
             })?;
-        walk.run(op, a.data, b.data, v.output.data)
+        op.run_walk((&walk, a.data, b.data, v.output.data), v.scratch)
     }
 }
 
@@ -256,13 +279,25 @@ impl Broadcast {
         })
     }
 
-    /// Runs `op` over the whole output.
+    /// Elements of the output.
+    pub(crate) fn output_len(&self) -> usize {
+        self.lens[2]
+    }
+
+    /// Whether the walk is made of runs of at least `min` elements along which both inputs
+    /// advance (same shapes, or a per-channel operand with at least `min` channels).
+    pub(crate) fn runs_both(&self, min: usize) -> bool {
+        (self.run.a, self.run.b) == (1, 1) && self.run.size >= min
+    }
+
+    /// Runs `op` over the whole output; `scratch` is the operator's planned scratch.
     pub(crate) fn run<B: Binary>(
         &self,
         op: &B,
         a: &[i8],
         b: &[i8],
         out: &mut [i8],
+        scratch: &mut [u8],
     ) -> Result<(), Error> {
         for (len, expected) in [a.len(), b.len(), out.len()].into_iter().zip(self.lens) {
             if len != expected {
@@ -275,10 +310,15 @@ impl Broadcast {
         let run = self.run;
         let single = self.outer.iter().all(|d| d.size == 1);
         if single && run.a == 1 && run.b == 1 {
-            let rest = op.whole(a, b, out);
+            let rest = op.whole(a, b, out, scratch);
             return self.range(op, a, b, out, rest);
         }
-        if let Some(()) = self.per_channel(op, a, b, out) {
+        if op.fast_runs(run.size) {
+            let rows = self.per_channel_form(a, b, out).is_some();
+            if rows && op.rows(a, b, out, run.size) {
+                return Ok(());
+            }
+        } else if self.per_channel(op, a, b, out).is_some() {
             return Ok(());
         }
         self.range(op, a, b, out, out.len())
@@ -314,8 +354,8 @@ impl Broadcast {
                     let (x, y) = (a.get(at_a).ok_or(bad)?, b.get(at_b).ok_or(bad)?);
                     match (run.a, run.b) {
                         (1, 1) => op.vv(a_run, b_run, o),
-                        (1, _) => repeat(op, a_run.iter(), *y, false, o.iter_mut()),
-                        (_, 1) => repeat(op, b_run.iter(), *x, true, o.iter_mut()),
+                        (1, _) => repeat_run(op, a_run, *y, false, o),
+                        (_, 1) => repeat_run(op, b_run, *x, true, o),
                         _ => o.fill(op.one(*x, *y)),
                     }
                     start += len;
@@ -329,9 +369,44 @@ impl Broadcast {
     /// output): channel by channel, each channel's table serving every position. `None` (and
     /// nothing written) if the layer is not of that form or too short to pay.
     fn per_channel<B: Binary>(&self, op: &B, a: &[i8], b: &[i8], out: &mut [i8]) -> Option<()> {
+        if self.outer[2].size < TABLE_FROM {
+            return None;
+        }
+        let channels = self.run.size;
+        let (full, repeated, swapped) = self.per_channel_form(a, b, out)?;
+        for (c, &y) in repeated.iter().enumerate() {
+            let xs = full.get(c..)?.iter().step_by(channels);
+            let os = out.get_mut(c..)?.iter_mut().step_by(channels);
+            repeat(op, xs, y, swapped, os);
+        }
+        Some(())
+    }
+}
+
+impl Broadcast {
+    /// The row length if the output is rows along which both inputs advance, each input
+    /// either the whole output or one row repeated (same shapes: one row; a per-channel
+    /// operand: rows of its channels). `None` for other walks or mismatched slices.
+    pub(crate) fn rows_of(&self, a: &[i8], b: &[i8], out: &[i8]) -> Option<usize> {
+        let one_run = self.outer.iter().all(|d| d.size == 1) && (self.run.a, self.run.b) == (1, 1);
+        if one_run && a.len() == out.len() && b.len() == out.len() {
+            return Some(out.len());
+        }
+        self.per_channel_form(a, b, out).map(|_| self.run.size)
+    }
+
+    /// If one input is `[C]` repeated over positions and the other the whole output (checked
+    /// against the slices' lengths): `(full, repeated, swapped)`, `swapped` if the repeated one
+    /// is input 1.
+    fn per_channel_form<'s>(
+        &self,
+        a: &'s [i8],
+        b: &'s [i8],
+        out: &[i8],
+    ) -> Option<(&'s [i8], &'s [i8], bool)> {
         let [d0, d1, outer] = self.outer;
         let (run, channels) = (self.run, self.run.size);
-        if d0.size != 1 || d1.size != 1 || run.a != 1 || run.b != 1 || outer.size < TABLE_FROM {
+        if d0.size != 1 || d1.size != 1 || run.a != 1 || run.b != 1 {
             return None;
         }
         let (full, repeated, swapped) = match (outer.a, outer.b) {
@@ -339,15 +414,30 @@ impl Broadcast {
             (s, 0) if s == channels => (a, b, false),
             _ => return None,
         };
-        if repeated.len() != channels || full.len() != out.len() {
-            return None;
-        }
-        for (c, &y) in repeated.iter().enumerate() {
-            let xs = full.get(c..)?.iter().step_by(channels);
-            let os = out.get_mut(c..)?.iter_mut().step_by(channels);
-            repeat(op, xs, y, swapped, os);
-        }
-        Some(())
+        (repeated.len() == channels && full.len() == out.len()).then_some((full, repeated, swapped))
+    }
+}
+
+/// [`repeat`] for a contiguous run: its table lookups are the assembly loop of
+/// `binary_fast::lookup` where there is one.
+fn repeat_run<B: Binary>(op: &B, xs: &[i8], y: i8, swapped: bool, out: &mut [i8]) {
+    if xs.len() < TABLE_FROM {
+        return repeat(op, xs.iter(), y, swapped, out.iter_mut());
+    }
+    let mut t = [0i8; 256];
+    table(op, y, swapped, &mut t);
+    super::binary_fast::lookup(&t, xs, out);
+}
+
+/// `table` = `op(x, y)` (or `op(y, x)` if `swapped`) for every int8 `x`, indexed by its bits: 0..=127,
+/// then -128..=-1. Out of line: one copy of the operator's arithmetic serves every caller.
+#[inline(never)]
+fn table<B: Binary>(op: &B, y: i8, swapped: bool, table: &mut [i8; 256]) {
+    for (t, v) in table.iter_mut().zip(0..=255u8) {
+        *t = match swapped {
+            false => op.one(v as i8, y),
+            true => op.one(y, v as i8),
+        };
     }
 }
 
@@ -369,13 +459,10 @@ fn repeat<'x, 'o, B: Binary>(
         }
         return;
     }
-    // Indexed by the int8 value's bits: 0..=127, then -128..=-1.
-    let mut table = [0i8; 256];
-    for (t, v) in table.iter_mut().zip(0..=255u8) {
-        *t = f(v as i8);
-    }
+    let mut t = [0i8; 256];
+    table(op, y, swapped, &mut t);
     for (o, &x) in out.zip(xs) {
-        *o = table[usize::from(x as u8)];
+        *o = t[usize::from(x as u8)];
     }
 }
 
@@ -393,9 +480,36 @@ pub(crate) trait Binary {
         }
     }
 
+    /// Whether [`Self::vv`] on runs of `len` elements is fast enough that a per-channel operand
+    /// is best walked run by run (one run per position) rather than tabulated per channel.
+    fn fast_runs(&self, _len: usize) -> bool {
+        false
+    }
+
+    /// A per-channel operand: `out` in rows of `row` elements, each input either as long as
+    /// `out` or one row long (repeated every row). An operator with a loop for it runs it and
+    /// returns `true`; `false` (the default) leaves `out` to the runs.
+    fn rows(&self, _a: &[i8], _b: &[i8], _out: &mut [i8], _row: usize) -> bool {
+        false
+    }
+
+    /// Runs the whole `walk` over inputs `a`, `b` and the output `out`, given the operator's
+    /// planned scratch: an operator may first prepare something there (ADD's tables).
+    fn run_walk(
+        &self,
+        (walk, a, b, out): (&Broadcast, &[i8], &[i8], &mut [i8]),
+        scratch: &mut [u8],
+    ) -> Result<(), Error>
+    where
+        Self: Sized,
+    {
+        walk.run(self, a, b, out, scratch)
+    }
+
     /// Same-shape inputs (the whole output is one run): an operator's faster path may compute
-    /// a tail of the output and return how many leading elements it left to [`Self::vv`].
-    fn whole(&self, _a: &[i8], _b: &[i8], out: &mut [i8]) -> usize {
+    /// a tail of the output, using the planned `scratch`, and return how many leading elements
+    /// it left to [`Self::vv`].
+    fn whole(&self, _a: &[i8], _b: &[i8], out: &mut [i8], _scratch: &mut [u8]) -> usize {
         out.len()
     }
 }
@@ -463,6 +577,9 @@ pub(crate) mod tests {
             (Shape4::new(2, 40, 40, 3), Shape4::new(2, 40, 40, 3)),
             (Shape4::new(1, 1, 700, 1), Shape4::new(1, 1, 700, 1)),
             (Shape4::new(1, 1, 1, 1), Shape4::new(1, 1, 1, 1)),
+            (Shape4::new(1, 6, 6, 32), Shape4::new(1, 1, 1, 32)),
+            (Shape4::new(1, 1, 1, 20), Shape4::new(1, 5, 7, 20)),
+            (Shape4::new(1, 1, 1, 1), Shape4::new(1, 1, 1, 1027)),
         ];
         for case in 0..cases {
             let (sa, sb) = match specials.get(case) {
@@ -479,7 +596,7 @@ pub(crate) mod tests {
             let want = naive(op, sa, &a, sb, &b);
             let mut got = std::vec![0i8; want.len()];
             let walk = Broadcast::new(sa, sb, so).unwrap();
-            walk.run(op, &a, &b, &mut got).unwrap();
+            walk.run(op, &a, &b, &mut got, &mut []).unwrap();
             assert_eq!(got, want, "{sa:?} {sb:?}");
         }
     }
@@ -571,7 +688,11 @@ pub(crate) mod tests {
         );
         let walk = Broadcast::new(s(1, 1, 1, 4), s(1, 1, 1, 1), s(1, 1, 1, 4)).unwrap();
         let mut out = [0i8; 4];
-        assert!(walk.run(&Pair, &[1, 2, 3], &[1], &mut out).is_err());
-        assert!(walk.run(&Pair, &[1, 2, 3, 4], &[1, 2], &mut out).is_err());
+        assert!(walk
+            .run(&Pair, &[1, 2, 3], &[1], &mut out, &mut [])
+            .is_err());
+        assert!(walk
+            .run(&Pair, &[1, 2, 3, 4], &[1, 2], &mut out, &mut [])
+            .is_err());
     }
 }

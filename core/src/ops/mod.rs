@@ -19,6 +19,7 @@
 //! 3. Golden cases from `tools/goldens` (a test requires cases for every operator listed).
 
 pub mod add;
+mod binary_fast;
 pub mod broadcast;
 pub(crate) mod bytes;
 pub mod concatenation;

@@ -4,7 +4,8 @@
 //! (at most 2^16 in magnitude) is requantized by one multiplier `s1 * s2 / s_out` (computed in
 //! double, `QuantizeMultiplier`: it may exceed 1) and clamped to the fused activation's range.
 
-use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::binary_fast::{self, MulStage, Stage};
+use super::broadcast::{lower_binary, Binary, BinaryIo, FAST_RUN};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
@@ -104,6 +105,32 @@ impl Binary for Product {
         raw.clamp(i32::from(s.act_min), i32::from(s.act_max)) as i8
     }
 
+    fn fast_runs(&self, len: usize) -> bool {
+        let fast = self.fast.fast_parts();
+        len >= FAST_RUN && fast.is_some_and(|(left, _, _, right)| left == 1 && right >= 1)
+    }
+
+    fn rows(&self, a: &[i8], b: &[i8], out: &mut [i8], row: usize) -> bool {
+        let s = &self.params.stage;
+        let Some((1, mult, add, right)) = self.fast.fast_parts().filter(|f| f.3 >= 1) else {
+            return false;
+        };
+        let m = MulStage {
+            oa: s.input_offset,
+            ob: self.params.input2_offset,
+            stage: Stage { mult, add, right },
+        };
+        // Each input: its row `r` if it is as long as the output, else itself (repeated).
+        fn at(x: &[i8], r: usize, row: usize) -> &[i8] {
+            x.get(r * row..(r + 1) * row).unwrap_or(x)
+        }
+        for (r, o) in out.chunks_mut(row).enumerate() {
+            binary_fast::mul(m, at(a, r, row), at(b, r, row), o);
+        }
+        binary_fast::clamp(out, s.act_min, s.act_max);
+        true
+    }
+
     fn vv(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
         let s = &self.params.stage;
         let Some((left, mult, add, right)) = self.fast.fast_parts() else {
@@ -112,6 +139,16 @@ impl Binary for Product {
             }
             return;
         };
+        if left == 1 && right >= 1 {
+            let m = MulStage {
+                oa: s.input_offset,
+                ob: self.params.input2_offset,
+                stage: Stage { mult, add, right },
+            };
+            binary_fast::mul(m, a, b, out);
+            binary_fast::clamp(out, s.act_min, s.act_max);
+            return;
+        }
         let neg = -i32::from(right > 0);
         let (lo, hi) = (i32::from(s.act_min), i32::from(s.act_max));
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {

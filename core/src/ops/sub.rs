@@ -6,13 +6,13 @@
 //! double only for `QuantizeMultiplierSmallerThanOneExp`), where ADD uses double throughout:
 //! the two can differ in a multiplier's last bit, so SUB has its own prepare.
 
-use super::add::{tabled, AddParams, AddRecordParams};
-use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::add::{run_tables, table_scratch, tabled, AddParams, AddRecordParams};
+use super::broadcast::{lower_binary, Binary, BinaryIo, Broadcast};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::Activation;
 use crate::format::OpCode;
-use crate::model::Decoder;
+use crate::model::{Decoder, Model};
 use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
@@ -71,8 +71,16 @@ impl Binary for Difference {
         p.finish(p.rescaled1(x).wrapping_sub(p.rescaled2(y)))
     }
 
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8]) -> usize {
+    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
         tabled(&self.0, a, b, out, true)
+    }
+
+    fn run_walk(
+        &self,
+        run: (&Broadcast, &[i8], &[i8], &mut [i8]),
+        scratch: &mut [u8],
+    ) -> Result<(), Error> {
+        run_tables(&self.0, self, true, run, scratch)
     }
 }
 
@@ -120,6 +128,10 @@ impl<'a> Operator<'a> for Sub<'a> {
 
     fn io(&self) -> Option<Io> {
         Some(self.tensors.io())
+    }
+
+    fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
+        Ok(Some(table_scratch(&self.tensors, model)?))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
