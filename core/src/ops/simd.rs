@@ -1,6 +1,7 @@
 //! Arm DSP-extension arithmetic for the int8 kernels, and the inner loops built on it.
 //!
-//! This is the only module of the kernels with `unsafe` code. Under `cfg(mote_dsp)` (set by
+//! This and `binary_fast` (ADD, SUB and MUL's loops) are the kernels' only modules with
+//! `unsafe` code. Under `cfg(mote_dsp)` (set by
 //! `core/build.rs` for ARMv7E-M, and for ARMv8-M Mainline built with the DSP extension) each
 //! primitive is one instruction (`SXTAB16`, `SMMULR`) and each loop is hand-scheduled
 //! assembly, in `simd/dsp.rs`; everywhere else (the host, thumbv6m) `simd/portable.rs` runs
