@@ -281,8 +281,8 @@ pub(crate) fn clamp(out: &mut [i8], lo: i8, hi: i8) {
         return;
     }
     let done = clamp_words(out, lo, hi);
-    for o in &mut out[done..] {
-        *o = (*o).clamp(lo, hi);
+    for o in out.iter_mut().skip(done) {
+        *o = (*o).max(lo).min(hi);
     }
 }
 

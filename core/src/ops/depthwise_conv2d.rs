@@ -347,7 +347,7 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
         let fast = self.scratch_need(model)?.is_some();
         let (p, f) = (&self.params, self.weights.shape);
         let kernel = (f.h, f.w);
-        let general = depthwise_fast::takes_general(&p.window, kernel, &p.stage, fast);
+        let general = depthwise_fast::takes_general(&p.window, kernel, fast);
         paths.take(KernelPath::DepthwiseGeneral, general);
         let consts = (self.bias, self.requant, f.c);
         let fix = depthwise_fast::takes_fix(&p.window, kernel, &p.stage, consts, fast);

@@ -112,6 +112,7 @@ pub(crate) fn depthwise(
         return false;
     };
     let zp = (-stage.input_offset) as u8;
+    let (narrow, stage) = (*stage, &saturating(stage));
     let dw = Depthwise {
         g,
         input,
@@ -129,23 +130,37 @@ pub(crate) fn depthwise(
     ring.fill(u32::from_le_bytes([zp; 4]));
     // A group the built paths do not take (feature `kernel-depthwise-general`) ends the fast
     // path: the caller runs the reference kernel over every output (none is an input).
-    (0..channels)
+    let done = (0..channels)
         .step_by(4)
-        .all(|first| dw.group(first, ring, (&mut *consts, &mut *wide_taps), output))
+        .all(|first| dw.group(first, ring, (&mut *consts, &mut *wide_taps), output));
+    if done {
+        super::binary_fast::clamp(output, narrow.act_min, narrow.act_max);
+    }
+    done
+}
+
+/// `stage` with outputs over all of int8: the kernels saturate to int8 and a narrower fused
+/// activation is one clamp pass over the layer's outputs afterwards (clamping the saturated
+/// value gives what clamping the value gives, the range being inside int8).
+fn saturating(stage: &Int8Stage) -> Int8Stage {
+    Int8Stage {
+        act_min: i8::MIN,
+        act_max: i8::MAX,
+        ..*stage
+    }
 }
 
 /// Whether the depthwise layer with this geometry needs the general group path (feature
 /// `kernel-depthwise-general`): the fast path applies (`ring`), and the kernel is not 3x3 with
-/// dilation 1 or the outputs are clamped inside int8.
+/// dilation 1.
 pub(crate) fn takes_general(
     window: &Window,
     (kernel_h, kernel_w): (usize, usize),
-    stage: &Int8Stage,
     applies: bool,
 ) -> bool {
     let w = window;
     let usual = (kernel_h, kernel_w, w.dilation_h, w.dilation_w) == (3, 3, 1, 1);
-    applies && !(usual && full_range(stage))
+    applies && !usual
 }
 
 /// Whether the depthwise layer needs its dead or slow channels written again in Rust (feature
@@ -158,9 +173,10 @@ pub(crate) fn takes_fix(
     (bias, requant, channels): (Option<&[i32]>, Requant, usize),
     applies: bool,
 ) -> bool {
-    if !applies || takes_general(window, (kernel_h, kernel_w), stage, applies) {
+    if !applies || takes_general(window, (kernel_h, kernel_w), applies) {
         return false;
     }
+    let stage = &saturating(stage);
     let max_sum = max_product(stage).saturating_mul((kernel_h * kernel_w) as u64);
     (0..channels).any(|c| !all_common([&channel_stage(c, (bias, requant), stage, max_sum)], stage))
 }

@@ -153,7 +153,7 @@ impl Binary for Product {
         let (lo, hi) = (i32::from(s.act_min), i32::from(s.act_max));
         for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
             let y = smmulr(self.product(x, y) << left, mult);
-            *o = ((y + ((y >> 31) & neg) + add) >> right).clamp(lo, hi) as i8;
+            *o = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
         }
     }
 }
