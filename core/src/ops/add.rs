@@ -13,7 +13,7 @@
 //! computed last, the slow way. Other broadcasts go through `super::broadcast`.
 
 use super::binary_fast::{add_tabled, clamp, Stage};
-use super::broadcast::{lower_binary, Binary, BinaryIo, Broadcast, FAST_RUN};
+use super::broadcast::{lower_binary_quantized, Binary, BinaryIo, Broadcast, FAST_RUN};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
@@ -455,12 +455,7 @@ impl<'a> Operator<'a> for Add<'a> {
     const INPUTS: usize = 2;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let (a, b) = lower_binary(cx)?;
-        let (s_a, s_b, s_out) = (
-            cx.per_tensor(a)?,
-            cx.per_tensor(b)?,
-            cx.per_tensor(cx.output())?,
-        );
+        let [s_a, s_b, s_out] = lower_binary_quantized(cx)?;
         AddParams::from_scales(s_a, s_b, s_out, cx.options().activation)
             .ok_or(LowerError::Unsupported {
                 what: "ADD scales out of the representable range",

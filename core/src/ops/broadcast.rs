@@ -174,6 +174,16 @@ pub(crate) fn lower_binary(cx: &Lowering<'_>) -> Result<(usize, usize), LowerErr
     Ok((a, b))
 }
 
+/// [`lower_binary`], then each input's and the output's per-tensor scale and zero point.
+pub(crate) fn lower_binary_quantized(cx: &Lowering<'_>) -> Result<[(f32, i32); 3], LowerError> {
+    let (a, b) = lower_binary(cx)?;
+    Ok([
+        cx.per_tensor(a)?,
+        cx.per_tensor(b)?,
+        cx.per_tensor(cx.output())?,
+    ])
+}
+
 /// One dimension of the output as the loops walk it: its size and each input's stride (0
 /// where the input repeats).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

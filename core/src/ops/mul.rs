@@ -5,7 +5,7 @@
 //! double, `QuantizeMultiplier`: it may exceed 1) and clamped to the fused activation's range.
 
 use super::binary_fast::{self, MulStage, Stage};
-use super::broadcast::{lower_binary, Binary, BinaryIo, FAST_RUN};
+use super::broadcast::{lower_binary_quantized, Binary, BinaryIo, FAST_RUN};
 use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
@@ -174,12 +174,7 @@ impl<'a> Operator<'a> for Mul<'a> {
     const INPUTS: usize = 2;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let (a, b) = lower_binary(cx)?;
-        let (s_a, s_b, s_out) = (
-            cx.per_tensor(a)?,
-            cx.per_tensor(b)?,
-            cx.per_tensor(cx.output())?,
-        );
+        let [s_a, s_b, s_out] = lower_binary_quantized(cx)?;
         let (params, multiplier) = MulParams::prepare(s_a, s_b, s_out, cx.options().activation)
             .ok_or(LowerError::Unsupported {
                 what: "MUL scales out of the representable range",

@@ -5,7 +5,7 @@
 //! the square is requantized by `(2 max(s1, s2))^2 / (2^14 s_out)` (`QuantizeMultiplier`: it
 //! may exceed 1) onto the output, clamped to int8 (no fused activation).
 
-use super::broadcast::{lower_binary, Binary, BinaryIo};
+use super::broadcast::{lower_binary_quantized, Binary, BinaryIo};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
@@ -129,12 +129,7 @@ impl<'a> Operator<'a> for SquaredDifference<'a> {
     const INPUTS: usize = 2;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let (a, b) = lower_binary(cx)?;
-        let (s_a, s_b, s_out) = (
-            cx.per_tensor(a)?,
-            cx.per_tensor(b)?,
-            cx.per_tensor(cx.output())?,
-        );
+        let [s_a, s_b, s_out] = lower_binary_quantized(cx)?;
         let arith = SquaredDiff::prepare(s_a, s_b, s_out).ok_or(LowerError::Unsupported {
             what: "SQUARED_DIFFERENCE scales out of the representable range",
         })?;

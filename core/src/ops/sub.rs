@@ -7,7 +7,7 @@
 //! the two can differ in a multiplier's last bit, so SUB has its own prepare.
 
 use super::add::{run_tables, table_scratch, tabled, AddParams, AddRecordParams};
-use super::broadcast::{lower_binary, Binary, BinaryIo, Broadcast};
+use super::broadcast::{lower_binary_quantized, Binary, BinaryIo, Broadcast};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::Activation;
@@ -100,12 +100,7 @@ impl<'a> Operator<'a> for Sub<'a> {
     const INPUTS: usize = 2;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let (a, b) = lower_binary(cx)?;
-        let (s_a, s_b, s_out) = (
-            cx.per_tensor(a)?,
-            cx.per_tensor(b)?,
-            cx.per_tensor(cx.output())?,
-        );
+        let [s_a, s_b, s_out] = lower_binary_quantized(cx)?;
         sub_params(s_a, s_b, s_out, cx.options().activation)
             .ok_or(LowerError::Unsupported {
                 what: "SUB scales out of the representable range",
