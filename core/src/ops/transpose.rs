@@ -153,26 +153,46 @@ pub fn transpose_i8(perm: Perm, input: Tensor<i8>, output: TensorMut<i8>) -> Res
     // Input strides of each output position (the shapes fit usize: checked above).
     let strides = [i.h * i.w * i.c, i.w * i.c, i.c, 1];
     let [s0, s1, s2, s3] = perm.0.map(|p| strides[p]);
-    let mut rows = output.data.chunks_exact_mut(o.c);
-    for a in 0..o.n {
-        for b in 0..o.h {
-            for c in 0..o.w {
-                let base = a * s0 + b * s1 + c * s2;
-                let (Some(row), Some(src)) = (rows.next(), input.data.get(base..)) else {
-                    return Err(Error::ShapeOverflow);
-                };
-                if s3 == 1 {
-                    let src = src.get(..row.len()).ok_or(Error::ShapeOverflow)?;
-                    super::bytes::copy(row, src);
-                } else {
-                    for (y, &x) in row.iter_mut().zip(src.iter().step_by(s3)) {
-                        *y = x;
-                    }
-                }
+    let line = o.w * o.c;
+    for (ab, out) in output.data.chunks_exact_mut(line).enumerate() {
+        let base = (ab / o.h) * s0 + (ab % o.h) * s1;
+        if s3 == 1 {
+            // Channels contiguous in the input too: each pixel's channels in one copy.
+            for (x, row) in out.chunks_exact_mut(o.c).enumerate() {
+                let src = input
+                    .data
+                    .get(base + x * s2..)
+                    .ok_or(Error::ShapeOverflow)?;
+                super::bytes::copy(row, src.get(..o.c).ok_or(Error::ShapeOverflow)?);
+            }
+            continue;
+        }
+        // Otherwise channel by channel along the width (an NCHW input made NHWC: each
+        // channel's row of the input), rather than a few strided elements per pixel.
+        for k in 0..o.c {
+            let first = base + k * s3;
+            let last = first + (o.w - 1) * s2;
+            let src = input.data.get(first..=last).ok_or(Error::ShapeOverflow)?;
+            let to = out.get_mut(k..).ok_or(Error::ShapeOverflow)?;
+            match s2 {
+                1 => strided_store(to, o.c, src.iter()),
+                _ => strided_store(to, o.c, src.iter().step_by(s2)),
             }
         }
     }
     Ok(())
+}
+
+/// Writes `values` to every `step`-th byte of `out` from its first, as far as both go.
+fn strided_store<'x>(out: &mut [i8], step: usize, values: impl Iterator<Item = &'x i8>) {
+    let mut at = 0;
+    for &x in values {
+        match out.get_mut(at) {
+            Some(y) => *y = x,
+            None => return,
+        }
+        at += step;
+    }
 }
 
 #[cfg(test)]
