@@ -8,10 +8,8 @@
 
 use mote_core::format::{DType, OpCode};
 use mote_core::ops::Activation;
-use mote_core::{Interpreter, Model};
 use mote_host::bench::{run, BenchCase};
 use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfOptions};
-use mote_host::AlignedBytes;
 use mote_tests::synth::Rng;
 
 /// One layer: the operator, its constant's `(scale, zero point)`, its output's, and its fused
@@ -113,22 +111,8 @@ fn binary_loops_in_qemu_equal_the_host() {
         let model = parallel(shape, (0.0625, -7), &links, &mut rng);
         let in_len: usize = shape.iter().product();
         let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next_u32() as u8).collect();
-        let blob = AlignedBytes::new(&model);
-        let parsed = Model::parse(blob.as_slice()).unwrap();
-        let mut arena = vec![0u8; parsed.arena_size() + 4];
-        let offset = arena.as_ptr().align_offset(4);
-        let mut interpreter = Interpreter::new(parsed, &mut arena[offset..]).unwrap();
-        let mut expected = Vec::new();
-        for vector in inputs.chunks_exact(in_len) {
-            for (d, &s) in interpreter.input_i8(0).unwrap().iter_mut().zip(vector) {
-                *d = s as i8;
-            }
-            interpreter.invoke().unwrap();
-            for o in 0..links.len() as u16 {
-                let out = interpreter.output_i8(o).unwrap();
-                expected.extend(out.iter().map(|&v| v as u8));
-            }
-        }
+        // The host: the same kernels with the portable arithmetic.
+        let expected = mote_host::tflite::infer(&model, &inputs).unwrap();
         let case = BenchCase {
             name: format!("binary{i}"),
             model,

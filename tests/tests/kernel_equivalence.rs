@@ -436,10 +436,8 @@ fn assembly_kernels_in_qemu_equal_the_host() {
     use mote_core::format::DType;
     use mote_core::format::OpCode;
     use mote_core::ops::Activation;
-    use mote_core::{Interpreter, Model};
     use mote_host::bench::{run, BenchCase};
     use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfOptions};
-    use mote_host::AlignedBytes;
 
     if !mote_host::qemu::qemu_available() {
         eprintln!("skipped: qemu-system-arm is not installed");
@@ -788,20 +786,8 @@ fn assembly_kernels_in_qemu_equal_the_host() {
         }
         let in_len = h * w * c;
         let inputs: Vec<u8> = (0..3 * in_len).map(|_| rng.next_u32() as u8).collect();
-        // The host: the same kernels with the portable arithmetic (equal to the reference).
-        let blob = AlignedBytes::new(&model);
-        let parsed = Model::parse(blob.as_slice()).unwrap();
-        let mut arena = vec![0u8; parsed.arena_size() + 4];
-        let offset = arena.as_ptr().align_offset(4);
-        let mut interpreter = Interpreter::new(parsed, &mut arena[offset..]).unwrap();
-        let mut expected = Vec::new();
-        for vector in inputs.chunks_exact(in_len) {
-            for (d, &s) in interpreter.input_i8(0).unwrap().iter_mut().zip(vector) {
-                *d = s as i8;
-            }
-            interpreter.invoke().unwrap();
-            expected.extend(interpreter.output_i8(0).unwrap().iter().map(|&v| v as u8));
-        }
+        // The host: the same kernels with the portable arithmetic.
+        let expected = mote_host::tflite::infer(&model, &inputs).unwrap();
         let case = BenchCase {
             name: format!("case{seed}"),
             model,

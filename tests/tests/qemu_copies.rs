@@ -6,10 +6,8 @@
 //! what only the thumb build could get wrong.
 
 use mote_core::format::{DType, OpCode};
-use mote_core::{Interpreter, Model};
 use mote_host::bench::{run, BenchCase};
 use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfOptions};
-use mote_host::AlignedBytes;
 use mote_tests::synth::Rng;
 
 /// One operator: activation inputs (shapes), constant inputs, the output shape and scale.
@@ -193,24 +191,8 @@ fn copies_and_tables_in_qemu_equal_the_host() {
         let lens: Vec<usize> = case.inputs.iter().map(|s| s.iter().product()).collect();
         let vector: usize = lens.iter().sum();
         let inputs: Vec<u8> = (0..3 * vector).map(|_| rng.next_u32() as u8).collect();
-        let blob = AlignedBytes::new(&model);
-        let parsed = Model::parse(blob.as_slice()).unwrap();
-        let mut arena = vec![0u8; parsed.arena_size() + 4];
-        let offset = arena.as_ptr().align_offset(4);
-        let mut interpreter = Interpreter::new(parsed, &mut arena[offset..]).unwrap();
-        let mut expected = Vec::new();
-        for v in inputs.chunks_exact(vector) {
-            let mut rest = v;
-            for (k, &len) in (0u16..).zip(&lens) {
-                let (x, tail) = rest.split_at(len);
-                for (d, &s) in interpreter.input_i8(k).unwrap().iter_mut().zip(x) {
-                    *d = s as i8;
-                }
-                rest = tail;
-            }
-            interpreter.invoke().unwrap();
-            expected.extend(interpreter.output_i8(0).unwrap().iter().map(|&v| v as u8));
-        }
+        // The host: the same kernels with the portable arithmetic.
+        let expected = mote_host::tflite::infer(&model, &inputs).unwrap();
         let bench = BenchCase {
             name: format!("copies{seed}"),
             model,

@@ -164,8 +164,8 @@ pub(crate) fn takes_general(
 }
 
 /// Whether the depthwise layer needs its dead or slow channels written again in Rust (feature
-/// `kernel-depthwise-fix`): the 3x3 row kernel runs it (`applies`, 3x3, dilation 1, outputs
-/// over all of int8) and some channel's stage is not one the kernel's output stage takes.
+/// `kernel-depthwise-fix`): the 3x3 row kernel runs it (`applies`, 3x3, dilation 1; any
+/// activation range) and some channel's stage is not one the kernel's output stage takes.
 pub(crate) fn takes_fix(
     window: &Window,
     (kernel_h, kernel_w): (usize, usize),
@@ -179,12 +179,6 @@ pub(crate) fn takes_fix(
     let stage = &saturating(stage);
     let max_sum = max_product(stage).saturating_mul((kernel_h * kernel_w) as u64);
     (0..channels).any(|c| !all_common([&channel_stage(c, (bias, requant), stage, max_sum)], stage))
-}
-
-/// Whether the layer's outputs span all of int8 (no clamp but the int8 range), as the 3x3 row
-/// kernel's output stage requires.
-fn full_range(stage: &Int8Stage) -> bool {
-    stage.act_min == i8::MIN && stage.act_max == i8::MAX
 }
 
 struct Depthwise<'a> {
@@ -239,7 +233,7 @@ impl Depthwise<'_> {
         false
     }
 
-    /// [`Self::group`] for the usual layer: 3x3, dilation 1, outputs over all of int8. The
+    /// [`Self::group`] for the usual layer: 3x3, dilation 1 (its stage saturates to int8). The
     /// assembly row kernel runs all four channels; a channel whose stage it cannot take (a
     /// dead channel, a slow one) is then to be written again in Rust: the channels (a bit
     /// each) are returned. `None` (nothing written but `consts`) if the layer is not one the
@@ -253,9 +247,6 @@ impl Depthwise<'_> {
         output: &mut [i8],
     ) -> Option<u8> {
         let (g, c, st) = (self.g, self.channels, self.stage);
-        if !full_range(st) {
-            return None;
-        }
         let mut others = 0u8;
         for k in 0..4 {
             let s = channel_stage(first + k, (self.bias, self.requant), st, self.max_sum);

@@ -186,7 +186,7 @@ kernel_paths! {
     ConvTable => "kernel-conv-table",
     /// CONV_2D windows gathered run by run (dilated, longer than a column, ragged channels).
     ConvGatherRuns => "kernel-conv-gather-runs",
-    /// DEPTHWISE_CONV_2D layers other than 3x3 over all of int8.
+    /// DEPTHWISE_CONV_2D layers other than 3x3 with dilation 1.
     DepthwiseGeneral => "kernel-depthwise-general",
     /// FULLY_CONNECTED layers without one shared output stage.
     FcGeneral => "kernel-fc-general",
