@@ -57,6 +57,7 @@ const PLACEHOLDER_TENSOR: TensorInfo = TensorInfo {
         channel_scales: 0,
         live_from: 0,
         live_to: 0,
+        variable: false,
     },
     shape: Shape4::new(1, 1, 1, 1),
 };
@@ -188,6 +189,24 @@ impl<'m, 'a> Decoder<'m, 'a> {
 
     pub(crate) fn activation(&self, slot: usize, dtype: DType) -> TensorInfo {
         self.tensor(slot, dtype, Storage::Arena)
+    }
+
+    /// Input `slot` as a variable (state) tensor of `dtype`, which the operator reads and
+    /// writes: it must not be any other of the operator's tensors.
+    #[inline(never)]
+    pub(crate) fn state(&self, slot: usize, dtype: DType) -> TensorInfo {
+        let t = self.activation(slot, dtype);
+        self.check(
+            t.record.variable,
+            why!("a state input must be a variable tensor"),
+        );
+        let index = self.op.inputs[slot];
+        let named = |&(k, &other): &(usize, &u16)| k != slot && other == index;
+        self.check(
+            !self.op.inputs.iter().enumerate().any(|e| named(&e)),
+            why!("a state tensor is also another input of the operator"),
+        );
+        t
     }
 
     pub(crate) fn output(&self, dtype: DType) -> TensorInfo {

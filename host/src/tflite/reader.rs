@@ -47,6 +47,7 @@ mod tensor {
     pub const BUFFER: u16 = 2;
     pub const NAME: u16 = 3;
     pub const QUANTIZATION: u16 = 4;
+    pub const IS_VARIABLE: u16 = 5;
     pub const SPARSITY: u16 = 6;
 }
 
@@ -674,8 +675,14 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
         );
     }
 
+    let variable = t.u8(tensor::IS_VARIABLE, 0)? != 0;
     let index = t.u32(tensor::BUFFER, 0)? as usize;
-    let data = match buffer_bytes(buf, buffers, index)? {
+    // A variable tensor starts at its zero point, as in TFLite-Micro, whatever its buffer.
+    let initial = match variable {
+        true => None,
+        false => buffer_bytes(buf, buffers, index)?,
+    };
+    let data = match initial {
         Some(bytes) => {
             budget.take(bytes.len())?;
             let elements = shape
@@ -720,6 +727,7 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
         dtype,
         quant,
         data,
+        variable,
     })
 }
 
