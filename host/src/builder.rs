@@ -125,7 +125,8 @@ impl LowerSink for Sink<'_> {
         self.requant.push(q);
     }
 
-    fn constant_u8(&mut self, bytes: &[u8]) -> usize {
+    fn constant_u8(&mut self, bytes: &mut dyn Iterator<Item = u8>) -> usize {
+        let bytes: &[u8] = &bytes.collect::<Vec<u8>>();
         let same = |t: &TensorDef| matches!(&t.data, Some(Data::U8(v)) if v[..] == *bytes);
         if let Some(id) = self.tensors.iter().position(same) {
             return id;

@@ -105,6 +105,7 @@ mod options {
     pub const TRANSPOSE_CONV: u8 = 49;
     pub const RESIZE_NEAREST_NEIGHBOR: u8 = 74;
     pub const DEPTH_TO_SPACE: u8 = 94;
+    pub const UNIDIRECTIONAL_SEQUENCE_LSTM: u8 = 71;
 }
 
 /// `enum TensorType` codes mote has.
@@ -573,6 +574,28 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
             };
             if let Some(t) = table(member, what, true)? {
                 o.block_size = positive(t.i32(0, 0)?, "block_size")?;
+            }
+        }
+        "UNIDIRECTIONAL_SEQUENCE_LSTM" => {
+            let what = "UnidirectionalSequenceLSTMOptions";
+            if let Some(t) = table(options::UNIDIRECTIONAL_SEQUENCE_LSTM, what, true)? {
+                let cell_activation = names::activation(t.u8(0, 0)?);
+                ensure!(
+                    cell_activation == "TANH",
+                    "an LSTM cell activation {cell_activation} is not supported (TANH is)"
+                );
+                o.cell_clip = t.f32(1, 0.0)?;
+                o.proj_clip = t.f32(2, 0.0)?;
+                o.time_major = t.bool(3, false)?;
+                ensure!(
+                    !t.bool(4, false)?,
+                    "asymmetric_quantize_inputs (a hybrid LSTM) is not supported: convert with \
+                     full integer quantization"
+                );
+                ensure!(
+                    !t.bool(5, false)?,
+                    "diagonal_recurrent_tensors is not supported (TFLite-Micro has no such LSTM)"
+                );
             }
         }
         // new_shape duplicates the output tensor's shape, which lowering uses.
