@@ -637,8 +637,8 @@ fn mul_i16(a: i16, b: i16, q: QuantizedMultiplier) -> i16 {
     saturate_i16(q.apply(i32::from(a) * i32::from(b)))
 }
 
-/// `round(65536 * sigmoid(k / 24))` for k in 0..256 (the last entry clamped to 65535): the
-/// table TFLite's int16 sigmoid and tanh interpolate.
+/// `65536 * sigmoid(k / 24)` for k in 0..256, to within 1.2 units (the last entry clamped to
+/// 65535): the table TFLite's int16 sigmoid and tanh interpolate, entry for entry.
 const SIGMOID_TABLE: [u16; 256] = [
     32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
     41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
@@ -715,4 +715,191 @@ pub fn tanh_q15(x: i16, scale_power: i32) -> i16 {
         false => -interpolated + (1 << 23) + (1 << 7) - 1,
     };
     (result >> 8) as i16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_the_sigmoid_it_claims() {
+        for (k, &v) in SIGMOID_TABLE.iter().enumerate() {
+            let exact = 65536.0 / (1.0 + libm::exp(-(k as f64) / 24.0));
+            assert!((f64::from(v) - exact.min(65535.0)).abs() < 1.2, "entry {k}");
+        }
+    }
+
+    #[test]
+    fn the_q15_activations_follow_sigmoid_and_tanh() {
+        for x in (i16::MIN..=i16::MAX).step_by(7) {
+            let real = f64::from(x) / 4096.0;
+            let s = f64::from(sigmoid_q15(x)) / 32768.0;
+            assert!(
+                (s - 1.0 / (1.0 + libm::exp(-real))).abs() < 2e-3,
+                "sigmoid({real})"
+            );
+            let t = f64::from(tanh_q15(x, -12)) / 32768.0;
+            assert!((t - libm::tanh(real)).abs() < 2e-3, "tanh({real})");
+            // A cell state of scale 2^-11 is twice the value of the same code at 2^-12.
+            let t11 = f64::from(tanh_q15(x, -11)) / 32768.0;
+            assert!(
+                (t11 - libm::tanh(2.0 * real)).abs() < 4e-3,
+                "tanh(2 * {real})"
+            );
+        }
+        assert_eq!(sigmoid_q15(0), 16384);
+        assert_eq!(tanh_q15(0, -12), 0);
+    }
+
+    #[test]
+    fn log2_rounds_like_tflite() {
+        assert_eq!(log2_rounded(1.0 / 4096.0), -12);
+        assert_eq!(log2_rounded(0.000_488_281_25), -11);
+        assert_eq!(log2_rounded(0.000_3), -12); // log2 = -11.7
+        assert_eq!(log2_rounded(0.000_4), -11); // log2 = -11.3
+    }
+
+    /// A small LSTM with pseudo-random weights and constants.
+    struct Fixture {
+        weights: [std::vec::Vec<i8>; 2 * GATES],
+        biases: std::vec::Vec<i32>,
+        requant: [QuantizedMultiplier; REQUANTS],
+    }
+
+    fn fixture(dims: LstmDims, seed: u64) -> Fixture {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let weights = core::array::from_fn(|m| {
+            let cols = [dims.features, dims.units][m / GATES];
+            (0..dims.units * cols).map(|_| next() as i8).collect()
+        });
+        let biases = (0..2 * GATES * dims.units)
+            .map(|_| (next() % 20_001) as i32 - 10_000)
+            .collect();
+        let requant = core::array::from_fn(|k| {
+            let real = match k < 2 * GATES {
+                true => 0.02 + 0.01 * k as f64,
+                false => [1.0 / 32768.0, 0.25, 0.004][k - 2 * GATES],
+            };
+            QuantizedMultiplier::from_f64(real).unwrap()
+        });
+        Fixture {
+            weights,
+            biases,
+            requant,
+        }
+    }
+
+    fn layer<'a>(f: &'a Fixture, dims: LstmDims, time_major: bool) -> Lstm<'a> {
+        Lstm {
+            cell: CellParams {
+                hidden_zero_point: -3,
+                cell_scale_power: -11,
+                time_major,
+                cell_clip: 0,
+            },
+            weights: core::array::from_fn(|m| &f.weights[m][..]),
+            biases: &f.biases,
+            requant: &f.requant,
+            dims,
+            input: 0,
+            output: 1,
+            state: [2, 3],
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Runs `invokes` invokes from zero state with or without the fast path's scratch.
+    fn run(l: &Lstm, input: &[i8], invokes: usize, fast: bool) -> std::vec::Vec<i8> {
+        let d = l.dims;
+        let shape = Shape4::new(1, d.batch, d.steps, d.features);
+        let mut hidden = std::vec![-3i8; d.batch * d.units];
+        let mut cell = std::vec![0i16; d.batch * d.units];
+        let mut scratch = std::vec![0u32; 2 * l.scratch_words() * usize::from(fast)];
+        let bytes = cast::words_as_bytes_mut(&mut scratch);
+        let mut all = std::vec::Vec::new();
+        for _ in 0..invokes {
+            let mut out = std::vec![0i8; d.batch * d.steps * d.units];
+            let t = Tensor { data: input, shape };
+            lstm_i8(l, t, &mut out, (&mut hidden, &mut cell), bytes).unwrap();
+            all.extend(out);
+        }
+        all
+    }
+
+    #[test]
+    fn the_fast_path_equals_the_plain_one() {
+        for (features, units) in [(8, 8), (13, 9), (3, 4), (28, 20)] {
+            let dims = LstmDims {
+                batch: 2,
+                steps: 5,
+                features,
+                units,
+            };
+            let f = fixture(dims, 0x5EED ^ (features * 31 + units) as u64);
+            let input: std::vec::Vec<i8> = (0..2 * 5 * features)
+                .map(|i| ((i * 37 + 11) % 256) as u8 as i8)
+                .collect();
+            let l = layer(&f, dims, false);
+            assert_eq!(run(&l, &input, 3, true), run(&l, &input, 3, false));
+        }
+    }
+
+    #[test]
+    fn time_major_is_the_transposed_batch_major() {
+        let dims = LstmDims {
+            batch: 3,
+            steps: 4,
+            features: 6,
+            units: 5,
+        };
+        let f = fixture(dims, 77);
+        let batch_major: std::vec::Vec<i8> = (0..3 * 4 * 6).map(|i| (i * 13 % 251) as i8).collect();
+        // [batch, steps, features] -> [steps, batch, features].
+        let transpose = |v: &[i8], inner: usize| -> std::vec::Vec<i8> {
+            let mut t = std::vec![0i8; v.len()];
+            for b in 0..3 {
+                for s in 0..4 {
+                    let (from, to) = ((b * 4 + s) * inner, (s * 3 + b) * inner);
+                    t[to..to + inner].copy_from_slice(&v[from..from + inner]);
+                }
+            }
+            t
+        };
+        let want = run(&layer(&f, dims, false), &batch_major, 1, true);
+        let got = run(&layer(&f, dims, true), &transpose(&batch_major, 6), 1, true);
+        assert_eq!(got, transpose(&want, 5));
+    }
+
+    #[test]
+    fn state_carries_over_and_the_cell_clip_holds() {
+        let dims = LstmDims {
+            batch: 1,
+            steps: 3,
+            features: 4,
+            units: 4,
+        };
+        let f = fixture(dims, 9);
+        let input = [40i8; 12];
+        let l = layer(&f, dims, false);
+        let twice = run(&l, &input, 2, true);
+        // The second invoke starts from the first's state, so it differs from a fresh one.
+        assert_ne!(twice[..12], twice[12..]);
+        let mut clipped = layer(&f, dims, false);
+        clipped.cell.cell_clip = 100;
+        let mut hidden = [-3i8; 4];
+        let mut cell = [0i16; 4];
+        let mut out = [0i8; 12];
+        let t = Tensor {
+            data: &input[..],
+            shape: Shape4::new(1, 1, 3, 4),
+        };
+        lstm_i8(&clipped, t, &mut out, (&mut hidden, &mut cell), &mut []).unwrap();
+        assert!(cell.iter().all(|c| c.abs() <= 100), "{cell:?}");
+    }
 }
