@@ -431,6 +431,10 @@ impl<'a> Operator<'a> for Lstm<'a> {
         Ok(Some(8 * self.scratch_words()))
     }
 
+    fn named_constant_bytes(&self) -> usize {
+        self.weights.iter().map(|w| w.len()).sum()
+    }
+
     fn macs(&self, _model: &Model<'a>) -> Result<u64, Error> {
         let d = self.dims;
         let per_step = GATES * d.units * (d.features + d.units);
