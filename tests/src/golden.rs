@@ -69,6 +69,9 @@ pub struct GoldenTensor {
     /// Constant contents in row-major order (weights, biases, shape tensors); `None` for
     /// activations.
     pub data: Option<Vec<Number>>,
+    /// A variable (state) tensor, kept from one invoke to the next.
+    #[serde(default)]
+    pub variable: bool,
 }
 
 /// One operator of the subgraph.

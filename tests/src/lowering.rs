@@ -39,7 +39,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
                 dtype,
                 quant,
                 data,
-                variable: false,
+                variable: t.variable,
             }
         })
         .collect();
@@ -52,7 +52,9 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             if let Some(p) = op.option_str("padding") {
                 o.padding = parse_padding(p).unwrap();
             }
-            if let Some(a) = op.option_str("fused_activation_function") {
+            // An LSTM's TANH is its cell activation, the only one it has.
+            let fused = op.option_str("fused_activation_function");
+            if let Some(a) = fused.filter(|_| op.op != "UNIDIRECTIONAL_SEQUENCE_LSTM") {
                 o.activation = parse_activation(a).unwrap();
             }
             o.stride_h = num("stride_h", 1);
@@ -78,6 +80,9 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.align_corners = op.option_bool("align_corners").unwrap_or(false);
             o.half_pixel_centers = op.option_bool("half_pixel_centers").unwrap_or(false);
             o.block_size = num("block_size", 0);
+            o.time_major = op.option_bool("time_major").unwrap_or(false);
+            o.cell_clip = op.option_f32("cell_clip").unwrap_or(0.0);
+            o.proj_clip = op.option_f32("proj_clip").unwrap_or(0.0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,
@@ -87,12 +92,15 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             }
         })
         .collect();
-    TfGraph {
+    let mut graph = TfGraph {
         tensors,
         operators,
         inputs: case.inputs.clone(),
         outputs: case.outputs.clone(),
-    }
+    };
+    // As the `.tflite` reader does.
+    mote_host::passes::drop_unreferenced(&mut graph);
+    graph
 }
 
 /// The golden case the firmware runs by default: a depthwise-separable CNN converted by the

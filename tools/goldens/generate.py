@@ -42,6 +42,7 @@ import flatbuffers  # noqa: E402
 import numpy as np  # noqa: E402
 import tensorflow as tf  # noqa: E402
 import keras  # noqa: E402
+import tf_keras  # noqa: E402  (Keras 2: the LSTM the converter fuses into one operator)
 from tflite_micro.python.tflite_micro import runtime as tflm  # noqa: E402
 from tflite_micro.tensorflow.lite.micro.python import schema_py_generated as fb  # noqa: E402
 
@@ -82,6 +83,9 @@ class Spec:
     # Feed the calibrator dicts keyed by input name: it takes a list in the subgraph's input
     # order, which need not be the Keras inputs' (the older two-input cases keep the list).
     rep_by_name: bool = False
+    # Build with Keras 2 (tf_keras): the TFLite converter fuses its LSTM layer into
+    # UNIDIRECTIONAL_SEQUENCE_LSTM (Keras 3's does not convert). Needs `set_weights`.
+    tf_keras: bool = False
 
     def input_ranges(self):
         return self.ranges or [(-1.0, 1.0)] * len(self.inputs)
@@ -910,6 +914,86 @@ for (name, shape, fn, block, batch, note) in [
     case(name, f"{op}: {note}.", [shape],
          lambda x, fn=fn, block=block: L.Lambda(lambda t: fn(t, block))(x), batch=batch)
 
+# --- UNIDIRECTIONAL_SEQUENCE_LSTM (Keras 2 LSTM layers, int8 with int16 cell state) ----------
+
+
+def lstm_weights(gain=1.0, forget_bias=1.0):
+    """Glorot-like uniform kernels scaled by `gain`, biases U(-0.3, 0.3) plus `forget_bias` on the
+    forget gate (Keras' unit_forget_bias), dense layers as elsewhere."""
+
+    def set_weights(model, rng):
+        for layer in model.layers:
+            values = []
+            for w in layer.weights:
+                shape = tuple(w.shape)
+                name = w.name.split("/")[-1].split(":")[0]
+                if name in ("kernel", "recurrent_kernel"):
+                    a = gain * math.sqrt(3.0 / shape[0])
+                    values.append(rng.uniform(-a, a, shape).astype(np.float32))
+                elif name == "bias":
+                    b = rng.uniform(-0.3, 0.3, shape).astype(np.float32)
+                    if isinstance(layer, tf_keras.layers.LSTM):
+                        units = shape[0] // 4
+                        b[units:2 * units] += forget_bias
+                    values.append(b)
+                else:
+                    raise ValueError(f"unexpected weight {w.name}")
+            if values:
+                layer.set_weights(values)
+
+    return set_weights
+
+
+def lstm(units, seq=True):
+    return lambda x: tf_keras.layers.LSTM(units, return_sequences=seq)(x)
+
+
+def time_major(model):
+    """Marks the LSTM time-major and swaps its input's and output's first two dimensions: with a
+    batch of 1, the same bytes as the batch-major model's."""
+    sg = model.subgraphs[0]
+    for op in sg.operators:
+        if op.builtinOptionsType == fb.BuiltinOptions.UnidirectionalSequenceLSTMOptions:
+            op.builtinOptions.timeMajor = True
+            for t in (op.inputs[0], op.outputs[0]):
+                shape = sg.tensors[t].shape
+                sg.tensors[t].shape = np.array([shape[1], shape[0], shape[2]], np.int32)
+                sg.tensors[t].shapeSignature = None
+
+
+def cell_clip(clip):
+    def patch(model):
+        for op in model.subgraphs[0].operators:
+            if op.builtinOptionsType == fb.BuiltinOptions.UnidirectionalSequenceLSTMOptions:
+                op.builtinOptions.cellClip = clip
+
+    return patch
+
+
+for (name, shape, make, batch, gain, patch, note) in [
+    ("lstm_seq_6x5_u7", (6, 5), lstm(7), 1, 1.0, None, "6 steps of 5 features, 7 units, the whole sequence out"),
+    ("lstm_last_8x4_u6", (8, 4), lstm(6, seq=False), 1, 1.0, None, "8 steps of 4 features, 6 units, the last step out (LSTM then STRIDED_SLICE)"),
+    ("lstm_batch2_5x3_u4", (5, 3), lstm(4), 2, 1.0, None, "a batch of 2 sequences of 5 steps, 4 units"),
+    ("lstm_saturating_6x8_u12", (6, 8), lstm(12), 1, 3.0, None, "weights 3x larger: saturated gates and a cell state near its range"),
+    ("lstm_time_major_6x5_u8", (6, 5), lstm(8), 1, 1.0, time_major, "time-major ([steps, batch, features]) by editing the flatbuffer"),
+    ("lstm_cell_clip_7x4_u5", (7, 4), lstm(5), 1, 3.0, cell_clip(0.5), "cell_clip 0.5 set by editing the flatbuffer: the clipped int16 cell state"),
+]:
+    case(name, f"UNIDIRECTIONAL_SEQUENCE_LSTM: {note}.", [shape], make, batch=batch,
+         tf_keras=True, set_weights=lstm_weights(gain), patch=patch)
+
+case(
+    "model_lstm_classifier",
+    "Sequence classifier on 8 steps of 8 features: LSTM 16 units (last step) -> FULLY_CONNECTED 4 -> SOFTMAX.",
+    [(8, 8)],
+    chain(lstm(16, seq=False), lambda x: tf_keras.layers.Dense(4)(x), lambda x: tf_keras.layers.Softmax()(x)),
+    tf_keras=True, set_weights=lstm_weights(),
+)
+case(
+    "model_lstm_stacked",
+    "Two stacked LSTMs (10 then 6 units) on 5 steps of 3 features: the first's int8 sequence feeds the second.",
+    [(5, 3)], chain(lstm(10), lstm(6)), tf_keras=True, set_weights=lstm_weights(),
+)
+
 # --- small models ----------------------------------------------------------------------------
 
 
@@ -974,11 +1058,12 @@ def seed_of(name: str, salt: str) -> int:
 
 
 def build_model(spec: Spec) -> keras.Model:
-    keras.backend.clear_session()  # restart Keras' name counters: tensor names do not depend on order
-    keras.utils.set_random_seed(seed_of(spec.name, "keras"))
-    ins = [keras.Input(s, batch_size=spec.batch) for s in spec.inputs]
+    k = tf_keras if spec.tf_keras else keras
+    k.backend.clear_session()  # restart Keras' name counters: tensor names do not depend on order
+    k.utils.set_random_seed(seed_of(spec.name, "keras"))
+    ins = [k.Input(s, batch_size=spec.batch) for s in spec.inputs]
     out = spec.make(*ins)
-    model = keras.Model(ins if len(ins) > 1 else ins[0], out)
+    model = k.Model(ins if len(ins) > 1 else ins[0], out)
     rng = np.random.default_rng(seed_of(spec.name, "weights"))
     if spec.set_weights:
         spec.set_weights(model, rng)
@@ -1079,9 +1164,11 @@ def convert(spec: Spec, model: keras.Model) -> bytes:
 OP_NAMES = {v: k for k, v in vars(fb.BuiltinOperator).items() if not k.startswith("_")}
 TYPE_NAMES = {
     fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32",
-    fb.TensorType.UINT8: "uint8",
+    fb.TensorType.UINT8: "uint8", fb.TensorType.INT16: "int16",
 }
-NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32, "uint8": np.uint8}
+NP_TYPES = {
+    "int8": np.int8, "int32": np.int32, "float32": np.float32, "uint8": np.uint8, "int16": np.int16,
+}
 PADDING = {fb.Padding.SAME: "SAME", fb.Padding.VALID: "VALID"}
 ACTIVATION = {
     fb.ActivationFunctionType.NONE: "NONE",
@@ -1143,6 +1230,15 @@ def options_of(op_name: str, opts) -> dict:
         return {}  # their options tables have no fields
     if op_name == "SOFTMAX":
         return {"beta": f32(opts.beta)}
+    if op_name == "UNIDIRECTIONAL_SEQUENCE_LSTM":
+        need(not opts.asymmetricQuantizeInputs, "asymmetric_quantize_inputs")
+        need(not opts.diagonalRecurrentTensors, "diagonal_recurrent_tensors")
+        return {
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+            "cell_clip": f32(opts.cellClip),
+            "proj_clip": f32(opts.projClip),
+            "time_major": bool(opts.timeMajor),
+        }
     if op_name == "SQUEEZE":
         return {"squeeze_dims": [int(v) for v in (opts.squeezeDims if opts.squeezeDims is not None else [])]}
     if op_name == "EXPAND_DIMS":
@@ -1256,6 +1352,7 @@ def dump_subgraph(model_bytes: bytes) -> dict:
             "zero_point": zp,
             "quantized_dimension": qdim,
             "data": data,
+            "variable": bool(t.isVariable),
         })
     operators = []
     for op in sg.operators:
@@ -1525,12 +1622,12 @@ class Reference:
         for i, x in zip(self.case["inputs"], inputs):
             vals[i] = np.asarray(x).reshape(T[i]["shape"])
         for op in self.case["operators"]:
-            args = [vals[i] if i >= 0 else None for i in op["inputs"]]
-            out_t = T[op["outputs"][0]]
-            in_t = T[op["inputs"][0]]
             fn = getattr(self, "op_" + op["op"].lower(), None)
             if fn is None:
                 return None
+            args = [vals[i] if i >= 0 else None for i in op["inputs"]]
+            out_t = T[op["outputs"][0]]
+            in_t = T[op["inputs"][0]]
             got = fn(op, args, in_t, out_t, [T[i] if i >= 0 else None for i in op["inputs"]])
             if isinstance(got, list):  # several outputs
                 vals.update(zip(op["outputs"], got))

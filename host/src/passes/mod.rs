@@ -68,11 +68,23 @@ fn referenced(graph: &TfGraph) -> Vec<bool> {
 /// axis), renumbering the rest; a graph no pass changed keeps its tensor ids.
 fn drop_orphans(before: &TfGraph, after: &mut TfGraph) {
     let (was, is) = (referenced(before), referenced(after));
-    let orphan = |t: usize| !is[t] && was.get(t).copied().unwrap_or(true);
-    if !(0..is.len()).any(orphan) {
+    drop_tensors(after, |t| !is[t] && was.get(t).copied().unwrap_or(true));
+}
+
+/// Drops every tensor no operator, graph input or output refers to (what the `.tflite`
+/// reader keeps out: e.g. an LSTM's intermediates, which carry no shape), renumbering the rest.
+pub fn drop_unreferenced(graph: &mut TfGraph) {
+    let is = referenced(graph);
+    drop_tensors(graph, |t| !is[t]);
+}
+
+/// Drops the tensors `orphan` picks, which nothing may refer to, renumbering the rest.
+fn drop_tensors(after: &mut TfGraph, orphan: impl Fn(usize) -> bool) {
+    let is = after.tensors.len();
+    if !(0..is).any(&orphan) {
         return;
     }
-    let mut renumber = vec![usize::MAX; is.len()];
+    let mut renumber = vec![usize::MAX; is];
     let mut kept = Vec::new();
     for (t, tensor) in std::mem::take(&mut after.tensors).into_iter().enumerate() {
         if !orphan(t) {
