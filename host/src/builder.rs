@@ -144,6 +144,7 @@ impl LowerSink for Sink<'_> {
 struct Graph<'b> {
     tensors: &'b [TensorDef],
     shapes: &'b [Shape4],
+    variables: &'b [TensorId],
 }
 
 impl LowerGraph for Graph<'_> {
@@ -168,6 +169,7 @@ impl LowerGraph for Graph<'_> {
                 _ => None,
             },
             constant: t.data.is_some(),
+            variable: self.variables.contains(&id),
         })
     }
 }
@@ -532,6 +534,7 @@ impl ModelBuilder {
         let graph = Graph {
             tensors: &self.tensors,
             shapes,
+            variables: &self.variables,
         };
         let mut lowered = Vec::with_capacity(self.ops.len());
         let mut added = Vec::new();

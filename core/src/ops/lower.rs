@@ -149,6 +149,8 @@ pub struct TensorView<'g> {
     pub i8_data: Option<&'g [i8]>,
     /// Whether it is a constant.
     pub constant: bool,
+    /// Whether it is a variable (state) tensor.
+    pub variable: bool,
 }
 
 /// The graph around the operator being lowered.

@@ -287,8 +287,17 @@ impl<'a> Operator<'a> for Lstm<'a> {
         let dims = lower_dims(cx, input)?;
         let hidden = cx.input(slot::OUTPUT_STATE)?;
         let cell = cx.input(slot::CELL_STATE)?;
-        cx.typed(hidden, DType::I8, "LSTM output state")?;
-        cx.typed(cell, DType::I16, "LSTM cell state")?;
+        for (id, dtype, role) in [
+            (hidden, DType::I8, "LSTM output state"),
+            (cell, DType::I16, "LSTM cell state"),
+        ] {
+            if !cx.typed(id, dtype, role)?.variable {
+                return Err(LowerError::Quantization {
+                    tensor: id,
+                    what: "an LSTM state must be a variable tensor (kept across invokes)",
+                });
+            }
+        }
         let (s_in, zp_in) = cx.per_tensor(input)?;
         let (s_h, zp_h) = cx.per_tensor(hidden)?;
         let (s_c, zp_c) = cx.per_tensor(cell)?;
