@@ -6,7 +6,7 @@ use crate::builder::{
     BuiltModel, Data, ModelBuilder, OpDef, Quantization, TensorDef, TensorId, TfOptions,
 };
 use crate::float_model::{Activations, FloatLayer, FloatModel};
-use anyhow::{ensure, Result};
+use anyhow::{bail, ensure, Result};
 use mote_core::format::{DType, OpCode};
 use mote_core::ops::{Activation, Padding, Shape4};
 
@@ -296,6 +296,9 @@ impl Emitter<'_> {
                 self.b
                     .op(OpDef::new(OpCode::Softmax, &[x.id], out.id, options));
                 out
+            }
+            FloatLayer::Lstm { .. } => {
+                bail!("quantizing an lstm layer is not supported yet")
             }
             FloatLayer::Residual { layers, activation } => {
                 let mut y = x;
