@@ -216,7 +216,14 @@ pub struct TensorRecord {
     pub live_from: u16,
     /// Arena tensors: the last operator that reads it (`op_count` for model outputs).
     pub live_to: u16,
+    /// A variable (state) tensor: its bytes persist from one invoke to the next, live for the
+    /// whole model, and [`Interpreter::reset_state`](crate::Interpreter::reset_state) sets them
+    /// to the zero point.
+    pub variable: bool,
 }
+
+/// Tensor record flag: a variable (state) tensor.
+const TENSOR_FLAG_VARIABLE: u8 = 1;
 
 impl TensorRecord {
     /// Decodes a record; `Err` names the bad field.
@@ -239,6 +246,11 @@ impl TensorRecord {
             channel_scales: word(36)?,
             live_from: read_u16(r, 40).ok_or(why!("record truncated"))?,
             live_to: read_u16(r, 42).ok_or(why!("record truncated"))?,
+            variable: match r.get(3) {
+                Some(0) => false,
+                Some(&TENSOR_FLAG_VARIABLE) => true,
+                _ => return Err(why!("unknown tensor flags")),
+            },
         })
     }
 
@@ -248,6 +260,11 @@ impl TensorRecord {
         out[0] = self.dtype as u8;
         out[1] = self.storage as u8;
         out[2] = self.channel_axis;
+        out[3] = if self.variable {
+            TENSOR_FLAG_VARIABLE
+        } else {
+            0
+        };
         for (i, d) in self.shape.iter().enumerate() {
             out[4 + 4 * i..8 + 4 * i].copy_from_slice(&d.to_le_bytes());
         }
@@ -374,6 +391,7 @@ mod tests {
                 channel_scales: 1234 * 4,
                 live_from: 5,
                 live_to: 9,
+                variable: storage == Storage::Arena,
             };
             let mut bytes = [0u8; TENSOR_RECORD_LEN];
             record.write(&mut bytes);

@@ -47,11 +47,13 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 what: why!("the arena must start on a 4-byte boundary"),
             });
         }
-        Ok(Self {
+        let mut interpreter = Self {
             model,
             arena,
             decoded: &[],
-        })
+        };
+        interpreter.reset_state()?;
+        Ok(interpreter)
     }
 
     /// [`Self::new`], with every operator decoded once, here, into `decoded` (at least
@@ -179,6 +181,25 @@ impl<'m, 'a> Interpreter<'m, 'a> {
         })
     }
 
+    /// Sets every variable (state) tensor to its zero point, as at the start: a streaming
+    /// model forgets what it has seen. [`Self::new`] does it once.
+    pub fn reset_state(&mut self) -> Result<(), Error> {
+        for index in 0..self.model.tensor_count() {
+            let t = self.model.tensor(index)?;
+            if !t.record.variable {
+                continue;
+            }
+            let bytes = self
+                .arena
+                .get_mut(t.arena_range())
+                .ok_or(Error::BadLayout {
+                    what: why!("tensor outside the arena"),
+                })?;
+            fill_zero_point(bytes, t.dtype(), t.zero_point());
+        }
+        Ok(())
+    }
+
     /// Runs every operator in order.
     pub fn invoke(&mut self) -> Result<(), Error> {
         self.invoke_with(&mut ())
@@ -214,6 +235,20 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     }
 }
 
+/// Fills a tensor's bytes with its zero point (int8, uint8 and int16; other types with 0).
+fn fill_zero_point(bytes: &mut [u8], dtype: DType, zero_point: i32) {
+    match dtype {
+        DType::I8 | DType::U8 => bytes.fill(zero_point as u8),
+        DType::I16 => {
+            let le = (zero_point as i16).to_le_bytes();
+            for pair in bytes.chunks_exact_mut(2) {
+                pair.copy_from_slice(&le);
+            }
+        }
+        DType::I32 | DType::F32 => bytes.fill(0),
+    }
+}
+
 /// Borrows an operator's inputs (shared), output and scratch (exclusive) from the one arena.
 /// The plan guarantees the output's and the scratch's bytes are disjoint from each other and
 /// from every input's; this checks it again so a bad plan is an error, and splits the arena
@@ -225,10 +260,14 @@ pub(crate) fn views<'x, I: cast::Pod, O: cast::Pod>(
     model: &Model<'_>,
     io: Io,
 ) -> Result<Views<'x, I, O>, Error> {
+    if io.state != [None, None] {
+        return views_with_state(arena, model, io);
+    }
     let Io {
         inputs,
         output,
         scratch,
+        state: _,
     } = io;
     let out_info = model.tensor(output)?;
     let out_range = out_info.arena_range();
@@ -297,5 +336,90 @@ pub(crate) fn views<'x, I: cast::Pod, O: cast::Pod>(
         inputs: views,
         output: out,
         scratch: scratch_bytes,
+        state: [&mut [], &mut []],
+    })
+}
+
+/// [`views`] for an operator with state tensors: four exclusive ranges (output, scratch, two
+/// states; an absent one is empty), split off the arena in address order.
+#[inline(never)]
+fn views_with_state<'x, I: cast::Pod, O: cast::Pod>(
+    arena: &'x mut [u8],
+    model: &Model<'_>,
+    io: Io,
+) -> Result<Views<'x, I, O>, Error> {
+    let overlap = Error::PlanOverlap {
+        first: io.output,
+        second: io.output,
+    };
+    let out_info = model.tensor(io.output)?;
+    let out_range = out_info.arena_range();
+    let empty = out_range.end..out_range.end;
+    let range_of = |index: Option<u16>| -> Result<Range<usize>, Error> {
+        Ok(match index {
+            Some(index) => model.tensor(index)?.arena_range(),
+            None => empty.clone(),
+        })
+    };
+    let scratch = match io.scratch.len {
+        0 => empty.clone(),
+        _ => io.scratch.range(),
+    };
+    let ranges = [
+        out_range,
+        scratch,
+        range_of(io.state[0])?,
+        range_of(io.state[1])?,
+    ];
+    let mut order = [0usize, 1, 2, 3];
+    order.sort_unstable_by_key(|&i| (ranges[i].start, ranges[i].end));
+    // Shared gaps before, between and after the exclusive ranges, each with its offset.
+    let mut shared: [(usize, &'x [u8]); 5] = [(0, &[]); 5];
+    let mut exclusive: [&'x mut [u8]; 4] = [&mut [], &mut [], &mut [], &mut []];
+    let (mut rest, mut at) = (arena, 0usize);
+    for (gap, &i) in shared.iter_mut().zip(&order) {
+        let range = &ranges[i];
+        let before = range.start.checked_sub(at).ok_or(overlap)?;
+        let (head, tail) = rest.split_at_mut_checked(before).ok_or(overlap)?;
+        let (mine, tail) = tail.split_at_mut_checked(range.len()).ok_or(overlap)?;
+        *gap = (at, head);
+        exclusive[i] = mine;
+        (rest, at) = (tail, range.end);
+    }
+    shared[4] = (at, rest);
+    let mut views = [Tensor {
+        data: &[][..],
+        shape: ops::Shape4::default(),
+    }; crate::format::MAX_OP_INPUTS];
+    for (view, index) in views.iter_mut().zip(io.inputs) {
+        if let Some(index) = index {
+            let info = model.tensor(index)?;
+            let range = info.arena_range();
+            let bytes = shared
+                .iter()
+                .find_map(|&(at, bytes)| {
+                    let start = range.start.checked_sub(at)?;
+                    bytes.get(start..start + range.len())
+                })
+                .ok_or(overlap)?;
+            *view = Tensor {
+                data: cast::slice(bytes).ok_or(Error::BadLayout {
+                    what: why!("tensor misaligned in the arena"),
+                })?,
+                shape: info.shape,
+            };
+        }
+    }
+    let [out_bytes, scratch_bytes, state0, state1] = exclusive;
+    Ok(Views {
+        inputs: views,
+        output: TensorMut {
+            data: cast::slice_mut(out_bytes).ok_or(Error::BadLayout {
+                what: why!("tensor misaligned in the arena"),
+            })?,
+            shape: out_info.shape,
+        },
+        scratch: scratch_bytes,
+        state: [state0, state1],
     })
 }

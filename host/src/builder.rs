@@ -125,7 +125,8 @@ impl LowerSink for Sink<'_> {
         self.requant.push(q);
     }
 
-    fn constant_u8(&mut self, bytes: &[u8]) -> usize {
+    fn constant_u8(&mut self, bytes: &mut dyn Iterator<Item = u8>) -> usize {
+        let bytes: &[u8] = &bytes.collect::<Vec<u8>>();
         let same = |t: &TensorDef| matches!(&t.data, Some(Data::U8(v)) if v[..] == *bytes);
         if let Some(id) = self.tensors.iter().position(same) {
             return id;
@@ -178,6 +179,7 @@ pub struct ModelBuilder {
     ops: Vec<(OpDef, bool)>,
     inputs: Vec<TensorId>,
     outputs: Vec<TensorId>,
+    variables: Vec<TensorId>,
 }
 
 /// A written blob and what the planner found.
@@ -218,6 +220,21 @@ impl ModelBuilder {
             .get_mut(index)
             .ok_or_else(|| anyhow!("no operator {index}"))?;
         op.1 = trainable;
+        Ok(())
+    }
+
+    /// Marks tensor `id` variable: state an operator reads and updates in place, kept from
+    /// one invoke to the next (live for the whole model, set to its zero point at reset).
+    pub fn set_variable(&mut self, id: TensorId) -> Result<()> {
+        self.check_id(id)?;
+        ensure!(
+            self.tensors[id].data.is_none(),
+            "tensor `{}` is constant and cannot be variable",
+            self.tensors[id].name
+        );
+        if !self.variables.contains(&id) {
+            self.variables.push(id);
+        }
         Ok(())
     }
 
@@ -283,6 +300,10 @@ impl ModelBuilder {
             self.check_id(i)?;
             first[i] = 0;
         }
+        for &v in &self.variables {
+            first[v] = 0;
+            last[v] = n_ops;
+        }
         for (k, op) in lowered.iter().enumerate() {
             for i in op.inputs.into_iter().flatten() {
                 if self.tensors[i].data.is_none() {
@@ -296,6 +317,12 @@ impl ModelBuilder {
                 }
             }
             let out = op.output;
+            ensure!(
+                !self.variables.contains(&out),
+                "operator {k} ({}) writes variable tensor `{}` as its output",
+                op.opcode.name(),
+                self.tensors[out].name
+            );
             ensure!(
                 first[out] == usize::MAX,
                 "tensor `{}` is written twice (or is a model input)",
@@ -469,6 +496,7 @@ impl ModelBuilder {
             channel_scales,
             live_from: live_from as u16,
             live_to: live_to as u16,
+            variable: self.variables.contains(&i),
         })
     }
 

@@ -20,6 +20,8 @@ pub struct TfTensor {
     pub quant: Option<Quantization>,
     /// Constant elements.
     pub data: Option<Data>,
+    /// A variable (state) tensor: kept from one invoke to the next.
+    pub variable: bool,
 }
 
 pub use mote_core::ops::lower::TfOptions;
@@ -99,6 +101,11 @@ impl TfGraph {
                 .lower(op)
                 .with_context(|| format!("operator {k} ({} v{})", op.name, op.version))?;
             b.op(def);
+        }
+        for (id, t) in self.tensors.iter().enumerate() {
+            if t.variable {
+                b.set_variable(id)?;
+            }
         }
         b.inputs(&self.inputs);
         b.outputs(&self.outputs);

@@ -39,6 +39,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
                 dtype,
                 quant,
                 data,
+                variable: false,
             }
         })
         .collect();

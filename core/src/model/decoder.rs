@@ -57,6 +57,7 @@ const PLACEHOLDER_TENSOR: TensorInfo = TensorInfo {
         channel_scales: 0,
         live_from: 0,
         live_to: 0,
+        variable: false,
     },
     shape: Shape4::new(1, 1, 1, 1),
 };
@@ -190,6 +191,24 @@ impl<'m, 'a> Decoder<'m, 'a> {
         self.tensor(slot, dtype, Storage::Arena)
     }
 
+    /// Input `slot` as a variable (state) tensor of `dtype`, which the operator reads and
+    /// writes: it must not be any other of the operator's tensors.
+    #[inline(never)]
+    pub(crate) fn state(&self, slot: usize, dtype: DType) -> TensorInfo {
+        let t = self.activation(slot, dtype);
+        self.check(
+            t.record.variable,
+            why!("a state input must be a variable tensor"),
+        );
+        let index = self.op.inputs[slot];
+        let named = |&(k, &other): &(usize, &u16)| k != slot && other == index;
+        self.check(
+            !self.op.inputs.iter().enumerate().any(|e| named(&e)),
+            why!("a state tensor is also another input of the operator"),
+        );
+        t
+    }
+
     pub(crate) fn output(&self, dtype: DType) -> TensorInfo {
         self.tensor(usize::MAX, dtype, Storage::Arena)
     }
@@ -201,6 +220,28 @@ impl<'m, 'a> Decoder<'m, 'a> {
             data: self.take(self.model.constant(&t), &[]),
             shape: t.shape,
         }
+    }
+
+    /// Constant int8 tensor `index` of the model: an operator with more weight tensors than
+    /// its record has input slots names the rest in its parameters.
+    #[inline(never)]
+    pub(crate) fn weights_at(&self, index: u16) -> Tensor<'a, i8> {
+        let t = self.take(self.model.tensor(index), PLACEHOLDER_TENSOR);
+        self.check(
+            t.record.dtype == DType::I8 && t.record.storage == Storage::Constant,
+            why!("a weight tensor must be a constant int8 tensor"),
+        );
+        Tensor {
+            data: self.take(self.model.constant(&t), &[]),
+            shape: t.shape,
+        }
+    }
+
+    /// Constant uint8 input `slot` read as int32 words (constants a lowering computed).
+    #[inline(never)]
+    pub(crate) fn words(&self, slot: usize) -> &'a [i32] {
+        let t = self.tensor(slot, DType::U8, Storage::Constant);
+        self.take(self.model.constant(&t), &[])
     }
 
     /// A lookup table: constant uint8 input `slot` of exactly 256 entries.

@@ -451,6 +451,9 @@ impl<'a> Model<'a> {
         if r.dtype == DType::I8 && !(-128..=127).contains(&r.zero_point) {
             return Err(why!("int8 zero point out of range"));
         }
+        if r.dtype == DType::I16 && i16::try_from(r.zero_point).is_err() {
+            return Err(why!("int16 zero point out of range"));
+        }
         if r.offset as usize % r.dtype.size() != 0 {
             return Err(why!("offset misaligned for its type"));
         }
@@ -463,7 +466,11 @@ impl<'a> Model<'a> {
                 if r.live_from > r.live_to || r.live_to > self.header.op_count {
                     return Err(why!("lifetime out of range"));
                 }
+                if r.variable && (r.live_from, r.live_to) != (0, self.header.op_count) {
+                    return Err(why!("a variable tensor must be live for the whole model"));
+                }
             }
+            Storage::Constant if r.variable => return Err(why!("a constant cannot be variable")),
             Storage::Constant => {
                 let data = self.header.data_offset as u64
                     ..self.header.data_offset as u64 + self.header.data_len as u64;
@@ -498,9 +505,12 @@ impl<'a> Model<'a> {
         let op = self.op(index)?;
         let bad = |what| Err(Error::invalid_operator(index, what));
         let out = self.tensor(op.output)?;
-        if out.record.storage != Storage::Arena || out.record.live_from != index {
+        if out.record.storage != Storage::Arena
+            || out.record.live_from != index
+            || out.record.variable
+        {
             return bad(why!(
-                "output must be an arena tensor written by this operator"
+                "output must be a non-variable arena tensor written by this operator"
             ));
         }
         for input in op.inputs.into_iter().filter(|&t| t != NO_TENSOR) {

@@ -126,6 +126,7 @@ impl<'a> BinaryIo<'a> {
             inputs: [self.a.arena(), self.b.arena(), None, None],
             output: self.output,
             scratch: self.scratch,
+            state: [None; 2],
         }
     }
 

@@ -160,6 +160,7 @@ impl<'a> Operator<'a> for Concatenation {
             inputs: self.inputs,
             output: self.output,
             scratch: Scratch::default(),
+            state: [None; 2],
         })
     }
 

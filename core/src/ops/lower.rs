@@ -44,6 +44,10 @@ pub struct TfOptions {
     pub align_corners: bool,
     pub half_pixel_centers: bool,
     pub block_size: usize,
+    // UNIDIRECTIONAL_SEQUENCE_LSTM (its cell activation is always TANH).
+    pub time_major: bool,
+    pub cell_clip: f32,
+    pub proj_clip: f32,
 }
 
 impl Default for TfOptions {
@@ -73,6 +77,9 @@ impl Default for TfOptions {
             align_corners: false,
             half_pixel_centers: false,
             block_size: 0,
+            time_major: false,
+            cell_clip: 0.0,
+            proj_clip: 0.0,
         }
     }
 }
@@ -219,9 +226,10 @@ impl fmt::Display for LowerError {
 pub trait LowerSink {
     /// Appends a requantization constant to the record's.
     fn requant(&mut self, q: QuantizedMultiplier);
-    /// A constant uint8 tensor holding `bytes` (a lookup table the lowering computed), added
-    /// to the model or shared with an identical one: its id.
-    fn constant_u8(&mut self, bytes: &[u8]) -> usize;
+    /// A constant uint8 tensor holding the bytes `bytes` yields (a lookup table or other
+    /// constants the lowering computed), added to the model or shared with an identical one:
+    /// its id.
+    fn constant_u8(&mut self, bytes: &mut dyn Iterator<Item = u8>) -> usize;
 }
 
 /// One operator being lowered: what the graph says of it, and the record being written.
@@ -486,9 +494,34 @@ impl<'g> Lowering<'g> {
         self.sink.requant(q);
     }
 
+    /// Record input `slot` names TFLite input `tflite_slot` (for an operator whose record
+    /// keeps inputs out of TFLite's order).
+    pub fn route_input(&mut self, slot: usize, tflite_slot: usize) -> Result<(), LowerError> {
+        let id = self.input(tflite_slot)?;
+        match self.computed.get_mut(slot) {
+            Some(kept) => {
+                *kept = Some(id);
+                Ok(())
+            }
+            None => Err(LowerError::Unsupported {
+                what: "a routed input past the record's inputs",
+            }),
+        }
+    }
+
     /// Record input `slot` becomes a constant uint8 tensor of `bytes` (a 256-entry lookup
     /// table computed here, once, instead of by the device's kernel).
     pub fn computed_input(&mut self, slot: usize, bytes: &[u8]) -> Result<(), LowerError> {
+        self.computed_from(slot, &mut bytes.iter().copied())
+    }
+
+    /// [`Self::computed_input`] with the bytes an iterator yields (constants too large for
+    /// the stack, which has no heap to collect them in).
+    pub fn computed_from(
+        &mut self,
+        slot: usize,
+        bytes: &mut dyn Iterator<Item = u8>,
+    ) -> Result<(), LowerError> {
         let id = self.sink.constant_u8(bytes);
         match self.computed.get_mut(slot) {
             Some(kept) => {

@@ -31,6 +31,7 @@ mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;
 pub mod lower;
+pub mod lstm;
 pub mod lut;
 pub mod maximum_minimum;
 pub mod mul;
@@ -146,6 +147,9 @@ operators! { 'a;
     51 => DepthToSpace(space_depth::SpaceDepth), "DEPTH_TO_SPACE", feature "op-depth-to-space";
     /// Blocks of pixels to blocks of channels.
     52 => SpaceToDepth(space_depth::SpaceDepth), "SPACE_TO_DEPTH", feature "op-space-to-depth";
+    /// LSTM over a sequence, int8 with int16 cell state kept across invokes.
+    60 => UnidirectionalSequenceLstm(lstm::Lstm<'a>), "UNIDIRECTIONAL_SEQUENCE_LSTM",
+        feature "op-lstm";
 }
 
 use crate::quant::QuantizedMultiplier;

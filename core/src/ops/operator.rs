@@ -18,6 +18,8 @@ pub struct Io {
     pub output: u16,
     /// The kernel's working memory.
     pub scratch: Scratch,
+    /// Variable (state) tensors it reads and updates in place.
+    pub state: [Option<u16>; 2],
 }
 
 impl Io {
@@ -27,6 +29,7 @@ impl Io {
             inputs: [Some(input), None, None, None],
             output,
             scratch,
+            state: [None; 2],
         }
     }
 }
@@ -96,6 +99,8 @@ pub struct Views<'x, I, O> {
     pub output: TensorMut<'x, O>,
     /// The scratch (empty if none was planned).
     pub scratch: &'x mut [u8],
+    /// The state tensors [`Io::state`] names, as bytes (empty where it names none).
+    pub state: [&'x mut [u8]; 2],
 }
 
 /// Everything mote knows about one operator, implemented by its decoded form: its lowering from

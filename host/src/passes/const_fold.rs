@@ -258,6 +258,7 @@ mod tests {
             dtype,
             quant: (dtype == DType::I8).then(|| Quantization::per_tensor(0.1, 0)),
             data,
+            variable: false,
         }
     }
 

@@ -186,6 +186,7 @@ mod tests {
             dtype: DType::I8,
             quant: Some(Quantization::per_tensor(0.05, zero_point)),
             data,
+            variable: false,
         }
     }
 
@@ -196,6 +197,7 @@ mod tests {
             dtype: DType::I32,
             quant: None,
             data: Some(Data::I32(v.to_vec())),
+            variable: false,
         }
     }
 

@@ -99,6 +99,7 @@ pub(crate) fn add_i32(graph: &mut TfGraph, name: String, shape: Vec<usize>, v: V
         dtype: DType::I32,
         quant: None,
         data: Some(Data::I32(v)),
+        variable: false,
     });
     graph.tensors.len() - 1
 }

@@ -148,6 +148,7 @@ mod tests {
             dtype: DType::I8,
             quant: Some(Quantization::per_tensor(0.1, 0)),
             data: None,
+            variable: false,
         }
     }
 
@@ -158,6 +159,7 @@ mod tests {
             dtype: DType::I32,
             quant: None,
             data: Some(Data::I32(v)),
+            variable: false,
         }
     }
 

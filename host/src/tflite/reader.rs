@@ -47,6 +47,7 @@ mod tensor {
     pub const BUFFER: u16 = 2;
     pub const NAME: u16 = 3;
     pub const QUANTIZATION: u16 = 4;
+    pub const IS_VARIABLE: u16 = 5;
     pub const SPARSITY: u16 = 6;
 }
 
@@ -104,6 +105,7 @@ mod options {
     pub const TRANSPOSE_CONV: u8 = 49;
     pub const RESIZE_NEAREST_NEIGHBOR: u8 = 74;
     pub const DEPTH_TO_SPACE: u8 = 94;
+    pub const UNIDIRECTIONAL_SEQUENCE_LSTM: u8 = 71;
 }
 
 /// `enum TensorType` codes mote has.
@@ -574,6 +576,28 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 o.block_size = positive(t.i32(0, 0)?, "block_size")?;
             }
         }
+        "UNIDIRECTIONAL_SEQUENCE_LSTM" => {
+            let what = "UnidirectionalSequenceLSTMOptions";
+            if let Some(t) = table(options::UNIDIRECTIONAL_SEQUENCE_LSTM, what, true)? {
+                let cell_activation = names::activation(t.u8(0, 0)?);
+                ensure!(
+                    cell_activation == "TANH",
+                    "an LSTM cell activation {cell_activation} is not supported (TANH is)"
+                );
+                o.cell_clip = t.f32(1, 0.0)?;
+                o.proj_clip = t.f32(2, 0.0)?;
+                o.time_major = t.bool(3, false)?;
+                ensure!(
+                    !t.bool(4, false)?,
+                    "asymmetric_quantize_inputs (a hybrid LSTM) is not supported: convert with \
+                     full integer quantization"
+                );
+                ensure!(
+                    !t.bool(5, false)?,
+                    "diagonal_recurrent_tensors is not supported (TFLite-Micro has no such LSTM)"
+                );
+            }
+        }
         // new_shape duplicates the output tensor's shape, which lowering uses.
         "RESHAPE" => {
             table(options::RESHAPE, "ReshapeOptions", false)?;
@@ -674,8 +698,14 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
         );
     }
 
+    let variable = t.u8(tensor::IS_VARIABLE, 0)? != 0;
     let index = t.u32(tensor::BUFFER, 0)? as usize;
-    let data = match buffer_bytes(buf, buffers, index)? {
+    // A variable tensor starts at its zero point, as in TFLite-Micro, whatever its buffer.
+    let initial = match variable {
+        true => None,
+        false => buffer_bytes(buf, buffers, index)?,
+    };
+    let data = match initial {
         Some(bytes) => {
             budget.take(bytes.len())?;
             let elements = shape
@@ -720,6 +750,7 @@ fn decode_tensor(buf: Buf, t: Table, buffers: Vector, budget: &mut Budget) -> Re
         dtype,
         quant,
         data,
+        variable,
     })
 }
 
