@@ -109,7 +109,7 @@ fn lstm_states(
     let steps = x.len() / features;
     let mut hidden = vec![0.0; steps * units];
     let mut cells = vec![0.0; steps * units];
-    let (mut h, mut c) = (vec![0.0; units], vec![0.0; units]);
+    let (mut h, mut c, mut c_prev) = (vec![0.0; units], vec![0.0; units], vec![0.0; units]);
     let mut z = vec![0.0; 4 * units];
     for (s, x_t) in x.chunks_exact(features).enumerate() {
         for (r, zr) in z.iter_mut().enumerate() {
@@ -119,7 +119,7 @@ fn lstm_states(
                 + w.iter().zip(x_t).map(|(a, b)| a * b).sum::<f32>()
                 + rw.iter().zip(&h).map(|(a, b)| a * b).sum::<f32>();
         }
-        let c_prev = c.clone();
+        std::mem::swap(&mut c, &mut c_prev);
         lstm_cell(&mut z, &c_prev, &mut c, &mut h);
         hidden[s * units..][..units].copy_from_slice(&h);
         cells[s * units..][..units].copy_from_slice(&c);
@@ -162,6 +162,58 @@ pub(crate) fn fit_window(
             input.h,
             input.w
         )
+    })
+}
+
+/// An LSTM layer on a batch of `[1, steps, features]` sequences: traces every step's hidden
+/// states, then every step's cell states (`[n, 1, steps, units]` each), and returns them or
+/// the last step's (`[n, 1, 1, units]`).
+fn lstm_forward(
+    x: &Activations,
+    units: usize,
+    params: (&[f32], &[f32], &[f32]),
+    return_sequences: bool,
+    trace: &mut dyn FnMut(&Activations),
+) -> Result<Activations> {
+    let (s, u) = (x.shape, units);
+    let (weights, recurrent, bias) = params;
+    ensure!(
+        s.h == 1
+            && weights.len() == 4 * u * s.c
+            && recurrent.len() == 4 * u * u
+            && bias.len() == 4 * u,
+        "lstm: {} weights, {} recurrent weights and {} biases for {u} units on a {s:?} input",
+        weights.len(),
+        recurrent.len(),
+        bias.len()
+    );
+    let (mut hidden, mut cells) = (Vec::new(), Vec::new());
+    for sample in x.data.chunks_exact(s.w * s.c) {
+        let (h, c) = lstm_states(sample, u, params);
+        hidden.extend(h);
+        cells.extend(c);
+    }
+    let seq = Shape4::new(s.n, 1, s.w, u);
+    let hidden = Activations {
+        data: hidden,
+        shape: seq,
+    };
+    trace(&hidden);
+    trace(&Activations {
+        data: cells,
+        shape: seq,
+    });
+    if return_sequences {
+        return Ok(hidden);
+    }
+    let data = hidden
+        .data
+        .chunks_exact(s.w * u)
+        .flat_map(|h| h[(s.w - 1) * u..].iter().copied())
+        .collect();
+    Ok(Activations {
+        data,
+        shape: Shape4::new(s.n, 1, 1, u),
     })
 }
 
@@ -365,43 +417,8 @@ impl FloatLayer {
                 bias,
                 return_sequences,
             } => {
-                let u = *units;
-                ensure!(
-                    s.h == 1 && weights.len() == 4 * u * s.c && recurrent.len() == 4 * u * u,
-                    "lstm: {} weights and {} recurrent weights for {u} units on a {s:?} input",
-                    weights.len(),
-                    recurrent.len()
-                );
                 let params = (&weights[..], &recurrent[..], &bias[..]);
-                let (mut hidden, mut cells) = (Vec::new(), Vec::new());
-                for sample in x.data.chunks_exact(s.w * s.c) {
-                    let (h, c) = lstm_states(sample, u, params);
-                    hidden.extend(h);
-                    cells.extend(c);
-                }
-                let seq = Shape4::new(s.n, 1, s.w, u);
-                let hidden = Activations {
-                    data: hidden,
-                    shape: seq,
-                };
-                trace(&hidden);
-                trace(&Activations {
-                    data: cells,
-                    shape: seq,
-                });
-                if *return_sequences {
-                    hidden
-                } else {
-                    let data = hidden
-                        .data
-                        .chunks_exact(s.w * u)
-                        .flat_map(|h| h[(s.w - 1) * u..].iter().copied())
-                        .collect();
-                    Activations {
-                        data,
-                        shape: Shape4::new(s.n, 1, 1, u),
-                    }
-                }
+                lstm_forward(x, *units, params, *return_sequences, trace)?
             }
         };
         trace(&out);
