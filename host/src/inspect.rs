@@ -30,7 +30,7 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
             let s = out.shape;
             let layer = model.layer(i)?;
             let macs = layer.macs(model)?;
-            let mut weight_bytes = 0;
+            let mut weight_bytes = layer.named_constant_bytes();
             for t in op.inputs.iter().filter(|&&t| t != NO_TENSOR) {
                 let t = model.tensor(*t)?;
                 if t.record.storage == Storage::Constant {
@@ -80,9 +80,10 @@ fn edges(s: &mut String, model: &Model<'_>) -> Result<(), Error> {
 pub fn table(model: &Model<'_>) -> Result<String, Error> {
     let layers = layers(model)?;
     let mut s = String::new();
+    let width = layers.iter().map(|l| l.op.len()).fold(18, usize::max);
     let _ = writeln!(
         s,
-        "{:>3}  {:<18} {:<16} {:>10} {:>9} {:>14} {:>16}",
+        "{:>3}  {:<width$} {:<16} {:>10} {:>9} {:>14} {:>16}",
         "#", "operator", "output", "MACs", "weights", "arena at+size", "scratch at+size"
     );
     for (i, l) in layers.iter().enumerate() {
@@ -94,7 +95,7 @@ pub fn table(model: &Model<'_>) -> Result<String, Error> {
         };
         let _ = writeln!(
             s,
-            "{i:>3}  {:<18} {:<16} {:>10} {:>9} {:>14} {:>16}",
+            "{i:>3}  {:<width$} {:<16} {:>10} {:>9} {:>14} {:>16}",
             l.op, shape, l.macs, l.weight_bytes, arena, scratch
         );
     }

@@ -15,7 +15,7 @@
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::{record_params, Field, SlotReader, SlotWriter};
-use super::{Shape4, Tensor};
+use super::{simd, Shape4, Tensor};
 use crate::cast;
 use crate::format::DType;
 use crate::model::{Decoder, Model, Scratch};
@@ -32,9 +32,6 @@ const OUTPUT_GATE: usize = 3;
 /// Requantization constants: an input and a recurrent FC per gate, then the three element-wise
 /// products (forget x cell, input x cell gate, output x tanh(cell)).
 const REQUANTS: usize = 2 * GATES + 3;
-const FORGET_TIMES_CELL: usize = 2 * GATES;
-const INPUT_TIMES_CANDIDATE: usize = 2 * GATES + 1;
-const OUTPUT_TIMES_TANH: usize = 2 * GATES + 2;
 
 /// Scale of a gate's pre-activation (Q3.12) and of its activation (Q0.15).
 const GATE_INPUT_SCALE: f64 = 1.0 / 4096.0;
@@ -97,17 +94,18 @@ record_params! {
     }
 }
 
-/// UNIDIRECTIONAL_SEQUENCE_LSTM, decoded.
+/// UNIDIRECTIONAL_SEQUENCE_LSTM, decoded (kept small: every decoded layer slot is as large as
+/// the largest operator's).
 #[derive(Debug, Clone, Copy)]
 pub struct Lstm<'a> {
-    /// Parameters.
-    pub params: LstmParams,
+    /// The cell's parameters.
+    pub cell: CellParams,
     /// Input-to-gate weights `[units, features]`, then recurrent-to-gate `[units, units]`.
     pub weights: [&'a [i8]; 2 * GATES],
     /// Effective biases, `units` each: gate by gate, the input FC's then the recurrent FC's.
     pub biases: &'a [i32],
     /// Requantization constants (see [`REQUANTS`]).
-    pub requant: [QuantizedMultiplier; REQUANTS],
+    pub requant: &'a [QuantizedMultiplier],
     /// Sizes.
     pub dims: LstmDims,
     /// Input tensor.
@@ -116,6 +114,21 @@ pub struct Lstm<'a> {
     pub output: u16,
     /// Hidden state (int8) and cell state (int16), variable tensors.
     pub state: [u16; 2],
+    /// The widened input and hidden state of the fast path.
+    pub scratch: Scratch,
+}
+
+/// [`LstmParams`] as the kernel keeps them, range-checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CellParams {
+    /// The hidden state's zero point.
+    pub hidden_zero_point: i8,
+    /// log2 of the cell state's scale.
+    pub cell_scale_power: i8,
+    /// Inputs are `[steps, batch, features]`.
+    pub time_major: bool,
+    /// The cell state's clip (0: none).
+    pub cell_clip: i16,
 }
 
 /// An LSTM's sizes.
@@ -332,7 +345,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
         let input = d.activation(0, DType::I8);
         let output = d.output(DType::I8);
         let hidden = d.state(2, DType::I8);
-        let cell = d.state(3, DType::I16);
+        let cell_state = d.state(3, DType::I16);
         let biases = d.words(1);
         let p = &params;
         d.check(
@@ -359,7 +372,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
         );
         let state_len = batch.checked_mul(dims.units);
         d.check(
-            hidden.shape.elements() == state_len && cell.shape.elements() == state_len,
+            hidden.shape.elements() == state_len && cell_state.shape.elements() == state_len,
             why!("LSTM states must hold batch x units values"),
         );
         let mut weights = [&[][..]; 2 * GATES];
@@ -376,15 +389,22 @@ impl<'a> Operator<'a> for Lstm<'a> {
             Some(biases.len()) == dims.units.checked_mul(2 * GATES),
             why!("LSTM effective biases do not match its units"),
         );
+        let cell = CellParams {
+            hidden_zero_point: p.hidden_zero_point.clamp(-128, 127) as i8,
+            cell_scale_power: p.cell_scale_power.clamp(-31, 16) as i8,
+            time_major: p.time_major == 1,
+            cell_clip: p.cell_clip.clamp(0, 32767) as i16,
+        };
         Lstm {
-            params,
+            cell,
             weights,
             biases,
-            requant: d.requant_array::<REQUANTS>(),
+            requant: d.requant(&[REQUANTS]),
             dims,
             input: input.index,
             output: output.index,
-            state: [hidden.index, cell.index],
+            state: [hidden.index, cell_state.index],
+            scratch: d.scratch(),
         }
     }
 
@@ -392,7 +412,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
         Some(Io {
             inputs: [Some(self.input), None, None, None],
             output: self.output,
-            scratch: Scratch::default(),
+            scratch: self.scratch,
             state: [Some(self.state[0]), Some(self.state[1])],
         })
     }
@@ -404,7 +424,15 @@ impl<'a> Operator<'a> for Lstm<'a> {
         };
         let hidden: &mut [i8] = cast::slice_mut(hidden).ok_or(misaligned)?;
         let cell: &mut [i16] = cast::slice_mut(cell).ok_or(misaligned)?;
-        lstm_i8(self, v.inputs[0], v.output.data, (hidden, cell))
+        lstm_i8(self, v.inputs[0], v.output.data, (hidden, cell), v.scratch)
+    }
+
+    fn scratch_need(&self, _model: &Model<'a>) -> Result<Option<usize>, Error> {
+        Ok(Some(8 * self.scratch_words()))
+    }
+
+    fn named_constant_bytes(&self) -> usize {
+        self.weights.iter().map(|w| w.len()).sum()
     }
 
     fn macs(&self, _model: &Model<'a>) -> Result<u64, Error> {
@@ -415,6 +443,8 @@ impl<'a> Operator<'a> for Lstm<'a> {
 }
 
 /// The int8 kernel: every batch row's sequence, step by step, updating the states in place.
+/// `scratch` holds the step's input and hidden state widened for the DSP loop (see
+/// [`Lstm::scratch_words`]); with less, every unit takes the plain path.
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
 pub fn lstm_i8(
@@ -422,12 +452,18 @@ pub fn lstm_i8(
     input: Tensor<i8>,
     output: &mut [i8],
     (hidden, cell): (&mut [i8], &mut [i16]),
+    scratch: &mut [u8],
 ) -> Result<(), Error> {
     let d = layer.dims;
-    let time_major = layer.params.time_major == 1;
+    let time_major = layer.cell.time_major;
     let short = Error::LengthMismatch {
         expected: d.batch * d.units,
         actual: hidden.len().min(cell.len()),
+    };
+    let columns: &mut [[u32; 2]] = cast::slice_mut(scratch).unwrap_or(&mut []);
+    let columns = match columns.len() >= layer.scratch_words() {
+        true => columns,
+        false => &mut [],
     };
     for b in 0..d.batch {
         let states = b * d.units..(b + 1) * d.units;
@@ -442,65 +478,156 @@ pub fn lstm_i8(
             let out = output
                 .get_mut(row * d.units..(row + 1) * d.units)
                 .ok_or(Error::ShapeOverflow)?;
-            layer.step(x, h, c, out);
+            layer.step(x, h, c, out, columns);
             h.copy_from_slice(out);
         }
     }
     Ok(())
 }
 
+/// `v`'s first whole words as q15 groups (see `simd`): `[(v0, v2), (v1, v3)]` per word.
+fn widen(v: &[i8], groups: &mut [[u32; 2]]) {
+    for (group, word) in groups.iter_mut().zip(v.chunks_exact(4)) {
+        let w = u32::from_le_bytes([word[0] as u8, word[1] as u8, word[2] as u8, word[3] as u8]);
+        *group = [simd::sxtb16(w), simd::sxtb16_ror8(w)];
+    }
+}
+
 impl Lstm<'_> {
+    /// q15 groups the fast path widens the input and hidden state into.
+    fn scratch_words(&self) -> usize {
+        self.dims.features / 4 + self.dims.units / 4
+    }
+
     /// One time step of one batch row: the new cell state in `c`, the new hidden state in
-    /// `out` (the caller copies it to `h`, which every unit's gates read unchanged).
-    fn step(&self, x: &[i8], h: &[i8], c: &mut [i16], out: &mut [i8]) {
-        let units = self.dims.units;
-        let q = &self.requant;
-        for (u, (cell, out)) in c.iter_mut().zip(out.iter_mut()).enumerate() {
-            let gate = |g: usize| self.gate_input(g, u, x, h);
-            let i = sigmoid_q15(gate(INPUT_GATE));
-            let f = sigmoid_q15(gate(FORGET_GATE));
-            let g = tanh_q15(gate(CELL_GATE), -12);
-            let o = sigmoid_q15(gate(OUTPUT_GATE));
-            let kept = mul_i16(f, *cell, q[FORGET_TIMES_CELL]);
-            let added = mul_i16(i, g, q[INPUT_TIMES_CANDIDATE]);
-            let mut updated = saturate_i16(i32::from(kept) + i32::from(added));
-            let clip = self.params.cell_clip as i16;
-            if clip > 0 {
-                updated = updated.clamp(-clip, clip);
+    /// `out` (the caller copies it to `h`, which every unit's gates read unchanged). Units
+    /// go four at a time through the DSP loop when `columns` holds the widened vectors.
+    fn step(&self, x: &[i8], h: &[i8], c: &mut [i16], out: &mut [i8], columns: &mut [[u32; 2]]) {
+        let d = self.dims;
+        let mut done = 0;
+        if !columns.is_empty() {
+            let (col_x, col_h) = columns.split_at_mut(d.features / 4);
+            widen(x, col_x);
+            widen(h, col_h);
+            let cols = [&*col_x, &*col_h];
+            for first in (0..d.units / 4).map(|q| 4 * q) {
+                let mut gates = [[0i16; GATES]; 4];
+                for g in 0..GATES {
+                    let pre = self.gate_quad(g, first, (x, h), cols);
+                    for (unit, v) in gates.iter_mut().zip(pre) {
+                        unit[g] = v;
+                    }
+                }
+                for (k, unit) in gates.into_iter().enumerate() {
+                    if let (Some(cell), Some(out)) = (c.get_mut(first + k), out.get_mut(first + k))
+                    {
+                        *out = self.finish_unit(unit, cell);
+                    }
+                }
             }
-            *cell = updated;
-            let squashed = tanh_q15(updated, self.params.cell_scale_power);
-            let hidden = q[OUTPUT_TIMES_TANH]
-                .apply(i32::from(squashed) * i32::from(o))
-                .saturating_add(self.params.hidden_zero_point);
-            *out = hidden.clamp(-128, 127) as i8;
+            done = 4 * (d.units / 4);
         }
-        let _ = units;
+        for u in done..d.units {
+            let gates = [0, 1, 2, 3].map(|g| self.gate_input(g, u, x, h));
+            if let (Some(cell), Some(out)) = (c.get_mut(u), out.get_mut(u)) {
+                *out = self.finish_unit(gates, cell);
+            }
+        }
+    }
+
+    /// A unit's gates (pre-activations) applied to its cell state: the new cell state in
+    /// `cell`, the new hidden state returned.
+    #[inline(always)]
+    fn finish_unit(&self, gates: [i16; GATES], cell: &mut i16) -> i8 {
+        let [.., forget_times_cell, input_times_candidate, output_times_tanh] = *self.requant
+        else {
+            return 0;
+        };
+        let p = &self.cell;
+        let i = sigmoid_q15(gates[INPUT_GATE]);
+        let f = sigmoid_q15(gates[FORGET_GATE]);
+        let g = tanh_q15(gates[CELL_GATE], -12);
+        let o = sigmoid_q15(gates[OUTPUT_GATE]);
+        let kept = mul_i16(f, *cell, forget_times_cell);
+        let added = mul_i16(i, g, input_times_candidate);
+        let mut updated = saturate_i16(i32::from(kept) + i32::from(added));
+        if p.cell_clip > 0 {
+            updated = updated.clamp(-p.cell_clip, p.cell_clip);
+        }
+        *cell = updated;
+        let squashed = tanh_q15(updated, p.cell_scale_power.into());
+        let hidden = output_times_tanh
+            .apply(i32::from(squashed) * i32::from(o))
+            .saturating_add(p.hidden_zero_point.into());
+        hidden.clamp(-128, 127) as i8
+    }
+
+    /// FC `k` (0: input, 1: recurrent) of gate `g` for unit `u`, requantized to Q3.12: the
+    /// accumulator `dot` (the weight row times the vector) plus its effective bias.
+    #[inline(always)]
+    fn fc_output(&self, g: usize, k: usize, u: usize, dot: i32) -> i32 {
+        let bias = self
+            .biases
+            .get((2 * g + k) * self.dims.units + u)
+            .copied()
+            .unwrap_or(0);
+        let q = self.requant.get(2 * g + k).copied().unwrap_or(ZERO);
+        i32::from(saturate_i16(q.apply(dot.wrapping_add(bias))))
+    }
+
+    /// Weight row `u` of FC `k` of gate `g` from column `from` on, times `vector` from the
+    /// same column on.
+    #[inline(always)]
+    fn dot_tail(&self, g: usize, k: usize, u: usize, vector: &[i8], from: usize) -> i32 {
+        let cols = vector.len();
+        let row = self.weights[GATES * k + g]
+            .get(u * cols + from..(u + 1) * cols)
+            .unwrap_or(&[]);
+        let tail = vector.get(from..).unwrap_or(&[]);
+        row.iter().zip(tail).fold(0i32, |s, (&w, &v)| {
+            s.wrapping_add(i32::from(w) * i32::from(v))
+        })
     }
 
     /// Gate `g`'s pre-activation for unit `u`: its input FC and its recurrent FC, each
     /// requantized to int16 Q3.12, added with saturation.
     #[inline(always)]
     fn gate_input(&self, g: usize, u: usize, x: &[i8], h: &[i8]) -> i16 {
-        let d = self.dims;
-        let fc = |k: usize, vector: &[i8], cols: usize| -> i32 {
-            let row = self.weights[GATES * k + g]
-                .get(u * cols..(u + 1) * cols)
+        let fx = self.fc_output(g, 0, u, self.dot_tail(g, 0, u, x, 0));
+        let fh = self.fc_output(g, 1, u, self.dot_tail(g, 1, u, h, 0));
+        saturate_i16(fx + fh)
+    }
+
+    /// [`Self::gate_input`] for units `first..first + 4`, the whole words of each product
+    /// through the DSP loop over the widened vectors `cols` (input, hidden state).
+    fn gate_quad(
+        &self,
+        g: usize,
+        first: usize,
+        (x, h): (&[i8], &[i8]),
+        cols: [&[[u32; 2]]; 2],
+    ) -> [i16; 4] {
+        let mut fcs = [[0i32; 4]; 2];
+        for (k, (vector, col)) in [x, h].into_iter().zip(cols).enumerate() {
+            let stride = vector.len();
+            let rows = self.weights[GATES * k + g]
+                .get(first * stride..)
                 .unwrap_or(&[]);
-            let dot = row.iter().zip(vector).fold(0i32, |s, (&w, &v)| {
-                s.wrapping_add(i32::from(w) * i32::from(v))
-            });
-            let bias = self
-                .biases
-                .get((2 * g + k) * d.units + u)
-                .copied()
-                .unwrap_or(0);
-            let acc = dot.wrapping_add(bias);
-            i32::from(saturate_i16(self.requant[2 * g + k].apply(acc)))
-        };
-        saturate_i16(fc(0, x, d.features) + fc(1, h, d.units))
+            let dots = simd::mac_1x4(col, rows, stride, [0; 4]);
+            let from = 4 * col.len();
+            for (j, (fc, dot)) in fcs[k].iter_mut().zip(dots).enumerate() {
+                let dot = dot.wrapping_add(self.dot_tail(g, k, first + j, vector, from));
+                *fc = self.fc_output(g, k, first + j, dot);
+            }
+        }
+        [0, 1, 2, 3].map(|j| saturate_i16(fcs[0][j] + fcs[1][j]))
     }
 }
+
+const ZERO: QuantizedMultiplier = QuantizedMultiplier {
+    multiplier: 0,
+    shift: 0,
+};
 
 /// Clamps to int16.
 #[inline(always)]
@@ -514,8 +641,8 @@ fn mul_i16(a: i16, b: i16, q: QuantizedMultiplier) -> i16 {
     saturate_i16(q.apply(i32::from(a) * i32::from(b)))
 }
 
-/// `round(65536 * sigmoid(k / 24))` for k in 0..256 (the last entry clamped to 65535): the
-/// table TFLite's int16 sigmoid and tanh interpolate.
+/// `65536 * sigmoid(k / 24)` for k in 0..256, to within 1.2 units (the last entry clamped to
+/// 65535): the table TFLite's int16 sigmoid and tanh interpolate, entry for entry.
 const SIGMOID_TABLE: [u16; 256] = [
     32768, 33451, 34133, 34813, 35493, 36169, 36843, 37513, 38180, 38841, 39498, 40149, 40794,
     41432, 42064, 42688, 43304, 43912, 44511, 45102, 45683, 46255, 46817, 47369, 47911, 48443,
@@ -592,4 +719,191 @@ pub fn tanh_q15(x: i16, scale_power: i32) -> i16 {
         false => -interpolated + (1 << 23) + (1 << 7) - 1,
     };
     (result >> 8) as i16
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_table_is_the_sigmoid_it_claims() {
+        for (k, &v) in SIGMOID_TABLE.iter().enumerate() {
+            let exact = 65536.0 / (1.0 + libm::exp(-(k as f64) / 24.0));
+            assert!((f64::from(v) - exact.min(65535.0)).abs() < 1.2, "entry {k}");
+        }
+    }
+
+    #[test]
+    fn the_q15_activations_follow_sigmoid_and_tanh() {
+        for x in (i16::MIN..=i16::MAX).step_by(7) {
+            let real = f64::from(x) / 4096.0;
+            let s = f64::from(sigmoid_q15(x)) / 32768.0;
+            assert!(
+                (s - 1.0 / (1.0 + libm::exp(-real))).abs() < 2e-3,
+                "sigmoid({real})"
+            );
+            let t = f64::from(tanh_q15(x, -12)) / 32768.0;
+            assert!((t - libm::tanh(real)).abs() < 2e-3, "tanh({real})");
+            // A cell state of scale 2^-11 is twice the value of the same code at 2^-12.
+            let t11 = f64::from(tanh_q15(x, -11)) / 32768.0;
+            assert!(
+                (t11 - libm::tanh(2.0 * real)).abs() < 4e-3,
+                "tanh(2 * {real})"
+            );
+        }
+        assert_eq!(sigmoid_q15(0), 16384);
+        assert_eq!(tanh_q15(0, -12), 0);
+    }
+
+    #[test]
+    fn log2_rounds_like_tflite() {
+        assert_eq!(log2_rounded(1.0 / 4096.0), -12);
+        assert_eq!(log2_rounded(0.000_488_281_25), -11);
+        assert_eq!(log2_rounded(0.000_3), -12); // log2 = -11.7
+        assert_eq!(log2_rounded(0.000_4), -11); // log2 = -11.3
+    }
+
+    /// A small LSTM with pseudo-random weights and constants.
+    struct Fixture {
+        weights: [std::vec::Vec<i8>; 2 * GATES],
+        biases: std::vec::Vec<i32>,
+        requant: [QuantizedMultiplier; REQUANTS],
+    }
+
+    fn fixture(dims: LstmDims, seed: u64) -> Fixture {
+        let mut state = seed;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let weights = core::array::from_fn(|m| {
+            let cols = [dims.features, dims.units][m / GATES];
+            (0..dims.units * cols).map(|_| next() as i8).collect()
+        });
+        let biases = (0..2 * GATES * dims.units)
+            .map(|_| (next() % 20_001) as i32 - 10_000)
+            .collect();
+        let requant = core::array::from_fn(|k| {
+            let real = match k < 2 * GATES {
+                true => 0.02 + 0.01 * k as f64,
+                false => [1.0 / 32768.0, 0.25, 0.004][k - 2 * GATES],
+            };
+            QuantizedMultiplier::from_f64(real).unwrap()
+        });
+        Fixture {
+            weights,
+            biases,
+            requant,
+        }
+    }
+
+    fn layer<'a>(f: &'a Fixture, dims: LstmDims, time_major: bool) -> Lstm<'a> {
+        Lstm {
+            cell: CellParams {
+                hidden_zero_point: -3,
+                cell_scale_power: -11,
+                time_major,
+                cell_clip: 0,
+            },
+            weights: core::array::from_fn(|m| &f.weights[m][..]),
+            biases: &f.biases,
+            requant: &f.requant,
+            dims,
+            input: 0,
+            output: 1,
+            state: [2, 3],
+            scratch: Scratch::default(),
+        }
+    }
+
+    /// Runs `invokes` invokes from zero state with or without the fast path's scratch.
+    fn run(l: &Lstm, input: &[i8], invokes: usize, fast: bool) -> std::vec::Vec<i8> {
+        let d = l.dims;
+        let shape = Shape4::new(1, d.batch, d.steps, d.features);
+        let mut hidden = std::vec![-3i8; d.batch * d.units];
+        let mut cell = std::vec![0i16; d.batch * d.units];
+        let mut scratch = std::vec![0u32; 2 * l.scratch_words() * usize::from(fast)];
+        let bytes = cast::words_as_bytes_mut(&mut scratch);
+        let mut all = std::vec::Vec::new();
+        for _ in 0..invokes {
+            let mut out = std::vec![0i8; d.batch * d.steps * d.units];
+            let t = Tensor { data: input, shape };
+            lstm_i8(l, t, &mut out, (&mut hidden, &mut cell), bytes).unwrap();
+            all.extend(out);
+        }
+        all
+    }
+
+    #[test]
+    fn the_fast_path_equals_the_plain_one() {
+        for (features, units) in [(8, 8), (13, 9), (3, 4), (28, 20)] {
+            let dims = LstmDims {
+                batch: 2,
+                steps: 5,
+                features,
+                units,
+            };
+            let f = fixture(dims, 0x5EED ^ (features * 31 + units) as u64);
+            let input: std::vec::Vec<i8> = (0..2 * 5 * features)
+                .map(|i| ((i * 37 + 11) % 256) as u8 as i8)
+                .collect();
+            let l = layer(&f, dims, false);
+            assert_eq!(run(&l, &input, 3, true), run(&l, &input, 3, false));
+        }
+    }
+
+    #[test]
+    fn time_major_is_the_transposed_batch_major() {
+        let dims = LstmDims {
+            batch: 3,
+            steps: 4,
+            features: 6,
+            units: 5,
+        };
+        let f = fixture(dims, 77);
+        let batch_major: std::vec::Vec<i8> = (0..3 * 4 * 6).map(|i| (i * 13 % 251) as i8).collect();
+        // [batch, steps, features] -> [steps, batch, features].
+        let transpose = |v: &[i8], inner: usize| -> std::vec::Vec<i8> {
+            let mut t = std::vec![0i8; v.len()];
+            for b in 0..3 {
+                for s in 0..4 {
+                    let (from, to) = ((b * 4 + s) * inner, (s * 3 + b) * inner);
+                    t[to..to + inner].copy_from_slice(&v[from..from + inner]);
+                }
+            }
+            t
+        };
+        let want = run(&layer(&f, dims, false), &batch_major, 1, true);
+        let got = run(&layer(&f, dims, true), &transpose(&batch_major, 6), 1, true);
+        assert_eq!(got, transpose(&want, 5));
+    }
+
+    #[test]
+    fn state_carries_over_and_the_cell_clip_holds() {
+        let dims = LstmDims {
+            batch: 1,
+            steps: 3,
+            features: 4,
+            units: 4,
+        };
+        let f = fixture(dims, 9);
+        let input = [40i8; 12];
+        let l = layer(&f, dims, false);
+        let twice = run(&l, &input, 2, true);
+        // The second invoke starts from the first's state, so it differs from a fresh one.
+        assert_ne!(twice[..12], twice[12..]);
+        let mut clipped = layer(&f, dims, false);
+        clipped.cell.cell_clip = 100;
+        let mut hidden = [-3i8; 4];
+        let mut cell = [0i16; 4];
+        let mut out = [0i8; 12];
+        let t = Tensor {
+            data: &input[..],
+            shape: Shape4::new(1, 1, 3, 4),
+        };
+        lstm_i8(&clipped, t, &mut out, (&mut hidden, &mut cell), &mut []).unwrap();
+        assert!(cell.iter().all(|c| c.abs() <= 100), "{cell:?}");
+    }
 }
