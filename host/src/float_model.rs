@@ -58,6 +58,73 @@ pub enum FloatLayer {
         layers: Vec<FloatLayer>,
         activation: Activation,
     },
+    /// A Keras LSTM on `[1, steps, features]` (zero initial state): every matrix in four
+    /// blocks of `units` rows for the gates i, f, c, o, as TFLite's per-gate tensors.
+    Lstm {
+        units: usize,
+        /// `[4 * units, features]`.
+        weights: Vec<f32>,
+        /// `[4 * units, units]`.
+        recurrent: Vec<f32>,
+        /// `[4 * units]`.
+        bias: Vec<f32>,
+        /// Output every step's hidden state, or only the last one's (`[1, 1, units]`).
+        return_sequences: bool,
+    },
+}
+
+/// The logistic function, as the LSTM's gates use it.
+#[inline]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+/// One LSTM step for one sample, in place: `z` holds the gate pre-activations
+/// `W x_t + R h_{t-1} + b` (i, f, c, o blocks of `units`) and gets their activations; `c` and
+/// `h` get `c_t = f * c_{t-1} + i * g` and `h_t = o * tanh(c_t)`. The training engine and the
+/// float model both step with it, so they compute the same thing.
+#[inline]
+pub(crate) fn lstm_cell(z: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32]) {
+    let u = c.len();
+    let (i, rest) = z.split_at_mut(u);
+    let (f, rest) = rest.split_at_mut(u);
+    let (g, o) = rest.split_at_mut(u);
+    for k in 0..u {
+        i[k] = sigmoid(i[k]);
+        f[k] = sigmoid(f[k]);
+        g[k] = g[k].tanh();
+        o[k] = sigmoid(o[k]);
+        c[k] = f[k] * c_prev[k] + i[k] * g[k];
+        h[k] = o[k] * c[k].tanh();
+    }
+}
+
+/// One sample's LSTM states: hidden and cell state at every step, `[steps, units]` each.
+fn lstm_states(
+    x: &[f32],
+    units: usize,
+    (weights, recurrent, bias): (&[f32], &[f32], &[f32]),
+) -> (Vec<f32>, Vec<f32>) {
+    let features = weights.len() / (4 * units);
+    let steps = x.len() / features;
+    let mut hidden = vec![0.0; steps * units];
+    let mut cells = vec![0.0; steps * units];
+    let (mut h, mut c, mut c_prev) = (vec![0.0; units], vec![0.0; units], vec![0.0; units]);
+    let mut z = vec![0.0; 4 * units];
+    for (s, x_t) in x.chunks_exact(features).enumerate() {
+        for (r, zr) in z.iter_mut().enumerate() {
+            let w = &weights[r * features..][..features];
+            let rw = &recurrent[r * units..][..units];
+            *zr = bias[r]
+                + w.iter().zip(x_t).map(|(a, b)| a * b).sum::<f32>()
+                + rw.iter().zip(&h).map(|(a, b)| a * b).sum::<f32>();
+        }
+        std::mem::swap(&mut c, &mut c_prev);
+        lstm_cell(&mut z, &c_prev, &mut c, &mut h);
+        hidden[s * units..][..units].copy_from_slice(&h);
+        cells[s * units..][..units].copy_from_slice(&c);
+    }
+    (hidden, cells)
 }
 
 /// A float network: input shape (batch 1, NHWC) and layers.
@@ -98,6 +165,58 @@ pub(crate) fn fit_window(
     })
 }
 
+/// An LSTM layer on a batch of `[1, steps, features]` sequences: traces every step's hidden
+/// states, then every step's cell states (`[n, 1, steps, units]` each), and returns them or
+/// the last step's (`[n, 1, 1, units]`).
+fn lstm_forward(
+    x: &Activations,
+    units: usize,
+    params: (&[f32], &[f32], &[f32]),
+    return_sequences: bool,
+    trace: &mut dyn FnMut(&Activations),
+) -> Result<Activations> {
+    let (s, u) = (x.shape, units);
+    let (weights, recurrent, bias) = params;
+    ensure!(
+        s.h == 1
+            && weights.len() == 4 * u * s.c
+            && recurrent.len() == 4 * u * u
+            && bias.len() == 4 * u,
+        "lstm: {} weights, {} recurrent weights and {} biases for {u} units on a {s:?} input",
+        weights.len(),
+        recurrent.len(),
+        bias.len()
+    );
+    let (mut hidden, mut cells) = (Vec::new(), Vec::new());
+    for sample in x.data.chunks_exact(s.w * s.c) {
+        let (h, c) = lstm_states(sample, u, params);
+        hidden.extend(h);
+        cells.extend(c);
+    }
+    let seq = Shape4::new(s.n, 1, s.w, u);
+    let hidden = Activations {
+        data: hidden,
+        shape: seq,
+    };
+    trace(&hidden);
+    trace(&Activations {
+        data: cells,
+        shape: seq,
+    });
+    if return_sequences {
+        return Ok(hidden);
+    }
+    let data = hidden
+        .data
+        .chunks_exact(s.w * u)
+        .flat_map(|h| h[(s.w - 1) * u..].iter().copied())
+        .collect();
+    Ok(Activations {
+        data,
+        shape: Shape4::new(s.n, 1, 1, u),
+    })
+}
+
 fn core_err(e: mote_core::Error) -> anyhow::Error {
     anyhow!("{e}")
 }
@@ -105,7 +224,8 @@ fn core_err(e: mote_core::Error) -> anyhow::Error {
 impl FloatLayer {
     /// The layer's output for one sample, computed with mote-core's f32 kernels. `trace`
     /// receives every intermediate tensor a quantizer needs a range for, in graph order
-    /// (inside a residual block: each inner output, then the sum).
+    /// (inside a residual block: each inner output, then the sum; an LSTM's every-step hidden
+    /// states, then its every-step cell states, then its output).
     pub fn forward(
         &self,
         x: &Activations,
@@ -289,6 +409,16 @@ impl FloatLayer {
                 ops::add::add_f32(activation.f32_range(), &x.data, &y.data, &mut data)
                     .map_err(core_err)?;
                 Activations { data, shape: s }
+            }
+            FloatLayer::Lstm {
+                units,
+                weights,
+                recurrent,
+                bias,
+                return_sequences,
+            } => {
+                let params = (&weights[..], &recurrent[..], &bias[..]);
+                lstm_forward(x, *units, params, *return_sequences, trace)?
             }
         };
         trace(&out);

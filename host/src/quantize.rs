@@ -10,6 +10,8 @@ use anyhow::{ensure, Result};
 use mote_core::format::{DType, OpCode};
 use mote_core::ops::{Activation, Padding, Shape4};
 
+mod lstm;
+
 /// How activation ranges are chosen from the calibration data.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RangeMethod {
@@ -68,7 +70,13 @@ impl Ranges {
     }
 
     fn qparams(&mut self, slot: usize) -> QParams {
-        let (lo, hi) = match self.method {
+        let (lo, hi) = self.range(slot);
+        qparams_for_range(lo, hi)
+    }
+
+    /// The calibrated range of `slot`, by the chosen method.
+    fn range(&mut self, slot: usize) -> (f32, f32) {
+        match self.method {
             RangeMethod::MinMax => self.min_max[slot],
             RangeMethod::Percentile(p) => {
                 let v = &mut self.values[slot];
@@ -76,8 +84,7 @@ impl Ranges {
                 let at = |q: f32| v[((q / 100.0) * (v.len() - 1) as f32).round() as usize];
                 (at(100.0 - p), at(p))
             }
-        };
-        qparams_for_range(lo, hi)
+        }
     }
 }
 
@@ -116,6 +123,8 @@ struct Tx {
     id: TensorId,
     shape: Shape4,
     q: QParams,
+    /// Its rank in the graph (TFLite's: 2 for flat vectors, 3 for sequences, 4 for images).
+    rank: usize,
 }
 
 impl Emitter<'_> {
@@ -125,12 +134,19 @@ impl Emitter<'_> {
     }
 
     fn activation(&mut self, shape: Shape4, q: QParams, rank2: bool) -> Tx {
+        self.activation_of_rank(shape, q, if rank2 { 2 } else { 4 })
+    }
+
+    /// An int8 activation of `shape` with TFLite's dimensions for `rank`: `[n, c]`,
+    /// `[n, w, c]` (a sequence: batch, steps, features) or `[n, h, w, c]`.
+    fn activation_of_rank(&mut self, shape: Shape4, q: QParams, rank: usize) -> Tx {
         let name = self.name("t");
-        let dims = if rank2 {
-            vec![shape.n, shape.c]
-        } else {
-            vec![shape.n, shape.h, shape.w, shape.c]
+        let dims = match rank {
+            2 => vec![shape.n, shape.c],
+            3 => vec![shape.n, shape.w, shape.c],
+            _ => vec![shape.n, shape.h, shape.w, shape.c],
         };
+        let rank = dims.len();
         let id = self.b.tensor(TensorDef {
             name,
             shape: dims,
@@ -138,7 +154,7 @@ impl Emitter<'_> {
             quant: Some(Quantization::per_tensor(q.0, q.1)),
             data: None,
         });
-        Tx { id, shape, q }
+        Tx { id, shape, q, rank }
     }
 
     /// The next traced tensor's parameters (graph order matches the trace order).
@@ -297,6 +313,22 @@ impl Emitter<'_> {
                     .op(OpDef::new(OpCode::Softmax, &[x.id], out.id, options));
                 out
             }
+            FloatLayer::Lstm {
+                units,
+                weights,
+                recurrent,
+                bias,
+                return_sequences,
+            } => {
+                let layer = lstm::LstmLayer {
+                    units: *units,
+                    weights,
+                    recurrent,
+                    bias,
+                    return_sequences: *return_sequences,
+                };
+                self.lstm(&layer, x)?
+            }
             FloatLayer::Residual { layers, activation } => {
                 let mut y = x;
                 let mut inner = Activations {
@@ -365,7 +397,12 @@ pub fn quantize(
         count: 0,
         last_dense: None,
     };
-    let input = e.activation(model.input, input_q, false);
+    // A model that starts with an LSTM takes sequences `[1, steps, features]`, as the TFLite
+    // converter's does.
+    let input = match model.layers.first() {
+        Some(FloatLayer::Lstm { .. }) => e.activation_of_rank(model.input, input_q, 3),
+        _ => e.activation(model.input, input_q, false),
+    };
     let mut x = input;
     // Walk the layers with a zero probe for shapes (the trace above fixed the ranges).
     let mut probe = Activations {

@@ -151,6 +151,10 @@ pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores
     for i in 0..set.len() {
         let (x, label) = set.sample(i);
         let q = quantize_input(x, input);
+        // Samples are independent: a recurrent model's state starts from zero for each.
+        interpreter
+            .reset_state()
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         interpreter
             .input_i8(0)
             .map_err(|e| anyhow::anyhow!("{e}"))?

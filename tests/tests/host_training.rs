@@ -12,6 +12,7 @@ use mote_core::{Interpreter, Model};
 use mote_host::data::{basic_motions, digits_split, Normalization};
 use mote_host::quantize::{quantize, quantize_input, RangeMethod};
 use mote_host::train::{self, ModelSpec, Network, NoCallbacks, TrainingConfig};
+use mote_host::workflow;
 use mote_host::AlignedBytes;
 use mote_tests::synth::Rng;
 
@@ -387,8 +388,7 @@ fn assert_export_matches(net: &mut Network, samples: &[f32]) {
     fn flatten(layers: &[train::ExportLayer], out: &mut Vec<(Vec<usize>, &'static str)>) {
         for l in layers {
             flatten(&l.inner, out);
-            let (path, part) = l.output_of();
-            out.push((path.to_vec(), part));
+            out.extend(l.traced().into_iter().map(|(p, part)| (p.to_vec(), part)));
         }
     }
     let mut order = Vec::new();
@@ -607,4 +607,71 @@ fn motion_cnn1d_example_learns_basic_motions() {
     );
     assert!(eval.accuracy >= 0.9, "test accuracy {}", eval.accuracy);
     assert_export_matches(&mut net, &test_set.features[..4 * 600]);
+}
+
+/// An LSTM example through the workflow behind `mote train` and `mote export` (the data's
+/// normalization, training, quantization with 200 calibration samples and min/max ranges,
+/// the model directory): held-out f32 and int8 accuracy, the int8 graph the converter would
+/// emit, export agreement and a checkpoint round trip. Returns (f32, int8) accuracy.
+fn lstm_example(file: &str, data: &str, sample_len: usize) -> (f64, f64) {
+    let spec = example(file);
+    let data = workflow::load_data(data, None).unwrap();
+    let start = std::time::Instant::now();
+    let (mut net, history) = workflow::train(&spec, &data, &mut NoCallbacks).unwrap();
+    let seconds = start.elapsed().as_secs_f64();
+    let dir = std::env::temp_dir().join(format!("mote-{}-{}", spec.name, std::process::id()));
+    let report = workflow::export(&net, &data, 200, RangeMethod::MinMax, None, &dir).unwrap();
+    let (float, int8) = (report.float.accuracy, report.int8.accuracy);
+    eprintln!(
+        "{file}: {} parameters, {} epochs in {seconds:.1} s, held-out accuracy f32 {float:.4}, \
+         int8 {int8:.4} ({} samples)",
+        net.parameter_count(),
+        history.epochs.len(),
+        data.test.len()
+    );
+    let blob = std::fs::read(dir.join("model.mote")).unwrap();
+    std::fs::remove_dir_all(&dir).ok();
+    let aligned = AlignedBytes::new(&blob);
+    let model = Model::parse(aligned.as_slice()).unwrap();
+    let ops: Vec<&str> = (0..model.op_count())
+        .map(|k| model.op(k).unwrap().opcode.name())
+        .collect();
+    assert_eq!(
+        ops,
+        [
+            "UNIDIRECTIONAL_SEQUENCE_LSTM",
+            "STRIDED_SLICE",
+            "FULLY_CONNECTED",
+            "SOFTMAX"
+        ]
+    );
+
+    assert_export_matches(&mut net, &data.test.features[..4 * sample_len]);
+    let path = std::env::temp_dir().join(format!("mote-{}-{}.ckpt", spec.name, std::process::id()));
+    net.save(&path).unwrap();
+    let mut back = Network::load(&path).unwrap();
+    std::fs::remove_file(&path).ok();
+    let x = &data.test.features[..8 * sample_len];
+    assert_eq!(back.forward(x).unwrap(), net.forward(x).unwrap());
+    (float, int8)
+}
+
+/// examples/motion_lstm.toml on BasicMotions' official split (40 training and 40 test
+/// recordings of 100 steps x 6 channels): the issue's targets, >= 97.5% f32 and int8 within
+/// a point of it (measured: 100% and 100%).
+#[test]
+fn motion_lstm_example_reaches_97_5_percent() {
+    let (float, int8) = lstm_example("motion_lstm.toml", "motion", 600);
+    assert!(float >= 0.975, "held-out f32 accuracy {float}");
+    assert!(int8 >= float - 0.01, "int8 {int8} vs f32 {float}");
+}
+
+/// examples/digits_lstm.toml on the digits read row by row (the data's [8, 8, 1] images as
+/// the model's 8 steps of 8 features; 359 held-out images): >= 97% f32 and int8 within a
+/// point of it (measured: 98.89% and 98.89%).
+#[test]
+fn digits_lstm_example_reaches_97_percent() {
+    let (float, int8) = lstm_example("digits_lstm.toml", "digits", 64);
+    assert!(float >= 0.97, "held-out f32 accuracy {float}");
+    assert!(int8 >= float - 0.01, "int8 {int8} vs f32 {float}");
 }

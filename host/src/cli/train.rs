@@ -130,6 +130,13 @@ pub fn train(
         prepared.train.feature_shape,
         prepared.train.num_classes()
     );
+    if Network::new(&spec)?.check_sample_shape(&prepared.train.feature_shape)? {
+        println!(
+            "the model reads each sample's {} values as {:?} (its input)",
+            prepared.train.sample_len(),
+            spec.input
+        );
+    }
     let mut progress = Progress::new(spec.training.epochs);
     let (mut net, history) = workflow::train(&spec, &prepared, &mut progress)?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;

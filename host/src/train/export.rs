@@ -50,6 +50,7 @@ impl ExportLayer {
             FloatLayer::Flatten => "flatten",
             FloatLayer::Softmax => "softmax",
             FloatLayer::Residual { .. } => "residual",
+            FloatLayer::Lstm { .. } => "lstm",
         }
     }
 
@@ -58,6 +59,19 @@ impl ExportLayer {
     pub fn output_of(&self) -> (&[usize], &'static str) {
         let path = self.sources.last().map_or(&[][..], Vec::as_slice);
         (path, self.part)
+    }
+
+    /// What [`FloatLayer::forward`] traces for this layer (a residual block's inner layers
+    /// aside), in order, as the captures of [`Network::forward_capture`] that equal them: the
+    /// output alone, or an LSTM's every-step hidden and cell states before it.
+    pub fn traced(&self) -> Vec<(&[usize], &'static str)> {
+        let (path, part) = self.output_of();
+        match self.layer {
+            FloatLayer::Lstm { .. } => {
+                vec![(path, "hidden_states"), (path, "cell_states"), (path, part)]
+            }
+            _ => vec![(path, part)],
+        }
     }
 
     /// `conv2d (layers 0, 1, 2)`-style description.
@@ -180,6 +194,17 @@ fn lower(
                     outputs: l.outputs,
                     bias: bias_or_zero(&l.bias, l.outputs),
                     activation: l.act,
+                },
+                Vec::new(),
+                (s, o),
+            )),
+            Node::Lstm(l) => out.push(entry(
+                FloatLayer::Lstm {
+                    units: l.units,
+                    weights: l.weights.value.clone(),
+                    recurrent: l.recurrent.value.clone(),
+                    bias: l.bias.value.clone(),
+                    return_sequences: l.return_sequences,
                 },
                 Vec::new(),
                 (s, o),
@@ -426,6 +451,56 @@ mod tests {
         let want = net.forward(&x).unwrap();
         for (i, sample) in x.chunks(72).enumerate() {
             let got = model.forward(sample, &mut |_| {}).unwrap();
+            for (a, b) in got.data.iter().zip(want.sample(i)) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+
+    /// Stacked LSTMs (every step's states, then the last step's) exported as float layers
+    /// compute what the engine computes, and each traced tensor is the capture it names.
+    #[test]
+    fn lstm_layers_export_what_the_engine_computes() {
+        let text = r#"
+            name = "seq"
+            input = [7, 3]
+            classes = 4
+            layers = [
+                { type = "lstm", units = 5, return_sequences = true },
+                { type = "lstm", units = 6 },
+                { type = "dense", units = 4 },
+            ]
+        "#;
+        let mut net = Network::new(&ModelSpec::parse(text).unwrap()).unwrap();
+        let mut rng = Rng::new(8);
+        let exported = net.export();
+        let kinds: Vec<&str> = exported.iter().map(ExportLayer::kind).collect();
+        assert_eq!(kinds, ["lstm", "lstm", "dense"]);
+        let model = exported.to_float_model();
+        let x: Vec<f32> = (0..3 * 21).map(|_| rng.range(-2.0, 2.0)).collect();
+        let mut captures = Vec::new();
+        let want = net
+            .forward_capture(&x, &mut |c| {
+                captures.push((c.path.to_vec(), c.part, c.output.clone()))
+            })
+            .unwrap();
+        let traced: Vec<_> = exported.iter().flat_map(ExportLayer::traced).collect();
+        for (i, sample) in x.chunks(21).enumerate() {
+            let mut trace = Vec::new();
+            let got = model
+                .forward(sample, &mut |a| trace.push(a.clone()))
+                .unwrap();
+            assert_eq!(trace.len(), traced.len());
+            for (t, (path, part)) in trace.iter().zip(&traced) {
+                let (_, _, c) = captures
+                    .iter()
+                    .find(|(p, q, _)| p == path && q == part)
+                    .unwrap_or_else(|| panic!("no capture {path:?} {part}"));
+                assert_eq!(t.data.len(), c.sample_len(), "{path:?} {part}");
+                for (a, b) in t.data.iter().zip(c.sample(i)) {
+                    assert!((a - b).abs() < 1e-5, "{path:?} {part}: {a} vs {b}");
+                }
+            }
             for (a, b) in got.data.iter().zip(want.sample(i)) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }

@@ -219,3 +219,19 @@ fn batch_norm_activation_and_residual_gradients() {
         { type = \"flatten\" }, { type = \"dense\", units = 4 }, { type = \"batch_norm\" }";
     assert_ok("bn+residual", &spec("[4, 4, 2]", 4, layers), 2.0);
 }
+
+/// Backpropagation through time, for the last step's output and for every step's (through a
+/// second LSTM, so each step's gradient flows back through both recurrences): input weights,
+/// recurrent weights, biases and the input, all checked.
+#[test]
+fn lstm_gradients() {
+    for layers in [
+        "{ type = \"lstm\", units = 4 }, { type = \"dense\", units = 3 }",
+        "{ type = \"lstm\", units = 3, return_sequences = true }, { type = \"flatten\" },
+         { type = \"dense\", units = 3 }",
+        "{ type = \"lstm\", units = 4, return_sequences = true },
+         { type = \"lstm\", units = 3, return_sequences = false }, { type = \"dense\", units = 3 }",
+    ] {
+        assert_ok(layers, &spec("[6, 3]", 3, layers), 1.5);
+    }
+}

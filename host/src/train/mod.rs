@@ -56,6 +56,7 @@ mod depthwise;
 mod export;
 mod layers;
 mod loss;
+mod lstm;
 mod network;
 mod node;
 mod norm;
@@ -79,7 +80,7 @@ pub use network::{LayerInfo, LayerOutput, Network, ParamView};
 pub use optim::{EarlyStopping, LrSchedule, Optimizer};
 pub use spec::{
     Activation, BatchNormSpec, ConvSpec, DenseSpec, DepthwiseSpec, DropoutSpec, LayerSpec,
-    ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, LAYER_TYPES,
+    LstmSpec, ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, LAYER_TYPES,
 };
 pub use tensor::{Rng, SampleShape, Tensor};
 pub use trainer::{

@@ -9,6 +9,7 @@ use super::dense::Dense;
 use super::depthwise::Depthwise;
 use super::layers::{ActLayer, Dropout, Softmax};
 use super::loss::{argmax, softmax_cross_entropy};
+use super::lstm::{orthogonal, Lstm};
 use super::node::{Capture, Node, Residual};
 use super::norm::BatchNorm;
 use super::pool::{Pool, PoolKind};
@@ -113,6 +114,17 @@ fn build(
                 s.use_bias,
             ))
         }
+        LayerSpec::Lstm(s) => {
+            // Keras' defaults whatever `init` says: Glorot-uniform input weights (fans of
+            // its [features, 4 * units] kernel), orthogonal recurrent weights.
+            let u = s.units;
+            let limit = (6.0 / (c + 4 * u) as f64).sqrt() as f32;
+            let w = (0..4 * u * c)
+                .map(|_| init.rng.range(-limit, limit))
+                .collect();
+            let r = orthogonal(4 * u, u, &mut init.rng);
+            Node::Lstm(Lstm::new(input, u, s.return_sequences, w, r))
+        }
         LayerSpec::MaxPool(s) | LayerSpec::AvgPool(s) => {
             let g = geom(input, s.size, s.stride(), one, s.padding);
             let kind = if matches!(spec, LayerSpec::MaxPool(_)) {
@@ -184,8 +196,8 @@ pub struct LayerInfo {
 pub struct ParamView<'a> {
     /// The layer it belongs to (see [`LayerInfo::path`]).
     pub path: Vec<usize>,
-    /// What it is: `filter`, `weights`, `bias`, `gamma`, `beta`, `running_mean`,
-    /// `running_var`; a separable convolution's are prefixed `depthwise_` or `pointwise_`.
+    /// What it is: `filter`, `weights`, `recurrent_weights` (LSTM), `bias`, `gamma`, `beta`,
+    /// `running_mean`, `running_var`; a separable convolution's are prefixed `depthwise_` or `pointwise_`.
     pub name: String,
     /// Its dimensions, in mote-core's layout.
     pub shape: Vec<usize>,
@@ -205,7 +217,9 @@ pub struct LayerOutput<'a> {
     /// Its `type`.
     pub layer_type: &'static str,
     /// `""` for the layer's output; `"depthwise"` for a separable convolution's intermediate
-    /// output (reported just before the layer's output).
+    /// output (reported just before the layer's output); `"hidden_states"` and
+    /// `"cell_states"` for an LSTM's states at every step, `[1, steps, units]` (reported in
+    /// that order before its output).
     pub part: &'static str,
     /// Its output for the batch.
     pub output: &'a Tensor,
@@ -269,9 +283,12 @@ impl Network {
         self.spec.classes
     }
 
-    /// Checks a dataset's per-sample shape against the network's input (equal after
-    /// right-aligning both to `[h, w, c]`).
-    pub fn check_sample_shape(&self, shape: &[usize]) -> Result<()> {
+    /// Checks a dataset's per-sample shape against the network's input: equal after
+    /// right-aligning both to `[h, w, c]`, or the same number of values read in another shape
+    /// (samples are row-major, so the digits' `[8, 8, 1]` images read as `[1, 8, 8]` are 8
+    /// steps of 8 features: the rows, top to bottom). Returns whether the model reads the
+    /// samples in another shape than the data's.
+    pub fn check_sample_shape(&self, shape: &[usize]) -> Result<bool> {
         let mut s = [1usize; 3];
         ensure!(
             !shape.is_empty() && shape.len() <= 3,
@@ -279,13 +296,15 @@ impl Network {
         );
         s[3 - shape.len()..].copy_from_slice(shape);
         ensure!(
-            s == self.input,
-            "the data's samples are {}, but the model `{}` takes {}",
+            volume(s) == volume(self.input),
+            "the data's samples are {} ({} values), but the model `{}` takes {} ({} values)",
             show(s),
+            volume(s),
             self.spec.name,
-            show(self.input)
+            show(self.input),
+            volume(self.input)
         );
-        Ok(())
+        Ok(s != self.input)
     }
 
     /// Every layer, depth first (a residual block before its inner layers).
@@ -530,5 +549,26 @@ fn layer_infos(
         }
         path.pop();
         s = output;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_of_the_same_size_are_read_in_the_models_shape() {
+        let text = "name = \"rows\"\ninput = [8, 8]\nclasses = 10\n\
+                    [[layers]]\ntype = \"lstm\"\nunits = 10\n";
+        let net = Network::new(&ModelSpec::parse(text).unwrap()).unwrap();
+        assert!(!net.check_sample_shape(&[1, 8, 8]).unwrap());
+        assert!(!net.check_sample_shape(&[8, 8]).unwrap());
+        assert!(
+            net.check_sample_shape(&[8, 8, 1]).unwrap(),
+            "digits, row by row"
+        );
+        let e = format!("{:#}", net.check_sample_shape(&[100, 6]).unwrap_err());
+        assert!(e.contains("[1, 100, 6] (600 values)"), "{e}");
+        assert!(e.contains("`rows` takes [1, 8, 8] (64 values)"), "{e}");
     }
 }

@@ -5,6 +5,7 @@ use super::conv::Conv2d;
 use super::dense::Dense;
 use super::depthwise::Depthwise;
 use super::layers::{ActLayer, Dropout, Softmax};
+use super::lstm::Lstm;
 use super::norm::BatchNorm;
 use super::pool::Pool;
 use super::tensor::{act_backward, apply_act, CoreAct, Ctx, Param, SampleShape, Tensor};
@@ -24,6 +25,7 @@ pub(crate) enum Node {
     Flatten(SampleShape),
     Softmax(Softmax),
     Residual(Residual),
+    Lstm(Lstm),
 }
 
 /// `act(x + f(x))`.
@@ -35,8 +37,9 @@ pub(crate) struct Residual {
 }
 
 /// Receives `(layer path, part, output)` for every layer, inner layers of a residual block
-/// first; `part` is `""` for a layer's output and `"depthwise"` for the intermediate output of
-/// a separable convolution.
+/// first; `part` is `""` for a layer's output, `"depthwise"` for the intermediate output of
+/// a separable convolution, and `"hidden_states"` and `"cell_states"` for an LSTM's states at
+/// every step (`[1, steps, units]`, reported before its output).
 pub(crate) type Capture<'a> = Option<&'a mut dyn FnMut(&[usize], &'static str, &Tensor)>;
 
 impl Node {
@@ -58,6 +61,14 @@ impl Node {
                 p.forward(mid, ctx)
             }
             Node::Dense(l) => l.forward(x, ctx),
+            Node::Lstm(l) => {
+                let (y, states) = l.forward(x, ctx, cap.is_some());
+                if let (Some(f), Some(st)) = (cap.as_mut(), states) {
+                    f(path, "hidden_states", &st.hidden);
+                    f(path, "cell_states", &st.cells);
+                }
+                y
+            }
             Node::Pool(l) => l.forward(x, ctx),
             Node::BatchNorm(l) => l.forward(x, ctx),
             Node::Dropout(l) => l.forward(x, ctx),
@@ -91,6 +102,7 @@ impl Node {
             Node::Depthwise(l) => l.backward(dy),
             Node::Separable(d, p) => d.backward(p.backward(dy)),
             Node::Dense(l) => l.backward(dy),
+            Node::Lstm(l) => l.backward(dy),
             Node::Pool(l) => l.backward(dy),
             Node::BatchNorm(l) => l.backward(dy),
             Node::Dropout(l) => l.backward(dy),
@@ -138,6 +150,7 @@ impl Node {
                 v.push(("", &l.weights));
                 v.extend(l.bias.iter().map(|b| ("", b)));
             }
+            Node::Lstm(l) => v.extend([&l.weights, &l.recurrent, &l.bias].map(|p| ("", p))),
             Node::BatchNorm(l) => {
                 v.extend([&l.gamma, &l.beta, &l.running_mean, &l.running_var].map(|p| ("", p)));
             }
@@ -168,6 +181,7 @@ impl Node {
                 v.push(&mut l.weights);
                 v.extend(l.bias.as_mut());
             }
+            Node::Lstm(l) => v.extend([&mut l.weights, &mut l.recurrent, &mut l.bias]),
             Node::BatchNorm(l) => {
                 v.extend([
                     &mut l.gamma,

@@ -107,6 +107,22 @@ fn infer_one(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Result<Sa
         }
         LayerSpec::Relu | LayerSpec::Relu6 | LayerSpec::Softmax => input,
         LayerSpec::Flatten => [1, 1, volume(input)],
+        LayerSpec::Lstm(s) => {
+            positive("units", s.units).map_err(fail)?;
+            if h != 1 {
+                bail!(
+                    "{}: expects sequences [1, steps, features], got {}; write the model's \
+                     input as [steps, features] (an 8x8 image read row by row is [8, 8])",
+                    at(),
+                    show(input)
+                );
+            }
+            if s.return_sequences {
+                [1, w, s.units]
+            } else {
+                [1, 1, s.units]
+            }
+        }
         LayerSpec::Residual(r) => {
             if r.layers.is_empty() {
                 bail!("{}: needs at least one inner layer", at());
@@ -203,5 +219,21 @@ mod tests {
         assert!(e.contains("layer 0 (dropout)") && e.contains("rate"), "{e}");
         let e = err(&format!("{HEAD}[[layers]]\ntype = \"flatten\"\n"));
         assert!(e.contains("64 values") && e.contains("classes = 10"), "{e}");
+    }
+
+    #[test]
+    fn an_lstm_on_images_or_without_units_is_named() {
+        let e = err(&format!("{HEAD}[[layers]]\ntype = \"lstm\"\nunits = 10\n"));
+        assert!(
+            e.contains("layer 0 (lstm)") && e.contains("[8, 8, 1]"),
+            "{e}"
+        );
+        assert!(
+            e.contains("[steps, features]") && e.contains("[8, 8]"),
+            "{e}"
+        );
+        let e = err("name = \"t\"\ninput = [8, 8]\nclasses = 10\n\
+                     [[layers]]\ntype = \"lstm\"\nunits = 0\n");
+        assert!(e.contains("layer 0 (lstm)") && e.contains("units"), "{e}");
     }
 }

@@ -9,7 +9,7 @@ use super::config::TrainingConfig;
 use super::tensor::SampleShape;
 
 /// Every layer `type` a model file may use.
-pub const LAYER_TYPES: [&str; 14] = [
+pub const LAYER_TYPES: [&str; 15] = [
     "conv2d",
     "depthwise_conv2d",
     "separable_conv2d",
@@ -24,6 +24,7 @@ pub const LAYER_TYPES: [&str; 14] = [
     "flatten",
     "softmax",
     "residual",
+    "lstm",
 ];
 
 /// A whole model file.
@@ -306,6 +307,21 @@ pub struct ResidualSpec {
     pub layers: Vec<LayerSpec>,
 }
 
+/// `lstm`: a Keras LSTM over sequences `[1, steps, features]` (gates i, f, c, o; sigmoid
+/// gates, tanh candidate and output; zero initial state per sample). Input weights are
+/// `[4 * units, features]`, recurrent weights `[4 * units, units]`, bias `[4 * units]`, each
+/// in four gate blocks of `units` rows (TFLite's per-gate matrices, stacked).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LstmSpec {
+    /// Hidden (and cell) state size.
+    pub units: usize,
+    /// Output every step's hidden state `[1, steps, units]` instead of the last one's
+    /// `[1, 1, units]` (default false, as Keras).
+    #[serde(default)]
+    pub return_sequences: bool,
+}
+
 /// One layer of a model file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -325,6 +341,7 @@ pub enum LayerSpec {
     Flatten,
     Softmax,
     Residual(ResidualSpec),
+    Lstm(LstmSpec),
 }
 
 impl LayerSpec {
@@ -345,6 +362,7 @@ impl LayerSpec {
             LayerSpec::Flatten => "flatten",
             LayerSpec::Softmax => "softmax",
             LayerSpec::Residual(_) => "residual",
+            LayerSpec::Lstm(_) => "lstm",
         }
     }
 }
@@ -558,6 +576,31 @@ mod tests {
         );
         assert!(
             e.contains("layer 0 (max_pool)") && e.contains("[h, w]"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn lstm_defaults_shapes_and_unknown_options() {
+        let text = format!(
+            "{HEAD}[[layers]]\ntype = \"lstm\"\nunits = 6\nreturn_sequences = true\n\
+             [[layers]]\ntype = \"lstm\"\nunits = 3\n"
+        );
+        let spec = ModelSpec::parse(&text).unwrap();
+        let LayerSpec::Lstm(second) = &spec.layers[1] else {
+            panic!("{:?}", spec.layers[1])
+        };
+        assert!(!second.return_sequences, "Keras' default");
+        assert_eq!(spec.shapes().unwrap(), [[1, 10, 6], [1, 1, 3]]);
+        let e = format!(
+            "{:#}",
+            ModelSpec::parse(&format!(
+                "{HEAD}[[layers]]\ntype = \"lstm\"\nunits = 3\nreturn_sequence = true\n"
+            ))
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("layer 0 (lstm)") && e.contains("return_sequence"),
             "{e}"
         );
     }
