@@ -37,7 +37,7 @@ fn state_carries_across_invokes_until_reset() {
     let model = Model::parse(blob.as_slice()).unwrap();
     let mut arena = AlignedBytes::zeroed(model.arena_size());
     let mut interpreter = Interpreter::new(model, arena.as_mut_slice()).unwrap();
-    let mut run = |interpreter: &mut Interpreter| {
+    let run = |interpreter: &mut Interpreter| {
         let input = interpreter.input_i8(0).unwrap();
         for (i, v) in input.iter_mut().enumerate() {
             *v = (i as i32 * 29 % 256 - 128) as i8;
