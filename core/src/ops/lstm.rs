@@ -514,8 +514,7 @@ impl Lstm<'_> {
     fn step(&self, x: &[i8], h: &[i8], c: &mut [i16], out: &mut [i8], columns: &mut [[u32; 2]]) {
         let d = self.dims;
         let mut done = 0;
-        if !columns.is_empty() {
-            let (col_x, col_h) = columns.split_at_mut(d.features / 4);
+        if let Some((col_x, col_h)) = columns.split_at_mut_checked(d.features / 4) {
             widen(x, col_x);
             widen(h, col_h);
             let cols = [&*col_x, &*col_h];
@@ -589,7 +588,11 @@ impl Lstm<'_> {
     #[inline(always)]
     fn dot_tail(&self, g: usize, k: usize, u: usize, vector: &[i8], from: usize) -> i32 {
         let cols = vector.len();
-        let row = self.weights[GATES * k + g]
+        let row = self
+            .weights
+            .get(GATES * k + g)
+            .copied()
+            .unwrap_or(&[])
             .get(u * cols + from..(u + 1) * cols)
             .unwrap_or(&[]);
         let tail = vector.get(from..).unwrap_or(&[]);
@@ -619,7 +622,11 @@ impl Lstm<'_> {
         let mut fcs = [[0i32; 4]; 2];
         for (k, (vector, col)) in [x, h].into_iter().zip(cols).enumerate() {
             let stride = vector.len();
-            let rows = self.weights[GATES * k + g]
+            let rows = self
+                .weights
+                .get(GATES * k + g)
+                .copied()
+                .unwrap_or(&[])
                 .get(first * stride..)
                 .unwrap_or(&[]);
             let dots = simd::mac_1x4(col, rows, stride, [0; 4]);
