@@ -235,6 +235,18 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     }
 }
 
+/// Orders `parts[a]` and `parts[b]` by address (a step of a sorting network: no indexing
+/// that could panic once inlined with constant indices).
+#[inline(always)]
+fn sort_pair(parts: &mut [(Range<usize>, u8); 4], a: usize, b: usize) {
+    let key = |p: &(Range<usize>, u8)| (p.0.start, p.0.end);
+    if let (Some(x), Some(y)) = (parts.get(a), parts.get(b)) {
+        if key(y) < key(x) {
+            parts.swap(a, b);
+        }
+    }
+}
+
 /// Fills a tensor's bytes with its zero point (int8, uint8 and int16; other types with 0).
 fn fill_zero_point(bytes: &mut [u8], dtype: DType, zero_point: i32) {
     match dtype {
@@ -365,28 +377,38 @@ fn views_with_state<'x, I: cast::Pod, O: cast::Pod>(
         0 => empty.clone(),
         _ => io.scratch.range(),
     };
-    let ranges = [
-        out_range,
-        scratch,
-        range_of(io.state[0])?,
-        range_of(io.state[1])?,
+    // The exclusive ranges in address order, each with its slot (output, scratch, states).
+    let mut parts = [
+        (out_range, 0u8),
+        (scratch, 1),
+        (range_of(io.state[0])?, 2),
+        (range_of(io.state[1])?, 3),
     ];
-    let mut order = [0usize, 1, 2, 3];
-    order.sort_unstable_by_key(|&i| (ranges[i].start, ranges[i].end));
+    sort_pair(&mut parts, 0, 1);
+    sort_pair(&mut parts, 2, 3);
+    sort_pair(&mut parts, 0, 2);
+    sort_pair(&mut parts, 1, 3);
+    sort_pair(&mut parts, 1, 2);
     // Shared gaps before, between and after the exclusive ranges, each with its offset.
     let mut shared: [(usize, &'x [u8]); 5] = [(0, &[]); 5];
     let mut exclusive: [&'x mut [u8]; 4] = [&mut [], &mut [], &mut [], &mut []];
     let (mut rest, mut at) = (arena, 0usize);
-    for (gap, &i) in shared.iter_mut().zip(&order) {
-        let range = &ranges[i];
+    let mut gaps = shared.iter_mut();
+    for (range, slot) in parts {
         let before = range.start.checked_sub(at).ok_or(overlap)?;
         let (head, tail) = rest.split_at_mut_checked(before).ok_or(overlap)?;
         let (mine, tail) = tail.split_at_mut_checked(range.len()).ok_or(overlap)?;
-        *gap = (at, head);
-        exclusive[i] = mine;
+        if let Some(gap) = gaps.next() {
+            *gap = (at, head);
+        }
+        if let Some(part) = exclusive.get_mut(usize::from(slot)) {
+            *part = mine;
+        }
         (rest, at) = (tail, range.end);
     }
-    shared[4] = (at, rest);
+    if let Some(gap) = gaps.next() {
+        *gap = (at, rest);
+    }
     let mut views = [Tensor {
         data: &[][..],
         shape: ops::Shape4::default(),
