@@ -362,7 +362,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
         let mut weights = [&[][..]; 2 * GATES];
         for (m, w) in weights.iter_mut().enumerate() {
             let cols = [dims.features, dims.units][m / GATES];
-            let len = dims.units.checked_mul(cols).unwrap_or(usize::MAX);
+            let len = dims.units.saturating_mul(cols);
             let (matrix, rest) = pack.split_at_checked(len).unwrap_or((&[], &[]));
             d.check(
                 !matrix.is_empty(),
