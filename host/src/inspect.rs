@@ -30,7 +30,7 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
             let s = out.shape;
             let layer = model.layer(i)?;
             let macs = layer.macs(model)?;
-            let mut weight_bytes = layer.named_constant_bytes();
+            let mut weight_bytes = 0;
             for t in op.inputs.iter().filter(|&&t| t != NO_TENSOR) {
                 let t = model.tensor(*t)?;
                 if t.record.storage == Storage::Constant {

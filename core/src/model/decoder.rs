@@ -222,24 +222,9 @@ impl<'m, 'a> Decoder<'m, 'a> {
         }
     }
 
-    /// Constant int8 tensor `index` of the model: an operator with more weight tensors than
-    /// its record has input slots names the rest in its parameters.
+    /// Constant uint8 input `slot`'s bytes (constants a lowering computed).
     #[inline(never)]
-    pub(crate) fn weights_at(&self, index: u16) -> Tensor<'a, i8> {
-        let t = self.take(self.model.tensor(index), PLACEHOLDER_TENSOR);
-        self.check(
-            t.record.dtype == DType::I8 && t.record.storage == Storage::Constant,
-            why!("a weight tensor must be a constant int8 tensor"),
-        );
-        Tensor {
-            data: self.take(self.model.constant(&t), &[]),
-            shape: t.shape,
-        }
-    }
-
-    /// Constant uint8 input `slot` read as int32 words (constants a lowering computed).
-    #[inline(never)]
-    pub(crate) fn words(&self, slot: usize) -> &'a [i32] {
+    pub(crate) fn constant_u8(&self, slot: usize) -> &'a [u8] {
         let t = self.tensor(slot, DType::U8, Storage::Constant);
         self.take(self.model.constant(&t), &[])
     }

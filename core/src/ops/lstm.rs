@@ -7,14 +7,13 @@
 //! output row. Both states are variable tensors: they carry over to the next invoke.
 //!
 //! Only the standard LSTM (no peephole, projection, layer normalization or coupled input and
-//! forget gates), which is all TFLite-Micro runs. The record names the input, a computed
-//! constant of effective biases (each FC's bias with its input's zero point folded in), the
-//! hidden state and the cell state; the eight weight matrices, more than a record's input
-//! slots, are named by tensor index in the parameters.
+//! forget gates), which is all TFLite-Micro runs. The record names the input, one computed
+//! constant (the eight weight matrices, then effective biases: each FC's bias with its input's
+//! zero point folded in), the hidden state and the cell state.
 
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
-use super::record::{record_params, Field, SlotReader, SlotWriter};
+use super::record::record_params;
 use super::{simd, Shape4, Tensor};
 use crate::cast;
 use crate::format::DType;
@@ -54,29 +53,6 @@ mod slot {
     pub const LAYER_NORM: [usize; 4] = [20, 21, 22, 23];
 }
 
-/// The eight weight matrices' tensor indices: input-to-gate for each gate, then
-/// recurrent-to-gate, two to a parameter slot.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
-pub struct GateWeights(pub [u16; 2 * GATES]);
-
-impl Field for GateWeights {
-    fn write(&self, w: &mut SlotWriter) {
-        for pair in self.0.chunks_exact(2) {
-            w.put((u32::from(pair[0]) | u32::from(pair[1]) << 16) as i32);
-        }
-    }
-    fn read(r: &mut SlotReader<'_>) -> Self {
-        let mut ids = [0u16; 2 * GATES];
-        for pair in ids.chunks_exact_mut(2) {
-            let v = r.take() as u32;
-            pair[0] = v as u16;
-            pair[1] = (v >> 16) as u16;
-        }
-        GateWeights(ids)
-    }
-}
-
 record_params! {
     /// UNIDIRECTIONAL_SEQUENCE_LSTM's record parameters; its requantization constants are the
     /// eight FCs' (input, recurrent, gate by gate) and the three element-wise products'.
@@ -89,8 +65,6 @@ record_params! {
         pub cell_clip: i32,
         /// 1: the input is `[steps, batch, features]`; 0: `[batch, steps, features]`.
         pub time_major: i32,
-        /// The weight matrices.
-        pub weights: GateWeights,
     }
 }
 
@@ -236,16 +210,21 @@ fn lower_dims(cx: &Lowering<'_>, input: usize) -> Result<LstmDims, LowerError> {
     })
 }
 
-/// The eight FCs' effective biases: gate by gate, the input FC's (its bias minus the input's
-/// zero point times each weight row's sum) then the recurrent FC's (minus the hidden state's
-/// zero point times each row's sum), as int32 little-endian bytes. Wrapping, as the int32 sums
-/// they stand for wrap.
-fn effective_biases<'g>(
+/// The record's computed constant: the eight weight matrices (input-to-gate for each gate, then
+/// recurrent-to-gate, as int8 bytes), then the eight FCs' effective biases as int32
+/// little-endian: gate by gate, the input FC's (its bias minus the input's zero point times each
+/// weight row's sum) then the recurrent FC's (minus the hidden state's zero point times each
+/// row's sum). Wrapping, as the int32 sums they stand for wrap. The weights' byte count is a
+/// multiple of 4 (four matrices of each shape), so the biases stay word-aligned.
+fn packed<'g>(
     weights: [(&'g [i8], usize); 2 * GATES],
     biases: [&'g [i32]; GATES],
     zero_points: [i32; 2],
 ) -> impl Iterator<Item = u8> + 'g {
-    (0..GATES).flat_map(move |gate| {
+    let matrices = weights
+        .into_iter()
+        .flat_map(|(w, _)| w.iter().map(|&v| v as u8));
+    let effective = (0..GATES).flat_map(move |gate| {
         (0..2).flat_map(move |k| {
             let (w, cols) = weights[GATES * k + gate];
             let bias = biases[gate];
@@ -261,7 +240,8 @@ fn effective_biases<'g>(
                         .to_le_bytes()
                 })
         })
-    })
+    });
+    matrices.chain(effective)
 }
 
 impl<'a> Operator<'a> for Lstm<'a> {
@@ -307,7 +287,6 @@ impl<'a> Operator<'a> for Lstm<'a> {
                 what: "the LSTM cell state must be symmetric",
             });
         }
-        let mut ids = [0u16; 2 * GATES];
         let mut weights = [(&[][..], 1usize); 2 * GATES];
         let mut fc_scales = [0f64; 2 * GATES];
         for k in 0..2 {
@@ -316,9 +295,6 @@ impl<'a> Operator<'a> for Lstm<'a> {
                 let m = GATES * k + gate;
                 let id = cx.input(slot::WEIGHTS + m)?;
                 let (data, scale) = weight_matrix(cx, id, (dims.units, cols))?;
-                ids[m] = u16::try_from(id).map_err(|_| LowerError::Unsupported {
-                    what: "too many tensors to name an LSTM's weights",
-                })?;
                 weights[m] = (data, cols);
                 fc_scales[2 * gate + k] =
                     f64::from(vector_scale) * f64::from(scale) / GATE_INPUT_SCALE;
@@ -337,7 +313,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
             cx.requant(q);
         }
         let cell_clip = f64::from(cx.options().cell_clip) / s_c64;
-        cx.computed_from(1, &mut effective_biases(weights, biases, [zp_in, zp_h]))?;
+        cx.computed_from(1, &mut packed(weights, biases, [zp_in, zp_h]))?;
         cx.route_input(2, slot::OUTPUT_STATE)?;
         cx.route_input(3, slot::CELL_STATE)?;
         cx.params(&LstmParams {
@@ -346,7 +322,6 @@ impl<'a> Operator<'a> for Lstm<'a> {
             // TFLite-Micro truncates the clip to int16 after clamping it.
             cell_clip: cell_clip.clamp(0.0, 32767.0) as i32,
             time_major: i32::from(cx.options().time_major),
-            weights: GateWeights(ids),
         })
     }
 
@@ -355,7 +330,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
         let output = d.output(DType::I8);
         let hidden = d.state(2, DType::I8);
         let cell_state = d.state(3, DType::I16);
-        let biases = d.words(1);
+        let mut pack = d.constant_u8(1);
         let p = &params;
         d.check(
             (-128..=127).contains(&p.hidden_zero_point)
@@ -385,17 +360,21 @@ impl<'a> Operator<'a> for Lstm<'a> {
             why!("LSTM states must hold batch x units values"),
         );
         let mut weights = [&[][..]; 2 * GATES];
-        for (m, (w, &id)) in weights.iter_mut().zip(&p.weights.0).enumerate() {
+        for (m, w) in weights.iter_mut().enumerate() {
             let cols = [dims.features, dims.units][m / GATES];
-            let t = d.weights_at(id);
+            let len = dims.units.saturating_mul(cols);
+            let (matrix, rest) = pack.split_at_checked(len).unwrap_or((&[], &[]));
             d.check(
-                Some(t.data.len()) == dims.units.checked_mul(cols),
-                why!("LSTM weights are not [units, inputs]"),
+                !matrix.is_empty(),
+                why!("LSTM constants shorter than its weights"),
             );
-            *w = t.data;
+            *w = cast::slice(matrix).unwrap_or(&[]);
+            pack = rest;
         }
+        let biases: &[i32] = cast::slice(pack).unwrap_or(&[]);
         d.check(
-            Some(biases.len()) == dims.units.checked_mul(2 * GATES),
+            Some(biases.len()) == dims.units.checked_mul(2 * GATES)
+                && pack.len() == 4 * biases.len(),
             why!("LSTM effective biases do not match its units"),
         );
         let cell = CellParams {
@@ -438,10 +417,6 @@ impl<'a> Operator<'a> for Lstm<'a> {
 
     fn scratch_need(&self, _model: &Model<'a>) -> Result<Option<usize>, Error> {
         Ok(Some(8 * self.scratch_words()))
-    }
-
-    fn named_constant_bytes(&self) -> usize {
-        self.weights.iter().map(|w| w.len()).sum()
     }
 
     fn macs(&self, _model: &Model<'a>) -> Result<u64, Error> {

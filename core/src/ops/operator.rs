@@ -144,11 +144,6 @@ pub(crate) trait Operator<'a>: Sized + Copy {
         Ok(0)
     }
 
-    /// Bytes of the constants its parameters name (beyond its record's inputs).
-    fn named_constant_bytes(&self) -> usize {
-        0
-    }
-
     /// Whether the layer runs a reference kernel (see `Model::needs_reference_kernels`).
     fn needs_reference(&self, _model: &Model<'a>) -> Result<bool, Error> {
         Ok(false)
@@ -413,16 +408,6 @@ macro_rules! operators {
                     $(Layer::$op(l) if OpCode::$op.is_built() => l.macs(model),)*
                     #[allow(unreachable_patterns)]
                     _ => Ok(0),
-                }
-            }
-
-            /// Bytes of the constants its parameters name (beyond its record's inputs: an
-            /// LSTM's weight matrices).
-            pub fn named_constant_bytes(&self) -> usize {
-                match self {
-                    $(Layer::$op(l) if OpCode::$op.is_built() => l.named_constant_bytes(),)*
-                    #[allow(unreachable_patterns)]
-                    _ => 0,
                 }
             }
 
