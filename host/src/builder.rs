@@ -125,7 +125,8 @@ impl LowerSink for Sink<'_> {
         self.requant.push(q);
     }
 
-    fn constant_u8(&mut self, bytes: &[u8]) -> usize {
+    fn constant_u8(&mut self, bytes: &mut dyn Iterator<Item = u8>) -> usize {
+        let bytes: &[u8] = &bytes.collect::<Vec<u8>>();
         let same = |t: &TensorDef| matches!(&t.data, Some(Data::U8(v)) if v[..] == *bytes);
         if let Some(id) = self.tensors.iter().position(same) {
             return id;
@@ -143,6 +144,7 @@ impl LowerSink for Sink<'_> {
 struct Graph<'b> {
     tensors: &'b [TensorDef],
     shapes: &'b [Shape4],
+    variables: &'b [TensorId],
 }
 
 impl LowerGraph for Graph<'_> {
@@ -166,7 +168,12 @@ impl LowerGraph for Graph<'_> {
                 Some(Data::I8(v)) => Some(v),
                 _ => None,
             },
+            i16_data: match &t.data {
+                Some(Data::I16(v)) => Some(v),
+                _ => None,
+            },
             constant: t.data.is_some(),
+            variable: self.variables.contains(&id),
         })
     }
 }
@@ -531,6 +538,7 @@ impl ModelBuilder {
         let graph = Graph {
             tensors: &self.tensors,
             shapes,
+            variables: &self.variables,
         };
         let mut lowered = Vec::with_capacity(self.ops.len());
         let mut added = Vec::new();

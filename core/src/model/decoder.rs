@@ -237,6 +237,13 @@ impl<'m, 'a> Decoder<'m, 'a> {
         }
     }
 
+    /// Constant uint8 input `slot` of any length: constants a lowering folded into one.
+    #[inline(never)]
+    pub(crate) fn constant_bytes(&self, slot: usize) -> &'a [u8] {
+        let t = self.tensor(slot, DType::U8, Storage::Constant);
+        self.take(self.model.constant(&t), &[])
+    }
+
     #[inline(never)]
     pub(crate) fn bias(&self, slot: usize, channels: usize) -> Option<&'a [i32]> {
         if self.op.inputs[slot] == NO_TENSOR {

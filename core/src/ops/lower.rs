@@ -44,6 +44,8 @@ pub struct TfOptions {
     pub align_corners: bool,
     pub half_pixel_centers: bool,
     pub block_size: usize,
+    // SVDF.
+    pub rank: usize,
 }
 
 impl Default for TfOptions {
@@ -73,6 +75,7 @@ impl Default for TfOptions {
             align_corners: false,
             half_pixel_centers: false,
             block_size: 0,
+            rank: 0,
         }
     }
 }
@@ -140,8 +143,12 @@ pub struct TensorView<'g> {
     pub i32_data: Option<&'g [i32]>,
     /// The elements of an int8 constant (PADV2's value).
     pub i8_data: Option<&'g [i8]>,
+    /// The elements of an int16 constant (SVDF's time weights).
+    pub i16_data: Option<&'g [i16]>,
     /// Whether it is a constant.
     pub constant: bool,
+    /// Whether it is a variable (state) tensor.
+    pub variable: bool,
 }
 
 /// The graph around the operator being lowered.
@@ -219,9 +226,10 @@ impl fmt::Display for LowerError {
 pub trait LowerSink {
     /// Appends a requantization constant to the record's.
     fn requant(&mut self, q: QuantizedMultiplier);
-    /// A constant uint8 tensor holding `bytes` (a lookup table the lowering computed), added
-    /// to the model or shared with an identical one: its id.
-    fn constant_u8(&mut self, bytes: &[u8]) -> usize;
+    /// A constant uint8 tensor holding `bytes` (a lookup table the lowering computed, or
+    /// constants it folded into one), added to the model or shared with an identical one: its
+    /// id.
+    fn constant_u8(&mut self, bytes: &mut dyn Iterator<Item = u8>) -> usize;
 }
 
 /// One operator being lowered: what the graph says of it, and the record being written.
@@ -489,6 +497,30 @@ impl<'g> Lowering<'g> {
     /// Record input `slot` becomes a constant uint8 tensor of `bytes` (a 256-entry lookup
     /// table computed here, once, instead of by the device's kernel).
     pub fn computed_input(&mut self, slot: usize, bytes: &[u8]) -> Result<(), LowerError> {
+        self.computed_input_from(slot, &mut bytes.iter().copied())
+    }
+
+    /// Record input `slot` reads TFLite's input `from` (a record laid out otherwise than
+    /// TFLite's inputs: SVDF's state, its fifth input, in the record's fourth slot).
+    pub fn record_input(&mut self, slot: usize, from: usize) -> Result<(), LowerError> {
+        let id = self.input(from)?;
+        match self.computed.get_mut(slot) {
+            Some(kept) => {
+                *kept = Some(id);
+                Ok(())
+            }
+            None => Err(LowerError::Unsupported {
+                what: "a record input past the record's inputs",
+            }),
+        }
+    }
+
+    /// [`Self::computed_input`] with the bytes as they come (constants folded into one).
+    pub fn computed_input_from(
+        &mut self,
+        slot: usize,
+        bytes: &mut dyn Iterator<Item = u8>,
+    ) -> Result<(), LowerError> {
         let id = self.sink.constant_u8(bytes);
         match self.computed.get_mut(slot) {
             Some(kept) => {
