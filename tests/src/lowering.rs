@@ -39,7 +39,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
                 dtype,
                 quant,
                 data,
-                variable: false,
+                variable: t.variable,
             }
         })
         .collect();
@@ -78,6 +78,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.align_corners = op.option_bool("align_corners").unwrap_or(false);
             o.half_pixel_centers = op.option_bool("half_pixel_centers").unwrap_or(false);
             o.block_size = num("block_size", 0);
+            o.rank = num("rank", 0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,
