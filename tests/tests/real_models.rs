@@ -145,10 +145,19 @@ fn real_models_on_the_host_are_bit_exact_with_tflite_micro() {
 
 static QEMU: Mutex<()> = Mutex::new(());
 
+/// Whether the QEMU test runs model `name`: every model, or those `MOTE_REAL_MODELS` lists
+/// (comma-separated), to measure a few without building the firmware for all.
+fn selected(name: &str) -> bool {
+    match std::env::var("MOTE_REAL_MODELS") {
+        Ok(list) => list.split(',').any(|m| m.trim() == name),
+        Err(_) => true,
+    }
+}
+
 #[test]
 fn real_models_in_qemu_are_bit_exact_with_tflite_micro() {
     let _guard = QEMU.lock().unwrap_or_else(|e| e.into_inner());
-    for g in manifest() {
+    for g in manifest().into_iter().filter(|g| selected(&g.name)) {
         let built = import_tflite(&g.tflite).unwrap_or_else(|e| panic!("{}: {e:#}", g.name));
         // The firmware runs its vectors back to back in one interpreter: one run per sequence
         // (a model without state runs all its vectors in one).
@@ -196,4 +205,29 @@ fn a_hybrid_model_is_refused_with_the_fix() {
     let msg = format!("{err:#}");
     assert!(msg.contains("hybrid"), "{msg}");
     assert!(msg.contains("TFLITE_BUILTINS_INT8"), "{msg}");
+}
+
+/// `mote inspect` counts the keyword models' state (7 SVDF layers: 4 of [1, 512] and 3 of
+/// [1, 1024], int16 or int8), and their blobs carry no second copy of the time weights and
+/// biases each SVDF's lowering folds into one constant: smaller than the `.tflite` files.
+#[test]
+fn the_keyword_models_state_and_size() {
+    for (name, state) in [
+        ("tflm_keyword_scrambled", 10_240),
+        ("tflm_keyword_scrambled_8bit", 5_120),
+    ] {
+        let tflite = read(&format!("{name}.tflite"));
+        let built = import_tflite(&tflite).unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let blob = mote_host::AlignedBytes::new(&built.bytes);
+        let model = mote_core::Model::parse(blob.as_slice()).unwrap();
+        let table = mote_host::inspect::table(&model).unwrap();
+        let line = format!("state: {state} B in 7 variable tensors");
+        assert!(table.contains(&line), "{name}: {table}");
+        assert!(
+            built.bytes.len() < tflite.len(),
+            "{name}: blob {} bytes, .tflite {}",
+            built.bytes.len(),
+            tflite.len()
+        );
+    }
 }
