@@ -429,9 +429,9 @@ fn svdf<T: StateElement>(
             return Err(Error::LengthMismatch { expected, actual });
         }
     }
-    if input_size == 0 || memory == 0 || rank == 0 {
+    if input_size == 0 || memory == 0 || rank == 0 || units == 0 {
         return Err(Error::InvalidParameter {
-            what: why!("SVDF with an empty input, memory or rank"),
+            what: why!("SVDF with an empty input, memory, rank or output"),
         });
     }
     let [zp_in, zp_state, zp_out] = layer.zero_points;
@@ -470,4 +470,200 @@ fn svdf<T: StateElement>(
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::test_support::Rng;
+
+    /// TFLite-Micro's steps written out separately: the state shifted row by row, the features
+    /// into the newest column, the time products into a `[batch, filters]` scratch, then reduced
+    /// per unit onto the bias, in i64 with the int32 and type limits applied where C applies them.
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        layer: &Svdf,
+        d: &SvdfDims,
+        input: &[i8],
+        wt: &[i32],
+        state: &mut [i32],
+        (lo, hi): (i64, i64),
+    ) -> Vec<i8> {
+        let (f, m) = (d.filters(), d.memory);
+        let [zp_in, zp_s, zp_out] = layer.zero_points.map(i64::from);
+        // Row by row (the kernel shifts the whole buffer: the same, as each row's newest
+        // element is written next).
+        for row in state.chunks_mut(m) {
+            row.rotate_left(1);
+        }
+        for b in 0..d.batch {
+            for r in 0..f {
+                let dot: i64 = (0..d.input_size)
+                    .map(|c| {
+                        let w = i64::from(layer.weights_feature[r * d.input_size + c]);
+                        w * (i64::from(input[b * d.input_size + c]) - zp_in)
+                    })
+                    .sum();
+                let v = i64::from(layer.scales[0].apply(dot as i32)).clamp(lo, hi) + zp_s;
+                // Narrowed as C converts: wrapped to the state's width.
+                let bits = if hi > 127 { 16 } else { 8 };
+                let wrapped = (v << (64 - bits)) >> (64 - bits);
+                state[b * f * m + r * m + m - 1] = wrapped as i32;
+            }
+        }
+        let mut scratch = vec![0i64; d.batch * f];
+        for b in 0..d.batch {
+            for r in 0..f {
+                scratch[b * f + r] = (0..m)
+                    .map(|j| {
+                        i64::from(wt[r * m + j]) * (i64::from(state[b * f * m + r * m + j]) - zp_s)
+                    })
+                    .sum();
+            }
+        }
+        let mut out = Vec::new();
+        for b in 0..d.batch {
+            for u in 0..d.units {
+                let bias = layer.bias.map_or(0, |bias| i64::from(bias[u]));
+                let sum = bias
+                    + (0..d.rank)
+                        .map(|k| scratch[b * f + u * d.rank + k])
+                        .sum::<i64>();
+                let y = i64::from(layer.scales[1].apply(sum as i32)) + zp_out;
+                out.push(y.clamp(-128, 127) as i8);
+            }
+        }
+        out
+    }
+
+    fn values<T>(rng: &mut Rng, n: usize, span: i64, f: impl Fn(i64) -> T) -> Vec<T> {
+        (0..n)
+            .map(|_| f((rng.next() % (2 * span as u64 + 1)) as i64 - span))
+            .collect()
+    }
+
+    /// Random layers of both state types, ranks 1 to 3 and batches 1 to 3, run for 7 invokes
+    /// each with the state carried: every output and every state element equals the reference.
+    #[test]
+    fn matches_the_reference_over_invokes() {
+        let mut rng = Rng(0x5bdf);
+        for case in 0..60 {
+            let int16 = case % 2 == 0;
+            let d = SvdfDims {
+                batch: 1 + case % 3,
+                input_size: 1 + (rng.next() % 20) as usize,
+                rank: 1 + (case / 2) % 3,
+                units: 1 + (rng.next() % 5) as usize,
+                memory: 1 + (rng.next() % 6) as usize,
+            };
+            let f = d.filters();
+            let wf = values(&mut rng, f * d.input_size, 127, |v| v as i8);
+            let bias = values(&mut rng, d.units, 40_000, |v| v as i32);
+            let (span, lo, hi) = match int16 {
+                true => (32_767, -32_768, 32_767),
+                false => (127, -128, 127),
+            };
+            let wt = values(&mut rng, f * d.memory, span, |v| v as i32);
+            let zp_state = if int16 {
+                0
+            } else {
+                (rng.next() % 41) as i32 - 20
+            };
+            let scale = |rng: &mut Rng, lo: f64, hi: f64| {
+                let t = rng.next() as f64 / u64::MAX as f64;
+                QuantizedMultiplier::from_f64(lo * (hi / lo).powf(t)).unwrap()
+            };
+            let scales = match int16 {
+                true => [scale(&mut rng, 1.0, 40.0), scale(&mut rng, 1e-7, 1e-5)],
+                false => [scale(&mut rng, 1e-3, 0.1), scale(&mut rng, 1e-4, 1e-2)],
+            };
+            let (wt16, wt8): (Vec<i16>, Vec<i8>) = (
+                wt.iter().map(|&v| v as i16).collect(),
+                wt.iter().map(|&v| v as i8).collect(),
+            );
+            let layer = Svdf {
+                params: SvdfParams {
+                    rank: d.rank,
+                    memory: d.memory,
+                },
+                weights_feature: &wf,
+                weights_time: match int16 {
+                    true => TimeWeights::I16(&wt16),
+                    false => TimeWeights::I8(&wt8),
+                },
+                bias: (case % 5 != 0).then_some(&bias[..]),
+                scales,
+                zero_points: [(rng.next() % 256) as i32 - 128, zp_state, -7],
+                input: 0,
+                state: 1,
+                output: 2,
+            };
+            let mut want_state = vec![zp_state; d.batch * f * d.memory];
+            let (mut s16, mut s8) = (
+                vec![0i16; want_state.len()],
+                vec![zp_state as i8; want_state.len()],
+            );
+            for invoke in 0..7 {
+                let input = values(&mut rng, d.batch * d.input_size, 128, |v| v.min(127) as i8);
+                let want = reference(&layer, &d, &input, &wt, &mut want_state, (lo, hi));
+                let mut got = vec![0i8; d.batch * d.units];
+                let (state, ok): (Vec<i32>, _) = match int16 {
+                    true => {
+                        let ok = svdf(&layer, &d, &input, &wt16, &mut s16, &mut got);
+                        (s16.iter().map(|&v| v.into()).collect(), ok)
+                    }
+                    false => {
+                        let ok = svdf(&layer, &d, &input, &wt8, &mut s8, &mut got);
+                        (s8.iter().map(|&v| v.into()).collect(), ok)
+                    }
+                };
+                assert_eq!(ok, Ok(()));
+                assert_eq!(got, want, "case {case} invoke {invoke}: {d:?}");
+                assert_eq!(state, want_state, "case {case} invoke {invoke}: state");
+            }
+        }
+    }
+
+    /// Buffers that do not fit the layer are errors, never a panic or a partial write past them.
+    #[test]
+    fn wrong_lengths_are_errors() {
+        let wf = [1i8; 6];
+        let wt = [1i16; 6];
+        let layer = Svdf {
+            params: SvdfParams { rank: 1, memory: 3 },
+            weights_feature: &wf,
+            weights_time: TimeWeights::I16(&wt),
+            bias: None,
+            scales: [QuantizedMultiplier::from_f64(0.5).unwrap(); 2],
+            zero_points: [0; 3],
+            input: 0,
+            state: 1,
+            output: 2,
+        };
+        let d = SvdfDims {
+            batch: 1,
+            input_size: 3,
+            rank: 1,
+            units: 2,
+            memory: 3,
+        };
+        let (mut state, mut out) = ([0i16; 6], [0i8; 2]);
+        assert_eq!(
+            svdf(&layer, &d, &[1, 2, 3], &wt, &mut state, &mut out),
+            Ok(())
+        );
+        let short = svdf(&layer, &d, &[1, 2], &wt, &mut state, &mut out);
+        assert!(matches!(short, Err(Error::LengthMismatch { .. })));
+        let state_short = svdf(&layer, &d, &[1, 2, 3], &wt, &mut state[..5], &mut out);
+        assert!(matches!(state_short, Err(Error::LengthMismatch { .. })));
+        let bias = [1i32; 3];
+        let bad_bias = Svdf {
+            bias: Some(&bias),
+            ..layer
+        };
+        let e = svdf(&bad_bias, &d, &[1, 2, 3], &wt, &mut state, &mut out);
+        assert!(matches!(e, Err(Error::LengthMismatch { .. })));
+        let no_memory = SvdfDims { memory: 0, ..d };
+        assert!(svdf::<i16>(&layer, &no_memory, &[1, 2, 3], &[], &mut [], &mut out).is_err());
+    }
 }
