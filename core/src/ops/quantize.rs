@@ -532,3 +532,56 @@ mod tests {
         assert_eq!(quantize_f32_i8(1.0, 0, &[], &mut []), Ok(()));
     }
 }
+
+#[cfg(test)]
+mod wide_tests {
+    use super::*;
+
+    fn run(r: &Requantize, input: &[u8], out_len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; out_len];
+        requantize_wide(r, input, &mut out).unwrap();
+        out
+    }
+
+    /// int16 -> int32 as the keyword models end: softmax probabilities (zero point -32768)
+    /// halved onto a zero point of 0, `(x + 32768) * 0.5` rounded half away from zero.
+    #[test]
+    fn int16_to_int32_halves_the_probabilities() {
+        let r = Requantize {
+            multiplier: QuantizedMultiplier::from_f64(0.5).unwrap(),
+            input_zero_point: -32768,
+            output_zero_point: 0,
+            from: DType::I16,
+            to: DType::I32,
+        };
+        let xs = [-32768i16, -32767, -1, 0, 1, 32767];
+        let input: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let out = run(&r, &input, 24);
+        let got: Vec<i32> = out
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [0, 1, 16384, 16384, 16385, 32768]);
+    }
+
+    /// int16 -> int8 saturates at the int8 range; a wrong byte count is an error.
+    #[test]
+    fn int16_to_int8_saturates() {
+        let r = Requantize {
+            multiplier: QuantizedMultiplier::from_f64(0.000625 / 0.0592).unwrap(),
+            input_zero_point: 0,
+            output_zero_point: -128,
+            from: DType::I16,
+            to: DType::I8,
+        };
+        let xs = [-32768i16, 0, 94, 95, 24_000, 32767];
+        let input: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let got: Vec<i8> = run(&r, &input, 6).iter().map(|&b| b as i8).collect();
+        // 94 * 0.0105574 = 0.99 -> 1; 95 -> 1.003 -> 1; 24000 -> 253.4 -> 253 - 128 = 125;
+        // 32767 -> 345.9, past 127.
+        assert_eq!(got, [-128, -128, -127, -127, 125, 127]);
+        let mut out = [0u8; 5];
+        assert!(requantize_wide(&r, &input, &mut out).is_err());
+        assert!(requantize_wide(&r, &input[..11], &mut [0u8; 5]).is_err());
+    }
+}

@@ -832,3 +832,31 @@ mod tests {
         assert!(worst > 1e-4, "the fast path is not in use");
     }
 }
+
+#[cfg(test)]
+mod int16_tests {
+    use super::*;
+
+    /// The int16 output is the int8 kernel's arithmetic with 16 output bits: equal inputs share
+    /// 65536 evenly (offset by -32768), one dominant input takes it all (saturating at 32767),
+    /// and every output, scaled down by 256, lies within one int8 step of the int8 kernel's.
+    #[test]
+    fn int16_output_is_the_int8_arithmetic_with_16_bits() {
+        let p = SoftmaxParams::from_scale(1.0, 0.1).unwrap();
+        let mut out = [0i16; 4];
+        softmax_i8_i16(&p, &[5; 4], &mut out, 4).unwrap();
+        assert_eq!(out, [-16384; 4]);
+        let p1 = SoftmaxParams::from_scale(1.0, 1.0).unwrap();
+        softmax_i8_i16(&p1, &[127, -128, -128, -128], &mut out, 4).unwrap();
+        assert_eq!(out, [32767, -32768, -32768, -32768]);
+        let input: Vec<i8> = (0..64).map(|k| (k * 37 % 256) as u8 as i8).collect();
+        let p = SoftmaxParams::from_scale(1.0, 0.0374).unwrap();
+        let (mut wide, mut narrow) = (vec![0i16; 64], vec![0i8; 64]);
+        softmax_i8_i16(&p, &input, &mut wide, 8).unwrap();
+        softmax_i8(&p, &input, &mut narrow, 8).unwrap();
+        for (w, n) in wide.iter().zip(&narrow) {
+            let scaled = (i32::from(*w) + 32768) as f64 / 256.0 - 128.0;
+            assert!((scaled - f64::from(*n)).abs() <= 1.0, "{w} vs {n}");
+        }
+    }
+}
