@@ -20,6 +20,7 @@
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
+use super::simd::{mac_1x4, sxtab16, sxtab16_ror8};
 use crate::cast;
 use crate::format::{DType, OpCode};
 use crate::model::{Decoder, Model, Scratch, TensorInfo};
@@ -67,6 +68,8 @@ pub struct Svdf<'a> {
     pub state: u16,
     /// Output tensor.
     pub output: u16,
+    /// The fast feature path's widened input (empty: the plain loop).
+    pub scratch: Scratch,
 }
 
 /// The constant the lowering computes: the time weights' little-endian bytes, zero-padded to
@@ -313,6 +316,7 @@ impl<'a> Operator<'a> for Svdf<'a> {
             input: input.index,
             state: state.index,
             output: output.index,
+            scratch: d.scratch(),
         }
     }
 
@@ -320,7 +324,7 @@ impl<'a> Operator<'a> for Svdf<'a> {
         Some(Io {
             inputs: [Some(self.input), None, None, None],
             output: self.output,
-            scratch: Scratch::default(),
+            scratch: self.scratch,
             state: [Some(self.state), None],
         })
     }
@@ -335,16 +339,30 @@ impl<'a> Operator<'a> for Svdf<'a> {
             units: v.output.shape.c,
             memory: self.params.memory,
         };
+        let scratch = v.scratch;
         match self.weights_time {
             TimeWeights::I16(w) => {
                 let state = cast::slice_mut::<i16>(state).ok_or_else(misaligned)?;
-                svdf(self, &dims, input.data, w, state, v.output.data)
+                svdf(self, &dims, input.data, w, (state, scratch), v.output.data)
             }
             TimeWeights::I8(w) => {
                 let state = cast::slice_mut::<i8>(state).ok_or_else(misaligned)?;
-                svdf(self, &dims, input.data, w, state, v.output.data)
+                svdf(self, &dims, input.data, w, (state, scratch), v.output.data)
             }
         }
+    }
+
+    fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
+        let input = model.tensor(self.input)?.shape;
+        let filters = self.weights_feature.len() / input.c.max(1);
+        let dims = SvdfDims {
+            batch: 1,
+            input_size: input.c,
+            rank: 1,
+            units: filters,
+            memory: self.params.memory,
+        };
+        Ok(Some(column_bytes(&dims)))
     }
 
     fn macs(&self, model: &Model<'a>) -> Result<u64, Error> {
@@ -403,7 +421,7 @@ fn svdf<T: StateElement>(
     dims: &SvdfDims,
     input: &[i8],
     weights_time: &[T],
-    state: &mut [T],
+    (state, scratch): (&mut [T], &mut [u8]),
     output: &mut [i8],
 ) -> Result<(), Error> {
     super::built(OpCode::Svdf)?;
@@ -434,42 +452,100 @@ fn svdf<T: StateElement>(
             what: why!("SVDF with an empty input, memory, rank or output"),
         });
     }
+    // Nonzero, as checked above, in a form the compiler sees: no panic path for a zero chunk.
+    let (input_size, memory, units) = (input_size.max(1), memory.max(1), units.max(1));
+    let (row, group) = (row.max(1), (memory * rank).max(1));
     let [zp_in, zp_state, zp_out] = layer.zero_points;
     // The oldest value of every row leaves; the newest is written below.
-    state.copy_within(1.., 0);
+    if !state.is_empty() {
+        state.copy_within(1.., 0);
+    }
+    // The pinned TFLite-Micro saturates a feature to the state's type, then adds the state's
+    // zero point and narrows (wrapping past the type's range), in that order.
+    let newest = |dot: i32| {
+        let v = layer.scales[0].apply(dot).clamp(T::MIN, T::MAX);
+        T::wrap(v.wrapping_add(zp_state))
+    };
+    let mut col = column(scratch, dims);
     for (x, states) in input
         .chunks_exact(input_size)
         .zip(state.chunks_exact_mut(row))
     {
-        let features = layer.weights_feature.chunks_exact(input_size);
-        for (w, history) in features.zip(states.chunks_exact_mut(memory)) {
-            let dot = w.iter().zip(x).fold(0i32, |acc, (&w, &x)| {
-                acc.wrapping_add(i32::from(w) * (i32::from(x) - zp_in))
-            });
-            // The pinned TFLite-Micro saturates to the state's type, then adds the state's zero
-            // point and narrows (wrapping past the type's range), in that order.
-            let v = layer.scales[0]
-                .apply(dot)
-                .clamp(T::MIN, T::MAX)
-                .wrapping_add(zp_state);
-            if let Some(newest) = history.last_mut() {
-                *newest = T::wrap(v);
+        let mut rows = states
+            .chunks_exact_mut(memory)
+            .filter_map(|history| history.last_mut());
+        match &mut col {
+            // Four filters at a time against the input widened once (`SMLAD`s).
+            Some(col) => {
+                let off2 = (zp_in.wrapping_neg() as u16 as u32) * 0x1_0001;
+                for (g, x) in col.iter_mut().zip(x.chunks_exact(4)) {
+                    let word = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
+                    *g = [sxtab16(off2, word), sxtab16_ror8(off2, word)];
+                }
+                for quad in layer.weights_feature.chunks_exact((4 * input_size).max(1)) {
+                    let dots = mac_1x4(col, quad, input_size, [0; 4]);
+                    // The four sums first: a zip stops at its first side's end without taking
+                    // a fifth row.
+                    for (dot, slot) in dots.into_iter().zip(rows.by_ref()) {
+                        *slot = newest(dot);
+                    }
+                }
+            }
+            None => {
+                for (w, slot) in layer.weights_feature.chunks_exact(input_size).zip(rows) {
+                    let dot = w.iter().zip(x).fold(0i32, |acc, (&w, &x)| {
+                        acc.wrapping_add(i32::from(w) * (i32::from(x) - zp_in))
+                    });
+                    *slot = newest(dot);
+                }
             }
         }
     }
-    let time_rows = weights_time.chunks_exact(memory * rank);
+    let time_rows = weights_time.chunks_exact(group);
     for (states, out) in state.chunks_exact(row).zip(output.chunks_exact_mut(units)) {
-        let groups = states.chunks_exact(memory * rank).zip(time_rows.clone());
+        let groups = states.chunks_exact(group).zip(time_rows.clone());
         for (u, ((history, w), o)) in groups.zip(out.iter_mut()).enumerate() {
             let bias = layer.bias.and_then(|b| b.get(u)).copied().unwrap_or(0);
-            let sum = w.iter().zip(history).fold(bias, |acc, (&w, &s)| {
-                acc.wrapping_add(w.into() * (s.into() - zp_state))
-            });
+            let sum = bias.wrapping_add(time_dot(w, history, zp_state));
             let v = layer.scales[1].apply(sum).saturating_add(zp_out);
             *o = v.clamp(-128, 127) as i8;
         }
     }
     Ok(())
+}
+
+/// `sum(w * (s - zp))` in wrapping int32 arithmetic, as `sum(w * s) - zp * sum(w)`: the same
+/// value modulo 2^32, and a loop of products alone, which the compiler pairs into `SMLAD`s
+/// (int16) where the state's zero point is 0.
+#[inline(always)]
+fn time_dot<T: StateElement>(w: &[T], s: &[T], zp: i32) -> i32 {
+    let products = w
+        .iter()
+        .zip(s)
+        .fold(0i32, |acc, (&w, &s)| acc.wrapping_add(w.into() * s.into()));
+    if zp == 0 {
+        return products;
+    }
+    let sum = w.iter().fold(0i32, |acc, &w| acc.wrapping_add(w.into()));
+    products.wrapping_sub(zp.wrapping_mul(sum))
+}
+
+/// Scratch bytes of the fast feature path: the input row widened to q15 groups, 2 bytes an
+/// input value. It takes rows of whole words and filters in fours.
+fn column_bytes(dims: &SvdfDims) -> usize {
+    match dims.input_size % 4 == 0 && dims.filters() % 4 == 0 {
+        true => 2 * dims.input_size,
+        false => 0,
+    }
+}
+
+/// The fast feature path's column in `scratch`, if the layer takes it and it fits.
+fn column<'s>(scratch: &'s mut [u8], dims: &SvdfDims) -> Option<&'s mut [[u32; 2]]> {
+    let bytes = column_bytes(dims);
+    if bytes == 0 {
+        return None;
+    }
+    cast::slice_mut(scratch.get_mut(..bytes)?)
 }
 
 #[cfg(test)]
@@ -549,13 +625,27 @@ mod tests {
         let mut rng = Rng(0x5bdf);
         for case in 0..60 {
             let int16 = case % 2 == 0;
+            // Two cases in three take the fast feature path (rows of whole words, filters
+            // in fours) with scratch for it; the third, and every layer planned without
+            // scratch, the plain loop.
+            let fast = case % 3 != 0;
             let d = SvdfDims {
                 batch: 1 + case % 3,
-                input_size: 1 + (rng.next() % 20) as usize,
+                input_size: match fast {
+                    true => 4 * (1 + (rng.next() % 6) as usize),
+                    false => 1 + (rng.next() % 20) as usize,
+                },
                 rank: 1 + (case / 2) % 3,
-                units: 1 + (rng.next() % 5) as usize,
+                units: match fast {
+                    true => 4 * (1 + (rng.next() % 2) as usize),
+                    false => 1 + (rng.next() % 5) as usize,
+                },
                 memory: 1 + (rng.next() % 6) as usize,
             };
+            let mut scratch = vec![0u32; column_bytes(&d) / 4];
+            let scratch = crate::cast::words_as_bytes_mut(
+                &mut scratch[..(case % 4 != 1) as usize * column_bytes(&d) / 4],
+            );
             let f = d.filters();
             let wf = values(&mut rng, f * d.input_size, 127, |v| v as i8);
             let bias = values(&mut rng, d.units, 40_000, |v| v as i32);
@@ -597,6 +687,7 @@ mod tests {
                 input: 0,
                 state: 1,
                 output: 2,
+                scratch: Scratch::default(),
             };
             let mut want_state = vec![zp_state; d.batch * f * d.memory];
             let (mut s16, mut s8) = (
@@ -609,11 +700,18 @@ mod tests {
                 let mut got = vec![0i8; d.batch * d.units];
                 let (state, ok): (Vec<i32>, _) = match int16 {
                     true => {
-                        let ok = svdf(&layer, &d, &input, &wt16, &mut s16, &mut got);
+                        let ok = svdf(
+                            &layer,
+                            &d,
+                            &input,
+                            &wt16,
+                            (&mut s16, &mut *scratch),
+                            &mut got,
+                        );
                         (s16.iter().map(|&v| v.into()).collect(), ok)
                     }
                     false => {
-                        let ok = svdf(&layer, &d, &input, &wt8, &mut s8, &mut got);
+                        let ok = svdf(&layer, &d, &input, &wt8, (&mut s8, &mut *scratch), &mut got);
                         (s8.iter().map(|&v| v.into()).collect(), ok)
                     }
                 };
@@ -639,6 +737,7 @@ mod tests {
             input: 0,
             state: 1,
             output: 2,
+            scratch: Scratch::default(),
         };
         let d = SvdfDims {
             batch: 1,
@@ -649,21 +748,43 @@ mod tests {
         };
         let (mut state, mut out) = ([0i16; 6], [0i8; 2]);
         assert_eq!(
-            svdf(&layer, &d, &[1, 2, 3], &wt, &mut state, &mut out),
+            svdf(&layer, &d, &[1, 2, 3], &wt, (&mut state, &mut []), &mut out),
             Ok(())
         );
-        let short = svdf(&layer, &d, &[1, 2], &wt, &mut state, &mut out);
+        let short = svdf(&layer, &d, &[1, 2], &wt, (&mut state, &mut []), &mut out);
         assert!(matches!(short, Err(Error::LengthMismatch { .. })));
-        let state_short = svdf(&layer, &d, &[1, 2, 3], &wt, &mut state[..5], &mut out);
+        let state_short = svdf(
+            &layer,
+            &d,
+            &[1, 2, 3],
+            &wt,
+            (&mut state[..5], &mut []),
+            &mut out,
+        );
         assert!(matches!(state_short, Err(Error::LengthMismatch { .. })));
         let bias = [1i32; 3];
         let bad_bias = Svdf {
             bias: Some(&bias),
             ..layer
         };
-        let e = svdf(&bad_bias, &d, &[1, 2, 3], &wt, &mut state, &mut out);
+        let e = svdf(
+            &bad_bias,
+            &d,
+            &[1, 2, 3],
+            &wt,
+            (&mut state, &mut []),
+            &mut out,
+        );
         assert!(matches!(e, Err(Error::LengthMismatch { .. })));
         let no_memory = SvdfDims { memory: 0, ..d };
-        assert!(svdf::<i16>(&layer, &no_memory, &[1, 2, 3], &[], &mut [], &mut out).is_err());
+        assert!(svdf::<i16>(
+            &layer,
+            &no_memory,
+            &[1, 2, 3],
+            &[],
+            (&mut [], &mut []),
+            &mut out
+        )
+        .is_err());
     }
 }
