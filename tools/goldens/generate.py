@@ -1047,7 +1047,7 @@ def svdf_model(batch, input_size, units, rank, memory, time, bias=True, act="NON
         t_max = 32767 if time == "int16" else 127
         s_state = feature / (t_max * 0.5)
         s_wt = 0.02
-        out_real = s_state * t_max * 0.5 * s_wt * 127 * math.sqrt(memory * rank)
+        out_real = s_state * t_max * 0.5 * s_wt * t_max * math.sqrt(memory * rank)
         s_out = out_real / 60.0
         wf = rng.integers(-127, 128, (filters, input_size))
         wt = rng.integers(-t_max, t_max + 1, (filters, memory))
