@@ -140,47 +140,39 @@ fn requantizes_wide(input: DType, output: DType) -> bool {
     )
 }
 
+/// The range of an integer output type.
+fn int_range(dtype: DType) -> (i64, i64) {
+    match dtype {
+        DType::I8 => (i8::MIN.into(), i8::MAX.into()),
+        DType::U8 => (0, u8::MAX.into()),
+        DType::I16 => (i16::MIN.into(), i16::MAX.into()),
+        _ => (i32::MIN.into(), i32::MAX.into()),
+    }
+}
+
 /// Requantizes `input` (elements of `r.from`, little-endian) into `output` (of `r.to`), as
 /// TFLite-Micro's `Requantize`: `x - zp_in` in int32, the multiplier, `+ zp_out`, clamped to
 /// the output type.
 // Not inlined into the interpreter: its frame would add to every other operator's.
 #[inline(never)]
 pub fn requantize_wide(r: &Requantize, input: &[u8], output: &mut [u8]) -> Result<(), Error> {
-    use DType::{I16, I32, I8};
     super::built(OpCode::Quantize)?;
-    let to_i8 = |v: i64| v.clamp(i8::MIN.into(), i8::MAX.into()) as i8;
-    let to_i16 = |v: i64| v.clamp(i16::MIN.into(), i16::MAX.into()) as i16;
-    let to_i32 = |v: i64| v.clamp(i32::MIN.into(), i32::MAX.into()) as i32;
-    match (r.from, r.to) {
-        (I16, I8) => requantize_typed::<i16, i8>(r, input, output, to_i8),
-        (I16, I16) => requantize_typed::<i16, i16>(r, input, output, to_i16),
-        (I16, I32) => requantize_typed::<i16, i32>(r, input, output, to_i32),
-        (I8, I16) => requantize_typed::<i8, i16>(r, input, output, to_i16),
-        (I8, I32) => requantize_typed::<i8, i32>(r, input, output, to_i32),
-        (I32, I8) => requantize_typed::<i32, i8>(r, input, output, to_i8),
-        (I32, I16) => requantize_typed::<i32, i16>(r, input, output, to_i16),
-        _ => Err(Error::InvalidParameter {
-            what: why!("QUANTIZE between these types is not supported"),
-        }),
+    let (n_in, n_out) = (r.from.size(), r.to.size());
+    check_same_len(input.len() / n_in, output.len() / n_out)?;
+    if input.len() % n_in != 0 || output.len() % n_out != 0 {
+        return Err(misaligned());
     }
-}
-
-/// [`requantize_wide`] from `I` to `O`, `narrow` clamping to `O`.
-#[inline(always)]
-fn requantize_typed<I: crate::cast::Pod + Into<i32>, O: crate::cast::Pod>(
-    r: &Requantize,
-    input: &[u8],
-    output: &mut [u8],
-    narrow: impl Fn(i64) -> O,
-) -> Result<(), Error> {
-    let input = crate::cast::slice::<I>(input).ok_or_else(misaligned)?;
-    let output = crate::cast::slice_mut::<O>(output).ok_or_else(misaligned)?;
-    check_same_len(input.len(), output.len())?;
-    for (y, &x) in output.iter_mut().zip(input) {
-        let scaled = r
-            .multiplier
-            .apply(x.into().wrapping_sub(r.input_zero_point));
-        *y = narrow(i64::from(scaled) + i64::from(r.output_zero_point));
+    let (lo, hi) = int_range(r.to);
+    for (x, y) in input.chunks_exact(n_in).zip(output.chunks_exact_mut(n_out)) {
+        let x = match *x {
+            [a] => i32::from(a as i8),
+            [a, b] => i32::from(i16::from_le_bytes([a, b])),
+            [a, b, c, d] => i32::from_le_bytes([a, b, c, d]),
+            _ => return Err(misaligned()),
+        };
+        let scaled = r.multiplier.apply(x.wrapping_sub(r.input_zero_point));
+        let v = (i64::from(scaled) + i64::from(r.output_zero_point)).clamp(lo, hi) as i32;
+        y.copy_from_slice(&v.to_le_bytes()[..n_out]);
     }
     Ok(())
 }
