@@ -455,7 +455,7 @@ fn svdf<T: StateElement>(
     // Nonzero, as checked above, in a form the compiler sees: no panic path for a zero chunk.
     let (input_size, memory, units) = (input_size.max(1), memory.max(1), units.max(1));
     let (row, group) = (row.max(1), (memory * rank).max(1));
-    let [zp_in, zp_state, zp_out] = layer.zero_points;
+    let [_, zp_state, zp_out] = layer.zero_points;
     // The oldest value of every row leaves; the newest is written below.
     if !state.is_empty() {
         state.copy_within(1.., 0);
@@ -466,41 +466,21 @@ fn svdf<T: StateElement>(
         let v = layer.scales[0].apply(dot).clamp(T::MIN, T::MAX);
         T::wrap(v.wrapping_add(zp_state))
     };
-    let mut col = column(scratch, dims);
-    for (x, states) in input
-        .chunks_exact(input_size)
-        .zip(state.chunks_exact_mut(row))
-    {
-        let mut rows = states
-            .chunks_exact_mut(memory)
-            .filter_map(|history| history.last_mut());
-        match &mut col {
-            // Four filters at a time against the input widened once (`SMLAD`s).
-            Some(col) => {
-                let off2 = (zp_in.wrapping_neg() as u16 as u32) * 0x1_0001;
-                for (g, x) in col.iter_mut().zip(x.chunks_exact(4)) {
-                    let word = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
-                    *g = [sxtab16(off2, word), sxtab16_ror8(off2, word)];
-                }
-                for quad in layer.weights_feature.chunks_exact((4 * input_size).max(1)) {
-                    let dots = mac_1x4(col, quad, input_size, [0; 4]);
-                    // The four sums first: a zip stops at its first side's end without taking
-                    // a fifth row.
-                    for (dot, slot) in dots.into_iter().zip(rows.by_ref()) {
-                        *slot = newest(dot);
-                    }
-                }
+    // Each feature is the newest element of its (batch, filter) row, in order.
+    let mut newest_slots = state
+        .chunks_exact_mut(memory)
+        .filter_map(|history| history.last_mut());
+    features(
+        layer,
+        input,
+        input_size,
+        column(scratch, dims),
+        &mut |dot| {
+            if let Some(slot) = newest_slots.next() {
+                *slot = newest(dot);
             }
-            None => {
-                for (w, slot) in layer.weights_feature.chunks_exact(input_size).zip(rows) {
-                    let dot = w.iter().zip(x).fold(0i32, |acc, (&w, &x)| {
-                        acc.wrapping_add(i32::from(w) * (i32::from(x) - zp_in))
-                    });
-                    *slot = newest(dot);
-                }
-            }
-        }
-    }
+        },
+    );
     let time_rows = weights_time.chunks_exact(group);
     for (states, out) in state.chunks_exact(row).zip(output.chunks_exact_mut(units)) {
         let groups = states.chunks_exact(group).zip(time_rows.clone());
@@ -512,6 +492,46 @@ fn svdf<T: StateElement>(
         }
     }
     Ok(())
+}
+
+/// Every filter's feature sum `w · (x - zp_in)` for every input row, batch by batch, filter by
+/// filter, handed to `store`. With a column (`col`: the fast path's scratch), four filters at a
+/// time against the row widened once (`SMLAD`s); else the plain loop. Not generic over the
+/// state's type: one copy of these loops in flash.
+#[inline(never)]
+fn features(
+    layer: &Svdf,
+    input: &[i8],
+    input_size: usize,
+    mut col: Option<&mut [[u32; 2]]>,
+    store: &mut dyn FnMut(i32),
+) {
+    let input_size = input_size.max(1);
+    let zp_in = layer.zero_points[0];
+    for x in input.chunks_exact(input_size) {
+        match &mut col {
+            Some(col) => {
+                let off2 = (zp_in.wrapping_neg() as u16 as u32) * 0x1_0001;
+                for (g, x) in col.iter_mut().zip(x.chunks_exact(4)) {
+                    let word = u32::from_le_bytes([x[0] as u8, x[1] as u8, x[2] as u8, x[3] as u8]);
+                    *g = [sxtab16(off2, word), sxtab16_ror8(off2, word)];
+                }
+                for quad in layer.weights_feature.chunks_exact((4 * input_size).max(1)) {
+                    for dot in mac_1x4(col, quad, input_size, [0; 4]) {
+                        store(dot);
+                    }
+                }
+            }
+            None => {
+                for w in layer.weights_feature.chunks_exact(input_size) {
+                    let dot = w.iter().zip(x).fold(0i32, |acc, (&w, &x)| {
+                        acc.wrapping_add(i32::from(w) * (i32::from(x) - zp_in))
+                    });
+                    store(dot);
+                }
+            }
+        }
+    }
 }
 
 /// `sum(w * (s - zp))` in wrapping int32 arithmetic, as `sum(w * s) - zp * sum(w)`: the same
