@@ -3,19 +3,24 @@
 //! filter, the last `memory` feature values in a variable (state) tensor.
 //!
 //! Each invoke shifts the whole state one element to the left, computes every filter's feature
-//! `weights_feature · (x - zp_in)`, requantizes it (`s_in * s_wf / s_state`), saturates it to
-//! the state's type, adds the state's zero point (wrapping: the pinned TFLite-Micro adds it
-//! after the clamp; later versions before it, `svdf_int8_rank2_batch2` tells them apart) and
-//! writes it as the newest element of the filter's row; then each unit sums its `rank` filters' time products
+//! `weights_feature · (x - zp_in)`, requantizes it (`s_in * s_wf / s_state`, the scales
+//! multiplied in float32 as TFLite-Micro's Prepare does), saturates it to the state's type,
+//! adds the state's zero point (wrapping: the pinned TFLite-Micro adds it after the clamp,
+//! later versions before it; `svdf_int8_rank2_batch2` tells them apart) and writes it as the
+//! newest element of the filter's row; then each unit sums its `rank` filters' time products
 //! `weights_time · (state - zp_state)` onto its bias and requantizes (`s_state * s_wt / s_out`)
 //! to int8. The time weights and the state are both int16 or both int8. As in TFLite-Micro
 //! the integer kernel clamps to int8 only: the fused activation is not applied.
 //!
 //! The record reads `[input, weights_feature, time_and_bias, state]`: the lowering folds the
-//! time weights (padded to a word) and the optional int32 bias into one computed constant. The
-//! kernel needs no scratch: each unit adds its filters' products as it goes, where TFLite-Micro
-//! keeps them in two int32 buffers first (`[batch, filters]` and `[batch, units]`); the sums
-//! are the same (int32 addition wraps, in any order).
+//! time weights (padded to a word) and the optional int32 bias into one computed constant,
+//! and the builder leaves the original two out of the blob. Scratch: where the input rows are
+//! whole words and the filters come in fours, the features run four filters at a time against
+//! the input row widened once to int16 pairs (the fully connected kernel's `SMLAD` loop), in
+//! `2 * input_size` bytes of planned scratch; otherwise (or with less scratch planned) a plain
+//! loop gives the same sums. Each unit adds its filters' time products as it goes, where
+//! TFLite-Micro keeps them in two int32 buffers first (`[batch, filters]` and
+//! `[batch, units]`); the sums are the same (int32 addition wraps, in any order).
 
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
