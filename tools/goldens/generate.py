@@ -2173,6 +2173,89 @@ class Reference:
         return x[:, crops[0][0]:h * bh - crops[0][1], crops[1][0]:w * bw - crops[1][1], :]
 
 
+SVDF_VARIANTS = [(scales, order) for scales in ("float", "double") for order in ("clamp_then_zp", "zp_then_clamp")]
+
+
+def svdf_reference(case_: dict, vectors: list, variant: tuple) -> list:
+    """A one-SVDF case's outputs over its sequences (`case_["sequence"]` invokes each, state
+    reset at each start), with `variant` = (scales, order): the multipliers from float32 or
+    double products, and the state's zero point added after the saturating clamp (the pinned
+    TFLite-Micro) or before it (later versions)."""
+    T = case_["tensors"]
+    op = case_["operators"][0]
+    x_t, wf_t, wt_t, b_t, st_t = [T[i] if i >= 0 else None for i in op["inputs"]]
+    out_t = T[op["outputs"][0]]
+    rank = op["options"]["rank"]
+    wf = np.array(wf_t["data"], np.int64).reshape(wf_t["shape"])
+    wt = np.array(wt_t["data"], np.int64).reshape(wt_t["shape"])
+    filters, memory = wt.shape
+    bias = np.array(b_t["data"], np.int64) if b_t is not None else np.zeros(filters // rank, np.int64)
+    s = lambda t: t["scale"][0]
+    if variant[0] == "float":
+        m1 = float(np.float32(np.float32(s(x_t)) * np.float32(s(wf_t))) / np.float32(s(st_t)))
+        m2 = float(np.float32(np.float32(s(st_t)) * np.float32(s(wt_t))) / np.float32(s(out_t)))
+    else:
+        m1 = s(x_t) * s(wf_t) / s(st_t)
+        m2 = s(st_t) * s(wt_t) / s(out_t)
+    (q1, e1), (q2, e2) = quantize_multiplier(m1), quantize_multiplier(m2)
+    info = np.iinfo(NP_TYPES[st_t["dtype"]])
+    zp_in, zp_s, zp_out = x_t["zero_point"][0], st_t["zero_point"][0], out_t["zero_point"][0]
+    batch = x_t["shape"][0]
+    def mbqm(acc, q, e):
+        # MultiplyByQuantizedMultiplier with C's int32 arithmetic: the sum and the left shift
+        # wrap (as the compiled TFLite-Micro does), then the double rounding.
+        wrap = lambda v: ((np.asarray(v, np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31)
+        left = max(e, 0)
+        return mul_double_rounding(wrap(wrap(acc) << left), q, min(e, 0))
+
+    outs = []
+    for k, vec in enumerate(vectors):
+        if k % case_["sequence"] == 0:
+            state = np.full((batch, filters, memory), zp_s, np.int64)
+        x = np.asarray(vec[0], np.int64).reshape(batch, -1)
+        state = np.roll(state.reshape(batch, -1), -1, axis=1).reshape(batch, filters, memory)
+        feat = mbqm((x - zp_in) @ wf.T, q1, e1)
+        if variant[1] == "clamp_then_zp":
+            v = np.clip(feat, info.min, info.max) + zp_s
+            v = ((v - info.min) % (info.max - info.min + 1)) + info.min  # C's narrowing
+        else:
+            v = np.clip(feat + zp_s, info.min, info.max)
+        state[:, :, -1] = v
+        per_filter = np.einsum("bfm,fm->bf", state - zp_s, wt)
+        acc = bias + per_filter.reshape(batch, filters // rank, rank).sum(axis=2)
+        y = np.clip(mbqm(acc, q2, e2) + zp_out, -128, 127)
+        outs.append([y.astype(np.int8).reshape(out_t["shape"])])
+    return outs
+
+
+def svdf_crosscheck(case_: dict, vectors: list, tflm_outputs: list) -> dict:
+    """Per SVDF variant, the output elements that differ from TFLM, per vector."""
+    result = {}
+    for variant in SVDF_VARIANTS:
+        got = svdf_reference(case_, vectors, variant)
+        result[variant] = [
+            int(np.sum(np.asarray(g[0]).reshape(-1) != np.asarray(w[0]).reshape(-1)))
+            for g, w in zip(got, tflm_outputs)
+        ]
+    return result
+
+
+def svdf_probe(spec, case_: dict, model_bytes: bytes, counts: dict, tries: int = 400):
+    """A random sequence (int8 inputs) on which some variant no written vector tells apart
+    from TFLM's arithmetic differs, run through TFLM: (vectors, outputs), or None."""
+    blind = [v for v in SVDF_VARIANTS if v != SVDF_VARIANTS[0] and sum(counts[v]) == 0]
+    if not blind:
+        return None
+    rng = np.random.default_rng(seed_of(spec.name, "svdf-probe"))
+    shape = case_["tensors"][case_["inputs"][0]]["shape"]
+    for _ in range(tries):
+        seq = [[rng.integers(-128, 128, shape, dtype=np.int8)] for _ in range(spec.sequence)]
+        want = svdf_reference(case_, seq, SVDF_VARIANTS[0])
+        if any(any(np.any(a[0] != b[0]) for a, b in zip(want, svdf_reference(case_, seq, v))) for v in blind):
+            return seq, run_tflm_sequences(spec, model_bytes, seq, 1)
+    return None
+
+
 def crosscheck(case_: dict, vectors: list, tflm_outputs: list) -> dict:
     """Per requantization variant (rounding, FC per-tensor scale product), the number of output
     elements that differ from TFLM, per vector; {"unchecked": True} if an operator is not
@@ -2323,8 +2406,18 @@ def generate(spec: Spec) -> tuple:
         for ins, outs in zip(vectors, outputs)
     ]
     if spec.sequence > 1:
-        # The numpy re-implementation runs vectors one by one, without state.
-        return case_, {"unchecked": True}
+        # SVDF: its own numpy re-implementation over the sequences, with each variant; a probe
+        # sequence is appended where the written ones tell a variant apart from none.
+        counts = svdf_crosscheck(case_, vectors, outputs)
+        found = svdf_probe(spec, case_, model_bytes, counts)
+        if found is not None:
+            vectors, outputs = vectors + found[0], outputs + found[1]
+            counts = svdf_crosscheck(case_, vectors, outputs)
+        case_["vectors"] = [
+            {"inputs": [flat_list(x) for x in ins], "outputs": [flat_list(y) for y in outs]}
+            for ins, outs in zip(vectors, outputs)
+        ]
+        return case_, {"svdf": counts, "elements": sum(np.asarray(o[0]).size for o in outputs)}
     # Extra random vectors, not written, so that the rounding variants can be told apart.
     probe_spec = dataclasses.replace(spec, name=spec.name + "/probe", random_vectors=PROBE_VECTORS)
     probes = make_vectors(probe_spec, graph)
@@ -2365,6 +2458,12 @@ def generate(spec: Spec) -> tuple:
 def describe_check(check: dict) -> str:
     if check.get("unchecked"):
         return "not re-implemented"
+    if "svdf" in check:
+        counts = check["svdf"]
+        ok = [f"{a}/{b}" for (a, b), c in counts.items() if sum(c) == 0]
+        bad = [f"{a}/{b}:{sum(c)}" for (a, b), c in counts.items() if sum(c) != 0]
+        head = "ok " + " ".join(ok) if ok else "NO VARIANT MATCHES"
+        return head + (f"; wrong of {check['elements']}: " + " ".join(bad) if bad else "")
     variants = [k for k in check if isinstance(k, tuple)]
     ok = [f"{r}/{f}" for (r, f) in variants if sum(check[(r, f)]) == 0]
     bad = [f"{r}/{f}:{sum(check[(r, f)])}" for (r, f) in variants if sum(check[(r, f)]) != 0]
