@@ -168,6 +168,10 @@ impl LowerGraph for Graph<'_> {
                 Some(Data::I8(v)) => Some(v),
                 _ => None,
             },
+            i16_data: match &t.data {
+                Some(Data::I16(v)) => Some(v),
+                _ => None,
+            },
             constant: t.data.is_some(),
             variable: self.variables.contains(&id),
         })
@@ -380,6 +384,24 @@ impl ModelBuilder {
             b.first = b.first.min(first[i]);
             b.last = b.last.max(last[i]);
         }
+        // Constants no record reads (TFLite inputs a lowering consumed: a RESHAPE's shape, SVDF's
+        // time weights and bias it folded into one constant) stay out of the blob; the rest are
+        // numbered in order.
+        let mut read = vec![false; self.tensors.len()];
+        for i in lowered
+            .iter()
+            .flat_map(|op| op.inputs.into_iter().flatten())
+        {
+            read[i] = true;
+        }
+        let mut renumber = vec![None; self.tensors.len()];
+        let mut next = 0;
+        for (i, t) in self.tensors.iter().enumerate() {
+            if t.data.is_none() || read[i] {
+                renumber[i] = Some(next);
+                next += 1;
+            }
+        }
         // Each kernel's scratch is a buffer live during its operator only, sized by mote-core
         // from the decoded operator (the same sizing its kernels check): a first pass writes
         // the blob without scratch to read those sizes, a second one plans them in.
@@ -403,13 +425,16 @@ impl ModelBuilder {
             let mut writer = Writer::default();
             let mut records = Vec::with_capacity(self.tensors.len());
             for (i, t) in self.tensors.iter().enumerate() {
+                if renumber[i].is_none() {
+                    continue;
+                }
                 records.push(self.tensor_record(i, t, &shapes, &mut writer, |i| {
                     buffer_of[i].map(|s| (plan.offsets[s], first[i], last[i]))
                 })?);
             }
             let mut op_records = Vec::with_capacity(n_ops);
             for (k, op) in lowered.iter().enumerate() {
-                let mut rec = op.record(&mut writer);
+                let mut rec = op.record(&mut writer, &renumber);
                 if let Some(slot) = scratch_of[k] {
                     rec.params[SCRATCH_OFFSET] = i32::try_from(plan.offsets[slot])?;
                     rec.params[SCRATCH_LEN] = i32::try_from(buffers[slot].size)?;
@@ -417,11 +442,14 @@ impl ModelBuilder {
                 op_records.push(rec);
             }
 
+            let io = |ids: &[TensorId]| -> Vec<TensorId> {
+                ids.iter().map(|&i| renumber[i].unwrap_or(i)).collect()
+            };
             let bytes = assemble(
                 &records,
                 &op_records,
-                &self.inputs,
-                &self.outputs,
+                &io(&self.inputs),
+                &io(&self.outputs),
                 &writer.data,
                 &plan,
             )?;
@@ -590,16 +618,18 @@ impl ModelBuilder {
 
 impl LoweredOp {
     /// The operator's record, its requantization constants written to `w`.
-    fn record(&self, w: &mut Writer) -> OpRecord {
+    /// `renumber` gives each builder tensor's index in the blob.
+    fn record(&self, w: &mut Writer, renumber: &[Option<usize>]) -> OpRecord {
         let (requant_offset, requant_count) = match self.requant.is_empty() {
             true => (0, 0),
             false => (w.requant(&self.requant), self.requant.len() as u32),
         };
+        let index = |t: usize| renumber[t].map_or(NO_TENSOR, |t| t as u16);
         OpRecord {
             opcode: self.opcode,
             flags: if self.trainable { OP_FLAG_TRAINABLE } else { 0 },
-            inputs: self.inputs.map(|t| t.map_or(NO_TENSOR, |t| t as u16)),
-            output: self.output as u16,
+            inputs: self.inputs.map(|t| t.map_or(NO_TENSOR, index)),
+            output: index(self.output),
             requant_offset,
             requant_count,
             params: self.params,

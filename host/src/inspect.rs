@@ -76,6 +76,21 @@ fn edges(s: &mut String, model: &Model<'_>) -> Result<(), Error> {
     Ok(())
 }
 
+/// The variable (state) tensors: how many, and their bytes (kept in the arena for the whole
+/// model, carried from one invoke to the next).
+pub fn state_bytes(model: &Model<'_>) -> Result<(usize, usize), Error> {
+    let mut count = 0;
+    let mut bytes = 0;
+    for i in 0..model.tensor_count() {
+        let t = model.tensor(i)?;
+        if t.record.variable {
+            count += 1;
+            bytes += t.record.byte_len as usize;
+        }
+    }
+    Ok((count, bytes))
+}
+
 /// A printable per-layer table with the model's inputs and outputs and totals.
 pub fn table(model: &Model<'_>) -> Result<String, Error> {
     let layers = layers(model)?;
@@ -100,6 +115,13 @@ pub fn table(model: &Model<'_>) -> Result<String, Error> {
         );
     }
     edges(&mut s, model)?;
+    let (count, bytes) = state_bytes(model)?;
+    if count > 0 {
+        let _ = writeln!(
+            s,
+            "state: {bytes} B in {count} variable tensors (in the arena, kept between invokes)"
+        );
+    }
     let macs: u64 = layers.iter().map(|l| l.macs).sum();
     let weights: usize = layers.iter().map(|l| l.weight_bytes).sum();
     let _ = writeln!(

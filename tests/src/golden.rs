@@ -29,8 +29,17 @@ pub struct GoldenCase {
     pub inputs: Vec<usize>,
     /// Tensor indices of the subgraph outputs.
     pub outputs: Vec<usize>,
+    /// Invokes per sequence (models with state): the vectors come in groups this long, each
+    /// run by one interpreter with its state carried from invoke to invoke and reset at the
+    /// group's first vector. Absent: 1, every vector on its own.
+    #[serde(default = "one")]
+    pub sequence: usize,
     /// Input/output pairs computed by TFLite-Micro.
     pub vectors: Vec<GoldenVector>,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// Element type of a tensor.
@@ -69,7 +78,7 @@ pub struct GoldenTensor {
     /// Constant contents in row-major order (weights, biases, shape tensors); `None` for
     /// activations.
     pub data: Option<Vec<Number>>,
-    /// A variable (state) tensor, kept from one invoke to the next.
+    /// A variable (state) tensor, kept from one invoke to the next (absent: false).
     #[serde(default)]
     pub variable: bool,
 }

@@ -83,6 +83,7 @@ pub fn to_graph(case: &GoldenCase) -> TfGraph {
             o.time_major = op.option_bool("time_major").unwrap_or(false);
             o.cell_clip = op.option_f32("cell_clip").unwrap_or(0.0);
             o.proj_clip = op.option_f32("proj_clip").unwrap_or(0.0);
+            o.rank = num("rank", 0);
             TfOperator {
                 name: op.op.clone(),
                 version: op.version,

@@ -241,6 +241,14 @@ const CASES: &[&str] = &[
     "tconv_4x4_same_s2_relu6",
     "squeeze_axis2_relu",
     "expand_dims_axis2_relu",
+    "svdf_int16_rank1",
+    "svdf_int16_rank2_batch2_zero_bias",
+    "svdf_int8_rank1_relu",
+    "svdf_int8_rank2_batch2",
+    "quantize_int16_to_int8",
+    "quantize_int16_to_int32",
+    "softmax_int8_to_int16",
+    "model_int16_edges",
 ];
 
 /// Every operator `mote import` takes (mote-core's list, its aliases and what the graph passes
@@ -321,8 +329,13 @@ fn is_weights(case: &GoldenCase, index: usize) -> bool {
 
 fn check_tensor(case: &GoldenCase, index: usize, t: &GoldenTensor) {
     let weights = is_weights(case, index);
-    // Shape arithmetic after a SHAPE is the one int32 computation (mote folds it).
+    // Shape arithmetic after a SHAPE is the one int32 computation (mote folds it); a
+    // QUANTIZE may write an int32 model output.
     let shape_arithmetic = case.operators.iter().any(|op| op.op == "SHAPE");
+    let int32_output = case
+        .operators
+        .iter()
+        .any(|op| op.op == "QUANTIZE" && op.outputs.contains(&index));
     let case = &case.name;
     let what = format!("{case}: tensor {index} ({})", t.name);
     if let Some(data) = &t.data {
@@ -369,7 +382,7 @@ fn check_tensor(case: &GoldenCase, index: usize, t: &GoldenTensor) {
         }
         DType::Int32 => {
             assert!(
-                t.data.is_some() || shape_arithmetic,
+                t.data.is_some() || shape_arithmetic || int32_output,
                 "{what}: int32 activations are not expected outside shape arithmetic"
             );
             assert!(
@@ -547,6 +560,14 @@ fn check_options(what: &str, op: &golden::GoldenOperator) {
             );
         }
         "DEPTH_TO_SPACE" | "SPACE_TO_DEPTH" => positive("block_size"),
+        "SVDF" => {
+            activation();
+            positive("rank");
+            assert!(
+                op.inputs.len() == 5,
+                "{what}: expects input, weights_feature, weights_time, bias, state"
+            );
+        }
         "RELU" | "RELU6" => {
             assert!(op.options.is_empty(), "{what}: options {:?}", op.options);
             assert!(op.inputs.len() == 1, "{what}: expects one input");
@@ -577,6 +598,20 @@ fn vectors_match_the_subgraph_inputs_and_outputs() {
             "{}: only {} vectors",
             case.name,
             case.vectors.len()
+        );
+        let stateful = case.tensors.iter().any(|t| t.variable);
+        assert!(
+            case.sequence >= 1 && case.vectors.len() % case.sequence == 0,
+            "{}: {} vectors are not whole sequences of {}",
+            case.name,
+            case.vectors.len(),
+            case.sequence
+        );
+        assert_eq!(
+            stateful,
+            case.sequence > 1,
+            "{}: a case with state runs sequences, and only such a case",
+            case.name
         );
         for (v, vector) in case.vectors.iter().enumerate() {
             let what = format!("{} vector {v}", case.name);
@@ -788,6 +823,50 @@ fn cases_cover_the_required_operators_and_options() {
         assert!(
             outs.contains(&-128) && outs.contains(&127),
             "{name}: outputs should saturate at both -128 and 127"
+        );
+    }
+    // SVDF: both state types, rank 1 and 2, batch 1 and 2, state carried over sequences with
+    // a state zero point other than 0 (int8), and a fused RELU the integer kernel ignores.
+    fn state_type<'c>(c: &'c GoldenCase, o: &golden::GoldenOperator) -> &'c GoldenTensor {
+        c.tensor(o.input(4).unwrap())
+    }
+    for dtype in [DType::Int16, DType::Int8] {
+        assert!(
+            has("SVDF", &|c, o| state_type(c, o).dtype == dtype
+                && c.sequence >= 4),
+            "SVDF with {dtype:?} state over sequences"
+        );
+    }
+    for rank in [1, 2] {
+        assert!(
+            has("SVDF", &|_, o| opt(o, "rank") == rank),
+            "SVDF rank {rank}"
+        );
+    }
+    assert!(
+        has("SVDF", &|c, o| c.tensor(o.input(0).unwrap()).shape[0] == 2),
+        "SVDF batch 2"
+    );
+    assert!(
+        has("SVDF", &|c, o| state_type(c, o).zero_point[0] != 0),
+        "SVDF int8 state with a zero point"
+    );
+    assert!(
+        has("SVDF", &|_, o| o.option_str("fused_activation_function")
+            == Some("RELU")),
+        "SVDF with RELU"
+    );
+    assert!(
+        has("SOFTMAX", &|c, o| c.tensor(o.outputs[0]).dtype
+            == DType::Int16),
+        "SOFTMAX to int16"
+    );
+    for (from, to) in [(DType::Int16, DType::Int8), (DType::Int16, DType::Int32)] {
+        assert!(
+            has("QUANTIZE", &|c, o| c.tensor(o.input(0).unwrap()).dtype
+                == from
+                && c.tensor(o.outputs[0]).dtype == to),
+            "QUANTIZE {from:?} -> {to:?}"
         );
     }
     assert!(

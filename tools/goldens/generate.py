@@ -86,6 +86,12 @@ class Spec:
     # Build with Keras 2 (tf_keras): the TFLite converter fuses its LSTM layer into
     # UNIDIRECTIONAL_SEQUENCE_LSTM (Keras 3's does not convert). Needs `set_weights`.
     tf_keras: bool = False
+    # rng -> model bytes: a model written with the flatbuffer schema directly (operators and
+    # types no converter writes: SVDF, int16 edges) instead of Keras and the converter.
+    build: Optional[Callable] = None
+    # Invokes per sequence: the vectors come in groups this long, each run by one interpreter
+    # with its state carried from invoke to invoke (1: every vector on its own).
+    sequence: int = 1
 
     def input_ranges(self):
         return self.ranges or [(-1.0, 1.0)] * len(self.inputs)
@@ -978,20 +984,21 @@ for (name, shape, make, batch, gain, patch, note) in [
     ("lstm_time_major_6x5_u8", (6, 5), lstm(8), 1, 1.0, time_major, "time-major ([steps, batch, features]) by editing the flatbuffer"),
     ("lstm_cell_clip_7x4_u5", (7, 4), lstm(5), 1, 3.0, cell_clip(0.5), "cell_clip 0.5 set by editing the flatbuffer: the clipped int16 cell state"),
 ]:
-    case(name, f"UNIDIRECTIONAL_SEQUENCE_LSTM: {note}.", [shape], make, batch=batch,
-         tf_keras=True, set_weights=lstm_weights(gain), patch=patch)
+    case(name, f"UNIDIRECTIONAL_SEQUENCE_LSTM: {note}; 2 sequences of 3 invokes, state carried.",
+         [shape], make, batch=batch, tf_keras=True, set_weights=lstm_weights(gain), patch=patch,
+         sequence=3)
 
 case(
     "model_lstm_classifier",
     "Sequence classifier on 8 steps of 8 features: LSTM 16 units (last step) -> FULLY_CONNECTED 4 -> SOFTMAX.",
     [(8, 8)],
     chain(lstm(16, seq=False), lambda x: tf_keras.layers.Dense(4)(x), lambda x: tf_keras.layers.Softmax()(x)),
-    tf_keras=True, set_weights=lstm_weights(),
+    tf_keras=True, set_weights=lstm_weights(), sequence=3,
 )
 case(
     "model_lstm_stacked",
     "Two stacked LSTMs (10 then 6 units) on 5 steps of 3 features: the first's int8 sequence feeds the second.",
-    [(5, 3)], chain(lstm(10), lstm(6)), tf_keras=True, set_weights=lstm_weights(),
+    [(5, 3)], chain(lstm(10), lstm(6)), tf_keras=True, set_weights=lstm_weights(), sequence=3,
 )
 
 # --- small models ----------------------------------------------------------------------------
@@ -1046,6 +1053,193 @@ case(
     "model_residual_block",
     "Residual block on 6x6x4: CONV_2D 3x3 RELU -> CONV_2D 3x3 -> ADD with the block input, fused RELU.",
     [(6, 6, 4)], residual,
+)
+
+# --- Models written with the flatbuffer schema: SVDF, int16 edges -------------------------------
+
+TFL_TYPES = {"int8": fb.TensorType.INT8, "int16": fb.TensorType.INT16,
+             "int32": fb.TensorType.INT32, "float32": fb.TensorType.FLOAT32}
+
+
+def flatbuffer(tensors: list, operators: list, inputs: list, outputs: list) -> bytes:
+    """A one-subgraph .tflite. `tensors`: dicts with shape, dtype, scale, zero_point and, for a
+    constant, data (numpy) or, for state, variable=True. `operators`: (builtin, version,
+    inputs, outputs, options type, options object or None)."""
+    model = fb.ModelT()
+    model.version = 3
+    model.description = "mote golden case"
+    model.buffers = [fb.BufferT()]
+    sg = fb.SubGraphT()
+    sg.tensors = []
+    for k, t in enumerate(tensors):
+        tt = fb.TensorT()
+        tt.name = t.get("name", f"t{k}")
+        tt.shape = np.array(t["shape"], np.int32)
+        tt.type = TFL_TYPES[t["dtype"]]
+        if "scale" in t:
+            q = fb.QuantizationParametersT()
+            q.scale = [float(np.float32(t["scale"]))]
+            q.zeroPoint = [int(t["zero_point"])]
+            tt.quantization = q
+        tt.isVariable = bool(t.get("variable", False))
+        tt.buffer = 0
+        if t.get("data") is not None:
+            b = fb.BufferT()
+            raw = np.asarray(t["data"], NP_TYPES[t["dtype"]]).astype(np.dtype(NP_TYPES[t["dtype"]]).newbyteorder("<"))
+            b.data = np.frombuffer(raw.tobytes(), np.uint8)
+            model.buffers.append(b)
+            tt.buffer = len(model.buffers) - 1
+        sg.tensors.append(tt)
+    codes, sg.operators = [], []
+    for builtin, version, ins, outs, opt_type, opts in operators:
+        if (builtin, version) not in codes:
+            codes.append((builtin, version))
+        op = fb.OperatorT()
+        op.opcodeIndex = codes.index((builtin, version))
+        op.inputs = np.array(ins, np.int32)
+        op.outputs = np.array(outs, np.int32)
+        op.builtinOptionsType = opt_type
+        op.builtinOptions = opts
+        sg.operators.append(op)
+    model.operatorCodes = []
+    for builtin, version in codes:
+        oc = fb.OperatorCodeT()
+        oc.builtinCode = builtin
+        oc.deprecatedBuiltinCode = min(builtin, 127)
+        oc.version = version
+        model.operatorCodes.append(oc)
+    sg.inputs = np.array(inputs, np.int32)
+    sg.outputs = np.array(outputs, np.int32)
+    model.subgraphs = [sg]
+    b = flatbuffers.Builder(0)
+    b.Finish(model.Pack(b), file_identifier=b"TFL3")
+    return bytes(b.Output())
+
+
+def svdf_model(batch, input_size, units, rank, memory, time, bias=True, act="NONE",
+               state_zp=0, out_zp=-3):
+    """One SVDF: int8 input [batch, input_size] and weights_feature [rank * units, input_size],
+    weights_time [filters, memory] and state [batch, memory * filters] of `time` (int16 with
+    zero point 0, or int8 with `state_zp`), int32 bias [units] with scale s_state * s_wt
+    (all zeros with bias=False: TFLite-Micro's Prepare reads the bias's scale without checking
+    that there is one, and crashes on an omitted bias), int8 output [batch, units]. Scales are picked so features and outputs use the
+    state's and output's range without saturating everything."""
+    def build(rng):
+        filters = rank * units
+        s_in, s_wf = 0.05, 0.01
+        # The feature's real range is about s_in * s_wf * 127 * 128 * sqrt(input_size) / 2.
+        feature = s_in * s_wf * 127 * 128 * math.sqrt(input_size) / 2
+        t_max = 32767 if time == "int16" else 127
+        s_state = feature / (t_max * 0.5)
+        s_wt = 0.02
+        out_real = s_state * t_max * 0.5 * s_wt * t_max * math.sqrt(memory * rank)
+        s_out = out_real / 60.0
+        wf = rng.integers(-127, 128, (filters, input_size))
+        wt = rng.integers(-t_max, t_max + 1, (filters, memory))
+        s_bias = float(np.float32(np.float32(s_state) * np.float32(s_wt)))
+        tensors = [
+            {"name": "input", "shape": [batch, input_size], "dtype": "int8", "scale": s_in, "zero_point": 7},
+            {"name": "weights_feature", "shape": [filters, input_size], "dtype": "int8", "scale": s_wf, "zero_point": 0, "data": wf},
+            {"name": "weights_time", "shape": [filters, memory], "dtype": time, "scale": s_wt, "zero_point": 0, "data": wt},
+            {"name": "bias", "shape": [units], "dtype": "int32", "scale": s_bias, "zero_point": 0,
+             "data": rng.integers(-20000, 20000, units) * bool(bias)},
+            {"name": "state", "shape": [batch, memory * filters], "dtype": time, "scale": s_state,
+             "zero_point": state_zp if time == "int8" else 0, "variable": True},
+            {"name": "output", "shape": [batch, units], "dtype": "int8", "scale": s_out, "zero_point": out_zp},
+        ]
+        opts = fb.SVDFOptionsT()
+        opts.rank = rank
+        opts.fusedActivationFunction = getattr(fb.ActivationFunctionType, act)
+        ins = [0, 1, 2, 3, 4]
+        ops = [(fb.BuiltinOperator.SVDF, 3 if time == "int8" else 2, ins, [5], fb.BuiltinOptions.SVDFOptions, opts)]
+        return flatbuffer(tensors, ops, [0], [5])
+    return build
+
+
+def svdf_case(name, description, **kw):
+    case(name, description, [], None, build=svdf_model(**kw), sequence=6, random_vectors=10)
+
+
+svdf_case(
+    "svdf_int16_rank1",
+    "SVDF: int16 time weights and state, rank 1, 3 units over 10 inputs, memory 4, with bias; 2 sequences of 6 invokes, state carried.",
+    batch=1, input_size=10, units=3, rank=1, memory=4, time="int16",
+)
+svdf_case(
+    "svdf_int16_rank2_batch2_zero_bias",
+    "SVDF: int16, rank 2 (2 units of 2 filters), batch 2, memory 5, an all-zero bias (what an omitted bias computes; this TFLite-Micro crashes on an omitted one).",
+    batch=2, input_size=7, units=2, rank=2, memory=5, time="int16", bias=False,
+)
+svdf_case(
+    "svdf_int8_rank1_relu",
+    "SVDF: int8 time weights and state (state zero point -5), rank 1, memory 3, fused RELU with output zero point -3 (TFLite-Micro's integer kernel ignores the activation).",
+    batch=1, input_size=12, units=4, rank=1, memory=3, time="int8", act="RELU", state_zp=-5,
+)
+svdf_case(
+    "svdf_int8_rank2_batch2",
+    "SVDF: int8, rank 2, batch 2, memory 4, state zero point 9, with bias.",
+    batch=2, input_size=6, units=3, rank=2, memory=4, time="int8", state_zp=9,
+)
+
+
+def int16_edges(kind):
+    """QUANTIZE int16 -> int8 -> FULLY_CONNECTED -> SOFTMAX int8 -> int16 -> QUANTIZE int16 ->
+    int32 (the keyword models' edges), or the one operator `kind` names alone."""
+    def build(rng):
+        t = [
+            {"name": "input16", "shape": [1, 16], "dtype": "int16", "scale": 0.000625, "zero_point": 0},
+            {"name": "input8", "shape": [1, 16], "dtype": "int8", "scale": 0.0592, "zero_point": -128},
+            {"name": "weights", "shape": [5, 16], "dtype": "int8", "scale": 0.009, "zero_point": 0,
+             "data": rng.integers(-127, 128, (5, 16))},
+            {"name": "bias", "shape": [5], "dtype": "int32", "scale": float(np.float32(0.0592) * np.float32(0.009)),
+             "zero_point": 0, "data": rng.integers(-3000, 3000, 5)},
+            {"name": "logits", "shape": [1, 5], "dtype": "int8", "scale": 0.07, "zero_point": 2},
+            {"name": "probs", "shape": [1, 5], "dtype": "int16", "scale": 1.5259022e-05, "zero_point": -32768},
+            {"name": "output32", "shape": [1, 5], "dtype": "int32", "scale": 3.051851e-05, "zero_point": 0},
+        ]
+        fc = fb.FullyConnectedOptionsT()
+        sm = fb.SoftmaxOptionsT()
+        sm.beta = 1.0
+        ops = {
+            "quantize_in": (fb.BuiltinOperator.QUANTIZE, 1, [0], [1], 0, None),
+            "fc": (fb.BuiltinOperator.FULLY_CONNECTED, 4, [1, 2, 3], [4], fb.BuiltinOptions.FullyConnectedOptions, fc),
+            "softmax": (fb.BuiltinOperator.SOFTMAX, 2, [4], [5], fb.BuiltinOptions.SoftmaxOptions, sm),
+            "quantize_out": (fb.BuiltinOperator.QUANTIZE, 1, [5], [6], 0, None),
+        }
+        if kind == "chain":
+            return flatbuffer(t, list(ops.values()), [0], [6])
+        if kind == "quantize_16_to_8":
+            return flatbuffer(t[:2], [ops["quantize_in"]], [0], [1])
+        if kind == "softmax_8_to_16":
+            t4 = dict(t[4], shape=[2, 9])
+            t5 = dict(t[5], shape=[2, 9])
+            return flatbuffer([t4, t5], [(fb.BuiltinOperator.SOFTMAX, 2, [0], [1], fb.BuiltinOptions.SoftmaxOptions, sm)], [0], [1])
+        if kind == "quantize_16_to_32":
+            return flatbuffer([dict(t[5], shape=[1, 40]), dict(t[6], shape=[1, 40])],
+                              [(fb.BuiltinOperator.QUANTIZE, 1, [0], [1], 0, None)], [0], [1])
+        raise ValueError(kind)
+    return build
+
+
+case(
+    "quantize_int16_to_int8",
+    "QUANTIZE: int16 (scale 0.000625, zero point 0) to int8 (scale 0.0592, zero point -128), TFLite's Requantize: the keyword models' input.",
+    [], None, build=int16_edges("quantize_16_to_8"),
+)
+case(
+    "quantize_int16_to_int32",
+    "QUANTIZE: int16 softmax probabilities (1/65536, zero point -32768) to int32 (scale 2^-15): the keyword models' output.",
+    [], None, build=int16_edges("quantize_16_to_32"),
+)
+case(
+    "softmax_int8_to_int16",
+    "SOFTMAX: int8 input (scale 0.07) to int16 output (scale 1/65536 within 0.1 %, zero point -32768), rows of 9.",
+    [], None, build=int16_edges("softmax_8_to_16"),
+)
+case(
+    "model_int16_edges",
+    "int16 model edges as the keyword models have them: QUANTIZE int16 -> int8, FULLY_CONNECTED, SOFTMAX int8 -> int16, QUANTIZE int16 -> int32.",
+    [], None, build=int16_edges("chain"),
 )
 
 # ---------------------------------------------------------------------------------------------
@@ -1166,9 +1360,8 @@ TYPE_NAMES = {
     fb.TensorType.INT8: "int8", fb.TensorType.INT32: "int32", fb.TensorType.FLOAT32: "float32",
     fb.TensorType.UINT8: "uint8", fb.TensorType.INT16: "int16",
 }
-NP_TYPES = {
-    "int8": np.int8, "int32": np.int32, "float32": np.float32, "uint8": np.uint8, "int16": np.int16,
-}
+NP_TYPES = {"int8": np.int8, "int32": np.int32, "float32": np.float32, "uint8": np.uint8,
+            "int16": np.int16}
 PADDING = {fb.Padding.SAME: "SAME", fb.Padding.VALID: "VALID"}
 ACTIVATION = {
     fb.ActivationFunctionType.NONE: "NONE",
@@ -1300,6 +1493,12 @@ def options_of(op_name: str, opts) -> dict:
         }
     if op_name in ("DEPTH_TO_SPACE", "SPACE_TO_DEPTH"):
         return {"block_size": opts.blockSize}
+    if op_name == "SVDF":
+        need(not opts.asymmetricQuantizeInputs, "asymmetric_quantize_inputs")
+        return {
+            "rank": int(opts.rank),
+            "fused_activation_function": ACTIVATION[opts.fusedActivationFunction],
+        }
     if op_name in ("QUANTIZE", "DEQUANTIZE", "RELU", "RELU6", "RELU_N1_TO_1"):
         need(opts is None, f"({op_name} takes none)")
         return {}
@@ -1344,7 +1543,7 @@ def dump_subgraph(model_bytes: bytes) -> dict:
             if values.size != int(np.prod(shape)):
                 raise ValueError(f"tensor {t.name!r}: {values.size} values for shape {shape}")
             data = [f32(v) for v in values] if dtype == "float32" else [int(v) for v in values]
-        tensors.append({
+        tensor = {
             "name": t.name.decode() if isinstance(t.name, bytes) else str(t.name),
             "shape": shape,
             "dtype": dtype,
@@ -1352,8 +1551,10 @@ def dump_subgraph(model_bytes: bytes) -> dict:
             "zero_point": zp,
             "quantized_dimension": qdim,
             "data": data,
-            "variable": bool(t.isVariable),
-        })
+        }
+        if t.isVariable:
+            tensor["variable"] = True
+        tensors.append(tensor)
     operators = []
     for op in sg.operators:
         code = model.operatorCodes[op.opcodeIndex]
@@ -1393,6 +1594,8 @@ def make_vectors(spec: Spec, graph: dict) -> list:
                 row.append(rng.integers(-128, 128, t["shape"], dtype=np.int8))
             elif t["dtype"] == "uint8":
                 row.append(rng.integers(0, 256, t["shape"], dtype=np.uint8))
+            elif t["dtype"] == "int16":
+                row.append(rng.integers(-32768, 32768, t["shape"], dtype=np.int16))
             elif t["dtype"] == "float32":
                 lo, hi = spec.input_ranges()[len(row)]
                 span = hi - lo
@@ -1407,12 +1610,20 @@ def make_vectors(spec: Spec, graph: dict) -> list:
     if all(t["dtype"] == "uint8" for t in ins):
         for v in (0, 255):
             vectors.append([np.full(t["shape"], v, np.uint8) for t in ins])
+    elif all(t["dtype"] == "int16" for t in ins):
+        for v in (-32768, 32767, 0):
+            vectors.append([np.full(t["shape"], v, np.int16) for t in ins])
     elif all(t["dtype"] == "int8" for t in ins):
         corners = [(-128,) * len(ins), (127,) * len(ins)]
         if len(ins) == 2:
             corners += [(127, -128), (-128, 127)]
         for c in corners:
             vectors.append([np.full(t["shape"], v, np.int8) for t, v in zip(ins, c)])
+        if spec.sequence > 1:
+            # A sequence's state starts at the corners: the second sequence opens with them.
+            corners = vectors[-len(corners):]
+            del vectors[-len(corners):]
+            vectors[spec.sequence:spec.sequence] = corners
     else:
         for pick in (lambda lo, hi: 3.0 * lo - 1.0, lambda lo, hi: 3.0 * hi + 1.0, lambda lo, hi: 0.0):
             vectors.append([
@@ -1428,6 +1639,24 @@ def run_tflm(model_bytes: bytes, inputs: list, n_outputs: int) -> list:
         interp.set_input(x, i)
     interp.invoke()
     return [np.array(interp.get_output(i)) for i in range(n_outputs)]
+
+
+def run_tflm_sequences(spec: Spec, model_bytes: bytes, vectors: list, n_outputs: int) -> list:
+    """Every vector's outputs: each on its own (`run_tflm`), or for a case with sequences, each
+    group of `spec.sequence` vectors through one interpreter, state carried."""
+    if spec.sequence == 1:
+        return [run_tflm(model_bytes, v, n_outputs) for v in vectors]
+    if len(vectors) % spec.sequence:
+        raise ValueError(f"{spec.name}: {len(vectors)} vectors are not whole sequences")
+    outputs = []
+    for start in range(0, len(vectors), spec.sequence):
+        interp = tflm.Interpreter.from_bytes(model_bytes, arena_size=max(10 * len(model_bytes), 1 << 18))
+        for v in vectors[start:start + spec.sequence]:
+            for i, x in enumerate(v):
+                interp.set_input(x, i)
+            interp.invoke()
+            outputs.append([np.array(interp.get_output(i)) for i in range(n_outputs)])
+    return outputs
 
 
 def flat_list(a: np.ndarray) -> list:
@@ -1802,8 +2031,11 @@ class Reference:
         return x.max(axis=axes).astype(np.int8).reshape(out_t["shape"])
 
     def op_softmax(self, op, args, in_t, out_t, ts):
-        if out_t["zero_point"] != [-128] or out_t["scale"] != [1.0 / 256]:
-            raise NotImplementedError("int8 softmax output must be scale 1/256, zero point -128")
+        # int8 output: scale 1/256, zero point -128; int16: 1/65536 (within 0.1 %), -32768.
+        bits = 16 if out_t["dtype"] == "int16" else 8
+        if out_t["zero_point"] != [-(1 << (bits - 1))] or abs(out_t["scale"][0] * (1 << bits) - 1) > 1e-3:
+            raise NotImplementedError("softmax output quantization")
+        low, high = -(1 << (bits - 1)), (1 << (bits - 1)) - 1
         beta, s_in = op["options"]["beta"], in_t["scale"][0]
         real = min(beta * s_in * (1 << (31 - 5)), (1 << 31) - 1.0)
         m, left = quantize_multiplier(real)
@@ -1826,11 +2058,11 @@ class Reference:
             scale = fx_one_over_one_plus_x(shifted)
             for c, (ev, ok) in enumerate(zip(exps, live)):
                 if ok:
-                    v = int(rdbpot(srdhm(scale, int(ev)), bits_over_unit + 31 - 8)) - 128
-                    out[r, c] = min(max(v, -128), 127)
+                    v = int(rdbpot(srdhm(scale, int(ev)), bits_over_unit + 31 - bits)) + low
+                    out[r, c] = min(max(v, low), high)
                 else:
-                    out[r, c] = -128
-        return out.reshape(out_t["shape"]).astype(np.int8)
+                    out[r, c] = low
+        return out.reshape(out_t["shape"]).astype(NP_TYPES[out_t["dtype"]])
 
     def op_relu(self, op, args, in_t, out_t, ts):
         # Requantized from the input's to the output's quantization, then clamped to
@@ -1965,13 +2197,13 @@ class Reference:
     op_expand_dims = op_reshape
 
     def op_quantize(self, op, args, in_t, out_t, ts):
-        if in_t["dtype"] in ("int8", "uint8"):
+        if in_t["dtype"] in ("int8", "uint8", "int16", "int32"):
             # Requantize: (x - zp_in) * M(s_in / s_out) + zp_out, clamped to the output type.
             m, e = quantize_multiplier(in_t["scale"][0] / out_t["scale"][0])
             acc = args[0].astype(np.int64) - in_t["zero_point"][0]
             y = self.mul(acc, np.array([m], np.int64), np.array([e], np.int64)) + out_t["zero_point"][0]
-            lo, hi = (-128, 127) if out_t["dtype"] == "int8" else (0, 255)
-            return np.clip(y, lo, hi).astype(NP_TYPES[out_t["dtype"]])
+            info = np.iinfo(NP_TYPES[out_t["dtype"]])
+            return np.clip(y, info.min, info.max).astype(NP_TYPES[out_t["dtype"]])
         x = args[0].astype(np.float32)
         scale = np.float32(out_t["scale"][0])
         q = np.vectorize(lambda v: round_half_away(float(v)))(x / scale) + out_t["zero_point"][0]
@@ -2034,6 +2266,89 @@ class Reference:
         n = nb // (bh * bw)
         x = x.reshape(bh, bw, n, h, w, c).transpose(2, 3, 0, 4, 1, 5).reshape(n, h * bh, w * bw, c)
         return x[:, crops[0][0]:h * bh - crops[0][1], crops[1][0]:w * bw - crops[1][1], :]
+
+
+SVDF_VARIANTS = [(scales, order) for scales in ("float", "double") for order in ("clamp_then_zp", "zp_then_clamp")]
+
+
+def svdf_reference(case_: dict, vectors: list, variant: tuple) -> list:
+    """A one-SVDF case's outputs over its sequences (`case_["sequence"]` invokes each, state
+    reset at each start), with `variant` = (scales, order): the multipliers from float32 or
+    double products, and the state's zero point added after the saturating clamp (the pinned
+    TFLite-Micro) or before it (later versions)."""
+    T = case_["tensors"]
+    op = case_["operators"][0]
+    x_t, wf_t, wt_t, b_t, st_t = [T[i] if i >= 0 else None for i in op["inputs"]]
+    out_t = T[op["outputs"][0]]
+    rank = op["options"]["rank"]
+    wf = np.array(wf_t["data"], np.int64).reshape(wf_t["shape"])
+    wt = np.array(wt_t["data"], np.int64).reshape(wt_t["shape"])
+    filters, memory = wt.shape
+    bias = np.array(b_t["data"], np.int64) if b_t is not None else np.zeros(filters // rank, np.int64)
+    s = lambda t: t["scale"][0]
+    if variant[0] == "float":
+        m1 = float(np.float32(np.float32(s(x_t)) * np.float32(s(wf_t))) / np.float32(s(st_t)))
+        m2 = float(np.float32(np.float32(s(st_t)) * np.float32(s(wt_t))) / np.float32(s(out_t)))
+    else:
+        m1 = s(x_t) * s(wf_t) / s(st_t)
+        m2 = s(st_t) * s(wt_t) / s(out_t)
+    (q1, e1), (q2, e2) = quantize_multiplier(m1), quantize_multiplier(m2)
+    info = np.iinfo(NP_TYPES[st_t["dtype"]])
+    zp_in, zp_s, zp_out = x_t["zero_point"][0], st_t["zero_point"][0], out_t["zero_point"][0]
+    batch = x_t["shape"][0]
+    def mbqm(acc, q, e):
+        # MultiplyByQuantizedMultiplier with C's int32 arithmetic: the sum and the left shift
+        # wrap (as the compiled TFLite-Micro does), then the double rounding.
+        wrap = lambda v: ((np.asarray(v, np.int64) + (1 << 31)) % (1 << 32)) - (1 << 31)
+        left = max(e, 0)
+        return mul_double_rounding(wrap(wrap(acc) << left), q, min(e, 0))
+
+    outs = []
+    for k, vec in enumerate(vectors):
+        if k % case_["sequence"] == 0:
+            state = np.full((batch, filters, memory), zp_s, np.int64)
+        x = np.asarray(vec[0], np.int64).reshape(batch, -1)
+        state = np.roll(state.reshape(batch, -1), -1, axis=1).reshape(batch, filters, memory)
+        feat = mbqm((x - zp_in) @ wf.T, q1, e1)
+        if variant[1] == "clamp_then_zp":
+            v = np.clip(feat, info.min, info.max) + zp_s
+            v = ((v - info.min) % (info.max - info.min + 1)) + info.min  # C's narrowing
+        else:
+            v = np.clip(feat + zp_s, info.min, info.max)
+        state[:, :, -1] = v
+        per_filter = np.einsum("bfm,fm->bf", state - zp_s, wt)
+        acc = bias + per_filter.reshape(batch, filters // rank, rank).sum(axis=2)
+        y = np.clip(mbqm(acc, q2, e2) + zp_out, -128, 127)
+        outs.append([y.astype(np.int8).reshape(out_t["shape"])])
+    return outs
+
+
+def svdf_crosscheck(case_: dict, vectors: list, tflm_outputs: list) -> dict:
+    """Per SVDF variant, the output elements that differ from TFLM, per vector."""
+    result = {}
+    for variant in SVDF_VARIANTS:
+        got = svdf_reference(case_, vectors, variant)
+        result[variant] = [
+            int(np.sum(np.asarray(g[0]).reshape(-1) != np.asarray(w[0]).reshape(-1)))
+            for g, w in zip(got, tflm_outputs)
+        ]
+    return result
+
+
+def svdf_probe(spec, case_: dict, model_bytes: bytes, counts: dict, tries: int = 400):
+    """A random sequence (int8 inputs) on which some variant no written vector tells apart
+    from TFLM's arithmetic differs, run through TFLM: (vectors, outputs), or None."""
+    blind = [v for v in SVDF_VARIANTS if v != SVDF_VARIANTS[0] and sum(counts[v]) == 0]
+    if not blind:
+        return None
+    rng = np.random.default_rng(seed_of(spec.name, "svdf-probe"))
+    shape = case_["tensors"][case_["inputs"][0]]["shape"]
+    for _ in range(tries):
+        seq = [[rng.integers(-128, 128, shape, dtype=np.int8)] for _ in range(spec.sequence)]
+        want = svdf_reference(case_, seq, SVDF_VARIANTS[0])
+        if any(any(np.any(a[0] != b[0]) for a, b in zip(want, svdf_reference(case_, seq, v))) for v in blind):
+            return seq, run_tflm_sequences(spec, model_bytes, seq, 1)
+    return None
 
 
 def crosscheck(case_: dict, vectors: list, tflm_outputs: list) -> dict:
@@ -2154,6 +2469,8 @@ def dumps_case(case_: dict) -> str:
     lines.append(" ],")
     lines.append(f' "inputs": {c(case_["inputs"])},')
     lines.append(f' "outputs": {c(case_["outputs"])},')
+    if "sequence" in case_:
+        lines.append(f' "sequence": {c(case_["sequence"])},')
     lines.append(' "vectors": [')
     lines.append(",\n".join("  " + c(v) for v in case_["vectors"]))
     lines.append(" ]")
@@ -2162,11 +2479,13 @@ def dumps_case(case_: dict) -> str:
 
 
 def generate(spec: Spec) -> tuple:
-    model = build_model(spec)
-    model_bytes = convert(spec, model)
+    if spec.build is not None:
+        model_bytes = spec.build(np.random.default_rng(seed_of(spec.name, "weights")))
+    else:
+        model_bytes = convert(spec, build_model(spec))
     graph = dump_subgraph(model_bytes)
     vectors = make_vectors(spec, graph)
-    outputs = [run_tflm(model_bytes, v, len(graph["outputs"])) for v in vectors]
+    outputs = run_tflm_sequences(spec, model_bytes, vectors, len(graph["outputs"]))
     for outs in outputs:
         if len(outs) != len(graph["outputs"]):
             raise AssertionError(f"{spec.name}: {len(outs)} outputs, expected {len(graph['outputs'])}")
@@ -2175,10 +2494,27 @@ def generate(spec: Spec) -> tuple:
             if o.dtype != NP_TYPES[t["dtype"]] or o.size != int(np.prod(t["shape"])):
                 raise AssertionError(f"{spec.name}: output {o.dtype} {o.shape} vs {t}")
     case_ = {"name": spec.name, "description": spec.description, **graph}
+    if spec.sequence > 1:
+        case_["sequence"] = spec.sequence
     case_["vectors"] = [
         {"inputs": [flat_list(x) for x in ins], "outputs": [flat_list(y) for y in outs]}
         for ins, outs in zip(vectors, outputs)
     ]
+    if spec.sequence > 1 and any(op["op"] != "SVDF" for op in graph["operators"]):
+        return case_, {"unchecked": True}  # no numpy re-implementation of its state
+    if spec.sequence > 1:
+        # SVDF: its own numpy re-implementation over the sequences, with each variant; a probe
+        # sequence is appended where the written ones tell a variant apart from none.
+        counts = svdf_crosscheck(case_, vectors, outputs)
+        found = svdf_probe(spec, case_, model_bytes, counts)
+        if found is not None:
+            vectors, outputs = vectors + found[0], outputs + found[1]
+            counts = svdf_crosscheck(case_, vectors, outputs)
+        case_["vectors"] = [
+            {"inputs": [flat_list(x) for x in ins], "outputs": [flat_list(y) for y in outs]}
+            for ins, outs in zip(vectors, outputs)
+        ]
+        return case_, {"svdf": counts, "elements": sum(np.asarray(o[0]).size for o in outputs)}
     # Extra random vectors, not written, so that the rounding variants can be told apart.
     probe_spec = dataclasses.replace(spec, name=spec.name + "/probe", random_vectors=PROBE_VECTORS)
     probes = make_vectors(probe_spec, graph)
@@ -2219,6 +2555,12 @@ def generate(spec: Spec) -> tuple:
 def describe_check(check: dict) -> str:
     if check.get("unchecked"):
         return "not re-implemented"
+    if "svdf" in check:
+        counts = check["svdf"]
+        ok = [f"{a}/{b}" for (a, b), c in counts.items() if sum(c) == 0]
+        bad = [f"{a}/{b}:{sum(c)}" for (a, b), c in counts.items() if sum(c) != 0]
+        head = "ok " + " ".join(ok) if ok else "NO VARIANT MATCHES"
+        return head + (f"; wrong of {check['elements']}: " + " ".join(bad) if bad else "")
     variants = [k for k in check if isinstance(k, tuple)]
     ok = [f"{r}/{f}" for (r, f) in variants if sum(check[(r, f)]) == 0]
     bad = [f"{r}/{f}:{sum(check[(r, f)])}" for (r, f) in variants if sum(check[(r, f)]) != 0]

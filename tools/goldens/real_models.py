@@ -9,6 +9,13 @@ layout `mote infer` reads and writes), plus `manifest.json` describing them. Vec
 random ones, every input at its type's minimum, at its maximum, and a real input where the
 model has one (see `real_input`).
 
+A model with state (variable tensors: SVDF, LSTM) runs in SEQUENCES: each sequence is
+`sequence` consecutive invokes of one interpreter, state carried from one to the next, and
+starts from a fresh interpreter (state at its zero point). The manifest's `sequence` says how
+many invokes make one (absent: 1, every vector on its own); `vectors` counts invokes, so the
+files hold `vectors / sequence` sequences back to back. A replay must reset the state (or
+start a new interpreter) at each sequence's first vector.
+
     /tmp/goldens-venv/bin/python tools/goldens/real_models.py [--only NAME]
 
 Python is tooling only; CI never runs this.
@@ -41,6 +48,15 @@ MODELS = {
     "tflm_simple_add_model": 1 << 19,
     "tflm_pytorch_mobilenet_v2_quantized": 1 << 24,
     "mlc_ToyCar_quant_fullint_floatio": 1 << 18,
+    "tflm_keyword_scrambled": 1 << 16,
+    "tflm_keyword_scrambled_8bit": 1 << 16,
+}
+
+# Models with state: name -> (invokes per sequence, sequences). The first sequence is random
+# vectors; the others start with every input at its minimum, then at its maximum, then random.
+SEQUENCES = {
+    "tflm_keyword_scrambled": (12, 2),
+    "tflm_keyword_scrambled_8bit": (12, 2),
 }
 
 
@@ -96,25 +112,8 @@ def quantize(values: np.ndarray, d: dict) -> np.ndarray:
 
 def vectors(name: str, details: list) -> list:
     rng = np.random.default_rng(seed(name, "random"))
-    out = []
-    for _ in range(RANDOM_VECTORS):
-        v = []
-        for d in details:
-            if d["dtype"] == np.float32:
-                v.append(rng.normal(0.0, 2.0, d["shape"]).astype(np.float32))
-            else:
-                info = np.iinfo(d["dtype"])
-                v.append(rng.integers(info.min, info.max + 1, d["shape"]).astype(d["dtype"]))
-        out.append(v)
-    for pick in ("min", "max"):
-        v = []
-        for d in details:
-            if d["dtype"] == np.float32:
-                v.append(np.full(d["shape"], -1e3 if pick == "min" else 1e3, dtype=np.float32))
-            else:
-                info = np.iinfo(d["dtype"])
-                v.append(np.full(d["shape"], getattr(info, pick), dtype=d["dtype"]))
-        out.append(v)
+    out = [random_vector(rng, details) for _ in range(RANDOM_VECTORS)]
+    out += [corner_vector(details, pick) for pick in ("min", "max")]
     real = real_input(name, details)
     if real is not None:
         if name == "tflm_person_detect":
@@ -124,33 +123,75 @@ def vectors(name: str, details: list) -> list:
     return out
 
 
+def random_vector(rng, details: list) -> list:
+    v = []
+    for d in details:
+        if d["dtype"] == np.float32:
+            v.append(rng.normal(0.0, 2.0, d["shape"]).astype(np.float32))
+        else:
+            info = np.iinfo(d["dtype"])
+            v.append(rng.integers(info.min, info.max + 1, d["shape"]).astype(d["dtype"]))
+    return v
+
+
+def corner_vector(details: list, pick: str) -> list:
+    v = []
+    for d in details:
+        if d["dtype"] == np.float32:
+            v.append(np.full(d["shape"], -1e3 if pick == "min" else 1e3, dtype=np.float32))
+        else:
+            info = np.iinfo(d["dtype"])
+            v.append(np.full(d["shape"], getattr(info, pick), dtype=d["dtype"]))
+    return v
+
+
+def sequences(name: str, details: list) -> list:
+    """The input sequences of a model with state (see SEQUENCES), each a list of vectors."""
+    length, count = SEQUENCES[name]
+    rng = np.random.default_rng(seed(name, "sequences"))
+    out = [[random_vector(rng, details) for _ in range(length)]]
+    for _ in range(1, count):
+        corners = [corner_vector(details, "min"), corner_vector(details, "max")]
+        out.append(corners + [random_vector(rng, details) for _ in range(length - 2)])
+    return out
+
+
 def run(name: str) -> dict:
     model = (DIR / f"{name}.tflite").read_bytes()
     probe = tflm.Interpreter.from_bytes(model, arena_size=MODELS[name])
     in_details = [probe.get_input_details(i) for i in range(input_count(probe))]
     out_details = [probe.get_output_details(i) for i in range(output_count(probe))]
-    vecs = vectors(name, in_details)
+    if name in SEQUENCES:
+        seqs = sequences(name, in_details)
+    else:
+        seqs = [[v] for v in vectors(name, in_details)]
     inputs, outputs = bytearray(), bytearray()
-    for v in vecs:
+    for seq in seqs:
+        # One interpreter per sequence: its state starts at the zero point and is carried
+        # from one invoke to the next.
         interp = tflm.Interpreter.from_bytes(model, arena_size=MODELS[name])
-        for i, x in enumerate(v):
-            interp.set_input(x, i)
-            inputs += x.astype(x.dtype.newbyteorder("<")).tobytes()
-        interp.invoke()
-        for o in range(len(out_details)):
-            y = interp.get_output(o)
-            outputs += y.astype(y.dtype.newbyteorder("<")).tobytes()
+        for v in seq:
+            for i, x in enumerate(v):
+                interp.set_input(x, i)
+                inputs += x.astype(x.dtype.newbyteorder("<")).tobytes()
+            interp.invoke()
+            for o in range(len(out_details)):
+                y = interp.get_output(o)
+                outputs += y.astype(y.dtype.newbyteorder("<")).tobytes()
     OUT.mkdir(parents=True, exist_ok=True)
     (OUT / f"{name}_in.bin").write_bytes(bytes(inputs))
     (OUT / f"{name}_out_tflm.bin").write_bytes(bytes(outputs))
     describe = lambda d: {"dtype": np.dtype(d["dtype"]).name, "shape": [int(s) for s in d["shape"]]}
-    return {
+    entry = {
         "model": f"{name}.tflite",
-        "vectors": len(vecs),
+        "vectors": sum(len(seq) for seq in seqs),
         "real_input": real_input(name, in_details) is not None,
         "inputs": [describe(d) for d in in_details],
         "outputs": [describe(d) for d in out_details],
     }
+    if name in SEQUENCES:
+        entry["sequence"] = SEQUENCES[name][0]
+    return entry
 
 
 def count(interp, getter) -> int:

@@ -222,13 +222,6 @@ impl<'m, 'a> Decoder<'m, 'a> {
         }
     }
 
-    /// Constant uint8 input `slot`'s bytes (constants a lowering computed).
-    #[inline(never)]
-    pub(crate) fn constant_u8(&self, slot: usize) -> &'a [u8] {
-        let t = self.tensor(slot, DType::U8, Storage::Constant);
-        self.take(self.model.constant(&t), &[])
-    }
-
     /// A lookup table: constant uint8 input `slot` of exactly 256 entries.
     #[inline(never)]
     pub(crate) fn table(&self, slot: usize) -> &'a [u8; 256] {
@@ -242,6 +235,13 @@ impl<'m, 'a> Decoder<'m, 'a> {
                 &PLACEHOLDER
             }
         }
+    }
+
+    /// Constant uint8 input `slot` of any length: constants a lowering folded into one.
+    #[inline(never)]
+    pub(crate) fn constant_bytes(&self, slot: usize) -> &'a [u8] {
+        let t = self.tensor(slot, DType::U8, Storage::Constant);
+        self.take(self.model.constant(&t), &[])
     }
 
     #[inline(never)]

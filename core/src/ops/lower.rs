@@ -48,6 +48,8 @@ pub struct TfOptions {
     pub time_major: bool,
     pub cell_clip: f32,
     pub proj_clip: f32,
+    // SVDF.
+    pub rank: usize,
 }
 
 impl Default for TfOptions {
@@ -80,6 +82,7 @@ impl Default for TfOptions {
             time_major: false,
             cell_clip: 0.0,
             proj_clip: 0.0,
+            rank: 0,
         }
     }
 }
@@ -147,6 +150,8 @@ pub struct TensorView<'g> {
     pub i32_data: Option<&'g [i32]>,
     /// The elements of an int8 constant (PADV2's value).
     pub i8_data: Option<&'g [i8]>,
+    /// The elements of an int16 constant (SVDF's time weights).
+    pub i16_data: Option<&'g [i16]>,
     /// Whether it is a constant.
     pub constant: bool,
     /// Whether it is a variable (state) tensor.
@@ -228,9 +233,9 @@ impl fmt::Display for LowerError {
 pub trait LowerSink {
     /// Appends a requantization constant to the record's.
     fn requant(&mut self, q: QuantizedMultiplier);
-    /// A constant uint8 tensor holding the bytes `bytes` yields (a lookup table or other
-    /// constants the lowering computed), added to the model or shared with an identical one:
-    /// its id.
+    /// A constant uint8 tensor holding `bytes` (a lookup table the lowering computed, or
+    /// constants it folded into one), added to the model or shared with an identical one: its
+    /// id.
     fn constant_u8(&mut self, bytes: &mut dyn Iterator<Item = u8>) -> usize;
 }
 
@@ -496,30 +501,29 @@ impl<'g> Lowering<'g> {
         self.sink.requant(q);
     }
 
-    /// Record input `slot` names TFLite input `tflite_slot` (for an operator whose record
-    /// keeps inputs out of TFLite's order).
-    pub fn route_input(&mut self, slot: usize, tflite_slot: usize) -> Result<(), LowerError> {
-        let id = self.input(tflite_slot)?;
+    /// Record input `slot` becomes a constant uint8 tensor of `bytes` (a 256-entry lookup
+    /// table computed here, once, instead of by the device's kernel).
+    pub fn computed_input(&mut self, slot: usize, bytes: &[u8]) -> Result<(), LowerError> {
+        self.computed_input_from(slot, &mut bytes.iter().copied())
+    }
+
+    /// Record input `slot` reads TFLite's input `from` (a record laid out otherwise than
+    /// TFLite's inputs: SVDF's state, its fifth input, in the record's fourth slot).
+    pub fn record_input(&mut self, slot: usize, from: usize) -> Result<(), LowerError> {
+        let id = self.input(from)?;
         match self.computed.get_mut(slot) {
             Some(kept) => {
                 *kept = Some(id);
                 Ok(())
             }
             None => Err(LowerError::Unsupported {
-                what: "a routed input past the record's inputs",
+                what: "a record input past the record's inputs",
             }),
         }
     }
 
-    /// Record input `slot` becomes a constant uint8 tensor of `bytes` (a 256-entry lookup
-    /// table computed here, once, instead of by the device's kernel).
-    pub fn computed_input(&mut self, slot: usize, bytes: &[u8]) -> Result<(), LowerError> {
-        self.computed_from(slot, &mut bytes.iter().copied())
-    }
-
-    /// [`Self::computed_input`] with the bytes an iterator yields (constants too large for
-    /// the stack, which has no heap to collect them in).
-    pub fn computed_from(
+    /// [`Self::computed_input`] with the bytes as they come (constants folded into one).
+    pub fn computed_input_from(
         &mut self,
         slot: usize,
         bytes: &mut dyn Iterator<Item = u8>,

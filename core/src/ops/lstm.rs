@@ -313,9 +313,9 @@ impl<'a> Operator<'a> for Lstm<'a> {
             cx.requant(q);
         }
         let cell_clip = f64::from(cx.options().cell_clip) / s_c64;
-        cx.computed_from(1, &mut packed(weights, biases, [zp_in, zp_h]))?;
-        cx.route_input(2, slot::OUTPUT_STATE)?;
-        cx.route_input(3, slot::CELL_STATE)?;
+        cx.computed_input_from(1, &mut packed(weights, biases, [zp_in, zp_h]))?;
+        cx.record_input(2, slot::OUTPUT_STATE)?;
+        cx.record_input(3, slot::CELL_STATE)?;
         cx.params(&LstmParams {
             hidden_zero_point: zp_h,
             cell_scale_power: log2_rounded(s_c),
@@ -330,7 +330,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
         let output = d.output(DType::I8);
         let hidden = d.state(2, DType::I8);
         let cell_state = d.state(3, DType::I16);
-        let mut pack = d.constant_u8(1);
+        let mut pack = d.constant_bytes(1);
         let p = &params;
         d.check(
             (-128..=127).contains(&p.hidden_zero_point)

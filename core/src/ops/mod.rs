@@ -53,6 +53,7 @@ pub mod space_depth;
 pub mod squared_difference;
 pub mod strided_slice;
 pub mod sub;
+pub mod svdf;
 pub mod transpose;
 pub mod transpose_conv;
 
@@ -147,8 +148,10 @@ operators! { 'a;
     51 => DepthToSpace(space_depth::SpaceDepth), "DEPTH_TO_SPACE", feature "op-depth-to-space";
     /// Blocks of pixels to blocks of channels.
     52 => SpaceToDepth(space_depth::SpaceDepth), "SPACE_TO_DEPTH", feature "op-space-to-depth";
+    /// A streaming filter over time with int16 or int8 state (keyword spotting).
+    60 => Svdf(svdf::Svdf<'a>), "SVDF", feature "op-svdf";
     /// LSTM over a sequence, int8 with int16 cell state kept across invokes.
-    60 => UnidirectionalSequenceLstm(lstm::Lstm<'a>), "UNIDIRECTIONAL_SEQUENCE_LSTM",
+    61 => UnidirectionalSequenceLstm(lstm::Lstm<'a>), "UNIDIRECTIONAL_SEQUENCE_LSTM",
         feature "op-lstm";
 }
 

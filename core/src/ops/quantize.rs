@@ -1,9 +1,10 @@
-//! QUANTIZE (f32 -> int8, and between int8 and uint8) and DEQUANTIZE (int8 or uint8 -> f32):
-//! the edges of an int8 model.
+//! QUANTIZE (f32 -> int8, between int8 and uint8, and between integer types with an int16 or
+//! int32 side) and DEQUANTIZE (int8 or uint8 -> f32): the edges of an int8 model.
 //!
 //! Both follow TFLite-Micro's reference kernels (`AffineQuantize`, `Requantize`, `Dequantize`)
 //! bit for bit. A requantization between 8-bit types is a 256-entry table computed at lowering
-//! ([`lut`](super::lut)).
+//! ([`lut`](super::lut)); one with a wider side (an int16 model input, an int32 output)
+//! requantizes element by element.
 
 use super::lower::{LowerError, Lowering};
 use super::lut::{lookup, tables, TABLE_LEN};
@@ -13,6 +14,7 @@ use super::round_half_away_f32;
 use crate::format::DType;
 use crate::format::OpCode;
 use crate::model::{Decoder, Scratch};
+use crate::quant::QuantizedMultiplier;
 use crate::Error;
 
 /// Quantizes one value: `clamp(round(x / scale) + zero_point, -128, 127)`.
@@ -107,6 +109,72 @@ pub enum QuantizeKind<'a> {
     /// Between 8-bit types (int8 -> int8, int8 -> uint8, uint8 -> int8): TFLite's `Requantize`,
     /// tabulated at lowering.
     Table(&'a [u8; TABLE_LEN]),
+    /// From or to a wider integer type (int16 -> int8, int16 -> int32, ...): TFLite's
+    /// `Requantize`, element by element.
+    Requantize(Requantize),
+}
+
+/// TFLite-Micro's `Requantize` between integer types of which one is wider than 8 bits:
+/// `clamp(M(x - zp_in) + zp_out)` to the output type, `M` from `s_in / s_out` in double.
+#[derive(Debug, Clone, Copy)]
+pub struct Requantize {
+    /// `s_in / s_out`.
+    pub multiplier: QuantizedMultiplier,
+    /// The input's zero point.
+    pub input_zero_point: i32,
+    /// The output's zero point.
+    pub output_zero_point: i32,
+    /// Input element type.
+    pub from: DType,
+    /// Output element type.
+    pub to: DType,
+}
+
+/// The integer pairs [`Requantize`] takes: TFLite-Micro's QUANTIZE pairs with an int16 or
+/// int32 side (int32 input only to 8 or 16 bits, as TFLite-Micro).
+fn requantizes_wide(input: DType, output: DType) -> bool {
+    use DType::{I16, I32, I8};
+    matches!(
+        (input, output),
+        (I16, I8) | (I16, I16) | (I16, I32) | (I8, I16) | (I8, I32) | (I32, I8) | (I32, I16)
+    )
+}
+
+/// The range of an integer output type.
+fn int_range(dtype: DType) -> (i64, i64) {
+    match dtype {
+        DType::I8 => (i8::MIN.into(), i8::MAX.into()),
+        DType::U8 => (0, u8::MAX.into()),
+        DType::I16 => (i16::MIN.into(), i16::MAX.into()),
+        _ => (i32::MIN.into(), i32::MAX.into()),
+    }
+}
+
+/// Requantizes `input` (elements of `r.from`, little-endian) into `output` (of `r.to`), as
+/// TFLite-Micro's `Requantize`: `x - zp_in` in int32, the multiplier, `+ zp_out`, clamped to
+/// the output type.
+// Not inlined into the interpreter: its frame would add to every other operator's.
+#[inline(never)]
+pub fn requantize_wide(r: &Requantize, input: &[u8], output: &mut [u8]) -> Result<(), Error> {
+    super::built(OpCode::Quantize)?;
+    let (n_in, n_out) = (r.from.size(), r.to.size());
+    check_same_len(input.len() / n_in, output.len() / n_out)?;
+    if input.len() % n_in != 0 || output.len() % n_out != 0 {
+        return Err(misaligned());
+    }
+    let (lo, hi) = int_range(r.to);
+    for (x, y) in input.chunks_exact(n_in).zip(output.chunks_exact_mut(n_out)) {
+        let x = match *x {
+            [a] => i32::from(a as i8),
+            [a, b] => i32::from(i16::from_le_bytes([a, b])),
+            [a, b, c, d] => i32::from_le_bytes([a, b, c, d]),
+            _ => return Err(misaligned()),
+        };
+        let scaled = r.multiplier.apply(x.wrapping_sub(r.input_zero_point));
+        let v = (i64::from(scaled) + i64::from(r.output_zero_point)).clamp(lo, hi) as i32;
+        y.copy_from_slice(&v.to_le_bytes()[..n_out]);
+    }
+    Ok(())
 }
 
 /// QUANTIZE, decoded: f32 -> int8, or a requantization between 8-bit types.
@@ -141,9 +209,20 @@ impl<'a> Operator<'a> for Quantize<'a> {
             cx.typed(cx.output(), DType::I8, "output")?;
             return Ok(());
         }
+        if requantizes_wide(from, to) {
+            let (s_in, _) = cx.per_tensor(input)?;
+            let (s_out, _) = cx.per_tensor(cx.output())?;
+            let real = f64::from(s_in) / f64::from(s_out);
+            let q = QuantizedMultiplier::from_f64(real).ok_or(LowerError::Unsupported {
+                what: "QUANTIZE scales out of the representable range",
+            })?;
+            cx.requant(q);
+            return Ok(());
+        }
         if !requantizes(from, to) {
             return Err(LowerError::Unsupported {
-                what: "QUANTIZE is supported from f32 to int8 and between int8 and uint8",
+                what: "QUANTIZE is supported from f32 to int8, between int8 and uint8, and \
+                       between integer types with an int16 or int32 side",
             });
         }
         let table = tables::requantize(
@@ -173,6 +252,16 @@ impl<'a> Operator<'a> for Quantize<'a> {
                     zero_point: output.zero_point(),
                 }
             }
+            _ if requantizes_wide(from, to) => {
+                let [multiplier] = d.requant_array::<1>();
+                QuantizeKind::Requantize(Requantize {
+                    multiplier,
+                    input_zero_point: input.zero_point(),
+                    output_zero_point: output.zero_point(),
+                    from,
+                    to,
+                })
+            }
             _ => {
                 d.check(
                     requantizes(from, to),
@@ -201,6 +290,7 @@ impl<'a> Operator<'a> for Quantize<'a> {
                 quantize_f32_i8(scale, zero_point, input, output)
             }
             QuantizeKind::Table(table) => lookup(table, input, output),
+            QuantizeKind::Requantize(r) => requantize_wide(&r, input, output),
         }
     }
 }
@@ -440,5 +530,58 @@ mod tests {
         }
         // Empty buffers are fine.
         assert_eq!(quantize_f32_i8(1.0, 0, &[], &mut []), Ok(()));
+    }
+}
+
+#[cfg(test)]
+mod wide_tests {
+    use super::*;
+
+    fn run(r: &Requantize, input: &[u8], out_len: usize) -> Vec<u8> {
+        let mut out = vec![0u8; out_len];
+        requantize_wide(r, input, &mut out).unwrap();
+        out
+    }
+
+    /// int16 -> int32 as the keyword models end: softmax probabilities (zero point -32768)
+    /// halved onto a zero point of 0, `(x + 32768) * 0.5` rounded half away from zero.
+    #[test]
+    fn int16_to_int32_halves_the_probabilities() {
+        let r = Requantize {
+            multiplier: QuantizedMultiplier::from_f64(0.5).unwrap(),
+            input_zero_point: -32768,
+            output_zero_point: 0,
+            from: DType::I16,
+            to: DType::I32,
+        };
+        let xs = [-32768i16, -32767, -1, 0, 1, 32767];
+        let input: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let out = run(&r, &input, 24);
+        let got: Vec<i32> = out
+            .chunks_exact(4)
+            .map(|b| i32::from_le_bytes(b.try_into().unwrap()))
+            .collect();
+        assert_eq!(got, [0, 1, 16384, 16384, 16385, 32768]);
+    }
+
+    /// int16 -> int8 saturates at the int8 range; a wrong byte count is an error.
+    #[test]
+    fn int16_to_int8_saturates() {
+        let r = Requantize {
+            multiplier: QuantizedMultiplier::from_f64(0.000625 / 0.0592).unwrap(),
+            input_zero_point: 0,
+            output_zero_point: -128,
+            from: DType::I16,
+            to: DType::I8,
+        };
+        let xs = [-32768i16, 0, 94, 95, 24_000, 32767];
+        let input: Vec<u8> = xs.iter().flat_map(|x| x.to_le_bytes()).collect();
+        let got: Vec<i8> = run(&r, &input, 6).iter().map(|&b| b as i8).collect();
+        // 94 * 0.0105574 = 0.99 -> 1; 95 -> 1.003 -> 1; 24000 -> 253.4 -> 253 - 128 = 125;
+        // 32767 -> 345.9, past 127.
+        assert_eq!(got, [-128, -128, -127, -127, 125, 127]);
+        let mut out = [0u8; 5];
+        assert!(requantize_wide(&r, &input, &mut out).is_err());
+        assert!(requantize_wide(&r, &input[..11], &mut [0u8; 5]).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! SOFTMAX over the innermost dimension, int8 and f32.
+//! SOFTMAX over the innermost dimension, int8 (to int8 or int16) and f32.
 //!
 //! The int8 kernel reproduces TFLite-Micro's `reference_ops::Softmax` for int8 input and int8
 //! output bit for bit. That kernel runs entirely in gemmlowp fixed point: input differences
@@ -29,8 +29,6 @@ fn mul(a: i32, b: i32) -> i32 {
 const DIFF_INTEGER_BITS: i32 = 5;
 /// Integer bits of the Q12.19 sum of exponentials (TFLite's `kAccumulationIntegerBits`).
 const ACCUM_INTEGER_BITS: i32 = 12;
-/// Output bits (int8), which fix the final shift.
-const OUTPUT_BITS: i32 = 8;
 
 record_params! {
     /// Integer parameters of an int8 SOFTMAX, as TFLite-Micro's prepare step computes them
@@ -231,6 +229,37 @@ fn two_over_one_plus_x(a: i32) -> i32 {
     x
 }
 
+/// An int8 SOFTMAX's output type: int8 (scale 1/256, zero point -128) or int16 (scale 1/65536,
+/// zero point -32768).
+trait SoftmaxOut: Copy {
+    /// Bits, which fix the final shift.
+    const BITS: i32;
+    /// The zero point, the type's minimum.
+    const MIN: i32;
+    /// The type's maximum.
+    const MAX: i32;
+    /// `v`, which lies in `MIN..=MAX`.
+    fn narrow(v: i32) -> Self;
+}
+
+impl SoftmaxOut for i8 {
+    const BITS: i32 = 8;
+    const MIN: i32 = i8::MIN as i32;
+    const MAX: i32 = i8::MAX as i32;
+    fn narrow(v: i32) -> Self {
+        v as i8
+    }
+}
+
+impl SoftmaxOut for i16 {
+    const BITS: i32 = 16;
+    const MIN: i32 = i16::MIN as i32;
+    const MAX: i32 = i16::MAX as i32;
+    fn narrow(v: i32) -> Self {
+        v as i16
+    }
+}
+
 /// TFLite's `GetReciprocal` for a positive Q12.19 sum: a Q0.31 `scale` and `bits_over_unit`
 /// with `1 / sum = scale * 2^-bits_over_unit` (approximately).
 fn reciprocal(sum: i32) -> (i32, i32) {
@@ -246,13 +275,13 @@ fn reciprocal(sum: i32) -> (i32, i32) {
 }
 
 /// The Q0.31 reciprocal of a row's Q12.19 sum and the right shift that turns
-/// `reciprocal * exp` into 8 output bits; `None` where TFLite's `0 <= exponent <= 31` check
-/// would fail (sum >= 512) or the sum does not fit in i32.
-fn row_scale(sum: i64) -> Option<(i32, i32)> {
+/// `reciprocal * exp` into `output_bits`; `None` where TFLite's `0 <= exponent <= 31` check
+/// would fail (int8: sum >= 512) or the sum does not fit in i32.
+fn row_scale(sum: i64, output_bits: i32) -> Option<(i32, i32)> {
     // The row maximum contributes exp(0) = 2^19, so a valid sum is positive.
     let sum = i32::try_from(sum).ok().filter(|&s| s > 0)?;
     let (scale, bits_over_unit) = reciprocal(sum);
-    let exponent = bits_over_unit + 31 - OUTPUT_BITS;
+    let exponent = bits_over_unit + 31 - output_bits;
     (0..=31).contains(&exponent).then_some((scale, exponent))
 }
 
@@ -293,6 +322,28 @@ pub fn softmax_i8(
     output: &mut [i8],
     depth: usize,
 ) -> Result<(), Error> {
+    softmax_int(p, input, output, depth)
+}
+
+/// int8 SOFTMAX with an int16 output (scale 1/65536, zero point -32768), bit-exact with
+/// TFLite-Micro's reference kernel: [`softmax_i8`]'s arithmetic, 16 output bits.
+#[inline(never)]
+pub fn softmax_i8_i16(
+    p: &SoftmaxParams,
+    input: &[i8],
+    output: &mut [i16],
+    depth: usize,
+) -> Result<(), Error> {
+    softmax_int(p, input, output, depth)
+}
+
+/// TFLite-Micro's `reference_ops::Softmax` for an int8 input and output type `O`.
+fn softmax_int<O: SoftmaxOut>(
+    p: &SoftmaxParams,
+    input: &[i8],
+    output: &mut [O],
+    depth: usize,
+) -> Result<(), Error> {
     super::built(OpCode::Softmax)?;
     check_rows(input.len(), output.len(), depth)?;
     p.validate()?;
@@ -310,7 +361,7 @@ pub fn softmax_i8(
                 sum += i64::from(rounding_divide_by_pot(e, ACCUM_INTEGER_BITS));
             }
         }
-        let Some((scale, exponent)) = row_scale(sum) else {
+        let Some((scale, exponent)) = row_scale(sum, O::BITS) else {
             return Err(Error::InvalidParameter {
                 what: why!("softmax row (sum of exponentials >= 512, beyond TFLite's int8 kernel)"),
             });
@@ -321,9 +372,9 @@ pub fn softmax_i8(
                 Some(d) => {
                     let unsat =
                         rounding_divide_by_pot(mul(scale, exp_on_negative_values(d)), exponent);
-                    (unsat + i32::from(i8::MIN)).clamp(i32::from(i8::MIN), i32::from(i8::MAX)) as i8
+                    O::narrow((unsat + O::MIN).clamp(O::MIN, O::MAX))
                 }
-                None => i8::MIN,
+                None => O::narrow(O::MIN),
             };
         }
     }
@@ -386,6 +437,8 @@ pub struct Softmax {
     pub params: SoftmaxParams,
     /// Row length.
     pub depth: usize,
+    /// Whether the output is int16 (else int8).
+    pub wide: bool,
     /// Input tensor.
     pub input: u16,
     /// Output tensor.
@@ -395,11 +448,15 @@ pub struct Softmax {
 impl<'a> Operator<'a> for Softmax {
     type Params = SoftmaxParams;
     type In = i8;
-    type Out = i8;
+    type Out = u8;
     const INPUTS: usize = 1;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let input = cx.int8_io(0)?;
+        let input = cx.input(0)?;
+        cx.typed(input, DType::I8, "input")?;
+        if cx.tensor(cx.output())?.dtype != DType::I16 {
+            cx.typed(cx.output(), DType::I8, "output (int8 or int16)")?;
+        }
         if cx.tensor(input)?.shape.c > MAX_ROW {
             return Err(LowerError::Unsupported {
                 what: "int8 SOFTMAX over rows of 512 or more values can overflow TFLite's sum \
@@ -416,12 +473,21 @@ impl<'a> Operator<'a> for Softmax {
 
     fn decode(d: &Decoder<'_, 'a>, params: SoftmaxParams) -> Self {
         let input = d.activation(0, DType::I8);
-        let output = d.output(DType::I8);
+        let wide = d.any_tensor(usize::MAX).record.dtype == DType::I16;
+        let output = d.output(if wide { DType::I16 } else { DType::I8 });
         d.same_elements(&input, &output);
-        d.check(
-            output.zero_point() == -128 && output.scale() == 1.0 / 256.0,
-            why!("int8 SOFTMAX output must have scale 1/256 and zero point -128"),
-        );
+        match wide {
+            false => d.check(
+                output.zero_point() == -128 && output.scale() == 1.0 / 256.0,
+                why!("int8 SOFTMAX output must have scale 1/256 and zero point -128"),
+            ),
+            // TFLite-Micro's Prepare takes a scale within 0.1 % of 1/65536.
+            true => d.check(
+                output.zero_point() == -32768
+                    && (output.scale() - 1.0 / 65536.0).abs() <= 0.001 / 65536.0,
+                why!("int16 SOFTMAX output must have scale 1/65536 and zero point -32768"),
+            ),
+        }
         d.check(
             params.validate().is_ok(),
             why!("SOFTMAX parameters out of range"),
@@ -433,6 +499,7 @@ impl<'a> Operator<'a> for Softmax {
         Softmax {
             params,
             depth: input.shape.c,
+            wide,
             input: input.index,
             output: output.index,
         }
@@ -442,8 +509,24 @@ impl<'a> Operator<'a> for Softmax {
         Some(Io::unary(self.input, self.output, Scratch::default()))
     }
 
-    fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
-        softmax_i8(&self.params, v.inputs[0].data, v.output.data, self.depth)
+    fn run(&self, v: Views<'_, i8, u8>) -> Result<(), Error> {
+        let input = v.inputs[0].data;
+        match self.wide {
+            false => {
+                let output = crate::cast::slice_mut::<i8>(v.output.data).ok_or_else(misaligned)?;
+                softmax_i8(&self.params, input, output, self.depth)
+            }
+            true => {
+                let output = crate::cast::slice_mut::<i16>(v.output.data).ok_or_else(misaligned)?;
+                softmax_i8_i16(&self.params, input, output, self.depth)
+            }
+        }
+    }
+}
+
+fn misaligned() -> Error {
+    Error::BadLayout {
+        what: why!("int16 SOFTMAX output misaligned in the arena"),
     }
 }
 
@@ -747,5 +830,33 @@ mod tests {
         }
         assert!(worst < BOUND, "max relative error {worst:e}");
         assert!(worst > 1e-4, "the fast path is not in use");
+    }
+}
+
+#[cfg(test)]
+mod int16_tests {
+    use super::*;
+
+    /// The int16 output is the int8 kernel's arithmetic with 16 output bits: equal inputs share
+    /// 65536 evenly (offset by -32768), one dominant input takes it all (saturating at 32767),
+    /// and every output, scaled down by 256, lies within one int8 step of the int8 kernel's.
+    #[test]
+    fn int16_output_is_the_int8_arithmetic_with_16_bits() {
+        let p = SoftmaxParams::from_scale(1.0, 0.1).unwrap();
+        let mut out = [0i16; 4];
+        softmax_i8_i16(&p, &[5; 4], &mut out, 4).unwrap();
+        assert_eq!(out, [-16384; 4]);
+        let p1 = SoftmaxParams::from_scale(1.0, 1.0).unwrap();
+        softmax_i8_i16(&p1, &[127, -128, -128, -128], &mut out, 4).unwrap();
+        assert_eq!(out, [32767, -32768, -32768, -32768]);
+        let input: Vec<i8> = (0..64).map(|k| (k * 37 % 256) as u8 as i8).collect();
+        let p = SoftmaxParams::from_scale(1.0, 0.0374).unwrap();
+        let (mut wide, mut narrow) = (vec![0i16; 64], vec![0i8; 64]);
+        softmax_i8_i16(&p, &input, &mut wide, 8).unwrap();
+        softmax_i8(&p, &input, &mut narrow, 8).unwrap();
+        for (w, n) in wide.iter().zip(&narrow) {
+            let scaled = (i32::from(*w) + 32768) as f64 / 256.0 - 128.0;
+            assert!((scaled - f64::from(*n)).abs() <= 1.0, "{w} vs {n}");
+        }
     }
 }

@@ -82,6 +82,7 @@ mod options {
     pub const POOL_2D: u8 = 5;
     pub const FULLY_CONNECTED: u8 = 8;
     pub const SOFTMAX: u8 = 9;
+    pub const SVDF: u8 = 6;
     pub const ADD: u8 = 11;
     pub const RESHAPE: u8 = 17;
     pub const MUL: u8 = 21;
@@ -465,6 +466,16 @@ fn decode_options(op: Table, name: &str) -> Result<TfOptions> {
                 Some(t) => t.f32(0, 0.0)?,
                 None => 0.0,
             };
+        }
+        "SVDF" => {
+            if let Some(t) = table(options::SVDF, "SVDFOptions", true)? {
+                o.rank = positive(t.i32(0, 0)?, "rank")?;
+                o.activation = activation(t.u8(1, 0)?)?;
+                ensure!(
+                    !t.bool(2, false)?,
+                    "asymmetric_quantize_inputs is for hybrid SVDF, which mote does not run"
+                );
+            }
         }
         "MEAN" | "SUM" | "REDUCE_MAX" => {
             if let Some(t) = table(options::REDUCER, "ReducerOptions", false)? {
