@@ -65,10 +65,13 @@ fn manifest() -> Vec<Golden> {
 /// The models every test below covers; the manifest must list exactly these.
 const MODELS: &[&str] = &[
     "mlc_ToyCar_quant_fullint_floatio",
+    "tflm_dtln_noise_suppression",
     "tflm_hello_world_int8",
     "tflm_keyword_scrambled",
     "tflm_keyword_scrambled_8bit",
+    "tflm_micro_speech_lstm",
     "tflm_micro_speech_quantized",
+    "tflm_mnist_lstm_int8",
     "tflm_person_detect",
     "tflm_pytorch_mobilenet_v2_quantized",
     "tflm_simple_add_model",
@@ -99,7 +102,8 @@ fn has_state(mote: &[u8]) -> bool {
     (0..model.tensor_count()).any(|i| model.tensor(i).is_ok_and(|t| t.record.variable))
 }
 
-/// The keyword models keep state (SVDF) and replay sequences of more than one invoke.
+/// The keyword models (SVDF) and the LSTM models keep state and replay sequences of more than
+/// one invoke.
 #[test]
 fn stateful_models_replay_sequences() {
     for g in manifest() {

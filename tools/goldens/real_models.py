@@ -50,6 +50,9 @@ MODELS = {
     "mlc_ToyCar_quant_fullint_floatio": 1 << 18,
     "tflm_keyword_scrambled": 1 << 16,
     "tflm_keyword_scrambled_8bit": 1 << 16,
+    "tflm_mnist_lstm_int8": 1 << 16,
+    "tflm_micro_speech_lstm": 1 << 18,
+    "tflm_dtln_noise_suppression": 1 << 16,
 }
 
 # Models with state: name -> (invokes per sequence, sequences). The first sequence is random
@@ -57,6 +60,9 @@ MODELS = {
 SEQUENCES = {
     "tflm_keyword_scrambled": (12, 2),
     "tflm_keyword_scrambled_8bit": (12, 2),
+    "tflm_mnist_lstm_int8": (4, 2),
+    "tflm_micro_speech_lstm": (3, 2),
+    "tflm_dtln_noise_suppression": (12, 2),
 }
 
 
