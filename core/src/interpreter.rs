@@ -170,14 +170,15 @@ impl<'m, 'a> Interpreter<'m, 'a> {
                 what: why!("tensor type differs from the one requested"),
             });
         }
-        let bytes = self
-            .arena
-            .get_mut(t.arena_range())
-            .ok_or(Error::BadLayout {
-                what: why!("tensor outside the arena"),
-            })?;
-        cast::slice_mut(bytes).ok_or(Error::BadLayout {
+        cast::slice_mut(self.arena_bytes_mut(t)?).ok_or(Error::BadLayout {
             what: why!("tensor misaligned in the arena"),
+        })
+    }
+
+    /// Arena tensor `t`'s bytes.
+    fn arena_bytes_mut(&mut self, t: &TensorInfo) -> Result<&mut [u8], Error> {
+        self.arena.get_mut(t.arena_range()).ok_or(Error::BadLayout {
+            what: why!("tensor outside the arena"),
         })
     }
 
@@ -189,13 +190,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             if !t.record.variable {
                 continue;
             }
-            let bytes = self
-                .arena
-                .get_mut(t.arena_range())
-                .ok_or(Error::BadLayout {
-                    what: why!("tensor outside the arena"),
-                })?;
-            fill_zero_point(bytes, t.dtype(), t.zero_point());
+            fill_zero_point(self.arena_bytes_mut(&t)?, t.dtype(), t.zero_point());
         }
         Ok(())
     }

@@ -397,12 +397,8 @@ impl<'a> Operator<'a> for Lstm<'a> {
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io {
-            inputs: [Some(self.input), None, None, None],
-            output: self.output,
-            scratch: self.scratch,
-            state: [Some(self.state[0]), Some(self.state[1])],
-        })
+        let state = [Some(self.state[0]), Some(self.state[1])];
+        Some(Io::stateful(self.input, self.output, self.scratch, state))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {

@@ -32,6 +32,14 @@ impl Io {
             state: [None; 2],
         }
     }
+
+    /// One input, one output, maybe scratch, and the state tensors it updates in place.
+    pub fn stateful(input: u16, output: u16, scratch: Scratch, state: [Option<u16>; 2]) -> Self {
+        Self {
+            state,
+            ..Self::unary(input, output, scratch)
+        }
+    }
 }
 
 /// A layer with int8 weights (CONV_2D, DEPTHWISE_CONV_2D, FULLY_CONNECTED), decoded:

@@ -326,12 +326,8 @@ impl<'a> Operator<'a> for Svdf<'a> {
     }
 
     fn io(&self) -> Option<Io> {
-        Some(Io {
-            inputs: [Some(self.input), None, None, None],
-            output: self.output,
-            scratch: self.scratch,
-            state: [Some(self.state), None],
-        })
+        let state = [Some(self.state), None];
+        Some(Io::stateful(self.input, self.output, self.scratch, state))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
