@@ -267,9 +267,7 @@ pub(crate) fn views<'x, I: cast::Pod, O: cast::Pod>(
     model: &Model<'_>,
     io: Io,
 ) -> Result<Views<'x, I, O>, Error> {
-    if io.state != [None, None] {
-        return views_with_state(arena, model, io);
-    }
+    // State tensors (if any) are views_with_state's; run_layer picks by operator.
     let Io {
         inputs,
         output,
@@ -350,7 +348,7 @@ pub(crate) fn views<'x, I: cast::Pod, O: cast::Pod>(
 /// [`views`] for an operator with state tensors: four exclusive ranges (output, scratch, two
 /// states; an absent one is empty), split off the arena in address order.
 #[inline(never)]
-fn views_with_state<'x, I: cast::Pod, O: cast::Pod>(
+pub(crate) fn views_with_state<'x, I: cast::Pod, O: cast::Pod>(
     arena: &'x mut [u8],
     model: &Model<'_>,
     io: Io,

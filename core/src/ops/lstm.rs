@@ -74,8 +74,10 @@ record_params! {
 pub struct Lstm<'a> {
     /// The cell's parameters.
     pub cell: CellParams,
-    /// Input-to-gate weights `[units, features]`, then recurrent-to-gate `[units, units]`.
-    pub weights: [&'a [i8]; 2 * GATES],
+    /// The four input-to-gate weight matrices `[units, features]`, gate after gate.
+    pub input_weights: &'a [i8],
+    /// The four recurrent-to-gate weight matrices `[units, units]`, gate after gate.
+    pub recurrent_weights: &'a [i8],
     /// Effective biases, `units` each: gate by gate, the input FC's then the recurrent FC's.
     pub biases: &'a [i32],
     /// Requantization constants (see [`REQUANTS`]).
@@ -249,6 +251,7 @@ impl<'a> Operator<'a> for Lstm<'a> {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 4;
+    const STATEFUL: bool = true;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let variants = slot::PEEPHOLE
@@ -359,18 +362,18 @@ impl<'a> Operator<'a> for Lstm<'a> {
             hidden.shape.elements() == state_len && cell_state.shape.elements() == state_len,
             why!("LSTM states must hold batch x units values"),
         );
-        let mut weights = [&[][..]; 2 * GATES];
-        for (m, w) in weights.iter_mut().enumerate() {
-            let cols = [dims.features, dims.units][m / GATES];
-            let len = dims.units.saturating_mul(cols);
-            let (matrix, rest) = pack.split_at_checked(len).unwrap_or((&[], &[]));
+        let mut weights = [&[][..]; 2];
+        for (w, cols) in weights.iter_mut().zip([dims.features, dims.units]) {
+            let len = (GATES * dims.units).saturating_mul(cols);
+            let (matrices, rest) = pack.split_at_checked(len).unwrap_or((&[], &[]));
             d.check(
-                !matrix.is_empty(),
+                !matrices.is_empty(),
                 why!("LSTM constants shorter than its weights"),
             );
-            *w = cast::slice(matrix).unwrap_or(&[]);
+            *w = cast::slice(matrices).unwrap_or(&[]);
             pack = rest;
         }
+        let [input_weights, recurrent_weights] = weights;
         let biases: &[i32] = cast::slice(pack).unwrap_or(&[]);
         d.check(
             Some(biases.len()) == dims.units.checked_mul(2 * GATES)
@@ -385,7 +388,8 @@ impl<'a> Operator<'a> for Lstm<'a> {
         };
         Lstm {
             cell,
-            weights,
+            input_weights,
+            recurrent_weights,
             biases,
             requant: d.requant(&[REQUANTS]),
             dims,
@@ -474,6 +478,18 @@ fn widen(v: &[i8], groups: &mut [[u32; 2]]) {
 }
 
 impl Lstm<'_> {
+    /// Weight matrix `m`: input-to-gate `m` for `m < 4`, else recurrent-to-gate `m - 4`.
+    fn matrix(&self, m: usize) -> &[i8] {
+        let d = self.dims;
+        let (all, cols) = match m < GATES {
+            true => (self.input_weights, d.features),
+            false => (self.recurrent_weights, d.units),
+        };
+        let size = d.units * cols;
+        let gate = m % GATES;
+        all.get(gate * size..(gate + 1) * size).unwrap_or(&[])
+    }
+
     /// q15 groups the fast path widens the input and hidden state into.
     fn scratch_words(&self) -> usize {
         self.dims.features / 4 + self.dims.units / 4
@@ -560,10 +576,7 @@ impl Lstm<'_> {
     fn dot_tail(&self, g: usize, k: usize, u: usize, vector: &[i8], from: usize) -> i32 {
         let cols = vector.len();
         let row = self
-            .weights
-            .get(GATES * k + g)
-            .copied()
-            .unwrap_or(&[])
+            .matrix(GATES * k + g)
             .get(u * cols + from..(u + 1) * cols)
             .unwrap_or(&[]);
         let tail = vector.get(from..).unwrap_or(&[]);
@@ -594,10 +607,7 @@ impl Lstm<'_> {
         for (k, (vector, col)) in [x, h].into_iter().zip(cols).enumerate() {
             let stride = vector.len();
             let rows = self
-                .weights
-                .get(GATES * k + g)
-                .copied()
-                .unwrap_or(&[])
+                .matrix(GATES * k + g)
                 .get(first * stride..)
                 .unwrap_or(&[]);
             let dots = simd::mac_1x4(col, rows, stride, [0; 4]);
@@ -752,7 +762,8 @@ mod tests {
 
     /// A small LSTM with pseudo-random weights and constants.
     struct Fixture {
-        weights: [std::vec::Vec<i8>; 2 * GATES],
+        input_weights: std::vec::Vec<i8>,
+        recurrent_weights: std::vec::Vec<i8>,
         biases: std::vec::Vec<i32>,
         requant: [QuantizedMultiplier; REQUANTS],
     }
@@ -765,10 +776,13 @@ mod tests {
             state ^= state << 17;
             state
         };
-        let weights = core::array::from_fn(|m| {
-            let cols = [dims.features, dims.units][m / GATES];
-            (0..dims.units * cols).map(|_| next() as i8).collect()
+        let mut weights = [dims.features, dims.units].map(|cols| {
+            (0..GATES * dims.units * cols)
+                .map(|_| next() as i8)
+                .collect()
         });
+        let recurrent_weights = core::mem::take(&mut weights[1]);
+        let input_weights = core::mem::take(&mut weights[0]);
         let biases = (0..2 * GATES * dims.units)
             .map(|_| (next() % 20_001) as i32 - 10_000)
             .collect();
@@ -780,7 +794,8 @@ mod tests {
             QuantizedMultiplier::from_f64(real).unwrap()
         });
         Fixture {
-            weights,
+            input_weights,
+            recurrent_weights,
             biases,
             requant,
         }
@@ -794,7 +809,8 @@ mod tests {
                 time_major,
                 cell_clip: 0,
             },
-            weights: core::array::from_fn(|m| &f.weights[m][..]),
+            input_weights: &f.input_weights,
+            recurrent_weights: &f.recurrent_weights,
             biases: &f.biases,
             requant: &f.requant,
             dims,

@@ -128,6 +128,9 @@ pub(crate) trait Operator<'a>: Sized + Copy {
     const TFLITE_ALIASES: &'static [&'static str] = &[];
     /// Whether the output is planned onto the input's bytes (no kernel runs).
     const ALIASES_INPUT: bool = false;
+    /// Whether it names state tensors ([`Io::state`]); only such operators link the
+    /// interpreter's stateful view of the arena.
+    const STATEFUL: bool = false;
 
     /// Lowers a TFLite operator of this kind to its record (mote-host's builder calls it).
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError>;
@@ -211,6 +214,8 @@ kernel_paths! {
     FcFast => "kernel-fc-fast",
     /// CONV_2D windows gathered as rectangles of whole-word channels.
     ConvRect => "kernel-conv-rect",
+    /// SOFTMAX layers with an int16 output.
+    SoftmaxInt16 => "kernel-softmax-int16",
 }
 
 /// A set of [`KernelPath`]s.
@@ -475,9 +480,10 @@ pub(crate) fn run_layer<'a, L: Operator<'a>>(
     arena: &mut [u8],
     model: &Model<'a>,
 ) -> Result<(), Error> {
-    match layer.io() {
-        Some(io) => layer.run(crate::interpreter::views(arena, model, io)?),
-        None => Ok(()),
+    match (layer.io(), L::STATEFUL) {
+        (Some(io), false) => layer.run(crate::interpreter::views(arena, model, io)?),
+        (Some(io), true) => layer.run(crate::interpreter::views_with_state(arena, model, io)?),
+        (None, _) => Ok(()),
     }
 }
 

@@ -9,11 +9,12 @@
 //! never overflows on valid data); they are `wrapping_*` here so hostile data cannot panic.
 
 use super::lower::{LowerError, Lowering};
-use super::operator::{Io, Operator, Views};
+use super::operator::{Io, KernelPaths, Operator, Views};
 use super::record::record_params;
+use super::KernelPath;
 use crate::format::DType;
 use crate::format::OpCode;
-use crate::model::{Decoder, Scratch};
+use crate::model::{Decoder, Model, Scratch};
 use crate::quant::{rounding_divide_by_pot, saturating_rounding_doubling_high_mul};
 use crate::Error;
 
@@ -516,11 +517,19 @@ impl<'a> Operator<'a> for Softmax {
                 let output = crate::cast::slice_mut::<i8>(v.output.data).ok_or_else(misaligned)?;
                 softmax_i8(&self.params, input, output, self.depth)
             }
-            true => {
+            true if cfg!(feature = "kernel-softmax-int16") => {
                 let output = crate::cast::slice_mut::<i16>(v.output.data).ok_or_else(misaligned)?;
                 softmax_i8_i16(&self.params, input, output, self.depth)
             }
+            true => Err(Error::InvalidParameter {
+                what: why!("int16 SOFTMAX output needs feature kernel-softmax-int16"),
+            }),
         }
+    }
+
+    fn kernel_paths(&self, _model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
+        paths.take(KernelPath::SoftmaxInt16, self.wide);
+        Ok(())
     }
 }
 

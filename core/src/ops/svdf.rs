@@ -168,6 +168,7 @@ impl<'a> Operator<'a> for Svdf<'a> {
     type In = i8;
     type Out = i8;
     const INPUTS: usize = 4;
+    const STATEFUL: bool = true;
 
     fn lower(cx: &mut Lowering<'_>) -> Result<(), LowerError> {
         let unsupported = |what| Err(LowerError::Unsupported { what });
