@@ -570,28 +570,16 @@ impl Lstm<'_> {
         i32::from(saturate_i16(q.apply(dot.wrapping_add(bias))))
     }
 
-    /// Weight row `u` of FC `k` of gate `g` from column `from` on, times `vector` from the
-    /// same column on.
-    #[inline(always)]
-    fn dot_tail(&self, g: usize, k: usize, u: usize, vector: &[i8], from: usize) -> i32 {
-        let cols = vector.len();
-        let row = self
-            .matrix(GATES * k + g)
-            .get(u * cols + from..(u + 1) * cols)
-            .unwrap_or(&[]);
-        let tail = vector.get(from..).unwrap_or(&[]);
-        row.iter().zip(tail).fold(0i32, |s, (&w, &v)| {
-            s.wrapping_add(i32::from(w) * i32::from(v))
-        })
-    }
-
     /// Gate `g`'s pre-activation for unit `u`: its input FC and its recurrent FC, each
     /// requantized to int16 Q3.12, added with saturation.
     #[inline(always)]
     fn gate_input(&self, g: usize, u: usize, x: &[i8], h: &[i8]) -> i16 {
-        let fx = self.fc_output(g, 0, u, self.dot_tail(g, 0, u, x, 0));
-        let fh = self.fc_output(g, 1, u, self.dot_tail(g, 1, u, h, 0));
-        saturate_i16(fx + fh)
+        let fc = |k: usize, vector: &[i8]| {
+            let cols = vector.len();
+            let row = self.matrix(GATES * k + g).get(u * cols..(u + 1) * cols);
+            self.fc_output(g, k, u, dot(row.unwrap_or(&[]), vector))
+        };
+        saturate_i16(fc(0, x) + fc(1, h))
     }
 
     /// [`Self::gate_input`] for units `first..first + 4`, the whole words of each product
@@ -610,11 +598,18 @@ impl Lstm<'_> {
                 .matrix(GATES * k + g)
                 .get(first * stride..)
                 .unwrap_or(&[]);
-            let dots = simd::mac_1x4(col, rows, stride, [0; 4]);
+            let mut dots = simd::mac_1x4(col, rows, stride, [0; 4]);
             let from = 4 * col.len();
-            for (j, (fc, dot)) in fcs[k].iter_mut().zip(dots).enumerate() {
-                let dot = dot.wrapping_add(self.dot_tail(g, k, first + j, vector, from));
-                *fc = self.fc_output(g, k, first + j, dot);
+            if from < stride {
+                // The columns past the last whole word, row by row.
+                let tail = vector.get(from..).unwrap_or(&[]);
+                for (j, sum) in dots.iter_mut().enumerate() {
+                    let row = rows.get(j * stride + from..(j + 1) * stride).unwrap_or(&[]);
+                    *sum = sum.wrapping_add(dot(row, tail));
+                }
+            }
+            for (j, (fc, sum)) in fcs[k].iter_mut().zip(dots).enumerate() {
+                *fc = self.fc_output(g, k, first + j, sum);
             }
         }
         [0, 1, 2, 3].map(|j| saturate_i16(fcs[0][j] + fcs[1][j]))
@@ -625,6 +620,14 @@ const ZERO: QuantizedMultiplier = QuantizedMultiplier {
     multiplier: 0,
     shift: 0,
 };
+
+/// `sum(row[i] * vector[i])`, wrapping as the int32 sums it stands for.
+#[inline(always)]
+fn dot(row: &[i8], vector: &[i8]) -> i32 {
+    row.iter().zip(vector).fold(0i32, |s, (&w, &v)| {
+        s.wrapping_add(i32::from(w) * i32::from(v))
+    })
+}
 
 /// Clamps to int16.
 #[inline(always)]
