@@ -36,7 +36,7 @@ const REQUANTS: usize = 2 * GATES + 3;
 const GATE_INPUT_SCALE: f64 = 1.0 / 4096.0;
 const GATE_OUTPUT_SCALE: f64 = 1.0 / 32768.0;
 
-/// TFLite's TensorFlow input slots.
+/// TFLite's input slots.
 mod slot {
     pub const INPUT: usize = 0;
     /// input_to_{input,forget,cell,output}_weights, then recurrent_to_*.
