@@ -157,6 +157,7 @@ enum Commands {
 }
 
 fn main() -> ExitCode {
+    quiet_broken_pipe();
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {
@@ -462,10 +463,26 @@ fn parse_shift(s: &str) -> Result<(f32, f32), String> {
     let (g, o) = s
         .split_once(',')
         .ok_or("expected `gain,offset`, e.g. `0.4,0.5`")?;
-    Ok((
-        g.trim().parse().map_err(|e| format!("{e}"))?,
-        o.trim().parse().map_err(|e| format!("{e}"))?,
-    ))
+    let number = |v: &str| -> Result<f32, String> {
+        match v.trim().parse::<f32>() {
+            Ok(x) if x.is_finite() => Ok(x),
+            Ok(x) => Err(format!("{x} is not a finite number")),
+            Err(e) => Err(format!("{e}")),
+        }
+    };
+    Ok((number(g)?, number(o)?))
+}
+
+/// A closed standard output (`mote eval ... | head`) ends the program quietly, as Unix tools
+/// do, instead of a panic in the next print: SIGPIPE gets its default action back (Rust's
+/// runtime ignores it).
+fn quiet_broken_pipe() {
+    #[cfg(unix)]
+    // SAFETY: called first in `main`, before any thread exists; it installs no handler, only
+    // restores the default action, which takes no Rust state.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
 }
 
 /// The operators `mote import` takes, for its help.

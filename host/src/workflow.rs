@@ -7,7 +7,7 @@ use crate::export::{write_model_dir, ExportInfo, LabelledSet};
 use crate::quantize::{quantize, quantize_input, Quantized, RangeMethod};
 use crate::train::{Callbacks, History, ModelSpec, Network};
 use crate::AlignedBytes;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, ensure, Context, Result};
 use mote_core::{Interpreter, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -155,10 +155,18 @@ pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores
         interpreter
             .reset_state()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
-        interpreter
+        let slot = interpreter
             .input_i8(0)
-            .map_err(|e| anyhow::anyhow!("{e}"))?
-            .copy_from_slice(&q);
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        ensure!(
+            slot.len() == q.len(),
+            "the model takes {} input values per sample, the data's samples have {} (shape {:?}): \
+             evaluate it on the data it was trained for",
+            slot.len(),
+            q.len(),
+            set.feature_shape
+        );
+        slot.copy_from_slice(&q);
         interpreter.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
         let out = interpreter
             .output_i8(0)

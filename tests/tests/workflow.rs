@@ -74,3 +74,21 @@ fn data_mistakes_get_clear_errors() {
     let err = workflow::train(&spec, &digits, &mut NoCallbacks).unwrap_err();
     assert!(format!("{err:#}").contains("[8, 8, 1]"), "{err:#}");
 }
+
+/// An exported model evaluated on data of another shape: an error naming both sizes, not a
+/// panic in the copy.
+#[test]
+fn eval_on_data_of_another_shape_is_an_error() {
+    let demo = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../firmware/models/demo/model.mote"
+    );
+    let blob = std::fs::read(demo).unwrap();
+    let names = vec!["a".to_string(), "b".to_string()];
+    let set = mote_host::data::Dataset::new(vec![0.5; 12], vec![6], vec![0, 1], names).unwrap();
+    let e = workflow::eval_int8(&blob, (0.1, 0), &set)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("takes 64 input values per sample"), "{e}");
+    assert!(e.contains("have 6"), "{e}");
+}

@@ -57,6 +57,7 @@ mod export;
 mod layers;
 mod loss;
 mod lstm;
+mod memory;
 mod network;
 mod node;
 mod norm;

@@ -245,6 +245,7 @@ impl Network {
     /// Builds a network with the given initialization and seed.
     pub fn with_init(spec: &ModelSpec, init: Init, seed: u64) -> Result<Self> {
         spec.shapes()?;
+        super::memory::check(spec)?;
         let input = spec.input_shape()?;
         let mut initializer = Initializer {
             init,
