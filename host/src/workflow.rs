@@ -7,7 +7,7 @@ use crate::export::{write_model_dir, ExportInfo, LabelledSet};
 use crate::quantize::{quantize, quantize_input, Quantized, RangeMethod};
 use crate::train::{Callbacks, History, ModelSpec, Network};
 use crate::AlignedBytes;
-use anyhow::{bail, ensure, Context, Result};
+use anyhow::{ensure, Context, Result};
 use mote_core::{Interpreter, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -29,23 +29,12 @@ pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
     let (train, test) = match source {
         "digits" => data::digits_split()?,
         "motion" | "basic-motions" => data::basic_motions()?,
-        path => {
-            let read = |p: &Path| -> Result<Dataset> {
-                let name = p.to_string_lossy();
-                if name.ends_with(".npz") {
-                    data::read_npz(p, &data::NpzOptions::default())
-                } else if name.contains("idx") {
-                    bail!("for IDX data give the images file and use `--test` for the test images")
-                } else {
-                    data::read_csv(p, &data::CsvOptions::default())
-                }
-            };
-            let all = read(Path::new(path))?;
-            match test_file {
-                Some(t) => (all, read(t)?),
-                None => all.split(0.2, data::DIGITS_SPLIT_SEED),
-            }
-        }
+        path => match (data::read_source(Path::new(path))?, test_file) {
+            (data::Source::One(all), None) => all.split(0.2, data::DIGITS_SPLIT_SEED),
+            (data::Source::One(all), Some(t)) => (all, data::read_file_source(t)?),
+            (data::Source::Split(train, _), Some(t)) => (train, data::read_file_source(t)?),
+            (data::Source::Split(train, test), None) => (train, test),
+        },
     };
     let normalization = Normalization::fit(&train);
     let (mut train, mut test) = (train, test);

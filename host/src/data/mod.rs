@@ -24,6 +24,7 @@ mod dataset;
 mod idx;
 mod normalize;
 mod npy;
+mod source;
 mod zip;
 
 pub use arff::{parse_arff, read_arff};
@@ -37,6 +38,7 @@ pub use dataset::{Batch, Batches, Dataset};
 pub use idx::{parse_idx, read_idx, read_idx_pair};
 pub use normalize::Normalization;
 pub use npy::{parse_npy, read_npy, read_npy_pair, read_npz, read_npz_arrays, NpzOptions};
+pub use source::{read_file_source, read_source, Source};
 
 use anyhow::{Context, Result};
 use std::io::Read;

@@ -1,0 +1,201 @@
+//! What `--data PATH` (and `--test PATH`) names, read by content and extension: a folder in
+//! the UEA layout (`<name>_TRAIN.arff` and `<name>_TEST.arff`, like the bundled
+//! `data/basic-motions`), ARFF, `.npz`, a `.npy` features file with its labels beside it, an
+//! IDX images file (recognised by its magic bytes, whatever its name) with its labels file, or
+//! CSV.
+
+use super::{read_arff, read_csv, read_file, read_idx_pair, read_npy_pair, read_npz};
+use super::{CsvOptions, Dataset, NpzOptions};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A data source: one file (to be split), or a folder's own training and test files.
+#[derive(Debug)]
+pub enum Source {
+    /// Samples to split into training and test.
+    One(Dataset),
+    /// Training and test samples as the folder gives them.
+    Split(Dataset, Dataset),
+}
+
+/// Reads what `path` names.
+pub fn read_source(path: &Path) -> Result<Source> {
+    if path.is_dir() {
+        let (train, test) = uea_pair(path)?;
+        return Ok(Source::Split(read_arff(&train)?, read_arff(&test)?));
+    }
+    read_file_source(path).map(Source::One)
+}
+
+/// Reads one data file, by its extension or (IDX) its first bytes.
+pub fn read_file_source(path: &Path) -> Result<Dataset> {
+    let name = path.to_string_lossy().to_ascii_lowercase();
+    let name = name.strip_suffix(".gz").unwrap_or(&name);
+    if name.ends_with(".arff") {
+        read_arff(path)
+    } else if name.ends_with(".npz") {
+        read_npz(path, &NpzOptions::default())
+    } else if name.ends_with(".npy") {
+        read_npy_pair(path, beside(path, &npy_label_names(path))?, None)
+    } else if is_idx(path)? {
+        read_idx_pair(path, beside(path, &idx_label_names(path))?, None)
+    } else {
+        read_csv(path, &CsvOptions::default())
+    }
+}
+
+/// Whether the file starts like IDX: two zero bytes, a type code, then 1 to 4 dimensions.
+fn is_idx(path: &Path) -> Result<bool> {
+    let bytes = read_file(path)?;
+    Ok(matches!(bytes.get(..4), Some(&[0, 0, t, rank])
+        if matches!(t, 0x08 | 0x09 | 0x0B..=0x0E) && (1..=4).contains(&rank)))
+}
+
+/// The labels file that goes with IDX images: MNIST's naming (`images` -> `labels`, `idx3` ->
+/// `idx1`).
+fn idx_label_names(path: &Path) -> Vec<String> {
+    let name = file_name(path);
+    let labels = name.replace("images", "labels").replace("idx3", "idx1");
+    vec![labels]
+}
+
+/// The labels files that may go with `x.npy`: `<stem>_labels.npy`, `<stem>_y.npy`, and `y.npy`
+/// for a features file named `x.npy`.
+fn npy_label_names(path: &Path) -> Vec<String> {
+    let name = file_name(path);
+    let stem = name.strip_suffix(".npy").unwrap_or(&name);
+    let mut names = vec![format!("{stem}_labels.npy"), format!("{stem}_y.npy")];
+    match stem {
+        "x" => names.push("y.npy".into()),
+        "X" => names.push("Y.npy".into()),
+        _ => {}
+    }
+    names
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// The first of `names` that exists in `path`'s folder.
+fn beside(path: &Path, names: &[String]) -> Result<PathBuf> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    names
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .with_context(|| {
+            format!(
+                "{}: its labels file is missing; looked for {} beside it",
+                path.display(),
+                names.join(", ")
+            )
+        })
+}
+
+/// A UEA-archive folder's `<name>_TRAIN.arff` and `<name>_TEST.arff`.
+fn uea_pair(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
+    let mut names: Vec<String> = entries
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .collect();
+    names.sort();
+    for name in &names {
+        if let Some(stem) = name.strip_suffix("_TRAIN.arff") {
+            let test = format!("{stem}_TEST.arff");
+            if names.contains(&test) {
+                return Ok((dir.join(name), dir.join(test)));
+            }
+        }
+    }
+    bail!(
+        "{} is a folder without a `<name>_TRAIN.arff` and `<name>_TEST.arff` pair; give a data \
+         file (CSV, ARFF, .npy, .npz or IDX) instead",
+        dir.display()
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn temp_dir(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("mote-source-{name}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    /// A version 1.0 `.npy` file of little-endian `descr` values.
+    fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
+        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+        let shape = match dims.len() {
+            1 => format!("({},)", dims[0]),
+            _ => format!("({})", dims.join(", ")),
+        };
+        let mut header =
+            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
+        while (10 + header.len() + 1) % 64 != 0 {
+            header.push(' ');
+        }
+        header.push('\n');
+        let mut out = b"\x93NUMPY\x01\x00".to_vec();
+        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
+        out.extend_from_slice(header.as_bytes());
+        out.extend_from_slice(data);
+        out
+    }
+
+    #[test]
+    fn npy_features_find_their_labels_beside_them() {
+        let dir = temp_dir("npy");
+        let x: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
+            .iter()
+            .flat_map(|v| v.to_le_bytes())
+            .collect();
+        std::fs::write(dir.join("x.npy"), npy("<f4", &[3, 2], &x)).unwrap();
+        let e = read_file_source(&dir.join("x.npy"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("labels file is missing") && e.contains("y.npy"),
+            "{e}"
+        );
+        let y: Vec<u8> = [0i64, 1, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
+        std::fs::write(dir.join("y.npy"), npy("<i8", &[3], &y)).unwrap();
+        let set = read_file_source(&dir.join("x.npy")).unwrap();
+        assert_eq!((set.len(), set.feature_shape.clone()), (3, vec![2]));
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn idx_is_known_by_its_bytes_and_csv_by_default_whatever_the_name() {
+        let dir = temp_dir("idx");
+        // Two 2x2 images and their labels, named without "idx".
+        let mut images = vec![0, 0, 0x08, 3, 0, 0, 0, 2, 0, 0, 0, 2, 0, 0, 0, 2];
+        images.extend_from_slice(&[0, 1, 2, 3, 4, 5, 6, 7]);
+        std::fs::write(dir.join("train-images"), &images).unwrap();
+        std::fs::write(dir.join("train-labels"), [0, 0, 0x08, 1, 0, 0, 0, 2, 1, 0]).unwrap();
+        let set = read_file_source(&dir.join("train-images")).unwrap();
+        assert_eq!((set.len(), set.feature_shape.clone()), (2, vec![2, 2, 1]));
+        // A CSV whose path says "idx" is still CSV.
+        let csv = dir.join("idx_sensor.csv");
+        std::fs::write(&csv, "a,b,label\n1,2,0\n3,4,1\n5,6,0\n").unwrap();
+        assert_eq!(read_file_source(&csv).unwrap().len(), 3);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    #[test]
+    fn a_uea_folder_gives_its_own_split() {
+        let dir = super::super::data_dir().join("basic-motions");
+        match read_source(&dir).unwrap() {
+            Source::Split(train, test) => assert_eq!((train.len(), test.len()), (40, 40)),
+            Source::One(_) => panic!("a folder is its own split"),
+        }
+        let empty = temp_dir("empty");
+        let e = read_source(&empty).unwrap_err().to_string();
+        assert!(e.contains("_TRAIN.arff"), "{e}");
+        std::fs::remove_dir_all(&empty).ok();
+    }
+}
