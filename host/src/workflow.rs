@@ -26,6 +26,16 @@ pub struct Prepared {
 /// Loads `source` (`digits`, `motion`, or a CSV/NPZ/IDX file with an optional separate test
 /// file; otherwise a fixed 20% of it is held out) and normalizes it.
 pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
+    load_data_normalized(source, test_file, None)
+}
+
+/// [`load_data`] normalized with `normalization` when given (a trained model's), instead of
+/// one fitted on the training split.
+pub fn load_data_normalized(
+    source: &str,
+    test_file: Option<&Path>,
+    normalization: Option<&Normalization>,
+) -> Result<Prepared> {
     let (train, test) = match source {
         "digits" => data::digits_split()?,
         "motion" | "basic-motions" => data::basic_motions()?,
@@ -36,7 +46,11 @@ pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
             (data::Source::Split(train, test), None) => (train, test),
         },
     };
-    let normalization = Normalization::fit(&train);
+    // The normalization the model was trained with, or one fitted on the training split.
+    let normalization = match normalization {
+        Some(n) => n.clone(),
+        None => Normalization::fit(&train),
+    };
     let (mut train, mut test) = (train, test);
     normalization.apply(&mut train)?;
     normalization.apply(&mut test)?;
@@ -47,11 +61,23 @@ pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
     })
 }
 
+/// A data source as a record keeps it: a path that exists, made absolute (so that export and
+/// eval find it from any folder); anything else (a bundled set's name) as it is.
+pub fn recorded_source(source: &str) -> String {
+    match std::fs::canonicalize(source) {
+        Ok(path) if Path::new(source).exists() => path.display().to_string(),
+        _ => source.to_string(),
+    }
+}
+
 /// What `mote train` writes next to the checkpoint so export can rebuild the inputs.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TrainingRecord {
-    /// The data source it was trained on.
+    /// The data source it was trained on: a bundled set's name, or a path (absolute).
     pub data: String,
+    /// The test file given with `--test` (absolute), if any: the held-out samples.
+    #[serde(default)]
+    pub test: Option<String>,
     /// The normalization fitted on the training split.
     pub normalization: Normalization,
     /// Class names.

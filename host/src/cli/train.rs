@@ -142,7 +142,8 @@ pub fn train(
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     net.save(out.join("model.ckpt"))?;
     let record = TrainingRecord {
-        data: data.to_string(),
+        data: workflow::recorded_source(data),
+        test: test.map(|t| workflow::recorded_source(&t.to_string_lossy())),
         normalization: prepared.normalization.clone(),
         class_names: prepared.train.class_names.clone(),
         history: history
@@ -223,7 +224,9 @@ pub fn export(
     let net =
         Network::load(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
     let record = record_for(checkpoint)?;
-    let prepared = workflow::load_data(&record.data, None)?;
+    // The data, test split and normalization the model was trained with.
+    let test = record.test.as_deref().map(Path::new);
+    let prepared = workflow::load_data_normalized(&record.data, test, Some(&record.normalization))?;
     let report = workflow::export(&net, &prepared, calibration, method, finetune_shift, out)?;
     write_confusion(
         &out.join("confusion_int8.svg"),

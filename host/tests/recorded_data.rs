@@ -1,0 +1,98 @@
+//! `mote train --data X --test Y` records both (absolute) with the normalization it trained
+//! with, and `mote export`, run from another folder, evaluates and writes exactly Y's samples:
+//! the held-out figure is on held-out data, and the device's test set is Y.
+
+use std::fmt::Write;
+use std::path::Path;
+use std::process::Command;
+
+/// `n` rows of `x0,x1,x2,x3,label`: class 1 when x0 + x1 > x2 + x3, values spread by `seed`.
+fn csv(n: usize, seed: u32) -> String {
+    let mut s = String::from("x0,x1,x2,x3,label\n");
+    let mut state = seed.wrapping_mul(2_654_435_761) | 1;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 17;
+        state ^= state << 5;
+        f64::from(state % 1000) / 100.0
+    };
+    for _ in 0..n {
+        let v = [next(), next(), next(), next()];
+        let label = u8::from(v[0] + v[1] > v[2] + v[3]);
+        let _ = writeln!(s, "{},{},{},{},{label}", v[0], v[1], v[2], v[3]);
+    }
+    s
+}
+
+fn mote(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new(env!("CARGO_BIN_EXE_mote"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("mote runs");
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(
+        out.status.success(),
+        "mote {args:?}: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    text
+}
+
+#[test]
+fn a_test_file_survives_through_export() {
+    let root = std::env::temp_dir().join(format!("mote-recorded-{}", std::process::id()));
+    let (data, elsewhere) = (root.join("data"), root.join("elsewhere"));
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::create_dir_all(&elsewhere).unwrap();
+    std::fs::write(data.join("train.csv"), csv(120, 1)).unwrap();
+    std::fs::write(data.join("test.csv"), csv(7, 2)).unwrap();
+    std::fs::write(
+        data.join("model.toml"),
+        "name = \"sums\"\ninput = [4]\nclasses = 2\n[[layers]]\ntype = \"dense\"\nunits = 8\n\
+         activation = \"relu\"\n[[layers]]\ntype = \"dense\"\nunits = 2\n[[layers]]\n\
+         type = \"softmax\"\n[training]\nepochs = 5\n",
+    )
+    .unwrap();
+    mote(
+        &data,
+        &[
+            "train",
+            "model.toml",
+            "--data",
+            "train.csv",
+            "--test",
+            "test.csv",
+            "--out",
+            "run",
+        ],
+    );
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(data.join("run/training.json")).unwrap())
+            .unwrap();
+    let test = record["test"].as_str().expect("the test file is recorded");
+    assert!(
+        Path::new(test).is_absolute() && test.ends_with("test.csv"),
+        "{test}"
+    );
+
+    // From another folder: the recorded paths still resolve.
+    let checkpoint = data.join("run/model.ckpt");
+    let out = elsewhere.join("model");
+    mote(
+        &elsewhere,
+        &[
+            "export",
+            checkpoint.to_str().unwrap(),
+            "--out",
+            out.to_str().unwrap(),
+        ],
+    );
+    let labels = std::fs::read(out.join("test_labels.u8")).unwrap();
+    assert_eq!(
+        labels.len(),
+        7,
+        "the device's test set is the --test file's 7 samples"
+    );
+    std::fs::remove_dir_all(&root).ok();
+}
