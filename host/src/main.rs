@@ -74,9 +74,10 @@ enum Commands {
     Eval {
         /// A `.ckpt` checkpoint, or a model directory / `model.mote`.
         model: PathBuf,
-        /// The data to evaluate on (its held-out split).
-        #[arg(long, default_value = "digits")]
-        data: String,
+        /// The data to score: every sample of a file, or the test split of a bundled set or
+        /// folder (default: the test split the model was trained and exported with).
+        #[arg(long)]
+        data: Option<String>,
     },
     /// Run a firmware ELF on a board (QEMU's emulated Cortex-M4 by default) and show its log.
     ///
@@ -195,7 +196,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Commands::Eval { model, data } => {
-            cli::train::eval(&model, &data)?;
+            cli::train::eval(&model, data.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Import { model, output } => {

@@ -29,14 +29,9 @@ pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
     load_data_normalized(source, test_file, None)
 }
 
-/// [`load_data`] normalized with `normalization` when given (a trained model's), instead of
-/// one fitted on the training split.
-pub fn load_data_normalized(
-    source: &str,
-    test_file: Option<&Path>,
-    normalization: Option<&Normalization>,
-) -> Result<Prepared> {
-    let (train, test) = match source {
+/// `source`'s training and test samples, not normalized (see [`load_data`]).
+pub fn raw_split(source: &str, test_file: Option<&Path>) -> Result<(Dataset, Dataset)> {
+    Ok(match source {
         "digits" => data::digits_split()?,
         "motion" | "basic-motions" => data::basic_motions()?,
         path => match (data::read_source(Path::new(path))?, test_file) {
@@ -45,7 +40,17 @@ pub fn load_data_normalized(
             (data::Source::Split(train, _), Some(t)) => (train, data::read_file_source(t)?),
             (data::Source::Split(train, test), None) => (train, test),
         },
-    };
+    })
+}
+
+/// [`load_data`] normalized with `normalization` when given (a trained model's), instead of
+/// one fitted on the training split.
+pub fn load_data_normalized(
+    source: &str,
+    test_file: Option<&Path>,
+    normalization: Option<&Normalization>,
+) -> Result<Prepared> {
+    let (train, test) = raw_split(source, test_file)?;
     // The normalization the model was trained with, or one fitted on the training split.
     let normalization = match normalization {
         Some(n) => n.clone(),
@@ -68,6 +73,20 @@ pub fn recorded_source(source: &str) -> String {
         Ok(path) if Path::new(source).exists() => path.display().to_string(),
         _ => source.to_string(),
     }
+}
+
+/// The samples `mote eval --data SOURCE` scores, normalized with the model's own
+/// `normalization`: every sample of a file; a bundled set's or a folder's test split.
+pub fn eval_samples(source: &str, normalization: &Normalization) -> Result<Dataset> {
+    let mut set = match source {
+        "digits" | "motion" | "basic-motions" => raw_split(source, None)?.1,
+        path => match data::read_source(Path::new(path))? {
+            data::Source::One(all) => all,
+            data::Source::Split(_, test) => test,
+        },
+    };
+    normalization.apply(&mut set)?;
+    Ok(set)
 }
 
 /// What `mote train` writes next to the checkpoint so export can rebuild the inputs.
@@ -156,17 +175,28 @@ pub fn eval_float(net: &mut Network, set: &Dataset) -> Result<Scores> {
 
 /// int8 scores of a `.mote` model whose input takes normalized samples quantized with `input`.
 pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores> {
+    let samples = (0..set.len()).map(|i| {
+        let (x, label) = set.sample(i);
+        (quantize_input(x, input), label as usize)
+    });
+    eval_quantized(blob, &set.feature_shape, samples)
+}
+
+/// int8 scores of a `.mote` model on already quantized samples (`shape` names them in errors):
+/// each starts from the initial state, as samples are independent.
+pub fn eval_quantized(
+    blob: &[u8],
+    shape: &[usize],
+    samples: impl Iterator<Item = (Vec<i8>, usize)>,
+) -> Result<Scores> {
     let aligned = AlignedBytes::new(blob);
     let model = Model::parse(aligned.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let mut arena = crate::AlignedBytes::zeroed(model.arena_size());
     let bytes = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let classes = model.output(0).map_err(|e| anyhow::anyhow!("{e}"))?.shape.c;
-    let mut pairs = Vec::with_capacity(set.len());
-    for i in 0..set.len() {
-        let (x, label) = set.sample(i);
-        let q = quantize_input(x, input);
-        // Samples are independent: a recurrent model's state starts from zero for each.
+    let mut pairs = Vec::new();
+    for (q, label) in samples {
         interpreter
             .reset_state()
             .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -175,11 +205,10 @@ pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         ensure!(
             slot.len() == q.len(),
-            "the model takes {} input values per sample, the data's samples have {} (shape {:?}): \
-             evaluate it on the data it was trained for",
+            "the model takes {} input values per sample, the data's samples have {} (shape \
+             {shape:?}): evaluate it on the data it was trained for",
             slot.len(),
             q.len(),
-            set.feature_shape
         );
         slot.copy_from_slice(&q);
         interpreter.invoke().map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -187,7 +216,7 @@ pub fn eval_int8(blob: &[u8], input: (f32, i32), set: &Dataset) -> Result<Scores
             .output_i8(0)
             .map_err(|e| anyhow::anyhow!("{e}"))?;
         let best = (0..out.len()).fold(0, |b, k| if out[k] > out[b] { k } else { b });
-        pairs.push((label as usize, best));
+        pairs.push((label, best));
     }
     Ok(scores(classes, pairs.into_iter()))
 }

@@ -39,6 +39,109 @@ fn mote(dir: &Path, args: &[&str]) -> String {
     text
 }
 
+/// Trains the sums model on `train.csv` (+ `test.csv` as `--test`) in `data` and exports it to
+/// `data/model`.
+fn trained_and_exported(data: &Path) {
+    std::fs::create_dir_all(data).unwrap();
+    std::fs::write(data.join("train.csv"), csv(120, 1)).unwrap();
+    std::fs::write(data.join("test.csv"), csv(7, 2)).unwrap();
+    std::fs::write(
+        data.join("model.toml"),
+        "name = \"sums\"\ninput = [4]\nclasses = 2\n[[layers]]\ntype = \"dense\"\nunits = 8\n\
+         activation = \"relu\"\n[[layers]]\ntype = \"dense\"\nunits = 2\n[[layers]]\n\
+         type = \"softmax\"\n[training]\nepochs = 5\n",
+    )
+    .unwrap();
+    mote(
+        data,
+        &[
+            "train",
+            "model.toml",
+            "--data",
+            "train.csv",
+            "--test",
+            "test.csv",
+            "--out",
+            "run",
+        ],
+    );
+    mote(data, &["export", "run/model.ckpt", "--out", "model"]);
+}
+
+/// `mote eval` on a new sensor's recording (the test rows through `x * 1.5 + 6`) scores what
+/// the exported model gives on the same samples normalized with the model's normalization
+/// and quantized, run through `mote infer`.
+#[test]
+fn eval_on_a_shifted_file_equals_infer_on_the_same_samples() {
+    let data = std::env::temp_dir().join(format!("mote-shifted-{}", std::process::id()));
+    trained_and_exported(&data);
+    let rows: Vec<(Vec<f32>, usize)> = csv(40, 3)
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let v: Vec<f32> = l.split(',').map(|x| x.parse().unwrap()).collect();
+            (
+                v[..4].iter().map(|x| x * 1.5 + 6.0).collect(),
+                v[4] as usize,
+            )
+        })
+        .collect();
+    let mut shifted = String::from("x0,x1,x2,x3,label\n");
+    for (x, y) in &rows {
+        let _ = writeln!(shifted, "{},{},{},{},{y}", x[0], x[1], x[2], x[3]);
+    }
+    std::fs::write(data.join("shifted.csv"), shifted).unwrap();
+    let said = mote(&data, &["eval", "model", "--data", "shifted.csv"]);
+    let percent: f64 = said
+        .split_whitespace()
+        .nth(2)
+        .and_then(|p| p.trim_end_matches('%').parse().ok())
+        .unwrap_or_else(|| panic!("{said}"));
+    assert!(
+        said.starts_with("int8 accuracy") && said.contains("on 40 samples"),
+        "{said}"
+    );
+
+    let record: mote_host::workflow::TrainingRecord =
+        serde_json::from_str(&std::fs::read_to_string(data.join("model/training.json")).unwrap())
+            .unwrap();
+    let blob = std::fs::read(data.join("model/model.mote")).unwrap();
+    let aligned = mote_host::AlignedBytes::new(&blob);
+    let model = mote_core::Model::parse(aligned.as_slice()).unwrap();
+    let input = model.input(0).unwrap();
+    let mut raw = Vec::new();
+    for (x, _) in &rows {
+        let mut x = x.clone();
+        record.normalization.apply_values(&mut x).unwrap();
+        let q = mote_host::quantize::quantize_input(&x, (input.scale(), input.zero_point()));
+        raw.extend(q.iter().map(|&v| v as u8));
+    }
+    std::fs::write(data.join("in.bin"), raw).unwrap();
+    mote(
+        &data,
+        &[
+            "infer",
+            "model/model.mote",
+            "--input",
+            "in.bin",
+            "--output",
+            "out.bin",
+        ],
+    );
+    let out = std::fs::read(data.join("out.bin")).unwrap();
+    let hits = out
+        .chunks_exact(2)
+        .zip(&rows)
+        .filter(|(o, (_, y))| usize::from((o[1] as i8) > (o[0] as i8)) == *y)
+        .count();
+    let infer_percent = 100.0 * hits as f64 / rows.len() as f64;
+    assert!(
+        (percent - infer_percent).abs() < 0.01,
+        "eval {percent}% vs infer {infer_percent}%"
+    );
+    std::fs::remove_dir_all(&data).ok();
+}
+
 #[test]
 fn a_test_file_survives_through_export() {
     let root = std::env::temp_dir().join(format!("mote-recorded-{}", std::process::id()));

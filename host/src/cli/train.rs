@@ -7,7 +7,7 @@ use mote_host::quantize::RangeMethod;
 use mote_host::train::{BatchEvent, Callbacks, EpochStats, ModelSpec, Network};
 use mote_host::workflow::{self, EpochRecord, Prepared, Scores, TrainingRecord};
 use std::ops::ControlFlow;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// A progress bar per epoch: batches done, loss, accuracy, throughput.
 pub struct Progress {
@@ -228,6 +228,11 @@ pub fn export(
     let test = record.test.as_deref().map(Path::new);
     let prepared = workflow::load_data_normalized(&record.data, test, Some(&record.normalization))?;
     let report = workflow::export(&net, &prepared, calibration, method, finetune_shift, out)?;
+    // The record travels with the model: `mote eval` on the directory uses its normalization.
+    std::fs::write(
+        out.join("training.json"),
+        serde_json::to_string_pretty(&record)?,
+    )?;
     write_confusion(
         &out.join("confusion_int8.svg"),
         "int8, held-out split",
@@ -250,43 +255,83 @@ pub fn export(
     Ok(report)
 }
 
-/// `mote eval MODEL --data SOURCE`: a checkpoint (f32) or a model directory / .mote (int8).
-pub fn eval(model: &Path, data: &str) -> Result<Scores> {
-    let prepared = workflow::load_data(data, None)?;
-    let (scores, names) = if model.extension().is_some_and(|e| e == "ckpt") {
+/// `mote eval MODEL [--data SOURCE]`: a checkpoint (f32) or an exported model (int8), with the
+/// model's own normalization, on every sample of a file or a set's test split; without
+/// `--data`, on the test split it was trained with (a checkpoint) or the test set exported
+/// with it (int8: the device's very samples).
+pub fn eval(model: &Path, data: Option<&str>) -> Result<Scores> {
+    let checkpoint = model.extension().is_some_and(|e| e == "ckpt");
+    let dir = match model.is_dir() {
+        true => model.to_path_buf(),
+        false => model.parent().unwrap_or(Path::new(".")).to_path_buf(),
+    };
+    let record = record_for(&dir.join("model.ckpt"))?;
+    let norm = &record.normalization;
+    let recorded_test = || -> Result<mote_host::data::Dataset> {
+        let test = record.test.as_deref().map(Path::new);
+        Ok(workflow::load_data_normalized(&record.data, test, Some(norm))?.test)
+    };
+    let (scores, kind, samples) = if checkpoint {
         let mut net = Network::load(model)?;
-        (
-            workflow::eval_float(&mut net, &prepared.test)?,
-            prepared.train.class_names.clone(),
-        )
-    } else {
-        let dir: PathBuf = if model.is_dir() {
-            model.to_path_buf()
-        } else {
-            model.parent().unwrap_or(Path::new(".")).to_path_buf()
+        let set = match data {
+            Some(source) => workflow::eval_samples(source, norm)?,
+            None => recorded_test()?,
         };
-        let blob = std::fs::read(dir.join("model.mote"))?;
+        (workflow::eval_float(&mut net, &set)?, "f32", set.len())
+    } else {
+        let blob = std::fs::read(dir.join("model.mote"))
+            .with_context(|| format!("reading {}", dir.join("model.mote").display()))?;
         let aligned = mote_host::AlignedBytes::new(&blob);
         let parsed = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
         let input = parsed.input(0).map_err(anyhow::Error::msg)?;
-        (
-            workflow::eval_int8(&blob, (input.scale(), input.zero_point()), &prepared.test)?,
-            prepared.train.class_names.clone(),
-        )
+        let q = (input.scale(), input.zero_point());
+        match data {
+            Some(source) => {
+                let set = workflow::eval_samples(source, norm)?;
+                (workflow::eval_int8(&blob, q, &set)?, "int8", set.len())
+            }
+            None => {
+                let (inputs, labels) = exported_test_set(&dir)?;
+                let len = inputs.len().checked_div(labels.len().max(1)).unwrap_or(0);
+                let samples = inputs
+                    .chunks_exact(len.max(1))
+                    .zip(&labels)
+                    .map(|(x, &y)| (x.iter().map(|&v| v as i8).collect(), usize::from(y)));
+                let scores = workflow::eval_quantized(&blob, &[len], samples)?;
+                (scores, "int8", labels.len())
+            }
+        }
     };
+    let on = data.unwrap_or("the recorded test split");
     println!(
-        "held-out accuracy {:.2}% on {} samples",
-        100.0 * scores.accuracy,
-        prepared.test.len()
+        "{kind} accuracy {:.2}% on {samples} samples ({on})",
+        100.0 * scores.accuracy
     );
     println!("confusion matrix (rows: true class, columns: predicted):");
-    for (name, row) in names.iter().zip(&scores.confusion) {
+    for (name, row) in record.class_names.iter().zip(&scores.confusion) {
         println!(
             "{name:>12} {}",
             row.iter().map(|v| format!("{v:>4}")).collect::<String>()
         );
     }
     Ok(scores)
+}
+
+/// The quantized test set `mote export` wrote into `dir`.
+fn exported_test_set(dir: &Path) -> Result<(Vec<u8>, Vec<u8>)> {
+    let read = |name: &str| {
+        let path = dir.join(name);
+        std::fs::read(&path).with_context(|| format!("reading {}", path.display()))
+    };
+    let (inputs, labels) = (read("test_inputs.i8")?, read("test_labels.u8")?);
+    anyhow::ensure!(
+        !labels.is_empty() && inputs.len() % labels.len() == 0,
+        "{}: {} input bytes are not whole samples for {} labels",
+        dir.display(),
+        inputs.len(),
+        labels.len()
+    );
+    Ok((inputs, labels))
 }
 
 /// Median training throughput (samples/s) of `spec` on `data`: `repeats` runs of `epochs`.
