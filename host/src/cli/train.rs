@@ -169,12 +169,7 @@ pub fn train(
         &prepared.train.class_names,
         &scores,
     )?;
-    let throughput = history
-        .epochs
-        .iter()
-        .map(|e| e.samples_per_second)
-        .sum::<f64>()
-        / history.epochs.len().max(1) as f64;
+    let throughput = mote_host::train::throughput(&history.epochs);
     println!(
         "f32 held-out accuracy {:.2}% after {} epochs ({:.1} s, {throughput:.0} samples/s); wrote {}/{{model.ckpt, training.json, training.svg, confusion.svg}}",
         100.0 * scores.accuracy,
@@ -344,7 +339,7 @@ pub fn throughput(spec_path: &Path, data: &str, epochs: usize, repeats: usize) -
     let mut rates = Vec::new();
     for _ in 0..repeats {
         let (_, history) = workflow::train(&spec, &prepared, &mut mote_host::train::NoCallbacks)?;
-        rates.extend(history.epochs.iter().map(|e| e.samples_per_second));
+        rates.push(mote_host::train::throughput(&history.epochs));
     }
     rates.sort_by(f64::total_cmp);
     Ok(rates[rates.len() / 2])

@@ -85,5 +85,6 @@ pub use spec::{
 };
 pub use tensor::{Rng, SampleShape, Tensor};
 pub use trainer::{
-    evaluate, train, BatchEvent, Callbacks, EpochStats, Evaluation, History, NoCallbacks,
+    evaluate, throughput, train, BatchEvent, Callbacks, EpochStats, Evaluation, History,
+    NoCallbacks,
 };

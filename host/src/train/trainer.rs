@@ -48,10 +48,23 @@ pub struct EpochStats {
     pub learning_rate: f32,
     /// Training throughput (forward, backward and update; evaluation excluded).
     pub samples_per_second: f64,
+    /// Samples trained on and the seconds that took (evaluation excluded): summed over
+    /// epochs, the run's throughput as total samples over total time.
+    pub samples: usize,
+    /// See [`Self::samples`].
+    pub train_seconds: f64,
     /// Wall time of the epoch, evaluation included.
     pub seconds: f64,
     /// Whether early stopping counted this epoch as the best so far.
     pub best: bool,
+}
+
+/// Total samples over total training time of `epochs` (not the mean of per-epoch rates, which
+/// weighs a fast epoch as much as a slow one).
+pub fn throughput(epochs: &[EpochStats]) -> f64 {
+    let samples: usize = epochs.iter().map(|e| e.samples).sum();
+    let seconds: f64 = epochs.iter().map(|e| e.train_seconds).sum();
+    samples as f64 / seconds.max(1e-9)
 }
 
 impl EpochStats {
@@ -274,6 +287,8 @@ pub fn train(
             val_accuracy: val.map(|v| v.accuracy),
             learning_rate: lr,
             samples_per_second: seen as f64 / train_seconds.max(1e-9),
+            samples: seen,
+            train_seconds,
             seconds: 0.0,
             best: false,
         };
@@ -416,5 +431,33 @@ mod tests {
         );
         let msg = format!("{:#}", bad.unwrap_err());
         assert!(msg.contains("sample 1, value 4 is NaN"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod throughput_tests {
+    use super::*;
+
+    fn epoch(samples: usize, train_seconds: f64) -> EpochStats {
+        EpochStats {
+            epoch: 0,
+            loss: 0.0,
+            accuracy: 0.0,
+            val_loss: None,
+            val_accuracy: None,
+            learning_rate: 0.0,
+            samples_per_second: samples as f64 / train_seconds,
+            samples,
+            train_seconds,
+            seconds: train_seconds,
+            best: false,
+        }
+    }
+
+    #[test]
+    fn throughput_is_total_samples_over_total_time() {
+        // 100 samples in 1 s, then 100 in 3 s: 50 samples/s, not the rates' mean (66.7).
+        let rate = throughput(&[epoch(100, 1.0), epoch(100, 3.0)]);
+        assert!((rate - 50.0).abs() < 1e-9, "{rate}");
     }
 }
