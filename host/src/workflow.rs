@@ -127,17 +127,40 @@ pub fn train(
     let mut net = Network::new(spec)?;
     net.check_sample_shape(&data.train.feature_shape)
         .with_context(|| format!("the data's samples are {:?}", data.train.feature_shape))?;
+    // Early stopping picks its epoch on a validation split carved from the training samples
+    // (stratified, seeded), never on the test split reported afterwards. Without it the
+    // per-epoch held-out figures are the test split's, shown and never acted on.
+    let split;
+    let (fit, validation) = match spec.training.early_stopping {
+        Some(_) => {
+            split = data.train.split(VALIDATION_FRACTION, VALIDATION_SEED);
+            ensure!(
+                !split.1.is_empty() && !split.0.is_empty(),
+                "early stopping needs a validation split ({:.0}% of the training samples), \
+                 and {} training samples leave none: remove `early_stopping` or add data",
+                100.0 * VALIDATION_FRACTION,
+                data.train.len()
+            );
+            (&split.0, &split.1)
+        }
+        None => (&data.train, &data.test),
+    };
     let history = crate::train::train(
         &mut net,
-        &data.train.features,
-        &data.train.labels,
-        &data.test.features,
-        &data.test.labels,
+        &fit.features,
+        &fit.labels,
+        &validation.features,
+        &validation.labels,
         &spec.training,
         callbacks,
     )?;
     Ok((net, history))
 }
+
+/// Share of the training samples early stopping validates on.
+pub const VALIDATION_FRACTION: f64 = 0.15;
+/// Seed of that split.
+const VALIDATION_SEED: u64 = 0x7A11_D8;
 
 /// Accuracy and confusion matrix.
 #[derive(Debug, Clone, PartialEq)]

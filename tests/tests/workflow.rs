@@ -92,3 +92,29 @@ fn eval_on_data_of_another_shape_is_an_error() {
     assert!(e.contains("takes 64 input values per sample"), "{e}");
     assert!(e.contains("have 6"), "{e}");
 }
+
+/// Early stopping validates on samples carved from the training split, not on the test split:
+/// with the test labels scrambled, the epochs' validation accuracy stays that of real digits.
+#[test]
+fn early_stopping_never_looks_at_the_test_split() {
+    let root = mote_host::firmware::workspace_root();
+    let mut spec = ModelSpec::from_file(root.join("examples/digits_mlp.toml")).unwrap();
+    spec.training.epochs = 4;
+    spec.training.early_stopping = Some(mote_host::train::EarlyStoppingSpec {
+        patience: 2,
+        metric: mote_host::train::Metric::ValAccuracy,
+        min_delta: 0.0,
+    });
+    let mut data = workflow::load_data("digits", None).unwrap();
+    let classes = data.test.num_classes() as u32;
+    for label in &mut data.test.labels {
+        *label = (*label + 3) % classes;
+    }
+    let (_, history) = workflow::train(&spec, &data, &mut NoCallbacks).unwrap();
+    let best = history.best_epoch.expect("early stopping chose an epoch");
+    let validation = history.epochs[best].val_accuracy.unwrap();
+    assert!(
+        validation > 0.8,
+        "validated on scrambled test labels: {validation}"
+    );
+}
