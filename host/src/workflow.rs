@@ -160,7 +160,7 @@ pub fn train(
 /// Share of the training samples early stopping validates on.
 pub const VALIDATION_FRACTION: f64 = 0.15;
 /// Seed of that split.
-const VALIDATION_SEED: u64 = 0x7A11_D8;
+const VALIDATION_SEED: u64 = 0x007A_11D8;
 
 /// Accuracy and confusion matrix.
 #[derive(Debug, Clone, PartialEq)]
