@@ -630,3 +630,22 @@ fn normalization_on_the_digits_split() {
         assert!((a - b).abs() <= 1e-5, "{a} vs {b}");
     }
 }
+
+/// A label column of names (as data loggers write them) becomes classes in sorted order, whose
+/// names the dataset keeps (they reach `model.rs`); a name outside given classes is an error.
+#[test]
+fn named_labels_become_classes() {
+    use mote_host::data::{parse_csv, CsvOptions};
+    let text = "a,b,activity\n1,2,walk\n3,4,run\n5,6,walk\n7,8,idle\n";
+    let set = parse_csv(text.as_bytes(), "log.csv", &CsvOptions::default()).unwrap();
+    assert_eq!(set.class_names, ["idle", "run", "walk"]);
+    assert_eq!(set.labels, [2, 1, 2, 0]);
+    let given = CsvOptions {
+        class_names: Some(vec!["walk".into(), "run".into()]),
+        ..CsvOptions::default()
+    };
+    let e = parse_csv(text.as_bytes(), "log.csv", &given)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("label `idle` is not one of the classes"), "{e}");
+}

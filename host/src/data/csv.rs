@@ -121,10 +121,10 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
         }
     };
     let feature_count = columns - 1;
-    let class_count = options.class_names.as_ref().map(Vec::len);
 
     let mut features = Vec::new();
-    let mut labels = Vec::new();
+    // Each row's label field, where it stands: numbers, or names (`walk`, `run`).
+    let mut label_fields: Vec<(String, usize)> = Vec::new();
     let rows = std::iter::once((first_line, first))
         .filter(|_| !has_header)
         .chain(lines);
@@ -141,7 +141,7 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
         );
         for (col, field) in fields.iter().enumerate() {
             if col == label_col {
-                labels.push(parse_label(field, source, line_no, col + 1, class_count)?);
+                label_fields.push((field.clone(), line_no));
             } else {
                 let value: f32 = field.parse().map_err(|_| {
                     anyhow::anyhow!(
@@ -159,9 +159,16 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
         }
     }
     ensure!(
-        !labels.is_empty(),
+        !label_fields.is_empty(),
         "{source}: no data rows (line {first_line} is a header and nothing follows)"
     );
+    let column = label_col + 1;
+    let (labels, named) = labels(
+        &label_fields,
+        options.class_names.as_deref(),
+        source,
+        column,
+    )?;
 
     let feature_shape = match &options.feature_shape {
         Some(shape) => {
@@ -174,12 +181,53 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
         }
         None => vec![feature_count],
     };
-    let class_names = match &options.class_names {
-        Some(names) => names.clone(),
-        None => numbered_classes(&labels),
+    let class_names = match (&options.class_names, named) {
+        (Some(names), _) => names.clone(),
+        (None, Some(names)) => names,
+        (None, None) => numbered_classes(&labels),
     };
     Dataset::new(features, feature_shape, labels, class_names)
         .with_context(|| format!("{source}: inconsistent dataset"))
+}
+
+/// The rows' labels: integers when any field is a number (a field that is not an integer is
+/// then an error; bounded by `class_names` if given); otherwise names, each the index of its
+/// class: in `class_names` if given, else in the sorted set of names found (returned as the
+/// class names).
+fn labels(
+    fields: &[(String, usize)],
+    class_names: Option<&[String]>,
+    source: &str,
+    column: usize,
+) -> Result<(Vec<u32>, Option<Vec<String>>)> {
+    let numeric = fields.iter().any(|(f, _)| f.parse::<f64>().is_ok());
+    if numeric {
+        let count = class_names.map(<[String]>::len);
+        let labels = fields
+            .iter()
+            .map(|(f, line)| parse_label(f, source, *line, column, count))
+            .collect::<Result<_>>()?;
+        return Ok((labels, None));
+    }
+    let names: Vec<String> = match class_names {
+        Some(names) => names.to_vec(),
+        None => {
+            let mut found: Vec<String> = fields.iter().map(|(f, _)| f.clone()).collect();
+            found.sort();
+            found.dedup();
+            found
+        }
+    };
+    let labels = fields
+        .iter()
+        .map(|(f, line)| match names.iter().position(|n| n == f) {
+            Some(i) => Ok(i as u32),
+            None => bail!(
+                "{source} line {line}, column {column}: label `{f}` is not one of the classes {names:?}"
+            ),
+        })
+        .collect::<Result<_>>()?;
+    Ok((labels, class_names.is_none().then_some(names)))
 }
 
 fn parse_label(
