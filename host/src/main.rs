@@ -5,6 +5,7 @@ mod cli;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mote_host::firmware::Board;
+use mote_host::workflow::Finetune;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -67,8 +68,12 @@ enum Commands {
         range: String,
         /// Also write a fine-tuning set seen through a new sensor `x' = gain * x + offset`
         /// (offset as a fraction of the data's range), e.g. `0.4,0.5`.
-        #[arg(long, value_parser = parse_shift)]
+        #[arg(long, value_parser = parse_shift, conflicts_with = "finetune_data")]
         finetune_shift: Option<(f32, f32)>,
+        /// Also write a fine-tuning set from a labelled recording of the new sensor (raw
+        /// readings in any data format `--data` takes): 80% to fine-tune on, 20% to score.
+        #[arg(long)]
+        finetune_data: Option<PathBuf>,
     },
     /// Accuracy and confusion matrix of a checkpoint (f32) or an exported model (int8).
     Eval {
@@ -193,9 +198,18 @@ fn run(cli: Cli) -> Result<ExitCode> {
             calibration,
             range,
             finetune_shift,
+            finetune_data,
         } => {
             let method = cli::train::range_method(&range)?;
-            cli::train::export(&checkpoint, &out, calibration, method, finetune_shift)?;
+            let finetune = match (finetune_shift, finetune_data) {
+                (Some((gain, offset)), _) => Some(Finetune::Shift { gain, offset }),
+                (None, Some(path)) => Some(Finetune::Recording(
+                    mote_host::data::read_file_source(&path)
+                        .with_context(|| format!("reading {}", path.display()))?,
+                )),
+                (None, None) => None,
+            };
+            cli::train::export(&checkpoint, &out, calibration, method, finetune)?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Eval { model, data } => {

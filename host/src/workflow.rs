@@ -244,6 +244,21 @@ pub fn eval_quantized(
     Ok(scores(classes, pairs.into_iter()))
 }
 
+/// What the device fine-tunes its head on, on a new sensor.
+#[derive(Debug, Clone)]
+pub enum Finetune {
+    /// The training samples seen through `x' = gain * x + offset` (offset as a fraction of the
+    /// data's range): a synthetic new sensor.
+    Shift {
+        /// Gain.
+        gain: f32,
+        /// Offset.
+        offset: f32,
+    },
+    /// A labelled recording from the new sensor, raw: 80% to fine-tune on, 20% to score.
+    Recording(Dataset),
+}
+
 /// A sensor with a different gain and offset: `x' = gain * x + offset` on the raw scale,
 /// clamped to the data's raw range, then normalized like the rest.
 pub fn shifted(set: &Dataset, norm: &Normalization, gain: f32, offset: f32) -> Result<Dataset> {
@@ -285,7 +300,7 @@ pub fn export(
     data: &Prepared,
     calibration: usize,
     method: RangeMethod,
-    finetune_shift: Option<(f32, f32)>,
+    finetune: Option<Finetune>,
     dir: &Path,
 ) -> Result<ExportReport> {
     let float_model = net.to_float_model();
@@ -302,13 +317,36 @@ pub fn export(
         normalization: Some((&data.normalization.mean, &data.normalization.std)),
     };
     let test_x = rows(&data.test);
-    let finetune = match finetune_shift {
-        Some((gain, offset)) => {
+    let finetune = match finetune {
+        Some(Finetune::Shift { gain, offset }) => {
             // Fine-tune on (up to) 400 shifted training samples; test on the shifted test split.
             let n = data.train.len().min(400);
             let idx: Vec<usize> = (0..n).collect();
             let tune = shifted(&data.train.subset(&idx), &data.normalization, gain, offset)?;
             let tune_test = shifted(&data.test, &data.normalization, gain, offset)?;
+            Some((tune, tune_test))
+        }
+        Some(Finetune::Recording(mut recording)) => {
+            ensure!(
+                recording.feature_shape == data.train.feature_shape,
+                "the fine-tuning recording's samples are {:?}, the model's {:?}",
+                recording.feature_shape,
+                data.train.feature_shape
+            );
+            ensure!(
+                recording.num_classes() <= data.train.num_classes(),
+                "the fine-tuning recording has {} classes, the model {}",
+                recording.num_classes(),
+                data.train.num_classes()
+            );
+            // As the device sees the new sensor: raw readings through the model's normalization.
+            data.normalization.apply(&mut recording)?;
+            let (tune, tune_test) = recording.split(0.2, data::DIGITS_SPLIT_SEED);
+            ensure!(
+                !tune.is_empty() && !tune_test.is_empty(),
+                "the fine-tuning recording's {} samples leave no training or test part",
+                recording.len()
+            );
             Some((tune, tune_test))
         }
         None => None,

@@ -199,3 +199,39 @@ fn a_test_file_survives_through_export() {
     );
     std::fs::remove_dir_all(&root).ok();
 }
+
+/// `mote export --finetune-data FILE`: a labelled recording from the new sensor becomes the
+/// device's fine-tuning set (80%) and its test (20%), through the model's normalization.
+#[test]
+fn a_new_sensor_recording_becomes_the_fine_tuning_set() {
+    let data = std::env::temp_dir().join(format!("mote-recording-{}", std::process::id()));
+    trained_and_exported(&data);
+    let mut recording = String::from("x0,x1,x2,x3,label\n");
+    for line in csv(50, 5).lines().skip(1) {
+        let v: Vec<f32> = line.split(',').map(|x| x.parse().unwrap()).collect();
+        let _ = writeln!(
+            recording,
+            "{},{},{},{},{}",
+            v[0] * 1.3 + 1.0,
+            v[1] * 1.3 + 1.0,
+            v[2] * 1.3 + 1.0,
+            v[3] * 1.3 + 1.0,
+            v[4]
+        );
+    }
+    std::fs::write(data.join("new_sensor.csv"), recording).unwrap();
+    let args = [
+        "export",
+        "run/model.ckpt",
+        "--out",
+        "tuned",
+        "--finetune-data",
+        "new_sensor.csv",
+    ];
+    mote(&data, &args);
+    let labels = |name: &str| std::fs::read(data.join("tuned").join(name)).unwrap().len();
+    assert_eq!(labels("finetune_labels.u8"), 40);
+    assert_eq!(labels("finetune_test_labels.u8"), 10);
+    assert_eq!(labels("finetune_inputs.i8"), 40 * 4);
+    std::fs::remove_dir_all(&data).ok();
+}

@@ -23,7 +23,10 @@ fn train_quantize_export_parse_invoke() {
         &data,
         200,
         RangeMethod::Percentile(99.99),
-        Some((0.6, 0.25)),
+        Some(workflow::Finetune::Shift {
+            gain: 0.6,
+            offset: 0.25,
+        }),
         &dir,
     )
     .unwrap();

@@ -29,7 +29,10 @@ pub fn run(out: &Path, epochs: Option<usize>) -> Result<()> {
         &dir,
         200,
         RangeMethod::MinMax,
-        Some(SHIFT),
+        Some(mote_host::workflow::Finetune::Shift {
+            gain: SHIFT.0,
+            offset: SHIFT.1,
+        }),
     )?;
 
     println!("\n== 3/4 build the firmware and run it on the emulated Cortex-M4 (QEMU mps2-an386)");

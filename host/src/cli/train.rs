@@ -214,7 +214,7 @@ pub fn export(
     out: &Path,
     calibration: usize,
     method: RangeMethod,
-    finetune_shift: Option<(f32, f32)>,
+    finetune: Option<workflow::Finetune>,
 ) -> Result<workflow::ExportReport> {
     let net =
         Network::load(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
@@ -222,7 +222,7 @@ pub fn export(
     // The data, test split and normalization the model was trained with.
     let test = record.test.as_deref().map(Path::new);
     let prepared = workflow::load_data_normalized(&record.data, test, Some(&record.normalization))?;
-    let report = workflow::export(&net, &prepared, calibration, method, finetune_shift, out)?;
+    let report = workflow::export(&net, &prepared, calibration, method, finetune, out)?;
     // The record travels with the model: `mote eval` on the directory uses its normalization.
     std::fs::write(
         out.join("training.json"),
