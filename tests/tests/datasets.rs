@@ -649,3 +649,22 @@ fn named_labels_become_classes() {
         .to_string();
     assert!(e.contains("label `idle` is not one of the classes"), "{e}");
 }
+
+/// Header detection looks at the feature columns (a label may be a name) and, for a label that
+/// is not a number, at the row below it.
+#[test]
+fn a_header_is_told_from_a_first_row_with_a_named_label() {
+    use mote_host::data::{parse_csv, CsvOptions};
+    let parse = |text: &str| parse_csv(text.as_bytes(), "t.csv", &CsvOptions::default()).unwrap();
+    assert_eq!(
+        parse("1,2,walk\n3,4,run\n").len(),
+        2,
+        "no header: both rows are samples"
+    );
+    assert_eq!(parse("a,b,activity\n1,2,walk\n").len(), 1);
+    assert_eq!(
+        parse("0,1,label\n1,2,0\n3,4,1\n").len(),
+        2,
+        "numbered columns, named label"
+    );
+}

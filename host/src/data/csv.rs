@@ -81,7 +81,8 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
         .split('\n')
         .enumerate()
         .map(|(i, line)| (i + 1, line.strip_suffix('\r').unwrap_or(line)))
-        .filter(|(_, line)| !line.trim().is_empty());
+        .filter(|(_, line)| !line.trim().is_empty())
+        .peekable();
     let split = |line: &str| -> Vec<String> {
         line.split(options.delimiter)
             .map(|f| {
@@ -100,11 +101,6 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
     };
     let first_fields = split(first);
     let columns = first_fields.len();
-    let has_header = match options.header {
-        Header::Present => true,
-        Header::Absent => false,
-        Header::Auto => first_fields.iter().any(|f| f.parse::<f64>().is_err()),
-    };
     ensure!(
         columns >= 2,
         "{source} line {first_line}: {columns} field(s); a row needs at least one feature and a label"
@@ -118,6 +114,25 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
                 "{source}: label column {i} (0-based) is beyond the {columns} columns of line {first_line}"
             );
             i
+        }
+    };
+    let number = |f: &String| f.parse::<f64>().is_ok();
+    let has_header = match options.header {
+        Header::Present => true,
+        Header::Absent => false,
+        // A feature that is not a number; or a label that is not one above a row whose label is
+        // (labels may be names: `walk`, `run`).
+        Header::Auto => {
+            let features = first_fields
+                .iter()
+                .enumerate()
+                .filter(|(c, _)| *c != label_col);
+            let next_label = lines
+                .peek()
+                .and_then(|(_, l)| split(l).get(label_col).cloned());
+            features.map(|(_, f)| f).any(|f| !number(f))
+                || (!first_fields.get(label_col).is_some_and(number)
+                    && next_label.is_some_and(|l| number(&l)))
         }
     };
     let feature_count = columns - 1;
