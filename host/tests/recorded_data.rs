@@ -39,9 +39,9 @@ fn mote(dir: &Path, args: &[&str]) -> String {
     text
 }
 
-/// Trains the sums model on `train.csv` (+ `test.csv` as `--test`) in `data` and exports it to
-/// `data/model`.
-fn trained_and_exported(data: &Path) {
+/// Writes `train.csv`, `test.csv` and the sums model into `data` and trains it there (`run/`)
+/// with `test.csv` as `--test`.
+fn trained(data: &Path) {
     std::fs::create_dir_all(data).unwrap();
     std::fs::write(data.join("train.csv"), csv(120, 1)).unwrap();
     std::fs::write(data.join("test.csv"), csv(7, 2)).unwrap();
@@ -65,6 +65,11 @@ fn trained_and_exported(data: &Path) {
             "run",
         ],
     );
+}
+
+/// [`trained`], then exported to `data/model`.
+fn trained_and_exported(data: &Path) {
+    trained(data);
     mote(data, &["export", "run/model.ckpt", "--out", "model"]);
 }
 
@@ -146,30 +151,8 @@ fn eval_on_a_shifted_file_equals_infer_on_the_same_samples() {
 fn a_test_file_survives_through_export() {
     let root = std::env::temp_dir().join(format!("mote-recorded-{}", std::process::id()));
     let (data, elsewhere) = (root.join("data"), root.join("elsewhere"));
-    std::fs::create_dir_all(&data).unwrap();
+    trained(&data);
     std::fs::create_dir_all(&elsewhere).unwrap();
-    std::fs::write(data.join("train.csv"), csv(120, 1)).unwrap();
-    std::fs::write(data.join("test.csv"), csv(7, 2)).unwrap();
-    std::fs::write(
-        data.join("model.toml"),
-        "name = \"sums\"\ninput = [4]\nclasses = 2\n[[layers]]\ntype = \"dense\"\nunits = 8\n\
-         activation = \"relu\"\n[[layers]]\ntype = \"dense\"\nunits = 2\n[[layers]]\n\
-         type = \"softmax\"\n[training]\nepochs = 5\n",
-    )
-    .unwrap();
-    mote(
-        &data,
-        &[
-            "train",
-            "model.toml",
-            "--data",
-            "train.csv",
-            "--test",
-            "test.csv",
-            "--out",
-            "run",
-        ],
-    );
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("run/training.json")).unwrap())
             .unwrap();

@@ -668,3 +668,25 @@ fn a_header_is_told_from_a_first_row_with_a_named_label() {
         "numbered columns, named label"
     );
 }
+
+/// `--data x.npy` finds its labels beside it (`y.npy` here), and says where it looked.
+#[test]
+fn npy_features_find_their_labels_beside_them() {
+    use mote_host::data::read_file_source;
+    let dir = std::env::temp_dir().join(format!("mote-npy-beside-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let x = bytes_of(&[1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0], f32::to_le_bytes);
+    std::fs::write(dir.join("x.npy"), npy("<f4", &[3, 2], &x)).unwrap();
+    let e = read_file_source(&dir.join("x.npy"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("labels file is missing") && e.contains("y.npy"),
+        "{e}"
+    );
+    let y = bytes_of(&[0i64, 1, 0], i64::to_le_bytes);
+    std::fs::write(dir.join("y.npy"), npy("<i8", &[3], &y)).unwrap();
+    let set = read_file_source(&dir.join("x.npy")).unwrap();
+    assert_eq!((set.len(), set.feature_shape.clone()), (3, vec![2]));
+    std::fs::remove_dir_all(&dir).ok();
+}

@@ -127,48 +127,6 @@ mod tests {
         dir
     }
 
-    /// A version 1.0 `.npy` file of little-endian `descr` values.
-    fn npy(descr: &str, shape: &[usize], data: &[u8]) -> Vec<u8> {
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        let shape = match dims.len() {
-            1 => format!("({},)", dims[0]),
-            _ => format!("({})", dims.join(", ")),
-        };
-        let mut header =
-            format!("{{'descr': '{descr}', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-        out.extend_from_slice(header.as_bytes());
-        out.extend_from_slice(data);
-        out
-    }
-
-    #[test]
-    fn npy_features_find_their_labels_beside_them() {
-        let dir = temp_dir("npy");
-        let x: Vec<u8> = [1.0f32, 2.0, 3.0, 4.0, 5.0, 6.0]
-            .iter()
-            .flat_map(|v| v.to_le_bytes())
-            .collect();
-        std::fs::write(dir.join("x.npy"), npy("<f4", &[3, 2], &x)).unwrap();
-        let e = read_file_source(&dir.join("x.npy"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("labels file is missing") && e.contains("y.npy"),
-            "{e}"
-        );
-        let y: Vec<u8> = [0i64, 1, 0].iter().flat_map(|v| v.to_le_bytes()).collect();
-        std::fs::write(dir.join("y.npy"), npy("<i8", &[3], &y)).unwrap();
-        let set = read_file_source(&dir.join("x.npy")).unwrap();
-        assert_eq!((set.len(), set.feature_shape.clone()), (3, vec![2]));
-        std::fs::remove_dir_all(&dir).ok();
-    }
-
     #[test]
     fn idx_is_known_by_its_bytes_and_csv_by_default_whatever_the_name() {
         let dir = temp_dir("idx");
