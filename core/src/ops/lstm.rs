@@ -444,11 +444,10 @@ pub fn lstm_i8(
         expected: d.batch * d.units,
         actual: hidden.len().min(cell.len()),
     };
+    // Exactly the groups the step widens: planned scratch is rounded up, and a group past
+    // them would enter the DSP loop with stale values.
     let columns: &mut [[u32; 2]] = cast::slice_mut(scratch).unwrap_or(&mut []);
-    let columns = match columns.len() >= layer.scratch_words() {
-        true => columns,
-        false => &mut [],
-    };
+    let columns = columns.get_mut(..layer.scratch_words()).unwrap_or(&mut []);
     for b in 0..d.batch {
         let states = b * d.units..(b + 1) * d.units;
         let h = hidden.get_mut(states.clone()).ok_or(short)?;
@@ -830,7 +829,10 @@ mod tests {
         let shape = Shape4::new(1, d.batch, d.steps, d.features);
         let mut hidden = std::vec![-3i8; d.batch * d.units];
         let mut cell = std::vec![0i16; d.batch * d.units];
-        let mut scratch = std::vec![0u32; 2 * l.scratch_words() * usize::from(fast)];
+        // Planned scratch is rounded up: a stale group past the widened ones must not count.
+        let spare = 2 * usize::from(fast);
+        let mut scratch =
+            std::vec![0x7F7F_7F7Fu32; (2 * l.scratch_words() + spare) * usize::from(fast)];
         let bytes = cast::words_as_bytes_mut(&mut scratch);
         let mut all = std::vec::Vec::new();
         for _ in 0..invokes {
