@@ -5,7 +5,6 @@ mod cli;
 use anyhow::{bail, Context, Result};
 use clap::{Parser, Subcommand};
 use mote_host::firmware::Board;
-use mote_host::workflow::Finetune;
 use std::io::Write;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -39,10 +38,10 @@ enum Commands {
     Train {
         /// The model definition, e.g. examples/digits_dscnn.toml.
         spec: PathBuf,
-        /// `digits`, `motion`, or a CSV / .npz file (features then label).
+        /// `digits`, `motion`, a data file (CSV, ARFF, .npy, .npz, IDX) or a folder.
         #[arg(long, default_value = "digits")]
         data: String,
-        /// A separate test file (otherwise a fixed 20% is held out).
+        /// A separate test file (otherwise a stratified, seeded share is held out).
         #[arg(long)]
         test: Option<PathBuf>,
         /// Output directory.
@@ -51,6 +50,8 @@ enum Commands {
         /// Override the spec's number of epochs.
         #[arg(long)]
         epochs: Option<usize>,
+        #[command(flatten)]
+        reading: cli::train::DataArgs,
     },
     /// Quantize a checkpoint to int8 with a calibration subset and export the model directory
     /// (model.mote, generated model.rs, test and fine-tuning sets) the firmware builds from.
@@ -71,7 +72,8 @@ enum Commands {
         #[arg(long, value_parser = parse_shift, conflicts_with = "finetune_data")]
         finetune_shift: Option<(f32, f32)>,
         /// Also write a fine-tuning set from a labelled recording of the new sensor (raw
-        /// readings in any data format `--data` takes): 80% to fine-tune on, 20% to score.
+        /// readings in any data format `--data` takes, read as the training data was): 80% to
+        /// fine-tune on, 20% to score.
         #[arg(long)]
         finetune_data: Option<PathBuf>,
     },
@@ -188,8 +190,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
             test,
             out,
             epochs,
+            reading,
         } => {
-            cli::train::train(&spec, &data, test.as_deref(), &out, epochs)?;
+            cli::train::train(&spec, &data, test.as_deref(), &out, epochs, &reading)?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Export {
@@ -202,11 +205,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let method = cli::train::range_method(&range)?;
             let finetune = match (finetune_shift, finetune_data) {
-                (Some((gain, offset)), _) => Some(Finetune::Shift { gain, offset }),
-                (None, Some(path)) => Some(Finetune::Recording(
-                    mote_host::data::read_file_source(&path)
-                        .with_context(|| format!("reading {}", path.display()))?,
-                )),
+                (Some((gain, offset)), _) => Some(cli::train::FinetuneSource::Shift(gain, offset)),
+                (None, Some(path)) => Some(cli::train::FinetuneSource::Recording(path)),
                 (None, None) => None,
             };
             cli::train::export(&checkpoint, &out, calibration, method, finetune)?;

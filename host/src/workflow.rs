@@ -2,7 +2,7 @@
 //! dataset, normalize it, train a spec, quantize with a calibration subset, compare f32 and
 //! int8, and write the model directory the firmware builds from.
 
-use crate::data::{self, Dataset, Normalization};
+use crate::data::{DataOptions, Dataset, Normalization, Splits};
 use crate::export::{write_model_dir, ExportInfo, LabelledSet};
 use crate::quantize::{quantize, quantize_input, Quantized, RangeMethod};
 use crate::train::{Callbacks, History, ModelSpec, Network};
@@ -12,35 +12,27 @@ use mote_core::{Interpreter, Model};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 
-/// A train/test pair, normalized with statistics of the training half.
+/// The three splits, normalized with statistics of the training split.
 #[derive(Debug, Clone)]
 pub struct Prepared {
     /// Training samples.
     pub train: Dataset,
-    /// Held-out samples.
+    /// Validation samples: scored after every epoch (early stopping, schedules).
+    pub validation: Dataset,
+    /// Test samples: scored once, after training.
     pub test: Dataset,
-    /// Per-channel normalization fitted on `train` and applied to both.
+    /// Per-channel normalization fitted on `train` and applied to all three.
     pub normalization: Normalization,
 }
 
-/// Loads `source` (`digits`, `motion`, or a CSV/NPZ/IDX file with an optional separate test
-/// file; otherwise a fixed 20% of it is held out) and normalizes it.
-pub fn load_data(source: &str, test_file: Option<&Path>) -> Result<Prepared> {
-    load_data_normalized(source, test_file, None)
-}
-
-/// `source`'s training and test samples, not normalized (see [`load_data`]).
-pub fn raw_split(source: &str, test_file: Option<&Path>) -> Result<(Dataset, Dataset)> {
-    Ok(match source {
-        "digits" => data::digits_split()?,
-        "motion" | "basic-motions" => data::basic_motions()?,
-        path => match (data::read_source(Path::new(path))?, test_file) {
-            (data::Source::One(all), None) => all.split(0.2, data::DIGITS_SPLIT_SEED),
-            (data::Source::One(all), Some(t)) => (all, data::read_file_source(t)?),
-            (data::Source::Split(train, _), Some(t)) => (train, data::read_file_source(t)?),
-            (data::Source::Split(train, test), None) => (train, test),
-        },
-    })
+/// Loads `source` (`digits`, `motion`, a data file or folder; `test_file` overrides the test
+/// split) as `options` say, and normalizes it with statistics of the training split.
+pub fn load_data(
+    source: &str,
+    test_file: Option<&Path>,
+    options: &DataOptions,
+) -> Result<Prepared> {
+    load_data_normalized(source, test_file, options, None)
 }
 
 /// [`load_data`] normalized with `normalization` when given (a trained model's), instead of
@@ -48,19 +40,24 @@ pub fn raw_split(source: &str, test_file: Option<&Path>) -> Result<(Dataset, Dat
 pub fn load_data_normalized(
     source: &str,
     test_file: Option<&Path>,
+    options: &DataOptions,
     normalization: Option<&Normalization>,
 ) -> Result<Prepared> {
-    let (train, test) = raw_split(source, test_file)?;
-    // The normalization the model was trained with, or one fitted on the training split.
+    let Splits {
+        mut train,
+        mut validation,
+        mut test,
+    } = options.load(source, test_file)?;
     let normalization = match normalization {
         Some(n) => n.clone(),
         None => Normalization::fit(&train),
     };
-    let (mut train, mut test) = (train, test);
-    normalization.apply(&mut train)?;
-    normalization.apply(&mut test)?;
+    for set in [&mut train, &mut validation, &mut test] {
+        normalization.apply(set)?;
+    }
     Ok(Prepared {
         train,
+        validation,
         test,
         normalization,
     })
@@ -75,15 +72,18 @@ pub fn recorded_source(source: &str) -> String {
     }
 }
 
-/// The samples `mote eval --data SOURCE` scores, normalized with the model's own
-/// `normalization`: every sample of a file; a bundled set's or a folder's test split.
-pub fn eval_samples(source: &str, normalization: &Normalization) -> Result<Dataset> {
+/// The samples `mote eval --data SOURCE` scores, read as `options` say and normalized with
+/// the model's own `normalization`: every sample of a file; a bundled set's or a folder's test
+/// split.
+pub fn eval_samples(
+    source: &str,
+    options: &DataOptions,
+    normalization: &Normalization,
+) -> Result<Dataset> {
+    let path = Path::new(source);
     let mut set = match source {
-        "digits" | "motion" | "basic-motions" => raw_split(source, None)?.1,
-        path => match data::read_source(Path::new(path))? {
-            data::Source::One(all) => all,
-            data::Source::Split(_, test) => test,
-        },
+        _ if path.is_file() => options.read_all(path)?,
+        _ => options.load(source, None)?.test,
     };
     normalization.apply(&mut set)?;
     Ok(set)
@@ -97,6 +97,9 @@ pub struct TrainingRecord {
     /// The test file given with `--test` (absolute), if any: the held-out samples.
     #[serde(default)]
     pub test: Option<String>,
+    /// How the data was read and split.
+    #[serde(default)]
+    pub options: DataOptions,
     /// The normalization fitted on the training split.
     pub normalization: Normalization,
     /// Class names.
@@ -127,40 +130,30 @@ pub fn train(
     let mut net = Network::new(spec)?;
     net.check_sample_shape(&data.train.feature_shape)
         .with_context(|| format!("the data's samples are {:?}", data.train.feature_shape))?;
-    // Early stopping picks its epoch on a validation split carved from the training samples
-    // (stratified, seeded), never on the test split reported afterwards. Without it the
-    // per-epoch held-out figures are the test split's, shown and never acted on.
-    let split;
-    let (fit, validation) = match spec.training.early_stopping {
-        Some(_) => {
-            split = data.train.split(VALIDATION_FRACTION, VALIDATION_SEED);
-            ensure!(
-                !split.1.is_empty() && !split.0.is_empty(),
-                "early stopping needs a validation split ({:.0}% of the training samples), \
-                 and {} training samples leave none: remove `early_stopping` or add data",
-                100.0 * VALIDATION_FRACTION,
-                data.train.len()
-            );
-            (&split.0, &split.1)
-        }
-        None => (&data.train, &data.test),
-    };
+    ensure!(
+        data.train.num_classes() <= spec.classes,
+        "the data has {} classes ({:?}), but the model `{}` outputs {}",
+        data.train.num_classes(),
+        data.train.class_names,
+        spec.name,
+        spec.classes
+    );
+    ensure!(
+        spec.training.early_stopping.is_none() || !data.validation.is_empty(),
+        "early stopping needs validation samples, and the validation split is empty: set the \
+         `validation` share above 0 or add data"
+    );
     let history = crate::train::train(
         &mut net,
-        &fit.features,
-        &fit.labels,
-        &validation.features,
-        &validation.labels,
+        &data.train.features,
+        &data.train.labels,
+        &data.validation.features,
+        &data.validation.labels,
         &spec.training,
         callbacks,
     )?;
     Ok((net, history))
 }
-
-/// Share of the training samples early stopping validates on.
-pub const VALIDATION_FRACTION: f64 = 0.15;
-/// Seed of that split.
-const VALIDATION_SEED: u64 = 0x007A_11D8;
 
 /// Accuracy and confusion matrix.
 #[derive(Debug, Clone, PartialEq)]
@@ -255,8 +248,14 @@ pub enum Finetune {
         /// Offset.
         offset: f32,
     },
-    /// A labelled recording from the new sensor, raw: 80% to fine-tune on, 20% to score.
-    Recording(Dataset),
+    /// A labelled recording from the new sensor, raw, split into samples to fine-tune on and
+    /// samples to score (see [`DataOptions::load`]).
+    Recording {
+        /// Samples the device fine-tunes on.
+        tune: Dataset,
+        /// Samples it is scored on.
+        test: Dataset,
+    },
 }
 
 /// A sensor with a different gain and offset: `x' = gain * x + offset` on the raw scale,
@@ -326,28 +325,25 @@ pub fn export(
             let tune_test = shifted(&data.test, &data.normalization, gain, offset)?;
             Some((tune, tune_test))
         }
-        Some(Finetune::Recording(mut recording)) => {
-            ensure!(
-                recording.feature_shape == data.train.feature_shape,
-                "the fine-tuning recording's samples are {:?}, the model's {:?}",
-                recording.feature_shape,
-                data.train.feature_shape
-            );
-            ensure!(
-                recording.num_classes() <= data.train.num_classes(),
-                "the fine-tuning recording has {} classes, the model {}",
-                recording.num_classes(),
-                data.train.num_classes()
-            );
+        Some(Finetune::Recording { mut tune, mut test }) => {
+            for set in [&tune, &test] {
+                ensure!(
+                    set.feature_shape == data.train.feature_shape,
+                    "the fine-tuning recording's samples are {:?}, the model's {:?}",
+                    set.feature_shape,
+                    data.train.feature_shape
+                );
+                ensure!(
+                    set.num_classes() <= data.train.num_classes(),
+                    "the fine-tuning recording has {} classes, the model {}",
+                    set.num_classes(),
+                    data.train.num_classes()
+                );
+            }
             // As the device sees the new sensor: raw readings through the model's normalization.
-            data.normalization.apply(&mut recording)?;
-            let (tune, tune_test) = recording.split(0.2, data::DIGITS_SPLIT_SEED);
-            ensure!(
-                !tune.is_empty() && !tune_test.is_empty(),
-                "the fine-tuning recording's {} samples leave no training or test part",
-                recording.len()
-            );
-            Some((tune, tune_test))
+            data.normalization.apply(&mut tune)?;
+            data.normalization.apply(&mut test)?;
+            Some((tune, test))
         }
         None => None,
     };

@@ -243,7 +243,7 @@ fn csv_errors_name_the_file_line_and_problem() {
             "<path> line 3, column 3: label 3 is out of range for 3 classes (0..=2)"),
         ("1,2,3,0\n", &shaped,
             "<path>: feature shape [2, 2] holds 4 values, but rows have 3 feature columns"),
-        ("1,2,0\n", &beyond, "<path>: label column 3 (0-based) is beyond the 3 columns of line 1"),
+        ("1,2,0\n", &beyond, "<path>: column 3 (0-based) is beyond the 3 columns of the first row"),
     ];
     for (text, options, expected) in cases {
         let path = temp_file("bad.csv", text.as_bytes());
@@ -258,6 +258,39 @@ fn csv_errors_name_the_file_line_and_problem() {
         format!("{missing:#}").starts_with("reading "),
         "{missing:#}"
     );
+}
+
+/// A data logger's export: a header, quoted fields holding the delimiter, CRLF, a timestamp
+/// column to skip, the label named by its header and given as words.
+#[test]
+fn csv_reads_quoted_fields_named_columns_and_skips_columns() {
+    let text = "\"time, s\",ax,ay,activity,note\r\n\
+                0.0,1.5,-2,walk,\"ok, fine\"\r\n\
+                0.1,\"2.5\",-3,run,\"\"\r\n\
+                \r\n\
+                0.2,3.5,-4,walk,x\r\n";
+    let options = CsvOptions {
+        label_column: LabelColumn::Name("activity".into()),
+        ignore_columns: vec![LabelColumn::Name("time, s".into()), LabelColumn::Index(4)],
+        ..CsvOptions::default()
+    };
+    let d = read_csv(temp_file("logger.csv", text.as_bytes()), &options).unwrap();
+    assert_eq!(d.feature_shape, vec![2]);
+    assert_eq!(d.features, vec![1.5, -2.0, 2.5, -3.0, 3.5, -4.0]);
+    assert_eq!((d.labels, d.class_names), (vec![1, 0, 1], names(&["run", "walk"])));
+    // A named column the header lacks, and the label among the skipped columns.
+    let absent = CsvOptions {
+        label_column: LabelColumn::Name("class".into()),
+        ..CsvOptions::default()
+    };
+    let e = read_csv(temp_file("logger.csv", text.as_bytes()), &absent).unwrap_err();
+    assert!(e.to_string().contains("no column named `class`"), "{e}");
+    let clash = CsvOptions {
+        ignore_columns: vec![LabelColumn::Last],
+        ..CsvOptions::default()
+    };
+    let e = read_csv(temp_file("logger.csv", text.as_bytes()), &clash).unwrap_err();
+    assert!(e.to_string().contains("also an ignored column"), "{e}");
 }
 
 // ------------------------------------------------------------------------------ .npy and .npz

@@ -615,7 +615,7 @@ fn motion_cnn1d_example_learns_basic_motions() {
 /// emit, export agreement and a checkpoint round trip. Returns (f32, int8) accuracy.
 fn lstm_example(file: &str, data: &str, sample_len: usize) -> (f64, f64) {
     let spec = example(file);
-    let data = workflow::load_data(data, None).unwrap();
+    let data = workflow::load_data(data, None, &Default::default()).unwrap();
     let start = std::time::Instant::now();
     let (mut net, history) = workflow::train(&spec, &data, &mut NoCallbacks).unwrap();
     let seconds = start.elapsed().as_secs_f64();

@@ -13,7 +13,7 @@ use std::time::Duration;
 fn device_and_host(file: &str, data: &str) -> ((usize, usize), usize) {
     let path = format!("{}/../examples/{file}", env!("CARGO_MANIFEST_DIR"));
     let spec = ModelSpec::from_file(path).unwrap();
-    let data = workflow::load_data(data, None).unwrap();
+    let data = workflow::load_data(data, None, &Default::default()).unwrap();
     let (net, _) = workflow::train(&spec, &data, &mut NoCallbacks).unwrap();
     let dir = std::env::temp_dir().join(format!("mote-qemu-{}-{}", spec.name, std::process::id()));
     let report = workflow::export(&net, &data, 200, RangeMethod::MinMax, None, &dir).unwrap();

@@ -12,8 +12,10 @@ fn train_quantize_export_parse_invoke() {
     let root = mote_host::firmware::workspace_root();
     let mut spec = ModelSpec::from_file(root.join("examples/digits_mlp.toml")).unwrap();
     spec.training.epochs = 10;
-    let data = workflow::load_data("digits", None).unwrap();
-    assert_eq!((data.train.len(), data.test.len()), (1438, 359));
+    let data = workflow::load_data("digits", None, &Default::default()).unwrap();
+    // Three stratified splits of the 1,797 digits: 20% test, then 15% of the rest validation.
+    let sizes = (data.train.len(), data.validation.len(), data.test.len());
+    assert_eq!(sizes, (1222, 216, 359));
     let (net, history) = workflow::train(&spec, &data, &mut NoCallbacks).unwrap();
     assert_eq!(history.epochs.len(), 10);
 
@@ -66,14 +68,14 @@ fn train_quantize_export_parse_invoke() {
 
 #[test]
 fn data_mistakes_get_clear_errors() {
-    let err = workflow::load_data("/nonexistent/data.csv", None).unwrap_err();
+    let err = workflow::load_data("/nonexistent/data.csv", None, &Default::default()).unwrap_err();
     assert!(
         format!("{err:#}").contains("/nonexistent/data.csv"),
         "{err:#}"
     );
     let root = mote_host::firmware::workspace_root();
     let spec = ModelSpec::from_file(root.join("examples/motion_cnn1d.toml")).unwrap();
-    let digits = workflow::load_data("digits", None).unwrap();
+    let digits = workflow::load_data("digits", None, &Default::default()).unwrap();
     let err = workflow::train(&spec, &digits, &mut NoCallbacks).unwrap_err();
     assert!(format!("{err:#}").contains("[8, 8, 1]"), "{err:#}");
 }
@@ -108,7 +110,7 @@ fn early_stopping_never_looks_at_the_test_split() {
         metric: mote_host::train::Metric::ValAccuracy,
         min_delta: 0.0,
     });
-    let mut data = workflow::load_data("digits", None).unwrap();
+    let mut data = workflow::load_data("digits", None, &Default::default()).unwrap();
     let classes = data.test.num_classes() as u32;
     for label in &mut data.test.labels {
         *label = (*label + 3) % classes;

@@ -20,7 +20,14 @@ pub fn run(out: &Path, epochs: Option<usize>) -> Result<()> {
     let root = firmware::workspace_root();
     let spec = root.join("examples/digits_dscnn.toml");
     println!("== 1/4 train the digits depthwise-separable CNN (f32, on this computer)");
-    let (net, _) = super::train::train(&spec, "digits", None, &out.join("train"), epochs)?;
+    let (net, _) = super::train::train(
+        &spec,
+        "digits",
+        None,
+        &out.join("train"),
+        epochs,
+        &Default::default(),
+    )?;
     drop(net);
     println!("\n== 2/4 quantize to int8 and export");
     let dir = out.join("model");
@@ -29,10 +36,7 @@ pub fn run(out: &Path, epochs: Option<usize>) -> Result<()> {
         &dir,
         200,
         RangeMethod::MinMax,
-        Some(mote_host::workflow::Finetune::Shift {
-            gain: SHIFT.0,
-            offset: SHIFT.1,
-        }),
+        Some(super::train::FinetuneSource::Shift(SHIFT.0, SHIFT.1)),
     )?;
 
     println!("\n== 3/4 build the firmware and run it on the emulated Cortex-M4 (QEMU mps2-an386)");

@@ -2,6 +2,7 @@
 
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use mote_host::data::{DataOptions, WindowLabel};
 use mote_host::plot::{confusion_matrix, line_chart, Series};
 use mote_host::quantize::RangeMethod;
 use mote_host::train::{BatchEvent, Callbacks, EpochStats, ModelSpec, Network};
@@ -108,6 +109,75 @@ fn write_confusion(path: &Path, title: &str, names: &[String], scores: &Scores) 
     Ok(())
 }
 
+/// How `mote train` reads and splits its data: each flag overrides the model file's `[data]`
+/// key of the same name.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct DataArgs {
+    /// Long format (one row per time step): samples are windows of this many rows.
+    #[arg(long)]
+    window: Option<usize>,
+    /// Rows from one window to the next (default: the window).
+    #[arg(long, requires = "window")]
+    stride: Option<usize>,
+    /// A window's label: its rows' majority, or its last row's.
+    #[arg(long, value_parser = ["majority", "last"])]
+    window_label: Option<String>,
+    /// The layout of one sample as stored, e.g. `64` or `8,8,1` (row-major).
+    #[arg(long, value_delimiter = ',')]
+    shape: Option<Vec<usize>>,
+    /// Samples are stored channels first (PyTorch's layout): `--shape` starts with channels.
+    #[arg(long)]
+    channels_first: bool,
+    /// Class names in label order, e.g. `idle,walk,run`.
+    #[arg(long, value_delimiter = ',')]
+    classes: Option<Vec<String>>,
+    /// CSV: the label column (`first`, `last`, a 0-based index or a header name).
+    #[arg(long)]
+    label_column: Option<String>,
+    /// CSV: columns to skip (index or header name), e.g. `timestamp`.
+    #[arg(long, value_delimiter = ',')]
+    ignore_columns: Option<Vec<String>>,
+    /// Share of each class held out for testing when there is no `--test` file.
+    #[arg(long)]
+    test_share: Option<f64>,
+    /// Share of each class's training samples validated on after every epoch.
+    #[arg(long)]
+    validation_share: Option<f64>,
+    /// Seed of the splits.
+    #[arg(long)]
+    split_seed: Option<u64>,
+}
+
+impl DataArgs {
+    /// `options` with every flag given applied.
+    pub fn apply(&self, mut options: DataOptions) -> DataOptions {
+        fn set<T: Clone>(slot: &mut Option<T>, flag: &Option<T>) {
+            if flag.is_some() {
+                slot.clone_from(flag);
+            }
+        }
+        set(&mut options.window, &self.window);
+        set(&mut options.stride, &self.stride);
+        set(&mut options.shape, &self.shape);
+        set(&mut options.classes, &self.classes);
+        set(&mut options.label_column, &self.label_column);
+        if let Some(label) = &self.window_label {
+            options.window_label = match label.as_str() {
+                "last" => WindowLabel::Last,
+                _ => WindowLabel::Majority,
+            };
+        }
+        options.channels_first |= self.channels_first;
+        if let Some(columns) = &self.ignore_columns {
+            options.ignore_columns.clone_from(columns);
+        }
+        options.test = self.test_share.unwrap_or(options.test);
+        options.validation = self.validation_share.unwrap_or(options.validation);
+        options.seed = self.split_seed.unwrap_or(options.seed);
+        options
+    }
+}
+
 /// `mote train SPEC --data SOURCE --out DIR`.
 pub fn train(
     spec_path: &Path,
@@ -115,20 +185,24 @@ pub fn train(
     test: Option<&Path>,
     out: &Path,
     epochs: Option<usize>,
+    reading: &DataArgs,
 ) -> Result<(Network, Prepared)> {
     let mut spec = ModelSpec::from_file(spec_path)
         .with_context(|| format!("reading {}", spec_path.display()))?;
     if let Some(e) = epochs {
         spec.training.epochs = e;
     }
-    let prepared = workflow::load_data(data, test)?;
+    let options = reading.apply(spec.data.clone());
+    let prepared = workflow::load_data(data, test, &options)?;
     println!(
-        "training `{}` on {data}: {} training and {} held-out samples of shape {:?}, {} classes",
+        "training `{}` on {data}: {} training, {} validation and {} test samples of shape {:?}, \
+         classes {:?}",
         spec.name,
         prepared.train.len(),
+        prepared.validation.len(),
         prepared.test.len(),
         prepared.train.feature_shape,
-        prepared.train.num_classes()
+        prepared.train.class_names
     );
     if Network::new(&spec)?.check_sample_shape(&prepared.train.feature_shape)? {
         println!(
@@ -144,6 +218,7 @@ pub fn train(
     let record = TrainingRecord {
         data: workflow::recorded_source(data),
         test: test.map(|t| workflow::recorded_source(&t.to_string_lossy())),
+        options,
         normalization: prepared.normalization.clone(),
         class_names: prepared.train.class_names.clone(),
         history: history
@@ -165,13 +240,13 @@ pub fn train(
     let scores = workflow::eval_float(&mut net, &prepared.test)?;
     write_confusion(
         &out.join("confusion.svg"),
-        "f32, held-out split",
+        "f32, test split",
         &prepared.train.class_names,
         &scores,
     )?;
     let throughput = mote_host::train::throughput(&history.epochs);
     println!(
-        "f32 held-out accuracy {:.2}% after {} epochs ({:.1} s, {throughput:.0} samples/s); wrote {}/{{model.ckpt, training.json, training.svg, confusion.svg}}",
+        "f32 test accuracy {:.2}% after {} epochs ({:.1} s, {throughput:.0} samples/s); wrote {}/{{model.ckpt, training.json, training.svg, confusion.svg}}",
         100.0 * scores.accuracy,
         history.epochs.len(),
         history.seconds,
@@ -208,20 +283,54 @@ pub fn range_method(s: &str) -> Result<RangeMethod> {
     Ok(RangeMethod::Percentile(p))
 }
 
+/// Where `mote export` takes a fine-tuning set from.
+#[derive(Debug, Clone)]
+pub enum FinetuneSource {
+    /// The training samples through a new sensor's gain and offset.
+    Shift(f32, f32),
+    /// A labelled recording of the new sensor.
+    Recording(std::path::PathBuf),
+}
+
 /// `mote export CHECKPOINT --out DIR`.
 pub fn export(
     checkpoint: &Path,
     out: &Path,
     calibration: usize,
     method: RangeMethod,
-    finetune: Option<workflow::Finetune>,
+    finetune: Option<FinetuneSource>,
 ) -> Result<workflow::ExportReport> {
     let net =
         Network::load(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
     let record = record_for(checkpoint)?;
-    // The data, test split and normalization the model was trained with.
+    // The data, splits and normalization the model was trained with.
     let test = record.test.as_deref().map(Path::new);
-    let prepared = workflow::load_data_normalized(&record.data, test, Some(&record.normalization))?;
+    let prepared = workflow::load_data_normalized(
+        &record.data,
+        test,
+        &record.options,
+        Some(&record.normalization),
+    )?;
+    let finetune = match finetune {
+        Some(FinetuneSource::Shift(gain, offset)) => {
+            Some(workflow::Finetune::Shift { gain, offset })
+        }
+        Some(FinetuneSource::Recording(path)) => {
+            // Read as the training data was; no validation split, 20% held out.
+            let options = DataOptions {
+                validation: 0.0,
+                ..record.options.clone()
+            };
+            let splits = options
+                .load(&path.to_string_lossy(), None)
+                .with_context(|| format!("reading the fine-tuning recording {}", path.display()))?;
+            Some(workflow::Finetune::Recording {
+                tune: splits.train,
+                test: splits.test,
+            })
+        }
+        None => None,
+    };
     let report = workflow::export(&net, &prepared, calibration, method, finetune, out)?;
     // The record travels with the model: `mote eval` on the directory uses its normalization.
     std::fs::write(
@@ -230,7 +339,7 @@ pub fn export(
     )?;
     write_confusion(
         &out.join("confusion_int8.svg"),
-        "int8, held-out split",
+        "int8, test split",
         &record.class_names,
         &report.int8,
     )?;
@@ -241,7 +350,7 @@ pub fn export(
         mote_host::inspect::table(&model).map_err(anyhow::Error::msg)?
     );
     println!(
-        "held-out accuracy: f32 {:.2}%, int8 {:.2}% ({:+.2} points); wrote {}/{{model.mote, model.rs, test and fine-tuning sets}}",
+        "test accuracy: f32 {:.2}%, int8 {:.2}% ({:+.2} points); wrote {}/{{model.mote, model.rs, test and fine-tuning sets}}",
         100.0 * report.float.accuracy,
         100.0 * report.int8.accuracy,
         100.0 * (report.int8.accuracy - report.float.accuracy),
@@ -264,12 +373,12 @@ pub fn eval(model: &Path, data: Option<&str>) -> Result<Scores> {
     let norm = &record.normalization;
     let recorded_test = || -> Result<mote_host::data::Dataset> {
         let test = record.test.as_deref().map(Path::new);
-        Ok(workflow::load_data_normalized(&record.data, test, Some(norm))?.test)
+        Ok(workflow::load_data_normalized(&record.data, test, &record.options, Some(norm))?.test)
     };
     let (scores, kind, samples) = if checkpoint {
         let mut net = Network::load(model)?;
         let set = match data {
-            Some(source) => workflow::eval_samples(source, norm)?,
+            Some(source) => workflow::eval_samples(source, &record.options, norm)?,
             None => recorded_test()?,
         };
         (workflow::eval_float(&mut net, &set)?, "f32", set.len())
@@ -282,7 +391,7 @@ pub fn eval(model: &Path, data: Option<&str>) -> Result<Scores> {
         let q = (input.scale(), input.zero_point());
         match data {
             Some(source) => {
-                let set = workflow::eval_samples(source, norm)?;
+                let set = workflow::eval_samples(source, &record.options, norm)?;
                 (workflow::eval_int8(&blob, q, &set)?, "int8", set.len())
             }
             None => {
@@ -335,7 +444,7 @@ pub fn throughput(spec_path: &Path, data: &str, epochs: usize, repeats: usize) -
         .with_context(|| format!("reading {}", spec_path.display()))?;
     spec.training.epochs = epochs;
     spec.training.early_stopping = None;
-    let prepared = workflow::load_data(data, None)?;
+    let prepared = workflow::load_data(data, None, &spec.data)?;
     let mut rates = Vec::new();
     for _ in 0..repeats {
         let (_, history) = workflow::train(&spec, &prepared, &mut mote_host::train::NoCallbacks)?;

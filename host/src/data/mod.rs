@@ -24,6 +24,8 @@ mod dataset;
 mod idx;
 mod normalize;
 mod npy;
+mod pipeline;
+mod series;
 mod source;
 mod zip;
 
@@ -38,7 +40,9 @@ pub use dataset::{Batch, Batches, Dataset};
 pub use idx::{parse_idx, read_idx, read_idx_pair};
 pub use normalize::Normalization;
 pub use npy::{parse_npy, read_npy, read_npy_pair, read_npz, read_npz_arrays, NpzOptions};
-pub use source::{read_file_source, read_source, Source};
+pub use pipeline::{DataOptions, Splits};
+pub use series::{row_roles, RowRole, WindowLabel, Windowing};
+pub use source::read_file_source;
 
 use anyhow::{Context, Result};
 use std::io::Read;

@@ -9,39 +9,47 @@ use super::{CsvOptions, Dataset, NpzOptions};
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// A data source: one file (to be split), or a folder's own training and test files.
-#[derive(Debug)]
-pub enum Source {
-    /// Samples to split into training and test.
-    One(Dataset),
-    /// Training and test samples as the folder gives them.
-    Split(Dataset, Dataset),
-}
-
-/// Reads what `path` names.
-pub fn read_source(path: &Path) -> Result<Source> {
-    if path.is_dir() {
-        let (train, test) = uea_pair(path)?;
-        return Ok(Source::Split(read_arff(&train)?, read_arff(&test)?));
-    }
-    read_file_source(path).map(Source::One)
-}
-
 /// Reads one data file, by its extension or (IDX) its first bytes.
 pub fn read_file_source(path: &Path) -> Result<Dataset> {
+    match format(path)? {
+        Format::Arff => read_arff(path),
+        Format::Npz => read_npz(path, &NpzOptions::default()),
+        Format::Npy => read_npy_pair(path, beside(path, &npy_label_names(path))?, None),
+        Format::Idx => read_idx_pair(path, beside(path, &idx_label_names(path))?, None),
+        Format::Csv => read_csv(path, &CsvOptions::default()),
+    }
+}
+
+/// The formats a data file may be in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Arff,
+    Npz,
+    Npy,
+    Idx,
+    Csv,
+}
+
+/// `path`'s format: by extension (`.gz` aside), IDX by its first bytes, else CSV.
+fn format(path: &Path) -> Result<Format> {
     let name = path.to_string_lossy().to_ascii_lowercase();
     let name = name.strip_suffix(".gz").unwrap_or(&name);
-    if name.ends_with(".arff") {
-        read_arff(path)
+    Ok(if name.ends_with(".arff") {
+        Format::Arff
     } else if name.ends_with(".npz") {
-        read_npz(path, &NpzOptions::default())
+        Format::Npz
     } else if name.ends_with(".npy") {
-        read_npy_pair(path, beside(path, &npy_label_names(path))?, None)
+        Format::Npy
     } else if is_idx(path)? {
-        read_idx_pair(path, beside(path, &idx_label_names(path))?, None)
+        Format::Idx
     } else {
-        read_csv(path, &CsvOptions::default())
-    }
+        Format::Csv
+    })
+}
+
+/// Whether `path` is read as CSV (see [`read_file_source`]).
+pub(super) fn is_csv(path: &Path) -> Result<bool> {
+    Ok(format(path)? == Format::Csv)
 }
 
 /// Whether the file starts like IDX: two zero bytes, a type code, then 1 to 4 dimensions.
@@ -96,7 +104,7 @@ fn beside(path: &Path, names: &[String]) -> Result<PathBuf> {
 }
 
 /// A UEA-archive folder's `<name>_TRAIN.arff` and `<name>_TEST.arff`.
-fn uea_pair(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+pub(super) fn uea_pair(dir: &Path) -> Result<(PathBuf, PathBuf)> {
     let entries = std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))?;
     let mut names: Vec<String> = entries
         .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -147,12 +155,17 @@ mod tests {
     #[test]
     fn a_uea_folder_gives_its_own_split() {
         let dir = super::super::data_dir().join("basic-motions");
-        match read_source(&dir).unwrap() {
-            Source::Split(train, test) => assert_eq!((train.len(), test.len()), (40, 40)),
-            Source::One(_) => panic!("a folder is its own split"),
-        }
+        let path = dir.to_string_lossy();
+        let splits = super::super::DataOptions::default()
+            .load(&path, None)
+            .unwrap();
+        let train = splits.train.len() + splits.validation.len();
+        assert_eq!((train, splits.test.len()), (40, 40));
         let empty = temp_dir("empty");
-        let e = read_source(&empty).unwrap_err().to_string();
+        let e = super::super::DataOptions::default()
+            .load(&empty.to_string_lossy(), None)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("_TRAIN.arff"), "{e}");
         std::fs::remove_dir_all(&empty).ok();
     }

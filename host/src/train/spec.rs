@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::config::TrainingConfig;
 use super::tensor::SampleShape;
+use crate::data::DataOptions;
 
 /// Every layer `type` a model file may use.
 pub const LAYER_TYPES: [&str; 15] = [
@@ -42,6 +43,9 @@ pub struct ModelSpec {
     /// How to train it.
     #[serde(default)]
     pub training: TrainingConfig,
+    /// How to read and split the data (the `mote train` flags override it).
+    #[serde(default)]
+    pub data: DataOptions,
 }
 
 /// A fused (or standalone) activation.
@@ -377,6 +381,8 @@ struct RawSpec {
     layers: Vec<toml::Value>,
     #[serde(default)]
     training: TrainingConfig,
+    #[serde(default)]
+    data: DataOptions,
 }
 
 /// A layer's position: `3` at the top level, `3.1` for the second layer inside layer 3.
@@ -460,9 +466,11 @@ impl ModelSpec {
             classes: raw.classes,
             layers,
             training: raw.training,
+            data: raw.data,
         };
         spec.shapes()?;
         spec.training.validate()?;
+        spec.data.validate().context("in the [data] table")?;
         Ok(spec)
     }
 
