@@ -54,6 +54,21 @@ fn main() {
     embed_model(&out, ram, board, section);
 }
 
+/// `CLASS_NAMES`, from the export's `class_names.txt` (one per line; none if absent).
+fn class_names(file: Option<Vec<u8>>) -> String {
+    let text = String::from_utf8_lossy(&file.unwrap_or_default()).into_owned();
+    let names: Vec<String> = text
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| format!("{l:?}"))
+        .collect();
+    format!(
+        "/// The classes' names, in output order (empty: the model directory has none).\n\
+         pub const CLASS_NAMES: &[&str] = &[{}];\n",
+        names.join(", ")
+    )
+}
+
 /// Compile-time checks that this build of mote-core has every operator and kernel path the
 /// model needs: a build that left one out fails here, naming the feature, instead of at the
 /// model's first parse on the device. (The firmware crate cannot see mote-core's features from
@@ -182,6 +197,7 @@ fn embed_model(out: &Path, ram: usize, board: &str, section: &str) {
         op_count = model.op_count(),
     );
     code += &required_features(&model, finetune);
+    code += &class_names(optional("class_names.txt"));
     for name in [
         "test_inputs.i8",
         "test_labels.u8",

@@ -16,6 +16,7 @@ mod model;
 #[cfg(feature = "board-qemu")]
 mod retained;
 mod stack;
+mod tally;
 
 use cortex_m_rt::entry;
 use mote_core::format::OpCode;
@@ -124,6 +125,7 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     }
 
     let mut hits = 0;
+    let mut tally = tally::ClassTally::new();
     for (vector, input) in model::TEST_INPUTS.chunks_exact(vector_len).enumerate() {
         // Labelled vectors are independent samples: each starts from the initial state, as the
         // host's evaluation does. Unlabelled ones are a stream: state carries, as in TFLite.
@@ -149,8 +151,10 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
             let predicted = finetune::argmax(output);
             let label = model::TEST_LABELS.get(vector).map(|&y| usize::from(y));
             hits += usize::from(label == Some(predicted));
+            tally.record(vector, predicted, label);
         }
     }
+    tally.report();
     if !model::TEST_LABELS.is_empty() {
         defmt::println!(
             "accuracy test {=usize}/{=usize}",

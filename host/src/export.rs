@@ -183,6 +183,9 @@ pub fn write_model_dir(
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
     std::fs::write(dir.join("model.mote"), &q.built.bytes)?;
     std::fs::write(dir.join("model.rs"), generated_rust(q, info)?)?;
+    // One name per line, for the firmware's log (its build script cannot read model.rs).
+    let names: String = info.class_names.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(dir.join("class_names.txt"), names)?;
     if let Some(test) = test {
         write_set(dir, "test", q, &test)?;
     }

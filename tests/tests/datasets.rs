@@ -277,7 +277,10 @@ fn csv_reads_quoted_fields_named_columns_and_skips_columns() {
     let d = read_csv(temp_file("logger.csv", text.as_bytes()), &options).unwrap();
     assert_eq!(d.feature_shape, vec![2]);
     assert_eq!(d.features, vec![1.5, -2.0, 2.5, -3.0, 3.5, -4.0]);
-    assert_eq!((d.labels, d.class_names), (vec![1, 0, 1], names(&["run", "walk"])));
+    assert_eq!(
+        (d.labels, d.class_names),
+        (vec![1, 0, 1], names(&["run", "walk"]))
+    );
     // A named column the header lacks, and the label among the skipped columns.
     let absent = CsvOptions {
         label_column: LabelColumn::Name("class".into()),
