@@ -45,7 +45,12 @@ pub fn layer_chart(title: &str, unit: &str, rows: &[LayerCosts]) -> String {
         .fold(60.0, f64::max);
     let left = 12.0 + label_w + 10.0;
     let per_mac = rows.iter().any(|r| r.cost.is_some() && r.macs > 0);
-    let per_mac_w = if per_mac { 110.0 } else { 0.0 };
+    let per_mac_header = format!("{unit} / MAC");
+    // Bold text runs wider than the estimate.
+    let per_mac_w = match per_mac {
+        true => 1.15 * text_width(&per_mac_header, 11.0) + 16.0,
+        false => 0.0,
+    };
     let w = (left + columns.len() as f64 * (PANEL + GAP) + per_mac_w)
         .max(text_width(title, 15.0) + 24.0);
     let h = TOP + ROW * rows.len().max(1) as f64 + 20.0;

@@ -152,8 +152,9 @@ fn draw_block(svg: &mut Svg, b: &ArenaBlock, col: f64, y: &Scale) {
         _ => "",
     };
     svg.raw(&format!(
-        r#"<rect class="block" data-kind="{:?}" data-first="{}" data-last="{}" data-offset="{}" data-size="{}" x="{x0:.2}" y="{top:.2}" width="{:.2}" height="{:.2}" fill="{fill}" stroke="{stroke}" stroke-width="0.8"{dash}><title>{} ({}, steps {}..={}, offset {})</title></rect>"#,
+        r#"<rect class="block" data-kind="{:?}" data-label="{}" data-first="{}" data-last="{}" data-offset="{}" data-size="{}" x="{x0:.2}" y="{top:.2}" width="{:.2}" height="{:.2}" fill="{fill}" stroke="{stroke}" stroke-width="0.8"{dash}><title>{} ({}, steps {}..={}, offset {})</title></rect>"#,
         b.kind,
+        super::escape(&b.label),
         b.first,
         b.last,
         b.offset,
