@@ -378,3 +378,30 @@ fn names_are_escaped_everywhere() {
     assert!(svg.contains("&lt;x &amp; y&gt;") && svg.contains("0 &lt;op&gt;"));
     assert!(!svg.contains("<x") && !svg.contains("<op>"));
 }
+
+#[test]
+fn empty_plans_and_short_profiles_still_draw() {
+    let empty = inspect::ArenaMap {
+        arena_size: 0,
+        ops: vec![],
+        blocks: vec![],
+    };
+    let svg = memory_map("empty", &empty);
+    assert!(svg.ends_with("</svg>\n") && !svg.contains("NaN") && !svg.contains("inf"));
+
+    // A firmware run that reported fewer operators than the model has: no cost, not a panic.
+    let (_, bytes) = &real_models()[0];
+    let aligned = mote_host::AlignedBytes::new(bytes);
+    let model = mote_core::Model::parse(aligned.as_slice()).unwrap();
+    let stats = inspect::layers(&model).unwrap();
+    let costs = [mote_host::report::LayerCost {
+        op: stats[0].op.to_string(),
+        cost: 1000,
+        stack: None,
+    }];
+    let rows = layer_rows(&stats, Some(&costs), false);
+    assert_eq!(rows.len(), stats.len());
+    assert_eq!(rows[0].cost, Some(1000));
+    assert!(rows[1..].iter().all(|r| r.cost.is_none()));
+    assert_eq!(rows[0].label, format!("0 {}", stats[0].op));
+}
