@@ -49,6 +49,118 @@ pub fn layers(model: &Model<'_>) -> Result<Vec<LayerStats>, Error> {
         .collect()
 }
 
+/// What an arena block holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlockKind {
+    /// An operator's output, read by later operators.
+    Activation,
+    /// A model input or output (written or read by the caller).
+    Io,
+    /// A variable (state) tensor: live for the whole run, kept between invokes.
+    State,
+    /// A kernel's scratch, live during its operator only.
+    Scratch,
+    /// A RESHAPE's output, planned onto its input's bytes on purpose.
+    Alias,
+}
+
+/// One planned arena buffer: its bytes and the operator steps it is live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArenaBlock {
+    /// Short name: `t12`, `input 0`, `scratch 3`.
+    pub label: String,
+    /// What it holds.
+    pub kind: BlockKind,
+    /// Arena offset.
+    pub offset: usize,
+    /// Bytes.
+    pub size: usize,
+    /// First operator step it is live (0 for what the caller provides).
+    pub first: usize,
+    /// Last step it is live, inclusive (`op_count` for model outputs and state).
+    pub last: usize,
+}
+
+/// The memory plan of a model: the arena and every buffer in it over time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ArenaMap {
+    /// Planned arena bytes.
+    pub arena_size: usize,
+    /// Operator names, in execution order.
+    pub ops: Vec<&'static str>,
+    /// Tensors and scratch buffers.
+    pub blocks: Vec<ArenaBlock>,
+}
+
+/// The arena plan stored in `model`: each arena tensor's offset, size and lifetime as the
+/// builder planned them (the records' `live_from..=live_to`), and each kernel's scratch.
+/// Tensors no operator or caller touches are left out (they take no planned space).
+pub fn arena_map(model: &Model<'_>) -> Result<ArenaMap, Error> {
+    let stats = layers(model)?;
+    let mut used = vec![false; model.tensor_count() as usize];
+    let mut aliases = Vec::new();
+    for i in 0..model.op_count() {
+        let op = model.op(i)?;
+        for t in op.inputs.iter().chain([&op.output]) {
+            if let Some(u) = used.get_mut(*t as usize) {
+                *u = true;
+            }
+        }
+        if op.opcode.aliases_input() {
+            aliases.push(op.output);
+        }
+    }
+    let mut io = Vec::new();
+    for i in 0..model.input_count() {
+        io.push((model.input(i)?.index, format!("input {i}")));
+    }
+    for i in 0..model.output_count() {
+        io.push((model.output(i)?.index, format!("output {i}")));
+    }
+    let mut blocks = Vec::new();
+    for i in 0..model.tensor_count() {
+        let t = model.tensor(i)?;
+        let named = io.iter().find(|(at, _)| *at == i).map(|(_, n)| n.clone());
+        let touched = used[i as usize] || named.is_some() || t.record.variable;
+        if t.record.storage != Storage::Arena || !touched {
+            continue;
+        }
+        let kind = match () {
+            _ if t.record.variable => BlockKind::State,
+            // A RESHAPE output shares its input's bytes even when the caller reads it.
+            _ if aliases.contains(&i) => BlockKind::Alias,
+            _ if named.is_some() => BlockKind::Io,
+            _ => BlockKind::Activation,
+        };
+        let range = t.arena_range();
+        blocks.push(ArenaBlock {
+            label: named.unwrap_or(format!("t{i}")),
+            kind,
+            offset: range.start,
+            size: range.len(),
+            first: t.record.live_from as usize,
+            last: t.record.live_to as usize,
+        });
+    }
+    for (k, l) in stats.iter().enumerate() {
+        if l.scratch.1 > 0 {
+            blocks.push(ArenaBlock {
+                label: format!("scratch {k}"),
+                kind: BlockKind::Scratch,
+                offset: l.scratch.0,
+                size: l.scratch.1,
+                first: k,
+                last: k,
+            });
+        }
+    }
+    Ok(ArenaMap {
+        arena_size: model.arena_size(),
+        ops: stats.iter().map(|l| l.op).collect(),
+        blocks,
+    })
+}
+
 /// One line per model input and output: type, shape, quantization and arena bytes.
 fn edges(s: &mut String, model: &Model<'_>) -> Result<(), Error> {
     let inputs = (0..model.input_count()).map(|i| ("input", i, model.input(i)));

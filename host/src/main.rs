@@ -123,6 +123,10 @@ enum Commands {
         /// The data `--train` trains on.
         #[arg(long, default_value = "digits", requires = "train")]
         data: String,
+        /// Also write a per-layer chart (instructions and MACs per operator) for each model
+        /// to `DIR/<model name>-layers.svg`.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
     /// Convert an int8 `.tflite` model into a `.mote` model.
     #[command(after_help = import_help())]
@@ -162,8 +166,12 @@ enum Commands {
     /// Show a model's layers: operator, output shape, MACs, weights and arena placement
     /// (`.mote`), or layers, shapes and parameters (a `.ckpt` checkpoint).
     Inspect {
-        /// A `.mote` file or a `.ckpt` checkpoint.
+        /// A `.mote` or `.tflite` file, or a `.ckpt` checkpoint.
         model: PathBuf,
+        /// Also write `DIR/<stem>-layers.svg` (MACs and weight bytes per operator) and
+        /// `DIR/<stem>-memory.svg` (the arena plan over time) for a `.mote` or `.tflite` model.
+        #[arg(long, value_name = "DIR")]
+        plot: Option<PathBuf>,
     },
 }
 
@@ -253,6 +261,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             layers,
             train,
             data,
+            plot,
         } => {
             if let Some(spec) = train {
                 let median = cli::train::throughput(&spec, &data, 3, 3)?;
@@ -287,6 +296,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     case.name
                 );
                 let result = mote_host::bench::run(&case)?;
+                if let Some(dir) = &plot {
+                    let aligned = mote_host::AlignedBytes::new(&case.model);
+                    let parsed =
+                        mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
+                    cli::plots::bench(dir, &parsed, &result)?;
+                }
                 if layers {
                     for (i, l) in result.report.layers.iter().enumerate() {
                         let stack = l
@@ -311,8 +326,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
             }
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Inspect { model } => {
+        Commands::Inspect { model, plot } => {
             if model.extension().is_some_and(|e| e == "ckpt") {
+                if plot.is_some() {
+                    bail!("--plot needs a `.mote` or `.tflite` model (a checkpoint has no arena plan); `mote export` writes one");
+                }
                 let net = mote_host::train::Network::load(&model)
                     .with_context(|| format!("reading {}", model.display()))?;
                 println!(
@@ -341,7 +359,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 );
                 return Ok(ExitCode::SUCCESS);
             }
-            let bytes = read(&model)?;
+            let bytes = model_bytes(&model)?;
             let aligned = mote_host::AlignedBytes::new(&bytes);
             let parsed = mote_core::Model::parse(aligned.as_slice())
                 .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", model.display()))?;
@@ -349,6 +367,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 "{}",
                 mote_host::inspect::table(&parsed).map_err(anyhow::Error::msg)?
             );
+            if let Some(dir) = &plot {
+                cli::plots::inspect(dir, &model_name(&model), &parsed)?;
+            }
             Ok(ExitCode::SUCCESS)
         }
         Commands::Run {
@@ -386,20 +407,36 @@ fn read(path: &std::path::Path) -> Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("reading {}", path.display()))
 }
 
+/// A `.mote` file's bytes, or a `.tflite` file imported into them.
+fn model_bytes(path: &std::path::Path) -> Result<Vec<u8>> {
+    let bytes = read(path)?;
+    if !mote_host::tflite::is_tflite(&bytes) {
+        return Ok(bytes);
+    }
+    Ok(mote_host::tflite::import_tflite(&bytes)
+        .with_context(|| format!("importing {}", path.display()))?
+        .bytes)
+}
+
+/// A model's name: its file stem, or its directory's for `dir/model.mote`.
+fn model_name(path: &std::path::Path) -> String {
+    let named = if path.file_stem().is_some_and(|s| s == "model") {
+        path.parent().unwrap_or(path)
+    } else {
+        path
+    };
+    named
+        .file_stem()
+        .map_or("model".into(), |s| s.to_string_lossy().into_owned())
+}
+
 /// A bench case for a `.mote` or `.tflite` file, timed on `input` or the reference input.
 fn bench_case(
     path: &std::path::Path,
     input: Option<&std::path::Path>,
     expected: Option<&std::path::Path>,
 ) -> Result<mote_host::bench::BenchCase> {
-    let bytes = read(path)?;
-    let model = if mote_host::tflite::is_tflite(&bytes) {
-        mote_host::tflite::import_tflite(&bytes)
-            .with_context(|| format!("importing {}", path.display()))?
-            .bytes
-    } else {
-        bytes
-    };
+    let model = model_bytes(path)?;
     let aligned = mote_host::AlignedBytes::new(&model);
     let parsed = mote_core::Model::parse(aligned.as_slice())
         .map_err(|e| anyhow::anyhow!("{} is not a valid model: {e}", path.display()))?;
@@ -407,17 +444,8 @@ fn bench_case(
         Some(p) => read(p)?,
         None => mote_host::bench::reference_vector(&parsed)?,
     };
-    // `dir/model.mote` is named after its directory.
-    let named = if path.file_stem().is_some_and(|s| s == "model") {
-        path.parent().unwrap_or(path)
-    } else {
-        path
-    };
-    let name = named
-        .file_stem()
-        .map_or("model".into(), |s| s.to_string_lossy().into_owned());
     Ok(mote_host::bench::BenchCase {
-        name,
+        name: model_name(path),
         model,
         inputs,
         expected: expected.map(read).transpose()?,

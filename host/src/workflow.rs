@@ -119,6 +119,14 @@ pub struct EpochRecord {
     pub val_loss: Option<f32>,
     /// Held-out accuracy.
     pub val_accuracy: Option<f32>,
+    /// The learning rate at the epoch's last batch (absent in records written before it was
+    /// kept).
+    #[serde(default)]
+    pub learning_rate: Option<f32>,
+    /// Whether this is the epoch early stopping kept: the checkpoint holds its weights (false
+    /// everywhere without early stopping).
+    #[serde(default)]
+    pub best: bool,
 }
 
 /// Trains `spec` on prepared data.

@@ -1,4 +1,6 @@
-//! The `mote` commands that drive the host workflow: train, export, eval and the demo.
+//! The `mote` commands that drive the host workflow: train, export, eval and the demo, and
+//! the charts `bench` and `inspect` write.
 
 pub mod demo;
+pub mod plots;
 pub mod train;

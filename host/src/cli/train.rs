@@ -3,7 +3,7 @@
 use anyhow::{Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 use mote_host::data::{DataOptions, WindowLabel};
-use mote_host::plot::{confusion_matrix, line_chart, Series};
+use mote_host::plot::{confusion_matrix, training_chart};
 use mote_host::quantize::RangeMethod;
 use mote_host::train::{BatchEvent, Callbacks, EpochStats, ModelSpec, Network};
 use mote_host::workflow::{self, EpochRecord, Prepared, Scores, TrainingRecord};
@@ -63,49 +63,19 @@ impl Callbacks for Progress {
     }
 }
 
-/// Writes `training.svg` (loss and accuracy curves).
+/// Writes `training.svg` (loss, accuracy and learning-rate panels).
 fn write_curves(dir: &Path, record: &TrainingRecord) -> Result<()> {
-    let col = |f: fn(&EpochRecord) -> Option<f32>| -> Vec<f64> {
-        record
-            .history
-            .iter()
-            .map(|h| f(h).map_or(f64::NAN, f64::from))
-            .collect()
-    };
-    let (loss, acc) = (col(|h| Some(h.loss)), col(|h| Some(h.accuracy)));
-    let (vloss, vacc) = (col(|h| h.val_loss), col(|h| h.val_accuracy));
-    let svg = line_chart(
-        "loss (lower) and accuracy (upper) per epoch",
-        "value",
-        &[
-            Series {
-                label: "train loss",
-                values: &loss,
-                color: "#1f77b4",
-            },
-            Series {
-                label: "val loss",
-                values: &vloss,
-                color: "#aec7e8",
-            },
-            Series {
-                label: "train accuracy",
-                values: &acc,
-                color: "#d62728",
-            },
-            Series {
-                label: "val accuracy",
-                values: &vacc,
-                color: "#ff9896",
-            },
-        ],
-    );
-    std::fs::write(dir.join("training.svg"), svg)?;
-    Ok(())
+    write_plot(&dir.join("training.svg"), &training_chart(&record.history))
 }
 
 fn write_confusion(path: &Path, title: &str, names: &[String], scores: &Scores) -> Result<()> {
-    std::fs::write(path, confusion_matrix(title, names, &scores.confusion))?;
+    write_plot(path, &confusion_matrix(title, names, &scores.confusion))
+}
+
+/// Writes one chart and says where.
+pub fn write_plot(path: &Path, svg: &str) -> Result<()> {
+    std::fs::write(path, svg).with_context(|| format!("writing {}", path.display()))?;
+    println!("plot: {}", path.display());
     Ok(())
 }
 
@@ -229,6 +199,8 @@ pub fn train(
                 accuracy: e.accuracy,
                 val_loss: e.val_loss,
                 val_accuracy: e.val_accuracy,
+                learning_rate: Some(e.learning_rate),
+                best: history.best_epoch == Some(e.epoch),
             })
             .collect(),
     };
