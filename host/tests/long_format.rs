@@ -166,6 +166,7 @@ fn flags_window_name_and_skip_columns_and_bad_ones_are_refused() {
     for (bad, says) in [
         (&["--test-share", "1.5"][..], "test share"),
         (&["--window", "0"][..], "window must be at least 1"),
+        (&["--test-share", "0"][..], "the test split is empty"),
         (
             &["--classes", "low"][..],
             "label `high` is not one of the classes",

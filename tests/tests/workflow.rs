@@ -78,6 +78,50 @@ fn data_mistakes_get_clear_errors() {
     let digits = workflow::load_data("digits", None, &Default::default()).unwrap();
     let err = workflow::train(&spec, &digits, &mut NoCallbacks).unwrap_err();
     assert!(format!("{err:#}").contains("[8, 8, 1]"), "{err:#}");
+    // Ten digit classes into a four-class model.
+    let mut narrow = ModelSpec::from_file(root.join("examples/digits_mlp.toml")).unwrap();
+    narrow.classes = 4;
+    if let Some(mote_host::train::LayerSpec::Dense(d)) = narrow.layers.iter_mut().rev().nth(1) {
+        d.units = 4;
+    }
+    let err = workflow::train(&narrow, &digits, &mut NoCallbacks).unwrap_err();
+    assert!(
+        format!("{err:#}").contains("the data has 10 classes"),
+        "{err:#}"
+    );
+}
+
+/// A digits CSV with 64 flat columns (no shape given) trains the 8x8x1 DS-CNN: a row of the
+/// input's size is read row-major in the model's shape, as the bundled images are.
+#[test]
+fn flat_rows_of_the_input_size_train_a_shaped_model() {
+    let root = mote_host::firmware::workspace_root();
+    let digits = mote_host::data::digits().unwrap();
+    let mut csv = String::new();
+    for i in 0..digits.len() {
+        let (x, y) = digits.sample(i);
+        let row: Vec<String> = x.iter().map(f32::to_string).collect();
+        csv += &format!("{},{y}\n", row.join(","));
+    }
+    let path = std::env::temp_dir().join(format!("mote-flat-digits-{}.csv", std::process::id()));
+    std::fs::write(&path, csv).unwrap();
+    // `mote train` gives the model's input; the rows are read in it.
+    let options = mote_host::data::DataOptions {
+        model_input: Some(vec![8, 8, 1]),
+        ..Default::default()
+    };
+    let flat = workflow::load_data(path.to_str().unwrap(), None, &options).unwrap();
+    let bundled = workflow::load_data("digits", None, &Default::default()).unwrap();
+    std::fs::remove_file(&path).ok();
+    // The same split, samples and normalization as the bundled images.
+    assert_eq!(flat.train.feature_shape, vec![8, 8, 1]);
+    assert_eq!(flat.test.features, bundled.test.features);
+    let mut spec = ModelSpec::from_file(root.join("examples/digits_dscnn.toml")).unwrap();
+    spec.training.epochs = 3;
+    spec.training.early_stopping = None;
+    let (mut net, _) = workflow::train(&spec, &flat, &mut NoCallbacks).unwrap();
+    let scores = workflow::eval_float(&mut net, &flat.test).unwrap();
+    assert!(scores.accuracy > 0.5, "{}", scores.accuracy);
 }
 
 /// An exported model evaluated on data of another shape: an error naming both sizes, not a

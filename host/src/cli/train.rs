@@ -162,7 +162,10 @@ pub fn train(
     if let Some(e) = epochs {
         spec.training.epochs = e;
     }
-    let options = reading.apply(spec.data.clone());
+    let options = DataOptions {
+        model_input: Some(spec.input.clone()),
+        ..reading.apply(spec.data.clone())
+    };
     let prepared = workflow::load_data(data, test, &options)?;
     println!(
         "training `{}` on {data}: {} training, {} validation and {} test samples of shape {:?}, \
@@ -416,7 +419,11 @@ pub fn throughput(spec_path: &Path, data: &str, epochs: usize, repeats: usize) -
         .with_context(|| format!("reading {}", spec_path.display()))?;
     spec.training.epochs = epochs;
     spec.training.early_stopping = None;
-    let prepared = workflow::load_data(data, None, &spec.data)?;
+    let options = DataOptions {
+        model_input: Some(spec.input.clone()),
+        ..spec.data.clone()
+    };
+    let prepared = workflow::load_data(data, None, &options)?;
     let mut rates = Vec::new();
     for _ in 0..repeats {
         let (_, history) = workflow::train(&spec, &prepared, &mut mote_host::train::NoCallbacks)?;

@@ -23,6 +23,9 @@ pub struct DataOptions {
     /// Samples are stored channels first (`[channels, ...]`, as PyTorch writes them) and are
     /// transposed to mote's channels last. Needs `shape`.
     pub channels_first: bool,
+    /// The model's input shape (`mote train` sets it): flat samples of its size, such as a
+    /// CSV row, are read in it, so that normalization sees the model's channels.
+    pub model_input: Option<Vec<usize>>,
     /// Long format: each row is one time step, and samples are windows of this many rows.
     pub window: Option<usize>,
     /// Rows from one window to the next (default: the window, no overlap).
@@ -48,6 +51,7 @@ impl Default for DataOptions {
         Self {
             shape: None,
             channels_first: false,
+            model_input: None,
             window: None,
             stride: None,
             window_label: WindowLabel::Majority,
@@ -241,9 +245,16 @@ impl DataOptions {
         }
     }
 
-    /// `set` reshaped to `shape`, and transposed to channels last if stored channels first.
+    /// `set` reshaped to `shape`, and transposed to channels last if stored channels first;
+    /// without `shape`, flat samples of the model input's size in that shape.
     fn laid_out(&self, mut set: Dataset) -> Result<Dataset> {
         let Some(shape) = &self.shape else {
+            if let Some(input) = &self.model_input {
+                let fits = input.iter().product::<usize>() == set.sample_len();
+                if fits && set.feature_shape.len() == 1 {
+                    set.feature_shape.clone_from(input);
+                }
+            }
             return Ok(set);
         };
         let len: usize = shape.iter().product();
