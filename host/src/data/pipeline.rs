@@ -153,7 +153,7 @@ impl DataOptions {
     pub fn read_all(&self, path: &Path) -> Result<Dataset> {
         self.validate()?;
         let raw = self.read_file(path)?;
-        self.samples(raw, None)
+        self.samples(raw)
     }
 
     /// The three splits of `source`: a bundled set's name (`digits`, `motion`), a file, or a
@@ -229,18 +229,10 @@ impl DataOptions {
         }
     }
 
-    /// Samples laid out as the options say, or windows; `roles` picks the rows of one split.
-    fn samples(&self, raw: Dataset, roles: Option<(&[RowRole], RowRole)>) -> Result<Dataset> {
+    /// Samples laid out as the options say, or every window of a series.
+    fn samples(&self, raw: Dataset) -> Result<Dataset> {
         match self.windowing() {
-            Some(w) => {
-                ensure!(
-                    raw.feature_shape.len() == 1,
-                    "windows are cut from rows of channels (one row per time step), but the \
-                     samples are {:?}",
-                    raw.feature_shape
-                );
-                w.apply(&raw, roles)
-            }
+            Some(w) => windows(w, &raw, None),
             None => self.laid_out(raw),
         }
     }
@@ -299,19 +291,31 @@ impl DataOptions {
 
     /// A long-format series: rows split by [`row_roles`] (no row in two splits), then windowed.
     fn split_series(&self, all: Dataset, given_test: Option<Dataset>) -> Result<Splits> {
+        let Some(w) = self.windowing() else {
+            bail!("a series is split only to be windowed: `window` is missing");
+        };
         let test_share = if given_test.is_some() { 0.0 } else { self.test };
         let roles = row_roles(&all.labels, self.validation, test_share);
-        let window = |role| self.samples(all.clone(), Some((&roles, role)));
         let test = match given_test {
-            Some(test) => self.samples(test, None)?,
-            None => window(RowRole::Test)?,
+            Some(test) => windows(w, &test, None)?,
+            None => windows(w, &all, Some((&roles, RowRole::Test)))?,
         };
         Ok(Splits {
-            train: window(RowRole::Train)?,
-            validation: window(RowRole::Validation)?,
+            train: windows(w, &all, Some((&roles, RowRole::Train)))?,
+            validation: windows(w, &all, Some((&roles, RowRole::Validation)))?,
             test,
         })
     }
+}
+
+/// The windows of a series of rows whose rows all have the given role (all of them: `None`).
+fn windows(w: Windowing, rows: &Dataset, roles: Option<(&[RowRole], RowRole)>) -> Result<Dataset> {
+    ensure!(
+        rows.feature_shape.len() == 1,
+        "windows are cut from rows of channels (one row per time step), but the samples are {:?}",
+        rows.feature_shape
+    );
+    w.apply(rows, roles)
 }
 
 /// `set` relabelled to `names`: numbered classes (`"0"`, `"1"`, ...) are renamed; named ones

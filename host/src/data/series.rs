@@ -57,6 +57,14 @@ impl Windowing {
     /// `[1, window, channels]` (`channels` = the rows' sample length).
     pub fn apply(&self, rows: &Dataset, roles: Option<(&[RowRole], RowRole)>) -> Result<Dataset> {
         self.validate()?;
+        if let Some((roles, _)) = roles {
+            ensure!(
+                roles.len() == rows.len(),
+                "{} row roles for {} rows",
+                roles.len(),
+                rows.len()
+            );
+        }
         let channels = rows.sample_len();
         let mut features = Vec::new();
         let mut labels = Vec::new();
