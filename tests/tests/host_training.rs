@@ -533,6 +533,35 @@ fn digits_mlp_example_reaches_96_percent() {
     assert_export_matches(&mut net, &d.test_x[..8 * 64]);
 }
 
+/// `[training.augment]` on the digits DS-CNN (one-pixel shifts, a little gain and noise):
+/// still learns, to within a few percent of the same run without it.
+#[test]
+fn digits_dscnn_with_augmentation_still_learns() {
+    let plain = example("digits_dscnn.toml");
+    let mut augmented = plain.clone();
+    augmented.training.augment = Some(train::AugmentSpec {
+        shift: train::Shift { dy: 1, dx: 1 },
+        scale: 0.1,
+        noise: 0.05,
+        ..Default::default()
+    });
+    let d = digits();
+    let accuracy = |spec: &ModelSpec| {
+        let mut net = Network::new(spec).unwrap();
+        let start = std::time::Instant::now();
+        fit(&mut net, &d, &spec.training);
+        let eval = train::evaluate(&mut net, &d.test_x, &d.test_y, 256).unwrap();
+        (eval.accuracy, start.elapsed().as_secs_f64())
+    };
+    let (without, s1) = accuracy(&plain);
+    let (with, s2) = accuracy(&augmented);
+    eprintln!(
+        "digits DS-CNN held-out accuracy: {without:.4} without augmentation ({s1:.1} s), \
+         {with:.4} with ({s2:.1} s)"
+    );
+    assert!(with >= without - 0.03, "{with} vs {without}");
+}
+
 #[test]
 fn same_seed_gives_identical_weights_and_early_stopping_restores_the_best() {
     let mut spec = example("digits_dscnn.toml");

@@ -166,6 +166,8 @@ mod tests {
             schedule = { type = "step", every = 2, factor = 0.3 }
             init = "xavier"
             early_stopping = { patience = 2, metric = "loss", min_delta = 0.001 }
+            class_weights = [1.0, 2.0, 1.0, 0.5]
+            augment = { shift = [1, 2], flip_horizontal = true, scale = 0.1, noise = 0.01 }
             seed = 42
         "#;
         let spec = ModelSpec::parse(text).unwrap();

@@ -48,6 +48,7 @@
 //! ([`Network::save`], [`Network::load`]) are a small binary format that restores a network
 //! bit for bit (see [`CHECKPOINT_MAGIC`]).
 
+mod augment;
 mod checkpoint;
 mod config;
 mod conv;
@@ -74,9 +75,12 @@ mod differential;
 mod gradcheck;
 
 pub use checkpoint::CHECKPOINT_MAGIC;
-pub use config::{EarlyStoppingSpec, Init, Metric, OptimizerSpec, ScheduleSpec, TrainingConfig};
+pub use config::{
+    AugmentSpec, ClassWeights, EarlyStoppingSpec, Init, Metric, OptimizerSpec, ScheduleSpec, Shift,
+    TrainingConfig,
+};
 pub use export::{ExportLayer, ExportedNetwork};
-pub use loss::softmax_cross_entropy;
+pub use loss::{softmax_cross_entropy, weighted_softmax_cross_entropy};
 pub use network::{LayerInfo, LayerOutput, Network, ParamView};
 pub use optim::{EarlyStopping, LrSchedule, Optimizer};
 pub use spec::{

@@ -8,7 +8,7 @@ use super::conv::Conv2d;
 use super::dense::Dense;
 use super::depthwise::Depthwise;
 use super::layers::{ActLayer, Dropout, Softmax};
-use super::loss::{argmax, softmax_cross_entropy};
+use super::loss::{argmax, weighted_softmax_cross_entropy};
 use super::lstm::{orthogonal, Lstm};
 use super::node::{Capture, Node, Residual};
 use super::norm::BatchNorm;
@@ -486,6 +486,19 @@ impl Network {
         labels: &[u32],
         seed: u64,
     ) -> Result<(f32, usize)> {
+        self.compute_weighted_gradients(x, labels, &[], seed)
+    }
+
+    /// [`Network::compute_gradients`] for the class-weighted mean loss (see
+    /// [`weighted_softmax_cross_entropy`](super::weighted_softmax_cross_entropy); empty
+    /// `class_weights` weigh every sample the same).
+    pub fn compute_weighted_gradients(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        class_weights: &[f32],
+        seed: u64,
+    ) -> Result<(f32, usize)> {
         let x = self.batch(x)?;
         ensure!(
             x.n == labels.len(),
@@ -500,7 +513,8 @@ impl Network {
         };
         let end = self.logits_end();
         let logits = self.run(x, &mut ctx, end, &mut None);
-        let (loss, grad, correct) = softmax_cross_entropy(&logits.data, labels, self.classes())?;
+        let (loss, grad, correct) =
+            weighted_softmax_cross_entropy(&logits.data, labels, self.classes(), class_weights)?;
         let dy = Tensor {
             n: logits.n,
             shape: logits.shape,

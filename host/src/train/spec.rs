@@ -463,7 +463,20 @@ impl ModelSpec {
         };
         spec.shapes()?;
         spec.training.validate()?;
+        spec.check_training_fits()?;
         Ok(spec)
+    }
+
+    /// Checks the `[training]` options that depend on the model: one class weight per class,
+    /// augmentations that fit the input shape.
+    pub fn check_training_fits(&self) -> Result<()> {
+        if let Some(w) = &self.training.class_weights {
+            w.check(Some(self.classes))?;
+        }
+        if let Some(a) = &self.training.augment {
+            a.check(self.input_shape()?)?;
+        }
+        Ok(())
     }
 
     /// Reads and parses a model file.
