@@ -153,6 +153,7 @@ mod tests {
                 { type = "relu" }, { type = "relu6" },
                 { type = "max_pool", size = 2, stride = 1 },
                 { type = "residual", activation = "relu", layers = [ { type = "conv2d", filters = 4, kernel = 1 } ] },
+                { type = "residual", layers = [ { type = "conv2d", filters = 6, kernel = 3, stride = 2, padding = "same" } ] },
                 { type = "avg_pool", size = 2, padding = "same" },
                 { type = "dropout", rate = 0.25 },
                 { type = "global_avg_pool" },

@@ -252,3 +252,21 @@ fn class_weighted_loss_gradients() {
     let text = spec("[4, 4, 2]", 4, layers);
     assert_ok_weighted("class weights", &text, 2.0, &[0.5, 3.0, 1.0, 7.0]);
 }
+
+/// Residual blocks with a projection shortcut: stride 2 with more channels (automatic), and an
+/// explicit projection that keeps the shape; the projection's filter and bias, the inner
+/// layers' and the input's gradients.
+#[test]
+fn projection_shortcut_gradients() {
+    for block in [
+        "activation = \"relu\", layers = [
+            { type = \"conv2d\", filters = 5, kernel = 3, stride = 2, padding = \"same\" },
+            { type = \"batch_norm\" }, { type = \"relu\" },
+            { type = \"conv2d\", filters = 5, kernel = 3, padding = \"same\" } ]",
+        "shortcut = \"projection\", layers = [
+            { type = \"depthwise_conv2d\", kernel = 3, padding = \"same\" } ]",
+    ] {
+        let layers = format!("{{ type = \"residual\", {block} }}, {HEAD}");
+        assert_ok(block, &spec("[5, 6, 2]", 3, &layers), 2.0);
+    }
+}

@@ -85,7 +85,8 @@ pub use network::{LayerInfo, LayerOutput, Network, ParamView};
 pub use optim::{EarlyStopping, LrSchedule, Optimizer};
 pub use spec::{
     Activation, BatchNormSpec, ConvSpec, DenseSpec, DepthwiseSpec, DropoutSpec, LayerSpec,
-    LstmSpec, ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, LAYER_TYPES,
+    LstmSpec, ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, Shortcut,
+    LAYER_TYPES,
 };
 pub use tensor::{Rng, SampleShape, Tensor};
 pub use trainer::{

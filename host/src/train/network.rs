@@ -13,7 +13,7 @@ use super::lstm::{orthogonal, Lstm};
 use super::node::{Capture, Node, Residual};
 use super::norm::BatchNorm;
 use super::pool::{Pool, PoolKind};
-use super::shapes::{infer, show, window};
+use super::shapes::{infer, projection_stride, show, window};
 use super::spec::{LayerSpec, ModelSpec, PaddingKind, Pair};
 use super::tensor::{volume, CoreAct, Ctx, Param, Rng, SampleShape, Tensor};
 
@@ -159,8 +159,18 @@ fn build(
                 nodes.push(build(layer, s, &p, init)?);
                 s = infer(layer, s, &p)?;
             }
+            // Drawn after the inner layers, so blocks without a projection initialize as before.
+            let shortcut = projection_stride(r, input, s)
+                .map_err(anyhow::Error::msg)?
+                .map(|stride| {
+                    let g = geom(input, one, stride, one, PaddingKind::Valid);
+                    let w = init.draw(s[2] * c, c, s[2]);
+                    let valid = mote_core::ops::Padding::Valid;
+                    Conv2d::new(g, valid, c, s[2], CoreAct::None, w, true)
+                });
             Node::Residual(Residual {
                 nodes,
+                shortcut,
                 act: r.activation.to_core(),
                 out: None,
             })
@@ -197,7 +207,8 @@ pub struct ParamView<'a> {
     /// The layer it belongs to (see [`LayerInfo::path`]).
     pub path: Vec<usize>,
     /// What it is: `filter`, `weights`, `recurrent_weights` (LSTM), `bias`, `gamma`, `beta`,
-    /// `running_mean`, `running_var`; a separable convolution's are prefixed `depthwise_` or `pointwise_`.
+    /// `running_mean`, `running_var`; a separable convolution's are prefixed `depthwise_` or
+    /// `pointwise_`, a residual block's projection shortcut's `shortcut_`.
     pub name: String,
     /// Its dimensions, in mote-core's layout.
     pub shape: Vec<usize>,
