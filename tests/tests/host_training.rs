@@ -316,12 +316,13 @@ fn model_file_errors_name_the_layer_and_the_shapes() {
         "{e}"
     );
 
+    // A block that changes the shape gets a projection shortcut, unless told otherwise.
     let e = err("[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 3\n\
-         [[layers]]\ntype = \"residual\"\nlayers = [\n\
+         [[layers]]\ntype = \"residual\"\nshortcut = \"identity\"\nlayers = [\n\
          { type = \"conv2d\", filters = 8, kernel = 3, padding = \"same\" },\n\
          { type = \"conv2d\", filters = 8, kernel = 3, stride = 2, padding = \"same\" } ]\n");
     assert!(
-        e.contains("layer 1 (residual)") && e.contains("preserve"),
+        e.contains("layer 1 (residual)") && e.contains("shortcut = \"identity\""),
         "{e}"
     );
     assert!(e.contains("[6, 6, 8]") && e.contains("[3, 3, 8]"), "{e}");

@@ -134,7 +134,7 @@ impl AugmentSpec {
                 return fail(option, "images ([h, w, c])", hint);
             }
         }
-        if self.shift.dy >= h.max(1) || (image && self.shift.dx >= w) {
+        if image && (self.shift.dy >= h || self.shift.dx >= w) {
             bail!(
                 "training.augment: shift = [{}, {}] must be below the image's {h}x{w} pixels",
                 self.shift.dy,

@@ -192,6 +192,18 @@ fn restore(net: &mut Network, values: &[Vec<f32>]) {
     });
 }
 
+/// The class weights for `train_y` (empty without `class_weights`), after checking that the
+/// augmentation fits the network's input.
+fn check_features(net: &Network, config: &TrainingConfig, train_y: &[u32]) -> Result<Vec<f32>> {
+    if let Some(a) = &config.augment {
+        a.check(net.input_shape())?;
+    }
+    match &config.class_weights {
+        Some(w) => w.resolve(train_y, net.classes()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Trains `net` on `train_x` / `train_y` (row-major samples in the network's input shape,
 /// labels below `classes`), evaluating on `val_x` / `val_y` after each epoch if they are not
 /// empty. The same network, data, config and seed always give the same weights.
@@ -214,13 +226,7 @@ pub fn train(
     check_data(net, val_x, val_y, "validation data")?;
     ensure!(!train_y.is_empty(), "training data: no samples");
     let has_val = !val_y.is_empty();
-    let class_weights = match &config.class_weights {
-        Some(w) => w.resolve(train_y, net.classes())?,
-        None => Vec::new(),
-    };
-    if let Some(a) = &config.augment {
-        a.check(net.input_shape())?;
-    }
+    let class_weights = check_features(net, config, train_y)?;
     // Its own stream, so turning augmentation on leaves shuffling and dropout as they were.
     let mut augment_rng = Rng::derive(config.seed, 3);
     if let Some(es) = &config.early_stopping {
