@@ -53,9 +53,12 @@ pub enum FloatLayer {
     GlobalAvgPool,
     Flatten,
     Softmax,
-    /// `activation(x + f(x))`.
+    /// `activation(shortcut(x) + f(x))`, `f` being `layers`.
     Residual {
         layers: Vec<FloatLayer>,
+        /// A projection of `x` to `f(x)`'s shape (a 1x1 [`FloatLayer::Conv2d`]), traced after
+        /// the inner layers; `None` for the identity.
+        shortcut: Option<Box<FloatLayer>>,
         activation: Activation,
     },
     /// A Keras LSTM on `[1, steps, features]` (zero initial state): every matrix in four
@@ -395,20 +398,36 @@ impl FloatLayer {
                 ops::softmax::softmax_f32(1.0, &x.data, &mut data, s.c).map_err(core_err)?;
                 Activations { data, shape: s }
             }
-            FloatLayer::Residual { layers, activation } => {
+            FloatLayer::Residual {
+                layers,
+                shortcut,
+                activation,
+            } => {
                 let mut y = x.clone();
                 for layer in layers {
                     y = layer.forward(&y, trace)?;
                 }
+                let projected;
+                let x = match shortcut {
+                    Some(p) => {
+                        projected = p.forward(x, trace)?;
+                        &projected
+                    }
+                    None => x,
+                };
                 ensure!(
-                    y.shape == s,
-                    "residual block changes the shape from {s:?} to {:?}",
-                    y.shape
+                    y.shape == x.shape,
+                    "residual block: the inner layers give {:?} but the shortcut {:?}",
+                    y.shape,
+                    x.shape
                 );
                 let mut data = vec![0.0; x.data.len()];
                 ops::add::add_f32(activation.f32_range(), &x.data, &y.data, &mut data)
                     .map_err(core_err)?;
-                Activations { data, shape: s }
+                Activations {
+                    data,
+                    shape: x.shape,
+                }
             }
             FloatLayer::Lstm {
                 units,

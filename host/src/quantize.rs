@@ -329,32 +329,39 @@ impl Emitter<'_> {
                 };
                 self.lstm(&layer, x)?
             }
-            FloatLayer::Residual { layers, activation } => {
-                let mut y = x;
-                let mut inner = Activations {
-                    data: Vec::new(),
-                    shape: x.shape,
+            FloatLayer::Residual {
+                layers,
+                shortcut,
+                activation,
+            } => {
+                // Inner shapes are recomputed from a zero probe of the right shape.
+                let probe = |l: &FloatLayer, shape: Shape4| {
+                    let zero = Activations {
+                        data: vec![0.0; shape.elements().unwrap_or(0)],
+                        shape,
+                    };
+                    l.forward(&zero, &mut |_| {})
                 };
+                let mut y = x;
                 for l in layers {
-                    // Inner shapes are recomputed from a zero probe of the right shape.
-                    inner = l.forward(
-                        &Activations {
-                            data: vec![0.0; y.shape.elements().unwrap_or(0)],
-                            shape: y.shape,
-                        },
-                        &mut |_| {},
-                    )?;
-                    y = self.layer(l, y, &inner)?;
+                    y = self.layer(l, y, &probe(l, y.shape)?)?;
                 }
+                // The projection is traced after the inner layers, so it takes the next range.
+                let s = match shortcut {
+                    Some(p) => self.layer(p, x, &probe(p, x.shape)?)?,
+                    None => x,
+                };
                 ensure!(
-                    inner.shape == x.shape || layers.is_empty(),
-                    "residual block changes the shape"
+                    y.shape == s.shape,
+                    "residual block: the inner layers give {:?} but the shortcut {:?}",
+                    y.shape,
+                    s.shape
                 );
                 let q = self.next_range();
-                let out = self.activation(x.shape, q, false);
+                let out = self.activation(s.shape, q, false);
                 let options = TfOptions::fused(*activation);
                 self.b
-                    .op(OpDef::new(OpCode::Add, &[x.id, y.id], out.id, options));
+                    .op(OpDef::new(OpCode::Add, &[s.id, y.id], out.id, options));
                 out
             }
         })

@@ -316,12 +316,13 @@ fn model_file_errors_name_the_layer_and_the_shapes() {
         "{e}"
     );
 
+    // A block that changes the shape gets a projection shortcut, unless told otherwise.
     let e = err("[[layers]]\ntype = \"conv2d\"\nfilters = 8\nkernel = 3\n\
-         [[layers]]\ntype = \"residual\"\nlayers = [\n\
+         [[layers]]\ntype = \"residual\"\nshortcut = \"identity\"\nlayers = [\n\
          { type = \"conv2d\", filters = 8, kernel = 3, padding = \"same\" },\n\
          { type = \"conv2d\", filters = 8, kernel = 3, stride = 2, padding = \"same\" } ]\n");
     assert!(
-        e.contains("layer 1 (residual)") && e.contains("preserve"),
+        e.contains("layer 1 (residual)") && e.contains("shortcut = \"identity\""),
         "{e}"
     );
     assert!(e.contains("[6, 6, 8]") && e.contains("[3, 3, 8]"), "{e}");
@@ -533,6 +534,35 @@ fn digits_mlp_example_reaches_96_percent() {
     assert_export_matches(&mut net, &d.test_x[..8 * 64]);
 }
 
+/// `[training.augment]` on the digits DS-CNN (one-pixel shifts, a little gain and noise):
+/// still learns, to within a few percent of the same run without it.
+#[test]
+fn digits_dscnn_with_augmentation_still_learns() {
+    let plain = example("digits_dscnn.toml");
+    let mut augmented = plain.clone();
+    augmented.training.augment = Some(train::AugmentSpec {
+        shift: train::Shift { dy: 1, dx: 1 },
+        scale: 0.1,
+        noise: 0.05,
+        ..Default::default()
+    });
+    let d = digits();
+    let accuracy = |spec: &ModelSpec| {
+        let mut net = Network::new(spec).unwrap();
+        let start = std::time::Instant::now();
+        fit(&mut net, &d, &spec.training);
+        let eval = train::evaluate(&mut net, &d.test_x, &d.test_y, 256).unwrap();
+        (eval.accuracy, start.elapsed().as_secs_f64())
+    };
+    let (without, s1) = accuracy(&plain);
+    let (with, s2) = accuracy(&augmented);
+    eprintln!(
+        "digits DS-CNN held-out accuracy: {without:.4} without augmentation ({s1:.1} s), \
+         {with:.4} with ({s2:.1} s)"
+    );
+    assert!(with >= without - 0.03, "{with} vs {without}");
+}
+
 #[test]
 fn same_seed_gives_identical_weights_and_early_stopping_restores_the_best() {
     let mut spec = example("digits_dscnn.toml");
@@ -573,6 +603,83 @@ fn same_seed_gives_identical_weights_and_early_stopping_restores_the_best() {
         eval.loss, best_loss,
         "the best epoch's weights were not restored"
     );
+}
+
+/// examples/resnet8.toml on the digits: a few epochs of training, the exported float model
+/// against the engine (projection shortcuts included), the int8 model (CONV_2D + ADD for each
+/// projected block) on mote-core's interpreter close to f32 and well above chance, and a
+/// checkpoint round trip.
+#[test]
+fn resnet8_example_with_projection_shortcuts_exports_to_int8() {
+    let mut spec = example("resnet8.toml");
+    spec.training.epochs = 6;
+    let d = digits();
+    let mut net = Network::new(&spec).unwrap();
+    let start = std::time::Instant::now();
+    let history = fit(&mut net, &d, &spec.training);
+    let seconds = start.elapsed().as_secs_f64();
+    let eval = train::evaluate(&mut net, &d.test_x, &d.test_y, 256).unwrap();
+    let int8 = int8_accuracy(&net, &d.train_x, &d.test_x, &d.test_y);
+    eprintln!(
+        "ResNet-8 on digits: {} parameters, {} epochs in {seconds:.1} s, held-out accuracy \
+         f32 {:.4} ({}/{}), int8 {int8:.4}",
+        net.parameter_count(),
+        history.epochs.len(),
+        eval.accuracy,
+        eval.correct,
+        eval.total
+    );
+    assert!(eval.accuracy >= 0.9, "f32 accuracy {}", eval.accuracy);
+    assert!(int8 >= 0.5, "int8 accuracy {int8}, chance is 0.1");
+    assert!(
+        (int8 - eval.accuracy).abs() <= 0.02,
+        "int8 {int8} vs f32 {}",
+        eval.accuracy
+    );
+
+    assert_export_matches(&mut net, &d.test_x[..16 * 64]);
+    let exported = net.export();
+    let kinds: Vec<&str> = exported.iter().map(|l| l.kind()).collect();
+    assert_eq!(
+        kinds,
+        [
+            "conv2d",
+            "residual",
+            "residual",
+            "residual",
+            "global_avg_pool",
+            "dense",
+            "softmax"
+        ]
+    );
+    let calib: Vec<&[f32]> = d.train_x.chunks(64).take(50).collect();
+    let q = quantize(&net.to_float_model(), &calib, RangeMethod::MinMax).unwrap();
+    let blob = AlignedBytes::new(&q.built.bytes);
+    let model = Model::parse(blob.as_slice()).unwrap();
+    let ops: Vec<_> = (0..model.op_count())
+        .map(|i| model.op(i).unwrap().opcode)
+        .collect();
+    let count = |op| ops.iter().filter(|&&o| o == op).count();
+    // The stem, two per block and the two projections; one ADD per block.
+    assert_eq!(count(mote_core::format::OpCode::Conv2d), 1 + 2 * 3 + 2);
+    assert_eq!(count(mote_core::format::OpCode::Add), 3);
+
+    let back = Network::from_checkpoint(&net.to_checkpoint().unwrap()).unwrap();
+    assert_eq!(back.to_checkpoint().unwrap(), net.to_checkpoint().unwrap());
+}
+
+/// A checkpoint written before projection shortcuts existed (`tests/checkpoints/`, an identity
+/// residual block, from the model file beside it) loads, and saves back byte for byte.
+#[test]
+fn checkpoints_from_before_projection_shortcuts_still_load() {
+    let dir = format!("{}/checkpoints", env!("CARGO_MANIFEST_DIR"));
+    let bytes = std::fs::read(format!("{dir}/identity_residual_v1.ckpt")).unwrap();
+    let mut net = Network::from_checkpoint(&bytes).unwrap();
+    let spec = ModelSpec::from_file(format!("{dir}/identity_residual_v1.toml")).unwrap();
+    assert_eq!(net.spec().layers, spec.layers);
+    assert_eq!(net.to_checkpoint().unwrap(), bytes);
+    let d = digits();
+    assert_eq!(net.predict(&d.test_x[..4 * 64]).unwrap().len(), 4);
 }
 
 /// The 1-D CNN example on BasicMotions (40 training and 40 test recordings, standardized per

@@ -49,6 +49,7 @@ fn float_model(rng: &mut Rng) -> FloatModel {
                     dilation: (1, 1),
                     activation: Activation::None,
                 }],
+                shortcut: None,
                 activation: Activation::Relu,
             },
             FloatLayer::MaxPool {

@@ -81,6 +81,11 @@ pub struct Splits {
 }
 
 impl DataOptions {
+    /// Whether these are the defaults (a model file without a `[data]` table).
+    pub fn is_default(&self) -> bool {
+        *self == Self::default()
+    }
+
     /// Checks the options against each other.
     pub fn validate(&self) -> Result<()> {
         for (name, share) in [("test", self.test), ("validation", self.validation)] {

@@ -153,6 +153,7 @@ mod tests {
                 { type = "relu" }, { type = "relu6" },
                 { type = "max_pool", size = 2, stride = 1 },
                 { type = "residual", activation = "relu", layers = [ { type = "conv2d", filters = 4, kernel = 1 } ] },
+                { type = "residual", layers = [ { type = "conv2d", filters = 6, kernel = 3, stride = 2, padding = "same" } ] },
                 { type = "avg_pool", size = 2, padding = "same" },
                 { type = "dropout", rate = 0.25 },
                 { type = "global_avg_pool" },
@@ -166,6 +167,8 @@ mod tests {
             schedule = { type = "step", every = 2, factor = 0.3 }
             init = "xavier"
             early_stopping = { patience = 2, metric = "loss", min_delta = 0.001 }
+            class_weights = [1.0, 2.0, 1.0, 0.5]
+            augment = { shift = [1, 2], flip_horizontal = true, scale = 0.1, noise = 0.01 }
             seed = 42
         "#;
         let spec = ModelSpec::parse(text).unwrap();

@@ -1,8 +1,10 @@
 //! The `[training]` table of a model file: optimizer, learning-rate schedule, initialization,
-//! early stopping and seed.
+//! early stopping, class weights, data augmentation and seed.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, ensure, Result};
 use serde::{Deserialize, Serialize};
+
+pub use super::augment::{AugmentSpec, Shift};
 
 /// Weight initialization (biases start at zero, batch norm at identity).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -180,6 +182,104 @@ pub struct EarlyStoppingSpec {
     pub min_delta: f32,
 }
 
+/// `class_weights`: how much each class's samples count in the training loss and its
+/// gradient. `"balanced"` gives class `c` the weight `n / (classes * count_c)` over the `n`
+/// training labels (a class with no training samples gets 1, which nothing reads); a list gives
+/// one weight per class, each finite and positive.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ClassWeights {
+    /// Inversely proportional to the class frequencies in the training labels.
+    Balanced,
+    /// One weight per class, in class order.
+    List(Vec<f32>),
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(untagged)]
+enum ClassWeightsRepr {
+    Name(String),
+    List(Vec<f32>),
+}
+
+impl TryFrom<ClassWeightsRepr> for ClassWeights {
+    type Error = String;
+    fn try_from(r: ClassWeightsRepr) -> Result<Self, String> {
+        match r {
+            ClassWeightsRepr::Name(n) if n == "balanced" => Ok(ClassWeights::Balanced),
+            ClassWeightsRepr::Name(n) => Err(format!(
+                "class_weights must be \"balanced\" or a list of one weight per class, got \"{n}\""
+            )),
+            ClassWeightsRepr::List(v) => Ok(ClassWeights::List(v)),
+        }
+    }
+}
+
+impl From<ClassWeights> for ClassWeightsRepr {
+    fn from(w: ClassWeights) -> Self {
+        match w {
+            ClassWeights::Balanced => ClassWeightsRepr::Name("balanced".into()),
+            ClassWeights::List(v) => ClassWeightsRepr::List(v),
+        }
+    }
+}
+
+impl Serialize for ClassWeights {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ClassWeightsRepr::from(self.clone()).serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for ClassWeights {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        ClassWeights::try_from(ClassWeightsRepr::deserialize(d)?).map_err(serde::de::Error::custom)
+    }
+}
+
+impl ClassWeights {
+    /// Checks an explicit list: every weight finite and positive and, when `classes` is known,
+    /// one per class.
+    pub fn check(&self, classes: Option<usize>) -> Result<()> {
+        let ClassWeights::List(w) = self else {
+            return Ok(());
+        };
+        if let Some(bad) = w.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
+            bail!("training: class_weights must be finite and positive, got {bad}");
+        }
+        if let Some(classes) = classes {
+            ensure!(
+                w.len() == classes,
+                "training: class_weights has {} weights for {classes} classes",
+                w.len()
+            );
+        }
+        Ok(())
+    }
+
+    /// The weight of each class for training on `labels` (all below `classes`).
+    pub fn resolve(&self, labels: &[u32], classes: usize) -> Result<Vec<f32>> {
+        self.check(Some(classes))?;
+        Ok(match self {
+            ClassWeights::List(w) => w.clone(),
+            ClassWeights::Balanced => {
+                let mut count = vec![0usize; classes];
+                for &l in labels {
+                    if let Some(c) = count.get_mut(l as usize) {
+                        *c += 1;
+                    }
+                }
+                let n = labels.len() as f64;
+                count
+                    .iter()
+                    .map(|&c| match c {
+                        0 => 1.0,
+                        c => (n / (classes as f64 * c as f64)) as f32,
+                    })
+                    .collect()
+            }
+        })
+    }
+}
+
 /// The `[training]` table.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -202,7 +302,16 @@ pub struct TrainingConfig {
     /// it, as mote-core's `Sgd::clip_norm` does (default none).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub clip_norm: Option<f32>,
-    /// Seeds initialization, shuffling and dropout (default 0).
+    /// Per-class loss weights (default none: every sample counts the same). With weights the
+    /// training loss reported per batch and epoch is the weighted mean
+    /// `sum(w[y_i] * loss_i) / sum(w[y_i])` over a batch; accuracy and the validation loss
+    /// stay unweighted.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<ClassWeights>,
+    /// Data augmentation of the training batches (default none); see [`AugmentSpec`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub augment: Option<AugmentSpec>,
+    /// Seeds initialization, shuffling, dropout and augmentation (default 0).
     pub seed: u64,
 }
 
@@ -216,6 +325,8 @@ impl Default for TrainingConfig {
             init: Init::default(),
             early_stopping: None,
             clip_norm: None,
+            class_weights: None,
+            augment: None,
             seed: 0,
         }
     }
@@ -252,6 +363,12 @@ impl TrainingConfig {
         }
         if let ScheduleSpec::Step { every: 0, .. } = self.schedule {
             bail!("training: schedule step needs every >= 1");
+        }
+        if let Some(w) = &self.class_weights {
+            w.check(None)?;
+        }
+        if let Some(a) = &self.augment {
+            a.validate()?;
         }
         Ok(())
     }

@@ -63,13 +63,17 @@ impl ExportLayer {
 
     /// What [`FloatLayer::forward`] traces for this layer (a residual block's inner layers
     /// aside), in order, as the captures of [`Network::forward_capture`] that equal them: the
-    /// output alone, or an LSTM's every-step hidden and cell states before it.
+    /// output alone, an LSTM's every-step hidden and cell states before it, or a residual
+    /// block's projection shortcut (`"shortcut"`) before it.
     pub fn traced(&self) -> Vec<(&[usize], &'static str)> {
         let (path, part) = self.output_of();
         match self.layer {
             FloatLayer::Lstm { .. } => {
                 vec![(path, "hidden_states"), (path, "cell_states"), (path, part)]
             }
+            FloatLayer::Residual {
+                shortcut: Some(_), ..
+            } => vec![(path, "shortcut"), (path, part)],
             _ => vec![(path, part)],
         }
     }
@@ -290,6 +294,7 @@ fn lower(
                 let inner = lower(&rs.layers, &r.nodes, s, &path);
                 let layer = FloatLayer::Residual {
                     layers: inner.iter().map(|l| l.layer.clone()).collect(),
+                    shortcut: r.shortcut.as_ref().map(|p| Box::new(conv_layer(p))),
                     activation: r.act,
                 };
                 out.push(entry(layer, inner, (s, o)));
@@ -451,6 +456,81 @@ mod tests {
         let want = net.forward(&x).unwrap();
         for (i, sample) in x.chunks(72).enumerate() {
             let got = model.forward(sample, &mut |_| {}).unwrap();
+            for (a, b) in got.data.iter().zip(want.sample(i)) {
+                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+            }
+        }
+    }
+
+    /// A residual block with a projection shortcut (stride 2, more channels; batch norm and
+    /// relu folded inside): its float layer computes what the engine computes, and the traced
+    /// projection is the engine's `"shortcut"` capture.
+    #[test]
+    fn projection_shortcuts_export_what_the_engine_computes() {
+        let text = r#"
+            name = "proj"
+            input = [7, 6, 3]
+            classes = 4
+            layers = [
+                { type = "residual", activation = "relu", layers = [
+                    { type = "conv2d", filters = 5, kernel = 3, stride = 2, padding = "same" },
+                    { type = "batch_norm" }, { type = "relu" },
+                    { type = "conv2d", filters = 5, kernel = 3, padding = "same" } ] },
+                { type = "global_avg_pool" }, { type = "dense", units = 4 },
+            ]
+        "#;
+        let mut net = Network::new(&ModelSpec::parse(text).unwrap()).unwrap();
+        let mut rng = Rng::new(3);
+        for i in 0..net.parameters().len() {
+            let p = &net.parameters()[i];
+            let v: Vec<f32> = match p.name.as_str() {
+                "gamma" | "running_var" => {
+                    (0..p.values.len()).map(|_| rng.range(0.5, 2.0)).collect()
+                }
+                _ => (0..p.values.len()).map(|_| rng.range(-0.8, 0.8)).collect(),
+            };
+            net.set_parameter(i, &v).unwrap();
+        }
+        let names: Vec<String> = net.parameters().iter().map(|p| p.name.clone()).collect();
+        assert_eq!(names[..2], ["shortcut_filter", "shortcut_bias"]);
+        assert_eq!(net.parameters()[0].shape, [5, 1, 1, 3]);
+        let exported = net.export();
+        let block = &exported.layers[0];
+        let FloatLayer::Residual {
+            shortcut: Some(p), ..
+        } = &block.layer
+        else {
+            panic!("{:?}", block.layer)
+        };
+        assert!(matches!(**p, FloatLayer::Conv2d { stride: (2, 2), .. }));
+        assert_eq!((block.input, block.output), ([7, 6, 3], [4, 3, 5]));
+        assert_eq!(block.inner.len(), 2, "conv + bn + relu, conv");
+        let model = exported.to_float_model();
+        let x: Vec<f32> = (0..3 * 126).map(|_| rng.range(-2.0, 2.0)).collect();
+        let mut captures = Vec::new();
+        let want = net
+            .forward_capture(&x, &mut |c| {
+                captures.push((c.path.to_vec(), c.part, c.output.clone()))
+            })
+            .unwrap();
+        let mut traced: Vec<_> = block.inner.iter().flat_map(ExportLayer::traced).collect();
+        traced.extend(exported.iter().flat_map(ExportLayer::traced));
+        assert_eq!(traced[2], (&[0][..], "shortcut"));
+        for (i, sample) in x.chunks(126).enumerate() {
+            let mut trace = Vec::new();
+            let got = model
+                .forward(sample, &mut |a| trace.push(a.clone()))
+                .unwrap();
+            assert_eq!(trace.len(), traced.len());
+            for (t, (path, part)) in trace.iter().zip(&traced) {
+                let (_, _, c) = captures
+                    .iter()
+                    .find(|(p, q, _)| p == path && q == part)
+                    .unwrap_or_else(|| panic!("no capture {path:?} {part}"));
+                for (a, b) in t.data.iter().zip(c.sample(i)) {
+                    assert!((a - b).abs() < 1e-5, "{path:?} {part}: {a} vs {b}");
+                }
+            }
             for (a, b) in got.data.iter().zip(want.sample(i)) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }

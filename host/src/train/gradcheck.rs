@@ -2,7 +2,8 @@
 //! differences of the f32 forward pass.
 //!
 //! Each case is a small network around the layer under test, a batch of 3 random samples and
-//! the mean softmax cross-entropy (computed in f64 from the f32 logits). For sampled
+//! the mean softmax cross-entropy (computed in f64 from the f32 logits; class-weighted in one
+//! case). For sampled
 //! coordinates of every trainable parameter and of the input, the analytic derivative `a` is
 //! compared with `n = (L(x + h) - L(x - h)) / 2h`, `h = 1e-3`, and must satisfy
 //! `|a - n| <= 1e-3 + 1e-2 * max(|a|, |n|)` (measured: at most 0.3 of that bound). A coordinate
@@ -17,7 +18,7 @@ use super::Network;
 const SEED: u64 = 77;
 const H: f32 = 1e-3;
 
-fn loss(net: &mut Network, x: &[f32], y: &[u32]) -> f64 {
+fn loss(net: &mut Network, x: &[f32], y: &[u32], weights: &[f32]) -> f64 {
     let batch = net.batch(x).unwrap();
     let mut ctx = Ctx {
         train: true,
@@ -26,17 +27,18 @@ fn loss(net: &mut Network, x: &[f32], y: &[u32]) -> f64 {
     let end = net.logits_end();
     let logits = net.run(batch, &mut ctx, end, &mut None);
     let c = net.classes();
+    let weight = |label: u32| f64::from(weights.get(label as usize).copied().unwrap_or(1.0));
     let mut total = 0.0;
     for (row, &label) in logits.data.chunks_exact(c).zip(y) {
         let max = row.iter().fold(f64::MIN, |m, &v| m.max(f64::from(v)));
         let sum: f64 = row.iter().map(|&v| (f64::from(v) - max).exp()).sum();
-        total += sum.ln() + max - f64::from(row[label as usize]);
+        total += weight(label) * (sum.ln() + max - f64::from(row[label as usize]));
     }
-    total / y.len() as f64
+    total / y.iter().map(|&l| weight(l)).sum::<f64>()
 }
 
 /// Analytic gradients: every trainable parameter's, then the input's.
-fn analytic(net: &mut Network, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, Vec<f32>) {
+fn analytic(net: &mut Network, x: &[f32], y: &[u32], w: &[f32]) -> (Vec<Vec<f32>>, Vec<f32>) {
     net.visit_params(&mut |p| p.grad.iter_mut().for_each(|g| *g = 0.0));
     let batch = net.batch(x).unwrap();
     let mut ctx = Ctx {
@@ -45,7 +47,8 @@ fn analytic(net: &mut Network, x: &[f32], y: &[u32]) -> (Vec<Vec<f32>>, Vec<f32>
     };
     let end = net.logits_end();
     let logits = net.run(batch, &mut ctx, end, &mut None);
-    let (_, grad, _) = super::softmax_cross_entropy(&logits.data, y, net.classes()).unwrap();
+    let (_, grad, _) =
+        super::weighted_softmax_cross_entropy(&logits.data, y, net.classes(), w).unwrap();
     let dy = Tensor {
         n: logits.n,
         shape: logits.shape,
@@ -79,7 +82,7 @@ fn numeric(f: &mut dyn FnMut(f32) -> f64, h: f32) -> f64 {
 
 /// Checks one network; returns the worst `|a - n| / (1e-3 + 1e-2 * max(|a|, |n|))` (must be
 /// at most 1) and the number of coordinates checked.
-fn check(text: &str, input_scale: f32) -> (f64, usize) {
+fn check(text: &str, input_scale: f32, weights: &[f32]) -> (f64, usize) {
     let spec = ModelSpec::parse(text).unwrap();
     let mut net = Network::with_init(&spec, spec.training.init, 5).unwrap();
     let mut rng = Rng::new(11);
@@ -102,7 +105,7 @@ fn check(text: &str, input_scale: f32) -> (f64, usize) {
         .map(|_| rng.range(-input_scale, input_scale))
         .collect();
     let y: Vec<u32> = (0..n).map(|_| rng.below(net.classes()) as u32).collect();
-    let (grads, dx) = analytic(&mut net, &x, &y);
+    let (grads, dx) = analytic(&mut net, &x, &y, weights);
     let (mut worst, mut checked, mut skipped) = (0.0f64, 0, 0);
     let mut judge = |a: f32, f: &mut dyn FnMut(f32) -> f64| {
         let n1 = numeric(f, H);
@@ -124,7 +127,7 @@ fn check(text: &str, input_scale: f32) -> (f64, usize) {
             let e = rng.below(g.len());
             judge(g[e], &mut |d| {
                 nudge(&mut net, pi, e, d);
-                let l = loss(&mut net, &x, &y);
+                let l = loss(&mut net, &x, &y, weights);
                 nudge(&mut net, pi, e, -d);
                 l
             });
@@ -135,7 +138,7 @@ fn check(text: &str, input_scale: f32) -> (f64, usize) {
         judge(dx[e], &mut |d| {
             let mut xd = x.clone();
             xd[e] += d;
-            loss(&mut net, &xd, &y)
+            loss(&mut net, &xd, &y, weights)
         });
     }
     assert!(
@@ -152,7 +155,11 @@ fn spec(input: &str, classes: usize, layers: &str) -> String {
 }
 
 fn assert_ok(name: &str, text: &str, scale: f32) {
-    let (worst, checked) = check(text, scale);
+    assert_ok_weighted(name, text, scale, &[]);
+}
+
+fn assert_ok_weighted(name: &str, text: &str, scale: f32, weights: &[f32]) {
+    let (worst, checked) = check(text, scale, weights);
     eprintln!("{name}: {checked} coordinates, worst error ratio {worst:.3}");
     assert!(checked >= 10, "{name}: only {checked} coordinates checked");
     assert!(worst <= 1.0, "{name}: worst error ratio {worst}");
@@ -233,5 +240,33 @@ fn lstm_gradients() {
          { type = \"lstm\", units = 3, return_sequences = false }, { type = \"dense\", units = 3 }",
     ] {
         assert_ok(layers, &spec("[6, 3]", 3, layers), 1.5);
+    }
+}
+
+/// The class-weighted loss: every parameter's and the input's gradient under weights that
+/// differ per class.
+#[test]
+fn class_weighted_loss_gradients() {
+    let layers = "{ type = \"conv2d\", filters = 3, kernel = 3, padding = \"same\" },
+        { type = \"flatten\" }, { type = \"dense\", units = 4 }";
+    let text = spec("[4, 4, 2]", 4, layers);
+    assert_ok_weighted("class weights", &text, 2.0, &[0.5, 3.0, 1.0, 7.0]);
+}
+
+/// Residual blocks with a projection shortcut: stride 2 with more channels (automatic), and an
+/// explicit projection that keeps the shape; the projection's filter and bias, the inner
+/// layers' and the input's gradients.
+#[test]
+fn projection_shortcut_gradients() {
+    for block in [
+        "activation = \"relu\", layers = [
+            { type = \"conv2d\", filters = 5, kernel = 3, stride = 2, padding = \"same\" },
+            { type = \"batch_norm\" }, { type = \"relu\" },
+            { type = \"conv2d\", filters = 5, kernel = 3, padding = \"same\" } ]",
+        "shortcut = \"projection\", layers = [
+            { type = \"depthwise_conv2d\", kernel = 3, padding = \"same\" } ]",
+    ] {
+        let layers = format!("{{ type = \"residual\", {block} }}, {HEAD}");
+        assert_ok(block, &spec("[5, 6, 2]", 3, &layers), 2.0);
     }
 }

@@ -2,7 +2,7 @@
 //! absurd size (a mistyped `units`, a huge `batch_size`) is a clear error rather than an abort
 //! on a failed allocation.
 
-use super::shapes::infer;
+use super::shapes::{infer, projection_stride};
 use super::spec::{LayerSpec, ModelSpec, Pair};
 use super::tensor::SampleShape;
 use anyhow::{ensure, Result};
@@ -15,7 +15,8 @@ pub(crate) const LIMIT: u64 = 16 << 30;
 pub(crate) struct Estimate {
     /// Trainable parameters.
     pub parameters: u64,
-    /// Activation values of one sample, over every layer's output.
+    /// Activation values of one sample, over every layer's output (a residual block's inner
+    /// layers and projection shortcut included).
     pub activations: u64,
     /// Bytes: each parameter four times (value, gradient, two Adam moments), each activation
     /// twice per sample of a batch (kept for the backward pass, and its gradient).
@@ -64,26 +65,57 @@ fn parameters(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Result<u
                 total = total.saturating_add(parameters(inner, s, &inner_path)?);
                 s = infer(inner, s, &inner_path)?;
             }
+            if projection_stride(r, input, s)
+                .map_err(anyhow::Error::msg)?
+                .is_some()
+            {
+                // The 1x1 projection's filter and bias.
+                let out = s[2] as u64;
+                total = total.saturating_add(product(&[c, out]).saturating_add(out));
+            }
             total
         }
         _ => 0,
     })
 }
 
+/// The activation values of one sample that `layer` keeps: its output, and for a residual
+/// block its inner layers' and its projection's outputs too.
+fn activations(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Result<u64> {
+    let out = infer(layer, input, path)?;
+    let mut total = elements(out);
+    if let LayerSpec::Residual(r) = layer {
+        let mut s = input;
+        for (k, inner) in r.layers.iter().enumerate() {
+            let inner_path = [path, &[k]].concat();
+            total = total.saturating_add(activations(inner, s, &inner_path)?);
+            s = infer(inner, s, &inner_path)?;
+        }
+        if projection_stride(r, input, s)
+            .map_err(anyhow::Error::msg)?
+            .is_some()
+        {
+            total = total.saturating_add(elements(out));
+        }
+    }
+    Ok(total)
+}
+
 /// The estimate for `spec` (whose shapes must connect).
 pub(crate) fn estimate(spec: &ModelSpec) -> Result<Estimate> {
     let mut s = spec.input_shape()?;
-    let (mut parameters_total, mut activations) = (0u64, elements(s));
+    let (mut parameters_total, mut activations_total) = (0u64, elements(s));
     for (i, layer) in spec.layers.iter().enumerate() {
         parameters_total = parameters_total.saturating_add(parameters(layer, s, &[i])?);
+        activations_total = activations_total.saturating_add(activations(layer, s, &[i])?);
         s = infer(layer, s, &[i])?;
-        activations = activations.saturating_add(elements(s));
     }
     let batch = spec.training.batch_size as u64;
-    let bytes = product(&[parameters_total, 16]).saturating_add(product(&[activations, batch, 8]));
+    let bytes =
+        product(&[parameters_total, 16]).saturating_add(product(&[activations_total, batch, 8]));
     Ok(Estimate {
         parameters: parameters_total,
-        activations,
+        activations: activations_total,
         bytes,
     })
 }
@@ -128,6 +160,31 @@ mod tests {
         assert_eq!(e.activations, 64 + 64 + 10);
         assert_eq!(e.bytes, 650 * 16 + 138 * 32 * 8);
         assert!(check(&s).is_ok());
+    }
+
+    /// A projection shortcut's filter, bias and output count, and agree with the network.
+    #[test]
+    fn a_projection_shortcut_is_counted() {
+        let block = |shortcut: &str| {
+            spec(
+                &format!(
+                    "[[layers]]\ntype = \"residual\"\n{shortcut}layers = [ {{ type = \"conv2d\", \
+                     filters = 4, kernel = 3, padding = \"same\", stride = 2 }} ]\n\
+                     [[layers]]\ntype = \"flatten\"\n[[layers]]\ntype = \"dense\"\nunits = 10\n"
+                ),
+                8,
+            )
+        };
+        let s = block("");
+        let e = estimate(&s).unwrap();
+        let conv = 9 * 4 + 4;
+        let projection = 4 + 4;
+        let dense = 65 * 10;
+        assert_eq!(e.parameters, conv + projection + dense);
+        let net = super::super::Network::new(&s).unwrap();
+        assert_eq!(e.parameters, net.parameter_count() as u64);
+        // Input, the block's output, its conv's and its projection's, flatten, dense.
+        assert_eq!(e.activations, 64 + 64 + 64 + 64 + 64 + 10);
     }
 
     #[test]

@@ -26,6 +26,22 @@
 //! `softmax`, its input is (the loss is softmax cross-entropy from logits either way).
 //! See `examples/*.toml` at the repository root.
 //!
+//! A `residual` block adds its input to its inner `layers`' output. When the inner layers
+//! change the shape (a stride, more channels) the input goes through a projection first, a
+//! 1x1 convolution with the matching stride and channels (`shortcut` is automatic; write
+//! `shortcut = "projection"` or `"identity"` to insist on one); see [`ResidualSpec`] and
+//! `examples/resnet8.toml`.
+//!
+//! `[training]` keys: `epochs`, `batch_size`, `optimizer`, `schedule`, `init`,
+//! `early_stopping`, `clip_norm`, `seed`, and
+//! - `class_weights = "balanced"` or `[w0, w1, ...]` (one per class): the training loss
+//!   becomes the class-weighted mean, to counter imbalanced classes ([`ClassWeights`]);
+//!   accuracy and the validation loss stay unweighted;
+//! - `[training.augment]`: random changes to each training batch, seeded by `seed`
+//!   ([`AugmentSpec`]): `time_shift`, `scale`, `noise` for sequences, `shift`,
+//!   `flip_horizontal`, `flip_vertical` (and `scale`, `noise`) for images. Options that do
+//!   not fit the input shape are errors.
+//!
 //! Data comes in as plain slices: features row-major (`n * sample_len` values, each sample in
 //! the network's input shape, NHWC) and one `u32` label per sample.
 //!
@@ -48,6 +64,7 @@
 //! ([`Network::save`], [`Network::load`]) are a small binary format that restores a network
 //! bit for bit (see [`CHECKPOINT_MAGIC`]).
 
+mod augment;
 mod checkpoint;
 mod config;
 mod conv;
@@ -74,14 +91,18 @@ mod differential;
 mod gradcheck;
 
 pub use checkpoint::CHECKPOINT_MAGIC;
-pub use config::{EarlyStoppingSpec, Init, Metric, OptimizerSpec, ScheduleSpec, TrainingConfig};
+pub use config::{
+    AugmentSpec, ClassWeights, EarlyStoppingSpec, Init, Metric, OptimizerSpec, ScheduleSpec, Shift,
+    TrainingConfig,
+};
 pub use export::{ExportLayer, ExportedNetwork};
-pub use loss::softmax_cross_entropy;
+pub use loss::{softmax_cross_entropy, weighted_softmax_cross_entropy};
 pub use network::{LayerInfo, LayerOutput, Network, ParamView};
 pub use optim::{EarlyStopping, LrSchedule, Optimizer};
 pub use spec::{
     Activation, BatchNormSpec, ConvSpec, DenseSpec, DepthwiseSpec, DropoutSpec, LayerSpec,
-    LstmSpec, ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, LAYER_TYPES,
+    LstmSpec, ModelSpec, PaddingKind, Pair, PoolSpec, ResidualSpec, SeparableSpec, Shortcut,
+    LAYER_TYPES,
 };
 pub use tensor::{Rng, SampleShape, Tensor};
 pub use trainer::{

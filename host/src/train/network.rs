@@ -8,12 +8,12 @@ use super::conv::Conv2d;
 use super::dense::Dense;
 use super::depthwise::Depthwise;
 use super::layers::{ActLayer, Dropout, Softmax};
-use super::loss::{argmax, softmax_cross_entropy};
+use super::loss::{argmax, weighted_softmax_cross_entropy};
 use super::lstm::{orthogonal, Lstm};
 use super::node::{Capture, Node, Residual};
 use super::norm::BatchNorm;
 use super::pool::{Pool, PoolKind};
-use super::shapes::{infer, show, window};
+use super::shapes::{infer, projection_stride, show, window};
 use super::spec::{LayerSpec, ModelSpec, PaddingKind, Pair};
 use super::tensor::{volume, CoreAct, Ctx, Param, Rng, SampleShape, Tensor};
 
@@ -159,8 +159,18 @@ fn build(
                 nodes.push(build(layer, s, &p, init)?);
                 s = infer(layer, s, &p)?;
             }
+            // Drawn after the inner layers, so blocks without a projection initialize as before.
+            let shortcut = projection_stride(r, input, s)
+                .map_err(anyhow::Error::msg)?
+                .map(|stride| {
+                    let g = geom(input, one, stride, one, PaddingKind::Valid);
+                    let w = init.draw(s[2] * c, c, s[2]);
+                    let valid = mote_core::ops::Padding::Valid;
+                    Conv2d::new(g, valid, c, s[2], CoreAct::None, w, true)
+                });
             Node::Residual(Residual {
                 nodes,
+                shortcut,
                 act: r.activation.to_core(),
                 out: None,
             })
@@ -197,7 +207,8 @@ pub struct ParamView<'a> {
     /// The layer it belongs to (see [`LayerInfo::path`]).
     pub path: Vec<usize>,
     /// What it is: `filter`, `weights`, `recurrent_weights` (LSTM), `bias`, `gamma`, `beta`,
-    /// `running_mean`, `running_var`; a separable convolution's are prefixed `depthwise_` or `pointwise_`.
+    /// `running_mean`, `running_var`; a separable convolution's are prefixed `depthwise_` or
+    /// `pointwise_`, a residual block's projection shortcut's `shortcut_`.
     pub name: String,
     /// Its dimensions, in mote-core's layout.
     pub shape: Vec<usize>,
@@ -486,6 +497,19 @@ impl Network {
         labels: &[u32],
         seed: u64,
     ) -> Result<(f32, usize)> {
+        self.compute_weighted_gradients(x, labels, &[], seed)
+    }
+
+    /// [`Network::compute_gradients`] for the class-weighted mean loss (see
+    /// [`weighted_softmax_cross_entropy`](super::weighted_softmax_cross_entropy); empty
+    /// `class_weights` weigh every sample the same).
+    pub fn compute_weighted_gradients(
+        &mut self,
+        x: &[f32],
+        labels: &[u32],
+        class_weights: &[f32],
+        seed: u64,
+    ) -> Result<(f32, usize)> {
         let x = self.batch(x)?;
         ensure!(
             x.n == labels.len(),
@@ -500,7 +524,8 @@ impl Network {
         };
         let end = self.logits_end();
         let logits = self.run(x, &mut ctx, end, &mut None);
-        let (loss, grad, correct) = softmax_cross_entropy(&logits.data, labels, self.classes())?;
+        let (loss, grad, correct) =
+            weighted_softmax_cross_entropy(&logits.data, labels, self.classes(), class_weights)?;
         let dy = Tensor {
             n: logits.n,
             shape: logits.shape,

@@ -28,17 +28,19 @@ pub(crate) enum Node {
     Lstm(Lstm),
 }
 
-/// `act(x + f(x))`.
+/// `act(shortcut(x) + f(x))`: `shortcut` is a 1x1 projection, or the identity when `None`.
 #[derive(Debug, Clone)]
 pub(crate) struct Residual {
     pub nodes: Vec<Node>,
+    pub shortcut: Option<Conv2d>,
     pub act: CoreAct,
     pub out: Option<Vec<f32>>,
 }
 
 /// Receives `(layer path, part, output)` for every layer, inner layers of a residual block
 /// first; `part` is `""` for a layer's output, `"depthwise"` for the intermediate output of
-/// a separable convolution, and `"hidden_states"` and `"cell_states"` for an LSTM's states at
+/// a separable convolution, `"shortcut"` for a residual block's projection (after its inner
+/// layers), and `"hidden_states"` and `"cell_states"` for an LSTM's states at
 /// every step (`[1, steps, units]`, reported before its output).
 pub(crate) type Capture<'a> = Option<&'a mut dyn FnMut(&[usize], &'static str, &Tensor)>;
 
@@ -84,6 +86,16 @@ impl Node {
                 for (i, node) in r.nodes.iter_mut().enumerate() {
                     y = node.forward(y, ctx, &[path, &[i]].concat(), cap);
                 }
+                let x = match &mut r.shortcut {
+                    Some(p) => {
+                        let s = p.forward(x, ctx);
+                        if let Some(f) = cap {
+                            f(path, "shortcut", &s);
+                        }
+                        s
+                    }
+                    None => x,
+                };
                 y.data.iter_mut().zip(&x.data).for_each(|(y, x)| *y += x);
                 apply_act(r.act, &mut y.data);
                 r.out = (ctx.train && r.act != CoreAct::None).then(|| y.data.clone());
@@ -122,8 +134,12 @@ impl Node {
                 for node in r.nodes.iter_mut().rev() {
                     d = node.backward(d);
                 }
-                dz.data.iter_mut().zip(&d.data).for_each(|(a, b)| *a += b);
-                dz
+                let mut dx = match &mut r.shortcut {
+                    Some(p) => p.backward(dz),
+                    None => dz,
+                };
+                dx.data.iter_mut().zip(&d.data).for_each(|(a, b)| *a += b);
+                dx
             }
         }
     }
@@ -154,6 +170,14 @@ impl Node {
             Node::BatchNorm(l) => {
                 v.extend([&l.gamma, &l.beta, &l.running_mean, &l.running_var].map(|p| ("", p)));
             }
+            // The block's own (before its inner layers'); an identity shortcut has none, so
+            // checkpoints of such blocks are unchanged.
+            Node::Residual(r) => {
+                if let Some(p) = &r.shortcut {
+                    v.push(("shortcut_", &p.filter));
+                    v.extend(p.bias.iter().map(|b| ("shortcut_", b)));
+                }
+            }
             _ => {}
         }
         v
@@ -182,6 +206,12 @@ impl Node {
                 v.extend(l.bias.as_mut());
             }
             Node::Lstm(l) => v.extend([&mut l.weights, &mut l.recurrent, &mut l.bias]),
+            Node::Residual(r) => {
+                if let Some(p) = &mut r.shortcut {
+                    v.push(&mut p.filter);
+                    v.extend(p.bias.as_mut());
+                }
+            }
             Node::BatchNorm(l) => {
                 v.extend([
                     &mut l.gamma,

@@ -3,7 +3,7 @@
 
 use anyhow::{anyhow, bail, Result};
 
-use super::spec::{path_name, LayerSpec, ModelSpec, PaddingKind, Pair};
+use super::spec::{path_name, LayerSpec, ModelSpec, PaddingKind, Pair, ResidualSpec, Shortcut};
 use super::tensor::{volume, Geom, SampleShape};
 
 /// Formats a shape as `[h, w, c]`.
@@ -131,21 +131,48 @@ fn infer_one(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Result<Sa
             for (i, inner) in r.layers.iter().enumerate() {
                 s = infer_one(inner, s, &[path, &[i]].concat())?;
             }
-            if s != input {
-                bail!(
-                    "{}: a residual block must preserve the shape, but its layers map {} to {}",
-                    at(),
-                    show(input),
-                    show(s)
-                );
-            }
-            input
+            projection_stride(r, input, s).map_err(fail)?;
+            s
         }
     };
     if out.contains(&0) {
         bail!("{}: the output {} is empty", at(), show(out));
     }
     Ok(out)
+}
+
+/// The stride of a residual block's 1x1 projection shortcut from `input` to the inner layers'
+/// `output`, or `None` for the identity shortcut; why neither fits otherwise.
+pub(crate) fn projection_stride(
+    r: &ResidualSpec,
+    input: SampleShape,
+    output: SampleShape,
+) -> Result<Option<Pair>, String> {
+    let same = input == output;
+    match r.shortcut {
+        None if same => return Ok(None),
+        Some(Shortcut::Identity) if same => return Ok(None),
+        Some(Shortcut::Identity) => {
+            return Err(format!(
+                "shortcut = \"identity\" needs the inner layers to keep the shape, but they map \
+                 {} to {}; use shortcut = \"projection\" (or leave shortcut out)",
+                show(input),
+                show(output)
+            ))
+        }
+        _ => {}
+    }
+    // A 1x1 window with stride s, no padding, gives ceil(n / s) outputs.
+    let stride = |n: usize, out: usize| (1..=n).find(|s| n.div_ceil(*s) == out);
+    match (stride(input[0], output[0]), stride(input[1], output[1])) {
+        (Some(h), Some(w)) => Ok(Some(Pair { h, w })),
+        _ => Err(format!(
+            "no 1x1 projection shortcut maps {} to the inner layers' {} (a strided 1x1 \
+             convolution gives ceil(size / stride)); use padding = \"same\" in the block",
+            show(input),
+            show(output)
+        )),
+    }
 }
 
 /// The output shape of `layer` at `path` given its input shape, checking its options.
@@ -155,7 +182,7 @@ pub(crate) fn infer(layer: &LayerSpec, input: SampleShape, path: &[usize]) -> Re
 
 impl ModelSpec {
     /// Each top-level layer's output shape, after checking that the layers connect, that
-    /// residual blocks preserve their shape, and that the output has `classes` values.
+    /// residual blocks' shortcuts fit, and that the output has `classes` values.
     pub fn shapes(&self) -> Result<Vec<SampleShape>> {
         let input = self.input_shape()?;
         if self.classes < 2 {
@@ -219,6 +246,48 @@ mod tests {
         assert!(e.contains("layer 0 (dropout)") && e.contains("rate"), "{e}");
         let e = err(&format!("{HEAD}[[layers]]\ntype = \"flatten\"\n"));
         assert!(e.contains("64 values") && e.contains("classes = 10"), "{e}");
+    }
+
+    #[test]
+    fn residual_shortcuts_fit_or_name_both_shapes() {
+        let block = |shortcut: &str, conv: &str| {
+            format!(
+                "{HEAD}[[layers]]\ntype = \"residual\"\n{shortcut}\
+                 layers = [ {{ type = \"conv2d\", kernel = 3, {conv} }} ]\n\
+                 [[layers]]\ntype = \"global_avg_pool\"\n\
+                 [[layers]]\ntype = \"dense\"\nunits = 10\n"
+            )
+        };
+        let strided = "filters = 16, stride = 2, padding = \"same\"";
+        let spec = ModelSpec::parse(&block("", strided)).unwrap();
+        assert_eq!(spec.shapes().unwrap()[0], [4, 4, 16]);
+        let LayerSpec::Residual(r) = &spec.layers[0] else {
+            panic!()
+        };
+        assert_eq!(
+            projection_stride(r, [8, 8, 1], [4, 4, 16]),
+            Ok(Some(Pair::square(2)))
+        );
+        assert!(ModelSpec::parse(&block("shortcut = \"projection\"\n", strided)).is_ok());
+        let e = err(&block("shortcut = \"identity\"\n", strided));
+        assert!(e.contains("layer 0 (residual)"), "{e}");
+        assert!(e.contains("[8, 8, 1] to [4, 4, 16]"), "{e}");
+        let e = err(&block("", "filters = 4"));
+        assert!(e.contains("[8, 8, 1]") && e.contains("[6, 6, 4]"), "{e}");
+        assert!(e.contains("padding = \"same\""), "{e}");
+        let e = err(&block("shortcut = \"sideways\"\n", "filters = 1"));
+        assert!(
+            e.contains("layer 0 (residual)") && e.contains("sideways"),
+            "{e}"
+        );
+        // Without `shortcut`, a block that keeps the shape is the identity, as before.
+        let same = "filters = 1, padding = \"same\"";
+        let spec = ModelSpec::parse(&block("", same)).unwrap();
+        let LayerSpec::Residual(r) = &spec.layers[0] else {
+            panic!()
+        };
+        assert_eq!(projection_stride(r, [8, 8, 1], [8, 8, 1]), Ok(None));
+        assert!(!spec.to_toml().unwrap().contains("shortcut"));
     }
 
     #[test]

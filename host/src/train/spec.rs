@@ -44,7 +44,7 @@ pub struct ModelSpec {
     #[serde(default)]
     pub training: TrainingConfig,
     /// How to read and split the data (the `mote train` flags override it).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "DataOptions::is_default")]
     pub data: DataOptions,
 }
 
@@ -299,16 +299,32 @@ pub struct DropoutSpec {
     pub rate: f32,
 }
 
-/// `residual`: `activation(x + f(x))` where `f` is the inner layers, which must preserve the
-/// shape.
+/// `residual`: `activation(shortcut(x) + f(x))` where `f` is the inner layers. The shortcut is
+/// the identity when `f` keeps the shape; when `f` changes it (a stride, more channels) the
+/// shortcut is a projection, a 1x1 `conv2d` (with bias, no activation) to `f`'s channels with
+/// the stride that maps the input's height and width to `f`'s (2 for a halving).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ResidualSpec {
     /// Applied after the sum (default none).
     #[serde(default)]
     pub activation: Activation,
+    /// The shortcut (default: the identity when the inner layers keep the shape, a projection
+    /// when they change it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shortcut: Option<Shortcut>,
     /// The inner layers.
     pub layers: Vec<LayerSpec>,
+}
+
+/// A residual block's `shortcut`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shortcut {
+    /// `x` itself: the inner layers must keep the shape.
+    Identity,
+    /// A trained 1x1 convolution of `x` to the inner layers' output shape.
+    Projection,
 }
 
 /// `lstm`: a Keras LSTM over sequences `[1, steps, features]` (gates i, f, c, o; sigmoid
@@ -433,12 +449,15 @@ fn parse_layer(value: &toml::Value, path: &[usize]) -> Result<LayerSpec> {
         struct Rest {
             #[serde(default)]
             activation: Activation,
+            #[serde(default)]
+            shortcut: Option<Shortcut>,
         }
         let rest: Rest = toml::Value::Table(rest)
             .try_into()
             .map_err(|e| anyhow!("layer {at} (residual): {e}"))?;
         return Ok(LayerSpec::Residual(ResidualSpec {
             activation: rest.activation,
+            shortcut: rest.shortcut,
             layers,
         }));
     }
@@ -471,7 +490,20 @@ impl ModelSpec {
         spec.shapes()?;
         spec.training.validate()?;
         spec.data.validate().context("in the [data] table")?;
+        spec.check_training_fits()?;
         Ok(spec)
+    }
+
+    /// Checks the `[training]` options that depend on the model: one class weight per class,
+    /// augmentations that fit the input shape.
+    pub fn check_training_fits(&self) -> Result<()> {
+        if let Some(w) = &self.training.class_weights {
+            w.check(Some(self.classes))?;
+        }
+        if let Some(a) = &self.training.augment {
+            a.check(self.input_shape()?)?;
+        }
+        Ok(())
     }
 
     /// Reads and parses a model file.

@@ -23,7 +23,7 @@ pub struct BatchEvent {
     pub batches: usize,
     /// Samples trained on so far in this epoch.
     pub samples: usize,
-    /// The batch's mean loss.
+    /// The batch's mean loss (class-weighted with `class_weights`).
     pub loss: f32,
     /// The batch's accuracy (before the update).
     pub accuracy: f32,
@@ -36,11 +36,12 @@ pub struct BatchEvent {
 pub struct EpochStats {
     /// Epoch, from 0.
     pub epoch: usize,
-    /// Mean training loss over the epoch's batches (weighted by batch size).
+    /// Mean training loss over the epoch's batches (weighted by batch size; each batch's loss
+    /// class-weighted with `class_weights`).
     pub loss: f32,
     /// Training accuracy over the epoch (each batch measured before its update).
     pub accuracy: f32,
-    /// Loss on the validation set, if one was given.
+    /// Loss on the validation set, if one was given (never class-weighted).
     pub val_loss: Option<f32>,
     /// Accuracy on the validation set, if one was given.
     pub val_accuracy: Option<f32>,
@@ -191,9 +192,24 @@ fn restore(net: &mut Network, values: &[Vec<f32>]) {
     });
 }
 
+/// The class weights for `train_y` (empty without `class_weights`), after checking that the
+/// augmentation fits the network's input.
+fn check_features(net: &Network, config: &TrainingConfig, train_y: &[u32]) -> Result<Vec<f32>> {
+    if let Some(a) = &config.augment {
+        a.check(net.input_shape())?;
+    }
+    match &config.class_weights {
+        Some(w) => w.resolve(train_y, net.classes()),
+        None => Ok(Vec::new()),
+    }
+}
+
 /// Trains `net` on `train_x` / `train_y` (row-major samples in the network's input shape,
 /// labels below `classes`), evaluating on `val_x` / `val_y` after each epoch if they are not
 /// empty. The same network, data, config and seed always give the same weights.
+///
+/// `class_weights` ("balanced" counts `train_y`) weigh the training loss; `augment` changes
+/// each training batch after it is gathered, never the validation data.
 ///
 /// With early stopping the network ends with the best epoch's weights.
 pub fn train(
@@ -210,6 +226,9 @@ pub fn train(
     check_data(net, val_x, val_y, "validation data")?;
     ensure!(!train_y.is_empty(), "training data: no samples");
     let has_val = !val_y.is_empty();
+    let class_weights = check_features(net, config, train_y)?;
+    // Its own stream, so turning augmentation on leaves shuffling and dropout as they were.
+    let mut augment_rng = Rng::derive(config.seed, 3);
     if let Some(es) = &config.early_stopping {
         ensure!(
             has_val || !es.metric.needs_validation(),
@@ -249,10 +268,14 @@ pub fn train(
                 xb.extend_from_slice(&train_x[i * len..][..len]);
                 yb.push(train_y[i]);
             }
+            if let Some(a) = &config.augment {
+                a.apply(net.input_shape(), &mut xb, &mut augment_rng);
+            }
             lr = schedule.at(epoch, batch, batches);
             let dropout_seed = Rng::derive(config.seed, 1000 + step).next_u64();
             step += 1;
-            let (loss, c) = net.compute_gradients(&xb, &yb, dropout_seed)?;
+            let (loss, c) =
+                net.compute_weighted_gradients(&xb, &yb, &class_weights, dropout_seed)?;
             ensure!(
                 loss.is_finite(),
                 "the loss became {loss} at epoch {epoch}, batch {batch}: lower the learning rate"
@@ -431,6 +454,123 @@ mod tests {
         );
         let msg = format!("{:#}", bad.unwrap_err());
         assert!(msg.contains("sample 1, value 4 is NaN"), "{msg}");
+    }
+}
+
+#[cfg(test)]
+mod feature_tests {
+    use super::*;
+    use crate::train::ModelSpec;
+
+    /// Two overlapping 2-D gaussians, `minority` of every 100 samples in class 1.
+    fn imbalanced(rng: &mut Rng, n: usize, minority: usize) -> (Vec<f32>, Vec<u32>) {
+        let (mut x, mut y) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let label = u32::from(i % 100 < minority);
+            let centre = if label == 1 { 1.2 } else { 0.0 };
+            x.extend((0..2).map(|_| centre + rng.normal() as f32));
+            y.push(label);
+        }
+        (x, y)
+    }
+
+    fn recall(net: &mut Network, x: &[f32], y: &[u32], class: usize) -> f32 {
+        let p = net.predict(x).unwrap();
+        let hits = p
+            .iter()
+            .zip(y)
+            .filter(|(p, &y)| y as usize == class && **p == class);
+        let total = y.iter().filter(|&&y| y as usize == class).count();
+        hits.count() as f32 / total as f32
+    }
+
+    #[test]
+    fn balanced_class_weights_raise_the_minority_recall() {
+        let head = "name = \"imb\"\ninput = [2]\nclasses = 2\n\
+                    layers = [ { type = \"dense\", units = 2 } ]\n\
+                    [training]\nepochs = 15\nbatch_size = 32\n\
+                    optimizer = { type = \"adam\", learning_rate = 0.05 }\n";
+        let (x, y) = imbalanced(&mut Rng::new(1), 2000, 5);
+        let (tx, ty) = imbalanced(&mut Rng::new(2), 1000, 50);
+        let run = |extra: &str| {
+            let spec = ModelSpec::parse(&format!("{head}{extra}")).unwrap();
+            let mut net = Network::new(&spec).unwrap();
+            train(&mut net, &x, &y, &[], &[], &spec.training, &mut NoCallbacks).unwrap();
+            recall(&mut net, &tx, &ty, 1)
+        };
+        let (none, balanced) = (run(""), run("class_weights = \"balanced\"\n"));
+        let explicit = run("class_weights = [1.0, 19.0]\n");
+        eprintln!("minority recall: none {none:.3}, balanced {balanced:.3}, [1, 19] {explicit:.3}");
+        assert!(balanced > none + 0.3, "{none} vs {balanced}");
+        assert!(
+            (balanced - explicit).abs() < 0.1,
+            "{balanced} vs {explicit}"
+        );
+
+        for (bad, word) in [
+            ("class_weights = [1.0]\n", "1 weights for 2 classes"),
+            ("class_weights = [1.0, -2.0]\n", "finite and positive"),
+            ("class_weights = [1.0, nan]\n", "finite and positive"),
+            ("class_weights = \"balance\"\n", "\"balanced\""),
+        ] {
+            let e = format!(
+                "{:#}",
+                ModelSpec::parse(&format!("{head}{bad}")).unwrap_err()
+            );
+            assert!(e.contains(word), "{bad}: {e}");
+        }
+        let w = crate::train::ClassWeights::Balanced
+            .resolve(&[0, 0, 0, 1], 3)
+            .unwrap();
+        assert_eq!(w, [4.0 / 9.0, 4.0 / 3.0, 1.0]);
+    }
+
+    const AUGMENTED: &str = r#"
+        name = "aug"
+        input = [6, 6, 1]
+        classes = 3
+        layers = [
+            { type = "conv2d", filters = 4, kernel = 3, padding = "same", activation = "relu" },
+            { type = "global_avg_pool" }, { type = "dense", units = 3 },
+        ]
+        [training]
+        epochs = 2
+        batch_size = 16
+        seed = 4
+        [training.augment]
+        shift = [1, 2]
+        flip_horizontal = true
+        flip_vertical = true
+        scale = 0.1
+        noise = 3.0
+    "#;
+
+    /// The trained checkpoint and history of a run on `x` / `y`, validated on the same data.
+    fn batches(spec: &ModelSpec, x: &[f32], y: &[u32]) -> (Vec<u8>, History) {
+        let mut net = Network::new(spec).unwrap();
+        let h = train(&mut net, x, y, x, y, &spec.training, &mut NoCallbacks).unwrap();
+        (net.to_checkpoint().unwrap(), h)
+    }
+
+    #[test]
+    fn augmentation_repeats_with_the_seed_and_spares_the_validation_data() {
+        let spec = ModelSpec::parse(AUGMENTED).unwrap();
+        let mut rng = Rng::new(5);
+        let x: Vec<f32> = (0..60 * 36).map(|_| rng.range(0.0, 1.0)).collect();
+        let y: Vec<u32> = (0..60).map(|i| i % 3).collect();
+        let (a, ha) = batches(&spec, &x, &y);
+        let (b, _) = batches(&spec, &x, &y);
+        assert_eq!(a, b, "same seed, same batches");
+        let mut plain = spec.clone();
+        plain.training.augment = None;
+        let (c, hc) = batches(&plain, &x, &y);
+        assert_ne!(a, c, "augmentation changes what is trained on");
+        // Noise of 3 on the training batches only: the held-out loss of the last epoch is the
+        // trained network's loss on the untouched data.
+        let mut net = Network::from_checkpoint(&a).unwrap();
+        let eval = evaluate(&mut net, &x, &y, 256).unwrap();
+        assert_eq!(ha.epochs.last().unwrap().val_loss, Some(eval.loss));
+        assert_ne!(ha.epochs[1].loss, hc.epochs[1].loss);
     }
 }
 
