@@ -505,36 +505,11 @@ mod tests {
         assert!(matches!(**p, FloatLayer::Conv2d { stride: (2, 2), .. }));
         assert_eq!((block.input, block.output), ([7, 6, 3], [4, 3, 5]));
         assert_eq!(block.inner.len(), 2, "conv + bn + relu, conv");
-        let model = exported.to_float_model();
         let x: Vec<f32> = (0..3 * 126).map(|_| rng.range(-2.0, 2.0)).collect();
-        let mut captures = Vec::new();
-        let want = net
-            .forward_capture(&x, &mut |c| {
-                captures.push((c.path.to_vec(), c.part, c.output.clone()))
-            })
-            .unwrap();
         let mut traced: Vec<_> = block.inner.iter().flat_map(ExportLayer::traced).collect();
         traced.extend(exported.iter().flat_map(ExportLayer::traced));
         assert_eq!(traced[2], (&[0][..], "shortcut"));
-        for (i, sample) in x.chunks(126).enumerate() {
-            let mut trace = Vec::new();
-            let got = model
-                .forward(sample, &mut |a| trace.push(a.clone()))
-                .unwrap();
-            assert_eq!(trace.len(), traced.len());
-            for (t, (path, part)) in trace.iter().zip(&traced) {
-                let (_, _, c) = captures
-                    .iter()
-                    .find(|(p, q, _)| p == path && q == part)
-                    .unwrap_or_else(|| panic!("no capture {path:?} {part}"));
-                for (a, b) in t.data.iter().zip(c.sample(i)) {
-                    assert!((a - b).abs() < 1e-5, "{path:?} {part}: {a} vs {b}");
-                }
-            }
-            for (a, b) in got.data.iter().zip(want.sample(i)) {
-                assert!((a - b).abs() < 1e-5, "{a} vs {b}");
-            }
-        }
+        assert_float_model_computes_the_engine(&mut net, &exported, &traced, &x, 126);
     }
 
     /// Stacked LSTMs (every step's states, then the last step's) exported as float layers
@@ -556,22 +531,34 @@ mod tests {
         let exported = net.export();
         let kinds: Vec<&str> = exported.iter().map(ExportLayer::kind).collect();
         assert_eq!(kinds, ["lstm", "lstm", "dense"]);
-        let model = exported.to_float_model();
         let x: Vec<f32> = (0..3 * 21).map(|_| rng.range(-2.0, 2.0)).collect();
+        let traced: Vec<_> = exported.iter().flat_map(ExportLayer::traced).collect();
+        assert_float_model_computes_the_engine(&mut net, &exported, &traced, &x, 21);
+    }
+
+    /// `exported`'s float model, run on each `len`-value sample of `x`, gives the engine's
+    /// output, and each traced tensor equals the engine's capture it names.
+    fn assert_float_model_computes_the_engine(
+        net: &mut Network,
+        exported: &ExportedNetwork,
+        traced: &[(&[usize], &str)],
+        x: &[f32],
+        len: usize,
+    ) {
+        let model = exported.to_float_model();
         let mut captures = Vec::new();
         let want = net
-            .forward_capture(&x, &mut |c| {
+            .forward_capture(x, &mut |c| {
                 captures.push((c.path.to_vec(), c.part, c.output.clone()))
             })
             .unwrap();
-        let traced: Vec<_> = exported.iter().flat_map(ExportLayer::traced).collect();
-        for (i, sample) in x.chunks(21).enumerate() {
+        for (i, sample) in x.chunks(len).enumerate() {
             let mut trace = Vec::new();
             let got = model
                 .forward(sample, &mut |a| trace.push(a.clone()))
                 .unwrap();
             assert_eq!(trace.len(), traced.len());
-            for (t, (path, part)) in trace.iter().zip(&traced) {
+            for (t, (path, part)) in trace.iter().zip(traced) {
                 let (_, _, c) = captures
                     .iter()
                     .find(|(p, q, _)| p == path && q == part)
