@@ -76,6 +76,12 @@ enum Commands {
         /// fine-tune on, 20% to score.
         #[arg(long)]
         finetune_data: Option<PathBuf>,
+        /// Training data instead of the recorded one (calibration; its split if no test file).
+        #[arg(long)]
+        data: Option<String>,
+        /// A test file instead of the recorded test split.
+        #[arg(long)]
+        test: Option<PathBuf>,
     },
     /// Accuracy and confusion matrix of a checkpoint (f32) or an exported model (int8).
     Eval {
@@ -210,6 +216,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             range,
             finetune_shift,
             finetune_data,
+            data,
+            test,
         } => {
             let method = cli::train::range_method(&range)?;
             let finetune = match (finetune_shift, finetune_data) {
@@ -217,7 +225,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 (None, Some(path)) => Some(cli::train::FinetuneSource::Recording(path)),
                 (None, None) => None,
             };
-            cli::train::export(&checkpoint, &out, calibration, method, finetune)?;
+            let sources = cli::train::SourceOverride { data, test };
+            cli::train::export(&checkpoint, &out, calibration, method, finetune, &sources)?;
             Ok(ExitCode::SUCCESS)
         }
         Commands::Eval { model, data } => {

@@ -63,12 +63,52 @@ pub fn load_data_normalized(
     })
 }
 
-/// A data source as a record keeps it: a path that exists, made absolute (so that export and
-/// eval find it from any folder); anything else (a bundled set's name) as it is.
+/// A data source as a record keeps it in memory: a path that exists, made absolute; anything
+/// else (a bundled set's name) as it is.
 pub fn recorded_source(source: &str) -> String {
     match std::fs::canonicalize(source) {
         Ok(path) if Path::new(source).exists() => path.display().to_string(),
         _ => source.to_string(),
+    }
+}
+
+/// `path` relative to the folder `base` (`./x`, `../data/x`), if both exist and share a root.
+fn relative_to(path: &Path, base: &Path) -> Option<String> {
+    let (path, base) = (
+        std::fs::canonicalize(path).ok()?,
+        std::fs::canonicalize(base).ok()?,
+    );
+    let common = path
+        .components()
+        .zip(base.components())
+        .take_while(|(a, b)| a == b)
+        .count();
+    if common == 0 {
+        return None;
+    }
+    let ups = base.components().count() - common;
+    let mut relative = std::path::PathBuf::from(if ups == 0 { "." } else { ".." });
+    (1..ups).for_each(|_| relative.push(".."));
+    path.components()
+        .skip(common)
+        .for_each(|c| relative.push(c));
+    Some(relative.display().to_string())
+}
+
+/// A recorded source as written into `dir`: a path relative to `dir` where it can be, so that
+/// a project moved as a whole still finds its data.
+fn source_in(source: &str, dir: &Path) -> String {
+    match Path::new(source).is_absolute() {
+        true => relative_to(Path::new(source), dir).unwrap_or_else(|| source.to_string()),
+        false => source.to_string(),
+    }
+}
+
+/// A source read from a record in `dir`: `./` and `../` paths are relative to `dir`.
+fn source_from(source: &str, dir: &Path) -> String {
+    match source.starts_with("./") || source.starts_with("../") {
+        true => recorded_source(&dir.join(source).to_string_lossy()),
+        false => source.to_string(),
     }
 }
 
@@ -106,6 +146,37 @@ pub struct TrainingRecord {
     pub class_names: Vec<String>,
     /// One entry per epoch.
     pub history: Vec<EpochRecord>,
+}
+
+impl TrainingRecord {
+    /// The record's file in `dir`.
+    pub const FILE: &'static str = "training.json";
+
+    /// Writes `dir/training.json`, its data paths relative to `dir`.
+    pub fn save(&self, dir: &Path) -> Result<()> {
+        let mut record = self.clone();
+        record.data = source_in(&self.data, dir);
+        record.test = self.test.as_deref().map(|t| source_in(t, dir));
+        let path = dir.join(Self::FILE);
+        std::fs::write(&path, serde_json::to_string_pretty(&record)?)
+            .with_context(|| format!("writing {}", path.display()))
+    }
+
+    /// Reads `dir/training.json`, its relative data paths resolved against `dir`.
+    pub fn load(dir: &Path) -> Result<Self> {
+        let path = dir.join(Self::FILE);
+        let text = std::fs::read_to_string(&path).with_context(|| {
+            format!(
+                "reading {} (written by `mote train` next to the checkpoint)",
+                path.display()
+            )
+        })?;
+        let mut record: Self = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a training record", path.display()))?;
+        record.data = source_from(&record.data, dir);
+        record.test = record.test.as_deref().map(|t| source_from(t, dir));
+        Ok(record)
+    }
 }
 
 /// One epoch's figures.

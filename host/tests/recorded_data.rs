@@ -156,30 +156,39 @@ fn a_test_file_survives_through_export() {
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(data.join("run/training.json")).unwrap())
             .unwrap();
-    let test = record["test"].as_str().expect("the test file is recorded");
-    assert!(
-        Path::new(test).is_absolute() && test.ends_with("test.csv"),
-        "{test}"
-    );
+    // Recorded relative to the record, so that the project can move as a whole.
+    assert_eq!(record["test"].as_str(), Some("../test.csv"));
+    assert_eq!(record["data"].as_str(), Some("../train.csv"));
 
-    // From another folder: the recorded paths still resolve.
-    let checkpoint = data.join("run/model.ckpt");
+    // Moved, and exported from another folder: the recorded paths still resolve.
+    let moved = root.join("moved");
+    std::fs::rename(&data, &moved).unwrap();
+    let checkpoint = moved.join("run/model.ckpt");
     let out = elsewhere.join("model");
-    mote(
-        &elsewhere,
-        &[
+    let export = |extra: &[&str]| {
+        let mut args = vec![
             "export",
             checkpoint.to_str().unwrap(),
             "--out",
             out.to_str().unwrap(),
-        ],
-    );
-    let labels = std::fs::read(out.join("test_labels.u8")).unwrap();
+        ];
+        args.extend_from_slice(extra);
+        mote(&elsewhere, &args);
+        std::fs::read(out.join("test_labels.u8")).unwrap()
+    };
     assert_eq!(
-        labels.len(),
+        export(&[]).len(),
         7,
         "the device's test set is the --test file's 7 samples"
     );
+    // The exported record points at the same files from its own folder.
+    let exported: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("training.json")).unwrap()).unwrap();
+    assert_eq!(exported["test"].as_str(), Some("../../moved/test.csv"));
+
+    // An explicit test file wins over the recorded one.
+    std::fs::write(elsewhere.join("other.csv"), csv(5, 3)).unwrap();
+    assert_eq!(export(&["--test", "other.csv"]).len(), 5);
     std::fs::remove_dir_all(&root).ok();
 }
 

@@ -37,6 +37,7 @@ pub fn run(out: &Path, epochs: Option<usize>) -> Result<()> {
         200,
         RangeMethod::MinMax,
         Some(super::train::FinetuneSource::Shift(SHIFT.0, SHIFT.1)),
+        &Default::default(),
     )?;
 
     println!("\n== 3/4 build the firmware and run it on the emulated Cortex-M4 (QEMU mps2-an386)");

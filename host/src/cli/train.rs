@@ -207,10 +207,7 @@ pub fn train(
             })
             .collect(),
     };
-    std::fs::write(
-        out.join("training.json"),
-        serde_json::to_string_pretty(&record)?,
-    )?;
+    record.save(out)?;
     write_curves(out, &record)?;
     let scores = workflow::eval_float(&mut net, &prepared.test)?;
     write_confusion(
@@ -232,14 +229,16 @@ pub fn train(
 
 /// The training record next to a checkpoint.
 fn record_for(checkpoint: &Path) -> Result<TrainingRecord> {
-    let path = checkpoint.with_file_name("training.json");
-    let text = std::fs::read_to_string(&path).with_context(|| {
-        format!(
-            "reading {} (written by `mote train` next to the checkpoint)",
-            path.display()
-        )
-    })?;
-    Ok(serde_json::from_str(&text)?)
+    TrainingRecord::load(checkpoint.parent().unwrap_or(Path::new(".")))
+}
+
+/// Data `mote export` reads instead of the recorded sources.
+#[derive(Debug, Clone, Default)]
+pub struct SourceOverride {
+    /// Instead of the recorded training data.
+    pub data: Option<String>,
+    /// Instead of the recorded test file.
+    pub test: Option<std::path::PathBuf>,
 }
 
 /// Parses `minmax` or `pNN.NN`.
@@ -274,10 +273,17 @@ pub fn export(
     calibration: usize,
     method: RangeMethod,
     finetune: Option<FinetuneSource>,
+    sources: &SourceOverride,
 ) -> Result<workflow::ExportReport> {
     let net =
         Network::load(checkpoint).with_context(|| format!("reading {}", checkpoint.display()))?;
-    let record = record_for(checkpoint)?;
+    let mut record = record_for(checkpoint)?;
+    if let Some(data) = &sources.data {
+        record.data = workflow::recorded_source(data);
+    }
+    if let Some(test) = &sources.test {
+        record.test = Some(workflow::recorded_source(&test.to_string_lossy()));
+    }
     // The data, splits and normalization the model was trained with.
     let test = record.test.as_deref().map(Path::new);
     let prepared = workflow::load_data_normalized(
@@ -308,10 +314,7 @@ pub fn export(
     };
     let report = workflow::export(&net, &prepared, calibration, method, finetune, out)?;
     // The record travels with the model: `mote eval` on the directory uses its normalization.
-    std::fs::write(
-        out.join("training.json"),
-        serde_json::to_string_pretty(&record)?,
-    )?;
+    record.save(out)?;
     write_confusion(
         &out.join("confusion_int8.svg"),
         "int8, test split",
