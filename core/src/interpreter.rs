@@ -212,22 +212,101 @@ impl<'m, 'a> Interpreter<'m, 'a> {
             return Err(Error::invalid_operator(end, why!("index out of range")));
         }
         for index in 0..end {
-            let decoded;
-            let layer = match self.decoded.get(usize::from(index)) {
-                Some(Some(layer)) => layer,
-                _ => {
-                    decoded = self.model.layer(index)?;
-                    &decoded
-                }
-            };
-            let opcode = layer.opcode();
-            hook.before(index, opcode);
-            // By reference: the layer stays in this frame, which every kernel's sits below.
-            layer.run(self.arena, &self.model)?;
-            hook.after(index, opcode);
+            self.run_operator(index, hook)?;
         }
         Ok(())
     }
+
+    /// Runs part of an invoke, from where `progress` stands, until `budget` is spent; returns
+    /// whether the invoke is complete (then `progress` starts over). An async task yields
+    /// between calls, so a long inference does not stall its executor:
+    ///
+    /// ```ignore
+    /// let mut progress = Progress::default();
+    /// while !interpreter.invoke_some(&mut progress, Budget::Macs(50_000))? {
+    ///     embassy_futures::yield_now().await;
+    /// }
+    /// ```
+    ///
+    /// Every call runs at least one operator, so an invoke always completes. Between calls
+    /// the arena must not be touched (the inputs are read as the operators reach them).
+    pub fn invoke_some(&mut self, progress: &mut Progress, budget: Budget) -> Result<bool, Error> {
+        let count = self.model.op_count();
+        let mut spent = 0u64;
+        while progress.next < count {
+            let index = progress.next;
+            let work = match budget {
+                Budget::Operators(_) => 1,
+                Budget::Macs(_) => self.layer(index, |layer, model| layer.macs(model))?,
+            };
+            let limit = match budget {
+                Budget::Operators(n) => u64::from(n),
+                Budget::Macs(n) => n,
+            };
+            if spent > 0 && spent.saturating_add(work) > limit {
+                return Ok(false);
+            }
+            // Progress moves before the run: an operator that fails is not retried forever.
+            progress.next += 1;
+            self.run_operator(index, &mut ())?;
+            spent = spent.saturating_add(work.max(1));
+        }
+        progress.next = 0;
+        Ok(true)
+    }
+
+    /// Runs operator `index` with `hook` around it.
+    fn run_operator(&mut self, index: u16, hook: &mut impl OpHook) -> Result<(), Error> {
+        let decoded;
+        let layer = match self.decoded.get(usize::from(index)) {
+            Some(Some(layer)) => layer,
+            _ => {
+                decoded = self.model.layer(index)?;
+                &decoded
+            }
+        };
+        let opcode = layer.opcode();
+        hook.before(index, opcode);
+        // By reference: the layer stays in this frame, which every kernel's sits below.
+        layer.run(self.arena, &self.model)?;
+        hook.after(index, opcode);
+        Ok(())
+    }
+
+    /// `f` applied to operator `index`'s layer (decoded already, or now).
+    fn layer<T>(
+        &self,
+        index: u16,
+        f: impl FnOnce(&Layer<'m>, &Model<'m>) -> Result<T, Error>,
+    ) -> Result<T, Error> {
+        match self.decoded.get(usize::from(index)) {
+            Some(Some(layer)) => f(layer, &self.model),
+            _ => f(&self.model.layer(index)?, &self.model),
+        }
+    }
+}
+
+/// Where a resumable invoke ([`Interpreter::invoke_some`]) stands: the next operator to run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Progress {
+    next: u16,
+}
+
+impl Progress {
+    /// The next operator to run (0: an invoke starts, or the last one completed).
+    pub fn next_operator(&self) -> u16 {
+        self.next
+    }
+}
+
+/// How much of an invoke [`Interpreter::invoke_some`] runs before it returns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Budget {
+    /// This many operators.
+    Operators(u16),
+    /// Operators until their multiply-accumulates would pass this many (operators without
+    /// MACs, such as ADD or a pooling layer, count as one).
+    Macs(u64),
 }
 
 /// Orders `parts[a]` and `parts[b]` by address (a step of a sorting network: no indexing

@@ -23,5 +23,5 @@ pub mod train;
 
 pub use cast::Element;
 pub use error::{Error, Why};
-pub use interpreter::{Interpreter, OpHook};
+pub use interpreter::{Budget, Interpreter, OpHook, Progress};
 pub use model::{Model, TensorInfo};
