@@ -197,3 +197,16 @@ pub(crate) fn all_taps(n: usize, y: Axis, x: Axis) -> Vec<Vec<(usize, usize)>> {
     }
     out
 }
+
+/// Runs a future that never waits on anything external (mocks, counting delays) to the end.
+#[cfg(feature = "async")]
+pub(crate) fn block_on<F: core::future::Future>(future: F) -> F::Output {
+    use core::task::{Context, Poll, Waker};
+    let mut context = Context::from_waker(Waker::noop());
+    let mut future = core::pin::pin!(future);
+    loop {
+        if let Poll::Ready(out) = future.as_mut().poll(&mut context) {
+            return out;
+        }
+    }
+}

@@ -111,6 +111,16 @@ pub trait SampleSource<const CHANNELS: usize> {
     fn read_sample(&mut self) -> Result<[f32; CHANNELS], Self::Error>;
 }
 
+/// [`SampleSource`] for async firmware: awaiting a sample lets other tasks run.
+#[cfg(feature = "async")]
+#[allow(async_fn_in_trait)] // used from one executor; no Send bound to promise
+pub trait AsyncSampleSource<const CHANNELS: usize> {
+    /// The sensor's error.
+    type Error;
+    /// The next sample.
+    async fn read_sample(&mut self) -> Result<[f32; CHANNELS], Self::Error>;
+}
+
 /// How a float sample becomes the model's int8: per-channel normalization (as stored with the
 /// model at export), then the input tensor's quantization.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -144,7 +154,7 @@ pub struct SlidingWindow<S, const CHANNELS: usize, const LEN: usize> {
     quantization: InputQuantization<CHANNELS>,
 }
 
-impl<S: SampleSource<C>, const C: usize, const LEN: usize> SlidingWindow<S, C, LEN> {
+impl<S, const C: usize, const LEN: usize> SlidingWindow<S, C, LEN> {
     /// A window that yields every `hop` samples (`hop` is clamped to `1..=LEN`).
     pub fn new(sensor: S, hop: usize, quantization: InputQuantization<C>) -> Self {
         Self {
@@ -168,8 +178,13 @@ impl<S: SampleSource<C>, const C: usize, const LEN: usize> SlidingWindow<S, C, L
         }
     }
 
-    /// Writes the current window, oldest sample first, into `input` (`LEN * C` elements).
-    pub fn fill(&self, input: &mut [i8]) -> Result<(), InputError<S::Error>> {
+    /// Writes the current window, oldest sample first, into `input` (`LEN * C` elements); the
+    /// error's sensor type is the caller's choice (only `WrongSize` can occur).
+    pub fn fill<E>(&self, input: &mut [i8]) -> Result<(), InputError<E>> {
+        self.window_into(input)
+    }
+
+    fn window_into<E>(&self, input: &mut [i8]) -> Result<(), InputError<E>> {
         if input.len() != LEN * C || !self.window.is_full() {
             return Err(InputError::WrongSize {
                 expected: LEN * C,
@@ -188,6 +203,36 @@ impl<S: SampleSource<C>, const C: usize, const LEN: usize> SlidingWindow<S, C, L
     pub fn into_sensor(self) -> S {
         self.sensor
     }
+
+    /// Checks that `input` holds one window.
+    fn check_len<E>(input: &[i8]) -> Result<(), InputError<E>> {
+        match input.len() == LEN * C {
+            true => Ok(()),
+            false => Err(InputError::WrongSize {
+                expected: LEN * C,
+                actual: input.len(),
+            }),
+        }
+    }
+}
+
+#[cfg(feature = "async")]
+impl<S: AsyncSampleSource<C>, const C: usize, const LEN: usize> SlidingWindow<S, C, LEN> {
+    /// [`InputSource::next_input`] for an async sensor: awaits samples until the next window
+    /// is ready, then writes it into `input`.
+    pub async fn next_input_async(&mut self, input: &mut [i8]) -> Result<(), InputError<S::Error>> {
+        Self::check_len(input)?;
+        loop {
+            let sample = self
+                .sensor
+                .read_sample()
+                .await
+                .map_err(InputError::Sensor)?;
+            if self.push(sample) {
+                return self.window_into(input);
+            }
+        }
+    }
 }
 
 impl<S: SampleSource<C>, const C: usize, const LEN: usize> InputSource
@@ -197,16 +242,11 @@ impl<S: SampleSource<C>, const C: usize, const LEN: usize> InputSource
 
     /// Reads samples until the next window is ready (a sensor stream never ends).
     fn next_input(&mut self, input: &mut [i8]) -> Result<Option<Labelled>, Self::Error> {
-        if input.len() != LEN * C {
-            return Err(InputError::WrongSize {
-                expected: LEN * C,
-                actual: input.len(),
-            });
-        }
+        Self::check_len(input)?;
         loop {
             let sample = self.sensor.read_sample().map_err(InputError::Sensor)?;
             if self.push(sample) {
-                self.fill(input)?;
+                self.window_into(input)?;
                 return Ok(Some(Labelled { label: None }));
             }
         }
@@ -288,6 +328,6 @@ mod tests {
         let mut x = [0i8; 2];
         w.next_input(&mut x).unwrap();
         assert_eq!(x, [5, -11]); // channel 1: -2 / 0.25 - 3 = -11
-        assert!(w.fill(&mut [0i8; 3]).is_err());
+        assert!(w.fill::<()>(&mut [0i8; 3]).is_err());
     }
 }
