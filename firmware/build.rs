@@ -3,6 +3,7 @@
 use std::{env, fs, path::Path, path::PathBuf};
 
 use mote_core::format::OpCode;
+use mote_core::model::Requirement;
 use mote_core::train::{Head, Sgd};
 use mote_core::Model;
 
@@ -74,42 +75,14 @@ fn class_names(file: Option<Vec<u8>>) -> String {
 /// model's first parse on the device. (The firmware crate cannot see mote-core's features from
 /// its build script, so the check is a constant evaluated where both are known.)
 fn required_features(model: &Model<'_>, finetune: bool) -> String {
-    let mut code = String::new();
-    let mut ops: Vec<OpCode> = (0..model.op_count())
-        .map(|k| model.op(k).expect("parsed").opcode)
-        .collect();
     // Fine-tuning dequantizes the backbone's features with DEQUANTIZE's kernel.
-    if finetune {
-        ops.push(OpCode::Dequantize);
-    }
-    ops.sort_by_key(|op| *op as u8);
-    ops.dedup();
-    for op in ops {
-        let Some(feature) = op.feature() else {
-            continue;
-        };
-        code += &format!(
-            "const _: () = assert!(mote_core::format::OpCode::{op:?}.is_built(), \
-             \"the model uses {name}: build mote-firmware with feature mote-core/{feature}\");\n",
-            name = op.name(),
-        );
-    }
-    let needs_reference = model.needs_reference_kernels().expect("parsed");
-    if needs_reference {
-        code += "const _: () = assert!(mote_core::ops::reference_kernels_built(), \
-                 \"a layer of the model runs a reference kernel: build mote-firmware with \
-                 feature mote-core/reference-kernels\");\n";
-    }
-    for path in model.kernel_paths().expect("parsed") {
-        let feature = path.feature();
-        code += &format!(
-            "const _: () = assert!(mote_core::ops::KernelPath::{path:?}.is_built() \
-             || mote_core::ops::reference_kernels_built(), \"a layer of the model takes the \
-             fast kernel path {feature}: build mote-firmware with feature mote-core/{feature} \
-             (or mote-core/reference-kernels, slower)\");\n",
-        );
-    }
-    code
+    let finetuning = finetune.then_some(Requirement::Operator(OpCode::Dequantize));
+    model
+        .requirements()
+        .expect("parsed")
+        .chain(finetuning)
+        .map(|r| format!("{r}\n"))
+        .collect()
 }
 
 fn read(path: &Path) -> Vec<u8> {

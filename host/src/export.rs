@@ -34,9 +34,9 @@ fn floats(v: &[f32]) -> String {
         .join(", ")
 }
 
-/// The generated Rust constants for a quantized model stored next to it as `model.mote`.
-pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
-    let aligned = crate::AlignedBytes::new(&q.built.bytes);
+/// The generated Rust constants for a model stored next to them as `model.mote` (`blob`).
+pub fn generated_rust(blob: &[u8], info: &ExportInfo<'_>) -> Result<String> {
+    let aligned = crate::AlignedBytes::new(blob);
     let model = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
     let mut s = String::new();
     let _ = writeln!(
@@ -63,7 +63,7 @@ pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
     let _ = writeln!(
         s,
         "pub static MODEL: MoteAligned<[u8; {}]> = MoteAligned(*include_bytes!(\"model.mote\"));",
-        q.built.bytes.len()
+        blob.len()
     );
     let _ = writeln!(
         s,
@@ -77,6 +77,7 @@ pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
     );
     let _ = writeln!(s, "pub const OP_COUNT: usize = {};", model.op_count());
     edges(&mut s, &model)?;
+    requirements(&mut s, &model)?;
     let names = info
         .class_names
         .iter()
@@ -108,6 +109,32 @@ pub fn generated_rust(q: &Quantized, info: &ExportInfo<'_>) -> Result<String> {
         );
     }
     Ok(s)
+}
+
+/// The mote-core cargo features the model needs, as a constant and as compile-time checks.
+fn requirements(s: &mut String, model: &mote_core::Model) -> Result<()> {
+    let needs: Vec<_> = model.requirements().map_err(anyhow::Error::msg)?.collect();
+    let mut features: Vec<&str> = needs.iter().map(|r| r.feature()).collect();
+    features.dedup();
+    let list = features
+        .iter()
+        .map(|f| format!("{f:?}"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let _ = writeln!(
+        s,
+        "/// mote-core's cargo features this model needs (a build without one fails to compile\n\
+         /// below, naming it): `mote-core = {{ default-features = false, features = [{list}] }}`."
+    );
+    let _ = writeln!(
+        s,
+        "pub const MOTE_CORE_FEATURES: [&str; {}] = [{list}];",
+        features.len()
+    );
+    for requirement in needs {
+        let _ = writeln!(s, "{requirement}");
+    }
+    Ok(())
 }
 
 /// Every model input and output: element type, shape, quantization and bytes.
@@ -171,6 +198,18 @@ fn write_set(dir: &Path, name: &str, q: &Quantized, set: &LabelledSet<'_>) -> Re
     Ok(())
 }
 
+/// Writes `dir/model.mote`, `dir/model.rs` and `dir/class_names.txt`: what `mote import`
+/// writes, and `mote export` before its data sets.
+pub fn write_model_files(dir: &Path, blob: &[u8], info: &ExportInfo<'_>) -> Result<()> {
+    std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    std::fs::write(dir.join("model.mote"), blob)?;
+    std::fs::write(dir.join("model.rs"), generated_rust(blob, info)?)?;
+    // One name per line, for the firmware's log (its build script cannot read model.rs).
+    let names: String = info.class_names.iter().map(|n| format!("{n}\n")).collect();
+    std::fs::write(dir.join("class_names.txt"), names)?;
+    Ok(())
+}
+
 /// Writes `dir/model.mote`, `dir/model.rs` and the optional sets (`test`, and `finetune` +
 /// `finetune_test` for on-device training).
 pub fn write_model_dir(
@@ -181,11 +220,7 @@ pub fn write_model_dir(
     finetune: Option<(LabelledSet<'_>, LabelledSet<'_>)>,
 ) -> Result<()> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    std::fs::write(dir.join("model.mote"), &q.built.bytes)?;
-    std::fs::write(dir.join("model.rs"), generated_rust(q, info)?)?;
-    // One name per line, for the firmware's log (its build script cannot read model.rs).
-    let names: String = info.class_names.iter().map(|n| format!("{n}\n")).collect();
-    std::fs::write(dir.join("class_names.txt"), names)?;
+    write_model_files(dir, &q.built.bytes, info)?;
     if let Some(test) = test {
         write_set(dir, "test", q, &test)?;
     }

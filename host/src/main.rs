@@ -140,8 +140,11 @@ enum Commands {
         /// The `.tflite` file.
         model: PathBuf,
         /// Where to write the `.mote` model.
-        #[arg(short, long)]
-        output: PathBuf,
+        #[arg(short, long, required_unless_present = "dir")]
+        output: Option<PathBuf>,
+        /// Or a model directory: model.mote, and model.rs with the mote-core features it needs.
+        #[arg(long, conflicts_with = "output")]
+        dir: Option<PathBuf>,
     },
     /// Run raw input vectors (back to back) through a `.mote` or `.tflite` model on the host
     /// and write the raw outputs (back to back).
@@ -233,19 +236,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             cli::train::eval(&model, data.as_deref())?;
             Ok(ExitCode::SUCCESS)
         }
-        Commands::Import { model, output } => {
+        Commands::Import { model, output, dir } => {
             let bytes = read(&model)?;
             let built = mote_host::tflite::import_tflite(&bytes)
                 .with_context(|| format!("importing {}", model.display()))?;
-            std::fs::write(&output, &built.bytes)
-                .with_context(|| format!("writing {}", output.display()))?;
             let aligned = mote_host::AlignedBytes::new(&built.bytes);
             let parsed = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
             print!(
                 "{}",
                 mote_host::inspect::table(&parsed).map_err(anyhow::Error::msg)?
             );
-            println!("wrote {}", output.display());
+            let written = match (output, dir) {
+                (_, Some(dir)) => {
+                    let name = model.file_stem().unwrap_or_default().to_string_lossy();
+                    let info = mote_host::export::ExportInfo {
+                        name: &name,
+                        class_names: &[],
+                        normalization: None,
+                    };
+                    mote_host::export::write_model_files(&dir, &built.bytes, &info)?;
+                    dir
+                }
+                (Some(output), None) => {
+                    std::fs::write(&output, &built.bytes)
+                        .with_context(|| format!("writing {}", output.display()))?;
+                    output
+                }
+                (None, None) => anyhow::bail!("give -o FILE or --dir DIR"),
+            };
+            println!("wrote {}", written.display());
             Ok(ExitCode::SUCCESS)
         }
         Commands::Infer {

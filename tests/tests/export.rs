@@ -1,8 +1,45 @@
-//! `mote export`'s generated Rust file compiles and states the model's real figures.
+//! `mote export`'s generated Rust file states the model's real figures and compiles in a crate
+//! with the mote-core features it names, and not without one of them.
 
 use mote_core::Model;
 use mote_host::AlignedBytes;
+use std::path::Path;
 use std::process::Command;
+
+/// Builds and runs a crate in `dir/check` whose main.rs includes `dir/model.rs` and depends on
+/// mote-core with only `features`: (whether it built and ran, cargo's messages).
+fn firmware_crate(dir: &Path, features: &[String], main: &str) -> (bool, String) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let krate = dir.join("check");
+    std::fs::create_dir_all(krate.join("src")).unwrap();
+    let list: Vec<String> = features.iter().map(|f| format!("{f:?}")).collect();
+    std::fs::write(
+        krate.join("Cargo.toml"),
+        format!(
+            "[package]\nname = \"model-check\"\nversion = \"0.0.0\"\nedition = \"2021\"\n\
+             [dependencies]\nmote-core = {{ path = {:?}, default-features = false, features = [{}] }}\n\
+             [workspace]\n",
+            root.join("core"),
+            list.join(", ")
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        krate.join("src/main.rs"),
+        format!("include!(\"../../model.rs\");\n{main}"),
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO"))
+        .args(["run", "--offline", "--quiet"])
+        .current_dir(&krate)
+        .env("CARGO_TARGET_DIR", root.join("target/model-check"))
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
 
 #[test]
 fn generated_rust_compiles_and_matches_the_model() {
@@ -36,26 +73,30 @@ fn generated_rust_compiles_and_matches_the_model() {
         assert!(dir.join(file).exists(), "{file} missing");
     }
 
-    // The file compiles as it is (include_bytes! finds model.mote beside it) and its MODEL is
-    // the blob.
-    let check = dir.join("check.rs");
-    std::fs::write(
-        &check,
-        "include!(\"model.rs\");\nfn main() { assert_eq!(MODEL.0.len(), std::fs::read(\"model.mote\").unwrap().len()); \
-         assert_eq!(CLASS_NAMES.len(), 10); assert_eq!(INPUTS[0].bytes, 64); assert_eq!(OUTPUTS[0].element, MoteElement::I8); let _ = ARENA_SIZE; }\n",
-    )
-    .unwrap();
-    let rustc = std::env::var("RUSTC").unwrap_or_else(|_| "rustc".into());
-    let status = Command::new(rustc)
-        .current_dir(&dir)
-        .args(["--edition", "2021", "-o", "check", "check.rs"])
-        .status()
-        .unwrap();
-    assert!(status.success(), "the generated model.rs does not compile");
-    assert!(Command::new(dir.join("check"))
-        .current_dir(&dir)
-        .status()
+    // The features it names, and a firmware crate that includes it compiles with them and
+    // fails to without one of them, naming it.
+    let features: Vec<String> = model
+        .requirements()
         .unwrap()
-        .success());
+        .map(|r| r.feature().to_string())
+        .collect();
+    assert!(features.contains(&"op-fully-connected".to_string()), "{features:?}");
+    assert!(code.contains("pub const MOTE_CORE_FEATURES"));
+    let main =
+        "fn main() { assert_eq!(MODEL.0.len(), std::fs::read(\"../model.mote\").unwrap().len()); \
+                assert_eq!(CLASS_NAMES.len(), 10); assert_eq!(INPUTS[0].bytes, 64); \
+                assert_eq!(OUTPUTS[0].element, MoteElement::I8); let _ = ARENA_SIZE; \
+                assert!(!MOTE_CORE_FEATURES.is_empty()); }\n";
+    let (ok, _) = firmware_crate(&dir, &features, main);
+    assert!(
+        ok,
+        "the generated model.rs does not compile with the features it names"
+    );
+    let (ok, errors) = firmware_crate(&dir, &features[1..], main);
+    assert!(!ok);
+    assert!(
+        errors.contains(&format!("enable mote-core's cargo feature {}", features[0])),
+        "{errors}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -73,8 +73,7 @@ fn an_operator_left_out_of_the_build_fails_the_build() {
     assert!(!output.status.success());
     assert!(
         stderr.contains(
-            "the model uses DEPTHWISE_CONV_2D: build mote-firmware with feature \
-             mote-core/op-depthwise"
+            "the model uses DEPTHWISE_CONV_2D: enable mote-core's cargo feature op-depthwise"
         ),
         "{stderr}"
     );

@@ -6,6 +6,7 @@ mod paths;
 pub use crate::ops::Layer;
 pub(crate) use decoder::Decoder;
 pub use decoder::Scratch;
+pub use paths::Requirement;
 
 use crate::cast;
 use crate::format::{
