@@ -92,9 +92,12 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
             actual: 0,
         });
     };
-    let Some(features) = cortex_m::singleton!(: [f32; 1024] = [0.0; 1024]) else {
+    // Sized by the build from the model's head (and counted in its RAM check).
+    let Some(features) =
+        cortex_m::singleton!(: [f32; model::HEAD_INPUTS] = [0.0; model::HEAD_INPUTS])
+    else {
         return Err(Error::BufferTooSmall {
-            needed: 1024,
+            needed: model::HEAD_INPUTS,
             actual: 0,
         });
     };
@@ -102,7 +105,7 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
         .get_mut(..head.inputs)
         .ok_or(Error::BufferTooSmall {
             needed: head.inputs,
-            actual: 1024,
+            actual: model::HEAD_INPUTS,
         })?;
     let (test_x, test_y) = (
         &model::FINETUNE_TEST_INPUTS[..],
