@@ -187,15 +187,21 @@ fn embed_model(out: &Path, board: &Board, section: &str) {
     };
     let finetune = optional("finetune_inputs.i8").is_some();
     let sgd = Sgd::new(LEARNING_RATE).with_momentum(MOMENTUM);
-    let (head_params, head_inputs, train_bytes) = if finetune {
+    let (head_params, head_inputs, head_outputs, train_bytes) = if finetune {
         let head = Head::find(&model, sgd)
             .unwrap_or_else(|e| panic!("{}: no head to fine-tune: {e}", model_path.display()));
-        (head.param_count(), head.inputs, head.plan.bytes())
+        (
+            head.param_count(),
+            head.inputs,
+            head.outputs,
+            head.plan.bytes(),
+        )
     } else {
-        (0, 0, 0)
+        (0, 0, 0, 0)
     };
     let head = HeadFigures {
         params: head_params,
+        outputs: head_outputs,
         inputs: head_inputs,
         train_bytes,
     };
@@ -268,6 +274,8 @@ fn embed_model(out: &Path, board: &Board, section: &str) {
 struct HeadFigures {
     /// f32 parameters.
     params: usize,
+    /// Classes.
+    outputs: usize,
     /// Input features.
     inputs: usize,
     /// Training memory.
@@ -354,7 +362,7 @@ fn check_memory(
     let vector: usize = (0..model.input_count())
         .map(|i| model.input(i).map_or(0, |t| t.record.byte_len as usize))
         .sum();
-    let check_set = |inputs: &str, labels: &str| {
+    let check_set = |inputs: &str, labels: &str, labelled: bool| {
         let (x, y) = (file_len(path, inputs), file_len(path, labels));
         if vector == 0 || x % vector != 0 {
             panic!(
@@ -362,16 +370,30 @@ fn check_memory(
                  input vectors\n"
             );
         }
-        if y != 0 && y != x / vector {
+        if (y != 0 || labelled) && y != x / vector {
             panic!(
                 "\n\n{dir}/{labels} holds {y} labels for {} vectors in {inputs}\n",
                 x / vector
             );
         }
+        // A class the head does not have fails the device's training step.
+        if labelled {
+            let classes = fs::read(path.join(labels)).unwrap_or_default();
+            if let Some(&bad) = classes.iter().find(|&&c| usize::from(c) >= head.outputs) {
+                panic!(
+                    "\n\n{dir}/{labels} has label {bad}, but the head has {} outputs\n",
+                    head.outputs
+                );
+            }
+        }
     };
-    check_set("test_inputs.i8", "test_labels.u8");
+    check_set("test_inputs.i8", "test_labels.u8", false);
     if head.params > 0 {
-        check_set("finetune_inputs.i8", "finetune_labels.u8");
-        check_set("finetune_test_inputs.i8", "finetune_test_labels.u8");
+        // Fine-tuning needs labelled samples, at least one.
+        if file_len(path, "finetune_inputs.i8") == 0 {
+            panic!("\n\n{dir}/finetune_inputs.i8 is empty: fine-tuning needs samples\n");
+        }
+        check_set("finetune_inputs.i8", "finetune_labels.u8", true);
+        check_set("finetune_test_inputs.i8", "finetune_test_labels.u8", true);
     }
 }

@@ -309,3 +309,23 @@ fn a_head_with_more_than_1024_inputs_fine_tunes_on_the_device() {
         "{texts:#?}"
     );
 }
+
+/// A fine-tuning label the head has no output for failed the device's training step; the
+/// build now names it.
+#[test]
+fn a_fine_tuning_label_beyond_the_heads_outputs_fails_the_build() {
+    let dir = model_dir("bad-label", &dense_model(20, 3), 20, 3);
+    std::fs::write(dir.join("finetune_labels.u8"), [0u8, 1, 2, 3, 0, 1, 2, 0]).unwrap();
+    let _guard = build_lock();
+    let output = cargo_build_firmware("qemu")
+        .env("MOTE_MODEL_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("finetune_labels.u8 has label 3, but the head has 3 outputs"),
+        "{stderr}"
+    );
+}
