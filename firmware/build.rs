@@ -4,6 +4,7 @@ use std::{env, fs, path::Path, path::PathBuf};
 
 use mote_core::format::OpCode;
 use mote_core::model::Requirement;
+use mote_core::persist::payload_capacity;
 use mote_core::train::{Head, Sgd};
 use mote_core::Model;
 
@@ -20,15 +21,51 @@ const DECODED_SLOT_BOUND: usize = 128;
 /// Bytes of retained RAM (QEMU) or flash (board) for the two weight slots.
 const STORE_SLOT: usize = 16 * 1024;
 
+/// A board's memories, as its memory-*.x gives them.
+struct Board {
+    name: &'static str,
+    memory: &'static str,
+    ram: usize,
+    /// The FLASH region: code, read-only data, the test and fine-tuning vectors.
+    flash: usize,
+    /// Whether the model goes to FLASH too (QEMU's goes to its own PSRAM region).
+    model_in_flash: bool,
+    /// RAM the weight slots take (QEMU keeps them in retained RAM; a board in its flash).
+    store_ram: usize,
+}
+
+/// An upper bound on the firmware's own code and constants with every operator linked, so
+/// that the flash check errs on the safe side. The release firmware without its model and
+/// vectors, measured (`size -A`, 2026-12-07, the demo model's build less its model and vectors):
+/// QEMU 152 KiB, nRF52840 155 KiB; the bound leaves room for the trainer and for growth. Should the code outgrow it, the linker still
+/// reports the overflow, without figures.
+const CODE_BOUND: usize = 256 * 1024;
+
 fn main() {
     let qemu = env::var_os("CARGO_FEATURE_BOARD_QEMU").is_some();
     let nrf = env::var_os("CARGO_FEATURE_BOARD_NRF52840").is_some();
-    let (memory, ram, board) = match (qemu, nrf) {
-        (true, false) => ("memory-qemu.x", 4 * 1024 * 1024, "QEMU mps2-an386"),
-        (false, true) => ("memory-nrf52840.x", 256 * 1024, "nRF52840"),
+    let board = match (qemu, nrf) {
+        (true, false) => Board {
+            name: "QEMU mps2-an386",
+            memory: "memory-qemu.x",
+            ram: 4 * 1024 * 1024,
+            flash: 4 * 1024 * 1024,
+            model_in_flash: false,
+            store_ram: 2 * STORE_SLOT,
+        },
+        (false, true) => Board {
+            name: "nRF52840",
+            memory: "memory-nrf52840.x",
+            ram: 256 * 1024,
+            // 1 MiB, less the 32 KiB of weight slots at its end.
+            flash: 1024 * 1024 - 2 * STORE_SLOT,
+            model_in_flash: true,
+            store_ram: 0,
+        },
         // main.rs reports the mistake with compile_error!; keep the build script quiet.
         _ => return,
     };
+    let memory = board.memory;
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
     if qemu {
@@ -52,7 +89,7 @@ fn main() {
     } else {
         ""
     };
-    embed_model(&out, ram, board, section);
+    embed_model(&out, &board, section);
 }
 
 /// `CLASS_NAMES`, from the export's `class_names.txt` (one per line; none if absent).
@@ -95,7 +132,7 @@ fn read(path: &Path) -> Vec<u8> {
 /// `test_inputs.i8`, optionally `test_labels.u8`, and optionally a fine-tuning set:
 /// `finetune_inputs.i8`, `finetune_labels.u8`, `finetune_test_inputs.i8`,
 /// `finetune_test_labels.u8`.
-fn embed_model(out: &Path, ram: usize, board: &str, section: &str) {
+fn embed_model(out: &Path, board: &Board, section: &str) {
     println!("cargo:rerun-if-env-changed=MOTE_MODEL_DIR");
     let manifest = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets it"));
     // Cargo runs this script in firmware/; a relative directory means one relative to the
@@ -123,25 +160,25 @@ fn embed_model(out: &Path, ram: usize, board: &str, section: &str) {
     };
     let finetune = optional("finetune_inputs.i8").is_some();
     let sgd = Sgd::new(LEARNING_RATE).with_momentum(MOMENTUM);
-    let (head_params, train_bytes) = if finetune {
+    let (head_params, head_inputs, head_outputs, train_bytes) = if finetune {
         let head = Head::find(&model, sgd)
             .unwrap_or_else(|e| panic!("{}: no head to fine-tune: {e}", model_path.display()));
-        (head.param_count(), head.plan.bytes())
+        (
+            head.param_count(),
+            head.inputs,
+            head.outputs,
+            head.plan.bytes(),
+        )
     } else {
-        (0, 0)
+        (0, 0, 0, 0)
     };
-    let decoded = usize::from(model.op_count()) * DECODED_SLOT_BOUND;
-    let needed = arena + decoded + train_bytes + 4 * head_params + RESERVED_RAM;
-    if needed > ram {
-        panic!(
-            "\n\nthe model in {} does not fit the {board}'s {} KiB of RAM: it needs {arena} B of \
-             arena + {decoded} B of decoded operators + {train_bytes} B of training memory + {} B \
-             of head weights + {RESERVED_RAM} B reserved for the stack = {needed} B\n",
-            dir.display(),
-            ram / 1024,
-            4 * head_params
-        );
-    }
+    let head = HeadFigures {
+        params: head_params,
+        outputs: head_outputs,
+        inputs: head_inputs,
+        train_bytes,
+    };
+    check_memory(&dir, board, &model, bytes.len(), &head);
 
     let mut code = format!(
         "/// The model's bytes.\n\
@@ -154,6 +191,8 @@ fn embed_model(out: &Path, ram: usize, board: &str, section: &str) {
          pub const DECODED_SLOT_BOUND: usize = {DECODED_SLOT_BOUND};\n\
          /// f32 parameters of the head fine-tuned on the device (0: no fine-tuning set).\n\
          pub const HEAD_PARAMS: usize = {head_params};\n\
+         /// Input features of that head (0: no fine-tuning set).\n\
+         pub const HEAD_INPUTS: usize = {head_inputs};\n\
          /// Whether the directory has a fine-tuning set.\n\
          pub const FINETUNE: bool = {finetune};\n\
          /// Bytes of training memory for the head.\n\
@@ -202,4 +241,132 @@ fn embed_model(out: &Path, ram: usize, board: &str, section: &str) {
         }
     }
     fs::write(out.join("model.rs"), code).expect("write model.rs");
+}
+
+/// What the fine-tuned head takes (all zero without a fine-tuning set).
+struct HeadFigures {
+    /// f32 parameters.
+    params: usize,
+    /// Classes.
+    outputs: usize,
+    /// Input features.
+    inputs: usize,
+    /// Training memory.
+    train_bytes: usize,
+}
+
+/// Bytes of `name` in the model directory (0 if absent).
+fn file_len(dir: &Path, name: &str) -> usize {
+    fs::metadata(dir.join(name)).map_or(0, |m| m.len() as usize)
+}
+
+/// Fails the build, with figures, if the model, its vectors or its head do not fit what the
+/// firmware gives them: RAM, flash, the weight slot, and the test vectors' shape. Each would
+/// otherwise fail later: at link time without figures, or on the device.
+fn check_memory(
+    path: &Path,
+    board: &Board,
+    model: &Model<'_>,
+    model_len: usize,
+    head: &HeadFigures,
+) {
+    let dir = path.display();
+    let name = board.name;
+
+    // The weight slot: fine-tuning would run and only its save would fail.
+    let weights = 4 * head.params;
+    let capacity = payload_capacity(STORE_SLOT);
+    if weights > capacity {
+        panic!(
+            "\n\nthe head of the model in {dir} does not fit its weight slot: {} x {} inputs \
+             + {} biases = {} f32 parameters = {weights} B, but a {STORE_SLOT} B slot holds \
+             {capacity} B of weights (and a {} B header); use a smaller head\n",
+            head.params / (head.inputs + 1).max(1),
+            head.inputs,
+            head.params / (head.inputs + 1).max(1),
+            head.params,
+            STORE_SLOT - capacity,
+        );
+    }
+
+    // RAM: the arena, the decoded operators, the head's training memory, its weights (as f32
+    // and as the bytes saved), its input features, the weight slots where RAM holds them.
+    let arena = model.arena_size();
+    let decoded = usize::from(model.op_count()) * DECODED_SLOT_BOUND;
+    let features = 4 * head.inputs;
+    let train = head.train_bytes;
+    let store = if head.params > 0 { board.store_ram } else { 0 };
+    let needed = arena + decoded + train + 2 * weights + features + store + RESERVED_RAM;
+    if needed > board.ram {
+        panic!(
+            "\n\nthe model in {dir} does not fit the {name}'s {} KiB of RAM: it needs {arena} B \
+             of arena + {decoded} B of decoded operators + {train} B of training memory + {} B \
+             of head weights + {features} B of head features + {store} B of weight slots + \
+             {RESERVED_RAM} B reserved for the stack = {needed} B\n",
+            board.ram / 1024,
+            2 * weights,
+        );
+    }
+
+    // Flash: the model (unless the board keeps it elsewhere), the vectors, and the code.
+    let vectors: usize = [
+        "test_inputs.i8",
+        "test_labels.u8",
+        "finetune_inputs.i8",
+        "finetune_labels.u8",
+        "finetune_test_inputs.i8",
+        "finetune_test_labels.u8",
+    ]
+    .iter()
+    .map(|f| file_len(path, f))
+    .sum();
+    let in_flash = if board.model_in_flash { model_len } else { 0 };
+    let flash = in_flash + vectors + CODE_BOUND;
+    if flash > board.flash {
+        panic!(
+            "\n\nthe model in {dir} does not fit the {name}'s {} KiB of flash: it needs \
+             {in_flash} B of model + {vectors} B of test and fine-tuning vectors + {CODE_BOUND} B \
+             of code (an upper bound) = {flash} B\n",
+            board.flash / 1024,
+        );
+    }
+
+    // The vectors: whole input vectors, one label each, labels within the outputs.
+    let vector: usize = (0..model.input_count())
+        .map(|i| model.input(i).map_or(0, |t| t.record.byte_len as usize))
+        .sum();
+    let check_set = |inputs: &str, labels: &str, labelled: bool| {
+        let (x, y) = (file_len(path, inputs), file_len(path, labels));
+        if vector == 0 || x % vector != 0 {
+            panic!(
+                "\n\n{dir}/{inputs} holds {x} B, not a whole number of the model's {vector}-byte \
+                 input vectors\n"
+            );
+        }
+        if (y != 0 || labelled) && y != x / vector {
+            panic!(
+                "\n\n{dir}/{labels} holds {y} labels for {} vectors in {inputs}\n",
+                x / vector
+            );
+        }
+        // A class the head does not have fails the device's training step.
+        if labelled {
+            let classes = fs::read(path.join(labels)).unwrap_or_default();
+            if let Some(&bad) = classes.iter().find(|&&c| usize::from(c) >= head.outputs) {
+                panic!(
+                    "\n\n{dir}/{labels} has label {bad}, but the head has {} outputs\n",
+                    head.outputs
+                );
+            }
+        }
+    };
+    check_set("test_inputs.i8", "test_labels.u8", false);
+    if head.params > 0 {
+        // Fine-tuning needs labelled samples, at least one.
+        if file_len(path, "finetune_inputs.i8") == 0 {
+            panic!("\n\n{dir}/finetune_inputs.i8 is empty: fine-tuning needs samples\n");
+        }
+        check_set("finetune_inputs.i8", "finetune_labels.u8", true);
+        check_set("finetune_test_inputs.i8", "finetune_test_labels.u8", true);
+    }
 }

@@ -4,7 +4,7 @@
 
 use crate::cost::Meter;
 use crate::model;
-use mote_core::persist::WeightStore;
+use mote_core::persist::{Loaded, WeightStore};
 use mote_core::train::{Head, Sgd, Target, Trainer};
 use mote_core::{Error, Interpreter};
 
@@ -19,6 +19,10 @@ fn accuracy(
     mut predict: impl FnMut(&mut Interpreter<'_, '_>) -> Result<usize, Error>,
 ) -> Result<(usize, usize), Error> {
     let len = inputs.len() / labels.len().max(1);
+    // No labelled set (the build allows an empty test set): nothing to count.
+    if len == 0 {
+        return Ok((0, labels.len()));
+    }
     let mut hits = 0;
     for (x, &y) in inputs.chunks_exact(len).zip(labels) {
         for (dst, &src) in interpreter.input_i8(0)?.iter_mut().zip(x) {
@@ -46,6 +50,8 @@ fn to_bytes(params: &[f32], bytes: &mut [u8]) {
     }
 }
 
+/// `bytes` holds exactly `params.len()` values: the store's `load` only fills a buffer with a
+/// copy of exactly its length.
 fn from_bytes(bytes: &[u8], params: &mut [f32]) {
     for (p, chunk) in params.iter_mut().zip(bytes.chunks_exact(4)) {
         *p = f32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
@@ -72,7 +78,8 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
         what: mote_core::why!("weight store"),
     };
     let slot = model::STORE_SLOT as u32;
-    let mut store = WeightStore::new(flash, 0, slot, slot).map_err(store_err)?;
+    let identity = head.identity(interpreter.model());
+    let mut store = WeightStore::new(flash, 0, slot, slot, identity).map_err(store_err)?;
     let Some(params) =
         cortex_m::singleton!(: [f32; model::HEAD_PARAMS] = [0.0; model::HEAD_PARAMS])
     else {
@@ -89,9 +96,12 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
             actual: 0,
         });
     };
-    let Some(features) = cortex_m::singleton!(: [f32; 1024] = [0.0; 1024]) else {
+    // Sized by the build from the model's head (and counted in its RAM check).
+    let Some(features) =
+        cortex_m::singleton!(: [f32; model::HEAD_INPUTS] = [0.0; model::HEAD_INPUTS])
+    else {
         return Err(Error::BufferTooSmall {
-            needed: 1024,
+            needed: model::HEAD_INPUTS,
             actual: 0,
         });
     };
@@ -99,27 +109,41 @@ pub fn run<F: embedded_storage::nor_flash::NorFlash>(
         .get_mut(..head.inputs)
         .ok_or(Error::BufferTooSmall {
             needed: head.inputs,
-            actual: 1024,
+            actual: model::HEAD_INPUTS,
         })?;
     let (test_x, test_y) = (
         &model::FINETUNE_TEST_INPUTS[..],
         &model::FINETUNE_TEST_LABELS[..],
     );
 
-    if let Some(stored) = store.load(&mut bytes[..]).map_err(store_err)? {
-        from_bytes(&bytes[..stored.len], params);
-        defmt::println!(
-            "restored head slot={=usize} sequence={=u32} bytes={=usize}",
+    match store.load(&mut bytes[..]).map_err(store_err)? {
+        Loaded::Restored(stored) => {
+            from_bytes(&bytes[..], params);
+            defmt::println!(
+                "restored head slot={=usize} sequence={=u32} bytes={=usize}",
+                stored.slot,
+                stored.sequence,
+                stored.len
+            );
+            let (hits, total) = accuracy(interpreter, test_x, test_y, |i| {
+                head.features(i, &mut (), features)?;
+                head.predict(params, features)
+            })?;
+            defmt::println!("accuracy restored {=usize}/{=usize}", hits, total);
+            return Ok(Next::Done);
+        }
+        // Weights learned for another model, head or store version would be wrong here: keep
+        // the exported ones and learn again; the save below replaces the copy.
+        Loaded::Foreign { stored, mismatch } => defmt::println!(
+            "stored head ignored slot={=usize} sequence={=u32}: {} (this head: model crc {=u32:#010x}, shape {=u32}x{=u32}); using the exported weights",
             stored.slot,
             stored.sequence,
-            stored.len
-        );
-        let (hits, total) = accuracy(interpreter, test_x, test_y, |i| {
-            head.features(i, &mut (), features)?;
-            head.predict(params, features)
-        })?;
-        defmt::println!("accuracy restored {=usize}/{=usize}", hits, total);
-        return Ok(Next::Done);
+            mismatch,
+            identity.model,
+            identity.shape[0],
+            identity.shape[1]
+        ),
+        Loaded::Empty => {}
     }
 
     let (hits, total) = accuracy(interpreter, test_x, test_y, |i| {

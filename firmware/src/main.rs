@@ -57,6 +57,15 @@ impl OpHook for Profiler {
     }
 }
 
+/// Faults while defmt formats it, i.e. in the middle of a log call (MOTE_FIRMWARE_FAULT).
+struct FaultWhileFormatted;
+
+impl defmt::Format for FaultWhileFormatted {
+    fn format(&self, _: defmt::Formatter<'_>) {
+        cortex_m::asm::udf()
+    }
+}
+
 #[entry]
 fn main() -> ! {
     let meter = board::init();
@@ -71,6 +80,8 @@ fn main() -> ! {
     match option_env!("MOTE_FIRMWARE_FAULT") {
         Some("panic") => panic!("deliberate panic (MOTE_FIRMWARE_FAULT=panic)"),
         Some("hardfault") => cortex_m::asm::udf(),
+        // The fault handler logs too: it must not take the logger the faulting call holds.
+        Some("hardfault-in-log") => defmt::println!("faulting {}", FaultWhileFormatted),
         _ => {}
     }
 

@@ -4,20 +4,45 @@
 //! exported weights are used.
 
 use core::mem::MaybeUninit;
-use core::ptr::{addr_of_mut, read_volatile, write_volatile};
+use core::ptr::{addr_of_mut, write_volatile};
 use embedded_storage::nor_flash::{
     ErrorType, NorFlash, NorFlashError, NorFlashErrorKind, ReadNorFlash,
 };
 
 const BYTES: usize = 2 * crate::model::STORE_SLOT;
+const WORDS: usize = BYTES / 4;
 
+/// Typed as what it is: memory Rust never initialised (a reset keeps it, a cold start leaves
+/// it random), read only through [`load_word`], which yields whatever the RAM holds.
 #[link_section = ".uninit.MOTE_RETAINED"]
-static mut RETAINED: MaybeUninit<[u8; BYTES]> = MaybeUninit::uninit();
+static mut RETAINED: MaybeUninit<[u32; WORDS]> = MaybeUninit::uninit();
+
+/// Reads the RAM word at `p` as the hardware holds it. A Rust load (even a volatile one) of
+/// memory the program never wrote would read uninitialised memory, which is undefined
+/// behaviour; an `ldr` in assembly is opaque to the compiler and its result is an ordinary,
+/// initialised `u32`.
+///
+/// # Safety
+/// `p` must be a word-aligned address inside `RETAINED`.
+unsafe fn load_word(p: *const u32) -> u32 {
+    let word: u32;
+    // SAFETY: the caller passes an aligned address inside the retained static, so the `ldr`
+    // reads mapped RAM; it writes only its output register and touches no stack or flags.
+    unsafe {
+        core::arch::asm!(
+            "ldr {word}, [{p}]",
+            p = in(reg) p,
+            word = lateout(reg) word,
+            options(nostack, readonly, preserves_flags)
+        );
+    }
+    word
+}
 
 /// The retained region as flash. Create it once.
 #[derive(Debug)]
 pub struct RetainedFlash {
-    base: *mut u8,
+    base: *mut u32,
 }
 
 /// Out-of-bounds or misaligned access.
@@ -39,7 +64,7 @@ impl RetainedFlash {
         }
         // Only the address is taken (no reference to the static is created), and the guard
         // above hands it out once, so this is the region's only user.
-        let base = addr_of_mut!(RETAINED).cast::<u8>();
+        let base = addr_of_mut!(RETAINED).cast::<u32>();
         Some(Self { base })
     }
 
@@ -49,6 +74,13 @@ impl RetainedFlash {
             Some(end) if end <= BYTES => Ok(start),
             _ => Err(RetainedError(NorFlashErrorKind::OutOfBounds)),
         }
+    }
+
+    /// Word `i` of the region.
+    fn word(&self, i: usize) -> u32 {
+        // SAFETY: every caller passes i < WORDS (its byte offset was checked against BYTES),
+        // so the address is an aligned word inside the retained static.
+        unsafe { load_word(self.base.add(i)) }
     }
 }
 
@@ -62,9 +94,8 @@ impl ReadNorFlash for RetainedFlash {
     fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
         let start = self.check(offset, bytes.len())?;
         for (i, b) in bytes.iter_mut().enumerate() {
-            // SAFETY: start + i < BYTES (checked), inside the retained static; volatile because
-            // the contents come from before the reset, which the compiler cannot know.
-            *b = unsafe { read_volatile(self.base.add(start + i)) };
+            let at = start + i;
+            *b = self.word(at / 4).to_le_bytes()[at % 4];
         }
         Ok(())
     }
@@ -84,9 +115,9 @@ impl NorFlash for RetainedFlash {
             return Err(RetainedError(NorFlashErrorKind::NotAligned));
         }
         let start = self.check(from, (to - from) as usize)?;
-        for i in 0..(to - from) as usize {
-            // SAFETY: inside the retained static (checked above).
-            unsafe { write_volatile(self.base.add(start + i), 0xFF) };
+        for i in (start / 4)..(start + (to - from) as usize) / 4 {
+            // SAFETY: inside the retained static (checked above), word-aligned.
+            unsafe { write_volatile(self.base.add(i), u32::MAX) };
         }
         Ok(())
     }
@@ -96,13 +127,13 @@ impl NorFlash for RetainedFlash {
             return Err(RetainedError(NorFlashErrorKind::NotAligned));
         }
         let start = self.check(offset, bytes.len())?;
-        for (i, &b) in bytes.iter().enumerate() {
-            // SAFETY: inside the retained static (checked above). NOR programming only clears
-            // bits, which the AND reproduces.
-            unsafe {
-                let p = self.base.add(start + i);
-                write_volatile(p, read_volatile(p) & b);
-            }
+        for (i, chunk) in bytes.chunks_exact(4).enumerate() {
+            let w = start / 4 + i;
+            let value = u32::from_le_bytes([chunk[0], chunk[1], chunk[2], chunk[3]]);
+            // NOR programming only clears bits, which the AND reproduces.
+            let programmed = self.word(w) & value;
+            // SAFETY: inside the retained static (checked above), word-aligned.
+            unsafe { write_volatile(self.base.add(w), programmed) };
         }
         Ok(())
     }

@@ -122,3 +122,209 @@ fn keyword_spotting_firmware_links_no_panic_path() {
         .symbols()
         .any(|s| s.name().is_ok_and(|n| n.contains("conv_gemm"))));
 }
+
+/// A one-layer int8 model: `inputs` features -> FULLY_CONNECTED -> `outputs` logits, whose
+/// layer is the head the device fine-tunes.
+fn dense_model(inputs: usize, outputs: usize) -> Vec<u8> {
+    use mote_core::format::{DType, OpCode};
+    use mote_core::ops::Activation;
+    use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfOptions};
+    let mut rng = mote_tests::synth::Rng::new(23);
+    let mut b = ModelBuilder::new();
+    let tensor = |b: &mut ModelBuilder, shape: Vec<usize>, dtype, quant, data| {
+        b.tensor(TensorDef {
+            name: format!("t{}", b.tensors().len()),
+            shape,
+            dtype,
+            quant,
+            data,
+        })
+    };
+    let x = tensor(
+        &mut b,
+        vec![1, inputs],
+        DType::I8,
+        Some(Quantization::per_tensor(0.05, 0)),
+        None,
+    );
+    let weights = (0..inputs * outputs)
+        .map(|_| rng.int(-60, 60) as i8)
+        .collect();
+    let w = tensor(
+        &mut b,
+        vec![outputs, inputs],
+        DType::I8,
+        Some(Quantization::per_tensor(0.01, 0)),
+        Some(Data::I8(weights)),
+    );
+    let bias = tensor(
+        &mut b,
+        vec![outputs],
+        DType::I32,
+        None,
+        Some(Data::I32(vec![0; outputs])),
+    );
+    let y = tensor(
+        &mut b,
+        vec![1, outputs],
+        DType::I8,
+        Some(Quantization::per_tensor(0.2, 0)),
+        None,
+    );
+    b.op(OpDef::new(
+        OpCode::FullyConnected,
+        &[x, w, bias],
+        y,
+        TfOptions::fused(Activation::None),
+    ));
+    b.inputs(&[x]);
+    b.outputs(&[y]);
+    b.build().unwrap().bytes
+}
+
+/// A model directory with `model` and, for its `inputs`-feature input, a few test vectors and
+/// a small fine-tuning set with labels below `classes`.
+fn model_dir(tag: &str, model: &[u8], inputs: usize, classes: u8) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("mote-{tag}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let vectors = |n: usize| -> Vec<u8> { (0..n * inputs).map(|i| (i * 7 % 251) as u8).collect() };
+    std::fs::write(dir.join("model.mote"), model).unwrap();
+    std::fs::write(dir.join("test_inputs.i8"), vectors(2)).unwrap();
+    std::fs::write(dir.join("finetune_inputs.i8"), vectors(8)).unwrap();
+    let labels: Vec<u8> = (0..8).map(|i| i % classes).collect();
+    std::fs::write(dir.join("finetune_labels.u8"), &labels).unwrap();
+    std::fs::write(dir.join("finetune_test_inputs.i8"), vectors(4)).unwrap();
+    std::fs::write(dir.join("finetune_test_labels.u8"), &labels[..4]).unwrap();
+    dir
+}
+
+/// A head whose weights exceed the 16 KiB weight slot used to build, train on the device and
+/// fail only when saving: the build now fails, with the figures.
+#[test]
+fn a_head_too_big_for_its_weight_slot_fails_the_build_with_figures() {
+    // 1,100 x 4 + 4 = 4,404 f32 = 17,616 B, more than a slot's 16,352 B.
+    let dir = model_dir("big-head", &dense_model(1100, 4), 1100, 4);
+    let _guard = build_lock();
+    let output = cargo_build_firmware("qemu")
+        .env("MOTE_MODEL_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("does not fit its weight slot")
+            && stderr.contains("4 x 1100 inputs + 4 biases = 4404 f32 parameters = 17616 B")
+            && stderr.contains("a 16384 B slot holds 16352 B of weights"),
+        "{stderr}"
+    );
+}
+
+/// Flash overflow was a raw linker error ("will not fit in region FLASH"); it is now reported
+/// like RAM, with what takes the flash.
+#[test]
+fn vectors_too_big_for_the_nrf52840_flash_fail_the_build_with_figures() {
+    let (blob, input, _) = mote_tests::lowering::demo_model();
+    let dir = std::env::temp_dir().join(format!("mote-big-flash-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.mote"), &blob).unwrap();
+    // About 900 KB of test vectors: with the code, more than the 992 KiB of flash.
+    let copies = 900_000 / input.len() + 1;
+    let vectors = input.repeat(copies);
+    std::fs::write(dir.join("test_inputs.i8"), &vectors).unwrap();
+    let _guard = build_lock();
+    let output = cargo_build_firmware("nrf52840")
+        .env("MOTE_MODEL_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("does not fit the nRF52840's 992 KiB of flash")
+            && stderr.contains(&format!(
+                "{} B of model + {} B of test and fine-tuning vectors",
+                blob.len(),
+                vectors.len()
+            )),
+        "{stderr}"
+    );
+}
+
+/// Test vectors that are not a whole number of the model's input vectors failed at run time
+/// on the device; the build now says so.
+#[test]
+fn test_vectors_of_the_wrong_length_fail_the_build() {
+    let (blob, input, _) = mote_tests::lowering::demo_model();
+    let dir = std::env::temp_dir().join(format!("mote-ragged-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("model.mote"), &blob).unwrap();
+    std::fs::write(dir.join("test_inputs.i8"), &input[..input.len() - 1]).unwrap();
+    let _guard = build_lock();
+    let output = cargo_build_firmware("qemu")
+        .env("MOTE_MODEL_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains(&format!("test_inputs.i8 holds {} B", input.len() - 1))
+            && stderr.contains("not a whole number of the model's"),
+        "{stderr}"
+    );
+}
+
+/// A head with more than 1,024 inputs built and then failed on the device (its features went
+/// to a fixed 1,024-float buffer). The buffer is now sized from the model (and counted in the
+/// RAM check): such a head fine-tunes, saves, and is restored after the reboot.
+#[test]
+fn a_head_with_more_than_1024_inputs_fine_tunes_on_the_device() {
+    if !mote_host::qemu::qemu_available() {
+        eprintln!("skipped: qemu-system-arm is not installed");
+        return;
+    }
+    let dir = model_dir("wide-head", &dense_model(1100, 2), 1100, 2);
+    let guard = build_lock();
+    let elf = mote_host::firmware::build(
+        mote_host::firmware::Board::Qemu,
+        &[("MOTE_MODEL_DIR", dir.to_str().unwrap())],
+    )
+    .unwrap();
+    let copy = dir.join("firmware.elf");
+    std::fs::copy(&elf, &copy).unwrap();
+    drop(guard);
+    let run = mote_host::qemu::run_elf(&copy, std::time::Duration::from_secs(120), |_| {}).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let texts: Vec<&str> = run.log.iter().map(|l| l.text.as_str()).collect();
+    assert!(run.success(), "exit {}: {texts:#?}", run.exit_code);
+    assert!(
+        texts.contains(&"saved head slot=0 sequence=1"),
+        "{texts:#?}"
+    );
+    // 1,100 x 2 + 2 parameters.
+    assert!(
+        texts.contains(&"restored head slot=0 sequence=1 bytes=8808"),
+        "{texts:#?}"
+    );
+}
+
+/// A fine-tuning label the head has no output for failed the device's training step; the
+/// build now names it.
+#[test]
+fn a_fine_tuning_label_beyond_the_heads_outputs_fails_the_build() {
+    let dir = model_dir("bad-label", &dense_model(20, 3), 20, 3);
+    std::fs::write(dir.join("finetune_labels.u8"), [0u8, 1, 2, 3, 0, 1, 2, 0]).unwrap();
+    let _guard = build_lock();
+    let output = cargo_build_firmware("qemu")
+        .env("MOTE_MODEL_DIR", &dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(
+        stderr.contains("finetune_labels.u8 has label 3, but the head has 3 outputs"),
+        "{stderr}"
+    );
+}

@@ -802,3 +802,251 @@ fn assembly_kernels_in_qemu_equal_the_host() {
         );
     }
 }
+
+/// The DSP assembly on seeded random cases, in the emulated Cortex-M4: 50 convolutions, 50
+/// depthwise convolutions and 50 fully connected layers, each with random shapes (odd and
+/// word-sized channel counts, 1x1 to 9x9 images, kernels 1 to 5, strides, dilations, SAME and
+/// VALID), random input and output zero points, random per-channel weight scales (so random
+/// multipliers and shifts, some degenerate), random biases (some dead channels) and
+/// activations. The layers are independent branches of six models of 25 (the three kernels
+/// in turn), so six firmware builds and QEMU runs cover them; every output byte must be the
+/// host's (the portable kernels). `MOTE_ASM_SEED=n` draws other cases.
+#[test]
+fn assembly_kernels_on_random_cases_in_qemu_equal_the_host() {
+    use mote_core::format::{DType, OpCode};
+    use mote_core::ops::Activation;
+    use mote_host::builder::{Data, ModelBuilder, OpDef, Quantization, TensorDef, TfOptions};
+    use mote_host::qemu::run_elf;
+    use mote_host::report::FirmwareReport;
+    use std::sync::Mutex;
+
+    /// One firmware build at a time in the shared target directory.
+    static BUILD_LOCK: Mutex<()> = Mutex::new(());
+    if !mote_host::qemu::qemu_available() {
+        eprintln!("skipped: qemu-system-arm is not installed");
+        return;
+    }
+    let mut qemu_time = std::time::Duration::ZERO;
+    let (mut paths, mut references) = (std::collections::BTreeSet::new(), false);
+    const PER_KERNEL: usize = 50;
+    let seed = std::env::var("MOTE_ASM_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x0a5e_2026u32);
+    let mut rng = Rng::new(seed);
+    let tensor = |b: &mut ModelBuilder, shape: Vec<usize>, quant, data: Option<Data>| {
+        let dtype = if matches!(data, Some(Data::I32(_))) {
+            DType::I32
+        } else {
+            DType::I8
+        };
+        b.tensor(TensorDef {
+            name: format!("t{}", b.tensors().len()),
+            shape,
+            dtype,
+            quant,
+            data,
+        })
+    };
+    // The runtime keeps at most 32 arena tensors live at once, and every branch's input and
+    // output is a model edge: 25 branches a model (6 builds of one firmware, one QEMU run each).
+    let all: Vec<usize> = (0..3 * PER_KERNEL).collect();
+    for group in all.chunks(25) {
+        let mut b = ModelBuilder::new();
+        let (mut inputs, mut outputs, mut cases) = (Vec::new(), Vec::new(), Vec::new());
+        let mut in_bytes = 0;
+        for &case in group {
+            let kernel = case % 3; // 0 conv, 1 depthwise, 2 fully connected
+            let activation = rng.pick(&[Activation::None, Activation::Relu, Activation::Relu6]);
+            let (zp_a, zp_b) = (rng.int(-128, 127) as i32, rng.int(-128, 127) as i32);
+            let in_zp = rng.pick(&[-128, 127, 0, zp_a]);
+            let out_zp = rng.pick(&[-128, 0, zp_b]);
+            let in_scale = 2f32.powf(rng.int(-9_000, 0) as f32 / 1000.0);
+            let (small, large) = (rng.size(1, 40), rng.size(1, 800));
+            let c = if kernel == 2 {
+                rng.pick(&[small, large, 128, 27])
+            } else {
+                let tiny = rng.size(1, 9);
+                rng.pick(&[tiny, small, 4, 8, 16, 3])
+            };
+            let (h, w) = if kernel == 2 {
+                (1, 1)
+            } else {
+                (rng.size(1, 9), rng.size(1, 9))
+            };
+            let any_k = rng.size(1, 5);
+            let k = if kernel == 2 {
+                1
+            } else {
+                rng.pick(&[1, 3, 3, any_k])
+            };
+            let stride = if kernel == 2 {
+                1
+            } else {
+                rng.pick(&[1, 1, 2, 3])
+            };
+            let dilation = if kernel == 0 {
+                rng.pick(&[1, 1, 1, 2])
+            } else {
+                1
+            };
+            let eff = (k - 1) * dilation + 1;
+            let same = rng.next_u32() % 2 == 0 || h < eff || w < eff;
+            let dm = if kernel == 1 {
+                rng.pick(&[1, 1, 1, 2])
+            } else {
+                1
+            };
+            let any_oc = rng.size(1, 20);
+            let oc = match kernel {
+                0 => rng.pick(&[any_oc, 8, 16, 7]),
+                1 => c * dm,
+                _ => rng.size(1, 16),
+            };
+            let in_shape = if kernel == 2 {
+                vec![1, c]
+            } else {
+                vec![1, h, w, c]
+            };
+            let input = tensor(
+                &mut b,
+                in_shape,
+                Some(Quantization::per_tensor(in_scale, in_zp)),
+                None,
+            );
+            let (wshape, axis, channels, taps) = match kernel {
+                0 => (vec![oc, k, k, c], 0, oc, k * k * c),
+                1 => (vec![1, k, k, oc], 3, oc, k * k),
+                _ => (vec![oc, c], 0, rng.pick(&[1, oc]), c),
+            };
+            let scales: Vec<f32> = (0..channels)
+                .map(|_| 2f32.powf(rng.int(-12_000, -4_000) as f32 / 1000.0))
+                .collect();
+            let n: usize = wshape.iter().product();
+            let weights = (0..n).map(|_| rng.int(-127, 127) as i8).collect();
+            let wq = Quantization {
+                zero_points: vec![0; channels],
+                scales,
+                axis,
+            };
+            let filter = tensor(&mut b, wshape, Some(wq), Some(Data::I8(weights)));
+            let dead = rng.next_u32() % 4 == 0;
+            let biases = (0..oc)
+                .map(|i| {
+                    if dead && i % 3 == 1 {
+                        [1 << 30, -(1 << 30)][i % 2]
+                    } else {
+                        rng.int(-5000, 5000) as i32
+                    }
+                })
+                .collect();
+            let bias = tensor(&mut b, vec![oc], None, Some(Data::I32(biases)));
+            // Around the layer's typical range, give or take a factor of 8 (saturation included).
+            let typical = in_scale * 2f32.powf(-8.0) * 64.0 * (taps as f32).sqrt();
+            let out_scale = typical * 2f32.powf(rng.int(-3_000, 3_000) as f32 / 1000.0);
+            let out_q = Some(Quantization::per_tensor(out_scale, out_zp));
+            let padding = if same { Padding::Same } else { Padding::Valid };
+            let size = |n: usize| {
+                if same {
+                    n.div_ceil(stride)
+                } else {
+                    (n - eff) / stride + 1
+                }
+            };
+            let (opcode, out_shape, options) = match kernel {
+                0 => (
+                    OpCode::Conv2d,
+                    vec![1, size(h), size(w), oc],
+                    TfOptions::conv(padding, (stride, stride), (dilation, dilation), activation),
+                ),
+                1 => (
+                    OpCode::DepthwiseConv2d,
+                    vec![1, size(h), size(w), oc],
+                    TfOptions::conv(padding, (stride, stride), (1, 1), activation),
+                ),
+                _ => (
+                    OpCode::FullyConnected,
+                    vec![1, oc],
+                    TfOptions::fused(activation),
+                ),
+            };
+            let output = tensor(&mut b, out_shape, out_q, None);
+            b.op(OpDef::new(opcode, &[input, filter, bias], output, options));
+            inputs.push(input);
+            outputs.push(output);
+            in_bytes += h * w * c;
+            cases.push(format!(
+                "case {case}: kernel {kernel} in {h}x{w}x{c} zp {in_zp} -> {oc} zp {out_zp}, \
+                 k {k} stride {stride} dilation {dilation} dm {dm} same {same} {activation:?}"
+            ));
+        }
+        b.inputs(&inputs);
+        b.outputs(&outputs);
+        let model = b.build().unwrap_or_else(|e| panic!("{e:#}")).bytes;
+        let vectors = 2;
+        let data: Vec<u8> = (0..vectors * in_bytes)
+            .map(|_| rng.next_u32() as u8)
+            .collect();
+        let expected = mote_host::tflite::infer(&model, &data).unwrap();
+        let aligned = AlignedBytes::new(&model);
+        let parsed = mote_core::Model::parse(aligned.as_slice()).unwrap();
+        paths.extend(parsed.kernel_paths().unwrap().map(|p| format!("{p:?}")));
+        references |= parsed.needs_reference_kernels().unwrap();
+        // Every group runs on one firmware configuration (all operators and kernel paths),
+        // so mote-core is compiled once and each group only relinks the firmware.
+        let dir = std::env::temp_dir().join(format!(
+            "mote-random-asm-{}-{}",
+            std::process::id(),
+            group[0]
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.mote"), &model).unwrap();
+        std::fs::write(dir.join("test_inputs.i8"), &data).unwrap();
+        let elf = {
+            let _guard = BUILD_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+            let elf = mote_host::firmware::build_with_features(
+                "qemu",
+                &[("MOTE_MODEL_DIR", dir.to_str().unwrap())],
+            )
+            .unwrap();
+            let copy = dir.join("firmware.elf");
+            std::fs::copy(&elf, &copy).unwrap();
+            copy
+        };
+        let started = std::time::Instant::now();
+        let qemu = run_elf(&elf, std::time::Duration::from_secs(120), |_| {}).unwrap();
+        qemu_time += started.elapsed();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(
+            qemu.success(),
+            "exit {}: {:?}",
+            qemu.exit_code,
+            qemu.log.last()
+        );
+        let got = FirmwareReport::from_log(&qemu.log).unwrap().output_bytes();
+        if got != expected {
+            // Name the first layer that differs.
+            let mut at = 0;
+            for _ in 0..vectors {
+                for (o, name) in cases.iter().enumerate() {
+                    let len = parsed.output(o as u16).unwrap().record.byte_len as usize;
+                    assert_eq!(
+                        got.get(at..at + len),
+                        expected.get(at..at + len),
+                        "{name} (seed {seed:#x}): QEMU differs from the host"
+                    );
+                    at += len;
+                }
+            }
+            panic!("QEMU differs from the host (seed {seed:#x})");
+        }
+    }
+    println!(
+        "150 random cases, QEMU time {qemu_time:.1?}, kernel paths {paths:?}, some layers on \
+         reference kernels: {references}"
+    );
+    assert!(
+        qemu_time < std::time::Duration::from_secs(60),
+        "QEMU took {qemu_time:?}"
+    );
+}

@@ -87,5 +87,10 @@ fn device_fine_tunes_persists_and_restores_after_a_reboot() {
     assert!(texts.contains(&"saved head slot=0 sequence=1"));
     assert!(texts.contains(&"rebooting"));
     assert!(texts.contains(&"restored head slot=0 sequence=1 bytes=1320"));
+    // A cold start holds no copy at all: nothing is reported foreign.
+    assert!(
+        !texts.iter().any(|t| t.starts_with("stored head ignored")),
+        "{texts:#?}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 }

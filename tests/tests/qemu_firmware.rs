@@ -171,6 +171,24 @@ fn a_hardfault_ends_the_run_with_failure() {
     assert!(last.text.starts_with("HardFault at pc="), "{last:?}");
 }
 
+/// A HardFault in the middle of a log call (while defmt formats an argument): the fault
+/// handler must not take the logger state the interrupted call holds. It writes its message
+/// raw, on semihosting's stderr, and the run fails cleanly.
+#[test]
+fn a_hardfault_during_a_log_call_ends_the_run_with_failure_and_a_raw_message() {
+    let elf = build_qemu_firmware(Some("hardfault-in-log"));
+    let output = mote_host::qemu::qemu_command(&elf)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("QEMU runs");
+    assert_eq!(output.status.code(), Some(1), "{output:?}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("HardFault during a log call at pc=0x"),
+        "{stderr}"
+    );
+}
+
 /// Runs MLPerf model `name` in QEMU on TFLite-Micro's benchmark input and `vectors` golden
 /// vectors, and checks every output byte against TFLite-Micro's.
 fn mlperf_in_qemu(name: &str, vectors: usize) -> (BenchResult, mote_host::bench::Reference) {

@@ -116,6 +116,12 @@ impl<'a> Model<'a> {
         self.bytes
     }
 
+    /// The blob's CRC-32 (verified by [`parse`](Self::parse)): what identifies the model, e.g.
+    /// for weights learned on it.
+    pub fn crc32(&self) -> u32 {
+        self.header.crc32
+    }
+
     /// Bytes of arena an [`Interpreter`](crate::Interpreter) for this model needs.
     pub fn arena_size(&self) -> usize {
         self.header.arena_size as usize

@@ -62,6 +62,14 @@ impl Head {
         })
     }
 
+    /// What weights learned for this head on `model` belong to, for the weight store.
+    pub fn identity(&self, model: &Model<'_>) -> crate::persist::Identity {
+        crate::persist::Identity {
+            model: model.crc32(),
+            shape: [self.outputs as u32, self.inputs as u32],
+        }
+    }
+
     /// f32 parameters the head needs (weights then bias).
     pub fn param_count(&self) -> usize {
         self.network.param_count()

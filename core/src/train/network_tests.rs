@@ -596,3 +596,72 @@ fn head_trains_on_dequantized_int8_backbone_features() {
     std::println!("int8 backbone + f32 head: accuracy {before} -> {after}");
     assert!(after >= 0.9 && after > before + 0.3, "{before} -> {after}");
 }
+
+/// The case: learning rate 3e38 with momentum wrote Inf into 3 of 68 weights and
+/// returned Ok. Such a rate is now refused when the plan is made.
+#[test]
+fn an_absurd_learning_rate_is_refused_before_training() {
+    let net = Network::new(
+        Shape4::new(1, 1, 1, 3),
+        [Layer::dense(17, Activation::None)],
+    )
+    .unwrap();
+    for sgd in [
+        Sgd::new(3e38).with_momentum(0.9),
+        Sgd::new(0.0),
+        Sgd::new(-0.1),
+        Sgd::new(0.1).with_momentum(1.0),
+        Sgd::new(0.1).with_momentum(-0.5),
+    ] {
+        assert!(
+            matches!(
+                TrainingPlan::new(&net, sgd),
+                Err(Error::InvalidParameter { .. })
+            ),
+            "{sgd:?}"
+        );
+    }
+}
+
+/// An update that overflows with settings that pass validation (the largest rate, momentum,
+/// weight decay on a huge weight): refused, and every tensor, the first layer's included
+/// (whose own update was finite), stays as it was.
+#[test]
+fn a_step_that_would_make_a_weight_non_finite_is_refused_and_rolled_back() {
+    let net = Network::new(
+        Shape4::new(1, 1, 1, 4),
+        [
+            Layer::dense(6, Activation::Relu),
+            Layer::dense(3, Activation::None),
+        ],
+    )
+    .unwrap();
+    let sgd = Sgd::new(1000.0).with_momentum(0.9).with_weight_decay(1.0);
+    let plan = TrainingPlan::new(&net, sgd).unwrap();
+    let mut params = vec![0.0f32; net.param_count()];
+    net.init_params(&mut params, 7).unwrap();
+    // A huge but finite weight in the last layer: 1000 * 1 * 1e36 overflows.
+    let (w, _) = net.param_ranges(1).unwrap();
+    params[w.start] = 1e36;
+    let before = params.clone();
+    let mut arena = Arena::new(plan.bytes());
+    {
+        let mut t = Trainer::new(&plan, &mut params, arena.get()).unwrap();
+        t.accumulate(&[0.5, -1.0, 0.25, 2.0], Target::Class(1))
+            .unwrap();
+        assert!(matches!(t.step(), Err(Error::NonFinite { .. })));
+        assert_eq!(t.steps(), 0, "a refused step is not counted");
+        assert_eq!(t.pending(), 0, "the batch's gradients are dropped");
+        assert!(t.gradient(0).unwrap().iter().all(|&g| g == 0.0));
+    }
+    assert_eq!(params, before, "a refused step changed the weights");
+
+    // Without the huge weight, the same settings step, and the weights stay finite.
+    params[w.start] = 0.1;
+    let mut t = Trainer::new(&plan, &mut params, arena.get()).unwrap();
+    t.accumulate(&[0.5, -1.0, 0.25, 2.0], Target::Class(1))
+        .unwrap();
+    t.step().unwrap();
+    assert!(t.params().iter().all(|p| p.is_finite()));
+    assert_eq!(t.steps(), 1);
+}

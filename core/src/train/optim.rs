@@ -12,6 +12,10 @@
 
 use crate::Error;
 
+/// The largest learning rate [`Sgd::validate`] accepts: far beyond any rate that trains (the
+/// ones mote uses are 0.001 to 0.5); above it a rate is a typo or a unit mistake.
+pub const MAX_LEARNING_RATE: f32 = 1000.0;
+
 /// How the learning rate changes with the number of steps taken.
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
@@ -22,7 +26,8 @@ pub enum Schedule {
     Step {
         /// Steps between decays (at least 1).
         every: u32,
-        /// Multiplier applied at each decay (finite, > 0).
+        /// Multiplier applied at each decay (in `(0, 1]`: a larger one grows the rate without
+        /// bound).
         factor: f32,
     },
     /// Half a cosine from the base rate down to `min` over `steps` steps, then `min`:
@@ -30,7 +35,7 @@ pub enum Schedule {
     Cosine {
         /// Length of the decay (at least 1).
         steps: u32,
-        /// Final rate (finite, >= 0).
+        /// Final rate (finite, >= 0, at most the base rate).
         min: f32,
     },
 }
@@ -39,7 +44,7 @@ pub enum Schedule {
 #[derive(Debug, Clone, Copy, PartialEq)]
 #[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub struct Sgd {
-    /// Base learning rate (finite, >= 0).
+    /// Base learning rate (finite, > 0, at most [`MAX_LEARNING_RATE`]).
     pub learning_rate: f32,
     /// Momentum `mu` in `[0, 1)`; 0 keeps no velocity buffers at all.
     pub momentum: f32,
@@ -97,8 +102,9 @@ impl Sgd {
     pub fn validate(&self) -> Result<(), Error> {
         let invalid = |what| Err(Error::InvalidParameter { what });
         let non_negative = |v: f32| v.is_finite() && v >= 0.0;
-        if !non_negative(self.learning_rate) {
-            return invalid(why!("sgd learning rate (must be finite and >= 0)"));
+        let lr = self.learning_rate;
+        if !(lr > 0.0 && lr <= MAX_LEARNING_RATE) {
+            return invalid(why!("sgd learning rate (must be > 0 and at most 1000)"));
         }
         if !(self.momentum >= 0.0 && self.momentum < 1.0) {
             return invalid(why!("sgd momentum (must be in [0, 1))"));
@@ -114,15 +120,17 @@ impl Sgd {
         match self.schedule {
             Schedule::Constant => Ok(()),
             Schedule::Step { every, factor } => {
-                if every == 0 || !(factor.is_finite() && factor > 0.0) {
-                    invalid(why!("step schedule (every >= 1, factor finite and > 0)"))
+                if every == 0 || !(factor > 0.0 && factor <= 1.0) {
+                    invalid(why!("step schedule (every >= 1, factor in (0, 1])"))
                 } else {
                     Ok(())
                 }
             }
             Schedule::Cosine { steps, min } => {
-                if steps == 0 || !non_negative(min) {
-                    invalid(why!("cosine schedule (steps >= 1, min finite and >= 0)"))
+                if steps == 0 || !non_negative(min) || min > lr {
+                    invalid(why!(
+                        "cosine schedule (steps >= 1, min >= 0 and at most the learning rate)"
+                    ))
                 } else {
                     Ok(())
                 }
@@ -171,38 +179,80 @@ pub struct Update {
     pub grad_scale: f32,
 }
 
+/// One parameter's update: its new value and velocity (the velocity stays 0 without a
+/// buffer). The one formula both the check and the update use, so a checked update is the
+/// update applied.
+#[inline(always)]
+fn updated(w: f32, g: f32, v: Option<f32>, u: &Update) -> (f32, f32) {
+    let d = g * u.grad_scale + u.weight_decay * w;
+    match v {
+        Some(v) => {
+            let v = u.momentum * v + d;
+            (w - u.learning_rate * v, v)
+        }
+        None => (w - u.learning_rate * d, 0.0),
+    }
+}
+
+fn check_lengths(params: usize, grads: usize, velocity: Option<usize>) -> Result<(), Error> {
+    for actual in [Some(grads), velocity].into_iter().flatten() {
+        if actual != params {
+            return Err(Error::LengthMismatch {
+                expected: params,
+                actual,
+            });
+        }
+    }
+    Ok(())
+}
+
+/// Whether the SGD update [`sgd_update_f32`] would make of these buffers leaves every
+/// parameter and velocity finite; nothing is written. The trainer checks every tensor's
+/// update before applying any, so that a step either happens whole or not at all.
+pub fn sgd_update_is_finite(
+    params: &[f32],
+    grads: &[f32],
+    velocity: Option<&[f32]>,
+    u: &Update,
+) -> Result<bool, Error> {
+    check_lengths(params.len(), grads.len(), velocity.map(<[f32]>::len))?;
+    let finite = |(w, v): (f32, f32)| w.is_finite() && v.is_finite();
+    Ok(match velocity {
+        Some(vel) => params
+            .iter()
+            .zip(grads)
+            .zip(vel)
+            .all(|((&w, &g), &v)| finite(updated(w, g, Some(v), u))),
+        None => params
+            .iter()
+            .zip(grads)
+            .all(|(&w, &g)| finite(updated(w, g, None, u))),
+    })
+}
+
 /// Applies one SGD update to `params` from `grads` (same length), with the velocity buffer if
-/// there is one (same length; zeros before the first step).
+/// there is one (same length; zeros before the first step). Writes whatever the arithmetic
+/// gives: check with [`sgd_update_is_finite`] first to refuse an update that overflows.
 pub fn sgd_update_f32(
     params: &mut [f32],
     grads: &[f32],
     velocity: Option<&mut [f32]>,
     u: &Update,
 ) -> Result<(), Error> {
-    let len_check = |actual: usize| {
-        if actual == params.len() {
-            Ok(())
-        } else {
-            Err(Error::LengthMismatch {
-                expected: params.len(),
-                actual,
-            })
-        }
-    };
-    len_check(grads.len())?;
+    check_lengths(
+        params.len(),
+        grads.len(),
+        velocity.as_deref().map(<[f32]>::len),
+    )?;
     match velocity {
-        Some(v) => {
-            len_check(v.len())?;
-            for ((w, &g), v) in params.iter_mut().zip(grads).zip(v.iter_mut()) {
-                let d = g * u.grad_scale + u.weight_decay * *w;
-                *v = u.momentum * *v + d;
-                *w -= u.learning_rate * *v;
+        Some(vel) => {
+            for ((w, &g), v) in params.iter_mut().zip(grads).zip(vel.iter_mut()) {
+                (*w, *v) = updated(*w, g, Some(*v), u);
             }
         }
         None => {
             for (w, &g) in params.iter_mut().zip(grads) {
-                let d = g * u.grad_scale + u.weight_decay * *w;
-                *w -= u.learning_rate * d;
+                *w = updated(*w, g, None, u).0;
             }
         }
     }
@@ -255,6 +305,68 @@ mod tests {
         assert!(Sgd::new(0.1).with_schedule(s).validate().is_err());
         let c = Schedule::Cosine { steps: 0, min: 0.0 };
         assert!(Sgd::new(0.1).with_schedule(c).validate().is_err());
+    }
+
+    #[test]
+    fn settings_that_cannot_be_meant_are_refused() {
+        for lr in [0.0, -0.1, 3e38, 1001.0, f32::INFINITY, f32::NAN] {
+            assert!(Sgd::new(lr).validate().is_err(), "learning rate {lr}");
+        }
+        assert!(Sgd::new(MAX_LEARNING_RATE).validate().is_ok());
+        for mu in [-0.1, 1.0, 1.5, f32::NAN, f32::INFINITY] {
+            assert!(
+                Sgd::new(0.1).with_momentum(mu).validate().is_err(),
+                "momentum {mu}"
+            );
+        }
+        assert!(Sgd::new(0.1).with_momentum(0.0).validate().is_ok());
+        assert!(Sgd::new(0.1).with_momentum(0.999).validate().is_ok());
+        // A "decay" that grows the rate, and a cosine that ends above where it starts.
+        for factor in [1.5, f32::INFINITY, 0.0, f32::NAN] {
+            let s = Schedule::Step { every: 1, factor };
+            assert!(
+                Sgd::new(0.1).with_schedule(s).validate().is_err(),
+                "{factor}"
+            );
+        }
+        let s = Schedule::Step {
+            every: 1,
+            factor: 1.0,
+        };
+        assert!(Sgd::new(0.1).with_schedule(s).validate().is_ok());
+        let c = Schedule::Cosine {
+            steps: 10,
+            min: 0.2,
+        };
+        assert!(Sgd::new(0.1).with_schedule(c).validate().is_err());
+        let c = Schedule::Cosine {
+            steps: 10,
+            min: 0.1,
+        };
+        assert!(Sgd::new(0.1).with_schedule(c).validate().is_ok());
+    }
+
+    #[test]
+    fn an_overflowing_update_is_seen_before_it_is_written() {
+        let u = Update {
+            learning_rate: 3e38,
+            momentum: 0.9,
+            weight_decay: 0.0,
+            grad_scale: 1.0,
+        };
+        let (w, g, v) = ([0.5f32, -0.25], [2.0f32, 0.0], [0.0f32, 0.0]);
+        assert_eq!(sgd_update_is_finite(&w, &g, Some(&v), &u), Ok(false));
+        assert_eq!(sgd_update_is_finite(&w, &g, None, &u), Ok(false));
+        let tame = Update {
+            learning_rate: 0.1,
+            ..u
+        };
+        assert_eq!(sgd_update_is_finite(&w, &g, Some(&v), &tame), Ok(true));
+        // What the check approves is exactly what the update writes.
+        let (mut w2, mut v2) = (w, v);
+        sgd_update_f32(&mut w2, &g, Some(&mut v2), &tame).unwrap();
+        assert!(w2.iter().chain(&v2).all(|x| x.is_finite()));
+        assert!(sgd_update_is_finite(&w, &g[..1], None, &u).is_err());
     }
 
     #[test]

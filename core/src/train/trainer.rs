@@ -6,7 +6,7 @@
 use core::ops::Range;
 
 use super::network::{LayerKind, Resolved, Train};
-use super::optim::{sgd_update_f32, squared_norm_f32, Sgd, Update};
+use super::optim::{sgd_update_f32, sgd_update_is_finite, squared_norm_f32, Sgd, Update};
 use super::plan::{Loc, TrainingPlan};
 use super::{activation, conv, dense, depthwise, loss, plan_bug, pool, Grads};
 use crate::ops::{conv2d, depthwise_conv2d, fully_connected, pooling};
@@ -26,8 +26,9 @@ pub enum Target<'t> {
 /// [`step`](Self::step) once per mini-batch.
 ///
 /// A non-finite loss refuses the sample before any gradient is touched; a non-finite
-/// gradient refuses the step before any weight or velocity is touched (the batch's gradients
-/// are dropped). Either way the error is [`Error::NonFinite`] and the weights are unchanged.
+/// gradient, or an update that would make any weight or velocity non-finite, refuses the step
+/// before any weight or velocity is touched (the batch's gradients are dropped). Either way the
+/// error is [`Error::NonFinite`] and the weights are unchanged.
 #[derive(Debug)]
 pub struct Trainer<'a, const N: usize> {
     plan: TrainingPlan<N>,
@@ -182,8 +183,10 @@ impl<'a, const N: usize> Trainer<'a, N> {
     /// One optimizer step with the mean of the accumulated gradients, then clears them. Does
     /// nothing if no sample was accumulated.
     ///
-    /// If the gradients are not finite, nothing is updated, the gradients are dropped, and the
-    /// result is [`Error::NonFinite`].
+    /// If the gradients are not finite, or the update would make any weight or velocity
+    /// non-finite (an overflow: a huge learning rate, momentum piling up), nothing is updated,
+    /// the gradients are dropped, and the result is [`Error::NonFinite`]: every tensor's update
+    /// is checked before any is applied.
     pub fn step(&mut self) -> Result<(), Error> {
         if self.pending == 0 {
             return Ok(());
@@ -204,46 +207,76 @@ impl<'a, const N: usize> Trainer<'a, N> {
                 what: why!("gradient"),
             });
         }
-        let grad_scale = batch * sgd.clip_factor(norm);
-        let learning_rate = sgd.learning_rate_at(self.steps);
-        for (i, layer) in plan.net.layers().iter().enumerate() {
-            let (offset, len) = plan.grads[i];
-            if len == 0 {
-                continue;
-            }
-            let r = &plan.net.resolved[i];
-            // Parameters trained, and the length of the (undecayed) bias at their end.
-            let trained = match layer.train {
-                Train::All => span(r.param_offset, r.weights + r.bias),
-                _ => span(r.param_offset + r.weights, r.bias),
-            };
-            let p = self.params.get_mut(trained).ok_or(plan_bug())?;
-            let g = grads.get(span(offset, len)).ok_or(plan_bug())?;
-            let v = velocity.get_mut(span(offset, len));
-            let split = len - r.bias;
-            let (pw, pb) = p.split_at_mut(split);
-            let (gw, gb) = g.split_at(split);
-            let mut u = Update {
-                learning_rate,
-                momentum: sgd.momentum,
-                weight_decay: sgd.weight_decay,
-                grad_scale,
-            };
-            let (vw, vb) = match v {
-                Some(v) => {
-                    let (a, b) = v.split_at_mut(split);
-                    (Some(a), Some(b))
-                }
-                None => (None, None),
-            };
-            sgd_update_f32(pw, gw, vw, &u)?;
-            u.weight_decay = 0.0;
-            sgd_update_f32(pb, gb, vb, &u)?;
+        let update = Update {
+            learning_rate: sgd.learning_rate_at(self.steps),
+            momentum: sgd.momentum,
+            weight_decay: sgd.weight_decay,
+            grad_scale: batch * sgd.clip_factor(norm),
+        };
+        // First every tensor's update is checked, then all are applied: a refused step leaves
+        // no tensor updated.
+        let finite = update_layers(plan, self.params, grads, velocity, &update, false)?;
+        if !finite {
+            self.zero_grad();
+            return Err(Error::NonFinite {
+                what: why!("update (a weight or velocity would overflow)"),
+            });
         }
+        update_layers(plan, self.params, grads, velocity, &update, true)?;
         self.zero_grad();
         self.steps = self.steps.saturating_add(1);
         Ok(())
     }
+}
+
+/// Checks (`apply == false`: whether every updated weight and velocity would be finite) or
+/// applies (`true`) the SGD update of every trained tensor.
+fn update_layers<const N: usize>(
+    plan: &TrainingPlan<N>,
+    params: &mut [f32],
+    grads: &[f32],
+    velocity: &mut [f32],
+    update: &Update,
+    apply: bool,
+) -> Result<bool, Error> {
+    for (i, layer) in plan.net.layers().iter().enumerate() {
+        let (offset, len) = plan.grads[i];
+        if len == 0 {
+            continue;
+        }
+        let r = &plan.net.resolved[i];
+        // Parameters trained, and the length of the (undecayed) bias at their end.
+        let trained = match layer.train {
+            Train::All => span(r.param_offset, r.weights + r.bias),
+            _ => span(r.param_offset + r.weights, r.bias),
+        };
+        let p = params.get_mut(trained).ok_or(plan_bug())?;
+        let g = grads.get(span(offset, len)).ok_or(plan_bug())?;
+        let v = velocity.get_mut(span(offset, len));
+        let split = len.checked_sub(r.bias).ok_or(plan_bug())?;
+        let (pw, pb) = p.split_at_mut_checked(split).ok_or(plan_bug())?;
+        let (gw, gb) = g.split_at_checked(split).ok_or(plan_bug())?;
+        let (vw, vb) = match v {
+            Some(v) => {
+                let (a, b) = v.split_at_mut_checked(split).ok_or(plan_bug())?;
+                (Some(a), Some(b))
+            }
+            None => (None, None),
+        };
+        let bias = Update {
+            weight_decay: 0.0,
+            ..*update
+        };
+        if apply {
+            sgd_update_f32(pw, gw, vw, update)?;
+            sgd_update_f32(pb, gb, vb, &bias)?;
+        } else if !(sgd_update_is_finite(pw, gw, vw.as_deref(), update)?
+            && sgd_update_is_finite(pb, gb, vb.as_deref(), &bias)?)
+        {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn span(start: usize, len: usize) -> Range<usize> {

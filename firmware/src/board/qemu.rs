@@ -2,7 +2,7 @@
 //! `-icount shift=0` for instruction counts.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU32, Ordering};
+use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
 use cortex_m::peripheral::{syst::SystClkSource, SYST};
 use cortex_m_rt::{exception, ExceptionFrame};
 use cortex_m_semihosting::{debug, hio};
@@ -98,6 +98,10 @@ static __INTERRUPTS: [unsafe extern "C" fn(); 1] = [DefaultHandler];
 // is a plain string literal is printed as is, anything else as its source location.
 #[panic_handler]
 fn panic(info: &core::panic::PanicInfo) -> ! {
+    if logger_busy() {
+        raw_error(b"panic during a log call", None);
+        exit(false)
+    }
     match (info.message().as_str(), info.location()) {
         (Some(message), _) => defmt::error!("panic: {=str}", message),
         (None, Some(at)) => defmt::error!("panic at {=str}:{=u32}", at.file(), at.line()),
@@ -108,8 +112,32 @@ fn panic(info: &core::panic::PanicInfo) -> ! {
 
 #[exception]
 unsafe fn HardFault(frame: &ExceptionFrame) -> ! {
-    defmt::error!("HardFault at pc={=u32:#010x}", frame.pc());
+    // A fault in the middle of a log call: the logger's frame is half written and its state
+    // in use, so the message goes out raw, on semihosting's stderr, outside defmt's stream.
+    if logger_busy() {
+        raw_error(b"HardFault during a log call at pc=", Some(frame.pc()));
+    } else {
+        defmt::error!("HardFault at pc={=u32:#010x}", frame.pc());
+    }
     exit(false)
+}
+
+/// `message` and `value` in hex, as plain text on semihosting's stderr (which the host shows
+/// apart from the defmt stream); no formatting machinery.
+fn raw_error(message: &[u8], value: Option<u32>) {
+    let Ok(mut err) = hio::hstderr() else {
+        return;
+    };
+    let _ = err.write_all(message);
+    if let Some(v) = value {
+        let mut hex = *b"0x00000000";
+        for (i, d) in hex[2..].iter_mut().enumerate() {
+            let nibble = (v >> (28 - 4 * i)) & 0xF;
+            *d = b"0123456789abcdef"[nibble as usize];
+        }
+        let _ = err.write_all(&hex);
+    }
+    let _ = err.write_all(b"\n");
 }
 
 /// defmt frames leave through semihosting's stdout; the host decodes them with the ELF's table.
@@ -152,9 +180,27 @@ impl OutBuffer {
 }
 
 struct LoggerCell(UnsafeCell<LoggerState>);
-// SAFETY: the state is only reached between `acquire` and `release`, inside a critical section
-// on a single-core chip, so no two contexts ever hold a reference at once.
+// SAFETY: the state is only reached by the context that owns the logger (`DEPTH` went from 0
+// to 1 in its `acquire`), inside a critical section on a single-core chip; a fault or NMI that
+// logs meanwhile is nested (`DEPTH` > 1) and never touches it. So no two contexts ever hold a
+// reference at once.
 unsafe impl Sync for LoggerCell {}
+
+/// Log calls in progress: 0 free, 1 one owner, more: contexts that preempted the owner (a
+/// HardFault or NMI is not masked by the critical section) and log meanwhile. Only the
+/// innermost context runs, so `DEPTH > 1` while a nested context logs, and its frames are
+/// dropped instead of touching the owner's state.
+static DEPTH: AtomicUsize = AtomicUsize::new(0);
+
+/// Whether a log call is in progress (a fault handler then writes raw).
+fn logger_busy() -> bool {
+    DEPTH.load(Ordering::Acquire) != 0
+}
+
+/// Whether the running context owns the logger (and may reach its state).
+fn owner() -> bool {
+    DEPTH.load(Ordering::Acquire) == 1
+}
 
 static LOGGER: LoggerCell = LoggerCell(UnsafeCell::new(LoggerState {
     encoder: defmt::Encoder::new(),
@@ -166,19 +212,26 @@ static LOGGER: LoggerCell = LoggerCell(UnsafeCell::new(LoggerState {
 }));
 
 /// # Safety
-/// Only between `acquire` and `release`, inside their critical section.
+/// Only by the owner ([`owner`] true), between its `acquire` and `release`, with no other
+/// reference from an earlier call still alive.
 unsafe fn logger_state() -> &'static mut LoggerState {
-    // SAFETY: the caller holds the logger's critical section, so this is the only reference.
+    // SAFETY: the caller owns the logger (see `LoggerCell`), so this is the only reference.
     unsafe { &mut *LOGGER.0.get() }
 }
 
-// SAFETY: `acquire` enters a critical section that `release` leaves, so the logger state is
-// accessed by one context at a time; defmt guarantees the acquire/write/release order.
+// SAFETY: only the owning context (the one whose `acquire` took `DEPTH` from 0 to 1, inside a
+// critical section) reaches the state, one call at a time; a context that preempts it and logs
+// only counts itself in and out. defmt guarantees the acquire/write/release order per context.
 unsafe impl defmt::Logger for SemihostingLogger {
     fn acquire() {
-        // SAFETY: paired with the `critical_section::release` in `release`.
+        // SAFETY: paired with the `critical_section::release` in `release` (a nested context's
+        // restore state is "interrupts were off", so its release changes nothing).
         let restore = unsafe { critical_section::acquire() };
-        // SAFETY: inside the critical section just entered.
+        if DEPTH.fetch_add(1, Ordering::AcqRel) != 0 {
+            // Nested: the owner's frame is half written; this one is dropped.
+            return;
+        }
+        // SAFETY: this context just became the owner.
         let state = unsafe { logger_state() };
         state.restore = restore;
         let LoggerState { encoder, out, .. } = state;
@@ -186,12 +239,19 @@ unsafe impl defmt::Logger for SemihostingLogger {
     }
 
     unsafe fn flush() {
-        // SAFETY: defmt calls flush only while the logger is acquired.
-        unsafe { logger_state() }.out.flush();
+        if owner() {
+            // SAFETY: the owner, between its acquire and release.
+            unsafe { logger_state() }.out.flush();
+        }
     }
 
     unsafe fn release() {
-        // SAFETY: called after `acquire`, still inside its critical section.
+        if !owner() {
+            // A nested context leaving: the interrupts stay as the owner set them.
+            DEPTH.fetch_sub(1, Ordering::AcqRel);
+            return;
+        }
+        // SAFETY: the owner, after its `acquire`.
         let state = unsafe { logger_state() };
         let LoggerState {
             encoder,
@@ -200,13 +260,18 @@ unsafe impl defmt::Logger for SemihostingLogger {
         } = state;
         encoder.end_frame(|bytes| out.push(bytes));
         out.flush();
+        let restore = *restore;
+        // The state is no longer referenced: hand the logger back, then leave the section.
+        DEPTH.store(0, Ordering::Release);
         // SAFETY: leaves the critical section entered in `acquire`.
-        unsafe { critical_section::release(*restore) };
+        unsafe { critical_section::release(restore) };
     }
 
     unsafe fn write(bytes: &[u8]) {
-        // SAFETY: called between `acquire` and `release`.
-        let LoggerState { encoder, out, .. } = unsafe { logger_state() };
-        encoder.write(bytes, |encoded| out.push(encoded));
+        if owner() {
+            // SAFETY: the owner, between its acquire and release.
+            let LoggerState { encoder, out, .. } = unsafe { logger_state() };
+            encoder.write(bytes, |encoded| out.push(encoded));
+        }
     }
 }

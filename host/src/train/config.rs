@@ -356,6 +356,31 @@ impl TrainingConfig {
                 bail!("training: {e}");
             }
         }
+        // Decays outside [0, 1) make the moving averages grow without bound (or flip sign);
+        // a non-positive epsilon can divide by zero.
+        let unit = |v: f32| (0.0..1.0).contains(&v);
+        let (decays, epsilon) = match self.optimizer {
+            OptimizerSpec::Sgd { .. } => (None, None),
+            OptimizerSpec::Adam {
+                beta1,
+                beta2,
+                epsilon,
+                ..
+            } => (Some((beta1, beta2, "adam beta1 and beta2")), Some(epsilon)),
+            OptimizerSpec::Rmsprop { rho, epsilon, .. } => {
+                (Some((rho, rho, "rmsprop rho")), Some(epsilon))
+            }
+        };
+        if let Some((a, b, what)) = decays {
+            if !(unit(a) && unit(b)) {
+                bail!("training: {what} must be in [0, 1), got {a} and {b}");
+            }
+        }
+        if let Some(e) = epsilon {
+            if !(e.is_finite() && e > 0.0) {
+                bail!("training: the optimizer's epsilon must be finite and > 0, got {e}");
+            }
+        }
         if let Some(c) = self.clip_norm {
             if let Err(e) = mote_core::train::Sgd::new(lr).with_clip_norm(c).validate() {
                 bail!("training: {e}");
@@ -377,6 +402,44 @@ impl TrainingConfig {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn adam_and_rmsprop_decays_outside_0_1_are_refused() {
+        let adam = |beta1: f32, beta2: f32, epsilon: f32| TrainingConfig {
+            optimizer: OptimizerSpec::Adam {
+                learning_rate: 0.001,
+                beta1,
+                beta2,
+                epsilon,
+                weight_decay: 0.0,
+            },
+            ..TrainingConfig::default()
+        };
+        assert!(adam(0.9, 0.999, 1e-7).validate().is_ok());
+        assert!(adam(0.0, 0.0, 1e-7).validate().is_ok());
+        for (b1, b2, eps) in [
+            (1.0, 0.999, 1e-7),
+            (0.9, 1.0, 1e-7),
+            (-0.1, 0.999, 1e-7),
+            (0.9, f32::NAN, 1e-7),
+            (0.9, 0.999, 0.0),
+            (0.9, 0.999, f32::INFINITY),
+        ] {
+            let err = adam(b1, b2, eps).validate().unwrap_err().to_string();
+            assert!(err.contains("adam") || err.contains("epsilon"), "{err}");
+        }
+        let rmsprop = |rho: f32| TrainingConfig {
+            optimizer: OptimizerSpec::Rmsprop {
+                learning_rate: 0.001,
+                rho,
+                epsilon: 1e-7,
+                weight_decay: 0.0,
+            },
+            ..TrainingConfig::default()
+        };
+        assert!(rmsprop(0.9).validate().is_ok());
+        assert!(rmsprop(1.0).validate().is_err());
+    }
 
     #[test]
     fn sgd_hyperparameters_have_mote_cores_ranges() {
