@@ -9,12 +9,20 @@ fn import_writes_a_model_directory_with_its_features() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let dir = std::env::temp_dir().join(format!("mote-import-dir-{}", std::process::id()));
     let out = Command::new(env!("CARGO_BIN_EXE_mote"))
-        .args(["import", "tests/real-models/tflm_person_detect.tflite", "--dir"])
+        .args([
+            "import",
+            "tests/real-models/tflm_person_detect.tflite",
+            "--dir",
+        ])
         .arg(&dir)
         .current_dir(&root)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let code = std::fs::read_to_string(dir.join("model.rs")).unwrap();
     let blob = std::fs::read(dir.join("model.mote")).unwrap();
     assert!(code.contains(&format!("MoteAligned<[u8; {}]>", blob.len())));

@@ -80,7 +80,10 @@ fn generated_rust_compiles_and_matches_the_model() {
         .unwrap()
         .map(|r| r.feature().to_string())
         .collect();
-    assert!(features.contains(&"op-fully-connected".to_string()), "{features:?}");
+    assert!(
+        features.contains(&"op-fully-connected".to_string()),
+        "{features:?}"
+    );
     assert!(code.contains("pub const MOTE_CORE_FEATURES"));
     let main =
         "fn main() { assert_eq!(MODEL.0.len(), std::fs::read(\"../model.mote\").unwrap().len()); \
