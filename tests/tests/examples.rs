@@ -146,6 +146,9 @@ fn the_bare_metal_example_runs_in_qemu_and_prints_each_frames_class() {
     let build = Command::new(cargo)
         .current_dir(&dir)
         .args(["build", "--release", "--target", "thumbv7em-none-eabihf"])
+        // The ELF's path below is the app's own target/.
+        .env_remove("CARGO_TARGET_DIR")
+        .env_remove("CARGO_BUILD_TARGET_DIR")
         .status()
         .expect("run cargo");
     assert!(build.success(), "examples/bare-metal does not build");
