@@ -1,4 +1,45 @@
 //! mote-host: the host side of mote, as a library and as the `mote` CLI.
+//!
+//! Everything the `mote` commands do is here as functions: [`train`] (the f32 engine and its
+//! TOML model files), [`quantize`], [`export`] (the model directory a firmware builds from),
+//! [`tflite`] import, [`inspect`], the [`firmware`] build and the [`qemu`] runner.
+//!
+//! # Importing a `.tflite` and running it
+//!
+//! [`tflite::import_tflite`] turns an int8 `.tflite` into a `.mote` blob (what `mote import`
+//! does); mote-core runs it on the host exactly as on the device, and
+//! [`export::write_model_files`] writes the model directory with the `model.rs` a firmware
+//! `include!`s (what `mote import --dir` does):
+//!
+//! ```
+//! use mote_core::{Interpreter, Model};
+//! use mote_host::{export, tflite, AlignedBytes};
+//!
+//! // TFLite-Micro's hello_world: y = sin(x) for x in [0, 2 pi], int8 in and out.
+//! let tflite = include_bytes!("../../tests/real-models/tflm_hello_world_int8.tflite");
+//! let built = tflite::import_tflite(tflite)?;
+//! let blob = AlignedBytes::new(&built.bytes); // mote-core reads 4-byte-aligned blobs
+//! let model = Model::parse(blob.as_slice()).map_err(anyhow::Error::msg)?;
+//!
+//! let (input, output) = (model.input(0)?, model.output(0)?);
+//! let mut arena = AlignedBytes::zeroed(model.arena_size());
+//! let mut interpreter = Interpreter::new(model, arena.as_mut_slice())?;
+//! let x = 1.0f32;
+//! let q = (x / input.scale()).round() as i32 + input.zero_point();
+//! interpreter.input_i8(0)?[0] = q as i8;
+//! interpreter.invoke()?;
+//! let y = output.scale() * (interpreter.output_i8(0)?[0] as i32 - output.zero_point()) as f32;
+//! assert!((y - x.sin()).abs() < 0.1, "sin(1) = {y}?");
+//!
+//! // The model directory: model.mote, model.rs (MODEL, ARENA_SIZE, MOTE_CORE_FEATURES, ...).
+//! let dir = std::env::temp_dir().join(format!("mote-doc-{}", std::process::id()));
+//! let info = export::ExportInfo { name: "hello_world", class_names: &[], normalization: None };
+//! export::write_model_files(&dir, &built.bytes, &info)?;
+//! let model_rs = std::fs::read_to_string(dir.join("model.rs"))?;
+//! assert!(model_rs.contains(r#"pub const MOTE_CORE_FEATURES: [&str; 1] = ["op-fully-connected"];"#));
+//! # std::fs::remove_dir_all(&dir)?;
+//! # Ok::<(), anyhow::Error>(())
+//! ```
 #![deny(missing_docs)]
 
 pub mod bench;

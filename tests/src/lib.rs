@@ -4,6 +4,7 @@ pub mod lowering;
 pub mod synth;
 
 pub mod digits_demo;
+pub mod example_models;
 pub mod golden;
 
 /// The record slot a field of an operator's parameters is written to: `base` encoded, and
