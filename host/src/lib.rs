@@ -76,3 +76,39 @@ fn bytemuck_words(words: &[u32]) -> &[u8] {
     // words' memory and borrows them immutably for the same lifetime.
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 4) }
 }
+
+/// A zeroed arena for `model`, refused when the header asks for more than the model uses.
+///
+/// The header's `arena_size` is a `u32` the parser only checks from below (every tensor and
+/// scratch buffer must fit), so a crafted or corrupted blob could make the host allocate up to
+/// 4 GiB. A blob mote builds declares exactly the end of its last arena tensor or kernel
+/// scratch (rounded up to the planner's alignment), so anything larger is an error naming
+/// both figures.
+pub fn arena_for(model: &mote_core::Model<'_>) -> anyhow::Result<AlignedBytes> {
+    let used = arena_used(model)?;
+    let declared = model.arena_size();
+    anyhow::ensure!(
+        declared <= used,
+        "the model's header asks for a {declared}-byte arena, but its tensors and kernel \
+         scratch use {used} bytes: a blob mote builds asks for exactly what it uses, so this \
+         one is corrupted or crafted"
+    );
+    Ok(AlignedBytes::zeroed(declared))
+}
+
+/// The end of the last arena byte any tensor or kernel scratch of `model` occupies, rounded
+/// up to [`planner::ALIGN`].
+pub fn arena_used(model: &mote_core::Model<'_>) -> anyhow::Result<usize> {
+    let err = |e: mote_core::Error| anyhow::anyhow!("{e}");
+    let mut end = 0;
+    for i in 0..model.tensor_count() {
+        let t = model.tensor(i).map_err(err)?;
+        if t.record.storage == mote_core::format::Storage::Arena {
+            end = end.max(t.arena_range().end);
+        }
+    }
+    for k in 0..model.op_count() {
+        end = end.max(model.layer(k).map_err(err)?.scratch().range().end);
+    }
+    Ok(end.next_multiple_of(planner::ALIGN))
+}
