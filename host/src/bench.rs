@@ -56,6 +56,12 @@ impl BenchResult {
 
 /// Builds and runs the firmware for `case` in QEMU.
 pub fn run(case: &BenchCase) -> Result<BenchResult> {
+    run_in(case, &std::env::temp_dir())
+}
+
+/// [`run`], staging the model and the firmware in a directory under `temp_root`, which is
+/// removed when the run ends (with its result or an error).
+pub fn run_in(case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResult> {
     let aligned = AlignedBytes::new(&case.model);
     let model = mote_core::Model::parse(aligned.as_slice())
         .map_err(|e| anyhow::anyhow!("{}: invalid model: {e}", case.name))?;
@@ -65,12 +71,10 @@ pub fn run(case: &BenchCase) -> Result<BenchResult> {
         .map(|l| l.macs)
         .sum();
 
-    let dir = std::env::temp_dir().join(format!(
-        "mote-bench-{}-{}",
-        std::process::id(),
-        sanitize(&case.name)
-    ));
-    std::fs::create_dir_all(&dir)?;
+    let staging =
+        crate::TempDir::new_in(temp_root, &format!("mote-bench-{}", sanitize(&case.name)))
+            .with_context(|| format!("creating a directory in {}", temp_root.display()))?;
+    let dir = staging.path();
     std::fs::write(dir.join("model.mote"), &case.model)?;
     std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
     let elf = firmware::build(
@@ -93,7 +97,6 @@ pub fn run(case: &BenchCase) -> Result<BenchResult> {
     }
     let report = FirmwareReport::from_log(&run.log)?;
     let flash = flash_use(&elf_copy)?;
-    let _ = std::fs::remove_dir_all(&dir);
     Ok(BenchResult {
         name: case.name.clone(),
         macs,

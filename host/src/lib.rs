@@ -117,3 +117,112 @@ fn bytemuck_words(words: &[u32]) -> &[u8] {
     // words' memory and borrows them immutably for the same lifetime.
     unsafe { std::slice::from_raw_parts(words.as_ptr().cast::<u8>(), words.len() * 4) }
 }
+
+/// A zeroed arena for `model`, refused when the header asks for more than the model uses.
+///
+/// The header's `arena_size` is a `u32` the parser only checks from below (every tensor and
+/// scratch buffer must fit), so a crafted or corrupted blob could make the host allocate up to
+/// 4 GiB. A blob mote builds declares exactly the end of its last arena tensor or kernel
+/// scratch (rounded up to the planner's alignment), so anything larger is an error naming
+/// both figures.
+pub fn arena_for(model: &mote_core::Model<'_>) -> anyhow::Result<AlignedBytes> {
+    let used = arena_used(model)?;
+    let declared = model.arena_size();
+    anyhow::ensure!(
+        declared <= used,
+        "the model's header asks for a {declared}-byte arena, but its tensors and kernel \
+         scratch use {used} bytes: a blob mote builds asks for exactly what it uses, so this \
+         one is corrupted or crafted"
+    );
+    Ok(AlignedBytes::zeroed(declared))
+}
+
+/// The end of the last arena byte any tensor or kernel scratch of `model` occupies, rounded
+/// up to [`planner::ALIGN`].
+pub fn arena_used(model: &mote_core::Model<'_>) -> anyhow::Result<usize> {
+    let err = |e: mote_core::Error| anyhow::anyhow!("{e}");
+    let mut end = 0;
+    for i in 0..model.tensor_count() {
+        let t = model.tensor(i).map_err(err)?;
+        if t.record.storage == mote_core::format::Storage::Arena {
+            end = end.max(t.arena_range().end);
+        }
+    }
+    for k in 0..model.op_count() {
+        end = end.max(model.layer(k).map_err(err)?.scratch().range().end);
+    }
+    Ok(end.next_multiple_of(planner::ALIGN))
+}
+
+/// A temporary directory, removed with everything in it when dropped: on success, on an error
+/// returned through it, and on a panic that unwinds.
+#[derive(Debug)]
+pub struct TempDir {
+    path: std::path::PathBuf,
+}
+
+impl TempDir {
+    /// A new directory `<prefix>-<process id>-<n>` in the system's temporary directory.
+    pub fn new(prefix: &str) -> std::io::Result<Self> {
+        Self::new_in(&std::env::temp_dir(), prefix)
+    }
+
+    /// A new directory `<prefix>-<process id>-<n>` in `root`.
+    pub fn new_in(root: &std::path::Path, prefix: &str) -> std::io::Result<Self> {
+        use std::sync::atomic::{AtomicUsize, Ordering};
+        static NEXT: AtomicUsize = AtomicUsize::new(0);
+        loop {
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            let path = root.join(format!("{prefix}-{}-{n}", std::process::id()));
+            // A directory left by an earlier process with the same id is not reused.
+            match std::fs::create_dir(&path) {
+                Ok(()) => return Ok(Self { path }),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Its path.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        // Nothing to report to at this point: a directory that cannot be removed stays.
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn root(name: &str) -> std::path::PathBuf {
+        let dir = std::env::temp_dir().join(format!("mote-lib-test-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_temp_dir_is_removed_when_dropped_even_on_a_panic() {
+        let root = root("temp");
+        let kept = {
+            let dir = TempDir::new_in(&root, "mote-x").unwrap();
+            std::fs::write(dir.path().join("model.mote"), b"x").unwrap();
+            dir.path().to_path_buf()
+        };
+        assert!(!kept.exists());
+        let panicked = std::panic::catch_unwind(|| {
+            let dir = TempDir::new_in(&root, "mote-x").unwrap();
+            std::fs::write(dir.path().join("a"), b"x").unwrap();
+            panic!("mid-way");
+        });
+        assert!(panicked.is_err());
+        assert_eq!(std::fs::read_dir(&root).unwrap().count(), 0);
+        std::fs::remove_dir(&root).unwrap();
+    }
+}

@@ -414,7 +414,8 @@ fn run(cli: Cli) -> Result<ExitCode> {
             board,
             timeout,
         } => {
-            let dir = model_dir(&model)?;
+            // Held to the end of the run: dropping it removes the model's temporary directory.
+            let (dir, _staging) = model_dir(&model)?;
             eprintln!(
                 "deploy: building the firmware for {board:?} around {}...",
                 dir.display()
@@ -514,8 +515,9 @@ fn run_on_board(elf: &std::path::Path, board: Board, timeout: u64) -> Result<Exi
 }
 
 /// A model directory for the firmware: `path` itself if it is one, else a temporary directory
-/// holding the `.mote` (or imported `.tflite`) model and one reference input vector.
-fn model_dir(path: &std::path::Path) -> Result<PathBuf> {
+/// holding the `.mote` (or imported `.tflite`) model and one reference input vector, with the
+/// guard that removes it.
+fn model_dir(path: &std::path::Path) -> Result<(PathBuf, Option<mote_host::TempDir>)> {
     if path.is_dir() {
         if !path.join("model.mote").exists() {
             bail!(
@@ -523,14 +525,15 @@ fn model_dir(path: &std::path::Path) -> Result<PathBuf> {
                 path.display()
             );
         }
-        return Ok(path.to_path_buf());
+        return Ok((path.to_path_buf(), None));
     }
     let case = bench_case(path, None, None)?;
-    let dir = std::env::temp_dir().join(format!("mote-deploy-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
+    let staging =
+        mote_host::TempDir::new("mote-deploy").context("creating a temporary directory")?;
+    let dir = staging.path().to_path_buf();
     std::fs::write(dir.join("model.mote"), &case.model)?;
     std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
-    Ok(dir)
+    Ok((dir, Some(staging)))
 }
 
 /// `gain,offset`.

@@ -286,7 +286,7 @@ pub fn eval_quantized(
 ) -> Result<Scores> {
     let aligned = AlignedBytes::new(blob);
     let model = Model::parse(aligned.as_slice()).map_err(|e| anyhow::anyhow!("{e}"))?;
-    let mut arena = crate::AlignedBytes::zeroed(model.arena_size());
+    let mut arena = crate::arena_for(&model)?;
     let bytes = arena.as_mut_slice();
     let mut interpreter = Interpreter::new(model, bytes).map_err(|e| anyhow::anyhow!("{e}"))?;
     let classes = model.output(0).map_err(|e| anyhow::anyhow!("{e}"))?.shape.c;

@@ -81,22 +81,35 @@ impl<'a> Operator<'a> for SpaceBatch {
         let (bh, bw) = (bh as usize, bw as usize);
         let s = t.shape;
         let to_batch = cx.opcode() == OpCode::SpaceToBatchNd;
+        // Every figure comes from the file: sums and products are checked, as an overflow
+        // is a shape that cannot be.
+        let edge = |a: i32, b: i32| usize::try_from(i64::from(a) + i64::from(b)).ok();
+        let (Some(vertical), Some(horizontal)) = (edge(top, bottom), edge(left, right)) else {
+            return Err(unsupported("the paddings or crops are too large"));
+        };
+        let blocks = bh.checked_mul(bw);
         let expected = match to_batch {
             true => {
-                let (h, w) = (s.h + (top + bottom) as usize, s.w + (left + right) as usize);
-                if h % bh != 0 || w % bw != 0 {
-                    return Err(unsupported(
-                        "the padded input is not a whole number of blocks",
-                    ));
+                let h = s.h.checked_add(vertical);
+                let w = s.w.checked_add(horizontal);
+                let n = blocks.and_then(|b| s.n.checked_mul(b));
+                match (h, w, n) {
+                    (Some(h), Some(w), Some(n)) if h % bh == 0 && w % bw == 0 => {
+                        Shape4::new(n, h / bh, w / bw, s.c)
+                    }
+                    _ => {
+                        return Err(unsupported(
+                            "the padded input is not a whole number of blocks",
+                        ))
+                    }
                 }
-                Shape4::new(s.n * bh * bw, h / bh, w / bw, s.c)
             }
             false => {
-                let h = (s.h * bh).checked_sub((top + bottom) as usize);
-                let w = (s.w * bw).checked_sub((left + right) as usize);
-                match (h, w, s.n % (bh * bw)) {
-                    (Some(h), Some(w), 0) if h > 0 && w > 0 => {
-                        Shape4::new(s.n / (bh * bw), h, w, s.c)
+                let h = s.h.checked_mul(bh).and_then(|h| h.checked_sub(vertical));
+                let w = s.w.checked_mul(bw).and_then(|w| w.checked_sub(horizontal));
+                match (h, w, blocks) {
+                    (Some(h), Some(w), Some(b)) if h > 0 && w > 0 && s.n % b == 0 => {
+                        Shape4::new(s.n / b, h, w, s.c)
                     }
                     _ => return Err(unsupported("the crops or the batch do not fit the blocks")),
                 }

@@ -107,7 +107,7 @@ fn host_fallback(dir: &Path, report: mote_host::workflow::ExportReport) -> Resul
     let blob = std::fs::read(dir.join("model.mote"))?;
     let aligned = mote_host::AlignedBytes::new(&blob);
     let model = mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
-    let mut arena = mote_host::AlignedBytes::zeroed(model.arena_size());
+    let mut arena = mote_host::arena_for(&model)?;
     let arena = arena.as_mut_slice();
     let mut interp = mote_core::Interpreter::new(model, arena).map_err(anyhow::Error::msg)?;
     let head = Head::find(&model, Sgd::new(0.05).with_momentum(0.9)).map_err(anyhow::Error::msg)?;

@@ -93,10 +93,12 @@ fn fold(graph: &TfGraph, op: &TfOperator) -> Result<Option<Vec<i64>>> {
         }
         "CONCATENATION" if same_quant && o.activation == Activation::None => {
             let at = axis(o.axis.into(), dims.len())?;
+            // Ranks come from the file: an input of a lower rank has no dimensions past `at`.
             let inners = inputs
                 .iter()
-                .map(|t| t.shape[at..].iter().product())
-                .collect::<Vec<_>>();
+                .map(|t| t.shape.get(at..).map(|d| d.iter().product()))
+                .collect::<Option<Vec<_>>>()
+                .context("CONCATENATION of different ranks")?;
             interleave(&v, &inners)
         }
         "GATHER" if o.batch_dims == 0 && inputs[0].quant == out.quant && v.len() == 2 => {
@@ -113,12 +115,14 @@ fn fold(graph: &TfGraph, op: &TfOperator) -> Result<Option<Vec<i64>>> {
         }
         _ => return Ok(None),
     };
-    let elements: usize = out.shape.iter().product();
+    // The output's shape is not a constant's: nothing bounds its product.
+    let elements = out.shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d));
     ensure!(
-        result.len() == elements,
-        "folds to {} elements; the output {:?} holds {elements}",
+        Some(result.len()) == elements,
+        "folds to {} elements; the output {:?} holds {}",
         result.len(),
-        out.shape
+        out.shape,
+        elements.map_or("more than the address space".to_string(), |n| n.to_string())
     );
     Ok(Some(result))
 }

@@ -55,8 +55,15 @@ fn pattern(graph: &TfGraph, s2b: usize) -> Option<(usize, usize)> {
     }
     let b2s = only_reader(*c.outputs.first()?)?;
     let b = &graph.operators[b2s];
-    (b.name == "BATCH_TO_SPACE_ND" && b.inputs.first() == Some(&c.outputs.first().copied()))
-        .then_some((conv, b2s))
+    // The fold and the shapes read SPACE_TO_BATCH_ND's input and every output, whatever the
+    // file holds.
+    let s = &graph.operators[s2b];
+    let wired = s.inputs.first().is_some_and(Option::is_some)
+        && [s, c, b].iter().all(|op| op.outputs.len() == 1);
+    (wired
+        && b.name == "BATCH_TO_SPACE_ND"
+        && b.inputs.first() == Some(&c.outputs.first().copied()))
+    .then_some((conv, b2s))
 }
 
 /// Folds the pattern into one convolution if that is exact; `false` if it is not.
@@ -151,13 +158,18 @@ fn infer_shapes(graph: &mut TfGraph, s2b: usize, conv: usize) -> Result<()> {
         "4-D input and filter, two block sizes and four paddings expected"
     );
     let blocks = |axis: usize| {
-        let padded = x[axis + 1] + pads[2 * axis] + pads[2 * axis + 1];
+        let padded = x[axis + 1]
+            .checked_add(pads[2 * axis])?
+            .checked_add(pads[2 * axis + 1])?;
         (block[axis] > 0 && padded % block[axis] == 0).then(|| padded / block[axis])
     };
     let (Some(h), Some(w)) = (blocks(0), blocks(1)) else {
         bail!("the padded input is not a whole number of blocks");
     };
-    let batch = x[0] * block[0] * block[1];
+    let batch = x[0]
+        .checked_mul(block[0])
+        .and_then(|n| n.checked_mul(block[1]))
+        .context("the batch times the blocks is too large")?;
     let channels = match c.name.as_str() {
         "CONV_2D" => kernel[0],
         _ => kernel[3],

@@ -155,7 +155,7 @@ pub fn infer(model_bytes: &[u8], input: &[u8]) -> Result<Vec<u8>> {
     );
     let vectors = input.len() / vector_len;
 
-    let mut arena = crate::AlignedBytes::zeroed(model.arena_size());
+    let mut arena = crate::arena_for(&model)?;
     let arena_bytes = arena.as_mut_slice();
     let mut interpreter =
         Interpreter::new(model, arena_bytes).map_err(|e| anyhow!("cannot bind the arena: {e}"))?;
