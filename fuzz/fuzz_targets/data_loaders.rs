@@ -23,8 +23,9 @@ fn npz_path() -> &'static PathBuf {
     PATH.get_or_init(|| std::env::temp_dir().join(format!("mote-fuzz-{}.npz", std::process::id())))
 }
 
-fn class_names() -> Option<Vec<String>> {
-    Some((0..10).map(|c| format!("class{c}")).collect())
+/// Half the inputs with class names, half numbered by the readers (capped at 65,536 classes).
+fn class_names(named: bool) -> Option<Vec<String>> {
+    named.then(|| (0..10).map(|c| format!("class{c}")).collect())
 }
 
 fuzz_target!(|data: &[u8]| {
@@ -39,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
             _ => LabelColumn::Name("label".to_string()),
         },
         feature_shape: (a & 4 != 0).then(|| vec![usize::from(a % 5), usize::from(b % 7)]),
-        class_names: class_names(),
+        class_names: class_names(a & 8 != 0),
         ..CsvOptions::default()
     };
     let _ = parse_csv(data, "fuzz.csv", &csv);
@@ -52,7 +53,7 @@ fuzz_target!(|data: &[u8]| {
         std::fs::write(path, data).expect("the temporary directory is writable");
         let _ = read_npz_arrays(path);
         let npz = NpzOptions {
-            class_names: class_names(),
+            class_names: class_names(a & 8 != 0),
             ..NpzOptions::default()
         };
         let _ = read_npz(path, &npz);

@@ -2,7 +2,7 @@
 
 use super::dataset::numbered_classes;
 use super::Dataset;
-use anyhow::{bail, ensure, Result};
+use anyhow::{bail, ensure, Context, Result};
 
 /// An n-dimensional array in C (row-major) order, with its element type kept.
 #[derive(Debug, Clone, PartialEq)]
@@ -161,7 +161,7 @@ pub(crate) fn dataset_from_arrays(
             }
             names.to_vec()
         }
-        None => numbered_classes(&labels),
+        None => numbered_classes(&labels).with_context(|| y_name.to_string())?,
     };
     Dataset::new(x.to_f32(), feature_shape, labels, class_names)
 }

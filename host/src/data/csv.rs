@@ -262,7 +262,7 @@ pub fn parse_csv(bytes: &[u8], source: &str, options: &CsvOptions) -> Result<Dat
     let class_names = match (&options.class_names, named) {
         (Some(names), _) => names.clone(),
         (None, Some(names)) => names,
-        (None, None) => numbered_classes(&labels),
+        (None, None) => numbered_classes(&labels).with_context(|| source.to_string())?,
     };
     Dataset::new(features, feature_shape, labels, class_names)
         .with_context(|| format!("{source}: inconsistent dataset"))

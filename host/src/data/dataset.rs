@@ -255,10 +255,21 @@ impl<'a> Iterator for Batches<'a> {
 
 impl ExactSizeIterator for Batches<'_> {}
 
-/// The class names `"0"`, `"1"`, ... up to the largest label, for readers given no names.
-pub(crate) fn numbered_classes(labels: &[u32]) -> Vec<String> {
+/// The most classes a reader names by number when it is given no class names.
+pub const MAX_NUMBERED_CLASSES: usize = 65_536;
+
+/// The class names `"0"`, `"1"`, ... up to the largest label, for readers given no names; an
+/// error for a label that would make more than [`MAX_NUMBERED_CLASSES`] of them (a column of
+/// measurements taken for labels, or a corrupt file).
+pub(crate) fn numbered_classes(labels: &[u32]) -> Result<Vec<String>> {
     let count = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
-    (0..count).map(|c| c.to_string()).collect()
+    ensure!(
+        count <= MAX_NUMBERED_CLASSES,
+        "label {} would make {count} classes (at most {MAX_NUMBERED_CLASSES} are numbered \
+         without class names): check which column holds the labels, or give the class names",
+        count - 1
+    );
+    Ok((0..count).map(|c| c.to_string()).collect())
 }
 
 /// SplitMix64 (Steele, Lea and Flood, 2014): a small, fast, portable generator; all the
@@ -332,7 +343,7 @@ mod tests {
         // floors 1, 1, 2 and the one missing goes to class 0 (equal remainders, lower label).
         let labels = vec![0, 0, 0, 1, 1, 1, 2, 2, 2, 2];
         let features = (0..10).map(|i| i as f32).collect();
-        let d = Dataset::new(features, vec![1], labels, numbered_classes(&[2])).unwrap();
+        let d = Dataset::new(features, vec![1], labels, numbered_classes(&[2]).unwrap()).unwrap();
         let (train, test) = d.split(0.5, 1);
         assert_eq!(test.class_counts(), vec![2, 1, 2]);
         assert_eq!(train.class_counts(), vec![1, 2, 2]);
