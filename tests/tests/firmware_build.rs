@@ -204,14 +204,7 @@ fn model_dir(tag: &str, model: &[u8], inputs: usize, classes: u8) -> std::path::
 fn a_head_too_big_for_its_weight_slot_fails_the_build_with_figures() {
     // 1,100 x 4 + 4 = 4,404 f32 = 17,616 B, more than a slot's 16,352 B.
     let dir = model_dir("big-head", &dense_model(1100, 4), 1100, 4);
-    let _guard = build_lock();
-    let output = cargo_build_firmware("qemu")
-        .env("MOTE_MODEL_DIR", &dir)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = failed_build("qemu", &dir);
     assert!(
         stderr.contains("does not fit its weight slot")
             && stderr.contains("4 x 1100 inputs + 4 biases = 4404 f32 parameters = 17616 B")
@@ -232,14 +225,7 @@ fn vectors_too_big_for_the_nrf52840_flash_fail_the_build_with_figures() {
     let copies = 900_000 / input.len() + 1;
     let vectors = input.repeat(copies);
     std::fs::write(dir.join("test_inputs.i8"), &vectors).unwrap();
-    let _guard = build_lock();
-    let output = cargo_build_firmware("nrf52840")
-        .env("MOTE_MODEL_DIR", &dir)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = failed_build("nrf52840", &dir);
     assert!(
         stderr.contains("does not fit the nRF52840's 992 KiB of flash")
             && stderr.contains(&format!(
@@ -260,14 +246,7 @@ fn test_vectors_of_the_wrong_length_fail_the_build() {
     std::fs::create_dir_all(&dir).unwrap();
     std::fs::write(dir.join("model.mote"), &blob).unwrap();
     std::fs::write(dir.join("test_inputs.i8"), &input[..input.len() - 1]).unwrap();
-    let _guard = build_lock();
-    let output = cargo_build_firmware("qemu")
-        .env("MOTE_MODEL_DIR", &dir)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = failed_build("qemu", &dir);
     assert!(
         stderr.contains(&format!("test_inputs.i8 holds {} B", input.len() - 1))
             && stderr.contains("not a whole number of the model's"),
@@ -315,16 +294,22 @@ fn a_head_with_more_than_1024_inputs_fine_tunes_on_the_device() {
 fn a_fine_tuning_label_beyond_the_heads_outputs_fails_the_build() {
     let dir = model_dir("bad-label", &dense_model(20, 3), 20, 3);
     std::fs::write(dir.join("finetune_labels.u8"), [0u8, 1, 2, 3, 0, 1, 2, 0]).unwrap();
-    let _guard = build_lock();
-    let output = cargo_build_firmware("qemu")
-        .env("MOTE_MODEL_DIR", &dir)
-        .output()
-        .unwrap();
-    let _ = std::fs::remove_dir_all(&dir);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(!output.status.success());
+    let stderr = failed_build("qemu", &dir);
     assert!(
         stderr.contains("finetune_labels.u8 has label 3, but the head has 3 outputs"),
         "{stderr}"
     );
+}
+
+/// Builds the firmware with `features` around the model directory `dir`, which it then
+/// removes: the build's messages, after checking that it failed.
+fn failed_build(features: &str, dir: &std::path::Path) -> String {
+    let _guard = build_lock();
+    let output = cargo_build_firmware(features)
+        .env("MOTE_MODEL_DIR", dir)
+        .output()
+        .unwrap();
+    let _ = std::fs::remove_dir_all(dir);
+    assert!(!output.status.success(), "the build succeeded");
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
