@@ -84,7 +84,7 @@ impl Board {
 
     /// Extra rustc flags for the core. ARMv8-M Mainline's DSP extension is optional, so the
     /// target alone has none: naming the core turns it on (and mote-core's DSP kernels with
-    /// it, see core/build.rs), and on the M55 also the MVE vector extension. The M7 takes the
+    /// it, see core/build.rs), and on the M55 Armv8.1-M's loop and select instructions. The M7 takes the
     /// M4's code: QEMU counts instructions, which the M7's scheduling would barely change.
     pub fn rustflags(self) -> &'static [&'static str] {
         match self {
