@@ -9,8 +9,9 @@ use rp2040_hal::{clocks::init_clocks_and_plls, pac, Timer, Watchdog};
 use crate::cost::{Meter, Unit};
 
 /// The second-stage bootloader the boot ROM runs first, for the Pico's W25Q080 flash; the
-/// linker script puts it in the first 256 bytes of flash.
+/// linker script puts it in the first 256 bytes of flash (and names it, unmangled, to keep it).
 #[link_section = ".boot2"]
+#[no_mangle]
 #[used]
 pub static BOOT2_FIRMWARE: [u8; 256] = rp2040_boot2::BOOT_LOADER_W25Q080;
 
