@@ -13,62 +13,165 @@ const LEARNING_RATE: f32 = 0.05;
 const MOMENTUM: f32 = 0.9;
 const EPOCHS: usize = 5;
 const BATCH: usize = 16;
-/// RAM kept free for the stack and everything the firmware itself uses.
+/// RAM kept free for the stack and everything the firmware itself uses (most boards).
 const RESERVED_RAM: usize = 16 * 1024;
 /// An upper bound on one decoded operator's RAM on the device (`Interpreter::DECODED_SLOT`
 /// there; this script runs on the host, where pointers are wider).
 const DECODED_SLOT_BOUND: usize = 128;
 /// Bytes of retained RAM (QEMU) or flash (board) for the two weight slots.
 const STORE_SLOT: usize = 16 * 1024;
-
-/// A board's memories, as its memory-*.x gives them.
-struct Board {
-    name: &'static str,
-    memory: &'static str,
-    ram: usize,
-    /// The FLASH region: code, read-only data, the test and fine-tuning vectors.
-    flash: usize,
-    /// Whether the model goes to FLASH too (QEMU's goes to its own PSRAM region).
-    model_in_flash: bool,
-    /// RAM the weight slots take (QEMU keeps them in retained RAM; a board in its flash).
-    store_ram: usize,
-}
+const MIB: usize = 1024 * 1024;
 
 /// An upper bound on the firmware's own code and constants with every operator linked, so
 /// that the flash check errs on the safe side. The release firmware without its model and
 /// vectors, measured (`size -A`, 2026-12-07, the demo model's build less its model and vectors):
-/// QEMU 152 KiB, nRF52840 155 KiB; the bound leaves room for the trainer and for growth. Should the code outgrow it, the linker still
-/// reports the overflow, without figures.
+/// QEMU 152 KiB, nRF52840 155 KiB; the bound leaves room for the trainer and for growth. Should
+/// the code outgrow it, the linker still reports the overflow, without figures.
 const CODE_BOUND: usize = 256 * 1024;
 
-fn main() {
-    let qemu = env::var_os("CARGO_FEATURE_BOARD_QEMU").is_some();
-    let nrf = env::var_os("CARGO_FEATURE_BOARD_NRF52840").is_some();
-    let board = match (qemu, nrf) {
-        (true, false) => Board {
-            name: "QEMU mps2-an386",
+/// A board's memories, as its memory-*.x gives them.
+struct Board {
+    /// Its `board-*` cargo feature, as cargo names it to build scripts.
+    feature: &'static str,
+    name: &'static str,
+    memory: &'static str,
+    /// The thumb target of its core: a build for another one faults on the first instruction
+    /// the core lacks (or cannot link), so the build refuses it.
+    target: &'static str,
+    /// A QEMU machine: semihosting and its own short interrupt table (board/qemu.rs).
+    qemu: bool,
+    ram: usize,
+    /// The FLASH region: code, read-only data, the test and fine-tuning vectors.
+    flash: usize,
+    /// Whether the model goes to FLASH too (the MPS machines' goes to a region of its own).
+    model_in_flash: bool,
+    /// RAM the weight slots take (retained RAM; the nRF52840 keeps them in its flash).
+    store_ram: usize,
+    /// RAM kept free for the stack and everything the firmware itself uses.
+    reserved_ram: usize,
+    /// See [`CODE_BOUND`].
+    code_bound: usize,
+}
+
+/// A QEMU MPS machine: 4 MiB of RAM, `flash` of code memory, the model in a region of its own.
+const fn mps(feature: &'static str, name: &'static str, target: &'static str) -> Board {
+    Board {
+        feature,
+        name,
+        memory: "",
+        target,
+        qemu: true,
+        ram: 4 * MIB,
+        flash: 4 * MIB,
+        model_in_flash: false,
+        store_ram: 2 * STORE_SLOT,
+        reserved_ram: RESERVED_RAM,
+        code_bound: CODE_BOUND,
+    }
+}
+
+/// A board flashed through probe-rs, its model in flash.
+const fn probe(feature: &'static str, name: &'static str, target: &'static str) -> Board {
+    Board {
+        qemu: false,
+        model_in_flash: true,
+        ..mps(feature, name, target)
+    }
+}
+
+/// Every board, by its `board-*` feature.
+fn boards() -> [Board; 9] {
+    let thumbv7em = "thumbv7em-none-eabihf";
+    let thumbv8m = "thumbv8m.main-none-eabihf";
+    [
+        Board {
             memory: "memory-qemu.x",
-            ram: 4 * 1024 * 1024,
-            flash: 4 * 1024 * 1024,
-            model_in_flash: false,
-            store_ram: 2 * STORE_SLOT,
+            ..mps("BOARD_QEMU", "QEMU mps2-an386", thumbv7em)
         },
-        (false, true) => Board {
-            name: "nRF52840",
+        Board {
+            memory: "memory-qemu-m3.x",
+            ..mps("BOARD_QEMU_M3", "QEMU mps2-an385", "thumbv7m-none-eabi")
+        },
+        Board {
+            memory: "memory-qemu-m7.x",
+            ..mps("BOARD_QEMU_M7", "QEMU mps2-an500", thumbv7em)
+        },
+        Board {
+            memory: "memory-qemu-m33.x",
+            ..mps("BOARD_QEMU_M33", "QEMU mps2-an505", thumbv8m)
+        },
+        Board {
+            memory: "memory-qemu-m55.x",
+            // Its code memory is the SSE-300's 512 KiB ITCM.
+            flash: 512 * 1024,
+            ..mps("BOARD_QEMU_M55", "QEMU mps3-an547", thumbv8m)
+        },
+        Board {
+            memory: "memory-microbit.x",
+            ram: 16 * 1024,
+            flash: 256 * 1024,
+            model_in_flash: true,
+            // Measured with the demo model (2026-12-07): 156 B of statics besides the arena
+            // and decoded operators, a 1,304 B stack peak; 4 KiB leaves room.
+            reserved_ram: 4 * 1024,
+            // Cortex-M0 code with the operators the model uses (demo model: 35 KiB); a model
+            // needing more still fails, at link time.
+            code_bound: 64 * 1024,
+            ..mps(
+                "BOARD_MICROBIT",
+                "BBC micro:bit (QEMU microbit)",
+                "thumbv6m-none-eabi",
+            )
+        },
+        Board {
             memory: "memory-nrf52840.x",
             ram: 256 * 1024,
             // 1 MiB, less the 32 KiB of weight slots at its end.
-            flash: 1024 * 1024 - 2 * STORE_SLOT,
-            model_in_flash: true,
+            flash: MIB - 2 * STORE_SLOT,
             store_ram: 0,
+            ..probe("BOARD_NRF52840", "nRF52840", thumbv7em)
         },
+        Board {
+            memory: "memory-stm32f4.x",
+            ram: 128 * 1024,
+            flash: 512 * 1024,
+            ..probe("BOARD_STM32F4", "STM32F411RE", thumbv7em)
+        },
+        Board {
+            memory: "memory-rp2040.x",
+            ram: 264 * 1024,
+            // 2 MiB of QSPI flash less the 256-byte second-stage bootloader.
+            flash: 2 * MIB - 256,
+            ..probe("BOARD_RP2040", "RP2040", "thumbv6m-none-eabi")
+        },
+    ]
+}
+
+fn main() {
+    // Armv6-M cores (Cortex-M0/M0+) run Thumb-1 only: src/mem.rs has a variant for them.
+    println!("cargo::rustc-check-cfg=cfg(mote_thumb1)");
+    if env::var("TARGET").is_ok_and(|t| t.starts_with("thumbv6m")) {
+        println!("cargo::rustc-cfg=mote_thumb1");
+    }
+    let mut chosen = boards()
+        .into_iter()
+        .filter(|b| env::var_os(format!("CARGO_FEATURE_{}", b.feature)).is_some());
+    let board = match (chosen.next(), chosen.next()) {
+        (Some(board), None) => board,
         // main.rs reports the mistake with compile_error!; keep the build script quiet.
         _ => return,
     };
+    let target = env::var("TARGET").unwrap_or_default();
+    if target != board.target {
+        panic!(
+            "\n\nthe {} runs {}, not {target}: build with `--target {}`\n",
+            board.name, board.target, board.target
+        );
+    }
     let memory = board.memory;
     let out = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     fs::copy(memory, out.join("memory.x")).expect("copy memory.x into OUT_DIR");
-    if qemu {
+    if board.qemu {
         // cortex-m-rt's `device` feature (the QEMU board's own short interrupt table, see
         // board/qemu.rs) includes a device.x naming the device's interrupts: it has none.
         fs::write(out.join("device.x"), "").expect("write device.x into OUT_DIR");
@@ -82,12 +185,12 @@ fn main() {
     // Identical functions share one copy (e.g. __aeabi_memclr4/8): less flash; nothing in the
     // firmware compares function addresses.
     println!("cargo:rustc-link-arg-bins=--icf=all");
-    // QEMU's model goes to the board's 16 MiB PSRAM (as to a board's external QSPI flash), so
-    // that models larger than the 4 MiB code memory run.
-    let section = if qemu {
-        "#[link_section = \".model\"]\n"
-    } else {
+    // An MPS machine's model goes to its PSRAM or QSPI memory (as to a board's external QSPI
+    // flash), so that models larger than the code memory run.
+    let section = if board.model_in_flash {
         ""
+    } else {
+        "#[link_section = \".model\"]\n"
     };
     embed_model(&out, &board, section);
 }
@@ -296,13 +399,14 @@ fn check_memory(
     let features = 4 * head.inputs;
     let train = head.train_bytes;
     let store = if head.params > 0 { board.store_ram } else { 0 };
-    let needed = arena + decoded + train + 2 * weights + features + store + RESERVED_RAM;
+    let reserved = board.reserved_ram;
+    let needed = arena + decoded + train + 2 * weights + features + store + reserved;
     if needed > board.ram {
         panic!(
             "\n\nthe model in {dir} does not fit the {name}'s {} KiB of RAM: it needs {arena} B \
              of arena + {decoded} B of decoded operators + {train} B of training memory + {} B \
              of head weights + {features} B of head features + {store} B of weight slots + \
-             {RESERVED_RAM} B reserved for the stack = {needed} B\n",
+             {reserved} B reserved for the stack and the firmware = {needed} B\n",
             board.ram / 1024,
             2 * weights,
         );
@@ -321,11 +425,12 @@ fn check_memory(
     .map(|f| file_len(path, f))
     .sum();
     let in_flash = if board.model_in_flash { model_len } else { 0 };
-    let flash = in_flash + vectors + CODE_BOUND;
+    let code = board.code_bound;
+    let flash = in_flash + vectors + code;
     if flash > board.flash {
         panic!(
             "\n\nthe model in {dir} does not fit the {name}'s {} KiB of flash: it needs \
-             {in_flash} B of model + {vectors} B of test and fine-tuning vectors + {CODE_BOUND} B \
+             {in_flash} B of model + {vectors} B of test and fine-tuning vectors + {code} B \
              of code (an upper bound) = {flash} B\n",
             board.flash / 1024,
         );

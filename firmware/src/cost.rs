@@ -1,18 +1,26 @@
 //! Counting what a region of code costs, in the unit the board can honestly measure.
 //!
-//! QEMU does not model cycles; with `-icount shift=0` its SysTick advances one tick per 40
-//! executed instructions on mps2-an386, so there the unit is instructions (40-instruction
-//! resolution). On a real Cortex-M4 the DWT cycle counter gives cycles.
+//! QEMU does not model cycles; with `-icount shift=0` its SysTick advances one tick per core
+//! clock period of executed instructions (40 on mps2-an386; board/qemu.rs has each machine's),
+//! so there the unit is instructions, at that resolution. On a real Cortex-M3/M4/M7 the DWT
+//! cycle counter gives cycles; the RP2040's Cortex-M0+ has none, so there a 1 MHz timer gives
+//! microseconds.
 
 /// What a [`Cost`] counts.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Unit {
     /// Executed instructions (QEMU's SysTick under `-icount shift=0`).
-    #[cfg_attr(not(feature = "board-qemu"), allow(dead_code))]
+    #[cfg_attr(not(feature = "semihosting"), allow(dead_code))]
     Instructions,
     /// Core clock cycles (DWT CYCCNT on hardware).
-    #[cfg_attr(not(feature = "board-nrf52840"), allow(dead_code))]
+    #[cfg_attr(
+        not(any(feature = "board-nrf52840", feature = "board-stm32f4")),
+        allow(dead_code)
+    )]
     Cycles,
+    /// Microseconds (a 1 MHz hardware timer).
+    #[cfg_attr(not(feature = "board-rp2040"), allow(dead_code))]
+    Microseconds,
 }
 
 impl Unit {
@@ -21,14 +29,19 @@ impl Unit {
         match self {
             Unit::Instructions => defmt::intern!("instructions"),
             Unit::Cycles => defmt::intern!("cycles"),
+            Unit::Microseconds => defmt::intern!("microseconds"),
         }
     }
 
     /// How the count was obtained, for logs.
     pub fn method(self) -> defmt::Str {
         match self {
-            Unit::Instructions => defmt::intern!("SysTick x 40 under qemu -icount shift=0"),
+            #[cfg(feature = "semihosting")]
+            Unit::Instructions => crate::board::meter_method(),
+            #[cfg(not(feature = "semihosting"))]
+            Unit::Instructions => defmt::intern!("instruction count"),
             Unit::Cycles => defmt::intern!("DWT CYCCNT"),
+            Unit::Microseconds => defmt::intern!("1 MHz timer"),
         }
     }
 }

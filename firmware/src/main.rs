@@ -3,17 +3,44 @@
 #![no_std]
 #![no_main]
 
-#[cfg(all(feature = "board-qemu", feature = "board-nrf52840"))]
-compile_error!("choose exactly one board feature: `qemu` or `nrf52840`, not both");
-#[cfg(not(any(feature = "board-qemu", feature = "board-nrf52840")))]
-compile_error!("choose exactly one board feature: `qemu` or `nrf52840` (or `board-qemu` or `board-nrf52840` with `op-*` features)");
+/// Board features enabled: exactly one may be.
+const BOARDS: usize = cfg!(feature = "board-qemu") as usize
+    + cfg!(feature = "board-qemu-m3") as usize
+    + cfg!(feature = "board-qemu-m7") as usize
+    + cfg!(feature = "board-qemu-m33") as usize
+    + cfg!(feature = "board-qemu-m55") as usize
+    + cfg!(feature = "board-microbit") as usize
+    + cfg!(feature = "board-nrf52840") as usize
+    + cfg!(feature = "board-stm32f4") as usize
+    + cfg!(feature = "board-rp2040") as usize;
+const _: () = assert!(
+    BOARDS <= 1,
+    "choose exactly one board feature (see firmware/Cargo.toml), not several"
+);
+#[cfg(not(any(
+    feature = "board-qemu",
+    feature = "board-qemu-m3",
+    feature = "board-qemu-m7",
+    feature = "board-qemu-m33",
+    feature = "board-qemu-m55",
+    feature = "board-microbit",
+    feature = "board-nrf52840",
+    feature = "board-stm32f4",
+    feature = "board-rp2040"
+)))]
+compile_error!("choose exactly one board feature: `qemu`, `qemu-m3`, `qemu-m7`, `qemu-m33`, `qemu-m55`, `microbit`, `nrf52840`, `stm32f4` or `rp2040` (or its `board-*` feature with `op-*` features)");
 
 mod board;
 mod cost;
 mod finetune;
 mod mem;
 mod model;
-#[cfg(feature = "board-qemu")]
+mod once;
+#[cfg(any(
+    feature = "semihosting",
+    feature = "board-stm32f4",
+    feature = "board-rp2040"
+))]
 mod retained;
 mod stack;
 mod tally;
@@ -207,11 +234,11 @@ const _: () = assert!(
 /// `None` on a second call.
 fn decoded_slots() -> Option<&'static mut [Option<Layer<'static>>]> {
     use core::mem::MaybeUninit;
-    use core::sync::atomic::{AtomicBool, Ordering};
+    use core::sync::atomic::AtomicBool;
     static TAKEN: AtomicBool = AtomicBool::new(false);
     static mut SLOTS: MaybeUninit<[Option<Layer<'static>>; model::OP_COUNT]> =
         MaybeUninit::uninit();
-    if TAKEN.swap(true, Ordering::AcqRel) {
+    if !once::take(&TAKEN) {
         return None;
     }
     let base = core::ptr::addr_of_mut!(SLOTS).cast::<Option<Layer<'static>>>();

@@ -1,4 +1,5 @@
-//! Weight storage for QEMU: NOR-flash semantics over a RAM region that a reset does not clear
+//! Weight storage for QEMU (and the STM32F4 and RP2040 boards, until they get a flash store):
+//! NOR-flash semantics over a RAM region that a reset does not clear
 //! (the `.uninit` section is neither loaded nor zeroed at boot), so learned weights survive a
 //! reboot of the emulated board. On a cold start the region holds no valid slot and the
 //! exported weights are used.
@@ -59,7 +60,7 @@ impl RetainedFlash {
     /// Takes the retained region; `None` on a second call.
     pub fn take() -> Option<Self> {
         static TAKEN: core::sync::atomic::AtomicBool = core::sync::atomic::AtomicBool::new(false);
-        if TAKEN.swap(true, core::sync::atomic::Ordering::AcqRel) {
+        if !crate::once::take(&TAKEN) {
             return None;
         }
         // Only the address is taken (no reference to the static is created), and the guard

@@ -2,7 +2,7 @@
 //! costs: MACs, instructions per inference, instructions per MAC, arena, stack, flash.
 
 use crate::firmware::{self, Board};
-use crate::qemu::run_elf;
+use crate::qemu::run_elf_on;
 use crate::report::{flash_use, FirmwareReport, FlashUse};
 use crate::AlignedBytes;
 use anyhow::{bail, Context, Result};
@@ -24,7 +24,7 @@ pub struct BenchCase {
     pub expected: Option<Vec<u8>>,
 }
 
-/// What one model costs on the emulated Cortex-M4.
+/// What one model costs on an emulated core.
 #[derive(Debug, Clone)]
 pub struct BenchResult {
     /// The case's name.
@@ -54,14 +54,22 @@ impl BenchResult {
     }
 }
 
-/// Builds and runs the firmware for `case` in QEMU.
+/// Builds and runs the firmware for `case` in QEMU's Cortex-M4F.
 pub fn run(case: &BenchCase) -> Result<BenchResult> {
-    run_in(case, &std::env::temp_dir())
+    run_on(Board::Qemu, case)
 }
 
-/// [`run`], staging the model and the firmware in a directory under `temp_root`, which is
+/// Builds and runs the firmware for `case` on `board`, a QEMU board.
+pub fn run_on(board: Board, case: &BenchCase) -> Result<BenchResult> {
+    run_in(board, case, &std::env::temp_dir())
+}
+
+/// [`run_on`], staging the model and the firmware in a directory under `temp_root`, which is
 /// removed when the run ends (with its result or an error).
-pub fn run_in(case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResult> {
+pub fn run_in(board: Board, case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResult> {
+    if board.qemu_machine().is_none() {
+        bail!("mote bench runs in QEMU: {board:?} is not a QEMU board");
+    }
     let aligned = AlignedBytes::new(&case.model);
     let model = mote_core::Model::parse(aligned.as_slice())
         .map_err(|e| anyhow::anyhow!("{}: invalid model: {e}", case.name))?;
@@ -71,14 +79,14 @@ pub fn run_in(case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResu
         .map(|l| l.macs)
         .sum();
 
-    let staging =
-        crate::TempDir::new_in(temp_root, &format!("mote-bench-{}", sanitize(&case.name)))
-            .with_context(|| format!("creating a directory in {}", temp_root.display()))?;
+    let name = format!("mote-bench-{}-{}", board.feature(), sanitize(&case.name));
+    let staging = crate::TempDir::new_in(temp_root, &name)
+        .with_context(|| format!("creating a directory in {}", temp_root.display()))?;
     let dir = staging.path();
     std::fs::write(dir.join("model.mote"), &case.model)?;
     std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
     let elf = firmware::build(
-        Board::Qemu,
+        board,
         &[(
             "MOTE_MODEL_DIR",
             dir.to_str().context("temp path is not UTF-8")?,
@@ -86,7 +94,7 @@ pub fn run_in(case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResu
     )?;
     let elf_copy: PathBuf = dir.join("firmware.elf");
     std::fs::copy(&elf, &elf_copy)?;
-    let run = run_elf(&elf_copy, Duration::from_secs(600), |_| {})?;
+    let run = run_elf_on(board, &elf_copy, Duration::from_secs(600), |_| {})?;
     if !run.success() {
         let last = run.log.last().map(|l| l.to_string()).unwrap_or_default();
         bail!(
@@ -170,6 +178,47 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
             },
             versus
         );
+    }
+    s
+}
+
+/// Instructions per inference, a row per model and a column per board's core, each with
+/// whether the run reproduced its expected outputs (`-`: nothing to check; an empty cell: the
+/// model was not run there).
+pub fn cores_table(per_board: &[(Board, Vec<BenchResult>)]) -> String {
+    use std::fmt::Write;
+    let mut names: Vec<&str> = Vec::new();
+    for (_, results) in per_board {
+        for r in results {
+            if !names.contains(&r.name.as_str()) {
+                names.push(&r.name);
+            }
+        }
+    }
+    let mut s = String::from("| model |");
+    for (board, _) in per_board {
+        let machine = board.qemu_machine().map_or("", |(m, _)| m);
+        let _ = write!(s, " {} ({machine}) |", board.core());
+    }
+    s.push_str("\n|---|");
+    s.push_str(&"---|".repeat(per_board.len()));
+    s.push('\n');
+    for name in names {
+        let _ = write!(s, "| {name} |");
+        for (_, results) in per_board {
+            match results.iter().find(|r| r.name == name) {
+                Some(r) => {
+                    let exact = match r.bit_exact {
+                        Some(true) => "bit-exact",
+                        Some(false) => "NOT bit-exact",
+                        None => "-",
+                    };
+                    let _ = write!(s, " {} ({exact}) |", r.instructions);
+                }
+                None => s.push_str(" |"),
+            }
+        }
+        s.push('\n');
     }
     s
 }

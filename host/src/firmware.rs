@@ -6,7 +6,7 @@ use mote_core::Model;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The thumb target of every board mote supports today (Cortex-M4F).
+/// The thumb target of the default board, QEMU's Cortex-M4F (and the nRF52840's).
 pub const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
 
 /// A board the firmware can be built for.
@@ -15,16 +15,105 @@ pub const FIRMWARE_TARGET: &str = "thumbv7em-none-eabihf";
 pub enum Board {
     /// QEMU `mps2-an386` (Cortex-M4F, semihosting): no hardware needed.
     Qemu,
+    /// QEMU `mps2-an385` (Cortex-M3: no DSP extension, so mote-core's portable kernels).
+    QemuM3,
+    /// QEMU `mps2-an500` (Cortex-M7).
+    QemuM7,
+    /// QEMU `mps2-an505` (Cortex-M33, with the DSP extension).
+    QemuM33,
+    /// QEMU `mps3-an547` (Cortex-M55, with the DSP and MVE extensions).
+    QemuM55,
+    /// QEMU `microbit` (BBC micro:bit, Cortex-M0, 16 KiB of RAM): small models only.
+    Microbit,
     /// Nordic nRF52840-DK, flashed through probe-rs.
     Nrf52840,
+    /// ST NUCLEO-F411RE (STM32F411, Cortex-M4F), flashed through probe-rs.
+    Stm32f4,
+    /// Raspberry Pi Pico (RP2040, Cortex-M0+), flashed through probe-rs.
+    Rp2040,
 }
 
 impl Board {
+    /// Every QEMU board, the default (Cortex-M4F) first.
+    pub const QEMU: [Board; 6] = [
+        Board::Qemu,
+        Board::QemuM3,
+        Board::QemuM7,
+        Board::QemuM33,
+        Board::QemuM55,
+        Board::Microbit,
+    ];
+
     /// The firmware's cargo feature for this board.
     pub fn feature(self) -> &'static str {
         match self {
             Board::Qemu => "qemu",
+            Board::QemuM3 => "qemu-m3",
+            Board::QemuM7 => "qemu-m7",
+            Board::QemuM33 => "qemu-m33",
+            Board::QemuM55 => "qemu-m55",
+            Board::Microbit => "microbit",
             Board::Nrf52840 => "nrf52840",
+            Board::Stm32f4 => "stm32f4",
+            Board::Rp2040 => "rp2040",
+        }
+    }
+
+    /// The board's core, for tables.
+    pub fn core(self) -> &'static str {
+        match self {
+            Board::Qemu | Board::Nrf52840 | Board::Stm32f4 => "Cortex-M4F",
+            Board::QemuM3 => "Cortex-M3",
+            Board::QemuM7 => "Cortex-M7",
+            Board::QemuM33 => "Cortex-M33",
+            Board::QemuM55 => "Cortex-M55",
+            Board::Microbit => "Cortex-M0",
+            Board::Rp2040 => "Cortex-M0+",
+        }
+    }
+
+    /// The thumb target the firmware is built for.
+    pub fn target(self) -> &'static str {
+        match self {
+            Board::Qemu | Board::QemuM7 | Board::Nrf52840 | Board::Stm32f4 => FIRMWARE_TARGET,
+            Board::QemuM3 => "thumbv7m-none-eabi",
+            Board::QemuM33 | Board::QemuM55 => "thumbv8m.main-none-eabihf",
+            Board::Microbit | Board::Rp2040 => "thumbv6m-none-eabi",
+        }
+    }
+
+    /// Extra rustc flags for the core. ARMv8-M Mainline's DSP extension is optional, so the
+    /// target alone has none: naming the core turns it on (and mote-core's DSP kernels with
+    /// it, see core/build.rs), and on the M55 Armv8.1-M's loop and select instructions. The M7 takes the
+    /// M4's code: QEMU counts instructions, which the M7's scheduling would barely change.
+    pub fn rustflags(self) -> &'static [&'static str] {
+        match self {
+            Board::QemuM33 => &["-C", "target-cpu=cortex-m33"],
+            Board::QemuM55 => &["-C", "target-cpu=cortex-m55"],
+            _ => &[],
+        }
+    }
+
+    /// QEMU's machine and CPU for a QEMU board.
+    pub fn qemu_machine(self) -> Option<(&'static str, &'static str)> {
+        match self {
+            Board::Qemu => Some(("mps2-an386", "cortex-m4")),
+            Board::QemuM3 => Some(("mps2-an385", "cortex-m3")),
+            Board::QemuM7 => Some(("mps2-an500", "cortex-m7")),
+            Board::QemuM33 => Some(("mps2-an505", "cortex-m33")),
+            Board::QemuM55 => Some(("mps3-an547", "cortex-m55")),
+            Board::Microbit => Some(("microbit", "cortex-m0")),
+            Board::Nrf52840 | Board::Stm32f4 | Board::Rp2040 => None,
+        }
+    }
+
+    /// probe-rs's name for a real board's chip.
+    pub fn probe_chip(self) -> Option<&'static str> {
+        match self {
+            Board::Nrf52840 => Some("nRF52840_xxAA"),
+            Board::Stm32f4 => Some("STM32F411RETx"),
+            Board::Rp2040 => Some("RP2040"),
+            _ => None,
         }
     }
 }
@@ -94,8 +183,15 @@ pub fn workspace_root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
 }
 
-/// `cargo build` of the release firmware with exactly these features, nothing else set.
+/// `cargo build` of the release firmware with exactly these features, nothing else set, for
+/// the default board's target.
 pub fn cargo_build(features: &str) -> Command {
+    cargo_build_for(Board::Qemu, features)
+}
+
+/// `cargo build` of the release firmware for `board`'s target and core, with exactly these
+/// features.
+pub fn cargo_build_for(board: Board, features: &str) -> Command {
     let mut cmd = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     cmd.current_dir(workspace_root())
         .args([
@@ -104,9 +200,25 @@ pub fn cargo_build(features: &str) -> Command {
             "-p",
             "mote-firmware",
             "--target",
-            FIRMWARE_TARGET,
+            board.target(),
         ])
         .args(["--no-default-features", "--features", features]);
+    if !board.rustflags().is_empty() {
+        // Added to the caller's flags (CI's `-D warnings`), which an override would drop.
+        let mut flags: Vec<String> = match std::env::var("CARGO_ENCODED_RUSTFLAGS") {
+            Ok(encoded) if !encoded.is_empty() => {
+                encoded.split('\x1f').map(str::to_string).collect()
+            }
+            _ => std::env::var("RUSTFLAGS")
+                .unwrap_or_default()
+                .split_whitespace()
+                .map(str::to_string)
+                .collect(),
+        };
+        flags.extend(board.rustflags().iter().map(|f| f.to_string()));
+        cmd.env_remove("RUSTFLAGS")
+            .env("CARGO_ENCODED_RUSTFLAGS", flags.join("\x1f"));
+    }
     cmd
 }
 
@@ -114,13 +226,22 @@ pub fn cargo_build(features: &str) -> Command {
 ///
 /// `envs` are extra environment variables for the build (the firmware reads its model from one).
 pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
-    build_with_features(&features(board, envs), envs)
+    build_board_with_features(board, &features(board, envs), envs)
 }
 
-/// [`build`] with exactly these cargo features (a board and the operators, paths and kernels
-/// wanted), not those of the model.
+/// [`build`] for the default board with exactly these cargo features (a board and the
+/// operators, paths and kernels wanted), not those of the model.
 pub fn build_with_features(features: &str, envs: &[(&str, &str)]) -> Result<PathBuf> {
-    let mut cmd = cargo_build(features);
+    build_board_with_features(Board::Qemu, features, envs)
+}
+
+/// [`build`] with exactly these cargo features, for `board`'s target and core.
+pub fn build_board_with_features(
+    board: Board,
+    features: &str,
+    envs: &[(&str, &str)],
+) -> Result<PathBuf> {
+    let mut cmd = cargo_build_for(board, features);
     cmd.args(["--message-format", "json-render-diagnostics"])
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit());

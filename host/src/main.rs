@@ -94,7 +94,8 @@ enum Commands {
     },
     /// Run a firmware ELF on a board (QEMU's emulated Cortex-M4 by default) and show its log.
     ///
-    /// Also works as cargo's runner: `cargo run -p mote-firmware --target thumbv7em-none-eabihf`.
+    /// Also works as cargo's runner: `cargo run -p mote-firmware --target thumbv7em-none-eabihf`
+    /// (`cargo qemu-m3`, `cargo qemu-m55`, ... for the other cores: .cargo/config.toml).
     Run {
         /// The firmware ELF to run.
         elf: PathBuf,
@@ -110,6 +111,11 @@ enum Commands {
     },
     /// Build the firmware around each model, run it in QEMU, and print what it costs.
     Bench {
+        /// The QEMU boards to run on, comma-separated (`--board qemu,qemu-m3,qemu-m55`); with
+        /// several, a last table compares instructions per inference across their cores. The
+        /// micro:bit's default suite is the demo model alone (16 KiB of RAM).
+        #[arg(long, value_enum, value_delimiter = ',', default_value = "qemu")]
+        board: Vec<Board>,
         /// `.mote` models (default: the firmware's demo model).
         models: Vec<PathBuf>,
         /// Raw input vectors for the models, laid out as `mote infer` reads them (default: `x[i] = (i*7 % 256) - 128`).
@@ -159,8 +165,8 @@ enum Commands {
         #[arg(long)]
         output: PathBuf,
     },
-    /// Build the firmware around a model and run it: on QEMU's emulated Cortex-M4 by default,
-    /// or flashed to an nRF52840-DK through probe-rs.
+    /// Build the firmware around a model and run it: on QEMU's emulated Cortex-M4 by default
+    /// (or another emulated core), or flashed to a board through probe-rs.
     Deploy {
         /// A model directory written by `mote export` (model.mote, test and fine-tuning sets),
         /// or a single `.mote` or `.tflite` file (run on one reference input).
@@ -283,6 +289,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Commands::Bench {
+            board: boards,
             models,
             input,
             expected,
@@ -298,6 +305,9 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     spec.display()
                 );
                 return Ok(ExitCode::SUCCESS);
+            }
+            if let Some(b) = boards.iter().find(|b| b.qemu_machine().is_none()) {
+                bail!("mote bench runs in QEMU: {b:?} is a real board (`mote deploy --board` runs it there)");
             }
             let root = mote_host::firmware::workspace_root();
             let mut suite = Vec::new();
@@ -317,40 +327,62 @@ fn run(cli: Cli) -> Result<ExitCode> {
                     suite.push((case, reference));
                 }
             }
-            let mut results = Vec::new();
-            for (case, reference) in suite {
-                eprintln!(
-                    "bench: {}: building the firmware and running it in QEMU...",
-                    case.name
-                );
-                let result = mote_host::bench::run(&case)?;
-                if let Some(dir) = &plot {
-                    let aligned = mote_host::AlignedBytes::new(&case.model);
-                    let parsed =
-                        mote_core::Model::parse(aligned.as_slice()).map_err(anyhow::Error::msg)?;
-                    cli::plots::bench(dir, &parsed, &result)?;
-                }
-                if layers {
-                    for (i, l) in result.report.layers.iter().enumerate() {
-                        let stack = l
-                            .stack
-                            .map(|s| format!(", stack {s:>5} B"))
-                            .unwrap_or_default();
-                        println!(
-                            "{}: layer {i:>2} {:<18} {:>12} instructions{stack}",
-                            result.name, l.op, l.cost
-                        );
+            let mut per_board = Vec::new();
+            let mut failed = 0;
+            for &board in &boards {
+                let mut results = Vec::new();
+                for (index, (case, reference)) in suite.iter().enumerate() {
+                    // The MLPerf models need 2.6 KiB to 100 KiB of arena, more RAM than
+                    // the micro:bit's 16 KiB has for some and its flash for others.
+                    if board == Board::Microbit && models.is_empty() && index > 0 {
+                        continue;
                     }
+                    eprintln!(
+                        "bench: {}: building the firmware for {board:?} ({}) and running it in QEMU...",
+                        case.name,
+                        board.core()
+                    );
+                    let result = mote_host::bench::run_on(board, case)?;
+                    if let Some(dir) = &plot {
+                        let aligned = mote_host::AlignedBytes::new(&case.model);
+                        let parsed = mote_core::Model::parse(aligned.as_slice())
+                            .map_err(anyhow::Error::msg)?;
+                        cli::plots::bench(dir, &parsed, &result)?;
+                    }
+                    if layers {
+                        for (i, l) in result.report.layers.iter().enumerate() {
+                            let stack = l
+                                .stack
+                                .map(|s| format!(", stack {s:>5} B"))
+                                .unwrap_or_default();
+                            println!(
+                                "{}: layer {i:>2} {:<18} {:>12} instructions{stack}",
+                                result.name, l.op, l.cost
+                            );
+                        }
+                    }
+                    results.push((result, *reference));
                 }
-                results.push((result, reference));
+                if boards.len() > 1 {
+                    println!("\n{board:?} ({}):", board.core());
+                }
+                // The TFLite-Micro reference figures were measured on the Cortex-M4F.
+                if board != Board::Qemu {
+                    results.iter_mut().for_each(|(_, r)| *r = None);
+                }
+                print!("{}", mote_host::bench::table(&results));
+                failed += results
+                    .iter()
+                    .filter(|(r, _)| r.bit_exact == Some(false))
+                    .count();
+                per_board.push((board, results.into_iter().map(|(r, _)| r).collect()));
             }
-            print!("{}", mote_host::bench::table(&results));
-            let failed = results
-                .iter()
-                .filter(|(r, _)| r.bit_exact == Some(false))
-                .count();
+            if boards.len() > 1 {
+                println!("\ninstructions per inference, by core:");
+                print!("{}", mote_host::bench::cores_table(&per_board));
+            }
             if failed > 0 {
-                bail!("{failed} model(s) did not reproduce their golden outputs");
+                bail!("{failed} run(s) did not reproduce their golden outputs");
             }
             Ok(ExitCode::SUCCESS)
         }
@@ -483,34 +515,30 @@ fn bench_case(
 
 /// Runs a firmware ELF on `board`, streaming its log; the exit code is the firmware's.
 fn run_on_board(elf: &std::path::Path, board: Board, timeout: u64) -> Result<ExitCode> {
-    match board {
-        Board::Qemu => {
-            let run = mote_host::qemu::run_elf(elf, Duration::from_secs(timeout), |line| {
-                // A closed pipe (`mote run ... | head`) is no reason to panic.
-                let _ = writeln!(std::io::stdout().lock(), "{line}");
-            })?;
-            if run.success() {
-                Ok(ExitCode::SUCCESS)
-            } else {
-                eprintln!("firmware exited with status {}", run.exit_code);
-                Ok(ExitCode::from(1))
-            }
-        }
-        Board::Nrf52840 => {
-            let status = std::process::Command::new("probe-rs")
-                .args(["run", "--chip", "nRF52840_xxAA"])
-                .arg(elf)
-                .status();
-            match status {
-                Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
-                Ok(_) => Ok(ExitCode::from(1)),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
-                    "probe-rs not found: install it with `cargo install probe-rs-tools --locked` \
-                     (needs libudev-dev and pkg-config)"
-                ),
-                Err(e) => bail!("starting probe-rs: {e}"),
-            }
-        }
+    if let Some(chip) = board.probe_chip() {
+        let status = std::process::Command::new("probe-rs")
+            .args(["run", "--chip", chip])
+            .arg(elf)
+            .status();
+        return match status {
+            Ok(s) if s.success() => Ok(ExitCode::SUCCESS),
+            Ok(_) => Ok(ExitCode::from(1)),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => bail!(
+                "probe-rs not found: install it with `cargo install probe-rs-tools --locked` \
+                 (needs libudev-dev and pkg-config)"
+            ),
+            Err(e) => bail!("starting probe-rs: {e}"),
+        };
+    }
+    let run = mote_host::qemu::run_elf_on(board, elf, Duration::from_secs(timeout), |line| {
+        // A closed pipe (`mote run ... | head`) is no reason to panic.
+        let _ = writeln!(std::io::stdout().lock(), "{line}");
+    })?;
+    if run.success() {
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("firmware exited with status {}", run.exit_code);
+        Ok(ExitCode::from(1))
     }
 }
 

@@ -1,8 +1,10 @@
-//! Running firmware on QEMU's `mps2-an386` (Cortex-M4F) and decoding its defmt log.
+//! Running firmware on QEMU's Cortex-M machines (`mps2-an386`, the Cortex-M4F, by default) and
+//! decoding its defmt log.
 //!
 //! The firmware writes raw defmt frames to semihosting stdout; they are decoded here with the
 //! ELF's own interning table, so the log reads as text while the device never formats a string.
 
+use crate::firmware::Board;
 use anyhow::{anyhow, bail, Context, Result};
 use std::io::Read;
 use std::path::Path;
@@ -57,26 +59,47 @@ pub fn qemu_available() -> bool {
         .is_ok_and(|s| s.success())
 }
 
-/// The QEMU command line for `elf`: instruction counting on, semihosting for log and exit.
+/// The QEMU command line for `elf` on the default machine (`mps2-an386`, Cortex-M4F):
+/// instruction counting on, semihosting for log and exit.
 pub fn qemu_command(elf: &Path) -> Command {
+    qemu_machine_command("mps2-an386", "cortex-m4", elf)
+}
+
+/// [`qemu_command`] for `board`'s machine; an error for a board QEMU does not emulate.
+pub fn qemu_command_for(board: Board, elf: &Path) -> Result<Command> {
+    match board.qemu_machine() {
+        Some((machine, cpu)) => Ok(qemu_machine_command(machine, cpu, elf)),
+        None => bail!("QEMU does not emulate the {board:?} board: run it with probe-rs"),
+    }
+}
+
+fn qemu_machine_command(machine: &str, cpu: &str, elf: &Path) -> Command {
     let mut cmd = Command::new(QEMU);
-    cmd.args(["-machine", "mps2-an386", "-cpu", "cortex-m4"])
+    cmd.args(["-machine", machine, "-cpu", cpu])
         .args(["-nographic", "-monitor", "none", "-serial", "none"])
         .args(["-semihosting-config", "enable=on,target=native"])
-        // One instruction per virtual ns: SysTick then counts 40 instructions per tick.
+        // One instruction per virtual ns: SysTick then counts one tick per core clock period
+        // of instructions (40 on the 25 MHz MPS2 machines).
         .args(["-icount", "shift=0"])
         .arg("-kernel")
         .arg(elf);
     cmd
 }
 
-/// Runs `elf` in QEMU until the firmware exits or `timeout` passes, handing every decoded log
-/// line to `on_line` as it arrives.
-pub fn run_elf(
+/// Runs `elf` in QEMU (the default machine) until the firmware exits or `timeout` passes,
+/// handing every decoded log line to `on_line` as it arrives.
+pub fn run_elf(elf: &Path, timeout: Duration, on_line: impl FnMut(&LogLine)) -> Result<QemuRun> {
+    run_elf_on(Board::Qemu, elf, timeout, on_line)
+}
+
+/// [`run_elf`] on `board`'s QEMU machine.
+pub fn run_elf_on(
+    board: Board,
     elf: &Path,
     timeout: Duration,
     mut on_line: impl FnMut(&LogLine),
 ) -> Result<QemuRun> {
+    let mut command = qemu_command_for(board, elf)?;
     let elf_bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let table = defmt_decoder::Table::parse(&elf_bytes)
         .with_context(|| format!("reading the defmt table of {}", elf.display()))?
@@ -87,7 +110,7 @@ pub fn run_elf(
             )
         })?;
 
-    let mut child = qemu_command(elf)
+    let mut child = command
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

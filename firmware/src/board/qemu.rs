@@ -1,5 +1,8 @@
-//! QEMU `mps2-an386` (Cortex-M4F): semihosting for the log and the exit status, SysTick under
-//! `-icount shift=0` for instruction counts.
+//! Every QEMU machine mote runs on: semihosting for the log and the exit status, SysTick under
+//! `-icount shift=0` for instruction counts. The machines differ in their name and their core
+//! clock (QEMU's machine definitions): mps2-an385 (Cortex-M3), mps2-an386 (Cortex-M4F) and
+//! mps2-an500 (Cortex-M7) run at 25 MHz, mps2-an505 (Cortex-M33) at 20 MHz, mps3-an547
+//! (Cortex-M55) at 32 MHz, the micro:bit's nRF51 (Cortex-M0) at 16 MHz.
 
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicU32, AtomicUsize, Ordering};
@@ -9,13 +12,51 @@ use cortex_m_semihosting::{debug, hio};
 
 use crate::cost::{Meter, Unit};
 
-/// The board's name, for logs (interned: the words stay out of flash).
+/// The board's name, for logs (interned: the words stay out of flash, as do the other
+/// machines' names here).
+// Clippy sees every `defmt::intern!` as the same block; the strings differ.
+#[allow(clippy::if_same_then_else)]
 pub fn name() -> defmt::Str {
-    defmt::intern!("qemu-mps2-an386")
+    if cfg!(feature = "board-qemu-m3") {
+        defmt::intern!("qemu-mps2-an385")
+    } else if cfg!(feature = "board-qemu-m7") {
+        defmt::intern!("qemu-mps2-an500")
+    } else if cfg!(feature = "board-qemu-m33") {
+        defmt::intern!("qemu-mps2-an505")
+    } else if cfg!(feature = "board-qemu-m55") {
+        defmt::intern!("qemu-mps3-an547")
+    } else if cfg!(feature = "board-microbit") {
+        defmt::intern!("qemu-microbit")
+    } else {
+        defmt::intern!("qemu-mps2-an386")
+    }
 }
 
-/// mps2-an386's core clock is 25 MHz; at one instruction per ns that is 40 instructions a tick.
-const INSTRUCTIONS_PER_TICK: u64 = 40;
+/// How the meter counts, for logs.
+#[allow(clippy::if_same_then_else)]
+pub fn meter_method() -> defmt::Str {
+    if cfg!(feature = "board-qemu-m33") {
+        defmt::intern!("SysTick x 50 under qemu -icount shift=0")
+    } else if cfg!(feature = "board-qemu-m55") {
+        defmt::intern!("SysTick x 31.25 under qemu -icount shift=0")
+    } else if cfg!(feature = "board-microbit") {
+        defmt::intern!("SysTick x 62.5 under qemu -icount shift=0")
+    } else {
+        defmt::intern!("SysTick x 40 under qemu -icount shift=0")
+    }
+}
+
+/// Instructions per SysTick tick, as a fraction: one instruction per virtual ns, one tick per
+/// core clock period (25 MHz: 40 ns; 20 MHz: 50; 32 MHz: 31.25; 16 MHz: 62.5).
+const INSTRUCTIONS_PER_TICK: (u64, u64) = if cfg!(feature = "board-qemu-m33") {
+    (50, 1)
+} else if cfg!(feature = "board-qemu-m55") {
+    (125, 4)
+} else if cfg!(feature = "board-microbit") {
+    (125, 2)
+} else {
+    (40, 1)
+};
 const SYST_RELOAD: u32 = 0x00FF_FFFF;
 
 /// Completed SysTick periods (2^24 ticks each), counted by the SysTick exception.
@@ -46,14 +87,17 @@ fn read_instructions() -> u64 {
         if SYST_WRAPS.load(Ordering::Acquire) == wraps {
             let in_period = (SYST_RELOAD + 1 - current) & SYST_RELOAD;
             let ticks = (u64::from(wraps) << 24) | u64::from(in_period);
-            return ticks * INSTRUCTIONS_PER_TICK;
+            let (num, den) = INSTRUCTIONS_PER_TICK;
+            return ticks * num / den;
         }
     }
 }
 
 #[exception]
 fn SysTick() {
-    SYST_WRAPS.fetch_add(1, Ordering::AcqRel);
+    // The handler is the only writer, so a load and a store suffice (Armv6-M, the micro:bit's
+    // core, has no atomic read-modify-write).
+    SYST_WRAPS.store(SYST_WRAPS.load(Ordering::Acquire) + 1, Ordering::Release);
 }
 
 /// Where learned weights are kept: RAM that a reset does not clear.
@@ -192,6 +236,27 @@ unsafe impl Sync for LoggerCell {}
 /// dropped instead of touching the owner's state.
 static DEPTH: AtomicUsize = AtomicUsize::new(0);
 
+/// Adds `delta` to `DEPTH` and returns the old value. Armv6-M has no atomic read-modify-write:
+/// there it is a load and a store inside the logger's critical section, where only a fault or
+/// an NMI can come between the two; one that logs then finds `DEPTH` already counting the
+/// owner or not yet, and at worst its line interleaves with the owner's.
+fn depth_add(delta: isize) -> usize {
+    #[cfg(target_has_atomic = "ptr")]
+    {
+        if delta >= 0 {
+            DEPTH.fetch_add(delta.unsigned_abs(), Ordering::AcqRel)
+        } else {
+            DEPTH.fetch_sub(delta.unsigned_abs(), Ordering::AcqRel)
+        }
+    }
+    #[cfg(not(target_has_atomic = "ptr"))]
+    {
+        let old = DEPTH.load(Ordering::Acquire);
+        DEPTH.store(old.wrapping_add_signed(delta), Ordering::Release);
+        old
+    }
+}
+
 /// Whether a log call is in progress (a fault handler then writes raw).
 fn logger_busy() -> bool {
     DEPTH.load(Ordering::Acquire) != 0
@@ -227,7 +292,7 @@ unsafe impl defmt::Logger for SemihostingLogger {
         // SAFETY: paired with the `critical_section::release` in `release` (a nested context's
         // restore state is "interrupts were off", so its release changes nothing).
         let restore = unsafe { critical_section::acquire() };
-        if DEPTH.fetch_add(1, Ordering::AcqRel) != 0 {
+        if depth_add(1) != 0 {
             // Nested: the owner's frame is half written; this one is dropped.
             return;
         }
@@ -248,7 +313,7 @@ unsafe impl defmt::Logger for SemihostingLogger {
     unsafe fn release() {
         if !owner() {
             // A nested context leaving: the interrupts stay as the owner set them.
-            DEPTH.fetch_sub(1, Ordering::AcqRel);
+            depth_add(-1);
             return;
         }
         // SAFETY: the owner, after its `acquire`.
