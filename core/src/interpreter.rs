@@ -221,7 +221,7 @@ impl<'m, 'a> Interpreter<'m, 'a> {
     /// whether the invoke is complete (then `progress` starts over). An async task yields
     /// between calls, so a long inference does not stall its executor:
     ///
-    /// ```ignore
+    /// ```text
     /// let mut progress = Progress::default();
     /// while !interpreter.invoke_some(&mut progress, Budget::Macs(50_000))? {
     ///     embassy_futures::yield_now().await;
