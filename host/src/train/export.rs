@@ -417,16 +417,7 @@ mod tests {
         let spec = ModelSpec::parse(text).unwrap();
         let mut net = Network::new(&spec).unwrap();
         let mut rng = Rng::new(4);
-        for i in 0..net.parameters().len() {
-            let p = &net.parameters()[i];
-            let v: Vec<f32> = match p.name.as_str() {
-                "gamma" | "running_var" => {
-                    (0..p.values.len()).map(|_| rng.range(0.5, 2.0)).collect()
-                }
-                _ => (0..p.values.len()).map(|_| rng.range(-0.8, 0.8)).collect(),
-            };
-            net.set_parameter(i, &v).unwrap();
-        }
+        randomize(&mut net, &mut rng);
         let exported = net.export();
         let kinds: Vec<&str> = exported.iter().map(ExportLayer::kind).collect();
         assert_eq!(
@@ -481,16 +472,7 @@ mod tests {
         "#;
         let mut net = Network::new(&ModelSpec::parse(text).unwrap()).unwrap();
         let mut rng = Rng::new(3);
-        for i in 0..net.parameters().len() {
-            let p = &net.parameters()[i];
-            let v: Vec<f32> = match p.name.as_str() {
-                "gamma" | "running_var" => {
-                    (0..p.values.len()).map(|_| rng.range(0.5, 2.0)).collect()
-                }
-                _ => (0..p.values.len()).map(|_| rng.range(-0.8, 0.8)).collect(),
-            };
-            net.set_parameter(i, &v).unwrap();
-        }
+        randomize(&mut net, &mut rng);
         let names: Vec<String> = net.parameters().iter().map(|p| p.name.clone()).collect();
         assert_eq!(names[..2], ["shortcut_filter", "shortcut_bias"]);
         assert_eq!(net.parameters()[0].shape, [5, 1, 1, 3]);
@@ -571,6 +553,19 @@ mod tests {
             for (a, b) in got.data.iter().zip(want.sample(i)) {
                 assert!((a - b).abs() < 1e-5, "{a} vs {b}");
             }
+        }
+    }
+
+    /// Random parameters: batch norm's scales and variances in 0.5..2, the rest in -0.8..0.8.
+    fn randomize(net: &mut Network, rng: &mut Rng) {
+        for i in 0..net.parameters().len() {
+            let p = &net.parameters()[i];
+            let (lo, hi) = match p.name.as_str() {
+                "gamma" | "running_var" => (0.5, 2.0),
+                _ => (-0.8, 0.8),
+            };
+            let v: Vec<f32> = (0..p.values.len()).map(|_| rng.range(lo, hi)).collect();
+            net.set_parameter(i, &v).unwrap();
         }
     }
 }
