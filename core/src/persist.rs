@@ -116,6 +116,9 @@ impl core::fmt::Display for StoreError {
 
 impl core::error::Error for StoreError {}
 
+mod model_store;
+pub use model_store::{check, Capacity, ModelStore, Refusal, StoredModel};
+
 fn flash_err<E: NorFlashError>(e: E) -> StoreError {
     StoreError::Flash(e.kind())
 }
@@ -283,12 +286,24 @@ impl<F: NorFlash> WeightStore<F> {
 
     /// The newest valid copy, if any, whatever it belongs to.
     pub fn newest(&mut self) -> Result<Option<Stored>, StoreError> {
+        Ok(self.copies()?[0])
+    }
+
+    /// The valid copies, whatever they belong to, newest first: `[newest, older]`, `[only,
+    /// None]` or `[None, None]`.
+    pub fn copies(&mut self) -> Result<[Option<Stored>; 2], StoreError> {
         let a = self.inspect(0)?;
         let b = self.inspect(1)?;
         Ok(match (a, b) {
-            (Some(a), Some(b)) => Some(if newer(b.sequence, a.sequence) { b } else { a }),
-            (a, b) => a.or(b),
+            (Some(a), Some(b)) if newer(b.sequence, a.sequence) => [Some(b), Some(a)],
+            (Some(a), Some(b)) => [Some(a), Some(b)],
+            (a, b) => [a.or(b), None],
         })
+    }
+
+    /// Where `stored`'s payload starts in the flash.
+    pub fn payload_offset(&self, stored: &Stored) -> u32 {
+        self.slots[stored.slot & 1]
     }
 
     /// Fills `out` with the newest copy if it is this store's: same version, model and shape,
@@ -504,11 +519,11 @@ mod tests {
     /// RamFlash whose power is cut after `budget` steps: each erased page and each written
     /// word is one step. The word being written when the power goes gets only some of its bits
     /// programmed, like a real interrupted NOR write.
-    struct CutFlash<'a> {
-        inner: RamFlash<'a>,
-        budget: usize,
-        steps: usize,
-        partial_mask: u8,
+    pub(super) struct CutFlash<'a> {
+        pub(super) inner: RamFlash<'a>,
+        pub(super) budget: usize,
+        pub(super) steps: usize,
+        pub(super) partial_mask: u8,
     }
 
     impl CutFlash<'_> {

@@ -54,6 +54,20 @@ impl Requirement {
     }
 }
 
+impl Requirement {
+    /// Whether this build of mote-core has the feature (what the generated `const`
+    /// assertion checks at compile time, for a model known only at run time).
+    pub const fn is_built(&self) -> bool {
+        match self {
+            Requirement::Operator(op) => op.is_built(),
+            Requirement::ReferenceKernels => crate::ops::reference_kernels_built(),
+            Requirement::KernelPath(path) => {
+                path.is_built() || crate::ops::reference_kernels_built()
+            }
+        }
+    }
+}
+
 impl core::fmt::Display for Requirement {
     fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
         let feature = self.feature();
