@@ -51,6 +51,9 @@ struct Board {
     reserved_ram: usize,
     /// See [`CODE_BOUND`].
     code_bound: usize,
+    /// The memory region the two model slots go to (`MOTE_MODEL_SLOT_BYTES`), or `None` where
+    /// the flash's erase sectors do not suit them.
+    model_slots: Option<&'static str>,
 }
 
 /// A QEMU MPS machine: 4 MiB of RAM, `flash` of code memory, the model in a region of its own.
@@ -67,6 +70,7 @@ const fn mps(feature: &'static str, name: &'static str, target: &'static str) ->
         store_ram: 2 * STORE_SLOT,
         reserved_ram: RESERVED_RAM,
         code_bound: CODE_BOUND,
+        model_slots: Some("MODEL"),
     }
 }
 
@@ -75,6 +79,7 @@ const fn probe(feature: &'static str, name: &'static str, target: &'static str) 
     Board {
         qemu: false,
         model_in_flash: true,
+        model_slots: Some("FLASH"),
         ..mps(feature, name, target)
     }
 }
@@ -111,6 +116,7 @@ fn boards() -> [Board; 9] {
             ram: 16 * 1024,
             flash: 256 * 1024,
             model_in_flash: true,
+            model_slots: Some("FLASH"),
             // Measured with the demo model (2026-12-07): 156 B of statics besides the arena
             // and decoded operators, a 1,304 B stack peak; 4 KiB leaves room.
             reserved_ram: 4 * 1024,
@@ -135,6 +141,8 @@ fn boards() -> [Board; 9] {
             memory: "memory-stm32f4.x",
             ram: 128 * 1024,
             flash: 512 * 1024,
+            // Its flash sectors are 16 to 128 KiB: the slots would need sectors of their own.
+            model_slots: None,
             ..probe("BOARD_STM32F4", "STM32F411RE", thumbv7em)
         },
         Board {
@@ -254,7 +262,9 @@ fn embed_model(out: &Path, board: &Board, section: &str) {
     let aligned: Vec<u8> = words.iter().flat_map(|w| w.to_le_bytes()).collect();
     let model = Model::parse(&aligned[..bytes.len()])
         .unwrap_or_else(|e| panic!("{} is not a valid model: {e}", model_path.display()));
-    let arena = model.arena_size();
+    let room = room(board, &model);
+    write_slot_script(out, board, &room);
+    let arena = room.arena;
 
     let optional = |name: &str| {
         let p = dir.join(name);
@@ -281,15 +291,17 @@ fn embed_model(out: &Path, board: &Board, section: &str) {
         inputs: head_inputs,
         train_bytes,
     };
-    check_memory(&dir, board, &model, bytes.len(), &head);
+    check_memory(&dir, board, &model, bytes.len(), &head, &room);
 
     let mut code = format!(
         "/// The model's bytes.\n\
          {section}pub static MODEL: Aligned<[u8; {len}]> = Aligned(*include_bytes!({model_path:?}));\n\
          /// Arena bytes the model needs (planned offline by mote-host).\n\
          pub const ARENA_SIZE: usize = {arena};\n\
-         /// The model's operators (each decoded once, at start-up).\n\
+         /// Operators the firmware decodes (each once, at start-up): its model's, or more.\n\
          pub const OP_COUNT: usize = {op_count};\n\
+         /// Bytes of each of the two model slots (0: none, the built-in model always runs).\n\
+         pub const MODEL_SLOT_BYTES: usize = {slot_bytes};\n\
          /// The RAM budget's bound on one decoded operator's bytes.\n\
          pub const DECODED_SLOT_BOUND: usize = {DECODED_SLOT_BOUND};\n\
          /// f32 parameters of the head fine-tuned on the device (0: no fine-tuning set).\n\
@@ -309,7 +321,8 @@ fn embed_model(out: &Path, board: &Board, section: &str) {
          pub const BATCH: usize = {BATCH};\n",
         len = bytes.len(),
         slot = STORE_SLOT,
-        op_count = model.op_count(),
+        op_count = room.operators,
+        slot_bytes = room.slot_bytes,
     );
     code += &required_features(&model, finetune);
     code += &class_names(optional("class_names.txt"));
@@ -346,6 +359,73 @@ fn embed_model(out: &Path, board: &Board, section: &str) {
     fs::write(out.join("model.rs"), code).expect("write model.rs");
 }
 
+/// What the firmware keeps room for beyond its built-in model, so that a model written into
+/// its slots later (`mote deploy --model-only`) can run.
+struct Room {
+    /// Bytes of each model slot (`MOTE_MODEL_SLOT_BYTES`; 0: no slots).
+    slot_bytes: usize,
+    /// Arena bytes: the model's, or `MOTE_ARENA_BYTES` if larger.
+    arena: usize,
+    /// Operators decoded: the model's, or `MOTE_MAX_OPERATORS` if more.
+    operators: usize,
+}
+
+/// Erase-aligned slots on every board that has them (nRF52840, RP2040: 4 KiB pages or sectors;
+/// nRF51: 1 KiB).
+const SLOT_ALIGN: usize = 4096;
+
+/// A byte count from the environment (0 when unset).
+fn env_count(name: &str) -> usize {
+    println!("cargo:rerun-if-env-changed={name}");
+    match env::var(name) {
+        Err(_) => 0,
+        Ok(text) => text.trim().parse().unwrap_or_else(|_| {
+            panic!("\n\n{name}={text:?} is not a whole number (bytes or operators)\n")
+        }),
+    }
+}
+
+fn room(board: &Board, model: &Model<'_>) -> Room {
+    let slot_bytes = env_count("MOTE_MODEL_SLOT_BYTES");
+    if slot_bytes > 0 {
+        if board.model_slots.is_none() {
+            panic!(
+                "\n\nMOTE_MODEL_SLOT_BYTES: the {} has no model slots (its flash sectors are too \
+                 large to give each slot its own); build without it\n",
+                board.name
+            );
+        }
+        if slot_bytes % SLOT_ALIGN != 0 {
+            panic!(
+                "\n\nMOTE_MODEL_SLOT_BYTES={slot_bytes} is not a multiple of {SLOT_ALIGN} \
+                 (each slot must be whole flash pages)\n"
+            );
+        }
+    }
+    Room {
+        slot_bytes,
+        arena: model.arena_size().max(env_count("MOTE_ARENA_BYTES")),
+        operators: usize::from(model.op_count()).max(env_count("MOTE_MAX_OPERATORS")),
+    }
+}
+
+/// `model-slots.x`: the two model slots, erased (0xFF), in the board's region, at the symbol
+/// `__mote_model_slots` (0 when there are none). A linker-script region, not a Rust static, so
+/// that the compiler cannot assume what the bytes hold: the host rewrites them.
+fn write_slot_script(out: &Path, board: &Board, room: &Room) {
+    let script = match (room.slot_bytes, board.model_slots) {
+        (0, _) | (_, None) => "PROVIDE(__mote_model_slots = 0);\n".to_string(),
+        (slot, Some(region)) => format!(
+            "SECTIONS\n{{\n  .mote_model_slots : ALIGN({SLOT_ALIGN})\n  {{\n    \
+             __mote_model_slots = .;\n    FILL(0xFFFFFFFF);\n    . += {} - 1;\n    BYTE(0xFF);\n  \
+             }} > {region}\n}} INSERT AFTER .rodata;\n",
+            2 * slot
+        ),
+    };
+    fs::write(out.join("model-slots.x"), script).expect("write model-slots.x");
+    println!("cargo:rustc-link-arg-bins=-Tmodel-slots.x");
+}
+
 /// What the fine-tuned head takes (all zero without a fine-tuning set).
 struct HeadFigures {
     /// f32 parameters.
@@ -372,6 +452,7 @@ fn check_memory(
     model: &Model<'_>,
     model_len: usize,
     head: &HeadFigures,
+    room: &Room,
 ) {
     let dir = path.display();
     let name = board.name;
@@ -394,8 +475,8 @@ fn check_memory(
 
     // RAM: the arena, the decoded operators, the head's training memory, its weights (as f32
     // and as the bytes saved), its input features, the weight slots where RAM holds them.
-    let arena = model.arena_size();
-    let decoded = usize::from(model.op_count()) * DECODED_SLOT_BOUND;
+    let arena = room.arena;
+    let decoded = room.operators * DECODED_SLOT_BOUND;
     let features = 4 * head.inputs;
     let train = head.train_bytes;
     let store = if head.params > 0 { board.store_ram } else { 0 };
@@ -425,13 +506,17 @@ fn check_memory(
     .map(|f| file_len(path, f))
     .sum();
     let in_flash = if board.model_in_flash { model_len } else { 0 };
+    let slots = match board.model_slots {
+        Some("FLASH") => 2 * room.slot_bytes,
+        _ => 0,
+    };
     let code = board.code_bound;
-    let flash = in_flash + vectors + code;
+    let flash = in_flash + slots + vectors + code;
     if flash > board.flash {
         panic!(
             "\n\nthe model in {dir} does not fit the {name}'s {} KiB of flash: it needs \
-             {in_flash} B of model + {vectors} B of test and fine-tuning vectors + {code} B \
-             of code (an upper bound) = {flash} B\n",
+             {in_flash} B of model + {slots} B of model slots + {vectors} B of test and \
+             fine-tuning vectors + {code} B of code (an upper bound) = {flash} B\n",
             board.flash / 1024,
         );
     }

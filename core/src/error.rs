@@ -163,6 +163,13 @@ pub enum Error {
         /// What is wrong with it.
         what: Why,
     },
+    /// An operator's kernel is not in this build: its `op-*` cargo feature is off.
+    OperatorNotBuilt {
+        /// The operator's index.
+        index: u16,
+        /// Its kind.
+        op: crate::format::OpCode,
+    },
     /// The memory plan places two tensors that are live at the same time in overlapping bytes.
     PlanOverlap {
         /// One tensor.
@@ -242,6 +249,12 @@ impl fmt::Display for Error {
             Error::MisalignedBlob => f.write_str("model bytes must start on a 4-byte boundary"),
             Error::InvalidTensor { index, what } => write!(f, "tensor {index}: {what}"),
             Error::InvalidOperator { index, what } => write!(f, "operator {index}: {what}"),
+            Error::OperatorNotBuilt { index, op } => write!(
+                f,
+                "operator {index} ({}) is not built in: enable mote-core's cargo feature {}",
+                op.name(),
+                op.feature().unwrap_or("all-ops")
+            ),
             Error::PlanOverlap { first, second } => write!(
                 f,
                 "memory plan overlaps tensors {first} and {second} while both are live"

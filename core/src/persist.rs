@@ -511,6 +511,61 @@ impl NorFlash for RamFlash<'_> {
     }
 }
 
+/// Flash the CPU reads in place (memory-mapped), read through a slice: what a device needs to
+/// find the newest copy in its slots and use it where it lies (a [`ModelStore`]'s model).
+/// Erasing and writing are refused: on the device they are the host's (`mote deploy`) or a
+/// flash driver's.
+#[derive(Debug, Clone, Copy)]
+pub struct MappedFlash<'a> {
+    mem: &'a [u8],
+}
+
+impl<'a> MappedFlash<'a> {
+    /// The flash at `mem`.
+    pub fn new(mem: &'a [u8]) -> Self {
+        Self { mem }
+    }
+
+    /// `len` bytes at `offset`, in place; `None` outside the flash.
+    pub fn bytes(&self, offset: u32, len: usize) -> Option<&'a [u8]> {
+        let start = offset as usize;
+        self.mem.get(start..start.checked_add(len)?)
+    }
+}
+
+impl embedded_storage::nor_flash::ErrorType for MappedFlash<'_> {
+    type Error = RamFlashError;
+}
+
+impl ReadNorFlash for MappedFlash<'_> {
+    const READ_SIZE: usize = 1;
+
+    fn read(&mut self, offset: u32, bytes: &mut [u8]) -> Result<(), Self::Error> {
+        let src = self
+            .bytes(offset, bytes.len())
+            .ok_or(RamFlashError(NorFlashErrorKind::OutOfBounds))?;
+        bytes.copy_from_slice(src);
+        Ok(())
+    }
+
+    fn capacity(&self) -> usize {
+        self.mem.len()
+    }
+}
+
+impl NorFlash for MappedFlash<'_> {
+    const WRITE_SIZE: usize = 4;
+    const ERASE_SIZE: usize = 1024;
+
+    fn erase(&mut self, _: u32, _: u32) -> Result<(), Self::Error> {
+        Err(RamFlashError(NorFlashErrorKind::Other))
+    }
+
+    fn write(&mut self, _: u32, _: &[u8]) -> Result<(), Self::Error> {
+        Err(RamFlashError(NorFlashErrorKind::Other))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -35,6 +35,7 @@ mod cost;
 mod finetune;
 mod mem;
 mod model;
+mod model_slots;
 mod once;
 #[cfg(any(
     feature = "semihosting",
@@ -48,7 +49,7 @@ mod tally;
 use cortex_m_rt::entry;
 use mote_core::format::OpCode;
 use mote_core::model::Layer;
-use mote_core::{Interpreter, Model, OpHook};
+use mote_core::{Interpreter, OpHook};
 
 /// The arena, in RAM, sized by the build from the model's plan.
 #[repr(C, align(4))]
@@ -129,11 +130,11 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         meter.unit().method()
     );
     let start = meter.now();
-    let model = Model::parse(&model::MODEL.0)?;
+    let model = model_slots::choose(&model::MODEL.0)?;
     let parse_cost = meter.since(start);
     defmt::println!(
         "model bytes={=usize} ops={=u16} arena={=usize} decoded={=usize} parse={=u64}",
-        model::MODEL.0.len(),
+        model.bytes().len(),
         model.op_count(),
         model.arena_size(),
         model::OP_COUNT * Interpreter::DECODED_SLOT,

@@ -49,6 +49,7 @@ pub mod export;
 pub mod firmware;
 pub mod float_model;
 pub mod inspect;
+pub mod model_slots;
 pub mod passes;
 pub mod planner;
 pub mod plot;

@@ -166,7 +166,9 @@ enum Commands {
         output: PathBuf,
     },
     /// Build the firmware around a model and run it: on QEMU's emulated Cortex-M4 by default
-    /// (or another emulated core), or flashed to a board through probe-rs.
+    /// (or another emulated core), or flashed to a board through probe-rs. With
+    /// `--model-only`, write a new model into the model slots of a firmware already built
+    /// with them, without rebuilding or reflashing its code.
     Deploy {
         /// A model directory written by `mote export` (model.mote, test and fine-tuning sets),
         /// or a single `.mote` or `.tflite` file (run on one reference input).
@@ -177,6 +179,24 @@ enum Commands {
         /// Give up on a QEMU run after this many seconds.
         #[arg(long, default_value_t = 300)]
         timeout: u64,
+        /// Build the firmware with two model slots of this many bytes each (a multiple of
+        /// 4096), so later models can be written with `--model-only`.
+        #[arg(long, value_name = "BYTES")]
+        model_slot_bytes: Option<u64>,
+        /// Give the firmware at least this much arena, for larger models written later.
+        #[arg(long, value_name = "BYTES")]
+        arena_bytes: Option<u64>,
+        /// Let the firmware decode at least this many operators, for models written later.
+        #[arg(long, value_name = "COUNT")]
+        max_operators: Option<u64>,
+        /// Only write the model into the slots of the firmware `--elf` (the QEMU image, which is
+        /// then run; or, on a board, its flash through probe-rs, which is then reset). The
+        /// device checks the model and runs the previous one if it cannot run it.
+        #[arg(long, requires = "elf")]
+        model_only: bool,
+        /// The firmware ELF the device runs, built with model slots (`--model-only`).
+        #[arg(long)]
+        elf: Option<PathBuf>,
     },
     /// Show a model's layers: operator, output shape, MACs, weights and arena placement
     /// (`.mote`), or layers, shapes and parameters (a `.ckpt` checkpoint).
@@ -445,20 +465,38 @@ fn run(cli: Cli) -> Result<ExitCode> {
             model,
             board,
             timeout,
+            model_slot_bytes,
+            arena_bytes,
+            max_operators,
+            model_only,
+            elf,
         } => {
+            if model_only {
+                let elf = elf.context("--model-only needs --elf, the firmware the device runs")?;
+                return deploy_model_only(&model, &elf, board, timeout);
+            }
             // Held to the end of the run: dropping it removes the model's temporary directory.
             let (dir, _staging) = model_dir(&model)?;
             eprintln!(
                 "deploy: building the firmware for {board:?} around {}...",
                 dir.display()
             );
-            let elf = mote_host::firmware::build(
-                board,
-                &[(
-                    "MOTE_MODEL_DIR",
-                    dir.to_str().context("model directory path is not UTF-8")?,
-                )],
-            )?;
+            let mut envs = vec![(
+                "MOTE_MODEL_DIR",
+                dir.to_str()
+                    .context("model directory path is not UTF-8")?
+                    .to_string(),
+            )];
+            for (name, value) in [
+                ("MOTE_MODEL_SLOT_BYTES", model_slot_bytes),
+                ("MOTE_ARENA_BYTES", arena_bytes),
+                ("MOTE_MAX_OPERATORS", max_operators),
+            ] {
+                envs.extend(value.map(|v| (name, v.to_string())));
+            }
+            let envs: Vec<(&str, &str)> = envs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let elf = mote_host::firmware::build(board, &envs)?;
+            eprintln!("deploy: firmware {}", elf.display());
             run_on_board(&elf, board, timeout)
         }
     }
@@ -540,6 +578,46 @@ fn run_on_board(elf: &std::path::Path, board: Board, timeout: u64) -> Result<Exi
         eprintln!("firmware exited with status {}", run.exit_code);
         Ok(ExitCode::from(1))
     }
+}
+
+/// `mote deploy --model-only`: `model` (a file, or a directory's model.mote) into the slots of
+/// the firmware `elf`, then run or reset.
+fn deploy_model_only(
+    model: &std::path::Path,
+    elf: &std::path::Path,
+    board: Board,
+    timeout: u64,
+) -> Result<ExitCode> {
+    let file = if model.is_dir() {
+        model.join("model.mote")
+    } else {
+        model.to_path_buf()
+    };
+    let blob = model_bytes(&file)?;
+    let slot_name = |slot: usize| if slot == 0 { "A" } else { "B" };
+    if let Some(chip) = board.probe_chip() {
+        let stored = mote_host::model_slots::write_model_to_board(elf, chip, &blob)?;
+        eprintln!(
+            "deploy: {} written to model slot {} (sequence {}) of the {board:?}, which was reset; \
+             `probe-rs attach --chip {chip} {}` shows its log",
+            file.display(),
+            slot_name(stored.stored.slot),
+            stored.stored.sequence,
+            elf.display()
+        );
+        return Ok(ExitCode::SUCCESS);
+    }
+    let mut image = mote_host::model_slots::FirmwareImage::read(elf)?;
+    let stored = image.write_model(&blob)?;
+    image.save(elf)?;
+    eprintln!(
+        "deploy: {} written to model slot {} (sequence {}) of {}",
+        file.display(),
+        slot_name(stored.stored.slot),
+        stored.stored.sequence,
+        elf.display()
+    );
+    run_on_board(elf, board, timeout)
 }
 
 /// A model directory for the firmware: `path` itself if it is one, else a temporary directory

@@ -118,6 +118,19 @@ pub fn ds_cnn(
     blocks: usize,
     classes: usize,
 ) -> ModelBuilder {
+    ds_cnn_pooled(OpCode::AveragePool2d, seed, h, w, channels, blocks, classes)
+}
+
+/// [`ds_cnn`] with `pool` (AVERAGE_POOL_2D or MAX_POOL_2D) as its global pool.
+pub fn ds_cnn_pooled(
+    pool: OpCode,
+    seed: u32,
+    h: usize,
+    w: usize,
+    channels: usize,
+    blocks: usize,
+    classes: usize,
+) -> ModelBuilder {
     let mut b = ModelBuilder::new();
     let mut s = Synth {
         b: &mut b,
@@ -152,7 +165,7 @@ pub fn ds_cnn(
     }
     let pooled = s.activation(&[1, 1, 1, channels], 0.03, -128);
     let options = TfOptions::pool(Padding::Valid, (oh, ow), (oh, ow), Activation::None);
-    s.b.op(OpDef::new(OpCode::AveragePool2d, &[x], pooled, options));
+    s.b.op(OpDef::new(pool, &[x], pooled, options));
     let flat = s.activation(&[1, channels], 0.03, -128);
     let options = TfOptions::default();
     s.b.op(OpDef::new(OpCode::Reshape, &[pooled], flat, options));

@@ -83,10 +83,10 @@ impl<'m, 'a> Decoder<'m, 'a> {
     #[cold]
     #[inline(never)]
     pub(crate) fn not_built(&self) -> Error {
-        Error::invalid_operator(
-            self.index,
-            why!("operator not built in (its mote-core op-* feature is off)"),
-        )
+        Error::OperatorNotBuilt {
+            index: self.index,
+            op: self.opcode(),
+        }
     }
 
     /// Decodes the operator as `L`: its input count, its parameters, then `L`'s own checks.

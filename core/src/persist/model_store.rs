@@ -89,7 +89,6 @@ pub struct Capacity {
 
 /// Why a stored model is not run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(feature = "defmt", derive(defmt::Format))]
 pub enum Refusal {
     /// The blob does not parse (corrupt, or written by another format version).
     Invalid(Error),
@@ -127,7 +126,10 @@ impl core::fmt::Display for Refusal {
         match self {
             Refusal::Invalid(e) => write!(f, "not a valid model: {e}"),
             Refusal::Missing { feature } => {
-                write!(f, "needs mote-core's feature {feature}, not in this firmware")
+                write!(
+                    f,
+                    "needs mote-core's feature {feature}, not in this firmware"
+                )
             }
             Refusal::Arena { needed, available } => write!(
                 f,
@@ -146,6 +148,39 @@ impl core::fmt::Display for Refusal {
     }
 }
 
+/// The device's log line reads as [`Display`](core::fmt::Display)'s text.
+#[cfg(feature = "defmt")]
+impl defmt::Format for Refusal {
+    fn format(&self, f: defmt::Formatter<'_>) {
+        match self {
+            Refusal::Invalid(e) => defmt::write!(f, "not a valid model: {}", e),
+            Refusal::Missing { feature } => defmt::write!(
+                f,
+                "needs mote-core's feature {=str}, not in this firmware",
+                feature
+            ),
+            Refusal::Arena { needed, available } => defmt::write!(
+                f,
+                "needs {=usize} B of arena, the firmware has {=usize} B",
+                needed,
+                available
+            ),
+            Refusal::Operators { count, capacity } => defmt::write!(
+                f,
+                "has {=usize} operators, the firmware decodes at most {=usize}",
+                count,
+                capacity
+            ),
+            Refusal::Signature { input, index } => defmt::write!(
+                f,
+                "its {=str} {=u16} differs from the firmware's model (count, type or shape)",
+                if *input { "input" } else { "output" },
+                index
+            ),
+        }
+    }
+}
+
 /// Parses `blob` and checks that this firmware can run it in place of `current`: every
 /// operator and kernel path built in, the arena and operator count within `capacity`, and the
 /// same inputs and outputs (count, type, shape) as `current`, which the firmware's code around
@@ -155,7 +190,12 @@ pub fn check<'m>(
     capacity: Capacity,
     current: &Model<'_>,
 ) -> Result<Model<'m>, Refusal> {
-    let model = Model::parse(blob).map_err(Refusal::Invalid)?;
+    let model = Model::parse(blob).map_err(|e| match e {
+        Error::OperatorNotBuilt { op, .. } => Refusal::Missing {
+            feature: op.feature().unwrap_or("all-ops"),
+        },
+        other => Refusal::Invalid(other),
+    })?;
     let mut requirements = model.requirements().map_err(Refusal::Invalid)?;
     if let Some(missing) = requirements.find(|r| !r.is_built()) {
         return Err(Refusal::Missing {
