@@ -21,7 +21,9 @@
 //!   are not counted: the timed regions measured here take no interrupts.
 //!
 //! Only a timed region counts: one call of a function, from the first execution of its
-//! entry until control comes back to the instruction after the call (tail calls included).
+//! entry until control comes back to the instruction after the call (tail calls included);
+//! or, for per-layer figures, each stretch between a call of a begin marker function and the
+//! next call of an end marker (the markers' own bodies left out).
 
 use anyhow::{anyhow, bail, Context, Result};
 use object::{Object, ObjectSegment, ObjectSymbol};
@@ -41,6 +43,12 @@ pub const DIVIDE_CYCLES: u32 = 7;
 
 /// The function around the mote firmware's first timed invoke.
 pub const MOTE_TIMED_SYMBOL: &str = "mote_timed_invoke";
+
+/// The mote firmware calls this before each operator of its profiled invoke.
+pub const MOTE_LAYER_BEGIN: &str = "mote_layer_begin";
+
+/// ... and this after it.
+pub const MOTE_LAYER_END: &str = "mote_layer_end";
 
 /// TFLite-Micro's `tflite::MicroInterpreter::Invoke()`, the peer's timed region.
 pub const TFLM_INVOKE_SYMBOL: &str = "_ZN6tflite16MicroInterpreter6InvokeEv";
@@ -403,6 +411,16 @@ pub struct Estimate {
 }
 
 impl Estimate {
+    /// What was priced since `earlier`, a snapshot of the same running estimate.
+    fn since(&self, earlier: &Estimate) -> Estimate {
+        Estimate {
+            instructions: self.instructions - earlier.instructions,
+            cycles: self.cycles - earlier.cycles,
+            taken_branches: self.taken_branches - earlier.taken_branches,
+            pipelined: self.pipelined - earlier.pipelined,
+        }
+    }
+
     /// Cycles per instruction.
     pub fn cpi(&self) -> f64 {
         self.cycles as f64 / self.instructions.max(1) as f64
@@ -469,18 +487,41 @@ impl Pricer {
     }
 }
 
-/// Where the trace is relative to the timed region.
+/// What a trace times.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Timing {
+    /// The first call of the function at `entry`.
+    Call {
+        /// The function's address.
+        entry: u32,
+    },
+    /// Every stretch between a call of the function at `begin` and one of that at `end`.
+    Between {
+        /// The begin marker's address.
+        begin: u32,
+        /// The end marker's address.
+        end: u32,
+    },
+}
+
+/// Where the trace is relative to what it times.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Region {
     Before,
-    Inside { return_to: u32 },
+    Inside {
+        return_to: u32,
+    },
     Done,
+    /// Between markers, since this snapshot of the running estimate.
+    Segment(Estimate),
 }
 
 /// A logged TB execution not yet priced: the next one tells where it went.
 #[derive(Debug)]
 struct Pending {
     insns: Rc<[Insn]>,
+    /// Whether it is inside what is timed.
+    priced: bool,
     /// QEMU rewound the TB to re-execute from this address (an I/O access under icount).
     rewound_to: Option<u32>,
 }
@@ -489,7 +530,7 @@ struct Pending {
 #[derive(Debug)]
 pub struct TraceReader<'a> {
     code: &'a Code,
-    entry: u32,
+    timing: Timing,
     blocks: HashMap<u64, Rc<[Insn]>>,
     /// Addresses of the TB being listed by an `IN:` block.
     listing: Option<Vec<u32>>,
@@ -499,14 +540,22 @@ pub struct TraceReader<'a> {
     last_insn: Option<Insn>,
     region: Region,
     pricer: Pricer,
+    segments: Vec<Estimate>,
 }
 
 impl<'a> TraceReader<'a> {
-    /// A reader pricing the first call of the function at `entry` in `code`.
-    pub fn new(code: &'a Code, entry: u32) -> TraceReader<'a> {
+    /// A reader pricing what `timing` says in `code`.
+    pub fn new(code: &'a Code, timing: Timing) -> TraceReader<'a> {
+        let timing = match timing {
+            Timing::Call { entry } => Timing::Call { entry: entry & !1 },
+            Timing::Between { begin, end } => Timing::Between {
+                begin: begin & !1,
+                end: end & !1,
+            },
+        };
         TraceReader {
             code,
-            entry: entry & !1,
+            timing,
             blocks: HashMap::new(),
             listing: None,
             translated: None,
@@ -514,6 +563,7 @@ impl<'a> TraceReader<'a> {
             last_insn: None,
             region: Region::Before,
             pricer: Pricer::default(),
+            segments: Vec::new(),
         }
     }
 
@@ -576,8 +626,30 @@ impl<'a> TraceReader<'a> {
         if let Some(pending) = self.pending.take() {
             self.retire(pending, pc);
         }
+        let priced = match self.timing {
+            Timing::Call { entry } => self.enter_or_leave_call(entry, pc)?,
+            Timing::Between { begin, end } => self.enter_or_leave_segment(begin, end, pc),
+        };
+        if self.done() {
+            return Ok(());
+        }
+        let insns = self
+            .blocks
+            .get(&ptr)
+            .cloned()
+            .ok_or_else(|| anyhow!("QEMU executed a TB at {pc:#010x} it never listed"))?;
+        self.pending = Some(Pending {
+            insns,
+            priced,
+            rewound_to: None,
+        });
+        Ok(())
+    }
+
+    /// Follows the timed call as a TB at `pc` starts; whether that TB is inside it.
+    fn enter_or_leave_call(&mut self, entry: u32, pc: u32) -> Result<bool> {
         match self.region {
-            Region::Before if pc == self.entry => {
+            Region::Before if pc == entry => {
                 let call = self
                     .last_insn
                     .filter(|i| matches!(i.kind, Kind::Branch { call: true, .. }))
@@ -588,22 +660,26 @@ impl<'a> TraceReader<'a> {
                     return_to: call.end(),
                 };
             }
-            Region::Inside { return_to } if pc == return_to => {
-                self.region = Region::Done;
-                return Ok(());
-            }
+            Region::Inside { return_to } if pc == return_to => self.region = Region::Done,
             _ => {}
         }
-        let insns = self
-            .blocks
-            .get(&ptr)
-            .cloned()
-            .ok_or_else(|| anyhow!("QEMU executed a TB at {pc:#010x} it never listed"))?;
-        self.pending = Some(Pending {
-            insns,
-            rewound_to: None,
-        });
-        Ok(())
+        Ok(matches!(self.region, Region::Inside { .. }))
+    }
+
+    /// Opens or closes a segment as a TB at `pc` starts; whether that TB is inside one.
+    fn enter_or_leave_segment(&mut self, begin: u32, end: u32, pc: u32) -> bool {
+        if pc == begin {
+            self.region = Region::Segment(self.pricer.estimate);
+            return false;
+        }
+        if pc == end {
+            if let Region::Segment(start) = self.region {
+                self.segments.push(self.pricer.estimate.since(&start));
+            }
+            self.region = Region::Before;
+            return false;
+        }
+        matches!(self.region, Region::Segment(_))
     }
 
     /// Prices a finished TB execution (when inside the region); `next_pc` is where it went.
@@ -615,7 +691,7 @@ impl<'a> TraceReader<'a> {
             }
             None => &pending.insns[..],
         };
-        if matches!(self.region, Region::Inside { .. }) {
+        if pending.priced {
             self.pricer.block(executed, Some(next_pc));
         }
         if let Some(last) = executed.last() {
@@ -623,15 +699,28 @@ impl<'a> TraceReader<'a> {
         }
     }
 
-    /// The estimate, once the region has been left.
+    /// The timed call's estimate, once it has returned.
     pub fn finish(self) -> Result<Estimate> {
         match self.region {
             Region::Done => Ok(self.pricer.estimate),
-            Region::Before => bail!("the run never called the timed function"),
+            Region::Before | Region::Segment(_) => {
+                bail!("the run never called the timed function")
+            }
             Region::Inside { .. } => {
                 bail!("the timed function had not returned when the run ended")
             }
         }
+    }
+
+    /// The estimate of each stretch between the markers, in order.
+    pub fn finish_segments(self) -> Result<Vec<Estimate>> {
+        if let Region::Segment(_) = self.region {
+            bail!("the run ended between a begin marker and its end marker");
+        }
+        if self.segments.is_empty() {
+            bail!("the run never called the begin and end markers");
+        }
+        Ok(self.segments)
     }
 }
 
@@ -665,8 +754,49 @@ pub fn symbol_address(elf: &[u8], symbol: &str) -> Result<u32> {
 /// the first call of `symbol`; QEMU is stopped as soon as that call returns.
 pub fn estimate_elf(elf: &Path, symbol: &str, timeout: Duration) -> Result<Estimate> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
-    let code = Code::from_elf(&bytes).with_context(|| elf.display().to_string())?;
     let entry = symbol_address(&bytes, symbol).with_context(|| elf.display().to_string())?;
+    let code = Code::from_elf(&bytes).with_context(|| elf.display().to_string())?;
+    let (reader, messages) = trace(elf, &code, Timing::Call { entry }, timeout)?;
+    reader
+        .finish()
+        .with_context(|| format!("tracing {symbol} in {}{messages}", elf.display()))
+}
+
+/// Runs `elf` like [`estimate_elf`] to its end, and estimates the cycles of each stretch
+/// between a call of `begin` and the next call of `end` (e.g. [`MOTE_LAYER_BEGIN`] and
+/// [`MOTE_LAYER_END`], around each operator of the mote firmware's profiled invoke).
+pub fn estimate_segments(
+    elf: &Path,
+    begin: &str,
+    end: &str,
+    timeout: Duration,
+) -> Result<Vec<Estimate>> {
+    let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
+    let timing = Timing::Between {
+        begin: symbol_address(&bytes, begin).with_context(|| elf.display().to_string())?,
+        end: symbol_address(&bytes, end).with_context(|| elf.display().to_string())?,
+    };
+    if let Timing::Between { begin: b, end: e } = timing {
+        if b == e {
+            bail!("{begin} and {end} share one address in {}", elf.display());
+        }
+    }
+    let code = Code::from_elf(&bytes).with_context(|| elf.display().to_string())?;
+    let (reader, messages) = trace(elf, &code, timing, timeout)?;
+    reader
+        .finish_segments()
+        .with_context(|| format!("tracing {begin}..{end} in {}{messages}", elf.display()))
+}
+
+/// Runs `elf` (its `code`) in QEMU with the trace on, feeding the log to a reader for
+/// `timing` until it is done or QEMU exits. Also returns QEMU's exit status and own last
+/// messages, as text for errors.
+fn trace<'a>(
+    elf: &Path,
+    code: &'a Code,
+    timing: Timing,
+    timeout: Duration,
+) -> Result<(TraceReader<'a>, String)> {
     let mut command = crate::qemu::qemu_command(elf);
     // The log goes to the pipe, read as it comes: it never lands on disk.
     command
@@ -684,7 +814,7 @@ pub fn estimate_elf(elf: &Path, symbol: &str, timeout: Duration) -> Result<Estim
     let stderr = child.stderr.take().context("QEMU's stderr")?;
     let child = Arc::new(Mutex::new(child));
     let watchdog = Watchdog::start(Arc::clone(&child), timeout);
-    let read = read_trace(BufReader::new(stderr), TraceReader::new(&code, entry));
+    let read = read_trace(BufReader::new(stderr), TraceReader::new(code, timing));
     let timed_out = watchdog.stop();
     let status = {
         let mut child = child.lock().unwrap_or_else(|e| e.into_inner());
@@ -699,14 +829,9 @@ pub fn estimate_elf(elf: &Path, symbol: &str, timeout: Duration) -> Result<Estim
         );
     }
     let (reader, other_lines) = read?;
-    reader.finish().with_context(|| {
-        let status = status.map(|s| s.to_string()).unwrap_or_default();
-        format!(
-            "tracing {symbol} in {} (QEMU {status}; its last messages: {})",
-            elf.display(),
-            other_lines.join(" | ")
-        )
-    })
+    let status = status.map(|s| s.to_string()).unwrap_or_default();
+    let messages = format!(" (QEMU {status}; {})", other_lines.join(" | "));
+    Ok((reader, messages))
 }
 
 /// Feeds the log to `reader` until its region is done or the log ends; also returns the last
@@ -891,7 +1016,7 @@ mod tests {
              ----------------\nIN: caller\n0x00000104:  bf00       nop\n\n\
              Trace 0: 0x4000 [00000000/00000104/00000110/ff000000] caller\n"
         );
-        let mut reader = TraceReader::new(&code, 0x201);
+        let mut reader = TraceReader::new(&code, Timing::Call { entry: 0x201 });
         for line in log.lines() {
             reader.line(line)?;
         }
@@ -930,15 +1055,64 @@ mod tests {
     #[test]
     fn an_unfinished_or_missing_region_is_an_error() {
         let code = code(&LOOP);
-        let mut reader = TraceReader::new(&code, 0x300);
+        let mut reader = TraceReader::new(&code, Timing::Call { entry: 0x300 });
         reader.line(LOOP_TB.lines().nth(1).unwrap()).unwrap();
         assert!(reader.finish().is_err());
-        assert!(TraceReader::new(&code, 0x200)
+        assert!(TraceReader::new(&code, Timing::Call { entry: 0x200 })
             .line("Trace 0: 0x2000 [00000000/00000200/00000110/ff000000] f")
             .is_err());
         let elf = b"not an elf";
         assert!(symbol_address(elf, MOTE_TIMED_SYMBOL).is_err());
         assert!(Code::from_elf(elf).is_err());
+    }
+
+    #[test]
+    fn segments_between_markers_are_priced_without_the_markers() {
+        let mut bytes = vec![0u8; 0x320];
+        let mut put = |at: usize, halfwords: &[u16]| {
+            for (i, h) in halfwords.iter().enumerate() {
+                bytes[at + 2 * i..at + 2 * i + 2].copy_from_slice(&h.to_le_bytes());
+            }
+        };
+        // 0x100: bl begin; 0x104: ldr r2, [r0]; adds r1, r1, r2; bl end; 0x10c: nop.
+        put(
+            0x100,
+            &[0xf000, 0xf87e, 0x6802, 0x1889, 0xf000, 0xf87e, 0xbf00],
+        );
+        put(0x300, &[0x4770]); // begin: bx lr
+        put(0x310, &[0x4770]); // end: bx lr
+        let code = Code::from_bytes(0, &bytes);
+        let tb = |ptr: u32, addrs: &[u32]| {
+            let listing: String = addrs.iter().map(|a| format!("{a:#010x}:  0\n")).collect();
+            format!(
+                "IN: x\n{listing}\nTrace 0: {ptr:#x} [00000000/{:08x}/0/0] x\n",
+                addrs[0]
+            )
+        };
+        let exec = |ptr: u32, pc: u32| format!("Trace 0: {ptr:#x} [00000000/{pc:08x}/0/0] x\n");
+        let mut log = tb(0x1000, &[0x100]) + &tb(0x2000, &[0x300]);
+        log += &(tb(0x3000, &[0x104, 0x106, 0x108]) + &tb(0x4000, &[0x310]));
+        log += &tb(0x5000, &[0x10c]);
+        for (ptr, pc) in [(0x1000, 0x100), (0x2000, 0x300), (0x3000, 0x104)] {
+            log += &exec(ptr, pc);
+        }
+        log += &(exec(0x4000, 0x310) + &exec(0x5000, 0x10c));
+        let timing = Timing::Between {
+            begin: 0x301,
+            end: 0x311,
+        };
+        let mut reader = TraceReader::new(&code, timing);
+        for line in log.lines() {
+            reader.line(line).unwrap();
+        }
+        // LDR 2, ADDS 1, the taken BL to the end marker 1 + P.
+        let segment = Estimate {
+            instructions: 3,
+            cycles: 4 + u64::from(PIPELINE_REFILL),
+            taken_branches: 1,
+            pipelined: 0,
+        };
+        assert_eq!(reader.finish_segments().unwrap(), vec![segment; 2]);
     }
 
     #[test]
