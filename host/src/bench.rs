@@ -49,6 +49,9 @@ pub struct BenchResult {
     pub report: FirmwareReport,
     /// Estimated Cortex-M4 cycles of the timed inference (first vector), when estimated.
     pub cycles: Option<Estimate>,
+    /// Estimated Cortex-M4 cycles of each layer of the profiled inference, in the order of
+    /// `report.layers` (empty when not estimated).
+    pub layer_cycles: Vec<Estimate>,
 }
 
 impl BenchResult {
@@ -136,12 +139,13 @@ fn run_staged(
     }
     let report = FirmwareReport::from_log(&run.log)?;
     let flash = flash_use(&elf_copy)?;
-    let cycles = match estimate_cycles {
-        true => Some(
-            cycles::estimate_elf(&elf_copy, cycles::MOTE_TIMED_SYMBOL, TRACE_TIMEOUT)
-                .with_context(|| format!("{}: estimating cycles", case.name))?,
-        ),
-        false => None,
+    let (cycles, layer_cycles) = match estimate_cycles {
+        true => {
+            let (total, layers) = estimate(&elf_copy, &report)
+                .with_context(|| format!("{}: estimating cycles", case.name))?;
+            (Some(total), layers)
+        }
+        false => (None, Vec::new()),
     };
     Ok(BenchResult {
         name: case.name.clone(),
@@ -157,7 +161,28 @@ fn run_staged(
         }),
         report,
         cycles,
+        layer_cycles,
     })
+}
+
+/// The estimated cycles of the firmware's timed inference, and of each layer of its profiled
+/// one (which must be as many as the report's layers).
+fn estimate(elf: &std::path::Path, report: &FirmwareReport) -> Result<(Estimate, Vec<Estimate>)> {
+    let total = cycles::estimate_elf(elf, cycles::MOTE_TIMED_SYMBOL, TRACE_TIMEOUT)?;
+    let layers = cycles::estimate_segments(
+        elf,
+        cycles::MOTE_LAYER_BEGIN,
+        cycles::MOTE_LAYER_END,
+        TRACE_TIMEOUT,
+    )?;
+    if layers.len() != report.layers.len() {
+        bail!(
+            "the trace has {} layers, the firmware's profile {}",
+            layers.len(),
+            report.layers.len()
+        );
+    }
+    Ok((total, layers))
 }
 
 /// How long a traced run may take: logging every executed block makes QEMU much slower.

@@ -392,8 +392,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                                 .stack
                                 .map(|s| format!(", stack {s:>5} B"))
                                 .unwrap_or_default();
+                            let cycles = result
+                                .layer_cycles
+                                .get(i)
+                                .map(|c| format!(", {:>12} est. M4 cycles", c.cycles))
+                                .unwrap_or_default();
                             println!(
-                                "{}: layer {i:>2} {:<18} {:>12} instructions{stack}",
+                                "{}: layer {i:>2} {:<18} {:>12} instructions{cycles}{stack}",
                                 result.name, l.op, l.cost
                             );
                         }

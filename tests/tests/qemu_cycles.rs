@@ -51,8 +51,27 @@ fn keyword_spotting_cycles_are_sane_and_deterministic() {
     );
     assert!(table.contains(&ms), "{table}");
 
+    // Each layer of the profiled invoke: close to its SysTick figure, and together nearly all
+    // of the invoke (the rest is the interpreter's dispatch between layers).
+    assert_eq!(first.layer_cycles.len(), first.report.layers.len());
+    for (traced, measured) in first.layer_cycles.iter().zip(&first.report.layers) {
+        assert!(
+            traced.instructions.abs_diff(measured.cost) <= 100,
+            "{}: traced {traced:?} vs SysTick {}",
+            measured.op,
+            measured.cost
+        );
+    }
+    let layers: u64 = first.layer_cycles.iter().map(|l| l.cycles).sum();
+    assert!(
+        layers <= estimate.cycles && layers * 100 >= estimate.cycles * 99,
+        "layers {layers} of {}",
+        estimate.cycles
+    );
+
     let second = kws_with_cycles();
     assert_eq!(second.cycles, Some(estimate));
+    assert_eq!(second.layer_cycles, first.layer_cycles);
 }
 
 #[test]
