@@ -406,7 +406,9 @@ pub struct Estimate {
     pub cycles: u64,
     /// Branches taken (each paid the refill).
     pub taken_branches: u64,
-    /// Loads and stores that pipelined after a load (one cycle each).
+    /// Single-register loads and stores (two cycles each, unless pipelined).
+    pub single_transfers: u64,
+    /// Of those, the ones that pipelined after a load (one cycle each).
     pub pipelined: u64,
 }
 
@@ -417,6 +419,7 @@ impl Estimate {
             instructions: self.instructions - earlier.instructions,
             cycles: self.cycles - earlier.cycles,
             taken_branches: self.taken_branches - earlier.taken_branches,
+            single_transfers: self.single_transfers - earlier.single_transfers,
             pipelined: self.pipelined - earlier.pipelined,
         }
     }
@@ -465,6 +468,7 @@ impl Pricer {
                     next_after_load = (!writeback).then_some(dest);
                 }
                 let pipelines = !writeback && self.after_load.is_some_and(|d| d & address == 0);
+                self.estimate.single_transfers += 1;
                 self.estimate.pipelined += u64::from(pipelines);
                 if pipelines {
                     1
@@ -1110,6 +1114,7 @@ mod tests {
             instructions: 3,
             cycles: 4 + u64::from(PIPELINE_REFILL),
             taken_branches: 1,
+            single_transfers: 1,
             pipelined: 0,
         };
         assert_eq!(reader.finish_segments().unwrap(), vec![segment; 2]);

@@ -439,19 +439,20 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 bail!("--clock-mhz must be a positive number of MHz, not {clock_mhz}");
             }
             let e = mote_host::cycles::estimate_elf(&elf, &symbol, Duration::from_secs(timeout))?;
-            println!("| ELF | instructions | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | taken branches | pipelined loads/stores |");
+            println!("| ELF | instructions | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | taken branches | loads/stores (pipelined) |");
             println!("|---|---|---|---|---|---|---|---|");
             let per_mac = macs.map_or("-".into(), |m| {
                 format!("{:.2}", e.cycles as f64 / m.max(1) as f64)
             });
             println!(
-                "| {} | {} | {} | {:.2} | {per_mac} | {:.2} | {} | {} |",
+                "| {} | {} | {} | {:.2} | {per_mac} | {:.2} | {} | {} ({}) |",
                 elf.display(),
                 e.instructions,
                 e.cycles,
                 e.cpi(),
                 e.millis(clock_mhz),
                 e.taken_branches,
+                e.single_transfers,
                 e.pipelined
             );
             Ok(ExitCode::SUCCESS)
