@@ -2,7 +2,7 @@
 //! count the firmware measures itself, deterministic, and clear about what it cannot time.
 
 use mote_host::bench::BenchResult;
-use mote_host::cycles::{estimate_elf, MOTE_TIMED_SYMBOL};
+use mote_host::cycles::{estimate_elf, MOTE_TIMED_SYMBOL, TFLM_INVOKE_SYMBOL};
 use mote_host::firmware::{self, Board};
 use std::path::Path;
 use std::sync::Mutex;
@@ -98,4 +98,18 @@ fn a_symbol_the_elf_lacks_is_a_clear_error() {
         "{demo:?}"
     );
     let _ = std::fs::remove_file(&elf);
+}
+
+/// The peer (TFLite-Micro + CMSIS-NN, benchmarks/tflm-peer) through the same estimate: its
+/// timed region is the first of its three `MicroInterpreter::Invoke()` calls.
+#[test]
+fn the_peer_is_estimated_over_one_invoke() {
+    let elf = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../benchmarks/tflm-peer/tflm_micro_speech_quantized.elf");
+    let estimate = || estimate_elf(&elf, TFLM_INVOKE_SYMBOL, Duration::from_secs(120)).unwrap();
+    let first = estimate();
+    // The image prints 1,495,360 instructions for its first invoke (SysTick x 40).
+    assert!(first.instructions.abs_diff(1_495_360) <= 80, "{first:?}");
+    assert!((1.0..=2.5).contains(&first.cpi()), "{first:?}");
+    assert_eq!(estimate(), first);
 }
