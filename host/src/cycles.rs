@@ -615,6 +615,17 @@ impl<'a> TraceReader<'a> {
                 .iter()
                 .map(|&a| self.code.insn(a))
                 .collect::<Result<Vec<_>>>()?;
+            // QEMU's listing and the decoder must agree on where instructions start, or the
+            // ELF is not the code QEMU runs (or the decoder misread a size).
+            if let Some(pair) = insns.windows(2).find(|p| p[0].end() != p[1].addr) {
+                bail!(
+                    "QEMU ran an instruction at {:#010x} where the ELF's code has one at {:#010x} \
+                     ending at {:#010x}: is this the ELF QEMU runs?",
+                    pair[1].addr,
+                    pair[0].addr,
+                    pair[0].end()
+                );
+            }
             self.translated = Some(insns.into());
         }
         Ok(())
@@ -1065,6 +1076,14 @@ mod tests {
         assert!(TraceReader::new(&code, Timing::Call { entry: 0x200 })
             .line("Trace 0: 0x2000 [00000000/00000200/00000110/ff000000] f")
             .is_err());
+        // A listing that steps 2 bytes over a 4-byte instruction (ldrd at 0x200).
+        let code = Code::from_bytes(0x200, &[0xd0, 0xe9, 0x00, 0x23, 0x00, 0xbf]);
+        let mut reader = TraceReader::new(&code, Timing::Call { entry: 0x300 });
+        for line in ["IN: f", "0x00000200:  e9d0", "0x00000202:  2300"] {
+            reader.line(line).unwrap();
+        }
+        let err = reader.line("").unwrap_err().to_string();
+        assert!(err.contains("is this the ELF QEMU runs?"), "{err}");
         let elf = b"not an elf";
         assert!(symbol_address(elf, MOTE_TIMED_SYMBOL).is_err());
         assert!(Code::from_elf(elf).is_err());
