@@ -17,8 +17,9 @@
 //!   depend on the operands: 7 is the middle); VDIV/VSQRT 14, VMLA/VMLS/VNMLA/VNMLS and the
 //!   fused multiply-adds 3, VLDR/VSTR and two-register VMOV 2; every other instruction 1
 //!   (all multiplies and MACs, long ones included, are single-cycle on the M4).
-//! - Memory is zero-wait-state, and exception entry and return (12 cycles each on the M4)
-//!   are not counted: the timed regions measured here take no interrupts.
+//! - Memory is zero-wait-state (no flash wait states), and exception entry and return (12
+//!   cycles each on the M4) are not added: an interrupt in a timed region (a SysTick wrap,
+//!   every 2^24 ticks, on long runs) counts only its handler's instructions.
 //!
 //! Only a timed region counts: one call of a function, from the first execution of its
 //! entry until control comes back to the instruction after the call (tail calls included);
