@@ -757,13 +757,34 @@ fn parse_exec(rest: &str) -> Option<(u64, u32)> {
 }
 
 /// The address of `symbol` in an ELF image.
+/// A C++ name written `a::b::f` stands for the one function of that name whatever its
+/// parameters (its mangled name starts `_ZN1a1b1fE`).
 pub fn symbol_address(elf: &[u8], symbol: &str) -> Result<u32> {
     let file = object::File::parse(elf).context("parsing the ELF")?;
-    let found = file
-        .symbols()
-        .find(|s| s.name() == Ok(symbol))
-        .ok_or_else(|| anyhow!("the ELF has no symbol {symbol}"))?;
+    let mut found = file.symbols().find(|s| s.name() == Ok(symbol));
+    if let (None, Some(prefix)) = (&found, mangled_prefix(symbol)) {
+        let mut matches = file
+            .symbols()
+            .filter(|s| s.name().is_ok_and(|n| n.starts_with(&prefix)));
+        found = matches.next();
+        if found.is_some() && matches.next().is_some() {
+            bail!("the ELF has several functions named {symbol}: give the mangled name");
+        }
+    }
+    let found = found.ok_or_else(|| anyhow!("the ELF has no symbol {symbol}"))?;
     u32::try_from(found.address() & !1).context("a 64-bit symbol address")
+}
+
+/// The start of the Itanium-mangled name of a function `a::b::f` in namespaces or classes.
+fn mangled_prefix(name: &str) -> Option<String> {
+    let parts: Vec<&str> = name.split("::").collect();
+    let plain =
+        |p: &&str| !p.is_empty() && p.chars().all(|c| c.is_ascii_alphanumeric() || c == '_');
+    if parts.len() < 2 || !parts.iter().all(plain) {
+        return None;
+    }
+    let nested: String = parts.iter().map(|p| format!("{}{p}", p.len())).collect();
+    Some(format!("_ZN{nested}E"))
 }
 
 /// Runs `elf` in QEMU's Cortex-M4F (mps2-an386) with the trace on, and estimates the cycles of
@@ -1138,6 +1159,18 @@ mod tests {
             pipelined: 0,
         };
         assert_eq!(reader.finish_segments().unwrap(), vec![segment; 2]);
+    }
+
+    #[test]
+    fn a_cpp_name_stands_for_its_mangled_prefix() {
+        assert_eq!(
+            mangled_prefix("tflite::MicroInterpreter::Invoke").as_deref(),
+            Some("_ZN6tflite16MicroInterpreter6InvokeE")
+        );
+        assert!(TFLM_INVOKE_SYMBOL
+            .starts_with(&mangled_prefix("tflite::MicroInterpreter::Invoke").unwrap()));
+        assert_eq!(mangled_prefix("main"), None);
+        assert_eq!(mangled_prefix("a::operator()"), None);
     }
 
     #[test]

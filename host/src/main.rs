@@ -155,8 +155,8 @@ enum Commands {
     Cycles {
         /// The firmware ELF.
         elf: PathBuf,
-        /// The function whose first call is timed, by its (mangled) symbol name; the default is
-        /// mote's timed invoke.
+        /// The function whose first call is timed: its symbol, or a C++ name without
+        /// parameters (`tflite::MicroInterpreter::Invoke`); the default is mote's timed invoke.
         #[arg(long, default_value = mote_host::cycles::MOTE_TIMED_SYMBOL)]
         symbol: String,
         /// The core clock for milliseconds.
