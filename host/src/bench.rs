@@ -1,6 +1,8 @@
 //! `mote bench`: build the firmware around each model, run it in QEMU, and report what it
-//! costs: MACs, instructions per inference, instructions per MAC, arena, stack, flash.
+//! costs: MACs, instructions per inference, instructions per MAC, arena, stack, flash, and on
+//! the Cortex-M4F an estimate of its cycles (see [`crate::cycles`]).
 
+use crate::cycles::{self, Estimate};
 use crate::firmware::{self, Board};
 use crate::qemu::run_elf_on;
 use crate::report::{flash_use, FirmwareReport, FlashUse};
@@ -45,6 +47,11 @@ pub struct BenchResult {
     pub bit_exact: Option<bool>,
     /// The firmware's full report (per-layer profile included).
     pub report: FirmwareReport,
+    /// Estimated Cortex-M4 cycles of the timed inference (first vector), when estimated.
+    pub cycles: Option<Estimate>,
+    /// Estimated Cortex-M4 cycles of each layer of the profiled inference, in the order of
+    /// `report.layers` (empty when not estimated).
+    pub layer_cycles: Vec<Estimate>,
 }
 
 impl BenchResult {
@@ -52,7 +59,16 @@ impl BenchResult {
     pub fn instructions_per_mac(&self) -> f64 {
         self.instructions as f64 / self.macs.max(1) as f64
     }
+
+    /// Estimated cycles per multiply-accumulate.
+    pub fn cycles_per_mac(&self) -> Option<f64> {
+        self.cycles
+            .map(|c| c.cycles as f64 / self.macs.max(1) as f64)
+    }
 }
+
+/// The core clock `mote bench` converts estimated cycles to milliseconds at, by default.
+pub const DEFAULT_CLOCK_MHZ: f64 = 120.0;
 
 /// Builds and runs the firmware for `case` in QEMU's Cortex-M4F.
 pub fn run(case: &BenchCase) -> Result<BenchResult> {
@@ -67,6 +83,24 @@ pub fn run_on(board: Board, case: &BenchCase) -> Result<BenchResult> {
 /// [`run_on`], staging the model and the firmware in a directory under `temp_root`, which is
 /// removed when the run ends (with its result or an error).
 pub fn run_in(board: Board, case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResult> {
+    run_staged(board, case, temp_root, false)
+}
+
+/// [`run_on`], plus a second, traced run that estimates the timed inference's Cortex-M4
+/// cycles; only the Cortex-M4F board (`Board::Qemu`) has a cycle model.
+pub fn run_with_cycles(board: Board, case: &BenchCase) -> Result<BenchResult> {
+    if board != Board::Qemu {
+        bail!("the cycle estimate models the Cortex-M4: run it on the qemu board, not {board:?}");
+    }
+    run_staged(board, case, &std::env::temp_dir(), true)
+}
+
+fn run_staged(
+    board: Board,
+    case: &BenchCase,
+    temp_root: &std::path::Path,
+    estimate_cycles: bool,
+) -> Result<BenchResult> {
     if board.qemu_machine().is_none() {
         bail!("mote bench runs in QEMU: {board:?} is not a QEMU board");
     }
@@ -105,6 +139,14 @@ pub fn run_in(board: Board, case: &BenchCase, temp_root: &std::path::Path) -> Re
     }
     let report = FirmwareReport::from_log(&run.log)?;
     let flash = flash_use(&elf_copy)?;
+    let (cycles, layer_cycles) = match estimate_cycles {
+        true => {
+            let (total, layers) = estimate(&elf_copy, &report)
+                .with_context(|| format!("{}: estimating cycles", case.name))?;
+            (Some(total), layers)
+        }
+        false => (None, Vec::new()),
+    };
     Ok(BenchResult {
         name: case.name.clone(),
         macs,
@@ -118,7 +160,45 @@ pub fn run_in(board: Board, case: &BenchCase, temp_root: &std::path::Path) -> Re
             got.len() >= e.len() && got[got.len() - e.len()..] == e[..]
         }),
         report,
+        cycles,
+        layer_cycles,
     })
+}
+
+/// The estimated cycles of the firmware's timed inference, and of each layer of its profiled
+/// one (which must be as many as the report's layers).
+fn estimate(elf: &std::path::Path, report: &FirmwareReport) -> Result<(Estimate, Vec<Estimate>)> {
+    let total = cycles::estimate_elf(elf, cycles::MOTE_TIMED_SYMBOL, TRACE_TIMEOUT)?;
+    let layers = cycles::estimate_segments(
+        elf,
+        cycles::MOTE_LAYER_BEGIN,
+        cycles::MOTE_LAYER_END,
+        TRACE_TIMEOUT,
+    )?;
+    if layers.len() != report.layers.len() {
+        bail!(
+            "the trace has {} layers, the firmware's profile {}",
+            layers.len(),
+            report.layers.len()
+        );
+    }
+    Ok((total, layers))
+}
+
+/// How long a traced run may take: logging every executed block makes QEMU much slower.
+const TRACE_TIMEOUT: Duration = Duration::from_secs(1800);
+
+/// The estimated-cycles cells of a row: cycles, CPI, cycles per MAC, milliseconds.
+fn cycle_cells(r: &BenchResult, clock_mhz: f64) -> String {
+    match (r.cycles, r.cycles_per_mac()) {
+        (Some(c), Some(per_mac)) => format!(
+            "{} | {:.2} | {per_mac:.2} | {:.2}",
+            c.cycles,
+            c.cpi(),
+            c.millis(clock_mhz)
+        ),
+        _ => "- | - | - | -".into(),
+    }
 }
 
 fn sanitize(name: &str) -> String {
@@ -138,15 +218,24 @@ pub struct Reference {
     pub flash: usize,
 }
 
-/// One table: a row per model, and where a reference exists, the ratios against it.
+/// One table: a row per model, and where a reference exists, the ratios against it;
+/// estimated cycles in milliseconds at [`DEFAULT_CLOCK_MHZ`].
 pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
+    table_at(results, DEFAULT_CLOCK_MHZ)
+}
+
+/// [`table`], with estimated cycles in milliseconds at a core clock of `clock_mhz`.
+pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) -> String {
     use std::fmt::Write;
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| model | MACs | instructions | instr/MAC | parse | arena (lower bound) | decoded ops | stack | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena, flash |"
+        "| model | MACs | instructions | instr/MAC | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | parse | arena (lower bound) | decoded ops | stack | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena, flash |"
     );
-    let _ = writeln!(s, "|---|---|---|---|---|---|---|---|---|---|---|");
+    let _ = writeln!(
+        s,
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+    );
     for (r, reference) in results {
         let versus = match reference {
             Some(t) => format!(
@@ -159,11 +248,12 @@ pub fn table(results: &[(BenchResult, Option<Reference>)]) -> String {
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {} | {} ({}) | {} | {} | {} + {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {} ({}) | {} | {} | {} + {} | {} | {} |",
             r.name,
             r.macs,
             r.instructions,
             r.instructions_per_mac(),
+            cycle_cells(r, clock_mhz),
             r.report.parse_cost,
             r.arena,
             r.arena_lower_bound,

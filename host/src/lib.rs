@@ -44,6 +44,7 @@
 
 pub mod bench;
 pub mod builder;
+pub mod cycles;
 pub mod data;
 pub mod export;
 pub mod firmware;

@@ -139,6 +139,35 @@ enum Commands {
         /// to `DIR/<model name>-layers.svg`.
         #[arg(long, value_name = "DIR")]
         plot: Option<PathBuf>,
+        /// The core clock the estimated Cortex-M4 cycles are turned into milliseconds at.
+        /// The cycle estimate (on the qemu board only) reruns each model with QEMU logging
+        /// every executed instruction block, and prices each instruction with the Cortex-M4
+        /// TRM's timings (zero-wait-state memory, taken branches 1 + 2 cycles).
+        #[arg(long, default_value_t = mote_host::bench::DEFAULT_CLOCK_MHZ)]
+        clock_mhz: f64,
+        /// Skip the cycle estimate and its traced run.
+        #[arg(long)]
+        no_cycles: bool,
+    },
+    /// Estimate the Cortex-M4 cycles of one call of a function in any firmware ELF that
+    /// runs on QEMU's mps2-an386 with semihosting (e.g. a TFLite-Micro build), from a trace
+    /// of its execution priced with the Cortex-M4 TRM's timings.
+    Cycles {
+        /// The firmware ELF.
+        elf: PathBuf,
+        /// The function whose first call is timed: its symbol, or a C++ name without
+        /// parameters (`tflite::MicroInterpreter::Invoke`); the default is mote's timed invoke.
+        #[arg(long, default_value = mote_host::cycles::MOTE_TIMED_SYMBOL)]
+        symbol: String,
+        /// The core clock for milliseconds.
+        #[arg(long, default_value_t = mote_host::bench::DEFAULT_CLOCK_MHZ)]
+        clock_mhz: f64,
+        /// Multiply-accumulates per call, for cycles per MAC.
+        #[arg(long)]
+        macs: Option<u64>,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 1800)]
+        timeout: u64,
     },
     /// Convert an int8 `.tflite` model into a `.mote` model.
     #[command(after_help = import_help())]
@@ -317,7 +346,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             train,
             data,
             plot,
+            clock_mhz,
+            no_cycles,
         } => {
+            if !(clock_mhz > 0.0 && clock_mhz.is_finite()) {
+                bail!("--clock-mhz must be a positive number of MHz, not {clock_mhz}");
+            }
             if let Some(spec) = train {
                 let median = cli::train::throughput(&spec, &data, 3, 3)?;
                 println!(
@@ -362,7 +396,10 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         case.name,
                         board.core()
                     );
-                    let result = mote_host::bench::run_on(board, case)?;
+                    let result = match board == Board::Qemu && !no_cycles {
+                        true => mote_host::bench::run_with_cycles(board, case)?,
+                        false => mote_host::bench::run_on(board, case)?,
+                    };
                     if let Some(dir) = &plot {
                         let aligned = mote_host::AlignedBytes::new(&case.model);
                         let parsed = mote_core::Model::parse(aligned.as_slice())
@@ -375,8 +412,13 @@ fn run(cli: Cli) -> Result<ExitCode> {
                                 .stack
                                 .map(|s| format!(", stack {s:>5} B"))
                                 .unwrap_or_default();
+                            let cycles = result
+                                .layer_cycles
+                                .get(i)
+                                .map(|c| format!(", {:>12} est. M4 cycles", c.cycles))
+                                .unwrap_or_default();
                             println!(
-                                "{}: layer {i:>2} {:<18} {:>12} instructions{stack}",
+                                "{}: layer {i:>2} {:<18} {:>12} instructions{cycles}{stack}",
                                 result.name, l.op, l.cost
                             );
                         }
@@ -390,7 +432,7 @@ fn run(cli: Cli) -> Result<ExitCode> {
                 if board != Board::Qemu {
                     results.iter_mut().for_each(|(_, r)| *r = None);
                 }
-                print!("{}", mote_host::bench::table(&results));
+                print!("{}", mote_host::bench::table_at(&results, clock_mhz));
                 failed += results
                     .iter()
                     .filter(|(r, _)| r.bit_exact == Some(false))
@@ -404,6 +446,35 @@ fn run(cli: Cli) -> Result<ExitCode> {
             if failed > 0 {
                 bail!("{failed} run(s) did not reproduce their golden outputs");
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Commands::Cycles {
+            elf,
+            symbol,
+            clock_mhz,
+            macs,
+            timeout,
+        } => {
+            if !(clock_mhz > 0.0 && clock_mhz.is_finite()) {
+                bail!("--clock-mhz must be a positive number of MHz, not {clock_mhz}");
+            }
+            let e = mote_host::cycles::estimate_elf(&elf, &symbol, Duration::from_secs(timeout))?;
+            println!("| ELF | instructions | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | taken branches | loads/stores (pipelined) |");
+            println!("|---|---|---|---|---|---|---|---|");
+            let per_mac = macs.map_or("-".into(), |m| {
+                format!("{:.2}", e.cycles as f64 / m.max(1) as f64)
+            });
+            println!(
+                "| {} | {} | {} | {:.2} | {per_mac} | {:.2} | {} | {} ({}) |",
+                elf.display(),
+                e.instructions,
+                e.cycles,
+                e.cpi(),
+                e.millis(clock_mhz),
+                e.taken_branches,
+                e.single_transfers,
+                e.pipelined
+            );
             Ok(ExitCode::SUCCESS)
         }
         Commands::Inspect { model, plot } => {
