@@ -513,10 +513,14 @@ fn check_memory(
     let code = board.code_bound;
     let flash = in_flash + slots + vectors + code;
     if flash > board.flash {
+        let slot_text = match slots {
+            0 => String::new(),
+            bytes => format!("{bytes} B of model slots + "),
+        };
         panic!(
             "\n\nthe model in {dir} does not fit the {name}'s {} KiB of flash: it needs \
-             {in_flash} B of model + {slots} B of model slots + {vectors} B of test and \
-             fine-tuning vectors + {code} B of code (an upper bound) = {flash} B\n",
+             {in_flash} B of model + {slot_text}{vectors} B of test and fine-tuning vectors + \
+             {code} B of code (an upper bound) = {flash} B\n",
             board.flash / 1024,
         );
     }

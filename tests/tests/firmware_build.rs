@@ -313,3 +313,40 @@ fn failed_build(features: &str, dir: &std::path::Path) -> String {
     assert!(!output.status.success(), "the build succeeded");
     String::from_utf8_lossy(&output.stderr).into_owned()
 }
+
+/// Model slots that do not fit the board, are not whole pages, or are asked of a board
+/// without them: the build fails naming the setting.
+#[test]
+fn model_slot_settings_the_board_cannot_take_fail_the_build() {
+    let (blob, input, _) = mote_tests::lowering::demo_model();
+    let cases = [
+        ("nrf52840", "524288", "B of model slots + "),
+        (
+            "nrf52840",
+            "5000",
+            "MOTE_MODEL_SLOT_BYTES=5000 is not a multiple of 4096",
+        ),
+        ("stm32f4", "16384", "the STM32F411RE has no model slots"),
+        (
+            "nrf52840",
+            "lots",
+            "MOTE_MODEL_SLOT_BYTES=\"lots\" is not a whole number",
+        ),
+    ];
+    for (i, (board, slot_bytes, said)) in cases.into_iter().enumerate() {
+        let dir = std::env::temp_dir().join(format!("mote-slots-{}-{i}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("model.mote"), &blob).unwrap();
+        std::fs::write(dir.join("test_inputs.i8"), &input).unwrap();
+        let _guard = build_lock();
+        let output = cargo_build_firmware(board)
+            .env("MOTE_MODEL_DIR", &dir)
+            .env("MOTE_MODEL_SLOT_BYTES", slot_bytes)
+            .output()
+            .unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{board} {slot_bytes}: built");
+        assert!(stderr.contains(said), "{board} {slot_bytes}: {stderr}");
+    }
+}
