@@ -98,6 +98,7 @@ impl defmt::Format for FaultWhileFormatted {
 
 #[entry]
 fn main() -> ! {
+    let from_reset = stack::paint_from_reset();
     let meter = board::init();
     defmt::println!(
         "mote-firmware {=str} on {=istr}",
@@ -115,7 +116,7 @@ fn main() -> ! {
         _ => {}
     }
 
-    let ok = match run(meter) {
+    let ok = match run(meter, from_reset) {
         Ok(()) => true,
         Err(e) => {
             defmt::error!("{}", e);
@@ -125,7 +126,7 @@ fn main() -> ! {
     board::exit(ok)
 }
 
-fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
+fn run(meter: cost::Meter, from_reset: stack::FromReset) -> Result<(), mote_core::Error> {
     defmt::println!(
         "cost unit {=istr} ({=istr})",
         meter.unit().name(),
@@ -204,6 +205,9 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
         );
     }
 
+    // The profiler repaints the stack below it after each operator: what came before is read
+    // now, and the profiled invoke's depth from the profiler's own peak.
+    let before_profile = from_reset.peak_bytes();
     // One more invoke with a hook around every operator: the per-layer profile, with each
     // operator's stack peak below the harness (painted first, then again after each).
     let mut profiler = Profiler {
@@ -214,16 +218,25 @@ fn run(meter: cost::Meter) -> Result<(), mote_core::Error> {
     };
     interpreter.invoke_with(&mut profiler)?;
     defmt::println!("stack peak {=usize} bytes", profiler.peak);
+    let deepest = before_profile.max(profiler.painted.depth_from_top(profiler.peak));
 
     if model::FINETUNE {
         if let finetune::Next::Reboot =
             finetune::run(&mut interpreter, meter, board::weight_flash())?
         {
+            report_stack_from_reset(deepest.max(from_reset.peak_bytes()));
             defmt::println!("rebooting");
             board::reboot();
         }
     }
+    report_stack_from_reset(deepest.max(from_reset.peak_bytes()));
     Ok(())
+}
+
+/// The whole run's stack peak so far, from the top of the stack: boot, parse, every invoke,
+/// the log, fine-tuning.
+fn report_stack_from_reset(bytes: usize) {
+    defmt::println!("stack from reset {=usize} bytes", bytes);
 }
 
 /// The timed invoke, out of line under a fixed name: the host's cycle estimate traces the

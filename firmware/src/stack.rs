@@ -60,11 +60,45 @@ impl Painted {
     /// in between needed, excluding the harness above it.
     #[inline(always)]
     pub fn peak_bytes(&self) -> usize {
+        (self.limit + GUARD).saturating_sub(self.lowest_used())
+    }
+
+    /// Bytes from the top of the stack down to the deepest a peak of `peak_bytes` below this
+    /// painting frame reached.
+    pub fn depth_from_top(&self, peak_bytes: usize) -> usize {
+        top().saturating_sub(self.limit + GUARD) + peak_bytes
+    }
+
+    /// The lowest address the pattern no longer holds (`limit` if it holds everywhere).
+    #[inline(always)]
+    fn lowest_used(&self) -> usize {
         let mut addr = self.bottom;
         // SAFETY: reads aligned words of RAM inside the stack region painted by `paint`.
         while addr < self.limit && unsafe { read_volatile(addr as *const u32) } == PAINT {
             addr += 4;
         }
-        (self.limit + GUARD).saturating_sub(addr)
+        addr
+    }
+}
+
+fn top() -> usize {
+    addr_of!(_stack_start) as usize
+}
+
+/// The stack since reset: painted once, first thing in `main`, and read as the deepest any
+/// code has gone, from the top of the stack (the reset handler's and `main`'s frames included).
+#[derive(Clone, Copy)]
+pub struct FromReset(Painted);
+
+/// Paints the free stack for [`FromReset`].
+#[inline(always)]
+pub fn paint_from_reset() -> FromReset {
+    FromReset(paint())
+}
+
+impl FromReset {
+    /// Bytes from the top of the stack to the deepest word used since the paint.
+    pub fn peak_bytes(&self) -> usize {
+        top().saturating_sub(self.0.lowest_used())
     }
 }

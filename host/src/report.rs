@@ -35,6 +35,9 @@ pub struct FirmwareReport {
     pub layers: Vec<LayerCost>,
     /// Peak stack bytes during an invoke (painted), if reported.
     pub stack_peak: Option<usize>,
+    /// Peak stack bytes of the whole run from the top of the stack (boot, parse, every
+    /// invoke, logging, fine-tuning), if reported.
+    pub stack_from_reset: Option<usize>,
 }
 
 /// One operator of a profiled invoke.
@@ -90,6 +93,8 @@ impl FirmwareReport {
                 };
                 let (op, cost) = (op.to_string(), cost.parse()?);
                 r.layers.push(LayerCost { op, cost, stack });
+            } else if let Some(rest) = t.strip_prefix("stack from reset ") {
+                r.stack_from_reset = rest.split_whitespace().next().and_then(|v| v.parse().ok());
             } else if let Some(rest) = t.strip_prefix("stack peak ") {
                 r.stack_peak = rest.split_whitespace().next().and_then(|v| v.parse().ok());
             }

@@ -124,6 +124,12 @@ fn firmware_output_equals_tflite_micro_and_the_host_with_costs() {
     assert_eq!(per_layer.iter().max(), Some(&stack), "{per_layer:?}");
     let falls = per_layer.windows(2).any(|pair| pair[1] < pair[0]);
     assert!(falls, "{per_layer:?}");
+    // From reset, the whole run's peak holds the invoke's below the harness, and the harness.
+    let from_reset = report.stack_from_reset.expect("a stack-from-reset line");
+    assert!(
+        from_reset > stack && from_reset < stack + 8192,
+        "{from_reset} from reset, {stack} in an invoke"
+    );
 }
 
 #[test]
