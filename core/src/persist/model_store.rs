@@ -127,7 +127,10 @@ impl core::fmt::Display for Refusal {
         match self {
             Refusal::Invalid(e) => write!(f, "not a valid model: {e}"),
             Refusal::Missing { feature } => {
-                write!(f, "needs mote-core's feature {feature}, not in this firmware")
+                write!(
+                    f,
+                    "needs mote-core's feature {feature}, not in this firmware"
+                )
             }
             Refusal::Arena { needed, available } => write!(
                 f,
