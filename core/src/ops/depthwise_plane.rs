@@ -12,7 +12,7 @@
 
 use super::conv2d::Geometry;
 use super::fast_requant::{channel_stage, max_product, ChannelStage};
-use super::simd::smlad;
+use super::simd::{smlad, smmulr};
 use super::{Int8Stage, Requant, Window};
 use crate::geometry::dilated_kernel;
 
@@ -125,7 +125,7 @@ impl Plan {
     /// weight words and its output stage; `None` past [`MAX_SCRATCH`].
     pub(crate) fn scratch_len(&self, dm: usize) -> Option<usize> {
         let weights = dm.checked_mul(self.k_u * self.pairs)?;
-        let words = self.ring_words()?.checked_add(weights)?;
+        let words = self.ring_words()?.checked_add(weights)?.checked_add(RUN)?;
         let stages = dm.checked_mul(size_of::<ChannelStage>())?;
         let bytes = words.checked_mul(4)?.checked_add(stages)?;
         (bytes <= MAX_SCRATCH).then_some(bytes)
@@ -147,11 +147,13 @@ struct Layer<'a> {
     out_c: usize,
 }
 
-/// The scratch's parts: the ring, the weight words and the stages of one input channel's
-/// output channels.
+/// The scratch's parts: the ring, the weight words, a run's sums and the stages of one input
+/// channel's output channels.
 struct Scratch<'s> {
     ring: &'s mut [u32],
     weights: &'s mut [u32],
+    /// A run of outputs' sums.
+    sums: &'s mut [i32],
     stages: &'s mut [ChannelStage],
 }
 
@@ -207,15 +209,16 @@ pub(crate) fn depthwise(
 
 /// The scratch for plan `p` and `dm` channels, cut into its parts.
 fn split<'s>(p: &Plan, dm: usize, scratch: Option<&'s mut [u8]>) -> Option<Scratch<'s>> {
-    let (words, stages) =
+    let (words, rest) =
         scratch?.split_at_mut_checked(4 * (p.ring_words()? + dm * p.k_u * p.pairs))?;
+    let (sums, stages) = rest.split_at_mut_checked(4 * RUN)?;
     let words = crate::cast::slice_mut::<u32>(words)?;
     let (ring, weights) = words.split_at_mut_checked(p.ring_words()?)?;
-    let stages = crate::cast::slice_mut::<ChannelStage>(stages)?;
     Some(Scratch {
         ring,
         weights,
-        stages,
+        sums: crate::cast::slice_mut::<i32>(sums)?,
+        stages: crate::cast::slice_mut::<ChannelStage>(stages)?,
     })
 }
 
@@ -268,7 +271,7 @@ impl Layer<'_> {
                         .unwrap_or_default();
                     let at = self.out_index(b, ou, first + m);
                     let out = output.get_mut(at..).unwrap_or_default();
-                    self.out_row(s.ring, starts, w, st, out);
+                    self.out_row((s.ring, starts), w, (st, &mut *s.sums), out);
                 }
             }
         }
@@ -291,22 +294,26 @@ impl Layer<'_> {
 
     /// Output channel `oc`'s weight words: kernel row `ku`'s at `ku * pairs`.
     fn widen_taps(&self, oc: usize, words: &mut [u32]) {
-        let p = &self.p;
-        let g = self.g;
-        let tap = |ku: usize, kv: usize| {
-            let (ky, kx) = if p.transposed { (kv, ku) } else { (ku, kv) };
-            let w = self.filter.get((ky * g.kernel_w + kx) * self.out_c + oc);
-            match kv < p.k_v {
-                true => w.map_or(0, |&w| w as i16 as u16 as u32),
-                false => 0,
-            }
+        let (p, g) = (&self.p, self.g);
+        // Filter steps along a kernel row and from one row to the next.
+        let (along, across) = match p.transposed {
+            false => (self.out_c, g.kernel_w * self.out_c),
+            true => (g.kernel_w * self.out_c, self.out_c),
         };
-        for (i, word) in words.iter_mut().enumerate() {
-            let (ku, j) = (i / p.pairs, i % p.pairs);
-            *word = match p.paired {
-                true => tap(ku, 2 * j) | tap(ku, 2 * j + 1) << 16,
-                false => tap(ku, j),
-            };
+        for (ku, row) in words.chunks_exact_mut(p.pairs.max(1)).enumerate() {
+            let start = (oc + ku * across).min(self.filter.len());
+            let mut taps = self.filter[start..]
+                .iter()
+                .step_by(along.max(1))
+                .take(p.k_v)
+                .map(|&w| w as i16 as u16 as u32);
+            for word in row {
+                let lo = taps.next().unwrap_or(0);
+                *word = match p.paired {
+                    true => lo | taps.next().unwrap_or(0) << 16,
+                    false => lo,
+                };
+            }
         }
     }
 
@@ -320,91 +327,115 @@ impl Layer<'_> {
         };
         let off = self.stage.input_offset;
         let src = self.input.get(at..).unwrap_or_default();
-        let mut values = src
-            .iter()
-            .step_by(step.max(1))
-            .take(p.in_v)
-            .map(|&x| (i32::from(x) + off) as u16 as u32);
-        let Some(dst) = row.get_mut(p.pad_v.saturating_sub(1)..p.pad_v + p.in_v) else {
+        let value = |i: usize| {
+            src.get(i)
+                .map_or(0, |&x| (i32::from(x) + off) as u16 as u32)
+        };
+        let dst = row.get_mut(p.pad_v.saturating_sub(1)..p.pad_v + p.in_v);
+        let Some((last, words)) = dst.and_then(|d| d.split_last_mut()) else {
             return;
         };
-        let mut lo = match p.pad_v {
-            0 => values.next().unwrap_or(0),
-            _ => 0,
+        // The word left of the input holds the padding's last value and the first one.
+        let (mut lo, mut i) = match p.pad_v {
+            0 => (value(0), step),
+            _ => (0, 0),
         };
-        for (d, hi) in dst.iter_mut().zip(values) {
+        for d in words {
+            let hi = value(i);
             *d = lo | hi << 16;
-            lo = hi;
+            (lo, i) = (hi, i + step);
         }
-        if let Some(d) = dst.last_mut() {
-            *d = lo;
-        }
+        *last = lo;
     }
 
     /// One output row of one channel: window row `ku` starts at `ring[starts[ku]..]`, its
-    /// weight words are `w[ku * pairs..]`; output `v` goes to `out[v * out_step]`.
+    /// weight words are `w[ku * pairs..]`; output `v` goes to `out[v * out_step]`. Sums a run
+    /// of outputs at a time, then requantizes the run.
     #[inline(never)]
-    fn out_row(&self, ring: &[u32], starts: &[usize], w: &[u32], s: &ChannelStage, out: &mut [i8]) {
+    fn out_row(
+        &self,
+        (ring, starts): (&[u32], &[usize]),
+        w: &[u32],
+        (s, sums): (&ChannelStage, &mut [i32]),
+        out: &mut [i8],
+    ) {
         let p = &self.p;
-        let (sv, ostep) = (p.stride_v, self.out_step());
-        let span = p.pairs * p.step;
-        let mut v = 0;
-        while v + 1 < p.out_v {
-            let (x0, x1) = (v * sv, (v + 1) * sv);
-            let mut acc = (s.bias, s.bias);
+        let (sv, ostep) = (p.stride_v, self.out_step().max(1));
+        for v0 in (0..p.out_v).step_by(RUN) {
+            let Some(sums) = sums.get_mut(..RUN.min(p.out_v - v0)) else {
+                return;
+            };
+            sums.fill(s.bias);
             for (&start, w) in starts.iter().zip(w.chunks_exact(p.pairs.max(1))) {
-                let row = ring.get(start..).unwrap_or_default();
-                let (Some(a), Some(b)) = (row.get(x0..x0 + span), row.get(x1..x1 + span)) else {
-                    continue;
-                };
-                acc = match p.step {
-                    2 => dot2(a, b, w, 2, acc),
-                    step => dot2(a, b, w, step, acc),
-                };
-            }
-            if let Some(o) = out.get_mut(v * ostep) {
-                *o = s.out(acc.0, self.stage);
-            }
-            if let Some(o) = out.get_mut((v + 1) * ostep) {
-                *o = s.out(acc.1, self.stage);
-            }
-            v += 2;
-        }
-        if v < p.out_v {
-            let x0 = v * sv;
-            let mut acc = s.bias;
-            for (&start, w) in starts.iter().zip(w.chunks_exact(p.pairs.max(1))) {
-                let row = ring.get(start..).unwrap_or_default();
-                if let Some(a) = row.get(x0..x0 + span) {
-                    acc = dot1(a, w, p.step, acc);
+                let row = ring.get(start + v0 * sv..).unwrap_or_default();
+                match p.step {
+                    2 => row_sums(row, w, (sv, 2), sums),
+                    step => row_sums(row, w, (sv, step), sums),
                 }
             }
-            if let Some(o) = out.get_mut(v * ostep) {
-                *o = s.out(acc, self.stage);
-            }
+            let out = out.get_mut(v0 * ostep..).unwrap_or_default();
+            requantize_run(sums, s, self.stage, (out, ostep));
         }
     }
 }
 
-/// `acc` plus the dot products of weight words `w` with every `step`-th word of `a` and of
-/// `b` (two windows).
+/// Outputs summed before they are requantized, at most.
+const RUN: usize = 32;
+
+/// Adds to `sums[i]` the dot product of weight words `w` with every `step`-th word of
+/// `row[i * stride..]`; two outputs a weight load.
 #[inline(always)]
-fn dot2(a: &[u32], b: &[u32], w: &[u32], step: usize, acc: (i32, i32)) -> (i32, i32) {
+fn row_sums(row: &[u32], w: &[u32], (stride, step): (usize, usize), sums: &mut [i32]) {
     let step = step.max(1);
-    let (mut s0, mut s1) = acc;
-    for ((a, b), &w) in a.chunks_exact(step).zip(b.chunks_exact(step)).zip(w) {
-        s0 = smlad(a[0], w, s0);
-        s1 = smlad(b[0], w, s1);
+    let span = w.len() * step;
+    let mut pairs = sums.chunks_exact_mut(2);
+    let mut at = 0;
+    for pair in &mut pairs {
+        let Some(both) = row.get(at..at + stride + span) else {
+            return;
+        };
+        let (a, b) = (&both[..span], &both[stride..]);
+        let (mut s0, mut s1) = (pair[0], pair[1]);
+        for ((a, b), &w) in a.chunks_exact(step).zip(b.chunks_exact(step)).zip(w) {
+            s0 = smlad(a[0], w, s0);
+            s1 = smlad(b[0], w, s1);
+        }
+        (pair[0], pair[1]) = (s0, s1);
+        at += 2 * stride;
     }
-    (s0, s1)
+    if let ([last], Some(a)) = (pairs.into_remainder(), row.get(at..at + span)) {
+        *last = a
+            .chunks_exact(step)
+            .zip(w)
+            .fold(*last, |acc, (a, &w)| smlad(a[0], w, acc));
+    }
 }
 
-/// `acc` plus the dot product of weight words `w` with every `step`-th word of `a`.
-fn dot1(a: &[u32], w: &[u32], step: usize, acc: i32) -> i32 {
-    let step = step.max(1);
-    a.chunks_exact(step)
-        .zip(w)
-        .fold(acc, |acc, (a, &w)| smlad(a[0], w, acc))
+/// Writes `sums` requantized by stage `s` to the next outputs of `out`.
+#[inline(always)]
+fn requantize_run(
+    sums: &[i32],
+    s: &ChannelStage,
+    stage: &Int8Stage,
+    (out, step): (&mut [i8], usize),
+) {
+    let (lo, hi) = (i32::from(stage.act_min), i32::from(stage.act_max));
+    let out = out.iter_mut().step_by(step);
+    match s.fast_parts() {
+        Some((left, mult, add, right)) => {
+            // `ChannelStage::out` for the usual stage, its constants in registers.
+            let neg = -i32::from(right > 0);
+            for (&acc, o) in sums.iter().zip(out) {
+                let y = smmulr(acc << left, mult);
+                *o = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
+            }
+        }
+        None => {
+            for (&acc, o) in sums.iter().zip(out) {
+                *o = s.out(acc, stage);
+            }
+        }
+    }
 }
 
 #[cfg(test)]
