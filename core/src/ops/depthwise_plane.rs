@@ -327,25 +327,16 @@ impl Layer<'_> {
         };
         let off = self.stage.input_offset;
         let src = self.input.get(at..).unwrap_or_default();
-        let value = |i: usize| {
-            src.get(i)
-                .map_or(0, |&x| (i32::from(x) + off) as u16 as u32)
-        };
         let dst = row.get_mut(p.pad_v.saturating_sub(1)..p.pad_v + p.in_v);
         let Some((last, words)) = dst.and_then(|d| d.split_last_mut()) else {
             return;
         };
         // The word left of the input holds the padding's last value and the first one.
-        let (mut lo, mut i) = match p.pad_v {
-            0 => (value(0), step),
-            _ => (0, 0),
+        let (first, src) = match p.pad_v {
+            0 => (widen(src.first(), off), src.get(step..).unwrap_or_default()),
+            _ => (0, src),
         };
-        for d in words {
-            let hi = value(i);
-            *d = lo | hi << 16;
-            (lo, i) = (hi, i + step);
-        }
-        *last = lo;
+        *last = pair_words(src, (step, off), first, words);
     }
 
     /// One output row of one channel: window row `ku` starts at `ring[starts[ku]..]`, its
@@ -369,7 +360,7 @@ impl Layer<'_> {
             for (&start, w) in starts.iter().zip(w.chunks_exact(p.pairs.max(1))) {
                 let row = ring.get(start + v0 * sv..).unwrap_or_default();
                 match p.step {
-                    2 => row_sums(row, w, (sv, 2), sums),
+                    2 => row_sums_paired(row, w, sv, sums),
                     step => row_sums(row, w, (sv, step), sums),
                 }
             }
@@ -381,6 +372,12 @@ impl Layer<'_> {
 
 /// Outputs summed before they are requantized, at most.
 const RUN: usize = 32;
+
+/// [`row_sums`] for weight words of two taps each.
+#[inline(never)]
+fn row_sums_paired(row: &[u32], w: &[u32], stride: usize, sums: &mut [i32]) {
+    row_sums(row, w, (stride, 2), sums);
+}
 
 /// Adds to `sums[i]` the dot product of weight words `w` with every `step`-th word of
 /// `row[i * stride..]`; two outputs a weight load.
@@ -411,24 +408,19 @@ fn row_sums(row: &[u32], w: &[u32], (stride, step): (usize, usize), sums: &mut [
     }
 }
 
-/// Writes `sums` requantized by stage `s` to the next outputs of `out`.
-#[inline(always)]
+/// Writes `sums` requantized by stage `s` to `out[0]`, `out[step]`, ...
+#[inline(never)]
 fn requantize_run(
     sums: &[i32],
     s: &ChannelStage,
     stage: &Int8Stage,
     (out, step): (&mut [i8], usize),
 ) {
-    let (lo, hi) = (i32::from(stage.act_min), i32::from(stage.act_max));
     let out = out.iter_mut().step_by(step);
     match s.fast_parts() {
         Some((left, mult, add, right)) => {
-            // `ChannelStage::out` for the usual stage, its constants in registers.
-            let neg = -i32::from(right > 0);
-            for (&acc, o) in sums.iter().zip(out) {
-                let y = smmulr(acc << left, mult);
-                *o = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
-            }
+            let clamp = (i32::from(stage.act_min), i32::from(stage.act_max));
+            requantize_fast(sums, (left, mult, add, right), clamp, out);
         }
         None => {
             for (&acc, o) in sums.iter().zip(out) {
@@ -436,6 +428,40 @@ fn requantize_run(
             }
         }
     }
+}
+
+/// `ChannelStage::out` for the usual stage (its `fast_parts`), the constants in registers.
+#[inline(always)]
+fn requantize_fast<'o>(
+    sums: &[i32],
+    (left, mult, add, right): (u32, i32, i32, u32),
+    (lo, hi): (i32, i32),
+    out: impl Iterator<Item = &'o mut i8>,
+) {
+    let neg = -i32::from(right > 0);
+    for (&acc, o) in sums.iter().zip(out) {
+        let y = smmulr(acc << left, mult);
+        *o = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
+    }
+}
+
+/// `value + off` as the low halfword of a word (zero for none).
+#[inline(always)]
+fn widen(value: Option<&i8>, off: i32) -> u32 {
+    value.map_or(0, |&x| (i32::from(x) + off) as u16 as u32)
+}
+
+/// Fills `words` with pair words of `first` and the values `src[0]`, `src[step]`, ... (plus
+/// the offset): word `k` holds values `k - 1` and `k`. Returns the last value.
+#[inline(never)]
+fn pair_words(src: &[i8], (step, off): (usize, i32), first: u32, words: &mut [u32]) -> u32 {
+    let (mut lo, mut i) = (first, 0);
+    for d in words {
+        let hi = widen(src.get(i), off);
+        *d = lo | hi << 16;
+        (lo, i) = (hi, i + step);
+    }
+    lo
 }
 
 #[cfg(test)]
