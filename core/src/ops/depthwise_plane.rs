@@ -470,7 +470,6 @@ mod tests {
     use crate::geometry::{Axis, Padding};
     use crate::ops::depthwise_conv2d::depthwise_conv2d_i8_reference;
     use crate::test_support::*;
-    use std::vec::Vec;
 
     /// An axis of `input` values (`1..=max_in`) with a kernel of `1..=max_k` taps, any stride
     /// (1..=3), dilation (1..=3) and padding: SAME, VALID or explicit.
