@@ -300,18 +300,18 @@ impl Layer<'_> {
             false => (self.out_c, g.kernel_w * self.out_c),
             true => (g.kernel_w * self.out_c, self.out_c),
         };
+        let (k_v, per_word) = (p.k_v, 1 + usize::from(p.paired));
         for (ku, row) in words.chunks_exact_mut(p.pairs.max(1)).enumerate() {
-            let start = (oc + ku * across).min(self.filter.len());
-            let mut taps = self.filter[start..]
-                .iter()
-                .step_by(along.max(1))
-                .take(p.k_v)
-                .map(|&w| w as i16 as u16 as u32);
-            for word in row {
-                let lo = taps.next().unwrap_or(0);
+            let taps = self.filter.get(oc + ku * across..).unwrap_or_default();
+            let tap = |kv: usize| match kv < k_v {
+                true => widen(taps.get(kv * along), 0),
+                false => 0,
+            };
+            for (j, word) in row.iter_mut().enumerate() {
+                let kv = j * per_word;
                 *word = match p.paired {
-                    true => lo | taps.next().unwrap_or(0) << 16,
-                    false => lo,
+                    true => tap(kv) | tap(kv + 1) << 16,
+                    false => tap(kv),
                 };
             }
         }
@@ -416,14 +416,13 @@ fn requantize_run(
     stage: &Int8Stage,
     (out, step): (&mut [i8], usize),
 ) {
-    let out = out.iter_mut().step_by(step);
     match s.fast_parts() {
         Some((left, mult, add, right)) => {
             let clamp = (i32::from(stage.act_min), i32::from(stage.act_max));
-            requantize_fast(sums, (left, mult, add, right), clamp, out);
+            requantize_fast(sums, (left, mult, add, right), clamp, (out, step));
         }
         None => {
-            for (&acc, o) in sums.iter().zip(out) {
+            for (&acc, o) in sums.iter().zip(out.iter_mut().step_by(step)) {
                 *o = s.out(acc, stage);
             }
         }
@@ -432,16 +431,20 @@ fn requantize_run(
 
 /// `ChannelStage::out` for the usual stage (its `fast_parts`), the constants in registers.
 #[inline(always)]
-fn requantize_fast<'o>(
+fn requantize_fast(
     sums: &[i32],
     (left, mult, add, right): (u32, i32, i32, u32),
     (lo, hi): (i32, i32),
-    out: impl Iterator<Item = &'o mut i8>,
+    (out, step): (&mut [i8], usize),
 ) {
     let neg = -i32::from(right > 0);
-    for (&acc, o) in sums.iter().zip(out) {
+    let mut at = 0;
+    for &acc in sums {
         let y = smmulr(acc << left, mult);
-        *o = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
+        if let Some(o) = out.get_mut(at) {
+            *o = ((y + ((y >> 31) & neg) + add) >> right).max(lo).min(hi) as i8;
+        }
+        at += step;
     }
 }
 
