@@ -263,7 +263,7 @@ impl Layer<'_> {
                         *start = iu % p.rows * p.width;
                     }
                 }
-                let starts = &starts[..p.k_u];
+                let starts = starts.get(..p.k_u).unwrap_or_default();
                 for (m, st) in s.stages.iter().enumerate() {
                     let w = s
                         .weights
@@ -391,7 +391,8 @@ fn row_sums(row: &[u32], w: &[u32], (stride, step): (usize, usize), sums: &mut [
         let Some(both) = row.get(at..at + stride + span) else {
             return;
         };
-        let (a, b) = (&both[..span], &both[stride..]);
+        // Window A is `both`'s first `span` words (the zip with `w` stops there).
+        let (a, b) = (both, both.get(stride..).unwrap_or_default());
         let (mut s0, mut s1) = (pair[0], pair[1]);
         for ((a, b), &w) in a.chunks_exact(step).zip(b.chunks_exact(step)).zip(w) {
             s0 = smlad(a[0], w, s0);
@@ -422,7 +423,7 @@ fn requantize_run(
             requantize_fast(sums, (left, mult, add, right), clamp, (out, step));
         }
         None => {
-            for (&acc, o) in sums.iter().zip(out.iter_mut().step_by(step)) {
+            for (&acc, o) in sums.iter().zip(out.iter_mut().step_by(step.max(1))) {
                 *o = s.out(acc, stage);
             }
         }
