@@ -1,4 +1,4 @@
-//! The four MLPerf Tiny int8 reference models (`tests/mlperf/`), imported from their `.tflite`
+//! The five MLPerf Tiny int8 reference models (`tests/mlperf/`), imported from their `.tflite`
 //! files, must reproduce every output byte TFLite-Micro's reference kernels computed for the
 //! golden vectors in `tests/mlperf/golden/`.
 //!
@@ -27,8 +27,8 @@ fn manifest() -> serde_json::Map<String, Value> {
 }
 
 /// The cases this file has a test for; the manifest must list exactly these.
-const CASES: [&str; 6] = [
-    "kws_real", "kws_rand", "ad_real", "vww_rand", "ic_zero", "ic_rand",
+const CASES: [&str; 8] = [
+    "kws_real", "kws_rand", "ad_real", "vww_rand", "ic_zero", "ic_rand", "sww_real", "sww_rand",
 ];
 
 fn product(v: &Value) -> usize {
@@ -83,6 +83,8 @@ fn check(name: &str) {
     // conv whose 27-tap windows are not whole words (its last channels in Rust), like
     // ResNet-8's, whose 3x3 convs gather windows as rectangles. Only the autoencoder has FULLY_CONNECTED layers big enough for the fast
     // kernel (the others' classifiers run the compact loop); keyword spotting links no path.
+    // The streaming wake-word model's depthwise layers (k x 1 kernels on H x 1 maps) run a
+    // channel at a time; some of its pointwise channels need the channel-pair table.
     let paths: Vec<&str> = model.kernel_path_features().unwrap().collect();
     let expected_paths: &[&str] = if model_file.contains("vww") {
         &[
@@ -94,6 +96,8 @@ fn check(name: &str) {
         &["kernel-conv-tail", "kernel-conv-rect"]
     } else if model_file.contains("ad01") {
         &["kernel-fc-fast"]
+    } else if model_file.contains("str_ww") {
+        &["kernel-conv-table", "kernel-depthwise-plane"]
     } else {
         &[]
     };
@@ -174,6 +178,16 @@ fn ic_zero_is_bit_exact() {
 #[test]
 fn ic_rand_is_bit_exact() {
     check("ic_rand");
+}
+
+#[test]
+fn sww_real_is_bit_exact() {
+    check("sww_real");
+}
+
+#[test]
+fn sww_rand_is_bit_exact() {
+    check("sww_rand");
 }
 
 /// `infer` takes the `.tflite` file itself too, and gives the same bytes.

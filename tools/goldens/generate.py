@@ -184,6 +184,11 @@ for (name, shape, k, s, pad, m, dil, act, note) in [
     ("dwconv_3x3_same_dil2_m1_relu6", (8, 8, 4), 3, 1, "same", 1, 2, "relu6", "3x3 dilation 2, SAME"),
     ("dwconv_3x3_valid_dil2_m2_none", (9, 9, 3), 3, 1, "valid", 2, 2, "none", "3x3 dilation 2, VALID, multiplier 2"),
     ("dwconv_5x5_same_s2_m1_none", (9, 9, 8), 5, 2, "same", 1, 1, "none", "5x5 stride 2 SAME, 8 channels"),
+    ("dwconv_10x1_valid_hx1_m1_none", (24, 1, 8), (10, 1), 1, "valid", 1, 1, "none", "10x1 VALID on an H x 1 map, 8 channels"),
+    ("dwconv_15x1_valid_hx1_m1_relu", (15, 1, 6), (15, 1), 1, "valid", 1, 1, "relu", "15x1 VALID on a 15x1 map (one output), 6 channels, fused RELU"),
+    ("dwconv_1x15_same_s2_m2_relu6", (1, 20, 3), (1, 15), 2, "same", 2, 1, "relu6", "1x15 stride 2 SAME on a 1 x W map, multiplier 2"),
+    ("dwconv_10x8_same_s2_m8_c1_relu", (20, 16, 1), (10, 8), 2, "same", 8, 1, "relu", "10x8 stride 2 SAME, one input channel, multiplier 8 (micro_speech's shape)"),
+    ("dwconv_7x1_same_dil3_m2_none", (20, 3, 3), (7, 1), 1, "same", 2, 3, "none", "7x1 dilation 3 SAME, 3 channels, multiplier 2"),
 ]:
     case(name, f"DEPTHWISE_CONV_2D: {note}.", [shape], dw(k, s, pad, m, dil, ACTS[act]))
 

@@ -7,6 +7,7 @@
 
 use super::conv2d::{same, Geometry, WindowNames};
 use super::depthwise_fast;
+use super::depthwise_plane;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, KernelPaths, Operator, Views, Weighted};
 use super::output_stage::{check_clamp, check_int8, clamp_f32, requantize};
@@ -77,16 +78,56 @@ pub(crate) fn depthwise_conv2d_i8_decoded(
     debug_assert!(checked.is_ok(), "{checked:?}");
     let g = Geometry::decoded(window, input.shape, kernel, output.shape);
     let (i, f, out) = (input.data, filter.data, &mut *output.data);
-    if depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch) {
+    let ran = match path(window, dm, input.shape, filter.shape, output.shape) {
+        Path::Groups(_) => {
+            depthwise_fast::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch)
+        }
+        Path::Plane(_) => {
+            depthwise_plane::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch)
+        }
+        Path::Reference => false,
+    };
+    if ran {
         return Ok(());
     }
     super::reference_built()?;
     reference_i8(&g, dm, stage, input, filter, bias, requant, output)
 }
 
-/// Scratch bytes [`depthwise_conv2d_i8`]'s fast kernel needs (0 where it does not apply): a
-/// ring of input rows, `(kernel_h - 1) * dilation_h + 1` rows of the padded width and one of
-/// padding, a word per pixel; then a group's constants and widened taps.
+/// The kernel a layer runs, with its scratch bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Path {
+    /// Four channels at a time (`depthwise_fast`).
+    Groups(usize),
+    /// A channel at a time (`depthwise_plane`, feature `kernel-depthwise-plane`).
+    Plane(usize),
+    /// The reference kernel, without scratch.
+    Reference,
+}
+
+/// Which kernel runs a layer: the four-channel one for the 3x3 layers its assembly row
+/// kernel takes, else the channel-at-a-time one where its scratch is small enough, else the
+/// four-channel one where it applies, else the reference kernel.
+fn path(window: &Window, dm: usize, input: Shape4, filter: Shape4, output: Shape4) -> Path {
+    let kernel = (filter.h, filter.w);
+    let ring = depthwise_fast::ring(window, kernel, (input.w, output.w), dm, filter.c);
+    let groups = ring.map(|ring| depthwise_fast::scratch_len(ring, filter.h * filter.w));
+    let general = depthwise_fast::takes_general(window, kernel, groups.is_some());
+    if let (Some(need), false) = (groups, general) {
+        return Path::Groups(need);
+    }
+    let plan = depthwise_plane::Plan::new(window, kernel, (input.h, input.w), (output.h, output.w));
+    match (plan.and_then(|p| p.scratch_len(dm)), groups) {
+        (Some(need), _) => Path::Plane(need),
+        (None, Some(need)) => Path::Groups(need),
+        (None, None) => Path::Reference,
+    }
+}
+
+/// Scratch bytes [`depthwise_conv2d_i8`]'s fast kernels need (0 where none applies): for the
+/// four-channel kernel a ring of input rows, a word per pixel, and a group's constants and
+/// widened taps; for the channel-at-a-time one a ring of widened rows of one channel, its
+/// output channels' weights and output stages.
 pub fn scratch_bytes(
     window: &Window,
     depth_multiplier: usize,
@@ -94,17 +135,10 @@ pub fn scratch_bytes(
     filter: Shape4,
     output: Shape4,
 ) -> usize {
-    let kernel = (filter.h, filter.w);
-    depthwise_fast::ring(
-        window,
-        kernel,
-        (input.w, output.w),
-        depth_multiplier,
-        filter.c,
-    )
-    .map_or(0, |ring| {
-        depthwise_fast::scratch_len(ring, filter.h * filter.w)
-    })
+    match path(window, depth_multiplier, input, filter, output) {
+        Path::Groups(need) | Path::Plane(need) => need,
+        Path::Reference => 0,
+    }
 }
 
 /// [`depthwise_conv2d_i8`] computed the way TFLite-Micro's reference kernel does, one multiply
@@ -344,8 +378,11 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
     }
 
     fn kernel_paths(&self, model: &Model<'a>, paths: &mut KernelPaths) -> Result<(), Error> {
-        let fast = self.scratch_need(model)?.is_some();
+        let (input, output) = (model.tensor(self.input)?, model.tensor(self.output)?);
         let (p, f) = (&self.params, self.weights.shape);
+        let chosen = path(&p.window, p.depth_multiplier, input.shape, f, output.shape);
+        let fast = matches!(chosen, Path::Groups(_));
+        paths.take(KernelPath::DepthwisePlane, matches!(chosen, Path::Plane(_)));
         let kernel = (f.h, f.w);
         let general = depthwise_fast::takes_general(&p.window, kernel, fast);
         paths.take(KernelPath::DepthwiseGeneral, general);

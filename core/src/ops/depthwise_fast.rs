@@ -8,9 +8,10 @@
 //! costs nothing (the zero point plus the input offset is zero). A window row above or below
 //! the input reads the ring's extra row, all zero points. A row of 3x3 outputs runs in
 //! one assembly loop with the requantization inside ([`Dw3x3`]); other kernels, and groups
-//! with a channel the assembly's output stage cannot take, loop over the ring in Rust. Inputs
-//! too wide for the ring (or given too little scratch), other depth multipliers and channel
-//! counts run the reference kernel.
+//! with a channel the assembly's output stage cannot take, loop over the ring in Rust. The
+//! dispatch (`depthwise_conv2d::path`) gives this kernel the 3x3 layers, and other layers only
+//! where the channel-at-a-time kernel (`depthwise_plane`) would need too much scratch; what
+//! neither takes runs the reference kernel.
 
 use super::conv2d::Geometry;
 use super::fast_requant::{all_common, channel_stage, channel_stages, max_product, ChannelStage};

@@ -27,6 +27,7 @@ pub mod conv2d;
 pub(crate) mod conv_gemm;
 pub mod depthwise_conv2d;
 pub(crate) mod depthwise_fast;
+mod depthwise_plane;
 mod fast_requant;
 pub(crate) mod fc_fast;
 pub mod fully_connected;

@@ -216,6 +216,8 @@ kernel_paths! {
     ConvRect => "kernel-conv-rect",
     /// SOFTMAX layers with an int16 output.
     SoftmaxInt16 => "kernel-softmax-int16",
+    /// DEPTHWISE_CONV_2D layers the four-channel kernel does not take, a channel at a time.
+    DepthwisePlane => "kernel-depthwise-plane",
 }
 
 /// A set of [`KernelPath`]s.

@@ -434,6 +434,12 @@ use dsp as imp;
 #[cfg(mote_dsp)]
 mod dsp;
 
+/// `acc + lo(a) * lo(b) + hi(a) * hi(b)`, wrapping: one `SMLAD`.
+#[inline(always)]
+pub(crate) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    imp::smlad(a, b, acc)
+}
+
 /// `acc + lo(a) * lo(b)`, wrapping.
 #[inline(always)]
 pub(crate) fn smlabb(a: u32, b: u32, acc: i32) -> i32 {

@@ -27,6 +27,18 @@ pub(super) fn sxtab16_ror8(off2: u32, x: u32) -> u32 {
 }
 
 #[inline(always)]
+pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
+    let r;
+    // SAFETY: register-only arithmetic; no memory or stack touched. SMLAD sets the Q flag on
+    // overflow, which nothing reads (the sum wraps like the portable one).
+    unsafe {
+        asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+             c = in(reg) acc, options(pure, nomem, nostack));
+    }
+    r
+}
+
+#[inline(always)]
 pub(super) fn smmulr(a: i32, b: i32) -> i32 {
     let r;
     // SAFETY: register-only arithmetic; no memory, stack or flags touched.
