@@ -147,8 +147,19 @@ pub(crate) fn win(stride: (usize, usize), dilation: (usize, usize), pad: (usize,
 
 /// One random axis: TFLite SAME or VALID, or any padding and output size the kernels accept.
 pub(crate) fn random_axis(rng: &mut Rng) -> Axis {
-    let (input, kernel) = (rng.size(1, 7), rng.size(1, 4));
-    let (stride, dilation) = (rng.size(1, 3), rng.size(1, 2));
+    random_axis_within(rng, 7, 4, 2)
+}
+
+/// [`random_axis`] with `1..=max_input` values, a kernel of `1..=max_kernel` taps, strides
+/// `1..=3` and dilations `1..=max_dilation`.
+pub(crate) fn random_axis_within(
+    rng: &mut Rng,
+    max_input: usize,
+    max_kernel: usize,
+    max_dilation: usize,
+) -> Axis {
+    let (input, kernel) = (rng.size(1, max_input), rng.size(1, max_kernel));
+    let (stride, dilation) = (rng.size(1, 3), rng.size(1, max_dilation));
     let dilated = (kernel - 1) * dilation + 1;
     let mode = rng.next() % 3;
     let valid = mode == 1 && input >= dilated;

@@ -475,21 +475,10 @@ mod tests {
     use crate::ops::depthwise_conv2d::depthwise_conv2d_i8_reference;
     use crate::test_support::*;
 
-    /// An axis of `input` values (`1..=max_in`) with a kernel of `1..=max_k` taps, any stride
-    /// (1..=3), dilation (1..=3) and padding: SAME, VALID or explicit.
+    /// An axis of `1..=max_in` values with a kernel of `1..=max_k` taps, any stride and
+    /// dilation (1..=3) and padding: SAME, VALID or explicit.
     fn axis(rng: &mut Rng, max_in: usize, max_k: usize) -> Axis {
-        let (input, kernel) = (rng.size(1, max_in), rng.size(1, max_k));
-        let (stride, dilation) = (rng.size(1, 3), rng.size(1, 3));
-        let dilated = (kernel - 1) * dilation + 1;
-        let mode = rng.next() % 3;
-        let valid = mode == 1 && input >= dilated;
-        let padding = [Padding::Same, Padding::Valid][usize::from(valid)];
-        let mut axis = Axis::new(padding, input, kernel, stride, dilation).unwrap();
-        if mode == 2 {
-            axis.pad = rng.size(0, dilated - 1);
-            axis.output = rng.size(1, (input + axis.pad).div_ceil(stride));
-        }
-        axis
+        crate::test_support::random_axis_within(rng, max_in, max_k, 3)
     }
 
     /// The layer's two axes: `H x 1` maps with `k x 1` kernels, `1 x W` with `1 x k`, small
