@@ -180,9 +180,8 @@ fn write_with_cut(image: &mut FirmwareImage, blob: &[u8], cut: Option<usize>) ->
 }
 
 /// Operations an uncut write of `blob` takes.
-fn write_ops(image: &FirmwareImage, blob: &[u8]) -> usize {
-    let mut scratch = FirmwareImage::read_bytes(image.bytes().to_vec()).unwrap();
-    let mut slots = scratch.slots_mut().to_vec();
+fn write_ops(image: &mut FirmwareImage, blob: &[u8]) -> usize {
+    let mut slots = image.slots_mut().to_vec();
     let flash = CutFlash {
         inner: RamFlash::keep(&mut slots),
         cut: usize::MAX,
@@ -231,7 +230,7 @@ fn a_swap_cut_at_every_write_step_runs_the_old_model_or_the_new_one() {
         ),
     ];
     for (blob, old_out, new_out, old_name, new_name) in swaps {
-        let ops = write_ops(&image, blob);
+        let ops = write_ops(&mut image, blob);
         assert!(ops >= 4, "erase, payload, header, commit: {ops}");
         for cut in 0..ops {
             let mut cut_image = FirmwareImage::read_bytes(image.bytes().to_vec()).unwrap();
