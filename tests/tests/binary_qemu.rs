@@ -1,4 +1,5 @@
-//! The same-shape ADD, SUB and MUL assembly loops (`core/src/ops/binary_fast.rs`) in the
+//! The same-shape ADD, SUB and MUL assembly loops (`core/src/ops/binary_fast.rs`,
+//! `core/src/ops/sum_form.rs`) in the
 //! emulated Cortex-M4: those operators on one input and random constant operands of its shape
 //! (each layer's output a model output, so that no error is hidden by a later layer), the
 //! input's shape, per channel (either operand) or a scalar, every activation, extreme zero points and scales, lengths that are and are not
@@ -88,8 +89,9 @@ fn binary_loops_in_qemu_equal_the_host() {
         (Add, (0.05, -128), (0.01, 0), Linear),
         (Mul, (0.4, 5), (0.03, -128), Relu6),
     ];
-    let shapes: [&[usize]; 5] = [
+    let shapes: [&[usize]; 6] = [
         &[1, 24, 24, 8],
+        &[1, 4, 6, 16],
         &[1, 1, 1, 1031],
         &[1, 3, 5, 7],
         &[1, 8, 9, 20],

@@ -18,6 +18,7 @@ use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
+use super::sum_form::{Layer, Sum, SumForm};
 use super::Activation;
 use super::Int8Stage;
 use crate::format::OpCode;
@@ -389,12 +390,14 @@ record_params! {
         pub input2_offset: i32,
         /// Left shift applied to both inputs.
         pub left_shift: i32,
+        /// The layer's exact linear form, if the lowering found one.
+        pub form: Option<SumForm>,
     }
 }
 
 impl AddParams {
     /// The record parameters and the three requantization constants.
-    pub fn to_record(&self) -> (AddRecordParams, [QuantizedMultiplier; 3]) {
+    pub fn to_record(&self, form: Option<SumForm>) -> (AddRecordParams, [QuantizedMultiplier; 3]) {
         let stage = Int8Stage {
             input_offset: self.input1_offset,
             output_offset: self.output_offset,
@@ -405,6 +408,7 @@ impl AddParams {
             stage,
             input2_offset: self.input2_offset,
             left_shift: self.left_shift,
+            form,
         };
         (record, [self.input1, self.input2, self.output])
     }
@@ -417,6 +421,8 @@ pub struct Add<'a> {
     pub params: AddParams,
     /// Inputs, output and the broadcast walk.
     pub tensors: BinaryIo<'a>,
+    /// The exact linear form the kernel runs, if the record has one (else the tables).
+    pub form: Option<SumForm>,
 }
 
 impl AddParams {
@@ -438,9 +444,28 @@ impl AddParams {
         }
     }
 
-    /// Writes the record's parameters and requantization constants.
-    pub(crate) fn lower_to(&self, cx: &mut Lowering<'_>) -> Result<(), LowerError> {
-        let (record, requant) = self.to_record();
+    /// ADD's layer (SUB's if `negate`) for [`SumForm::find`].
+    pub(crate) fn sum_layer(&self, negate: bool) -> Layer<impl Fn(i8, i8) -> i8 + '_> {
+        let span = |rescaled: fn(&Self, i8) -> i32| {
+            i64::from(rescaled(self, i8::MAX)) - i64::from(rescaled(self, i8::MIN))
+        };
+        let sign = if negate { -1 } else { 1 };
+        Layer {
+            exact: move |x, y| {
+                let (r1, r2) = (self.rescaled1(x), self.rescaled2(y));
+                self.finish(if negate { r1.wrapping_sub(r2) } else { r1 + r2 })
+            },
+            spans: (span(Self::rescaled1), sign * span(Self::rescaled2)),
+            output: self.output,
+            clamp: (self.act_min, self.act_max),
+        }
+    }
+
+    /// Writes the record's parameters (with the layer's linear form, SUB's if `negate`) and
+    /// requantization constants.
+    pub(crate) fn lower_to(&self, cx: &mut Lowering<'_>, negate: bool) -> Result<(), LowerError> {
+        let form = SumForm::find(&self.sum_layer(negate));
+        let (record, requant) = self.to_record(form);
         for q in requant {
             cx.requant(q);
         }
@@ -460,7 +485,7 @@ impl<'a> Operator<'a> for Add<'a> {
             .ok_or(LowerError::Unsupported {
                 what: "ADD scales out of the representable range",
             })?
-            .lower_to(cx)
+            .lower_to(cx, false)
     }
 
     fn decode(d: &Decoder<'_, 'a>, record: AddRecordParams) -> Self {
@@ -470,7 +495,11 @@ impl<'a> Operator<'a> for Add<'a> {
             params.validate().is_ok(),
             why!("ADD offsets, shift or multipliers out of range"),
         );
-        Add { params, tensors }
+        Add {
+            params,
+            tensors,
+            form: record.form,
+        }
     }
 
     fn io(&self) -> Option<Io> {
@@ -478,17 +507,39 @@ impl<'a> Operator<'a> for Add<'a> {
     }
 
     fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
-        Ok(Some(table_scratch(&self.tensors, model)?))
+        match self.form {
+            Some(_) => Ok(Some(0)),
+            None => Ok(Some(table_scratch(&self.tensors, model)?)),
+        }
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         super::built(OpCode::Add)?;
-        self.tensors.run(&self.params, v)
+        run_sum(&self.params, self.form, &self.params, (&self.tensors, v))
+    }
+}
+
+/// Runs ADD or SUB (`op`, with parameters `p`) by its linear form if it has one.
+pub(crate) fn run_sum<B: Binary>(
+    p: &AddParams,
+    form: Option<SumForm>,
+    op: &B,
+    (tensors, v): (&BinaryIo<'_>, Views<'_, i8, i8>),
+) -> Res {
+    match form {
+        Some(form) => tensors.run(
+            &Sum {
+                form,
+                clamp: (p.act_min, p.act_max),
+            },
+            v,
+        ),
+        None => tensors.run(op, v),
     }
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     use crate::test_support::Rng;

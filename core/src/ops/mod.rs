@@ -54,6 +54,7 @@ pub mod space_depth;
 pub mod squared_difference;
 pub mod strided_slice;
 pub mod sub;
+pub mod sum_form;
 pub mod svdf;
 pub mod transpose;
 pub mod transpose_conv;

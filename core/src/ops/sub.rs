@@ -6,10 +6,11 @@
 //! double only for `QuantizeMultiplierSmallerThanOneExp`), where ADD uses double throughout:
 //! the two can differ in a multiplier's last bit, so SUB has its own prepare.
 
-use super::add::{run_tables, table_scratch, tabled, AddParams, AddRecordParams};
+use super::add::{run_sum, run_tables, table_scratch, tabled, AddParams, AddRecordParams};
 use super::broadcast::{lower_binary_quantized, Binary, BinaryIo, Broadcast};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
+use super::sum_form::SumForm;
 use super::Activation;
 use crate::format::OpCode;
 use crate::model::{Decoder, Model};
@@ -91,6 +92,8 @@ pub struct Sub<'a> {
     pub params: Difference,
     /// Inputs, output and the broadcast walk.
     pub tensors: BinaryIo<'a>,
+    /// The exact linear form the kernel runs, if the record has one (else the tables).
+    pub form: Option<SumForm>,
 }
 
 impl<'a> Operator<'a> for Sub<'a> {
@@ -105,7 +108,7 @@ impl<'a> Operator<'a> for Sub<'a> {
             .ok_or(LowerError::Unsupported {
                 what: "SUB scales out of the representable range",
             })?
-            .lower_to(cx)
+            .lower_to(cx, true)
     }
 
     fn decode(d: &Decoder<'_, 'a>, record: AddRecordParams) -> Self {
@@ -118,6 +121,7 @@ impl<'a> Operator<'a> for Sub<'a> {
         Sub {
             params: Difference(params),
             tensors,
+            form: record.form,
         }
     }
 
@@ -126,12 +130,15 @@ impl<'a> Operator<'a> for Sub<'a> {
     }
 
     fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
-        Ok(Some(table_scratch(&self.tensors, model)?))
+        match self.form {
+            Some(_) => Ok(Some(0)),
+            None => Ok(Some(table_scratch(&self.tensors, model)?)),
+        }
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         super::built(OpCode::Sub)?;
-        self.tensors.run(&self.params, v)
+        run_sum(&self.params.0, self.form, &self.params, (&self.tensors, v))
     }
 }
 
