@@ -5,7 +5,9 @@
 //! output scale. Every rounding step is TFLite's, so results match it bit for bit. SUB
 //! (`super::sub`) is the same arithmetic with the second input's value negated.
 //!
-//! Each input's rescaled value depends on its int8 value alone, so a long ADD whose runs advance
+//! A layer that mote lowered carries its exact linear form (`super::sum_form`), which its
+//! kernel runs instead (two multiply-accumulates an element on the M4). Without one:
+//! each input's rescaled value depends on its int8 value alone, so a long ADD whose runs advance
 //! through both inputs (same shapes, or a per-channel operand) first tabulates both rescalings
 //! (2 x 256 words, `Tabled`) and then only requantizes the sum per element, in the assembly
 //! loop of `super::binary_fast`. The tables live in the layer's planned scratch (2 KB); a
@@ -18,7 +20,7 @@ use super::fast_requant::ChannelStage;
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
 use super::record::record_params;
-use super::sum_form::{Layer, Sum, SumForm};
+use super::sum_form::{Layer, SumForm};
 use super::Activation;
 use super::Int8Stage;
 use crate::format::OpCode;
@@ -147,14 +149,6 @@ impl AddParams {
         Ok(())
     }
 
-    /// One output element. `apply` with a shift <= 0 is exactly TFLite's
-    /// `MultiplyByQuantizedMultiplierSmallerThanOneExp` (doubling high multiply, then a
-    /// rounding right shift).
-    #[inline(always)]
-    fn add_one(&self, x: i8, y: i8) -> i8 {
-        self.finish(self.rescaled1(x) + self.rescaled2(y))
-    }
-
     /// Input 1's value on the common scale.
     #[inline(always)]
     pub(crate) fn rescaled1(&self, x: i8) -> i32 {
@@ -201,24 +195,10 @@ pub fn add_i8(p: &AddParams, a: &[i8], b: &[i8], out: &mut [i8]) -> Result<(), E
     super::built(OpCode::Add)?;
     check_lengths(a.len(), b.len(), out.len())?;
     p.validate()?;
-    let slow = p.whole(a, b, out, &mut []);
-    p.vv(&a[..slow], &b[..slow], &mut out[..slow]);
+    let kernel = SumKernel::tflite(*p, false);
+    let slow = kernel.whole(a, b, out, &mut []);
+    kernel.vv(&a[..slow], &b[..slow], &mut out[..slow]);
     Ok(())
-}
-
-impl Binary for AddParams {
-    #[inline(always)]
-    fn one(&self, x: i8, y: i8) -> i8 {
-        self.add_one(x, y)
-    }
-
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
-        tabled(self, a, b, out, false)
-    }
-
-    fn run_walk(&self, run: (&Broadcast, &[i8], &[i8], &mut [i8]), scratch: &mut [u8]) -> Res {
-        run_tables(self, self, false, run, scratch)
-    }
 }
 
 /// The scratch ADD and SUB want: room for the two tables if the output is long enough to
@@ -417,12 +397,108 @@ impl AddParams {
 /// ADD, decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct Add<'a> {
-    /// Offsets, multipliers, clamp.
-    pub params: AddParams,
+    /// How each output is computed.
+    pub rule: SumRule,
     /// Inputs, output and the broadcast walk.
     pub tensors: BinaryIo<'a>,
-    /// The exact linear form the kernel runs, if the record has one (else the tables).
-    pub form: Option<SumForm>,
+}
+
+/// How an ADD or SUB layer computes its outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SumRule {
+    /// The record's exact linear form, clamped to the activation's range.
+    Form(SumForm, (i8, i8)),
+    /// TFLite-Micro's arithmetic, with rescaling tables on long runs (a record without a
+    /// form).
+    Tflite(AddParams),
+}
+
+impl SumRule {
+    /// The rule a record gives: its form if it has one, else the parameters.
+    pub(crate) fn from_record(record: &AddRecordParams, params: AddParams) -> Self {
+        match record.form {
+            Some(form) => SumRule::Form(form, (params.act_min, params.act_max)),
+            None => SumRule::Tflite(params),
+        }
+    }
+
+    /// The scratch the layer wants: the tables' if it has no form.
+    pub(crate) fn scratch_need(
+        &self,
+        io: &BinaryIo<'_>,
+        model: &Model<'_>,
+    ) -> Result<usize, Error> {
+        match self {
+            SumRule::Form(..) => Ok(0),
+            SumRule::Tflite(_) => table_scratch(io, model),
+        }
+    }
+}
+
+/// ADD (SUB if `negate`) by its rule: the one walk both operators' layers run.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SumKernel {
+    pub(crate) rule: SumRule,
+    pub(crate) negate: bool,
+}
+
+impl SumKernel {
+    /// TFLite-Micro's arithmetic on `p` (SUB's if `negate`).
+    pub(crate) fn tflite(p: AddParams, negate: bool) -> Self {
+        SumKernel {
+            rule: SumRule::Tflite(p),
+            negate,
+        }
+    }
+}
+
+impl Binary for SumKernel {
+    #[inline(always)]
+    fn one(&self, x: i8, y: i8) -> i8 {
+        match self.rule {
+            SumRule::Form(form, clamp) => form.out(x, y, clamp),
+            SumRule::Tflite(p) => p.one_of(x, y, self.negate),
+        }
+    }
+
+    fn vv(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
+        match self.rule {
+            SumRule::Form(form, clamp) => form.vv(clamp, a, b, out),
+            SumRule::Tflite(p) => {
+                for ((o, &x), &y) in out.iter_mut().zip(a).zip(b) {
+                    *o = p.one_of(x, y, self.negate);
+                }
+            }
+        }
+    }
+
+    fn fast_runs(&self, len: usize) -> bool {
+        matches!(self.rule, SumRule::Form(..)) && len >= FAST_RUN
+    }
+
+    fn rows(&self, a: &[i8], b: &[i8], out: &mut [i8], row: usize) -> bool {
+        match self.rule {
+            SumRule::Form(form, clamp) => form.rows(clamp, (a, b), out, row),
+            SumRule::Tflite(_) => false,
+        }
+    }
+
+    fn run_walk(&self, run: (&Broadcast, &[i8], &[i8], &mut [i8]), scratch: &mut [u8]) -> Res {
+        match self.rule {
+            SumRule::Form(..) => run.0.run(self, run.1, run.2, run.3, scratch),
+            SumRule::Tflite(p) => run_tables(&p, self, self.negate, run, scratch),
+        }
+    }
+
+    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
+        match self.rule {
+            SumRule::Form(form, clamp) => {
+                form.vv(clamp, a, b, out);
+                0
+            }
+            SumRule::Tflite(p) => tabled(&p, a, b, out, self.negate),
+        }
+    }
 }
 
 impl AddParams {
@@ -444,6 +520,13 @@ impl AddParams {
         }
     }
 
+    /// ADD's output (SUB's if `negate`) for inputs `x` and `y`.
+    #[inline(always)]
+    pub(crate) fn one_of(&self, x: i8, y: i8, negate: bool) -> i8 {
+        let (r1, r2) = (self.rescaled1(x), self.rescaled2(y));
+        self.finish(if negate { r1.wrapping_sub(r2) } else { r1 + r2 })
+    }
+
     /// ADD's layer (SUB's if `negate`) for [`SumForm::find`].
     pub(crate) fn sum_layer(&self, negate: bool) -> Layer<impl Fn(i8, i8) -> i8 + '_> {
         let span = |rescaled: fn(&Self, i8) -> i32| {
@@ -451,10 +534,7 @@ impl AddParams {
         };
         let sign = if negate { -1 } else { 1 };
         Layer {
-            exact: move |x, y| {
-                let (r1, r2) = (self.rescaled1(x), self.rescaled2(y));
-                self.finish(if negate { r1.wrapping_sub(r2) } else { r1 + r2 })
-            },
+            exact: move |x, y| self.one_of(x, y, negate),
             spans: (span(Self::rescaled1), sign * span(Self::rescaled2)),
             output: self.output,
             clamp: (self.act_min, self.act_max),
@@ -496,9 +576,8 @@ impl<'a> Operator<'a> for Add<'a> {
             why!("ADD offsets, shift or multipliers out of range"),
         );
         Add {
-            params,
+            rule: SumRule::from_record(&record, params),
             tensors,
-            form: record.form,
         }
     }
 
@@ -507,34 +586,16 @@ impl<'a> Operator<'a> for Add<'a> {
     }
 
     fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
-        match self.form {
-            Some(_) => Ok(Some(0)),
-            None => Ok(Some(table_scratch(&self.tensors, model)?)),
-        }
+        Ok(Some(self.rule.scratch_need(&self.tensors, model)?))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         super::built(OpCode::Add)?;
-        run_sum(&self.params, self.form, &self.params, (&self.tensors, v))
-    }
-}
-
-/// Runs ADD or SUB (`op`, with parameters `p`) by its linear form if it has one.
-pub(crate) fn run_sum<B: Binary>(
-    p: &AddParams,
-    form: Option<SumForm>,
-    op: &B,
-    (tensors, v): (&BinaryIo<'_>, Views<'_, i8, i8>),
-) -> Res {
-    match form {
-        Some(form) => tensors.run(
-            &Sum {
-                form,
-                clamp: (p.act_min, p.act_max),
-            },
-            v,
-        ),
-        None => tensors.run(op, v),
+        let kernel = SumKernel {
+            rule: self.rule,
+            negate: false,
+        };
+        self.tensors.run(&kernel, v)
     }
 }
 
@@ -602,8 +663,11 @@ pub(crate) mod tests {
             let len = [TABLE_FROM, TABLE_FROM + 3, 5000, 16_384][case % 4];
             let a: std::vec::Vec<i8> = (0..len).map(|_| rng.next() as i8).collect();
             let b: std::vec::Vec<i8> = (0..len).map(|_| rng.next() as i8).collect();
-            let want: std::vec::Vec<i8> =
-                a.iter().zip(&b).map(|(&x, &y)| p.add_one(x, y)).collect();
+            let want: std::vec::Vec<i8> = a
+                .iter()
+                .zip(&b)
+                .map(|(&x, &y)| p.one_of(x, y, false))
+                .collect();
             // Word-aligned output (tabled), and one byte off (per element).
             let mut words = std::vec![0u32; len / 4 + 2];
             let bytes = crate::cast::words_as_bytes_mut(&mut words);
@@ -626,7 +690,11 @@ pub(crate) mod tests {
             let Some(p) = random_params(&mut rng, case) else {
                 continue;
             };
-            crate::ops::broadcast::tests::check_against_naive(&p, &mut rng, 12);
+            crate::ops::broadcast::tests::check_against_naive(
+                &SumKernel::tflite(p, false),
+                &mut rng,
+                12,
+            );
         }
     }
 
@@ -645,10 +713,10 @@ pub(crate) mod tests {
                 let mut t = [0i32; 512];
                 let tab = Tabled::new(&p, &mut t, negate);
                 fast += usize::from(tab.stage.is_some());
-                let sub = crate::ops::sub::Difference(p);
+                let kernel = SumKernel::tflite(p, negate);
                 for x in -128..=127i8 {
                     for y in -128..=127i8 {
-                        let want = if negate { sub.one(x, y) } else { p.one(x, y) };
+                        let want = kernel.one(x, y);
                         assert_eq!(tab.one(x, y), want, "{p:?} {x} {y} {negate}");
                     }
                 }
@@ -718,20 +786,15 @@ pub(crate) mod tests {
                         let s = crate::ops::Shape4::new(1, 1, 1, len);
                         let walk = Broadcast::new(s, s, s).unwrap();
                         let run = (&walk, &xs[..], &ys[..], &mut out[..]);
-                        match negate {
-                            false => run_tables(&p, &p, false, run, planned).unwrap(),
-                            true => {
-                                let d = crate::ops::sub::Difference(p);
-                                run_tables(&p, &d, true, run, planned).unwrap()
-                            }
-                        }
+                        let kernel = SumKernel::tflite(p, negate);
+                        run_tables(&p, &kernel, negate, run, planned).unwrap();
                         0
                     }
                 };
                 for i in from..len {
                     let (x, y) = (xs[i], ys[i]);
                     let want = match negate {
-                        false => p.add_one(x, y),
+                        false => p.one_of(x, y, false),
                         true => p.finish(p.rescaled1(x) - p.rescaled2(y)),
                     };
                     assert_eq!(out[i], want, "{p:?} x {x} y {y} negate {negate}");

@@ -322,7 +322,11 @@ impl Broadcast {
         let single = self.outer.iter().all(|d| d.size == 1);
         if single && run.a == 1 && run.b == 1 {
             let rest = op.whole(a, b, out, scratch);
-            return self.range(op, a, b, out, rest);
+            // Skipping the run walk when nothing is left keeps its frame off the stack.
+            return match rest {
+                0 => Ok(()),
+                _ => self.range(op, a, b, out, rest),
+            };
         }
         if op.fast_runs(run.size) {
             let rows = self.per_channel_form(a, b, out).is_some();

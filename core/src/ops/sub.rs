@@ -6,11 +6,10 @@
 //! double only for `QuantizeMultiplierSmallerThanOneExp`), where ADD uses double throughout:
 //! the two can differ in a multiplier's last bit, so SUB has its own prepare.
 
-use super::add::{run_sum, run_tables, table_scratch, tabled, AddParams, AddRecordParams};
-use super::broadcast::{lower_binary_quantized, Binary, BinaryIo, Broadcast};
+use super::add::{AddParams, AddRecordParams, SumKernel, SumRule};
+use super::broadcast::{lower_binary_quantized, BinaryIo};
 use super::lower::{LowerError, Lowering};
 use super::operator::{Io, Operator, Views};
-use super::sum_form::SumForm;
 use super::Activation;
 use crate::format::OpCode;
 use crate::model::{Decoder, Model};
@@ -61,39 +60,13 @@ pub fn sub_params(
     })
 }
 
-/// SUB's arithmetic on [`AddParams`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Difference(pub AddParams);
-
-impl Binary for Difference {
-    #[inline(always)]
-    fn one(&self, x: i8, y: i8) -> i8 {
-        let p = &self.0;
-        p.finish(p.rescaled1(x).wrapping_sub(p.rescaled2(y)))
-    }
-
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
-        tabled(&self.0, a, b, out, true)
-    }
-
-    fn run_walk(
-        &self,
-        run: (&Broadcast, &[i8], &[i8], &mut [i8]),
-        scratch: &mut [u8],
-    ) -> Result<(), Error> {
-        run_tables(&self.0, self, true, run, scratch)
-    }
-}
-
 /// SUB, decoded.
 #[derive(Debug, Clone, Copy)]
 pub struct Sub<'a> {
-    /// Offsets, multipliers, clamp.
-    pub params: Difference,
+    /// How each output is computed.
+    pub rule: SumRule,
     /// Inputs, output and the broadcast walk.
     pub tensors: BinaryIo<'a>,
-    /// The exact linear form the kernel runs, if the record has one (else the tables).
-    pub form: Option<SumForm>,
 }
 
 impl<'a> Operator<'a> for Sub<'a> {
@@ -119,9 +92,8 @@ impl<'a> Operator<'a> for Sub<'a> {
             why!("SUB offsets, shift or multipliers out of range"),
         );
         Sub {
-            params: Difference(params),
+            rule: SumRule::from_record(&record, params),
             tensors,
-            form: record.form,
         }
     }
 
@@ -130,15 +102,16 @@ impl<'a> Operator<'a> for Sub<'a> {
     }
 
     fn scratch_need(&self, model: &Model<'a>) -> Result<Option<usize>, Error> {
-        match self.form {
-            Some(_) => Ok(Some(0)),
-            None => Ok(Some(table_scratch(&self.tensors, model)?)),
-        }
+        Ok(Some(self.rule.scratch_need(&self.tensors, model)?))
     }
 
     fn run(&self, v: Views<'_, i8, i8>) -> Result<(), Error> {
         super::built(OpCode::Sub)?;
-        run_sum(&self.params.0, self.form, &self.params, (&self.tensors, v))
+        let kernel = SumKernel {
+            rule: self.rule,
+            negate: true,
+        };
+        self.tensors.run(&kernel, v)
     }
 }
 
@@ -146,6 +119,7 @@ impl<'a> Operator<'a> for Sub<'a> {
 mod tests {
     use super::*;
     use crate::ops::broadcast::tests::check_against_naive;
+    use crate::ops::broadcast::Binary;
     use crate::test_support::Rng;
 
     #[test]
@@ -164,7 +138,7 @@ mod tests {
             ) else {
                 continue;
             };
-            check_against_naive(&Difference(p), &mut rng, 12);
+            check_against_naive(&SumKernel::tflite(p, true), &mut rng, 12);
             tested += 1;
         }
         assert!(tested > 40);
@@ -173,7 +147,10 @@ mod tests {
     #[test]
     fn subtracts_and_clamps() {
         // All scales 1, zero points 0: multipliers 0.5, 0.5 and 2 / 2^20.
-        let p = Difference(sub_params((1.0, 0), (1.0, 0), (1.0, 0), Activation::None).unwrap());
+        let p = SumKernel::tflite(
+            sub_params((1.0, 0), (1.0, 0), (1.0, 0), Activation::None).unwrap(),
+            true,
+        );
         let cases = [
             (5, 3, 2),
             (3, 5, -2),
@@ -184,7 +161,10 @@ mod tests {
         for (x, y, want) in cases {
             assert_eq!(p.one(x, y), want, "{x} - {y}");
         }
-        let relu = Difference(sub_params((1.0, 0), (1.0, 0), (1.0, 0), Activation::Relu).unwrap());
+        let relu = SumKernel::tflite(
+            sub_params((1.0, 0), (1.0, 0), (1.0, 0), Activation::Relu).unwrap(),
+            true,
+        );
         assert_eq!(relu.one(3, 5), 0);
         assert_eq!(
             sub_params((1.0, 0), (1.0, 0), (1e-7, 0), Activation::None),

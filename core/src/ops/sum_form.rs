@@ -19,7 +19,6 @@
 use core::arch::asm;
 
 use super::binary_fast::clamp;
-use super::broadcast::{Binary, FAST_RUN};
 use super::record::{Field, SlotReader, SlotWriter};
 use crate::quant::QuantizedMultiplier;
 
@@ -160,47 +159,17 @@ impl Field for Option<SumForm> {
     }
 }
 
-/// ADD or SUB run by its form, clamped to `lo..=hi`.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Sum {
-    pub(crate) form: SumForm,
-    pub(crate) clamp: (i8, i8),
-}
-
-impl Binary for Sum {
-    #[inline(always)]
-    fn one(&self, x: i8, y: i8) -> i8 {
-        self.form.out(x, y, self.clamp)
-    }
-
-    fn vv(&self, a: &[i8], b: &[i8], out: &mut [i8]) {
+impl SumForm {
+    /// Same-length runs of both inputs, clamped to `lo..=hi`.
+    pub(crate) fn vv(&self, clamp: (i8, i8), a: &[i8], b: &[i8], out: &mut [i8]) {
         let n = out.len().min(a.len()).min(b.len());
-        let done = n & !7;
-        if !self.words((&a[..done], &b[..done]), &mut out[..done], done) {
-            return self.each((a, b), out, 0);
-        }
-        self.each((a, b), out, done);
-    }
-
-    fn fast_runs(&self, len: usize) -> bool {
-        len >= FAST_RUN
-    }
-
-    fn rows(&self, a: &[i8], b: &[i8], out: &mut [i8], row: usize) -> bool {
-        self.words((a, b), out, row)
-    }
-
-    fn whole(&self, a: &[i8], b: &[i8], out: &mut [i8], _: &mut [u8]) -> usize {
-        self.vv(a, b, out);
-        0
-    }
-}
-
-impl Sum {
-    /// Outputs `from..` one at a time (inputs as long as `out`).
-    fn each(&self, (a, b): (&[i8], &[i8]), out: &mut [i8], from: usize) {
-        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b).skip(from) {
-            *o = self.one(x, y);
+        let words = n & !7;
+        let done = match self.rows(clamp, (&a[..words], &b[..words]), &mut out[..words], words) {
+            true => words,
+            false => 0,
+        };
+        for ((o, &x), &y) in out.iter_mut().zip(a).zip(b).skip(done) {
+            *o = self.out(x, y, clamp);
         }
     }
 
@@ -208,32 +177,40 @@ impl Sum {
     /// `out` and one row (same shapes), or one of them one row long (repeated every row: a
     /// per-channel operand). `false` (nothing written) for other lengths, a `row` that is not
     /// a non-zero multiple of eight dividing the output, or without the assembly.
-    fn words(&self, (a, b): (&[i8], &[i8]), out: &mut [i8], row: usize) -> bool {
+    #[inline(always)]
+    pub(crate) fn rows(
+        &self,
+        (lo, hi): (i8, i8),
+        (a, b): (&[i8], &[i8]),
+        out: &mut [i8],
+        row: usize,
+    ) -> bool {
         let n = out.len();
         // The loop repeats its second input: put the repeated one there (the form is
         // symmetric in its two inputs).
         let (a, b, form) = match a.len() == n {
-            true => (a, b, self.form),
-            false => (b, a, self.form.swapped()),
+            true => (a, b, *self),
+            false => (b, a, self.swapped()),
         };
         let shapes_ok = a.len() == n && (b.len() == row || (b.len() == n && row == n));
         if row == 0 || row % 8 != 0 || n % row != 0 || !shapes_ok {
             return false;
         }
-        if !sum_rows(form, self.clamp.0, (a, b), out, row) {
+        if !sum_rows(form, lo, (a, b), out, row) {
             return false;
         }
-        if self.clamp.1 < i8::MAX {
-            clamp(out, self.clamp.0, self.clamp.1);
+        if hi < i8::MAX {
+            clamp(out, lo, hi);
         }
         true
     }
 }
 
-/// The assembly of [`Sum::words`], whose checks it relies on (`a` as long as `out`, `b`
+/// The assembly of [`SumForm::rows`], whose checks it relies on (`a` as long as `out`, `b`
 /// one row long or a single row), up to the clamp to the activation's ceiling. Returns
 /// whether it ran.
 #[cfg(mote_dsp)]
+#[inline(never)]
 fn sum_rows(form: SumForm, lo: i8, (a, b): (&[i8], &[i8]), out: &mut [i8], row: usize) -> bool {
     let n = out.len();
     if n == 0 {
