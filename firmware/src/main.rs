@@ -166,6 +166,7 @@ fn run(meter: cost::Meter, from_reset: stack::FromReset) -> Result<(), mote_core
         });
     }
 
+    let mut deepest = from_reset.peak_bytes();
     let mut hits = 0;
     let mut tally = tally::ClassTally::new();
     for (vector, input) in model::TEST_INPUTS.chunks_exact(vector_len).enumerate() {
@@ -188,6 +189,9 @@ fn run(meter: cost::Meter, from_reset: stack::FromReset) -> Result<(), mote_core
             total.count,
             total.unit.name()
         );
+        if vector == 0 {
+            deepest = profile(&mut interpreter, meter, &from_reset, input)?;
+        }
         // Accuracy is for classifiers with an int8 output.
         if let Ok(output) = interpreter.output_i8(0) {
             let predicted = finetune::argmax(output);
@@ -205,21 +209,6 @@ fn run(meter: cost::Meter, from_reset: stack::FromReset) -> Result<(), mote_core
         );
     }
 
-    // The profiler repaints the stack below it after each operator: what came before is read
-    // now, and the profiled invoke's depth from the profiler's own peak.
-    let before_profile = from_reset.peak_bytes();
-    // One more invoke with a hook around every operator: the per-layer profile, with each
-    // operator's stack peak below the harness (painted first, then again after each).
-    let mut profiler = Profiler {
-        meter,
-        started: 0,
-        painted: stack::paint(),
-        peak: 0,
-    };
-    interpreter.invoke_with(&mut profiler)?;
-    defmt::println!("stack peak {=usize} bytes", profiler.peak);
-    let deepest = before_profile.max(profiler.painted.depth_from_top(profiler.peak));
-
     if model::FINETUNE {
         if let finetune::Next::Reboot =
             finetune::run(&mut interpreter, meter, board::weight_flash())?
@@ -231,6 +220,36 @@ fn run(meter: cost::Meter, from_reset: stack::FromReset) -> Result<(), mote_core
     }
     report_stack_from_reset(deepest.max(from_reset.peak_bytes()));
     Ok(())
+}
+
+/// The per-layer profile: `input` (the first vector, just timed) again, with a hook around
+/// every operator that logs its cost and its stack peak below the harness (painted first,
+/// then again after each). The host's per-layer cycle trace stops after it, however many
+/// vectors follow. Then `input` once more from the initial state, untimed, so that a stream
+/// goes on as if the profile had not run. Returns the run's stack peak from reset so far.
+fn profile(
+    interpreter: &mut Interpreter<'_, '_>,
+    meter: cost::Meter,
+    from_reset: &stack::FromReset,
+    input: &[u8],
+) -> Result<usize, mote_core::Error> {
+    // The profiler repaints the stack below it: what came before is read now, the profiled
+    // invoke's depth from the profiler's own peak.
+    let before_profile = from_reset.peak_bytes();
+    let mut profiler = Profiler {
+        meter,
+        started: 0,
+        painted: stack::paint(),
+        peak: 0,
+    };
+    fill_inputs(interpreter, input)?;
+    interpreter.invoke_with(&mut profiler)?;
+    defmt::println!("stack peak {=usize} bytes", profiler.peak);
+    let deepest = before_profile.max(profiler.painted.depth_from_top(profiler.peak));
+    interpreter.reset_state()?;
+    fill_inputs(interpreter, input)?;
+    interpreter.invoke()?;
+    Ok(deepest)
 }
 
 /// The whole run's stack peak so far, from the top of the stack: boot, parse, every invoke,

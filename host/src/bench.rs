@@ -45,6 +45,8 @@ pub struct BenchResult {
     pub flash: FlashUse,
     /// Whether every output matched `expected` (None when nothing was expected).
     pub bit_exact: Option<bool>,
+    /// How many vectors' outputs `expected` held.
+    pub vectors_checked: usize,
     /// The firmware's full report (per-layer profile included).
     pub report: FirmwareReport,
     /// Estimated Cortex-M4 cycles of the timed inference (first vector), when estimated.
@@ -159,6 +161,10 @@ fn run_staged(
             let got = report.output_bytes();
             got.len() >= e.len() && got[got.len() - e.len()..] == e[..]
         }),
+        vectors_checked: case.expected.as_ref().map_or(0, |e| {
+            let per_vector = report.inferences.first().map_or(0, |i| i.output.len());
+            e.len() / per_vector.max(1)
+        }),
         report,
         cycles,
         layer_cycles,
@@ -169,12 +175,8 @@ fn run_staged(
 /// one (which must be as many as the report's layers).
 fn estimate(elf: &std::path::Path, report: &FirmwareReport) -> Result<(Estimate, Vec<Estimate>)> {
     let total = cycles::estimate_elf(elf, cycles::MOTE_TIMED_SYMBOL, TRACE_TIMEOUT)?;
-    let layers = cycles::estimate_segments(
-        elf,
-        cycles::MOTE_LAYER_BEGIN,
-        cycles::MOTE_LAYER_END,
-        TRACE_TIMEOUT,
-    )?;
+    let markers = (cycles::MOTE_LAYER_BEGIN, cycles::MOTE_LAYER_END);
+    let layers = cycles::estimate_segments(elf, markers, report.layers.len(), TRACE_TIMEOUT)?;
     if layers.len() != report.layers.len() {
         bail!(
             "the trace has {} layers, the firmware's profile {}",
@@ -189,6 +191,14 @@ fn estimate(elf: &std::path::Path, report: &FirmwareReport) -> Result<(Estimate,
 fn stack_cell(r: &BenchResult) -> String {
     let bytes = |v: Option<usize>| v.map_or("-".into(), |v| v.to_string());
     format!("{} / {}", bytes(r.stack), bytes(r.report.stack_from_reset))
+}
+
+/// Statics (arena and decoded operators included) plus the stack from reset: all the RAM the
+/// run used.
+fn total_ram(r: &BenchResult) -> String {
+    r.report
+        .stack_from_reset
+        .map_or("-".into(), |stack| (r.flash.statics + stack).to_string())
 }
 
 /// How long a traced run may take: logging every executed block makes QEMU much slower.
@@ -220,6 +230,9 @@ pub struct Reference {
     pub instructions: u64,
     /// Arena bytes.
     pub arena: usize,
+    /// Bytes of the arena's activation section (the rest is TFLite-Micro's per-operator
+    /// data), where known.
+    pub activations: Option<usize>,
     /// Runtime flash bytes (no model), where measured.
     pub flash: Option<usize>,
 }
@@ -236,18 +249,22 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| model | MACs | instructions | instr/MAC | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | parse | arena (lower bound) | decoded ops | stack: invoke / from reset | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena, flash |"
+        "| model | MACs | instructions | instr/MAC | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | parse | arena (lower bound) | decoded ops | stack: invoke / from reset | total RAM | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena (its activations), flash |"
     );
     let _ = writeln!(
         s,
-        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"
     );
     for (r, reference) in results {
         let versus = match reference {
             Some(t) => format!(
-                "{:.2}x, {:.2}x, {}",
+                "{:.2}x, {:.2}x ({}), {}",
                 r.instructions as f64 / t.instructions as f64,
                 r.arena as f64 / t.arena as f64,
+                t.activations.map_or("-".into(), |a| format!(
+                    "{:.2}x",
+                    r.arena as f64 / a as f64
+                )),
                 t.flash.map_or("-".into(), |f| format!(
                     "{:.2}x",
                     r.flash.runtime as f64 / f as f64
@@ -257,7 +274,7 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {} | {} | {} ({}) | {} | {} | {} + {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {} ({}) | {} | {} | {} | {} + {} | {} | {} |",
             r.name,
             r.macs,
             r.instructions,
@@ -268,12 +285,13 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
             r.arena_lower_bound,
             r.report.decoded,
             stack_cell(r),
+            total_ram(r),
             r.flash.runtime,
             r.flash.model,
             match r.bit_exact {
-                Some(true) => "yes",
-                Some(false) => "NO",
-                None => "-",
+                Some(true) => format!("yes, {} vectors", r.vectors_checked),
+                Some(false) => "NO".into(),
+                None => "-".into(),
             },
             versus
         );
@@ -344,36 +362,38 @@ pub fn reference_vector(model: &mote_core::Model) -> Result<Vec<u8>> {
 /// TFLite-Micro + CMSIS-NN on QEMU mps2-an386, measured with the same method (SysTick x 40
 /// under `-icount shift=0`, same input): MLPerf Tiny's published comparison point for mote.
 pub fn tflm_reference(model_stem: &str) -> Option<Reference> {
-    let (instructions, arena, flash) = match model_stem {
-        "kws_ref_model" => (7_700_253, 22_820, Some(54_388)),
-        "vww_96_int8" => (24_101_560, 100_708, Some(54_388)),
-        "pretrainedResnet_quant" => (29_860_813, 54_996, Some(52_180)),
-        "ad01_int8" => (582_893, 2_580, Some(29_632)),
-        "str_ww_ref_model" => (2_226_960, 16_596, None),
+    let (instructions, arena, activations, flash) = match model_stem {
+        "kws_ref_model" => (7_700_253, 22_820, 16_000, Some(54_388)),
+        "vww_96_int8" => (24_101_560, 100_708, 73_728, Some(54_388)),
+        "pretrainedResnet_quant" => (29_860_813, 54_996, 49_152, Some(52_180)),
+        "ad01_int8" => (582_893, 2_580, 768, Some(29_632)),
+        "str_ww_ref_model" => (2_226_960, 16_596, 6_656, None),
         _ => return None,
     };
     Some(Reference {
         instructions,
         arena,
+        activations: Some(activations),
         flash,
     })
 }
 
 /// The five MLPerf Tiny models in `dir` (the repo's tests/mlperf), each timed on the reference
-/// input and then checked against up to `check_vectors` of its TFLite-Micro golden vectors.
+/// input and then checked against up to `check_vectors` of its TFLite-Micro golden vectors
+/// (random ones, then real ones where there are).
 pub fn mlperf_suite(
     dir: &std::path::Path,
     check_vectors: usize,
 ) -> Result<Vec<(BenchCase, Option<Reference>)>> {
-    let cases = [
-        ("kws_ref_model", "kws_rand"),
-        ("vww_96_int8", "vww_rand"),
-        ("pretrainedResnet_quant", "ic_rand"),
-        ("ad01_int8", "ad_real"),
-        ("str_ww_ref_model", "sww_rand"),
+    let cases: [(&str, &[&str]); 5] = [
+        ("kws_ref_model", &["kws_rand", "kws_real"]),
+        ("vww_96_int8", &["vww_rand"]),
+        ("pretrainedResnet_quant", &["ic_rand", "ic_zero"]),
+        ("ad01_int8", &["ad_real"]),
+        ("str_ww_ref_model", &["sww_rand", "sww_real"]),
     ];
     let mut suite = Vec::new();
-    for (stem, golden) in cases {
+    for (stem, goldens) in cases {
         let tflite = std::fs::read(dir.join(format!("{stem}.tflite")))
             .with_context(|| format!("reading {stem}.tflite in {}", dir.display()))?;
         let model = crate::tflite::import_tflite(&tflite)?.bytes;
@@ -385,17 +405,22 @@ pub fn mlperf_suite(
             .map_err(anyhow::Error::msg)?
             .record
             .byte_len as usize;
-        let golden_in = std::fs::read(dir.join(format!("golden/{golden}_in.i8")))?;
-        let golden_out = std::fs::read(dir.join(format!("golden/{golden}_out_tflm.i8")))?;
-        let n = check_vectors.min(golden_in.len() / in_len);
         let mut inputs = reference_vector(&parsed)?;
-        inputs.extend_from_slice(&golden_in[..n * in_len]);
+        let mut expected = Vec::new();
+        for golden in goldens {
+            let golden_in = std::fs::read(dir.join(format!("golden/{golden}_in.i8")))?;
+            let golden_out = std::fs::read(dir.join(format!("golden/{golden}_out_tflm.i8")))?;
+            let left = check_vectors - expected.len() / out_len.max(1);
+            let n = left.min(golden_in.len() / in_len);
+            inputs.extend_from_slice(&golden_in[..n * in_len]);
+            expected.extend_from_slice(&golden_out[..n * out_len]);
+        }
         suite.push((
             BenchCase {
                 name: stem.to_string(),
                 model,
                 inputs,
-                expected: Some(golden_out[..n * out_len].to_vec()),
+                expected: Some(expected),
             },
             tflm_reference(stem),
         ));

@@ -500,12 +500,15 @@ pub enum Timing {
         /// The function's address.
         entry: u32,
     },
-    /// Every stretch between a call of the function at `begin` and one of that at `end`.
+    /// Every stretch between a call of the function at `begin` and one of that at `end`, up
+    /// to `count` of them (then the rest of the run does not matter).
     Between {
         /// The begin marker's address.
         begin: u32,
         /// The end marker's address.
         end: u32,
+        /// How many stretches to price (`usize::MAX`: to the end of the run).
+        count: usize,
     },
 }
 
@@ -553,9 +556,10 @@ impl<'a> TraceReader<'a> {
     pub fn new(code: &'a Code, timing: Timing) -> TraceReader<'a> {
         let timing = match timing {
             Timing::Call { entry } => Timing::Call { entry: entry & !1 },
-            Timing::Between { begin, end } => Timing::Between {
+            Timing::Between { begin, end, count } => Timing::Between {
                 begin: begin & !1,
                 end: end & !1,
+                count,
             },
         };
         TraceReader {
@@ -644,7 +648,9 @@ impl<'a> TraceReader<'a> {
         }
         let priced = match self.timing {
             Timing::Call { entry } => self.enter_or_leave_call(entry, pc)?,
-            Timing::Between { begin, end } => self.enter_or_leave_segment(begin, end, pc),
+            Timing::Between { begin, end, count } => {
+                self.enter_or_leave_segment((begin, end), count, pc)
+            }
         };
         if self.done() {
             return Ok(());
@@ -682,8 +688,9 @@ impl<'a> TraceReader<'a> {
         Ok(matches!(self.region, Region::Inside { .. }))
     }
 
-    /// Opens or closes a segment as a TB at `pc` starts; whether that TB is inside one.
-    fn enter_or_leave_segment(&mut self, begin: u32, end: u32, pc: u32) -> bool {
+    /// Opens or closes a segment as a TB at `pc` starts (done after `count` segments);
+    /// whether that TB is inside one.
+    fn enter_or_leave_segment(&mut self, (begin, end): (u32, u32), count: usize, pc: u32) -> bool {
         if pc == begin {
             self.region = Region::Segment(self.pricer.estimate);
             return false;
@@ -692,7 +699,10 @@ impl<'a> TraceReader<'a> {
             if let Region::Segment(start) = self.region {
                 self.segments.push(self.pricer.estimate.since(&start));
             }
-            self.region = Region::Before;
+            self.region = match self.segments.len() >= count {
+                true => Region::Done,
+                false => Region::Before,
+            };
             return false;
         }
         matches!(self.region, Region::Segment(_))
@@ -799,21 +809,26 @@ pub fn estimate_elf(elf: &Path, symbol: &str, timeout: Duration) -> Result<Estim
         .with_context(|| format!("tracing {symbol} in {}{messages}", elf.display()))
 }
 
-/// Runs `elf` like [`estimate_elf`] to its end, and estimates the cycles of each stretch
-/// between a call of `begin` and the next call of `end` (e.g. [`MOTE_LAYER_BEGIN`] and
-/// [`MOTE_LAYER_END`], around each operator of the mote firmware's profiled invoke).
+/// Runs `elf` like [`estimate_elf`], and estimates the cycles of each of the first `count`
+/// stretches between a call of `begin` and the next call of `end` (e.g. [`MOTE_LAYER_BEGIN`]
+/// and [`MOTE_LAYER_END`], around each operator of the mote firmware's profiled invoke);
+/// `usize::MAX` runs to the end.
 pub fn estimate_segments(
     elf: &Path,
-    begin: &str,
-    end: &str,
+    (begin, end): (&str, &str),
+    count: usize,
     timeout: Duration,
 ) -> Result<Vec<Estimate>> {
     let bytes = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let timing = Timing::Between {
         begin: symbol_address(&bytes, begin).with_context(|| elf.display().to_string())?,
         end: symbol_address(&bytes, end).with_context(|| elf.display().to_string())?,
+        count,
     };
-    if let Timing::Between { begin: b, end: e } = timing {
+    if let Timing::Between {
+        begin: b, end: e, ..
+    } = timing
+    {
         if b == e {
             bail!("{begin} and {end} share one address in {}", elf.display());
         }
@@ -1145,6 +1160,7 @@ mod tests {
         let timing = Timing::Between {
             begin: 0x301,
             end: 0x311,
+            count: usize::MAX,
         };
         let mut reader = TraceReader::new(&code, timing);
         for line in log.lines() {
@@ -1159,6 +1175,18 @@ mod tests {
             pipelined: 0,
         };
         assert_eq!(reader.finish_segments().unwrap(), vec![segment; 2]);
+        // Asked for one stretch, the reader is done after it and ignores the rest.
+        let one = Timing::Between {
+            begin: 0x301,
+            end: 0x311,
+            count: 1,
+        };
+        let mut first_only = TraceReader::new(&code, one);
+        for line in log.lines() {
+            first_only.line(line).unwrap();
+        }
+        assert!(first_only.done());
+        assert_eq!(first_only.finish_segments().unwrap(), vec![segment]);
     }
 
     #[test]

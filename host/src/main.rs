@@ -366,12 +366,12 @@ fn run(cli: Cli) -> Result<ExitCode> {
             let root = mote_host::firmware::workspace_root();
             let mut suite = Vec::new();
             if models.is_empty() {
-                // The demo model and the four MLPerf Tiny models with their golden vectors.
+                // The demo model and the MLPerf Tiny models with all their golden vectors.
                 let demo = root.join("firmware/models/demo/model.mote");
                 suite.push((bench_case(&demo, input.as_deref(), None)?, None));
                 suite.extend(mote_host::bench::mlperf_suite(
                     &root.join("tests/mlperf"),
-                    2,
+                    usize::MAX,
                 )?);
             } else {
                 for path in &models {

@@ -145,6 +145,9 @@ pub struct FlashUse {
     pub model: usize,
     /// The embedded input vectors.
     pub inputs: usize,
+    /// RAM the image reserves (`.data`, `.bss`, `.uninit`): the arena and the decoded
+    /// operators included, the stack not.
+    pub statics: usize,
 }
 
 /// Measures an ELF's flash use (sections loaded into flash; the model and inputs found by
@@ -152,14 +155,17 @@ pub struct FlashUse {
 pub fn flash_use(elf: &Path) -> Result<FlashUse> {
     let data = std::fs::read(elf).with_context(|| format!("reading {}", elf.display()))?;
     let file = object::File::parse(&*data).context("parsing the ELF")?;
-    let mut total = 0usize;
+    let (mut total, mut statics) = (0usize, 0usize);
     for section in file.sections() {
         let alloc = matches!(section.flags(), SectionFlags::Elf { sh_flags } if sh_flags & u64::from(object::elf::SHF_ALLOC) != 0);
         let name = section.name().unwrap_or("");
         // .bss and .uninit take RAM only; everything else allocated is stored in flash
-        // (.data is copied from flash to RAM at boot).
+        // (.data is copied from flash to RAM at boot, so it takes both).
         if alloc && !matches!(name, ".bss" | ".uninit") && section.size() > 0 {
             total += section.size() as usize;
+        }
+        if alloc && matches!(name, ".data" | ".bss" | ".uninit") {
+            statics += section.size() as usize;
         }
     }
     let symbol_size = |suffix: &str| {
@@ -178,5 +184,6 @@ pub fn flash_use(elf: &Path) -> Result<FlashUse> {
         runtime: total.saturating_sub(model + inputs),
         model,
         inputs,
+        statics,
     })
 }
