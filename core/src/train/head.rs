@@ -130,4 +130,51 @@ impl Head {
         }
         Ok(best.0)
     }
+
+    /// Starts class `class` of the f32 head in `params` from the mean of a few of its samples'
+    /// features (`mean`): the row of a nearest-mean classifier, `2 s mean . x - s |mean|^2`,
+    /// scaled so that its weights are as long as the other rows' on average. A class the
+    /// exported model left empty (spare capacity) can then be learned from a few samples.
+    pub fn start_class(&self, params: &mut [f32], class: usize, mean: &[f32]) -> Result<(), Error> {
+        let (w, b) = self.network.param_ranges(0).ok_or(Error::WrongTensor {
+            what: why!("head without parameters"),
+        })?;
+        if mean.len() != self.inputs || class >= self.outputs {
+            return Err(Error::InvalidParameter {
+                what: why!("class or mean feature length outside the head"),
+            });
+        }
+        super::check_finite(mean, why!("mean feature"))?;
+        let weights = params.get(w.clone()).ok_or(Error::ShapeOverflow)?;
+        let norm = |row: &[f32]| libm::sqrtf(row.iter().map(|v| v * v).sum::<f32>());
+        let others = weights
+            .chunks_exact(self.inputs)
+            .enumerate()
+            .filter(|&(c, _)| c != class)
+            .map(|(_, row)| norm(row));
+        let (sum, count) = others.fold((0.0, 0), |(s, n), r| (s + r, n + 1));
+        let target = if count > 0 && sum > 0.0 {
+            sum / count as f32
+        } else {
+            1.0
+        };
+        let length = norm(mean);
+        if !length.is_normal() {
+            return Err(Error::InvalidParameter {
+                what: why!("mean feature of zero or overflowing length"),
+            });
+        }
+        let scale = target / (2.0 * length);
+        let row = params
+            .get_mut(w.start + class * self.inputs..w.start + (class + 1) * self.inputs)
+            .ok_or(Error::ShapeOverflow)?;
+        for (r, &m) in row.iter_mut().zip(mean) {
+            *r = 2.0 * scale * m;
+        }
+        let bias = params
+            .get_mut(b.start + class)
+            .ok_or(Error::ShapeOverflow)?;
+        *bias = -scale * length * length;
+        Ok(())
+    }
 }

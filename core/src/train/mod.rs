@@ -31,12 +31,14 @@
 //! | [`network`] | a sequential network of trainable and frozen layers |
 //! | [`plan`] | the memory plan: exact bytes for activations, gradients, optimizer state |
 //! | [`trainer`] | the [`Trainer`]: forward, backward, mini-batch steps |
+//! | [`learner`] | the [`Learner`]: one labelled sample at a time, with replay |
 
 pub mod activation;
 pub mod conv;
 pub mod dense;
 pub mod depthwise;
 pub mod head;
+pub mod learner;
 pub mod loss;
 pub mod network;
 pub mod optim;
@@ -52,6 +54,7 @@ pub use conv::conv2d_backward_f32;
 pub use dense::dense_backward_f32;
 pub use depthwise::depthwise_conv2d_backward_f32;
 pub use head::Head;
+pub use learner::{Continual, Learned, Learner, ReplayMemory};
 pub use loss::{mean_squared_error_f32, softmax_cross_entropy_f32};
 pub use network::{dequantize_features, Layer, LayerKind, Network, Train};
 pub use optim::{Schedule, Sgd};

@@ -92,6 +92,13 @@ impl<'a, const N: usize> Trainer<'a, N> {
         self.params
     }
 
+    /// The parameters, to change between steps (e.g. [`Head::start_class`]).
+    ///
+    /// [`Head::start_class`]: super::Head::start_class
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        self.params
+    }
+
     /// Optimizer steps taken (what the learning-rate schedule sees).
     pub fn steps(&self) -> u32 {
         self.steps
