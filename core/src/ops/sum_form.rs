@@ -281,6 +281,20 @@ fn sum_rows(form: SumForm, lo: i8, (a, b): (&[i8], &[i8]), out: &mut [i8], row: 
             )
         };
     }
+    let (a_ptr, b_ptr, out_ptr) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
+    // The loop with `$r10` in r10: the row length (no floor), or the floor.
+    macro_rules! run {
+        ($template:expr, $r10:expr) => {
+            asm!(
+                $template,
+                inout("r0") a_ptr => _, inout("r1") b_ptr => _, inout("r2") out_ptr => _,
+                inout("r3") frame.as_ptr() => _,
+                in("r4") form.a, in("r5") form.b, in("r8") form.c, in("r9") 0xFF00_FF00u32,
+                in("r10") $r10,
+                out("r11") _, out("r12") _, out("lr") _,
+            )
+        };
+    }
     // SAFETY: the caller checked that `row` is a non-zero multiple of 8 dividing `n`, that
     // `a` is `n` long and `b` `row` long or `n == row`. r2 writes `out` a word at a time, row
     // by row (the inner loop stops at r3 = the row's end, a multiple of 8 bytes on), until
@@ -291,25 +305,12 @@ fn sum_rows(form: SumForm, lo: i8, (a, b): (&[i8], &[i8]), out: &mut [i8], row: 
     // saved and restored, and the stack pointer is restored; the other registers changed are
     // named.
     unsafe {
-        let (a_ptr, b_ptr, out_ptr) = (a.as_ptr(), b.as_ptr(), out.as_mut_ptr());
-        if lo == i8::MIN {
-            asm!(
-                rows!("", "", "r10"),
-                inout("r0") a_ptr => _, inout("r1") b_ptr => _, inout("r2") out_ptr => _,
-                inout("r3") frame.as_ptr() => _,
-                in("r4") form.a, in("r5") form.b, in("r8") form.c, in("r9") 0xFF00_FF00u32,
-                in("r10") row,
-                out("r11") _, out("r12") _, out("lr") _,
-            );
-        } else {
-            asm!(
+        match lo {
+            i8::MIN => run!(rows!("", "", "r10"), row),
+            _ => run!(
                 rows!("uqadd8 lr, lr, r10\n", "ldr r11, [sp, #4]\n", "r11"),
-                inout("r0") a_ptr => _, inout("r1") b_ptr => _, inout("r2") out_ptr => _,
-                inout("r3") frame.as_ptr() => _,
-                in("r4") form.a, in("r5") form.b, in("r8") form.c, in("r9") 0xFF00_FF00u32,
-                in("r10") floor,
-                out("r11") _, out("r12") _, out("lr") _,
-            );
+                floor
+            ),
         }
     }
     true
