@@ -261,10 +261,8 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
                 "{:.2}x, {:.2}x ({}), {}",
                 r.instructions as f64 / t.instructions as f64,
                 r.arena as f64 / t.arena as f64,
-                t.activations.map_or("-".into(), |a| format!(
-                    "{:.2}x",
-                    r.arena as f64 / a as f64
-                )),
+                t.activations
+                    .map_or("-".into(), |a| format!("{:.2}x", r.arena as f64 / a as f64)),
                 t.flash.map_or("-".into(), |f| format!(
                     "{:.2}x",
                     r.flash.runtime as f64 / f as f64
