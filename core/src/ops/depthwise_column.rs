@@ -42,6 +42,9 @@ impl Line {
         (out_h, out_w): (usize, usize),
         channels: usize,
     ) -> Option<Self> {
+        if dm != 1 {
+            return None;
+        }
         let w = window;
         let line = if kernel_w == 1 && in_w == 1 && out_w == 1 {
             Self {
@@ -64,8 +67,7 @@ impl Line {
         } else {
             return None;
         };
-        let ok = dm == 1
-            && channels > 0
+        let ok = channels > 0
             && channels % GROUP == 0
             && (1..=MAX_TAPS).contains(&line.taps)
             && line.in_len > 0

@@ -112,21 +112,22 @@ enum Path {
     Reference,
 }
 
-/// Which kernel runs a layer: the column one for the `H x 1` and `1 x W` maps it takes, else
-/// the four-channel one for the 3x3 layers its assembly row kernel takes, else the
+/// Which kernel runs a layer: the four-channel one for the 3x3 layers its assembly row kernel
+/// takes, else the column one for the `H x 1` and `1 x W` maps it takes, else the
 /// channel-at-a-time one where its scratch is small enough, else the four-channel one where
 /// it applies, else the reference kernel.
 fn path(window: &Window, dm: usize, input: Shape4, filter: Shape4, output: Shape4) -> Path {
     let kernel = (filter.h, filter.w);
-    let (ins, outs) = ((input.h, input.w), (output.h, output.w));
-    if let Some(line) = depthwise_column::Line::new(window, dm, kernel, ins, outs, filter.c) {
-        return Path::Column(line.scratch_len());
-    }
     let ring = depthwise_fast::ring(window, kernel, (input.w, output.w), dm, filter.c);
     let groups = ring.map(|ring| depthwise_fast::scratch_len(ring, filter.h * filter.w));
     let general = depthwise_fast::takes_general(window, kernel, groups.is_some());
     if let (Some(need), false) = (groups, general) {
         return Path::Groups(need);
+    }
+    // (No line is a 3x3 layer: the check above never takes one.)
+    let (ins, outs) = ((input.h, input.w), (output.h, output.w));
+    if let Some(line) = depthwise_column::Line::new(window, dm, kernel, ins, outs, filter.c) {
+        return Path::Column(line.scratch_len());
     }
     let plan = depthwise_plane::Plan::new(window, kernel, (input.h, input.w), (output.h, output.w));
     match (plan.and_then(|p| p.scratch_len(dm)), groups) {
