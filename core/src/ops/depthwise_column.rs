@@ -134,9 +134,15 @@ pub(crate) fn depthwise(
         channel_stages(stages, first, bias, requant, stage, max_sum);
         let mut folded: [i32; GROUP] =
             core::array::from_fn(|i| stages.get(i).map_or(0, |s| s.bias));
-        let mut taps = filter.get(first..).unwrap_or_default().chunks(channels);
+        let mut p = filter.get(first..).unwrap_or_default().as_ptr();
         for w in weights.iter_mut() {
-            let word = word_at(taps.next().unwrap_or_default(), 0);
+            // SAFETY: for the `k`-th tap (`k < line.taps`, as `weights` holds `line.taps`
+            // pairs), `p` is `filter`'s address plus `first + k * channels`, and the read
+            // covers 4 bytes from there: `first + 4 <= channels` (`first` steps by 4 below
+            // `channels`, a multiple of 4), so they end by `line.taps * channels`, which
+            // `fits` checked is within `filter`. Unaligned word loads are allowed.
+            let word = unsafe { p.cast::<u32>().read_unaligned() };
+            p = p.wrapping_add(channels);
             let (even, odd) = (sxtb16(word), sxtb16_ror8(word));
             *w = [even, odd];
             // The offset times each tap, wrapping like the sums (whose order never matters).
