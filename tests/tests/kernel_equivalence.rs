@@ -897,6 +897,26 @@ fn assembly_kernels_on_random_cases_in_qemu_equal_the_host() {
             } else {
                 1
             };
+            // A third of the depthwise layers are H x 1 maps with k x 1 kernels (the column
+            // kernel): up to 15 taps, dilated or not, word-sized channel counts.
+            let column = kernel == 1 && rng.next_u32() % 3 == 0;
+            let (h, w, c, dm) = if column {
+                (rng.size(1, 30), 1, rng.pick(&[4, 8, 16, 40]), 1)
+            } else {
+                (h, w, c, dm)
+            };
+            let any_tall = rng.size(1, 15);
+            let (kh, kw, dil_h) = if column {
+                (rng.pick(&[3, 5, 10, 15, any_tall]), 1, rng.pick(&[1, 1, 2]))
+            } else {
+                (k, k, dilation)
+            };
+            let (eff_h, eff_w) = ((kh - 1) * dil_h + 1, (kw - 1) * dilation + 1);
+            let same = if column {
+                rng.next_u32() % 2 == 0 || h < eff_h
+            } else {
+                same
+            };
             let any_oc = rng.size(1, 20);
             let oc = match kernel {
                 0 => rng.pick(&[any_oc, 8, 16, 7]),
@@ -916,7 +936,7 @@ fn assembly_kernels_on_random_cases_in_qemu_equal_the_host() {
             );
             let (wshape, axis, channels, taps) = match kernel {
                 0 => (vec![oc, k, k, c], 0, oc, k * k * c),
-                1 => (vec![1, k, k, oc], 3, oc, k * k),
+                1 => (vec![1, kh, kw, oc], 3, oc, kh * kw),
                 _ => (vec![oc, c], 0, rng.pick(&[1, oc]), c),
             };
             let scales: Vec<f32> = (0..channels)
@@ -946,7 +966,7 @@ fn assembly_kernels_on_random_cases_in_qemu_equal_the_host() {
             let out_scale = typical * 2f32.powf(rng.int(-3_000, 3_000) as f32 / 1000.0);
             let out_q = Some(Quantization::per_tensor(out_scale, out_zp));
             let padding = if same { Padding::Same } else { Padding::Valid };
-            let size = |n: usize| {
+            let size = |n: usize, eff: usize| {
                 if same {
                     n.div_ceil(stride)
                 } else {
@@ -956,13 +976,13 @@ fn assembly_kernels_on_random_cases_in_qemu_equal_the_host() {
             let (opcode, out_shape, options) = match kernel {
                 0 => (
                     OpCode::Conv2d,
-                    vec![1, size(h), size(w), oc],
+                    vec![1, size(h, eff), size(w, eff), oc],
                     TfOptions::conv(padding, (stride, stride), (dilation, dilation), activation),
                 ),
                 1 => (
                     OpCode::DepthwiseConv2d,
-                    vec![1, size(h), size(w), oc],
-                    TfOptions::conv(padding, (stride, stride), (1, 1), activation),
+                    vec![1, size(h, eff_h), size(w, eff_w), oc],
+                    TfOptions::conv(padding, (stride, stride), (dil_h, 1), activation),
                 ),
                 _ => (
                     OpCode::FullyConnected,
@@ -977,7 +997,7 @@ fn assembly_kernels_on_random_cases_in_qemu_equal_the_host() {
             in_bytes += h * w * c;
             cases.push(format!(
                 "case {case}: kernel {kernel} in {h}x{w}x{c} zp {in_zp} -> {oc} zp {out_zp}, \
-                 k {k} stride {stride} dilation {dilation} dm {dm} same {same} {activation:?}"
+                 k {kh}x{kw} stride {stride} dilation {dil_h} dm {dm} same {same} {activation:?}"
             ));
         }
         b.inputs(&inputs);

@@ -6,6 +6,7 @@
 //! are those of [`conv2d`](super::conv2d).
 
 use super::conv2d::{same, Geometry, WindowNames};
+use super::depthwise_column;
 use super::depthwise_fast;
 use super::depthwise_plane;
 use super::lower::{LowerError, Lowering};
@@ -85,6 +86,9 @@ pub(crate) fn depthwise_conv2d_i8_decoded(
         Path::Plane(_) => {
             depthwise_plane::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch)
         }
+        Path::Column(_) => {
+            depthwise_column::depthwise(&g, dm, stage, i, f, bias, requant, out, scratch)
+        }
         Path::Reference => false,
     };
     if ran {
@@ -101,13 +105,17 @@ enum Path {
     Groups(usize),
     /// A channel at a time (`depthwise_plane`, feature `kernel-depthwise-plane`).
     Plane(usize),
+    /// `H x 1` or `1 x W` maps, four channels at a time (`depthwise_column`, feature
+    /// `kernel-depthwise-plane`).
+    Column(usize),
     /// The reference kernel, without scratch.
     Reference,
 }
 
-/// Which kernel runs a layer: the four-channel one for the 3x3 layers its assembly row
-/// kernel takes, else the channel-at-a-time one where its scratch is small enough, else the
-/// four-channel one where it applies, else the reference kernel.
+/// Which kernel runs a layer: the four-channel one for the 3x3 layers its assembly row kernel
+/// takes, else the column one for the `H x 1` and `1 x W` maps it takes, else the
+/// channel-at-a-time one where its scratch is small enough, else the four-channel one where
+/// it applies, else the reference kernel.
 fn path(window: &Window, dm: usize, input: Shape4, filter: Shape4, output: Shape4) -> Path {
     let kernel = (filter.h, filter.w);
     let ring = depthwise_fast::ring(window, kernel, (input.w, output.w), dm, filter.c);
@@ -115,6 +123,11 @@ fn path(window: &Window, dm: usize, input: Shape4, filter: Shape4, output: Shape
     let general = depthwise_fast::takes_general(window, kernel, groups.is_some());
     if let (Some(need), false) = (groups, general) {
         return Path::Groups(need);
+    }
+    // (No line is a 3x3 layer: the check above never takes one.)
+    let (ins, outs) = ((input.h, input.w), (output.h, output.w));
+    if let Some(line) = depthwise_column::Line::new(window, dm, kernel, ins, outs, filter.c) {
+        return Path::Column(line.scratch_len());
     }
     let plan = depthwise_plane::Plan::new(window, kernel, (input.h, input.w), (output.h, output.w));
     match (plan.and_then(|p| p.scratch_len(dm)), groups) {
@@ -136,7 +149,7 @@ pub fn scratch_bytes(
     output: Shape4,
 ) -> usize {
     match path(window, depth_multiplier, input, filter, output) {
-        Path::Groups(need) | Path::Plane(need) => need,
+        Path::Groups(need) | Path::Plane(need) | Path::Column(need) => need,
         Path::Reference => 0,
     }
 }
@@ -382,7 +395,8 @@ impl<'a> Operator<'a> for DepthwiseConv2d<'a> {
         let (p, f) = (&self.params, self.weights.shape);
         let chosen = path(&p.window, p.depth_multiplier, input.shape, f, output.shape);
         let fast = matches!(chosen, Path::Groups(_));
-        paths.take(KernelPath::DepthwisePlane, matches!(chosen, Path::Plane(_)));
+        let plane = matches!(chosen, Path::Plane(_) | Path::Column(_));
+        paths.take(KernelPath::DepthwisePlane, plane);
         let kernel = (f.h, f.w);
         let general = depthwise_fast::takes_general(&p.window, kernel, fast);
         paths.take(KernelPath::DepthwiseGeneral, general);

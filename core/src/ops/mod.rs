@@ -25,6 +25,7 @@ pub(crate) mod bytes;
 pub mod concatenation;
 pub mod conv2d;
 pub(crate) mod conv_gemm;
+mod depthwise_column;
 pub mod depthwise_conv2d;
 pub(crate) mod depthwise_fast;
 mod depthwise_plane;

@@ -24,6 +24,7 @@
 //! | [`gemv_quads_i8`] | [`gemv_quads`] widening the int8 input as it reads it (no column) | fully connected, long rows |
 //! | [`Dw3x3`] | a row of 3x3 depthwise outputs, four channels, requantized and stored | depthwise |
 //! | [`gather_words`] | strided words: one pixel's four channels at a time | depthwise |
+//! | [`column_run`] | a run of `k x 1` depthwise outputs, four channels, requantized and stored | depthwise, `H x 1` maps |
 //!
 //! Vocabulary: an int8 *word* is four int8 values read little-endian from memory as a `u32`.
 //! `SXTB16` takes bytes 0 and 2 of a word to the two signed halfwords of the result (low,
@@ -325,6 +326,73 @@ impl<'c> Dw3x3<'c> {
     }
 }
 
+/// The assembly's view of a [`column_run`]: 28 words, `repr(C)`, offsets fixed.
+#[derive(Debug)]
+#[repr(C)]
+// The portable loop reads only the constants.
+#[cfg_attr(not(mote_dsp), allow(dead_code))]
+pub(crate) struct ColumnArgs {
+    /// Tap 0 of the current output's window (byte offset 0).
+    x: *const i8,
+    /// The current output's four bytes (4), and where the outputs end (8).
+    y: *mut i8,
+    y_end: *mut i8,
+    /// Bytes from one output to the next (12).
+    out_step: usize,
+    /// The four channels' sums before any tap (16).
+    bias: [i32; 4],
+    /// The four channels' output stages (32).
+    rq: [RequantSsat; 4],
+    /// The widened taps (96), their count (100), bytes from one tap's input to the next
+    /// (104), and from past a window's last tap to the next window's first (108, wrapping).
+    w: *const [u32; 2],
+    taps: usize,
+    step: usize,
+    skip: usize,
+}
+
+/// Four channels of `n` outputs of a depthwise convolution along one axis, every window on
+/// the input. Output `i`'s sums start at `bias` and add, for each tap `k`, the int8 word
+/// `x[i * advance + k * step..][..4]` sign-extended (no input offset: callers fold it into
+/// `bias`) times `w[k]` (`(w0, w2)`, `(w1, w3)`), channel by channel; they are requantized by
+/// [`requant_ssat`] with `rq` into `y[i * out_step..][..4]`. Does nothing unless `n` and `w`
+/// are nonempty, `out_step` is at least 4 and every read and write is in bounds.
+pub(crate) fn column_run(
+    x: &[i8],
+    (n, advance, step): (usize, usize, usize),
+    w: &[[u32; 2]],
+    (bias, rq): ([i32; 4], &[RequantSsat; 4]),
+    (y, out_step): (&mut [i8], usize),
+) {
+    let reach = n.checked_sub(1).and_then(|last| {
+        let taps = w.len().checked_sub(1)?.checked_mul(step)?;
+        last.checked_mul(advance)?.checked_add(taps)?.checked_add(4)
+    });
+    let out_reach = n
+        .checked_sub(1)
+        .and_then(|last| last.checked_mul(out_step)?.checked_add(4));
+    let (Some(reach), Some(out_reach)) = (reach, out_reach) else {
+        return;
+    };
+    if reach > x.len() || out_reach > y.len() || out_step < 4 {
+        return;
+    }
+    let y_end = y.as_mut_ptr().wrapping_add(n * out_step);
+    let mut args = ColumnArgs {
+        x: x.as_ptr(),
+        y: y.as_mut_ptr(),
+        y_end,
+        out_step,
+        bias,
+        rq: *rq,
+        w: w.as_ptr(),
+        taps: w.len(),
+        step,
+        skip: advance.wrapping_sub(w.len().wrapping_mul(step)),
+    };
+    imp::column_run(&mut args, x, (n, advance, step), w, y);
+}
+
 /// A convolution's channel pairs without a table: for `k < pairs`, channels `2k` and `2k + 1`
 /// of pixels A and B, as [`mac_2x2`] over `cols` with rows `filter[2k * taps..]` and
 /// `filter[(2k + 1) * taps..]` plus `bias[2k]`, `bias[2k + 1]`, requantized by
@@ -443,14 +511,13 @@ pub(crate) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
 /// `acc + lo(a) * lo(b)`, wrapping.
 #[inline(always)]
 pub(crate) fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
-    // One instruction would do, but only the portable formula runs outside the 3x3 loop.
-    portable::smlabb(a, b, acc)
+    imp::smlabb(a, b, acc)
 }
 
 /// `acc + hi(a) * hi(b)`, wrapping.
 #[inline(always)]
 pub(crate) fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
-    portable::smlatt(a, b, acc)
+    imp::smlatt(a, b, acc)
 }
 
 #[cfg(test)]

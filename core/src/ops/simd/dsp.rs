@@ -39,6 +39,30 @@ pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
 }
 
 #[inline(always)]
+pub(super) fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
+    let r;
+    // SAFETY: register-only arithmetic; no memory or stack touched. SMLABB sets the Q flag on
+    // overflow, which nothing reads (the sum wraps like the portable one).
+    unsafe {
+        asm!("smlabb {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+             c = in(reg) acc, options(pure, nomem, nostack));
+    }
+    r
+}
+
+#[inline(always)]
+pub(super) fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
+    let r;
+    // SAFETY: register-only arithmetic; no memory or stack touched. SMLATT sets the Q flag on
+    // overflow, which nothing reads (the sum wraps like the portable one).
+    unsafe {
+        asm!("smlatt {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
+             c = in(reg) acc, options(pure, nomem, nostack));
+    }
+    r
+}
+
+#[inline(always)]
 pub(super) fn smmulr(a: i32, b: i32) -> i32 {
     let r;
     // SAFETY: register-only arithmetic; no memory, stack or flags touched.
@@ -495,6 +519,109 @@ pub(super) fn dw3x3_row(k: &mut super::Dw3x3, rows: [*const u32; 3], out: &mut [
             "bne 2b",
             "pop {{r6, r7}}",
             inout("r0") args => _,
+            out("r1") _,
+            out("r2") _,
+            out("r3") _,
+            out("r4") _,
+            out("r5") _,
+            out("r8") _,
+            out("r9") _,
+            out("r10") _,
+            out("r11") _,
+            out("r12") _,
+            out("lr") _,
+        );
+    }
+}
+
+/// One tap of four channels for [`column_run`]: r12 the input (advanced by lr), r10 the
+/// widened taps (advanced), sums c0, c1, c2, c3 in r4, r5, r8, r9; clobbers r1, r3, r6, r7.
+/// Sets no flags.
+macro_rules! column_tap {
+    () => {
+        "ldr r6, [r12]
+         add r12, r12, lr
+         sxtb16 r7, r6
+         sxtb16 r6, r6, ror #8
+         ldrd r1, r3, [r10], #8
+         smlabb r4, r7, r1, r4
+         smlatt r8, r7, r1, r8
+         smlabb r5, r6, r3, r5
+         smlatt r9, r6, r3, r9"
+    };
+}
+
+const _: () = {
+    use super::ColumnArgs as A;
+    use core::mem::offset_of;
+    assert!(offset_of!(A, x) == 0 && offset_of!(A, y) == 4 && offset_of!(A, y_end) == 8);
+    assert!(offset_of!(A, out_step) == 12 && offset_of!(A, bias) == 16);
+    assert!(offset_of!(A, rq) == 32 && offset_of!(A, w) == 96 && offset_of!(A, taps) == 100);
+    assert!(offset_of!(A, step) == 104 && offset_of!(A, skip) == 108);
+    assert!(size_of::<super::RequantSsat>() == 16);
+};
+
+pub(super) fn column_run(
+    args: &mut super::ColumnArgs,
+    _x: &[i8],
+    _n: (usize, usize, usize),
+    _w: &[[u32; 2]],
+    _y: &mut [i8],
+) {
+    let args: *mut super::ColumnArgs = args;
+    // SAFETY: `simd::column_run` built `args` from `x`, `w` and `y` after checking `n >= 1`,
+    // `w` nonempty, `out_step >= 4`, `(n - 1) * advance + (taps - 1) * step + 4 <= x.len()`
+    // and `(n - 1) * out_step + 4 <= y.len()`. Output `i`'s window reads the words at
+    // `x + i * advance + k * step` for `k < taps` (LDR, unaligned allowed): r12 starts at
+    // `x`, gains `step` a tap and `skip = advance - taps * step` (wrapping) after a window,
+    // so these are the addresses read, all inside `x`. Each window reads the `taps` pairs of
+    // `w` (LDRD, word aligned) from its start. The four STRBs write `y + i * out_step +
+    // 0..4`, inside `y`; the loop stops when `y + n * out_step` is reached (`out_step > 0`).
+    // `ColumnArgs` (word aligned, borrowed exclusively) is only read. r6/r7 are restored.
+    unsafe {
+        asm!(
+            "push {{r6, r7}}",
+            "ldr r12, [r0]",
+            "ldr r2, [r0, #4]",
+            "ldr lr, [r0, #104]",
+            "2:",
+            "ldrd r4, r5, [r0, #16]",
+            "ldrd r8, r9, [r0, #24]",
+            "ldr r10, [r0, #96]",
+            "ldr r11, [r0, #100]",
+            // Carry: an odd tap count; zero: no pair of taps.
+            "lsrs r11, r11, #1",
+            "bcc 3f",
+            column_tap!(),
+            "3:",
+            "beq 5f",
+            "4:",
+            column_tap!(),
+            column_tap!(),
+            "subs r11, r11, #1",
+            "bne 4b",
+            "5:",
+            "add r10, r0, #32",
+            "ldm r10!, {{r1, r3, r6, r7}}",
+            requant_in_place!("r4", "r1", "r3", "r6", "r7"),
+            "ldm r10!, {{r1, r3, r6, r7}}",
+            requant_in_place!("r5", "r1", "r3", "r6", "r7"),
+            "ldm r10!, {{r1, r3, r6, r7}}",
+            requant_in_place!("r8", "r1", "r3", "r6", "r7"),
+            "ldm r10!, {{r1, r3, r6, r7}}",
+            requant_in_place!("r9", "r1", "r3", "r6", "r7"),
+            "strb r4, [r2]",
+            "strb r5, [r2, #1]",
+            "strb r8, [r2, #2]",
+            "strb r9, [r2, #3]",
+            "ldrd r1, r3, [r0, #8]",
+            "add r2, r2, r3",
+            "ldr r3, [r0, #108]",
+            "add r12, r12, r3",
+            "cmp r2, r1",
+            "bne 2b",
+            "pop {{r6, r7}}",
+            in("r0") args,
             out("r1") _,
             out("r2") _,
             out("r3") _,

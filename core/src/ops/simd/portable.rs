@@ -215,3 +215,27 @@ fn quads_over(
         }
     }
 }
+
+pub(super) fn column_run(
+    args: &mut super::ColumnArgs,
+    x: &[i8],
+    (n, advance, step): (usize, usize, usize),
+    w: &[[u32; 2]],
+    y: &mut [i8],
+) {
+    for i in 0..n {
+        let mut acc = args.bias;
+        for (k, w) in w.iter().enumerate() {
+            let v = word(x, i * advance + k * step);
+            let (even, odd) = (sxtab16(0, v), sxtab16_ror8(0, v));
+            acc[0] = smlabb(even, w[0], acc[0]);
+            acc[1] = smlabb(odd, w[1], acc[1]);
+            acc[2] = smlatt(even, w[0], acc[2]);
+            acc[3] = smlatt(odd, w[1], acc[3]);
+        }
+        for (c, (&acc, r)) in acc.iter().zip(&args.rq).enumerate() {
+            let v = requant_ssat(acc, r.left, r.mult, r.add, r.right);
+            y[i * args.out_step + c] = v as i8;
+        }
+    }
+}
