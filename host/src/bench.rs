@@ -43,6 +43,10 @@ pub struct BenchResult {
     pub stack: Option<usize>,
     /// Flash use.
     pub flash: FlashUse,
+    /// Runtime flash of the same firmware with every path of the model's operators and their
+    /// reference kernels (TFLite-Micro's per-operator registration links as much), when
+    /// measured.
+    pub flash_all_paths: Option<usize>,
     /// Whether every output matched `expected` (None when nothing was expected).
     pub bit_exact: Option<bool>,
     /// How many vectors' outputs `expected` held.
@@ -85,23 +89,41 @@ pub fn run_on(board: Board, case: &BenchCase) -> Result<BenchResult> {
 /// [`run_on`], staging the model and the firmware in a directory under `temp_root`, which is
 /// removed when the run ends (with its result or an error).
 pub fn run_in(board: Board, case: &BenchCase, temp_root: &std::path::Path) -> Result<BenchResult> {
-    run_staged(board, case, temp_root, false)
+    run_staged(board, case, temp_root, Extras::default())
 }
 
-/// [`run_on`], plus a second, traced run that estimates the timed inference's Cortex-M4
-/// cycles; only the Cortex-M4F board (`Board::Qemu`) has a cycle model.
+/// What a run measures besides the run itself, each at the cost of more work.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Extras {
+    /// A second, traced run that estimates the timed inference's Cortex-M4 cycles; only the
+    /// Cortex-M4F board (`Board::Qemu`) has a cycle model.
+    pub cycles: bool,
+    /// A second firmware build with every path of the model's operators, for its flash.
+    pub all_paths_flash: bool,
+}
+
+/// [`run_on`], plus the cycle estimate.
 pub fn run_with_cycles(board: Board, case: &BenchCase) -> Result<BenchResult> {
-    if board != Board::Qemu {
+    let extras = Extras {
+        cycles: true,
+        all_paths_flash: false,
+    };
+    run_measuring(board, case, extras)
+}
+
+/// [`run_on`], plus what `extras` asks for.
+pub fn run_measuring(board: Board, case: &BenchCase, extras: Extras) -> Result<BenchResult> {
+    if extras.cycles && board != Board::Qemu {
         bail!("the cycle estimate models the Cortex-M4: run it on the qemu board, not {board:?}");
     }
-    run_staged(board, case, &std::env::temp_dir(), true)
+    run_staged(board, case, &std::env::temp_dir(), extras)
 }
 
 fn run_staged(
     board: Board,
     case: &BenchCase,
     temp_root: &std::path::Path,
-    estimate_cycles: bool,
+    extras: Extras,
 ) -> Result<BenchResult> {
     if board.qemu_machine().is_none() {
         bail!("mote bench runs in QEMU: {board:?} is not a QEMU board");
@@ -121,13 +143,18 @@ fn run_staged(
     let dir = staging.path();
     std::fs::write(dir.join("model.mote"), &case.model)?;
     std::fs::write(dir.join("test_inputs.i8"), &case.inputs)?;
-    let elf = firmware::build(
-        board,
-        &[(
-            "MOTE_MODEL_DIR",
-            dir.to_str().context("temp path is not UTF-8")?,
-        )],
-    )?;
+    let envs = [(
+        "MOTE_MODEL_DIR",
+        dir.to_str().context("temp path is not UTF-8")?,
+    )];
+    let flash_all_paths = match extras.all_paths_flash {
+        true => {
+            let elf = firmware::build_linking(board, &envs, firmware::Kernels::AllPaths)?;
+            Some(flash_use(&elf)?.runtime)
+        }
+        false => None,
+    };
+    let elf = firmware::build(board, &envs)?;
     let elf_copy: PathBuf = dir.join("firmware.elf");
     std::fs::copy(&elf, &elf_copy)?;
     let run = run_elf_on(board, &elf_copy, Duration::from_secs(600), |_| {})?;
@@ -141,7 +168,7 @@ fn run_staged(
     }
     let report = FirmwareReport::from_log(&run.log)?;
     let flash = flash_use(&elf_copy)?;
-    let (cycles, layer_cycles) = match estimate_cycles {
+    let (cycles, layer_cycles) = match extras.cycles {
         true => {
             let (total, layers) = estimate(&elf_copy, &report)
                 .with_context(|| format!("{}: estimating cycles", case.name))?;
@@ -157,6 +184,7 @@ fn run_staged(
         arena_lower_bound: model.arena_lower_bound(),
         stack: report.stack_peak,
         flash,
+        flash_all_paths,
         bit_exact: case.expected.as_ref().map(|e| {
             let got = report.output_bytes();
             got.len() >= e.len() && got[got.len() - e.len()..] == e[..]
@@ -249,7 +277,7 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
     let mut s = String::new();
     let _ = writeln!(
         s,
-        "| model | MACs | instructions | instr/MAC | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | parse | arena (lower bound) | decoded ops | stack: invoke / from reset | total RAM | flash: runtime + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena (its activations), flash |"
+        "| model | MACs | instructions | instr/MAC | est. M4 cycles | CPI | cycles/MAC | ms @ {clock_mhz} MHz | parse | arena (lower bound) | decoded ops | stack: invoke / from reset | total RAM | flash: runtime (all paths) + model | bit-exact | vs TFLM+CMSIS-NN: instr, arena (its activations), flash |"
     );
     let _ = writeln!(
         s,
@@ -272,7 +300,7 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
         };
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {:.2} | {} | {} | {} ({}) | {} | {} | {} | {} + {} | {} | {} |",
+            "| {} | {} | {} | {:.2} | {} | {} | {} ({}) | {} | {} | {} | {} ({}) + {} | {} | {} |",
             r.name,
             r.macs,
             r.instructions,
@@ -285,6 +313,7 @@ pub fn table_at(results: &[(BenchResult, Option<Reference>)], clock_mhz: f64) ->
             stack_cell(r),
             total_ram(r),
             r.flash.runtime,
+            r.flash_all_paths.map_or("-".into(), |f| f.to_string()),
             r.flash.model,
             match r.bit_exact {
                 Some(true) => format!("yes, {} vectors", r.vectors_checked),

@@ -145,11 +145,26 @@ pub fn model_op_features(model: &Model<'_>) -> Result<Vec<&'static str>> {
     Ok(features)
 }
 
+/// Which kernels a firmware built for a model links.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kernels {
+    /// The paths the model's layers take, and the reference kernels only if one needs them.
+    Taken,
+    /// Every path of the model's operators and their reference kernels: what a runtime that
+    /// registers operators (TFLite-Micro) links.
+    AllPaths,
+}
+
 /// The firmware's `--features` for `board`: the board alone plus the operators of the model
 /// it embeds (`MOTE_MODEL_DIR` in `envs`, else the demo model), so flash holds only the
 /// kernels that model runs (and DEQUANTIZE's when it has a fine-tuning set). A model that
 /// cannot be read gets every operator; the firmware's build script then reports what is wrong.
 fn features(board: Board, envs: &[(&str, &str)]) -> String {
+    features_for(board, envs, Kernels::Taken)
+}
+
+/// [`features`] with the kernels `kernels` says.
+fn features_for(board: Board, envs: &[(&str, &str)], kernels: Kernels) -> String {
     let dir = envs
         .iter()
         .find(|(key, _)| *key == "MOTE_MODEL_DIR")
@@ -163,6 +178,17 @@ fn features(board: Board, envs: &[(&str, &str)]) -> String {
             model_op_features(&model).ok()
         })
         .unwrap_or_else(|| vec!["all-ops"]);
+    let ops = match kernels {
+        Kernels::Taken => ops,
+        Kernels::AllPaths => {
+            let paths = mote_core::ops::KernelPath::ALL.iter().map(|p| p.feature());
+            let mut all: Vec<&str> = ops.into_iter().chain(paths).collect();
+            all.push("reference-kernels");
+            all.sort_unstable();
+            all.dedup();
+            all
+        }
+    };
     // The operator and kernel features are mote-core's own (the firmware has only boards).
     // Fine-tuning on the device dequantizes the backbone's features with DEQUANTIZE's kernel.
     let finetune = dir.join("finetune_inputs.i8").exists() && !ops.contains(&"op-dequantize");
@@ -227,6 +253,11 @@ pub fn cargo_build_for(board: Board, features: &str) -> Command {
 /// `envs` are extra environment variables for the build (the firmware reads its model from one).
 pub fn build(board: Board, envs: &[(&str, &str)]) -> Result<PathBuf> {
     build_board_with_features(board, &features(board, envs), envs)
+}
+
+/// [`build`] linking the kernels `kernels` says.
+pub fn build_linking(board: Board, envs: &[(&str, &str)], kernels: Kernels) -> Result<PathBuf> {
+    build_board_with_features(board, &features_for(board, envs, kernels), envs)
 }
 
 /// [`build`] for the default board with exactly these cargo features (a board and the

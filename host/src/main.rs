@@ -396,10 +396,11 @@ fn run(cli: Cli) -> Result<ExitCode> {
                         case.name,
                         board.core()
                     );
-                    let result = match board == Board::Qemu && !no_cycles {
-                        true => mote_host::bench::run_with_cycles(board, case)?,
-                        false => mote_host::bench::run_on(board, case)?,
+                    let extras = mote_host::bench::Extras {
+                        cycles: board == Board::Qemu && !no_cycles,
+                        all_paths_flash: true,
                     };
+                    let result = mote_host::bench::run_measuring(board, case, extras)?;
                     if let Some(dir) = &plot {
                         let aligned = mote_host::AlignedBytes::new(&case.model);
                         let parsed = mote_core::Model::parse(aligned.as_slice())
