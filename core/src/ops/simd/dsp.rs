@@ -26,41 +26,27 @@ pub(super) fn sxtab16_ror8(off2: u32, x: u32) -> u32 {
     r
 }
 
-#[inline(always)]
-pub(super) fn smlad(a: u32, b: u32, acc: i32) -> i32 {
-    let r;
-    // SAFETY: register-only arithmetic; no memory or stack touched. SMLAD sets the Q flag on
-    // overflow, which nothing reads (the sum wraps like the portable one).
-    unsafe {
-        asm!("smlad {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
-             c = in(reg) acc, options(pure, nomem, nostack));
-    }
-    r
+/// A multiply-accumulate instruction `$insn r, a, b, acc` as a function.
+macro_rules! multiply_accumulate {
+    ($name:ident, $insn:literal) => {
+        #[inline(always)]
+        pub(super) fn $name(a: u32, b: u32, acc: i32) -> i32 {
+            let r;
+            // SAFETY: register-only arithmetic; no memory or stack touched. The instruction
+            // sets the Q flag on overflow, which nothing reads (the sum wraps like the
+            // portable one).
+            unsafe {
+                asm!(concat!($insn, " {r}, {a}, {b}, {c}"), r = lateout(reg) r, a = in(reg) a,
+                     b = in(reg) b, c = in(reg) acc, options(pure, nomem, nostack));
+            }
+            r
+        }
+    };
 }
 
-#[inline(always)]
-pub(super) fn smlabb(a: u32, b: u32, acc: i32) -> i32 {
-    let r;
-    // SAFETY: register-only arithmetic; no memory or stack touched. SMLABB sets the Q flag on
-    // overflow, which nothing reads (the sum wraps like the portable one).
-    unsafe {
-        asm!("smlabb {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
-             c = in(reg) acc, options(pure, nomem, nostack));
-    }
-    r
-}
-
-#[inline(always)]
-pub(super) fn smlatt(a: u32, b: u32, acc: i32) -> i32 {
-    let r;
-    // SAFETY: register-only arithmetic; no memory or stack touched. SMLATT sets the Q flag on
-    // overflow, which nothing reads (the sum wraps like the portable one).
-    unsafe {
-        asm!("smlatt {r}, {a}, {b}, {c}", r = lateout(reg) r, a = in(reg) a, b = in(reg) b,
-             c = in(reg) acc, options(pure, nomem, nostack));
-    }
-    r
-}
+multiply_accumulate!(smlad, "smlad");
+multiply_accumulate!(smlabb, "smlabb");
+multiply_accumulate!(smlatt, "smlatt");
 
 #[inline(always)]
 pub(super) fn smmulr(a: i32, b: i32) -> i32 {
