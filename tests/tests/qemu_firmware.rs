@@ -228,6 +228,16 @@ fn keyword_spotting_in_qemu_is_bit_exact_with_tflite_micro() {
     assert_eq!(result.report.layers.len(), 13);
 }
 
+/// The streaming wake-word model in QEMU: its H x 1 depthwise layers run the column kernel's
+/// assembly; its 16 random and 45 real golden vectors, every output byte as TFLite-Micro's.
+#[test]
+fn streaming_wake_word_in_qemu_is_bit_exact_with_tflite_micro() {
+    let (result, reference) = mlperf_in_qemu("str_ww_ref_model", 61);
+    assert_eq!(result.arena, result.arena_lower_bound);
+    assert!(result.arena < reference.arena);
+    assert_eq!(result.report.layers.len(), 11);
+}
+
 /// The anomaly-detection autoencoder (ten FULLY_CONNECTED layers) in QEMU: its 640-feature
 /// layer runs the DSP loop that widens the input as it reads it (no scratch), the others the
 /// one over a widened column; every output byte as TFLite-Micro's.

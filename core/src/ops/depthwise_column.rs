@@ -3,10 +3,11 @@
 //! multiplier 1, channels a multiple of 4, any tap count, stride, dilation and padding.
 //!
 //! NHWC keeps a position's channels side by side, so one word load reads a tap of four
-//! channels. `SXTAB16` widens it, adding the input offset, into `(c0, c2)` and `(c1, c3)`;
-//! a group's weights are widened once into the same halves in scratch, and `SMLABB` /
-//! `SMLATT` accumulate each channel on its own. Two output positions share each weight load.
-//! Taps on padding are skipped: with the offset added, padding is zero.
+//! channels, widened into `(c0, c2)` and `(c1, c3)`; a group's weights are widened once into
+//! the same halves in scratch, and `SMLABB` / `SMLATT` accumulate each channel on its own.
+//! Windows on the input run in assembly ([`column_run`]) with the input offset times the taps
+//! folded into the bias; windows with taps on padding skip those taps (with the offset added,
+//! padding is zero) and run in Rust.
 
 use super::conv2d::Geometry;
 use super::fast_requant::{all_common, channel_stages, max_product, ChannelStage};
@@ -132,8 +133,8 @@ pub(crate) fn depthwise(
     let off2 = (stage.input_offset as u16 as u32) * 0x1_0001;
     for first in (0..channels).step_by(GROUP) {
         channel_stages(stages, first, bias, requant, stage, max_sum);
-        let mut folded: [i32; GROUP] =
-            core::array::from_fn(|i| stages.get(i).map_or(0, |s| s.bias));
+        let bias: [i32; GROUP] = core::array::from_fn(|i| stages.get(i).map_or(0, |s| s.bias));
+        let mut folded = bias;
         let mut p = filter.get(first..).unwrap_or_default().as_ptr();
         for w in weights.iter_mut() {
             // SAFETY: for the `k`-th tap (`k < line.taps`, as `weights` holds `line.taps`
@@ -155,6 +156,7 @@ pub(crate) fn depthwise(
             ];
         }
         let group = Group {
+            bias,
             folded,
             line: &line,
             channels,
@@ -187,6 +189,8 @@ struct Group<'a> {
     channels: usize,
     off2: u32,
     weights: &'a [[u32; 2]],
+    /// The channels' biases (their output stages').
+    bias: [i32; GROUP],
     /// The biases plus the input offset times each channel's taps: the sums before any tap
     /// of a window on the input, its taps widened without the offset.
     folded: [i32; GROUP],
@@ -198,8 +202,7 @@ impl Group<'_> {
     /// Every output of the group for one batch: `x` starts at position 0's first channel of
     /// the group, `y` at output 0's.
     fn run(&self, x: &[i8], y: &mut [i8]) {
-        let (line, c) = (self.line, self.channels);
-        let bias: [i32; GROUP] = core::array::from_fn(|i| self.stages.get(i).map_or(0, |s| s.bias));
+        let (line, c, bias) = (self.line, self.channels, self.bias);
         let common = all_common(self.stages, self.stage);
         let rq: [RequantSsat; GROUP] = core::array::from_fn(|i| {
             self.stages
